@@ -1,0 +1,40 @@
+"""edgemask: face-mask detection on edge cameras, and how stable the deployed model is.
+
+Importing this package is cheap: heavy or optional dependencies (torch,
+onnxruntime, OpenCV, TensorRT) are imported by the functions that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+from edgemask.errors import EdgemaskError  # noqa: E402
+
+# Public name -> module that defines it; resolved on first use.
+_LAZY = {
+    "create_model": "edgemask.models",
+    "list_models": "edgemask.models",
+    "train": "edgemask.training",
+    "load_run": "edgemask.training",
+    "evaluate_run": "edgemask.training",
+    "load_dataset": "edgemask.data",
+    "write_synth_dataset": "edgemask.data.synth",
+    "TrainConfig": "edgemask.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'edgemask' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["EdgemaskError", "__version__", *_LAZY]

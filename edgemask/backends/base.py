@@ -1,0 +1,122 @@
+"""The Runner contract every inference backend implements.
+
+A Runner is cheap to construct; heavy resources (sessions, engines, CUDA
+contexts) exist only between :meth:`activate` and :meth:`deactivate`. Use it as
+a context manager. :meth:`infer` takes either float32 NCHW pixels in [0, 1]
+or uint8 NHWC RGB images, validates them against the bundle's input spec,
+times the call, and returns float32 logits (N, K). Backends implement the
+small ``*_impl`` hooks only, so every backend raises the same errors.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgemask.errors import BackendError
+
+
+class Runner(abc.ABC):
+    """Base class of all backends."""
+
+    #: registry name, e.g. "onnxrt"
+    name: ClassVar[str] = ""
+    #: True when numbers come from a host emulation rather than the real engine
+    emulated: ClassVar[bool] = False
+
+    def __init__(self, input_size: int, num_classes: int, precision: str = "fp32"):
+        self.input_size = int(input_size)
+        self.num_classes = int(num_classes)
+        self.precision = precision
+        self.active = False
+        self.latencies_ms: list[float] = []
+
+    # -- availability ----------------------------------------------------
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether this backend can run here, and if not, why (one line, with the fix)."""
+        return True, ""
+
+    # -- lifecycle ---------------------------------------------------------
+    def activate(self) -> "Runner":
+        if not self.active:
+            ok, why = self.available()
+            if not ok:
+                from edgemask.errors import NotAvailableError
+
+                raise NotAvailableError(f"backend {self.name!r} is not available here: {why}")
+            self._activate_impl()
+            self.active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.active:
+            self._deactivate_impl()
+            self.active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.deactivate()
+
+    # -- inference ---------------------------------------------------------
+    def prepare(self, batch: Any) -> np.ndarray:
+        """Validate ``batch`` and return contiguous float32 NCHW in [0, 1]."""
+        try:
+            import torch
+
+            if isinstance(batch, torch.Tensor):
+                batch = batch.detach().cpu().numpy()
+        except ImportError:  # torch is optional for pure ONNX deployments
+            pass
+        if not isinstance(batch, np.ndarray):
+            raise BackendError(f"infer() takes a numpy array or torch tensor, got {type(batch).__name__}")
+        s = self.input_size
+        if batch.dtype == np.uint8:
+            if batch.ndim != 4 or batch.shape[1:] != (s, s, 3):
+                raise BackendError(f"uint8 input must be NHWC (N, {s}, {s}, 3) RGB, got shape {tuple(batch.shape)}")
+            batch = batch.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        elif batch.dtype in (np.float32, np.float64, np.float16):
+            if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
+                raise BackendError(f"float input must be NCHW (N, 3, {s}, {s}) in [0,1], got shape {tuple(batch.shape)}")
+            batch = batch.astype(np.float32, copy=False)
+            if batch.size and (float(batch.min()) < -1e-3 or float(batch.max()) > 1.0 + 1e-3):
+                raise BackendError(f"float input must lie in [0, 1] (got {float(batch.min()):.3g}..{float(batch.max()):.3g}); "
+                                   "divide 8-bit pixels by 255, do not normalise: mean/std are inside the model")
+        else:
+            raise BackendError(f"input dtype {batch.dtype} not supported; use float32 NCHW in [0,1] or uint8 NHWC")
+        if batch.shape[0] == 0:
+            raise BackendError("empty batch: infer() needs at least one image")
+        return np.ascontiguousarray(batch)
+
+    def infer(self, batch: Any) -> np.ndarray:
+        """Logits (N, K) float32 for a batch of images (see :meth:`prepare`)."""
+        if not self.active:
+            raise BackendError(f"{self.name} runner is not active; use 'with runner:' or call activate() first")
+        x = self.prepare(batch)
+        t0 = time.perf_counter()
+        out = np.asarray(self._infer_impl(x), dtype=np.float32)
+        self.latencies_ms.append((time.perf_counter() - t0) * 1e3)
+        if out.shape != (x.shape[0], self.num_classes):
+            raise BackendError(f"{self.name} returned shape {out.shape}, expected {(x.shape[0], self.num_classes)}; "
+                               "the model file does not match the bundle's manifest")
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What produced the numbers: used to label every result."""
+        return {"backend": self.name, "precision": self.precision, "emulated": self.emulated}
+
+    # -- hooks -------------------------------------------------------------
+    @abc.abstractmethod
+    def _activate_impl(self) -> None: ...
+
+    def _deactivate_impl(self) -> None:
+        pass
+
+    @abc.abstractmethod
+    def _infer_impl(self, x: np.ndarray) -> np.ndarray:
+        """x: float32 NCHW contiguous in [0,1] → logits (N, K)."""

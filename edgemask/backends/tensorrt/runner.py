@@ -1,0 +1,360 @@
+"""TensorRTRunner: runs a bundle's TensorRT engine with one CUDA stream and pinned buffers.
+
+Life cycle (see ``edgemask.backends.base.Runner``): the constructor only
+stores paths; :meth:`activate` checks that the engine was built for this
+TensorRT version, GPU and device (and refuses it otherwise, with the rebuild
+command), deserializes it, allocates pinned host and device buffers for the
+largest batch of the engine's optimisation profile and creates one stream.
+:meth:`infer` splits a batch into chunks the profile accepts, pads a chunk
+smaller than the profile's minimum (static DLA engines), copies H2D, enqueues,
+copies D2H and synchronises once per chunk.
+
+Two TensorRT APIs are handled: the name-based tensor API
+(``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``;
+TensorRT 8.5 and later, the only one in 10) and, for TensorRT 8.2 on a
+Jetson Nano, the binding-index API (``set_binding_shape`` /
+``execute_async_v2``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemask.backends.base import Runner
+from edgemask.errors import BackendError
+
+
+class _IOTensor:
+    def __init__(self, name: str, index: int, is_input: bool, dtype: Any, shape: tuple[int, ...]):
+        self.name, self.index, self.is_input, self.dtype, self.shape = name, index, is_input, dtype, shape
+
+
+def engine_io(trt: Any, engine: Any) -> list[_IOTensor]:
+    """Inputs and outputs of a deserialized engine, whichever API this TensorRT has."""
+    out = []
+    if hasattr(engine, "num_io_tensors"):
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            is_in = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            out.append(_IOTensor(name, i, is_in, np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
+                                 tuple(engine.get_tensor_shape(name))))
+    else:
+        for i in range(engine.num_bindings):
+            out.append(_IOTensor(engine.get_binding_name(i), i, bool(engine.binding_is_input(i)),
+                                 np.dtype(trt.nptype(engine.get_binding_dtype(i))), tuple(engine.get_binding_shape(i))))
+    return out
+
+
+def profile_batch_range(engine: Any, tensor: _IOTensor) -> tuple[int, int, int]:
+    """(min, opt, max) batch of optimisation profile 0 for the image input."""
+    if tensor.shape and tensor.shape[0] != -1:
+        return (tensor.shape[0],) * 3
+    if hasattr(engine, "get_tensor_profile_shape"):
+        mn, opt, mx = engine.get_tensor_profile_shape(tensor.name, 0)
+    else:
+        mn, opt, mx = engine.get_profile_shape(0, tensor.index)
+    return int(mn[0]), int(opt[0]), int(mx[0])
+
+
+class TensorRTRunner(Runner):
+    """Runs a serialized TensorRT engine (``.engine``) from a bundle.
+
+    Args:
+        engine_path: the engine file.
+        input_size, num_classes, precision: from the bundle manifest.
+        entry: the engine's manifest ``ModelEntry``; its TensorRT version,
+            compute capability and device are checked at activation. Without
+            one, the file name (``model.<device>.<precision>.trt<ver>.engine``)
+            is checked instead.
+        device: this machine's profile name (refuses engines of other devices).
+        cuda_binding: "pycuda" or "cuda-python"; default the first that imports.
+        _trt, _cuda: stand-ins for the ``tensorrt`` module and the CUDA
+            binding, for tests on machines without TensorRT.
+    """
+
+    name = "tensorrt"
+    emulated = False
+    #: precisions an engine can be built at (a device may lower them; see plan_precision)
+    precisions = ("fp32", "fp16", "int8")
+
+    def __init__(self, engine_path: str | Path, input_size: int, num_classes: int, precision: str = "fp16", *,
+                 entry: Any = None, device: str | None = None, bundle_root: str | Path | None = None,
+                 input_name: str | None = None, requested_precision: str | None = None,
+                 cuda_binding: str | None = None, _trt: Any = None, _cuda: Any = None):
+        super().__init__(input_size, num_classes, precision)
+        self.engine_path = Path(engine_path)
+        self.entry = entry
+        self.device = device
+        self.bundle_root = Path(bundle_root) if bundle_root else self.engine_path.parent
+        self.input_name = input_name
+        self.requested_precision = requested_precision or precision
+        self.cuda_binding = cuda_binding
+        self._trt_override, self._cuda_override = _trt, _cuda
+        self._trt = self._cuda = self._runtime = self._engine = self._context = self._stream = None
+        self._in = self._out = None
+        self._bufs: list[Any] = []
+        self._host_in = self._host_out = None
+        self.batch_range = (1, 1, 1)
+        self.tensorrt_version: str | None = None
+
+    # -- availability ----------------------------------------------------
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            import tensorrt  # noqa: F401
+        except Exception as e:  # ImportError, or OSError from a broken install
+            return False, (f"TensorRT is not installed here ({type(e).__name__}: {e}); it ships with JetPack, "
+                           "on x86 'pip install tensorrt pycuda' with a CUDA driver")
+        try:
+            from edgemask.backends.tensorrt.cuda_api import get_cuda_api
+
+            get_cuda_api()
+        except Exception as e:
+            return False, str(e).splitlines()[0]
+        return True, ""
+
+    def activate(self) -> "TensorRTRunner":
+        if self._trt_override is not None and not self.active:  # tests inject fakes; skip the import probe
+            self._activate_impl()
+            self.active = True
+            return self
+        return super().activate()  # type: ignore[return-value]
+
+    # -- construction from a bundle ---------------------------------------
+    @classmethod
+    def from_bundle(cls, bundle: Any, precision: str = "fp16", device: str | None = None, *,
+                    build_if_missing: bool = True, dla_core: int | None = None,
+                    cuda_binding: str | None = None) -> "TensorRTRunner":
+        """The runner for the bundle's engine for ``device`` (default: this machine's profile).
+
+        Args:
+            precision: wanted precision; an engine built for that request
+                at a lower precision (int8 → fp16 on a Nano) is accepted.
+            build_if_missing: when the bundle has no engine for this device,
+                build one on first use into
+                :func:`~edgemask.export.engine.engine_cache_dir` (the bundle
+                stays untouched, so signed/read-only bundles work) and reuse
+                it on later starts.
+            dla_core: prefer the engine built for this DLA core.
+            cuda_binding: "pycuda" or "cuda-python" (default: the first that imports).
+
+        Raises:
+            BundleError: no such engine and ``build_if_missing`` is False
+                (the message has the build command).
+        """
+        from edgemask.bundle import Bundle, load_bundle
+        from edgemask.devices.profiles import PRECISIONS, detect_profile_name
+        from edgemask.errors import BundleError
+        from edgemask.export.engine import engine_entries, rebuild_command
+
+        if precision not in PRECISIONS:
+            raise BackendError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+        bnd = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        device = device or detect_profile_name()
+        entries = engine_entries(bnd.manifest, device, precision)
+        if dla_core is not None:
+            entries = [e for e in entries if (e.extra or {}).get("dla_core") == dla_core] or entries
+        common = dict(input_name=bnd.manifest.input.name, requested_precision=precision, device=device,
+                      bundle_root=bnd.root, cuda_binding=cuda_binding)
+        if entries:
+            e = entries[0]
+            return cls(bnd.path(e.file), bnd.input_size, len(bnd.class_names), e.precision, entry=e, **common)
+        if build_if_missing:
+            path, entry = _cached_engine(bnd, device, precision, dla_core)
+            return cls(path, bnd.input_size, len(bnd.class_names), entry.precision, entry=entry, **common)
+        have = ", ".join(f"{m.device}:{m.precision}" for m in bnd.manifest.models if m.format == "tensorrt") or "none"
+        raise BundleError(f"bundle {bnd.manifest.name!r} has no TensorRT engine for device {device!r} at precision "
+                          f"{precision} (engines: {have}); build it on this device: "
+                          f"{rebuild_command(bnd.root, device, precision, dla_core)}")
+
+    # -- lifecycle ---------------------------------------------------------
+    def _activate_impl(self) -> None:
+        from edgemask.export.engine import (
+            check_engine_compatible,
+            parse_engine_file_name,
+        )
+
+        trt = self._trt_override
+        if trt is None:
+            import tensorrt as trt
+        if self._cuda_override is not None:
+            cuda = self._cuda_override
+        else:
+            from edgemask.backends.tensorrt.cuda_api import get_cuda_api
+
+            cuda = get_cuda_api(self.cuda_binding)
+        self._trt, self._cuda = trt, cuda
+        self.tensorrt_version = str(trt.__version__)
+        if not self.engine_path.is_file():
+            raise BackendError(f"engine {self.engine_path} not found; build it with 'edgemask engine build'")
+        entry = self.entry
+        if entry is None:  # a bare engine file: its name is all we know about it
+            from edgemask.devices.profiles import tensorrt_version_matches
+
+            meta = parse_engine_file_name(self.engine_path)
+            if meta is None:
+                raise BackendError(f"{self.engine_path.name} is not named model.<device>.<precision>.trt<ver>.engine "
+                                   "and has no manifest entry, so its TensorRT version is unknown; load it from its bundle")
+            if not tensorrt_version_matches(meta["tensorrt"], self.tensorrt_version):
+                check_engine_compatible({"file": self.engine_path.name, "device": meta["device"],
+                                         "precision": meta["precision"], "tensorrt_version": meta["tensorrt"],
+                                         "extra": {"dla_core": meta["dla_core"]}},
+                                        self.tensorrt_version, bundle_dir=self.bundle_root)
+        cuda.activate()
+        try:
+            if entry is not None:
+                check_engine_compatible(entry, self.tensorrt_version, compute_capability=_safe(cuda.compute_capability),
+                                        device=self.device, bundle_dir=self.bundle_root)
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._logger)
+            engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if engine is None:
+                raise BackendError(f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
+                                   "(built by another TensorRT version or damaged); rebuild it with 'edgemask engine build'")
+            self._engine = engine
+            self._context = engine.create_execution_context()
+            io = engine_io(trt, engine)
+            inputs = [t for t in io if t.is_input]
+            outputs = [t for t in io if not t.is_input]
+            if len(inputs) != 1 or not outputs:
+                raise BackendError(f"{self.engine_path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                                   "expected one image input and a logits output")
+            self._in, self._out = inputs[0], outputs[0]
+            if self.input_name and self._in.name != self.input_name:
+                raise BackendError(f"{self.engine_path.name} input is {self._in.name!r}, the bundle says "
+                                   f"{self.input_name!r}; the engine belongs to another model")
+            s = self.input_size
+            if tuple(self._in.shape[1:]) != (3, s, s):
+                raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {s}, {s})")
+            self.batch_range = profile_batch_range(engine, self._in)
+            bmax = self.batch_range[2]
+            self._stream = cuda.create_stream()
+            self._host_in = cuda.pinned_empty((bmax, 3, s, s), self._in.dtype)
+            self._host_out = cuda.pinned_empty((bmax, self.num_classes), self._out.dtype)
+            self._dev_in = cuda.alloc(self._host_in.nbytes)
+            self._dev_out = cuda.alloc(self._host_out.nbytes)
+            self._bufs = [self._dev_in, self._dev_out]
+            self._tensor_api = hasattr(self._context, "execute_async_v3")
+            if self._tensor_api:
+                self._context.set_tensor_address(self._in.name, self._dev_in.ptr)
+                self._context.set_tensor_address(self._out.name, self._dev_out.ptr)
+            else:
+                ptrs = [0] * (max(t.index for t in io) + 1)
+                ptrs[self._in.index], ptrs[self._out.index] = self._dev_in.ptr, self._dev_out.ptr
+                self._bindings = ptrs
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        cuda = self._cuda
+        if cuda is None:
+            return
+        if self._stream is not None:
+            _safe(lambda: cuda.synchronize(self._stream))
+        for b in self._bufs:
+            _safe(b.free)
+        self._bufs = []
+        for arr in (self._host_in, self._host_out):
+            if arr is not None:
+                _safe(lambda a=arr: cuda.free_pinned(a))
+        self._host_in = self._host_out = None
+        if self._stream is not None:
+            _safe(lambda: cuda.destroy_stream(self._stream))
+            self._stream = None
+        # TensorRT objects hold device memory: drop them before leaving the context.
+        self._context = self._engine = self._runtime = None
+        _safe(cuda.deactivate)
+
+    def _deactivate_impl(self) -> None:
+        self._release()
+
+    # -- inference ---------------------------------------------------------
+    def _run_chunk(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        bmin = self.batch_range[0]
+        m = max(n, bmin)  # static (e.g. DLA) engines: pad with zeros, drop the extra rows
+        host_in = self._host_in[:m]
+        host_in[:n] = x
+        if m > n:
+            host_in[n:] = 0
+        shape = (m, 3, self.input_size, self.input_size)
+        ctx = self._context
+        if self._tensor_api:
+            if not ctx.set_input_shape(self._in.name, shape):
+                raise BackendError(f"engine rejected input shape {shape} (profile batch {self.batch_range})")
+        else:
+            if not ctx.set_binding_shape(self._in.index, shape):
+                raise BackendError(f"engine rejected input shape {shape} (profile batch {self.batch_range})")
+        cuda, stream = self._cuda, self._stream
+        cuda.htod_async(self._dev_in, host_in, stream)
+        if self._tensor_api:
+            ok = ctx.execute_async_v3(cuda.stream_handle(stream))
+        else:
+            ok = ctx.execute_async_v2(bindings=self._bindings, stream_handle=cuda.stream_handle(stream))
+        if not ok:
+            raise BackendError(f"TensorRT failed to enqueue {self.engine_path.name}; see the TensorRT log above")
+        host_out = self._host_out[:m]
+        cuda.dtoh_async(host_out, self._dev_out, stream)
+        cuda.synchronize(stream)
+        return np.array(host_out[:n], dtype=np.float32)  # copy: the pinned buffer is reused
+
+    def _infer_impl(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(self._in.dtype, copy=False)
+        bmax = self.batch_range[2]
+        return np.concatenate([self._run_chunk(x[i:i + bmax]) for i in range(0, x.shape[0], bmax)], axis=0)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        extra = (self.entry.extra if hasattr(self.entry, "extra") else (self.entry or {}).get("extra")) or {}
+        d.update(requested_precision=self.requested_precision, device=self.device, engine=self.engine_path.name,
+                 tensorrt_version=self.tensorrt_version, dla_core=extra.get("dla_core"),
+                 batch_range=list(self.batch_range))
+        return d
+
+
+def _safe(fn: Any) -> Any:
+    """Call ``fn`` and swallow errors: used while tearing down after another error."""
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+def _cached_engine(bundle: Any, device: str, precision: str, dla_core: int | None) -> tuple[Path, Any]:
+    """Engine for a bundle built on first use into the engine cache, reused while nothing changed.
+
+    The cache folder is keyed by bundle name, version and a hash over the
+    SHA-256 of all its files, so a re-exported bundle gets a fresh folder;
+    an engine from an older TensorRT (after a JetPack upgrade) is rebuilt.
+    """
+    import hashlib
+    import json
+
+    from edgemask.bundle import ModelEntry
+    from edgemask.export.engine import build_engine, engine_cache_dir, import_tensorrt
+
+    trt_version = str(import_tensorrt().__version__)
+    content = json.dumps(sorted((k, v.get("sha256")) for k, v in bundle.manifest.files.items())).encode()
+    key = hashlib.sha256(content).hexdigest()[:12]
+    cache_dir = engine_cache_dir() / f"{bundle.manifest.name}-v{bundle.manifest.version}-{key}"
+    for meta in sorted(cache_dir.glob("model.*.engine.json")):
+        try:
+            entry = ModelEntry(**json.loads(meta.read_text()))
+        except (ValueError, TypeError):
+            continue
+        if entry.device == device and entry.tensorrt_version == trt_version \
+                and (entry.precision == precision or entry.extra.get("requested_precision") == precision) \
+                and (dla_core is None or entry.extra.get("dla_core") == dla_core):
+            engine = meta.with_name(meta.name[:-len(".json")])
+            if engine.is_file():
+                return engine, entry
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    result = build_engine(bundle.root, device, precision, dla_core=dla_core, out_dir=cache_dir, add_to_bundle=False)
+    return result.path, result.entry
+
+
+__all__ = ["TensorRTRunner", "engine_io", "profile_batch_range"]

@@ -1,0 +1,1 @@
+"""The ``edgemask`` command line: the only package that imports typer."""

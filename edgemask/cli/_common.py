@@ -1,0 +1,71 @@
+"""Helpers shared by every CLI command: error handling and the console."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+import typer
+from rich.console import Console
+
+from edgemask.errors import EdgemaskError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def run_cli() -> Iterator[None]:
+    """Turn user-facing errors into one red line and exit code 1.
+
+    ``EdgemaskError`` means the user gave us something we cannot use; its
+    message already says how to fix it, so a traceback would only hide it.
+    Ctrl-C exits 130 quietly (the library has already saved what it could).
+    Any other exception is a bug and propagates with its traceback.
+    """
+    try:
+        yield
+    except EdgemaskError as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(code=130) from None
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit 1 (for checks done in the CLI layer)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.stderr.flush()
+    raise typer.Exit(code=1)
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """Parse ``--label-map "face=no_mask,mask_chin=mask_incorrect"`` into a dict."""
+    from edgemask.errors import ConfigError
+
+    out: dict[str, str] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ConfigError(f"--label-map entry {item!r} has no '='; write it as dataset_label=class, e.g. face=no_mask")
+        src, dst = (s.strip() for s in item.split("=", 1))
+        if not src or not dst:
+            raise ConfigError(f"--label-map entry {item!r} is incomplete; write it as dataset_label=class")
+        out[src] = dst
+    return out
+
+
+def progress_bar(transient: bool = False):
+    """A rich Progress with the columns every long command uses."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=err_console, transient=transient)

@@ -1,0 +1,129 @@
+"""``edgemask data synth`` and ``edgemask data summary``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from edgemask.cli._common import console, parse_label_map, progress_bar, run_cli
+
+# Defaults of `data synth` (those of write_synth_dataset) and `data summary`.
+SYNTH_N = 6000
+SYNTH_SIZE = 64
+SYNTH_SEED = 0
+SYNTH_SCENES = 40
+SUMMARY_SHOWN_SKIPS = 20
+
+FORMATS_HELP = """\
+Three dataset layouts are read; the layout is detected automatically.
+
+  ImageFolder: ROOT/with_mask/*.png, ROOT/without_mask/*.jpg, ...
+    one folder per class, face crops inside (any depth).
+  VOC (the Kaggle face-mask set): ROOT/annotations/*.xml + ROOT/images/
+    each <object> (<name> + <bndbox>) becomes one square face crop.
+  synth: ROOT/dataset.json + ROOT/crops/<class>/*.png
+    written by 'edgemask data synth'.
+
+Classes: mask, no_mask, mask_incorrect. Common spellings are understood
+(with_mask, without_mask, mask_weared_incorrect, masked, unmasked, ...);
+map others with --label-map, e.g. --label-map face=no_mask,chin=mask_incorrect
+"""
+
+def synth_cmd(
+    out: str = typer.Option(..., "--out", "-o", help="Folder to write (dataset.json, crops/<class>/, crops.jsonl, scenes/)."),
+    n: int = typer.Option(SYNTH_N, "--n", help="Number of face crops, spread over the three classes."),
+    size: int = typer.Option(SYNTH_SIZE, "--size", help="Side of each square crop in pixels."),
+    seed: int = typer.Option(SYNTH_SEED, "--seed", help="Random seed; the same seed writes the same files."),
+    scenes: int = typer.Option(SYNTH_SCENES, "--scenes", help="Number of whole scenes with VOC XML boxes (scenes/images, scenes/annotations)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
+) -> None:
+    """Write a synthetic face-mask dataset (offline, no download).
+
+    The crops form an ImageFolder (crops/mask, crops/no_mask,
+    crops/mask_incorrect) that 'edgemask train --data OUT' reads directly;
+    scenes/ is a small VOC set in the Kaggle layout for detector tests.
+    """
+    with run_cli():
+        from rich.table import Table
+
+        from edgemask.data.synth import write_synth_dataset
+
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("synthesizing faces", total=n, info="")
+            info = write_synth_dataset(
+                out, n=n, size=size, seed=seed, n_scenes=scenes, overwrite=overwrite,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        counts = dict(info.get("counts") or {})
+        t = Table(title=f"synthetic {size}x{size} crops")
+        t.add_column("class")
+        t.add_column("crops", justify="right")
+        for name, c in counts.items():
+            t.add_row(str(name), str(c))
+        t.add_row("[bold]all[/]", f"[bold]{sum(int(c) for c in counts.values())}[/]")
+        console.print(t)
+        console.print(f"written to [bold]{out}[/] (crops/ = ImageFolder, scenes/ = VOC); next: edgemask train --data {out}",
+                      soft_wrap=True)
+
+
+def summary_cmd(
+    path: str = typer.Argument(..., help="Dataset folder: ImageFolder, VOC (annotations/ + images/) or synth (dataset.json)."),
+    size: int = typer.Option(SYNTH_SIZE, "--size", help="Side the crops are resized to (as training would)."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Extra label spellings, LABEL=CLASS pairs: 'face=no_mask,mask_chin=mask_incorrect'."),
+    seed: int = typer.Option(SYNTH_SEED, "--seed", help="Split seed (the one you will train with)."),
+) -> None:
+    """Count images per class and train/val/test split, and list what was skipped.
+
+    Loads the dataset exactly as 'edgemask train' does (same detection, labels,
+    duplicate-aware 80/10/10 split), so problems show up before a long run.
+    """
+    with run_cli():
+        from rich.table import Table
+
+        from edgemask.data import load_dataset, split_indices, summary
+
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("reading images", total=None, info="")
+            ds = load_dataset(path, size=size, label_map=parse_label_map(label_map) or None,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        splits = split_indices(ds.labels, ds.groups, seed=seed)
+        s = summary(ds, splits)
+
+        console.print(f"[bold]{path}[/]: {s['format']} layout, {s['n_samples']} crops resized to {size}x{size}",
+                      highlight=False, soft_wrap=True)
+        t = Table()
+        t.add_column("class")
+        for col in ("train", "val", "test", "total"):
+            t.add_column(col, justify="right")
+        for name in s["classes"]:
+            t.add_row(name, *(str(s["counts"][col][name]) for col in ("train", "val", "test", "total")))
+        t.add_row("[bold]all[/]", *(f"[bold]{sum(s['counts'][col].values())}[/]" for col in ("train", "val", "test", "total")))
+        console.print(t)
+        dup = s["n_duplicates"]
+        console.print(f"{s['n_groups']} distinct images; {dup} duplicate{'s' if dup != 1 else ''} "
+                      f"(each kept in one split); split seed {seed}", highlight=False, soft_wrap=True)
+        if s["warning"]:
+            console.print(f"[yellow]warning:[/] {s['warning']}", highlight=False, soft_wrap=True)
+        if ds.skipped:
+            console.print(f"[yellow]skipped {len(ds.skipped)} file(s)/box(es):[/]", highlight=False)
+            for f, reason in ds.skipped[:SUMMARY_SHOWN_SKIPS]:
+                console.print(f"  {f}: {reason}", highlight=False, soft_wrap=True, markup=False)
+            if len(ds.skipped) > SUMMARY_SHOWN_SKIPS:
+                console.print(f"  ... and {len(ds.skipped) - SUMMARY_SHOWN_SKIPS} more", highlight=False)
+        else:
+            console.print("nothing skipped", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` sub-app (``synth``, ``summary``) to the root app."""
+    # A fresh sub-app per call, so registering on several apps (tests) never
+    # duplicates commands.
+    data_app = typer.Typer(
+        name="data",
+        help="Make a synthetic dataset, or inspect any dataset before training.\n\n" + FORMATS_HELP,
+        no_args_is_help=True,
+    )
+    data_app.command("synth")(synth_cmd)
+    data_app.command("summary")(summary_cmd)
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,130 @@
+"""``edgemask export`` and ``edgemask bundle verify|show``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from edgemask.cli._common import console, err_console, progress_bar, run_cli
+from edgemask.export.config import CALIBRATION_METHODS, ExportConfig
+
+_D = ExportConfig()
+
+_STAGE_LABELS = {"load": "loading run + recipe", "calibration set": "selecting calibration images",
+                 "fp32": "fp32 ONNX export + check", "opencv": "OpenCV DNN check", "fp16": "fp16 conversion",
+                 "int8": "int8 calibration + QDQ", "write": "golden set, manifest, verify"}
+
+
+def export_cmd(
+    run: str = typer.Argument(..., help="Run directory written by 'edgemask train' (weights.safetensors + model.json)."),
+    out: str = typer.Option(_D.out, "--out", "-o", help="Bundle folder to write, e.g. export/mask-v1."),
+    precision: str = typer.Option(",".join(_D.precisions), "--precision", "-p",
+                                  help="Comma-separated precisions to ship: fp32, fp16, int8."),
+    calibration: str = typer.Option(_D.calibration, "--calibration", "-c",
+                                    help="Calibration recipe: a name from calibration/ (or $EDGEMASK_CALIBRATION_DIR) or a .toml path."),
+    calibration_method: str = typer.Option(_D.method, "--calibration-method",
+                                           help=f"int8 activation calibration: {', '.join(CALIBRATION_METHODS)}."),
+    int8_target: str = typer.Option(_D.int8_target, "--int8-target",
+                                    help="Q/DQ placement of the int8 model: tensorrt (Conv/Gemm inputs; for TensorRT, "
+                                         "exact emulation on ONNX Runtime) or cpu (ONNX Runtime integer kernels, 7-bit weights)."),
+    percentile: float = typer.Option(_D.percentile, help="Percentile for --calibration-method percentile."),
+    opset: int = typer.Option(_D.opset, help="Target ONNX opset (11..18); 13 for TensorRT 8.2 / JetPack 4.6."),
+    name: Optional[str] = typer.Option(None, help="Bundle name in the manifest (default: the --out folder name)."),
+    golden_count: int = typer.Option(_D.golden_count, help="Golden input images stored for on-device self-tests."),
+    opencv_check: bool = typer.Option(_D.opencv_check, help="Also load the fp32 model with OpenCV's DNN module and compare."),
+    simplify: bool = typer.Option(_D.simplify, help="Simplify the fp32 graph with onnxslim/onnxsim if one is installed."),
+    trt_cache_version: int = typer.Option(_D.trt_cache_version,
+                                          help="TensorRT version in the legacy calibration cache header (8.2.1 → 8201)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the bundle in --out (its version goes up by one)."),
+) -> None:
+    """Export a trained run as a bundle: ONNX fp32/fp16/int8 (QDQ), calibration table, golden set, manifest.
+
+    Python: edgemask.export.export_bundle(RUN, OUT, precisions="fp32,fp16,int8", calibration="default")
+    """
+    with run_cli():
+        from edgemask.bundle import load_manifest
+        from edgemask.bundle.show import models_table
+        from edgemask.export.bundle_writer import export_bundle
+
+        with progress_bar(transient=True) as bar:  # the summary table replaces it; an error stays one line
+            tasks: dict[str, int] = {}
+
+            def cb(stage: str, done: int, total: int, info: dict) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(_STAGE_LABELS.get(stage, stage), total=total, info="")
+                text = ""
+                if "max_abs_diff" in info:
+                    text = f"max |Δ| {info['max_abs_diff']:.1e}"
+                elif "agreement" in info:
+                    text = f"agreement {info['agreement'] * 100:.1f}%"
+                elif "count" in info:
+                    text = f"{info['count']} images"
+                elif "ok" in info:
+                    text = "ok" if info["ok"] else f"failed: {info.get('error', '')}"[:60]
+                bar.update(tasks[stage], completed=done, total=total, info=text)
+
+            path = export_bundle(run, out, precisions=precision, calibration=calibration, opset=opset, name=name,
+                                 method=calibration_method, overwrite=overwrite, progress=cb,
+                                 int8_target=int8_target, percentile=percentile, golden_count=golden_count, opencv_check=opencv_check,
+                                 simplify=simplify, trt_cache_version=trt_cache_version)
+        m = load_manifest(path)
+        console.print(models_table(m, title=f"bundle {m.name} v{m.version} (opset {m.opset})"))
+        for e in m.models:
+            cv = (e.extra or {}).get("opencv")
+            if isinstance(cv, dict) and not cv.get("ok"):
+                err_console.print(f"[yellow]warning:[/] OpenCV's DNN module could not run {e.file}: {cv.get('error')}; "
+                                  "apps that use cv2.dnn need another --opset")
+        if m.calibration:
+            c = m.calibration
+            console.print(f"calibration: recipe [bold]{c['recipe']}[/], {c['count']} images, {c['method']}; "
+                          f"table {c['table']}, TensorRT cache {c['cache']}")
+        console.print(f"bundle written to [bold]{path}[/] ({len(m.files) + 1} files); "
+                      f"check it with 'edgemask bundle verify {path}'")
+
+
+bundle_app = typer.Typer(help="Inspect and verify exported bundles.", no_args_is_help=True)
+
+
+@bundle_app.command("verify")
+def verify_cmd(path: str = typer.Argument(..., help="Bundle folder (holding manifest.json).")) -> None:
+    """Check the manifest and the SHA-256 and size of every file; exit 1 listing the problems."""
+    with run_cli():
+        from edgemask.bundle import load_manifest, verify_bundle
+
+        m = load_manifest(path)
+        problems = verify_bundle(path)
+        if problems:
+            for p in problems:
+                err_console.print(f"[red]✗[/] {p}", highlight=False)
+            err_console.print(f"[bold red]error:[/] bundle {path} has {len(problems)} problem(s); re-export it or copy it "
+                              "again", highlight=False)
+            raise typer.Exit(code=1)
+        console.print(f"[green]ok[/]: bundle {m.name} v{m.version}, {len(m.files)} files match their SHA-256",
+                      highlight=False)
+
+
+@bundle_app.command("show")
+def show_cmd(
+    path: str = typer.Argument(..., help="Bundle folder (holding manifest.json)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of tables."),
+) -> None:
+    """Print a bundle's models, precisions, opset, sizes, preprocessing, calibration and files."""
+    with run_cli():
+        from edgemask.bundle import load_manifest
+        from edgemask.bundle.show import manifest_renderables
+
+        m = load_manifest(path)
+        if json_out:
+            typer.echo(m.to_json(), nl=False)
+            return
+        for r in manifest_renderables(m):
+            console.print(r)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)
+    app.add_typer(bundle_app, name="bundle")
+
+
+__all__ = ["register"]

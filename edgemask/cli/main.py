@@ -1,0 +1,45 @@
+"""Root Typer app. Each command lives in its own module with ``register(app)``."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="edgemask",
+    help=(
+        "Face-mask detection for edge cameras, and how stable the deployed model is.\n\n"
+        "Typical flow: data synth → train → export → stability → run. "
+        "'edgemask demo' runs the whole flow offline on synthetic data."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Order here is the order of commands in --help.
+_COMMAND_MODULES = [
+    "demo",
+    "data",
+    "models",
+    "train",
+]
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"edgemask.cli.{_name}").register(app)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
+    if version:
+        from edgemask import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

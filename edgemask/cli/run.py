@@ -1,0 +1,193 @@
+"""``edgemask run`` (the detection service) and ``edgemask service install`` (its systemd unit)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import List, Optional
+
+import typer
+
+from edgemask.cli._common import console, err_console, run_cli
+from edgemask.service.config import DETECTORS, ENV_MQTT_PASSWORD, ENV_WEBHOOK_TOKEN, RunConfig
+
+_D = RunConfig()
+
+# CLI parameter name -> RunConfig field, where they differ.
+_FIELD_OF = {"duration": "duration_s", "debounce": "debounce_s", "stall_timeout": "stall_timeout_s",
+             "freeze_timeout": "freeze_timeout_s", "open_timeout": "open_timeout_s", "sink_timeout": "sink_timeout_s",
+             "health_stale": "health_stale_s", "loop_video": "loop", "config": "config_file"}
+
+
+def run_cmd(
+    ctx: typer.Context,
+    camera: Optional[int] = typer.Option(None, "--camera", "-c", help="V4L2 camera index (/dev/videoN)."),
+    source: str = typer.Option("", "--source", "-s", help="Video file, image folder, rtsp:// or http:// URL, a GStreamer pipeline ending in appsink, or csi://N (CSI sensor N via the device profile)."),
+    width: int = typer.Option(_D.width, help="Frame width to request / resize to (0 = the source's own)."),
+    height: int = typer.Option(_D.height, help="Frame height to request / resize to (0 = the source's own)."),
+    fps: float = typer.Option(_D.fps, help="Frame rate to request from a camera; files are played at this rate (0 = as fast as possible)."),
+    loop_video: bool = typer.Option(_D.loop, "--loop", help="Start a video file or image folder again at its end."),
+    device_profile: str = typer.Option(_D.device_profile, "--device", help="Device profile whose CSI pipeline csi://N uses (see 'edgemask devices')."),
+    bundle: str = typer.Option(_D.bundle, "--bundle", "-b", help="Exported bundle folder (verified before use). Not needed with --backend null."),
+    backend: str = typer.Option(_D.backend, help="Inference backend: onnxrt, torch, opencv, tensorrt, or null (fake classifier, for timing the pipeline)."),
+    precision: str = typer.Option(_D.precision, help="Model precision from the bundle: fp32, fp16 or int8."),
+    detector: str = typer.Option(_D.detector, help=f"Face detector: {', '.join(DETECTORS)}. auto = yunet with --face-model, else haar-fusion (finds more masked faces than haar)."),
+    face_model: str = typer.Option(_D.face_model, help="YuNet ONNX model for cv2.FaceDetectorYN (face_detection_yunet_2023mar.onnx)."),
+    detect_width: int = typer.Option(_D.detect_width, help="Downscale frames to this width for detection (0 = full size)."),
+    detect_every: int = typer.Option(_D.detect_every, help="Run a detector pass every k-th frame (haar-fusion spreads its 3 views over 3 passes); tracks are extrapolated and classified in between."),
+    detect_mode: str = typer.Option(_D.detect_mode, help="sync: detect inside the frame loop (reproducible); async: detector on its own thread, frame latency excludes it; auto: async for cameras and streams, sync for files."),
+    min_face: int = typer.Option(_D.min_face, help="Smallest face side to detect, in frame pixels."),
+    roi: str = typer.Option(_D.roi, help="With --detector none: the fixed face region x,y,w,h (empty = whole frame)."),
+    crop_margin: float = typer.Option(_D.crop_margin, help="Context added per side of a face box before the square crop (as in training)."),
+    alert_on: str = typer.Option(",".join(_D.alert_on), help="Comma-separated classes that raise alerts."),
+    vote_window: int = typer.Option(_D.vote_window, help="Frames in each track's class vote (majority wins)."),
+    min_confidence: float = typer.Option(_D.min_confidence, help="A frame votes only with at least this softmax confidence."),
+    iou_threshold: float = typer.Option(_D.iou_threshold, help="Minimum IoU to continue a track."),
+    max_missed: int = typer.Option(_D.max_missed, help="Detector runs a track survives without a match."),
+    debounce: float = typer.Option(_D.debounce_s, help="Seconds between two alerts of the same track."),
+    headless: bool = typer.Option(_D.headless, "--headless", help="Never open a window (one opens only when a display exists)."),
+    record: str = typer.Option(_D.record, help="Write an annotated MP4 here."),
+    events: str = typer.Option(_D.events, help="Append JSON Lines events (time, frame, track, box, class, confidence; alerts) here."),
+    snapshots: str = typer.Option(_D.snapshots, help="Write one annotated JPEG per alert into this folder."),
+    log_alerts: bool = typer.Option(_D.log_alerts, help="Log every alert as a WARNING line."),
+    webhook: str = typer.Option(_D.webhook, help=f"POST alerts as JSON to this http(s) URL (token: ${ENV_WEBHOOK_TOKEN} or --config)."),
+    mqtt: str = typer.Option(_D.mqtt, help=f"Publish alerts to mqtt://user@host:port/topic (mqtts:// for TLS; password: ${ENV_MQTT_PASSWORD} or --config)."),
+    mqtt_qos: int = typer.Option(_D.mqtt_qos, help="MQTT QoS: 1 = at least once."),
+    state_dir: str = typer.Option(_D.state_dir, help="Folder of the alert outbox (survives restarts) and run_config.json."),
+    sink_timeout: float = typer.Option(_D.sink_timeout_s, help="Seconds one webhook/MQTT delivery attempt may take."),
+    metrics_port: int = typer.Option(_D.metrics_port, help="Serve Prometheus /metrics and /healthz on this port (0 = off)."),
+    metrics_host: str = typer.Option(_D.metrics_host, help="Address the metrics server binds (loopback by default)."),
+    health_stale: float = typer.Option(_D.health_stale_s, help="/healthz fails after this many seconds without a processed frame."),
+    max_frames: int = typer.Option(_D.max_frames, help="Stop after this many frames (0 = never)."),
+    duration: float = typer.Option(_D.duration_s, help="Stop after this many seconds (0 = never)."),
+    stall_timeout: float = typer.Option(_D.stall_timeout_s, help="Reopen a live source that sends no frame for this many seconds."),
+    freeze_timeout: float = typer.Option(_D.freeze_timeout_s, help="Reopen a live source that repeats the same frame this long (0 = off)."),
+    open_timeout: float = typer.Option(_D.open_timeout_s, help="Seconds opening a source (and its first frame) may take."),
+    config: str = typer.Option(_D.config_file, "--config", help="TOML config file: a 'run' table of these options (underscores for dashes) and a 'secrets' table (chmod 600)."),
+    log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON instead of a table."),
+) -> None:
+    """Run the detection service: camera → faces → mask classes → events and alerts.
+
+    Runs until --max-frames / --duration, the end of a file, SIGTERM or Ctrl-C.
+    Camera failures and unreachable alert sinks are survived (reopen, retry
+    from the on-disk outbox); bad options fail at once with exit code 1.
+    """
+    _setup_logging(log_level)
+    params = dict(ctx.params)
+    params.pop("log_level")
+    params.pop("as_json")
+    explicit = set()
+    for name in ctx.params:
+        # By name: typer >= 0.20 ships its own copy of click, so the enum class differs.
+        src = ctx.get_parameter_source(name)
+        if src is not None and src.name == "COMMANDLINE":
+            explicit.add(_FIELD_OF.get(name, name))
+    with run_cli():
+        from edgemask.service.config import config_with_file
+        from edgemask.service.loop import run_service
+
+        kw = {_FIELD_OF.get(k, k): v for k, v in params.items()}
+        kw["alert_on"] = tuple(c.strip() for c in str(kw["alert_on"]).split(",") if c.strip())
+        cfg = config_with_file(RunConfig(**kw), explicit)
+        summary = run_service(cfg)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+    else:
+        console.print(summary_table(summary))
+
+
+def summary_table(summary):
+    """A rich table of a RunSummary: throughput, per-stage latency, alerts."""
+    from rich.table import Table
+
+    t = Table(title=f"{summary.frames} frames in {summary.duration_s:.1f} s: {summary.fps:.1f} FPS "
+                    f"({summary.stop_reason or 'stopped'})")
+    t.add_column("stage")
+    for c in ("mean ms", "p50 ms", "p99 ms", "max ms"):
+        t.add_column(c, justify="right")
+    for stage, s in summary.latency_ms.items():
+        t.add_row(stage, f"{s['mean']:.2f}", f"{s['p50']:.2f}", f"{s['p99']:.2f}", f"{s['max']:.2f}")
+    alerts = ", ".join(f"{k}: {v}" for k, v in sorted(summary.alerts.items())) or "none"
+    pending = ", ".join(f"{k}: {v}" for k, v in sorted(summary.outbox_pending.items()) if v) or "none"
+    t.caption = (f"faces {summary.faces}, detector runs {summary.detector_runs}; alerts {alerts}; "
+                 f"reconnects {summary.reconnects}, corrupt frames {summary.corrupt_frames}; outbox pending {pending}")
+    return t
+
+
+def _setup_logging(level: str) -> None:
+    lvl = getattr(logging, level.upper(), None)
+    if not isinstance(lvl, int):
+        err_console.print(f"[bold red]error:[/] --log-level {level!r} is not one of debug, info, warning, error")
+        raise typer.Exit(1)
+    logging.basicConfig(level=lvl, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --------------------------------------------------------------------------- service install
+
+service_app = typer.Typer(help="Install the detection service on a box (systemd).", no_args_is_help=True)
+
+
+@service_app.command("install", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def install_cmd(
+    ctx: typer.Context,
+    output: str = typer.Option("edgemask.service", "--output", "-o", help="Where to write the unit file."),
+    system: bool = typer.Option(False, "--system", help="Write /etc/systemd/system/edgemask.service (needs root)."),
+    user: str = typer.Option("edgemask", help="Account the service runs as (needs the 'video' group for cameras)."),
+    working_dir: str = typer.Option("/var/lib/edgemask", help="State folder of the service (outbox, events)."),
+    watchdog: int = typer.Option(30, help="WatchdogSec: systemd restarts the service if the loop stalls this long."),
+    restart_sec: int = typer.Option(5, help="RestartSec: pause before systemd restarts it."),
+    env_file: str = typer.Option("/etc/edgemask/edgemask.env", help="EnvironmentFile with EDGEMASK_MQTT_PASSWORD / EDGEMASK_WEBHOOK_TOKEN."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing unit file."),
+) -> None:
+    """Write a systemd unit (Type=notify, watchdog, Restart=always) for 'edgemask run'.
+
+    Put the run options after '--', e.g.:
+    edgemask service install -- --camera 0 --bundle /opt/edgemask/bundle --mqtt mqtt://edge@broker/site/cam1
+    """
+    from edgemask.errors import ConfigError
+    from edgemask.service.systemd import install_unit, unit_text
+
+    run_args = list(ctx.args)
+    with run_cli():
+        if not run_args:
+            raise ConfigError("give the run options after '--', e.g. edgemask service install -- --camera 0 "
+                              "--bundle /opt/edgemask/bundle")
+        _check_run_args(run_args)
+        text = unit_text(run_args, user=user, working_dir=working_dir, watchdog_s=watchdog, restart_s=restart_sec,
+                         env_file=env_file)
+        path = install_unit("/etc/systemd/system/edgemask.service" if system else output, text, overwrite=overwrite)
+    console.print(f"wrote {path}")
+    if system:
+        console.print("enable it with:\n  sudo systemctl daemon-reload && sudo systemctl enable --now edgemask.service")
+    else:
+        console.print(f"install and enable it with:\n  sudo cp {path} /etc/systemd/system/edgemask.service\n"
+                      "  sudo systemctl daemon-reload && sudo systemctl enable --now edgemask.service")
+    console.print(f"secrets go in {env_file} (chmod 600); logs: journalctl -u edgemask -f")
+
+
+def _check_run_args(args: List[str]) -> None:
+    """Parse ``args`` with the run command's own parser so a typo fails now, not at boot."""
+    from edgemask.errors import ConfigError
+
+    probe = typer.Typer()
+    probe.command("run")(run_cmd)
+    probe.command("noop", hidden=True)(lambda: None)  # keeps 'run' a sub-command
+    cmd = typer.main.get_command(probe)
+    run = cmd.get_command(cmd.context_class(cmd), "run")  # type: ignore[attr-defined]
+    try:
+        run.make_context("run", list(args), resilient_parsing=False)
+    except Exception as e:
+        # Matched by class name: typer may use its own vendored click.
+        names = {c.__name__ for c in type(e).__mro__}
+        if "UsageError" in names:
+            raise ConfigError(f"the run options after '--' are not valid: {e.format_message()}") from None
+        if "Exit" not in names:
+            raise
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` and the ``service`` sub-app to the root app."""
+    app.command("run")(run_cmd)
+    app.add_typer(service_app, name="service")

@@ -1,0 +1,127 @@
+"""``edgemask train`` and ``edgemask eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgemask.cli._common import console, err_console, parse_label_map, progress_bar, run_cli
+from edgemask.config import TrainConfig
+
+_D = TrainConfig()
+
+
+def metrics_table(m: dict, title: str):
+    """A rich table of accuracy and per-class precision/recall (+ confusion)."""
+    from rich.table import Table
+
+    t = Table(title=f"{title}: accuracy {m['accuracy'] * 100:.2f}% on {m['n']} images")
+    t.add_column("class")
+    for c in ("precision", "recall", "f1", "support"):
+        t.add_column(c, justify="right")
+    names = m["class_names"]
+    for n in names:
+        pc = m["per_class"][n]
+        t.add_row(n, f"{pc['precision'] * 100:.1f}%", f"{pc['recall'] * 100:.1f}%", f"{pc['f1'] * 100:.1f}%", str(pc["support"]))
+    t.caption = "confusion (rows truth, cols predicted): " + "; ".join(
+        f"{names[i]}: {row}" for i, row in enumerate(m["confusion"]))
+    return t
+
+
+def train_with_progress(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run training with rich progress bars (shared with ``demo``)."""
+    from edgemask.training import train
+
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def cb(stage: str, done: int, total: int, info: dict) -> None:
+            label = {"load": "loading images", "train": "epoch", "epoch": "epochs"}[stage]
+            if stage == "train":
+                label = f"epoch {info['epoch']}"
+            if stage not in tasks or (stage == "train" and bar.tasks[tasks[stage]].description != label):
+                if stage in tasks:
+                    bar.remove_task(tasks[stage])
+                tasks[stage] = bar.add_task(label, total=total, info="")
+            extra = ""
+            if "loss" in info:
+                extra = f"loss {info['loss']:.3f}"
+            if "val_accuracy" in info:
+                extra = f"val acc {info['val_accuracy'] * 100:.2f}% (best {info['best'] * 100:.2f}%)"
+            bar.update(tasks[stage], completed=done, total=total, info=extra)
+
+        try:
+            return train(cfg, progress=cb, resume=resume)
+        except KeyboardInterrupt:
+            err_console.print(f"[yellow]interrupted: checkpoint saved in {cfg.out}; continue with "
+                              f"'edgemask train --out {cfg.out} --resume'[/]")
+            raise typer.Exit(130) from None
+
+
+def train_cmd(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: a 'data synth' folder, an ImageFolder tree (class folders) or a PASCAL VOC folder (images/ + annotations/). Not needed with --resume."),
+    out: str = typer.Option(_D.out, "--out", "-o", help="Run directory to write (weights.safetensors, model.json, metrics.json, config.json)."),
+    arch: str = typer.Option(_D.arch, help="Architecture; see 'edgemask models'."),
+    epochs: int = typer.Option(_D.epochs, help="Maximum number of epochs."),
+    batch_size: int = typer.Option(_D.batch_size, help="Mini-batch size."),
+    lr: float = typer.Option(_D.lr, help="Peak AdamW learning rate (linear warm-up, then cosine decay)."),
+    weight_decay: float = typer.Option(_D.weight_decay, help="AdamW weight decay."),
+    size: int = typer.Option(_D.size, help="Input side in pixels; crops are resized to size×size."),
+    patience: int = typer.Option(_D.patience, help="Early stopping: epochs without a better validation accuracy."),
+    target_accuracy: float = typer.Option(_D.target_accuracy, help="Stop as soon as validation accuracy reaches this (1.0 = never)."),
+    augment: bool = typer.Option(_D.augment, help="Random flips, small affine and colour jitter."),
+    balance: bool = typer.Option(_D.balance, help="Weight the loss by inverse class frequency."),
+    seed: int = typer.Option(_D.seed, help="Seed for splits, initialisation and augmentation."),
+    label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."),
+    max_minutes: float = typer.Option(_D.max_minutes, help="Stop after this many minutes (0 = no limit)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+) -> None:
+    """Train a mask / no_mask / mask_incorrect classifier.
+
+    A dataset with only two of the classes (e.g. WithMask/WithoutMask) trains
+    a two-class model. Ctrl-C saves a checkpoint; --resume continues it.
+    """
+    with run_cli():
+        cfg = TrainConfig(data=data or "", out=out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
+                          weight_decay=weight_decay, size=size, patience=patience, target_accuracy=target_accuracy,
+                          augment=augment, balance=balance, seed=seed, label_map=parse_label_map(label_map),
+                          max_minutes=max_minutes, overwrite=overwrite)
+        if resume and not data:
+            cfg.data = "(from checkpoint)"
+        run_dir = train_with_progress(cfg, resume=resume)
+        import json
+
+        m = json.loads((run_dir / "metrics.json").read_text())
+        for split in ("val", "test"):
+            if split in m:
+                console.print(metrics_table(m[split], f"{split} split"))
+        console.print(f"best epoch {m['best_epoch']} of {m['epochs_run']} ({m['stopped']}), "
+                      f"{m['train_seconds']:.0f} s; run written to [bold]{run_dir}[/]")
+
+
+def eval_cmd(
+    run: str = typer.Argument(..., help="Run directory written by 'edgemask train'."),
+    data: str = typer.Option(..., "--data", "-d", help="Any dataset layout 'train' accepts."),
+    split: str = typer.Option("auto", help="train/val/test of the run's own split (same dataset only), 'all', or 'auto' (test for the training set, all otherwise)."),
+    label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask'."),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Report accuracy, per-class precision/recall and the confusion matrix of a run."""
+    with run_cli():
+        from edgemask.training import evaluate_run
+
+        m = evaluate_run(run, data, split=split, label_map=parse_label_map(label_map))
+        if json_out:
+            import json
+
+            typer.echo(json.dumps(m, indent=2))
+        else:
+            console.print(metrics_table(m, f"{data} ({m['split']})"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)

@@ -1,0 +1,80 @@
+"""Typed configs: the one place where defaults live.
+
+The CLI reads its ``--help`` defaults from these dataclasses, and every
+output directory gets the resolved config saved beside it.
+
+Environment knobs (documented here, read nowhere else):
+
+* ``EDGEMASK_NUM_THREADS`` — torch / ONNX Runtime intra-op threads (default:
+  the number of cores).
+* ``EDGEMASK_DEVICES_DIR`` — extra folder searched first for device profiles.
+* ``EDGEMASK_CALIBRATION_DIR`` — extra folder searched first for calibration recipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def num_threads() -> int:
+    """Intra-op thread count: ``EDGEMASK_NUM_THREADS`` or the core count."""
+    env = os.environ.get("EDGEMASK_NUM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return os.cpu_count() or 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``edgemask train`` needs; saved as ``config.json`` in the run dir."""
+
+    data: str = ""
+    out: str = "runs/default"
+    arch: str = "seed_cnn"
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    size: int = 64
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.05
+    augment: bool = True
+    balance: bool = True          # class-weighted loss against imbalance
+    patience: int = 4             # early stopping: epochs without val improvement
+    target_accuracy: float = 1.0  # stop once val accuracy reaches this (1.0 = never early)
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    label_map: dict[str, str] = field(default_factory=dict)
+    max_minutes: float = 0.0      # wall-clock budget; 0 = none
+    overwrite: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["split"] = list(self.split)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "split" in kw:
+            kw["split"] = tuple(kw["split"])
+        return cls(**kw)
+
+
+@dataclass
+class DemoConfig:
+    """Defaults of ``edgemask demo``: small enough for a 2-core laptop in minutes."""
+
+    out: str = "demo"
+    n: int = 6000
+    size: int = 64
+    seed: int = 0
+    arch: str = "seed_cnn"
+    epochs: int = 12
+    target_accuracy: float = 0.995
+    stability_n: int = 300

@@ -1,0 +1,104 @@
+"""Training augmentation on whole batches, in torch (no torchvision).
+
+Everything works on float NCHW tensors in [0, 1] on any device and draws all
+randomness from one ``torch.Generator``, so a seeded training run is
+reproducible. One ``grid_sample`` call does flip + rotation + scale +
+translation for the whole batch; the colour jitter is a few broadcasts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Augmentation strengths (the defaults training uses).
+MAX_ROTATION_DEG = 10.0
+SCALE_RANGE = (0.9, 1.1)
+MAX_TRANSLATE = 0.06  # fraction of the image side
+BRIGHTNESS = 0.2  # multiplicative factor drawn from [1 - b, 1 + b]
+CONTRAST = 0.2
+SATURATION = 0.2
+
+# ITU-R BT.601 luma weights for RGB; used for contrast and saturation.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC images → float32 NCHW in [0, 1].
+
+    Args:
+        images: (N, H, W, C) uint8 array or tensor (e.g. ``FaceDataset.images``).
+
+    Returns:
+        (N, C, H, W) float32 tensor, contiguous, on the input's device (CPU for numpy).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if t.ndim != 4 or t.dtype != torch.uint8:
+        raise ValueError(f"to_tensor expects uint8 images shaped (N, H, W, C), got {tuple(t.shape)} {t.dtype}")
+    return t.permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, device=like.device, dtype=like.dtype)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Randomly flip, rotate, scale, shift and colour-jitter every image.
+
+    Per image: horizontal flip with p=0.5; rotation in ±10°, scale in
+    [0.9, 1.1], translation in ±6% of the side (bilinear, reflection padding
+    so no black corners appear); brightness, contrast and saturation factors
+    in [0.8, 1.2]; the result is clamped to [0, 1].
+
+    Args:
+        x: (N, C, H, W) float tensor in [0, 1]; C is 3 (RGB) or 1.
+        generator: the only source of randomness; must live on ``x.device``.
+
+    Returns:
+        New tensor, same shape, dtype and device as ``x``. ``x`` is not modified.
+    """
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"augment_batch expects a float NCHW tensor, got {tuple(x.shape)} {x.dtype}")
+    n, c = x.shape[:2]
+    if n == 0:
+        return x.clone()
+
+    # --- geometry: theta (N, 2, 3) maps output coords to input coords in [-1, 1] ---
+    angle = _uniform(n, -MAX_ROTATION_DEG, MAX_ROTATION_DEG, generator, x) * (math.pi / 180.0)
+    scale = _uniform(n, SCALE_RANGE[0], SCALE_RANGE[1], generator, x)
+    # ±6% of the side is ±0.12 in normalised coords, which span 2 units.
+    shift = _uniform(2 * n, -2 * MAX_TRANSLATE, 2 * MAX_TRANSLATE, generator, x).view(n, 2)
+    flip = torch.where(torch.rand(n, generator=generator, device=x.device) < 0.5, -1.0, 1.0).to(x.dtype)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # zoom in (s>1) = sample a smaller area
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, shift[:, 0]], dim=1),  # flip negates the x input column
+            torch.stack([sin * flip, cos, shift[:, 1]], dim=1),
+        ],
+        dim=1,
+    )  # (N, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (N, H, W, 2)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    # --- colour: factors (N, 1, 1, 1) broadcast over C, H, W ---
+    b = _uniform(n, 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator, x).view(n, 1, 1, 1)
+    k = _uniform(n, 1 - CONTRAST, 1 + CONTRAST, generator, x).view(n, 1, 1, 1)
+    s = _uniform(n, 1 - SATURATION, 1 + SATURATION, generator, x).view(n, 1, 1, 1)
+    y = y * b
+    mean_luma = _gray(y).mean(dim=(2, 3), keepdim=True)  # (N, 1, 1, 1)
+    y = (y - mean_luma) * k + mean_luma
+    if c == 3:
+        gray = _gray(y)
+        y = (y - gray) * s + gray
+    return y.clamp_(0.0, 1.0)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) → (N, 1, H, W) luma (the mean for non-RGB inputs)."""
+    if x.shape[1] != 3:
+        return x.mean(dim=1, keepdim=True)
+    w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)

@@ -1,0 +1,89 @@
+"""ExportConfig: the defaults of ``edgemask export`` in one place.
+
+The CLI shows these as its ``--help`` defaults, and every bundle carries the
+config it was made with as ``resolved_config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Precisions a bundle can hold, in the order they are built.
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+#: Calibration methods of ONNX Runtime's static quantization that we expose.
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+#: ONNX opsets the TorchScript exporter writes for our models and we test.
+MIN_OPSET, MAX_OPSET = 11, 18
+
+
+@dataclass
+class ExportConfig:
+    """Everything ``export_bundle`` needs; saved as ``resolved_config.json`` in the bundle.
+
+    Attributes:
+        run: training run directory (``weights.safetensors`` + ``model.json``).
+        out: bundle directory to write.
+        name: bundle name recorded in the manifest (default: the folder name of ``out``).
+        precisions: which ONNX models to ship. ``fp32`` is always built, since
+            the others are made from it, but is left out of the bundle if not asked for.
+        calibration: recipe name (looked up in the calibration search path) or a TOML path.
+        method: activation calibration method for int8: minmax | entropy | percentile.
+        percentile: the percentile used by ``method="percentile"``.
+        opset: target ONNX opset. Older TensorRT parsers accept only older
+            opsets (TensorRT 8.2 / JetPack 4.6: up to 13), so device profiles
+            carry their maximum and pass it here.
+        per_channel: per-output-channel weight scales for int8 (TensorRT's
+            explicit quantization supports them for Conv and Gemm weights).
+        int8_target: where the int8 model's Q/DQ nodes go: ``tensorrt`` (on
+            Conv/Gemm inputs only, TensorRT's recommended placement; ONNX
+            Runtime runs it as an exact emulation, not faster than fp32) or
+            ``cpu`` (ONNX Runtime's placement, fused into integer kernels on
+            CPU, 7-bit weights against x86 int16 saturation). See
+            ``edgemask.export.quantize.INT8_TARGETS``.
+        quantize_output: with the ``cpu`` target, also quantize the graph
+            output (the logits; the ``tensorrt`` placement never does). Off by
+            default: a Q/DQ pair on the logits clips them to the calibration
+            range, so two saturated classes tie and the argmax flips.
+        golden_count: images in ``golden/inputs.npy`` for on-device self-tests.
+        tolerance: max |Δlogit| vs torch allowed on the golden inputs, per
+            precision; ``None`` means "reported, not enforced" (int8).
+        simplify: run onnxslim / onnxsim on the fp32 graph when one is installed.
+        opencv_check: load the fp32 file with OpenCV's DNN module (in a child
+            process, since a bad file can crash it) and record agreement.
+        trt_cache_version: the ``TRT-<version>-EntropyCalibration2`` header of
+            the legacy calibration cache, as TensorRT writes it (8.2.1 → 8201).
+        overwrite: replace an existing bundle in ``out`` (its version + 1).
+    """
+
+    run: str = ""
+    out: str = "export/default"
+    name: str | None = None
+    precisions: tuple[str, ...] = EXPORT_PRECISIONS
+    calibration: str = "default"
+    method: str = "minmax"
+    percentile: float = 99.999
+    opset: int = 17
+    per_channel: bool = True
+    int8_target: str = "tensorrt"
+    quantize_output: bool = False
+    golden_count: int = 16
+    tolerance: dict[str, float | None] = field(default_factory=lambda: {"fp32": 1e-4, "fp16": 1e-2, "int8": None})
+    simplify: bool = True
+    opencv_check: bool = True
+    trt_cache_version: int = 8201
+    overwrite: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["precisions"] = list(self.precisions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExportConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "precisions" in kw:
+            kw["precisions"] = tuple(kw["precisions"])
+        return cls(**kw)

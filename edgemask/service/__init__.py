@@ -1,0 +1,52 @@
+"""The on-device detection service behind ``edgemask run``.
+
+Typical use::
+
+    from edgemask.service import RunConfig, run_service
+    summary = run_service(RunConfig(source="hall.mp4", bundle="export/default", headless=True,
+                                    events="events.jsonl", max_frames=300))
+    print(summary.fps, summary.alerts)
+
+Modules: ``config`` (RunConfig, secrets), ``loop`` (run_service), ``alerts``
+(sinks and dispatcher), ``outbox`` (durable alert queue), ``metrics``
+(Prometheus + health), ``systemd`` (unit file, sd_notify). Importing this
+package pulls in nothing heavy; paho-mqtt and prometheus_client are imported
+when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from edgemask.service.config import RunConfig, Secrets, load_secrets
+
+_LAZY = {
+    "run_service": "edgemask.service.loop",
+    "prepare_run": "edgemask.service.loop",
+    "RunSummary": "edgemask.service.loop",
+    "Outbox": "edgemask.service.outbox",
+    "AlertDispatcher": "edgemask.service.alerts",
+    "LogSink": "edgemask.service.alerts",
+    "WebhookSink": "edgemask.service.alerts",
+    "MqttSink": "edgemask.service.alerts",
+    "parse_mqtt_url": "edgemask.service.alerts",
+    "ServiceMetrics": "edgemask.service.metrics",
+    "MetricsServer": "edgemask.service.metrics",
+    "SdNotifier": "edgemask.service.systemd",
+    "unit_text": "edgemask.service.systemd",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'edgemask.service' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = sorted(["RunConfig", "Secrets", "load_secrets", *_LAZY])

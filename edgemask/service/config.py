@@ -1,0 +1,327 @@
+"""RunConfig: every default of ``edgemask run`` in one place.
+
+The CLI shows these as its ``--help`` defaults and the service saves the
+resolved config (without secrets) as ``run_config.json`` in its state folder.
+
+Secrets never live here: webhook tokens and MQTT passwords come from the
+environment (``EDGEMASK_WEBHOOK_TOKEN``, ``EDGEMASK_MQTT_PASSWORD``) or from a
+config file (``--config``), see :func:`load_secrets`. Anything on the command
+line is visible to every local user through ``ps`` and ends up in shell
+history and systemd unit files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgemask.errors import ConfigError
+
+#: Classes that raise an alert by default.
+DEFAULT_ALERT_ON = ("no_mask", "mask_incorrect")
+#: ``--detector`` choices. ``auto`` = ``yunet`` with ``--face-model``, else ``haar-fusion``.
+DETECTORS = ("auto", "haar", "haar-fusion", "yunet", "none")
+#: ``--detect-mode`` choices.
+DETECT_MODES = ("auto", "sync", "async")
+#: Environment variables holding secrets.
+ENV_MQTT_PASSWORD = "EDGEMASK_MQTT_PASSWORD"
+ENV_WEBHOOK_TOKEN = "EDGEMASK_WEBHOOK_TOKEN"
+
+
+@dataclass
+class RunConfig:
+    """Everything ``run_service`` needs.
+
+    Attributes (grouped as in ``edgemask run --help``):
+        source: video file, image folder, ``rtsp://``/``http://`` URL, a raw
+            GStreamer pipeline (contains ``!``) or ``csi://N``. Empty with ``camera``.
+        camera: V4L2 camera index (``/dev/videoN``); None when ``source`` is set.
+        width, height, fps: requested frame size / rate (0 = the source's own).
+            Cameras are asked for it; other sources are resized (and, for
+            files, paced to ``fps``).
+        loop: restart a video file / image folder at its end (demos, soak tests).
+        device_profile: profile whose CSI pipeline ``csi://N`` uses.
+        bundle: exported bundle folder (required unless ``backend == "null"``).
+        backend, precision: which Runner classifies the crops.
+        detector: face detector, see :data:`DETECTORS`.
+        face_model: YuNet ONNX file for ``cv2.FaceDetectorYN``.
+        detect_width: frames are downscaled to this width for detection
+            (0 = full size); boxes are scaled back.
+        detect_every: run a detector pass on every k-th frame; frames in
+            between move tracks by their velocity and are still classified.
+            A multi-pass detector (``haar-fusion``: 3 views) runs one pass per
+            detect frame, so a full fusion takes 3·k frames.
+        detect_mode: ``sync`` (detect inside the frame loop: reproducible,
+            frame latency includes the detector), ``async`` (detector on its
+            own thread, fed the newest frame whenever it is free: frame latency
+            excludes it) or ``auto`` (async for live sources, sync for files
+            and folders).
+        min_face: smallest face side in full-frame pixels.
+        roi: ``x,y,w,h`` crop used as the one "face" with ``detector == "none"``
+            (empty = whole frame).
+        crop_margin: context added per side of a face box before the square
+            crop (same default as the VOC importer, so crops look like training crops).
+        alert_on: classes that raise an alert.
+        vote_window: K, the per-track vote window in frames.
+        min_confidence: a frame's vote counts only when its softmax confidence
+            reaches this.
+        iou_threshold: minimum IoU to continue a track.
+        max_missed: a track is dropped after this many detector runs without a match.
+        debounce_s: a track alerts at most once per this many seconds.
+        headless: never open a window (a window is only opened when a display exists).
+        record: annotated MP4 to write ("" = none).
+        events: JSON Lines file of per-face detections and alerts ("" = none).
+        snapshots: folder for one JPEG per alert ("" = none).
+        log_alerts: the ``log`` sink (alerts as WARNING log lines).
+        webhook: URL alerts are POSTed to as JSON ("" = none).
+        mqtt: ``mqtt://user@host:port/topic`` ("" = none); ``mqtts://`` for TLS.
+        mqtt_qos: MQTT QoS (1 = at least once; 0 gives no delivery guarantee).
+        state_dir: outbox database and resolved config live here.
+        sink_timeout_s: per-attempt timeout of the webhook / MQTT sinks.
+        retry_min_s, retry_max_s: exponential backoff of alert delivery.
+        metrics_port: Prometheus ``/metrics`` + ``/healthz`` port (0 = off).
+        metrics_host: bind address; loopback by default (put a reverse proxy in front).
+        health_stale_s: ``/healthz`` fails when no frame was processed for this long.
+        max_frames, duration_s: stop after this many frames / seconds (0 = never).
+        stall_timeout_s: no frame for this long → the source is reopened.
+        freeze_timeout_s: identical frames for this long → reopened (0 = off;
+            only for live sources).
+        open_timeout_s: how long opening a source may take.
+        reconnect_min_s, reconnect_max_s: exponential backoff of source reopening.
+        config_file: TOML file with options and secrets (``--config``).
+    """
+
+    # source
+    source: str = ""
+    camera: int | None = None
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    loop: bool = False
+    device_profile: str = "jetson-orin-nano"
+    # model
+    bundle: str = ""
+    backend: str = "onnxrt"
+    precision: str = "fp32"
+    # detection
+    detector: str = "auto"
+    face_model: str = ""
+    detect_width: int = 320
+    detect_every: int = 1
+    detect_mode: str = "auto"
+    min_face: int = 40
+    roi: str = ""
+    crop_margin: float = 0.15
+    # tracking and alerts
+    alert_on: tuple[str, ...] = DEFAULT_ALERT_ON
+    vote_window: int = 5
+    min_confidence: float = 0.6
+    iou_threshold: float = 0.3
+    max_missed: int = 5
+    debounce_s: float = 30.0
+    # outputs
+    headless: bool = False
+    record: str = ""
+    events: str = ""
+    snapshots: str = ""
+    log_alerts: bool = True
+    webhook: str = ""
+    mqtt: str = ""
+    mqtt_qos: int = 1
+    state_dir: str = "edgemask-state"
+    sink_timeout_s: float = 5.0
+    retry_min_s: float = 0.5
+    retry_max_s: float = 60.0
+    # operations
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    health_stale_s: float = 15.0
+    max_frames: int = 0
+    duration_s: float = 0.0
+    stall_timeout_s: float = 5.0
+    freeze_timeout_s: float = 10.0
+    open_timeout_s: float = 10.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    config_file: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown-to-us keys from the config file, kept for the record
+
+    # ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["alert_on"] = list(self.alert_on)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a dict (e.g. a config file's ``[run]`` table); unknown keys are errors."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown run option(s) {', '.join(unknown)} in the config file; "
+                              f"valid ones are the long options of 'edgemask run --help' with '-' written as '_'")
+        kw = dict(d)
+        if "alert_on" in kw:
+            v = kw["alert_on"]
+            kw["alert_on"] = tuple(x.strip() for x in (v.split(",") if isinstance(v, str) else v) if x.strip())
+        return cls(**kw)
+
+    def validate(self) -> None:
+        """Check values that need no I/O; raise a one-line ConfigError on the first bad one."""
+        if (self.camera is None) == (not self.source):
+            raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
+        if self.camera is not None and self.camera < 0:
+            raise ConfigError(f"--camera must be a device index >= 0, got {self.camera}")
+        for name in ("width", "height", "detect_width", "min_face", "max_frames", "metrics_port"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if (self.width == 0) != (self.height == 0):
+            raise ConfigError("give --width and --height together (or neither, for the source's own size)")
+        if self.metrics_port > 65535:
+            raise ConfigError(f"--metrics-port must be 1..65535 (or 0 = off), got {self.metrics_port}")
+        if self.fps < 0 or self.duration_s < 0:
+            raise ConfigError("--fps and --duration must be >= 0")
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"unknown --detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}")
+        if self.detector == "yunet" and not self.face_model:
+            raise ConfigError("--detector yunet needs --face-model PATH (a YuNet ONNX file, "
+                              "e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        if self.detect_mode not in DETECT_MODES:
+            raise ConfigError(f"unknown --detect-mode {self.detect_mode!r}; choose one of: {', '.join(DETECT_MODES)}")
+        if self.detect_every < 1:
+            raise ConfigError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if self.vote_window < 1:
+            raise ConfigError(f"--vote-window must be >= 1, got {self.vote_window}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"--min-confidence must lie in [0, 1], got {self.min_confidence}")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ConfigError(f"--iou-threshold must lie in (0, 1], got {self.iou_threshold}")
+        if not 0.0 <= self.crop_margin <= 1.0:
+            raise ConfigError(f"--crop-margin must lie in [0, 1], got {self.crop_margin}")
+        if self.mqtt_qos not in (0, 1, 2):
+            raise ConfigError(f"--mqtt-qos must be 0, 1 or 2, got {self.mqtt_qos}")
+        if self.debounce_s < 0 or self.max_missed < 0:
+            raise ConfigError("--debounce and --max-missed must be >= 0")
+        if not self.bundle and self.backend != "null":
+            raise ConfigError("--bundle is required (an exported bundle folder, see 'edgemask export'); "
+                              "only --backend null runs without one")
+        for name in ("stall_timeout_s", "open_timeout_s", "reconnect_min_s", "reconnect_max_s",
+                     "sink_timeout_s", "retry_min_s", "retry_max_s", "health_stale_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.roi:
+            parse_roi(self.roi)
+
+
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """``"x,y,w,h"`` → ints; ConfigError when malformed."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--roi {text!r} is not 'x,y,w,h' in pixels, e.g. --roi 160,80,320,320") from None
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise ConfigError(f"--roi {text!r} needs x, y >= 0 and w, h > 0")
+    return x, y, w, h
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials for the alert sinks. ``repr`` never shows them."""
+
+    mqtt_password: str = field(default="", repr=False)
+    webhook_token: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:  # never print a secret, even in a traceback's locals
+        return (f"Secrets(mqtt_password={'***' if self.mqtt_password else ''!r}, "
+                f"webhook_token={'***' if self.webhook_token else ''!r})")
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a TOML config file: a ``[run]`` table of options, a ``[secrets]`` table.
+
+    Example::
+
+        [run]
+        camera = 0
+        bundle = "/opt/edgemask/bundle"
+        mqtt = "mqtt://edge@broker.local:1883/site/cam1/alerts"
+
+        [secrets]
+        mqtt_password = "..."
+        webhook_token = "..."
+
+    Raises:
+        ConfigError: missing, unreadable or malformed file.
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist; pass an existing TOML file to --config") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    bad = sorted(set(data) - {"run", "secrets"})
+    if bad:
+        raise ConfigError(f"config file {p} has unknown table(s) {', '.join(bad)}; use only the tables run and secrets")
+    return data
+
+
+def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -> Secrets:
+    """Secrets from the environment, else from the config file's ``[secrets]`` table.
+
+    A config file holding secrets that other users can read is refused: fix
+    it with ``chmod 600``.
+    """
+    env = os.environ if environ is None else environ
+    file_secrets: dict[str, Any] = {}
+    if config_file:
+        data = read_config_file(config_file)
+        file_secrets = data.get("secrets", {}) or {}
+        unknown = sorted(set(file_secrets) - {"mqtt_password", "webhook_token"})
+        if unknown:
+            raise ConfigError(f"config file {config_file} has unknown secret(s) {', '.join(unknown)}; "
+                              "known: mqtt_password, webhook_token")
+        if file_secrets and os.name == "posix":
+            mode = Path(config_file).stat().st_mode
+            if mode & (stat.S_IRGRP | stat.S_IROTH):
+                raise ConfigError(f"config file {config_file} holds secrets but other users can read it; "
+                                  f"run 'chmod 600 {config_file}'")
+    return Secrets(
+        mqtt_password=env.get(ENV_MQTT_PASSWORD) or str(file_secrets.get("mqtt_password", "")),
+        webhook_token=env.get(ENV_WEBHOOK_TOKEN) or str(file_secrets.get("webhook_token", "")),
+    )
+
+
+def config_with_file(cfg: RunConfig, explicit: set[str]) -> RunConfig:
+    """``cfg`` with values from ``cfg.config_file``'s ``[run]`` table where not given explicitly.
+
+    Args:
+        cfg: options as parsed (defaults included).
+        explicit: names of the fields the user set on the command line; they
+            win over the file.
+    """
+    if not cfg.config_file:
+        return cfg
+    data = read_config_file(cfg.config_file).get("run", {}) or {}
+    from_file = RunConfig.from_dict(data)  # validates the keys
+    merged = cfg.to_dict()
+    for k in data:
+        if k not in explicit:
+            merged[k] = getattr(from_file, k)
+    merged["alert_on"] = tuple(merged["alert_on"])
+    return RunConfig(**merged)
+
+
+__all__ = ["DEFAULT_ALERT_ON", "DETECTORS", "DETECT_MODES", "ENV_MQTT_PASSWORD", "ENV_WEBHOOK_TOKEN", "RunConfig", "Secrets",
+           "config_with_file", "load_secrets", "parse_roi", "read_config_file"]

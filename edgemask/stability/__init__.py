@@ -1,0 +1,53 @@
+"""The stability study: DeepFool on the float model, transfer to every engine, report.
+
+Typical use::
+
+    from edgemask.stability import StabilityConfig, stability_report, headline_rows
+    result = stability_report("export/mask-v1", "data/synth", "reports/mask-v1", StabilityConfig(n=300))
+    for row in headline_rows(result):
+        print(row["engine"], row["transfer_rate"], row["rho_adv"])
+
+Importing this package is cheap: torch, onnx, onnxruntime and matplotlib are
+imported by the functions that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from edgemask.stability.config import (
+    DEFAULT_ALPHAS,
+    StabilityConfig,
+    engine_key,
+    parse_engines,
+)
+
+_LAZY = {
+    "StudyResult": "edgemask.stability.study",
+    "run_study": "edgemask.stability.study",
+    "stability_report": "edgemask.stability.study",
+    "headline_rows": "edgemask.stability.study",
+    "load_float_model": "edgemask.stability.study",
+    "load_study_data": "edgemask.stability.study",
+    "stratified_sample": "edgemask.stability.study",
+    "engine_metrics": "edgemask.stability.study",
+    "FakeQuantTwin": "edgemask.stability.fakequant",
+    "twin_agreement": "edgemask.stability.fakequant",
+    "write_report": "edgemask.stability.report",
+    "attack_to_folder": "edgemask.stability.attack",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'edgemask.stability' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["DEFAULT_ALPHAS", "StabilityConfig", "engine_key", "parse_engines", *_LAZY]

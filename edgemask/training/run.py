@@ -1,0 +1,139 @@
+"""Run directories: what training writes and how every consumer reads it back.
+
+A run dir holds ``weights.safetensors`` (the best weights), ``model.json``
+(architecture, its args, input size, class names, preprocessing) and
+``metrics.json``. Weights are safetensors, never pickles, so a run from
+someone else can be loaded without executing their code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgemask.errors import ModelError
+from edgemask.models import create_model
+from edgemask.models.registry import EdgeMaskNet
+from edgemask.utils.io import atomic_path, atomic_write_json
+
+RUN_FORMAT = "edgemask-run"
+RUN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The contents of ``model.json``."""
+
+    arch: str
+    arch_args: dict[str, Any]
+    input_size: int
+    class_names: list[str]
+    mean: list[float]
+    std: list[float]
+    channel_order: str = "RGB"
+    path: str = ""
+
+    def to_model_json(self) -> dict[str, Any]:
+        return {
+            "format": RUN_FORMAT,
+            "version": RUN_VERSION,
+            "arch": self.arch,
+            "arch_args": self.arch_args,
+            "input_size": self.input_size,
+            "input_shape": [3, self.input_size, self.input_size],
+            "class_names": self.class_names,
+            "preprocessing": {
+                # Pixels are RGB floats in [0,1]; mean/std are applied inside the model.
+                "channel_order": self.channel_order,
+                "input_range": [0.0, 1.0],
+                "layout": "NCHW",
+                "resize": "cv2.INTER_AREA to input_size x input_size",
+                "mean": self.mean,
+                "std": self.std,
+                "normalization_in_model": True,
+            },
+            "torch_version": torch.__version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+def run_info_for(model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class_names: list[str]) -> RunInfo:
+    """The RunInfo that describes ``model``."""
+    return RunInfo(
+        arch=arch,
+        arch_args=arch_args,
+        input_size=int(model.input_size),
+        class_names=list(class_names),
+        mean=[float(v) for v in model.normalize.mean.flatten()],
+        std=[float(v) for v in model.normalize.std.flatten()],
+    )
+
+
+def save_run_files(run_dir: str | Path, model: torch.nn.Module, info: RunInfo) -> None:
+    """Write ``weights.safetensors`` and ``model.json`` atomically."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(run_dir / "weights.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": RUN_FORMAT, "arch": info.arch})
+    atomic_write_json(run_dir / "model.json", info.to_model_json())
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """Parse and validate ``model.json`` of a run dir."""
+    run_dir = Path(run_dir)
+    mj = run_dir / "model.json"
+    if not run_dir.is_dir():
+        raise ModelError(f"run directory {run_dir} does not exist; pass the --out folder of 'edgemask train'")
+    if not mj.is_file():
+        raise ModelError(f"{mj} is missing; {run_dir} is not a finished training run (train it, or --resume it)")
+    try:
+        d = json.loads(mj.read_text())
+        if d.get("format") != RUN_FORMAT:
+            raise ValueError(f"format is {d.get('format')!r}, expected {RUN_FORMAT!r}")
+        pre = d["preprocessing"]
+        return RunInfo(
+            arch=d["arch"],
+            arch_args=dict(d["arch_args"]),
+            input_size=int(d["input_size"]),
+            class_names=list(d["class_names"]),
+            mean=list(pre["mean"]),
+            std=list(pre["std"]),
+            channel_order=pre.get("channel_order", "RGB"),
+            path=str(run_dir),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{mj} is malformed ({e}); re-run 'edgemask train' to regenerate it") from None
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[EdgeMaskNet, RunInfo]:
+    """Rebuild the model of a run dir with its best weights, in eval mode.
+
+    Raises:
+        ModelError: missing/malformed files, or weights that do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    info = read_run_info(run_dir)
+    wpath = Path(run_dir) / "weights.safetensors"
+    if not wpath.is_file():
+        raise ModelError(f"{wpath} is missing; re-run 'edgemask train' or copy the whole run folder")
+    model = create_model(info.arch, **info.arch_args)
+    try:
+        state = load_file(str(wpath), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{wpath} is not a readable safetensors file ({e}); re-run 'edgemask train'") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ModelError(f"{wpath} does not match architecture {info.arch!r} ({first}); the run folder is inconsistent") from None
+    model.to(device).eval()
+    return model, info

@@ -1,0 +1,54 @@
+"""Camera and video sources, face detectors, the tracker and the overlay.
+
+Typical use::
+
+    from edgemask.vision import FrameSource, parse_source, create_detector
+    src = FrameSource(parse_source("street.mp4"))
+    det = create_detector("haar-fusion")
+    with src:
+        frame = src.read()
+        faces = det.detect(frame.image)
+
+Importing this package is cheap; OpenCV is imported by the functions that
+use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "FrameSource": "edgemask.vision.sources",
+    "SourceSpec": "edgemask.vision.sources",
+    "Frame": "edgemask.vision.sources",
+    "END_OF_STREAM": "edgemask.vision.sources",
+    "parse_source": "edgemask.vision.sources",
+    "list_cameras": "edgemask.vision.sources",
+    "open_capture": "edgemask.vision.sources",
+    "Detection": "edgemask.vision.detectors",
+    "FaceDetector": "edgemask.vision.detectors",
+    "HaarDetector": "edgemask.vision.detectors",
+    "YuNetDetector": "edgemask.vision.detectors",
+    "FixedRegionDetector": "edgemask.vision.detectors",
+    "create_detector": "edgemask.vision.detectors",
+    "IoUTracker": "edgemask.vision.tracker",
+    "Track": "edgemask.vision.tracker",
+    "draw_overlay": "edgemask.vision.overlay",
+    "VideoRecorder": "edgemask.vision.overlay",
+    "face_crops": "edgemask.vision.crops",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'edgemask.vision' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = sorted(_LAZY)

@@ -1,0 +1,343 @@
+"""Face detectors: OpenCV Haar cascades (alone or fused), YuNet, or none.
+
+All detectors take a BGR uint8 frame and return :class:`Detection` boxes in
+that frame's pixel coordinates. They detect on a copy downscaled to
+``detect_width`` (320 px by default): a Haar cascade's cost grows with the
+pixel count, and at 640×480 the frontal cascade alone takes ~55 ms on one of
+our 2 cores — more than a 30 FPS frame budget.
+
+Why a fusion: the frontal-face cascade was trained on bare faces; a mask
+hides the nose and mouth it looks for, and it misses most masked faces (see
+``benchmarks/detector_recall.py`` for numbers). ``haar-fusion`` runs the
+frontal cascade on three grey views of the frame and merges the boxes with
+non-maximum suppression:
+
+* ``gray`` — the usual luma (bare faces);
+* ``value`` — the per-pixel max of B, G, R: a coloured mask becomes about as
+  bright as skin, so the lower face looks plain instead of cut by a dark
+  edge, which the cascade tolerates far better;
+* ``red`` — the red channel, where skin is bright and even, and blue/green
+  masks turn dark in a different way than in luma.
+
+Cascades we measured and left out: the profile cascade (1/10 of the frontal
+recall on these scenes at 3–5× its cost), the eye cascades (their 20 px
+window misses the eyes of faces under ~100 px and fires on texture) and the
+upper-body cascade (finds almost no heads). A CNN detector does much better
+on masked faces: pass a YuNet model with ``--face-model``.
+Each view is a named entry of :data:`HAAR_COMPONENTS`, so the recall
+benchmark can measure them one by one.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from edgemask.errors import ConfigError, NotAvailableError
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face box (x0, y0, x1, y1) in frame pixels, a score, and which detector found it."""
+
+    box: tuple[float, float, float, float]
+    score: float = 1.0
+    source: str = ""
+
+
+class FaceDetector(abc.ABC):
+    """Base class: ``detect(bgr) -> list[Detection]``.
+
+    A detector made of several independent passes (the Haar fusion) has
+    ``phases > 1`` and runs only pass ``phase`` when given one: the run loop
+    spreads the passes over consecutive frames so that no single frame pays
+    for all of them (a flat per-frame cost keeps the p99 latency low).
+    """
+
+    name: ClassVar[str] = ""
+    phases: int = 1
+
+    @abc.abstractmethod
+    def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
+        """Faces in a BGR uint8 (H, W, 3) frame (all passes, or only pass ``phase``)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"detector": self.name}
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def iou(a: Any, b: Any) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _containment(a: Any, b: Any) -> float:
+    """Fraction of the smaller box covered by the other."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / small if small > 0 else 0.0
+
+
+def merge_detections(dets: list[Detection], iou_threshold: float = 0.3, contain: float = 0.7) -> list[Detection]:
+    """Greedy NMS over detections of several detectors.
+
+    Boxes are taken best score first; a box that overlaps a kept one by IoU
+    >= ``iou_threshold``, or lies mostly (``contain``) inside it or around
+    it, is the same face found twice.
+    """
+    kept: list[Detection] = []
+    for d in sorted(dets, key=lambda d: -d.score):
+        if all(iou(d.box, k.box) < iou_threshold and _containment(d.box, k.box) < contain for k in kept):
+            kept.append(d)
+    return kept
+
+
+# --------------------------------------------------------------------------- Haar
+
+
+@dataclass(frozen=True)
+class HaarComponent:
+    """One cascade run on one view of the frame.
+
+    Attributes:
+        cascade: file name in ``cv2.data.haarcascades``.
+        channel: how the grey image is made: ``gray`` | ``value`` (max of B, G, R) | ``red``.
+        mirrored: also run on the horizontally flipped image (the profile
+            cascade only knows one side).
+        min_neighbors: OpenCV's grouping threshold; higher = fewer, surer boxes.
+        weight: score multiplier, so bare-face frontal hits win NMS ties.
+    """
+
+    cascade: str
+    channel: str = "gray"
+    mirrored: bool = False
+    min_neighbors: int = 4
+    weight: float = 1.0
+
+
+#: Named cascade runs; ``haar`` uses ``frontal`` only, ``haar-fusion`` uses :data:`FUSION`.
+HAAR_COMPONENTS: dict[str, HaarComponent] = {
+    "frontal": HaarComponent("haarcascade_frontalface_default.xml", "gray", min_neighbors=4, weight=1.0),
+    "frontal-value": HaarComponent("haarcascade_frontalface_default.xml", "value", min_neighbors=4, weight=0.9),
+    "frontal-red": HaarComponent("haarcascade_frontalface_default.xml", "red", min_neighbors=4, weight=0.85),
+    "frontal-alt2": HaarComponent("haarcascade_frontalface_alt2.xml", "gray", min_neighbors=3, weight=0.95),
+    "profile": HaarComponent("haarcascade_profileface.xml", "gray", mirrored=True, min_neighbors=4, weight=0.7),
+}
+FUSION: tuple[str, ...] = ("frontal", "frontal-value", "frontal-red")
+
+_CASCADES: dict[str, Any] = {}
+
+
+def _cascade(name: str) -> Any:
+    """Load a cascade shipped with the OpenCV wheel (cached; loading parses XML)."""
+    import cv2
+
+    if name not in _CASCADES:
+        base = getattr(getattr(cv2, "data", None), "haarcascades", "")
+        if not hasattr(cv2, "CascadeClassifier") or not base:
+            raise NotAvailableError("this OpenCV has no Haar cascades (OpenCV 5 dropped CascadeClassifier); "
+                                    "install opencv-python-headless<5 or use --detector yunet --face-model PATH")
+        c = cv2.CascadeClassifier(str(Path(base) / name))
+        if c.empty():
+            raise NotAvailableError(f"cannot load the Haar cascade {name} from {base}; reinstall opencv-python-headless")
+        _CASCADES[name] = c
+    return _CASCADES[name]
+
+
+def _channel(small_bgr: np.ndarray, kind: str) -> np.ndarray:
+    import cv2
+
+    if kind == "gray":
+        g = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
+    elif kind == "value":
+        g = small_bgr.max(axis=2)
+    elif kind == "red":
+        g = np.ascontiguousarray(small_bgr[:, :, 2])
+    else:
+        raise ConfigError(f"unknown Haar channel {kind!r}; use gray, value or red")
+    return cv2.equalizeHist(g)
+
+
+class HaarDetector(FaceDetector):
+    """OpenCV Haar cascades, one or several fused (see the module docstring).
+
+    Args:
+        components: names from :data:`HAAR_COMPONENTS`.
+        detect_width: downscale frames to this width first (0 = full size).
+        min_face: smallest face side to find, in full-frame pixels.
+        scale_factor: image pyramid step of ``detectMultiScale``.
+    """
+
+    name = "haar"
+
+    def __init__(self, components: tuple[str, ...] = ("frontal",), detect_width: int = 320, min_face: int = 40,
+                 scale_factor: float = 1.1):
+        unknown = [c for c in components if c not in HAAR_COMPONENTS]
+        if unknown or not components:
+            raise ConfigError(f"unknown Haar component(s) {unknown}; choose from {', '.join(HAAR_COMPONENTS)}")
+        self.components = tuple(components)
+        self.phases = len(self.components)
+        self.detect_width = int(detect_width)
+        self.min_face = int(min_face)
+        self.scale_factor = float(scale_factor)
+        for c in self.components:
+            _cascade(HAAR_COMPONENTS[c].cascade)  # fail now, not on the first frame
+
+    def describe(self) -> dict[str, Any]:
+        return {"detector": "haar-fusion" if len(self.components) > 1 else "haar", "components": list(self.components),
+                "detect_width": self.detect_width, "min_face": self.min_face, "scale_factor": self.scale_factor}
+
+    def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
+        import cv2
+
+        h, w = bgr.shape[:2]
+        scale = min(1.0, self.detect_width / w) if self.detect_width else 1.0
+        small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+        views: dict[str, np.ndarray] = {}
+        dets: list[Detection] = []
+        comps = self.components if phase is None else (self.components[phase % self.phases],)
+        for cname in comps:
+            comp = HAAR_COMPONENTS[cname]
+            if comp.channel not in views:
+                views[comp.channel] = _channel(small, comp.channel)
+            img = views[comp.channel]
+            casc = _cascade(comp.cascade)
+            # The cascade's own window (24 px for frontal, 20 for profile) is its floor.
+            side = max(int(self.min_face * scale), 20)
+            for flip in ((False, True) if comp.mirrored else (False,)):
+                view = cv2.flip(img, 1) if flip else img
+                boxes, neighbours = casc.detectMultiScale2(view, scaleFactor=self.scale_factor,
+                                                           minNeighbors=comp.min_neighbors, minSize=(side, side))
+                for (x, y, bw, bh), n in zip(np.reshape(boxes, (-1, 4)), np.ravel(neighbours)):
+                    if flip:
+                        x = view.shape[1] - x - bw
+                    # score: the grouping count (how many pyramid windows agreed), saturating at ~1
+                    score = comp.weight * float(1.0 - np.exp(-float(n) / 8.0))
+                    dets.append(Detection((x / scale, y / scale, (x + bw) / scale, (y + bh) / scale), score, cname))
+        return merge_detections(dets) if len(comps) > 1 else sorted(dets, key=lambda d: -d.score)
+
+
+# --------------------------------------------------------------------------- YuNet
+
+
+class YuNetDetector(FaceDetector):
+    """OpenCV's YuNet CNN face detector (``cv2.FaceDetectorYN``) from an ONNX file.
+
+    YuNet finds masked faces far better than Haar cascades; its model is not
+    part of the OpenCV wheel (it is in the OpenCV model zoo,
+    ``face_detection_yunet_2023mar.onnx``), so the user passes ``--face-model``.
+    """
+
+    name = "yunet"
+
+    def __init__(self, model_path: str, detect_width: int = 320, min_face: int = 40, score_threshold: float = 0.6,
+                 nms_threshold: float = 0.3, top_k: int = 50):
+        import cv2
+
+        p = Path(model_path)
+        if not p.is_file():
+            raise ConfigError(f"--face-model {model_path} does not exist; pass a YuNet ONNX file "
+                              "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise NotAvailableError("this OpenCV has no FaceDetectorYN (needs OpenCV >= 4.5.4); upgrade opencv-python-headless")
+        try:
+            self._det = cv2.FaceDetectorYN.create(str(p), "", (320, 240), score_threshold, nms_threshold, top_k)
+        except cv2.error as e:
+            raise ConfigError(f"--face-model {model_path} is not a YuNet ONNX model OpenCV can load "
+                              f"({str(e).strip().splitlines()[-1][:120]})") from None
+        self.model_path = str(p)
+        self.detect_width = int(detect_width)
+        self.min_face = int(min_face)
+        self.score_threshold = float(score_threshold)
+        self._size: tuple[int, int] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"detector": "yunet", "model": self.model_path, "detect_width": self.detect_width,
+                "score_threshold": self.score_threshold}
+
+    def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
+        import cv2
+
+        h, w = bgr.shape[:2]
+        scale = min(1.0, self.detect_width / w) if self.detect_width else 1.0
+        small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+        size = (small.shape[1], small.shape[0])
+        if size != self._size:
+            self._det.setInputSize(size)
+            self._size = size
+        _, faces = self._det.detect(small)
+        out = []
+        if faces is not None:
+            for f in np.reshape(faces, (-1, 15)):  # x, y, w, h, 5 landmarks (x, y), score
+                x, y, bw, bh = (float(v) / scale for v in f[:4])
+                if min(bw, bh) < self.min_face:
+                    continue
+                out.append(Detection((max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
+                                     float(f[14]), "yunet"))
+        return out
+
+
+# --------------------------------------------------------------------------- none
+
+
+class FixedRegionDetector(FaceDetector):
+    """``--detector none``: a kiosk camera whose face is always in one place.
+
+    Returns the ROI (or the whole frame) as the single face of every frame.
+    """
+
+    name = "none"
+
+    def __init__(self, roi: tuple[int, int, int, int] | None = None):
+        self.roi = roi
+
+    def describe(self) -> dict[str, Any]:
+        return {"detector": "none", "roi": list(self.roi) if self.roi else None}
+
+    def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
+        h, w = bgr.shape[:2]
+        if self.roi is None:
+            return [Detection((0.0, 0.0, float(w), float(h)), 1.0, "fixed")]
+        x, y, rw, rh = self.roi
+        x0, y0 = min(x, w - 1), min(y, h - 1)
+        return [Detection((float(x0), float(y0), float(min(w, x + rw)), float(min(h, y + rh))), 1.0, "fixed")]
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def create_detector(name: str = "auto", *, face_model: str = "", detect_width: int = 320, min_face: int = 40,
+                    roi: tuple[int, int, int, int] | None = None) -> FaceDetector:
+    """A detector by ``--detector`` name (``auto``: YuNet with a face model, else Haar fusion).
+
+    Raises:
+        ConfigError: unknown name or unusable face model.
+    """
+    if name == "auto":
+        name = "yunet" if face_model else "haar-fusion"
+    makers: dict[str, Callable[[], FaceDetector]] = {
+        "haar": lambda: HaarDetector(("frontal",), detect_width, min_face),
+        "haar-fusion": lambda: HaarDetector(FUSION, detect_width, min_face),
+        "yunet": lambda: YuNetDetector(face_model, detect_width, min_face),
+        "none": lambda: FixedRegionDetector(roi),
+    }
+    if name not in makers:
+        raise ConfigError(f"unknown detector {name!r}; choose one of: auto, {', '.join(makers)}")
+    if name == "yunet" and not face_model:
+        raise ConfigError("the yunet detector needs --face-model PATH (a YuNet ONNX file)")
+    return makers[name]()
+
+
+__all__ = ["Detection", "FUSION", "FaceDetector", "FixedRegionDetector", "HAAR_COMPONENTS", "HaarComponent",
+           "HaarDetector", "YuNetDetector", "create_detector", "iou", "merge_detections"]

@@ -1,0 +1,615 @@
+"""Frame sources that survive failing, freezing and hanging cameras.
+
+A :class:`FrameSource` wraps one OpenCV capture (camera, file, URL, image
+folder or GStreamer pipeline) and a reader thread that owns it:
+
+* the reader thread decodes frames into a small queue, so decoding overlaps
+  with detection and classification (on 2 cores that is worth ~25 %);
+* a read that fails, a source that delivers no frame for ``stall_timeout_s``
+  (a hung driver or a dead RTSP server) or the *same* frame for
+  ``freeze_timeout_s`` (a frozen USB camera) makes the source abandon that
+  capture and open a new one with exponential backoff, forever;
+* the capture is released by its own reader thread once its blocking
+  ``read()`` returns: releasing it from another thread while ``read()`` runs
+  crashes some FFmpeg/V4L2 builds, and a thread stuck in the driver cannot be
+  killed anyway, so a hung reader is abandoned (it is a daemon thread).
+
+The first :meth:`FrameSource.open` is strict: a camera that does not exist
+or a URL nobody answers is a one-line :class:`~edgemask.errors.SourceError`
+before any long work starts. Later failures are never fatal.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from edgemask.errors import ConfigError, NotAvailableError, SourceError
+
+log = logging.getLogger("edgemask.vision.sources")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+SOURCE_KINDS = ("camera", "file", "url", "folder", "gstreamer", "csi")
+_URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.I)
+
+
+# --------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What to open and how.
+
+    Attributes:
+        kind: one of :data:`SOURCE_KINDS`.
+        target: device index (camera), path, URL or pipeline string.
+        width, height, fps: requested size / rate; 0 = the source's own.
+        loop: start a file / folder again at its end.
+        as_live: treat a file like a camera (drop stale frames, reopen at the
+            end); with ``fps`` it replays a recording as a live feed, for
+            benchmarks and soak tests.
+    """
+
+    kind: str
+    target: Any
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    loop: bool = False
+    as_live: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Live sources drop stale frames and are reopened when they end; files end."""
+        return self.as_live or self.kind in ("camera", "url", "gstreamer", "csi")
+
+    def describe(self) -> str:
+        if self.kind == "camera":
+            return f"camera {self.target} (/dev/video{self.target})"
+        if self.kind == "url":
+            return _redact_url(str(self.target))
+        return f"{self.kind} {self.target}"
+
+
+def _redact_url(url: str) -> str:
+    """``rtsp://user:pw@host/x`` → ``rtsp://user:***@host/x`` for logs."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def parse_source(source: str | None = None, camera: int | None = None, *, width: int = 0, height: int = 0,
+                 fps: float = 0.0, loop: bool = False, device_profile: str = "jetson-orin-nano") -> SourceSpec:
+    """Turn ``--camera`` / ``--source`` into a :class:`SourceSpec`.
+
+    ``source`` may be a video file, an image folder, a URL (rtsp/http/...), a
+    raw GStreamer pipeline (anything containing ``!``) or ``csi://N`` (sensor
+    N through the device profile's ``nvarguscamerasrc`` pipeline).
+
+    Raises:
+        ConfigError: both or neither given, or a file/folder that does not exist.
+    """
+    if (camera is None) == (not source):
+        raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
+    kw = dict(width=int(width), height=int(height), fps=float(fps), loop=bool(loop))
+    if camera is not None:
+        return SourceSpec("camera", int(camera), **kw)
+    assert source is not None
+    s = source.strip()
+    m = re.match(r"^csi://(\d+)$", s)
+    if m:
+        from edgemask.devices.profiles import load_profile
+
+        prof = load_profile(device_profile)
+        pipe = prof.camera_pipeline("csi", int(m.group(1)), width=width or 1280, height=height or 720,
+                                    fps=int(round(fps)) or 30)
+        return SourceSpec("csi", pipe, **kw)
+    if s.lower().startswith("csi://"):
+        raise ConfigError(f"--source {s!r}: write a CSI camera as csi://N with N the sensor id, e.g. csi://0")
+    if _URL_RE.match(s):
+        return SourceSpec("url", s, **kw)
+    if "!" in s:
+        if "appsink" not in s:
+            raise ConfigError("a GStreamer --source pipeline must end in 'appsink' (e.g. '... ! videoconvert ! "
+                              "video/x-raw,format=BGR ! appsink drop=true max-buffers=1')")
+        return SourceSpec("gstreamer", s, **kw)
+    if re.fullmatch(r"\d+", s):
+        raise ConfigError(f"--source {s!r} looks like a camera index; use --camera {s}")
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return SourceSpec("folder", str(p), **kw)
+    if p.is_file():
+        return SourceSpec("file", str(p), **kw)
+    raise ConfigError(f"--source {s!r} is neither an existing file or folder, a URL (rtsp://, http://), "
+                      "a GStreamer pipeline (with '!') nor csi://N")
+
+
+def list_cameras() -> list[int]:
+    """Indices of the V4L2 video devices present (``/dev/videoN``), sorted."""
+    out = []
+    for p in glob.glob("/dev/video*"):
+        m = re.fullmatch(r"/dev/video(\d+)", p)
+        if m:
+            out.append(int(m.group(1)))
+    return sorted(out)
+
+
+# --------------------------------------------------------------------------- captures
+
+
+class Capture(Protocol):
+    """What a FrameSource needs from an OpenCV-like capture."""
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def release(self) -> None: ...
+
+
+class FolderCapture:
+    """Images of a folder in name order, read like a video.
+
+    An unreadable (corrupt) image yields ``(True, None)`` so the source can
+    count and skip it; the end of the folder yields ``(False, None)``.
+    """
+
+    def __init__(self, folder: str):
+        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise SourceError(f"image folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        self.pos = 0
+
+    def read(self) -> tuple[bool, Any]:
+        import cv2
+
+        if self.pos >= len(self.files):
+            return False, None
+        p = self.files[self.pos]
+        self.pos += 1
+        return True, cv2.imread(str(p), cv2.IMREAD_COLOR)  # None for a corrupt file
+
+    def release(self) -> None:
+        self.pos = len(self.files)
+
+
+def _has_gstreamer() -> bool:
+    import cv2
+
+    info = cv2.getBuildInformation()
+    m = re.search(r"GStreamer:\s*(\S+)", info)
+    return bool(m and m.group(1).upper() not in ("NO", "OFF"))
+
+
+def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
+    """Open ``spec`` with OpenCV; raise SourceError (one line, with the fix) when it cannot be opened."""
+    import cv2
+
+    if spec.kind == "folder":
+        return FolderCapture(str(spec.target))
+    ms = int(max(open_timeout_s, 0.1) * 1000)
+    if spec.kind == "camera":
+        if os.name == "posix" and Path("/dev").is_dir() and not Path(f"/dev/video{spec.target}").exists():
+            have = list_cameras()
+            listed = ", ".join(f"{i} (/dev/video{i})" for i in have) if have else "none found"
+            raise SourceError(f"camera {spec.target} does not exist (/dev/video{spec.target} is missing); "
+                              f"cameras here: {listed}")
+        cap = cv2.VideoCapture(int(spec.target), cv2.CAP_V4L2)
+        if cap.isOpened():
+            if spec.width and spec.height:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, spec.width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, spec.height)
+            if spec.fps:
+                cap.set(cv2.CAP_PROP_FPS, spec.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # latest frame, not a backlog
+    elif spec.kind in ("gstreamer", "csi"):
+        if not _has_gstreamer():
+            raise NotAvailableError("this OpenCV build has no GStreamer support, which GStreamer and csi:// sources "
+                                    "need; on a Jetson use JetPack's OpenCV (apt install python3-opencv) instead of "
+                                    "the pip wheel")
+        cap = cv2.VideoCapture(str(spec.target), cv2.CAP_GSTREAMER)
+    elif spec.kind == "url":
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        cap = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
+    elif spec.kind == "file":
+        cap = cv2.VideoCapture(str(spec.target))
+    else:
+        raise ConfigError(f"unknown source kind {spec.kind!r}; use one of {', '.join(SOURCE_KINDS)}")
+    if not cap.isOpened():
+        cap.release()
+        hint = {
+            "camera": "check that no other program uses it and that you are in the 'video' group",
+            "url": "check the address, credentials and that the server is reachable from here",
+            "file": "it is not a video OpenCV can decode (try ffprobe on it)",
+            "gstreamer": "run the pipeline with gst-launch-1.0 to see GStreamer's error",
+            "csi": "run 'gst-launch-1.0 nvarguscamerasrc num-buffers=1 ! fakesink' to see the camera's error",
+        }[spec.kind]
+        raise SourceError(f"cannot open {spec.describe()}: {hint}")
+    return cap
+
+
+def _position(cap: Any) -> float | None:
+    """A file capture's frame position, or None when the capture cannot tell."""
+    import cv2
+
+    try:
+        return float(cap.get(cv2.CAP_PROP_POS_FRAMES))
+    except Exception:  # noqa: BLE001 - fakes and some backends have no get()
+        return None
+
+
+def _before_end(cap: Any) -> bool:
+    """True when a file capture's position is known to lie before its last frame."""
+    import cv2
+
+    try:
+        total = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        pos = float(cap.get(cv2.CAP_PROP_POS_FRAMES))
+    except Exception:  # noqa: BLE001 - fakes and some backends have no get()
+        return False
+    return total > 0 and 0 <= pos < total - 1
+
+
+# --------------------------------------------------------------------------- frames
+
+
+@dataclass
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        image: BGR uint8 (H, W, 3).
+        index: running number given by the source (0, 1, ...), across reconnects.
+        t_capture: ``time.monotonic()`` when the decoder returned it.
+        decode_ms: time spent in ``capture.read()`` (+ resize) for it.
+    """
+
+    image: np.ndarray
+    index: int
+    t_capture: float
+    decode_ms: float
+
+
+class EndOfStream:
+    """Returned by :meth:`FrameSource.read` when a file or folder has ended."""
+
+    def __repr__(self) -> str:
+        return "END_OF_STREAM"
+
+
+END_OF_STREAM = EndOfStream()
+
+
+@dataclass
+class SourceStats:
+    frames: int = 0
+    reconnects: int = 0
+    corrupt_frames: int = 0
+    dropped_frames: int = 0
+    stalls: int = 0
+    freezes: int = 0
+    read_failures: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class _Reader:
+    """One capture and the thread that owns it (one per (re)connection)."""
+
+    cap: Capture
+    gen: int
+    thread: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _frame_signature(img: np.ndarray) -> int:
+    # Exact identity of a sparse pixel sample: a live sensor's noise changes it
+    # every frame; a frozen driver repeats the same buffer bit for bit.
+    return zlib.crc32(np.ascontiguousarray(img[::7, ::11]).tobytes())
+
+
+class FrameSource:
+    """A resilient frame source (see the module docstring).
+
+    Args:
+        spec: what to open.
+        stall_timeout_s: no frame for this long → reopen (live sources), or
+            end of stream (files: a decoder that stops producing frames).
+        freeze_timeout_s: the same frame for this long → reopen (live
+            sources only; 0 disables).
+        open_timeout_s: limit for opening and for the first frame of :meth:`open`.
+        reconnect_min_s, reconnect_max_s: backoff between reopen attempts,
+            doubling per consecutive failure.
+        opener: ``opener(spec, open_timeout_s) -> Capture``; tests inject fakes.
+        on_reconnect: called with a reason string whenever a capture is abandoned.
+    """
+
+    def __init__(self, spec: SourceSpec, *, stall_timeout_s: float = 5.0, freeze_timeout_s: float = 10.0,
+                 open_timeout_s: float = 10.0, reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0,
+                 opener: Callable[[SourceSpec, float], Capture] = open_capture,
+                 on_reconnect: Callable[[str], None] | None = None):
+        self.spec = spec
+        self.stall_timeout_s = float(stall_timeout_s)
+        self.freeze_timeout_s = float(freeze_timeout_s) if spec.live else 0.0
+        self.open_timeout_s = float(open_timeout_s)
+        self.reconnect_min_s = float(reconnect_min_s)
+        self.reconnect_max_s = float(reconnect_max_s)
+        self.opener = opener
+        self.on_reconnect = on_reconnect
+        self.stats = SourceStats()
+        # Live: the newest frame matters, so a tiny queue that drops the oldest.
+        # Files: never drop; the reader waits for the pipeline (backpressure).
+        self._q: queue.Queue = queue.Queue(maxsize=2 if spec.live else 4)
+        self._reader: _Reader | None = None
+        self._gen = 0
+        self._failures = 0             # consecutive failed opens, for the backoff
+        self._next_open = 0.0
+        self._last_frame_t = time.monotonic()
+        self._sig: int | None = None
+        self._sig_since = 0.0
+        self._ended = False
+        self._closed = False
+        self.connected = False
+
+    # -- lifecycle -------------------------------------------------------
+    def open(self) -> None:
+        """Open the source and wait for its first frame (strict: errors are raised).
+
+        Raises:
+            SourceError: cannot be opened, or no frame within ``open_timeout_s``.
+        """
+        self._start(self.opener(self.spec, self.open_timeout_s))
+        try:
+            item = self._q.get(timeout=self.open_timeout_s)
+        except queue.Empty:
+            self._abandon("no first frame")
+            raise SourceError(f"{self.spec.describe()} opened but sent no frame within {self.open_timeout_s:g} s; "
+                              "check the source (a stalled stream, a camera in use, or raise --open-timeout)") from None
+        if item[0] != "frame":
+            self._abandon("first read failed")
+            raise SourceError(f"{self.spec.describe()} opened but its first read failed: "
+                              f"{item[2] if len(item) > 2 and item[2] else 'no frame'}; check the source")
+        # Put it back at the head: read() returns it first.
+        self._pending = item
+
+    def close(self) -> None:
+        """Stop the reader thread (it releases the capture). Safe to call twice."""
+        self._closed = True
+        if self._reader is not None:
+            r = self._reader
+            self._reader = None
+            r.stop.set()
+            if r.thread is not None:
+                r.thread.join(timeout=2.0)  # a hung driver keeps its daemon thread; we go on
+        self.connected = False
+
+    def __enter__(self) -> "FrameSource":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------
+    _pending: tuple | None = None
+
+    def read(self, timeout: float = 0.5) -> Frame | EndOfStream | None:
+        """The next frame; None if none arrived within ``timeout`` (the source
+        may be reconnecting: call again); END_OF_STREAM when a file ended."""
+        if self._ended:
+            return END_OF_STREAM
+        deadline = time.monotonic() + timeout
+        while not self._closed:
+            now = time.monotonic()
+            if self._reader is None:
+                if now >= self._next_open:
+                    self._try_open()
+                    continue
+                remaining = min(deadline, self._next_open) - now
+                if now >= deadline:
+                    return None
+                time.sleep(max(0.0, min(remaining, 0.05)))
+                continue
+            if self._pending is not None:
+                item, self._pending = self._pending, None
+            else:
+                wait = deadline - now
+                if wait <= 0:
+                    self._check_stall(now)
+                    return None
+                try:
+                    item = self._q.get(timeout=min(wait, 0.1))
+                except queue.Empty:
+                    self._check_stall(time.monotonic())
+                    continue
+            out = self._handle(item)
+            if out is not None:
+                return out
+        return None
+
+    # -- internals -----------------------------------------------------------
+    def _handle(self, item: tuple) -> Frame | EndOfStream | None:
+        kind, gen = item[0], item[1]
+        if self._reader is None or gen != self._reader.gen:
+            return None  # from an abandoned capture
+        if kind == "fail":
+            self.stats.read_failures += 1
+            self.stats.last_error = item[2] or "read failed"
+            if self.spec.live:
+                self._abandon(f"read failed ({self.stats.last_error})")
+                return None
+            if self.spec.loop:
+                self._abandon("end of file, looping", count=False)
+                self._next_open = 0.0
+                return None
+            self._ended = True
+            self.close()
+            return END_OF_STREAM
+        _, _, img, decode_ms, t_cap = item
+        img = self._valid(img)
+        if img is None:
+            self.stats.corrupt_frames += 1
+            log.warning("skipped a corrupt frame from %s (%d so far)", self.spec.describe(), self.stats.corrupt_frames)
+            return None
+        now = time.monotonic()
+        self._last_frame_t = now
+        if self.freeze_timeout_s > 0:
+            sig = _frame_signature(img)
+            if sig != self._sig:
+                self._sig, self._sig_since = sig, now
+            elif now - self._sig_since >= self.freeze_timeout_s:
+                self.stats.freezes += 1
+                self._abandon(f"frozen: identical frames for {now - self._sig_since:.1f} s")
+                return None
+        self._failures = 0
+        f = Frame(image=img, index=self.stats.frames, t_capture=t_cap, decode_ms=decode_ms)
+        self.stats.frames += 1
+        return f
+
+    def _valid(self, img: Any) -> np.ndarray | None:
+        """BGR uint8 (H, W, 3) or None for a frame that cannot be used."""
+        import cv2
+
+        if not isinstance(img, np.ndarray) or img.size == 0 or img.dtype != np.uint8:
+            return None
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        elif img.ndim == 3 and img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        elif img.ndim != 3 or img.shape[2] != 3:
+            return None
+        if img.shape[0] < 16 or img.shape[1] < 16:
+            return None
+        return img
+
+    def _check_stall(self, now: float) -> None:
+        if self._reader is not None and now - self._last_frame_t > self.stall_timeout_s:
+            self.stats.stalls += 1
+            if self.spec.live:
+                self._abandon(f"no frame for {now - self._last_frame_t:.1f} s (stalled or hung)")
+            else:
+                log.warning("%s produced no frame for %.1f s; treating it as ended", self.spec.describe(),
+                            now - self._last_frame_t)
+                self._ended = True
+                self.close()
+
+    def _try_open(self) -> None:
+        try:
+            cap = self.opener(self.spec, self.open_timeout_s)
+        except Exception as e:  # noqa: BLE001 - any failure to open is retried, never fatal
+            self._failures += 1
+            delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(self._failures - 1, 16))
+            self._next_open = time.monotonic() + delay
+            self.stats.last_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            log.warning("reopening %s failed (%s); next try in %.1f s", self.spec.describe(),
+                        self.stats.last_error, delay)
+            return
+        self._start(cap)
+        log.info("reopened %s", self.spec.describe())
+
+    def _start(self, cap: Capture) -> None:
+        self._gen += 1
+        r = _Reader(cap=cap, gen=self._gen)
+        r.thread = threading.Thread(target=self._read_loop, args=(r,), name=f"edgemask-reader-{r.gen}", daemon=True)
+        self._reader = r
+        self._last_frame_t = time.monotonic()  # the stall clock starts at (re)open
+        self._sig = None
+        self.connected = True
+        r.thread.start()
+
+    def _abandon(self, reason: str, count: bool = True) -> None:
+        """Give up the current capture; its thread releases it when its read returns."""
+        r, self._reader = self._reader, None
+        self.connected = False
+        if r is not None:
+            r.stop.set()
+        if count:
+            self.stats.reconnects += 1
+            self._failures += 1
+            delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(self._failures - 1, 16))
+            self._next_open = time.monotonic() + delay
+            log.warning("%s: %s; reopening in %.1f s", self.spec.describe(), reason, delay)
+            if self.on_reconnect is not None:
+                self.on_reconnect(reason)
+        # Drop frames queued by the abandoned reader.
+        while True:
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+
+    def _read_loop(self, r: _Reader) -> None:
+        import cv2
+
+        spec = self.spec
+        period = 1.0 / spec.fps if (spec.fps and spec.kind in ("file", "folder")) else 0.0  # pace files to --fps
+        next_t = time.monotonic()
+        bad_reads = 0
+        last_bad_pos: float | None = None
+        try:
+            while not r.stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    ok, img = r.cap.read()
+                except Exception as e:  # noqa: BLE001 - a driver error is a failed read
+                    self._put(r, ("fail", r.gen, f"{type(e).__name__}: {e}"))
+                    return
+                if not ok:
+                    pos = _position(r.cap) if spec.kind == "file" else None
+                    if pos is not None and pos != last_bad_pos and bad_reads < 8 and _before_end(r.cap):
+                        # A damaged packet mid-file: FFmpeg fails this read but the next one
+                        # decodes the following frame. A truncated file fails again at the
+                        # same position: that is its end.
+                        bad_reads += 1
+                        last_bad_pos = pos
+                        self._put(r, ("frame", r.gen, None, 0.0, time.monotonic()))
+                        continue
+                    self._put(r, ("fail", r.gen, ""))
+                    return
+                bad_reads = 0
+                if (img is not None and spec.width and spec.height and isinstance(img, np.ndarray)
+                        and img.ndim >= 2 and img.shape[:2] != (spec.height, spec.width) and img.size):
+                    img = cv2.resize(img, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+                decode_ms = (time.perf_counter() - t0) * 1e3
+                if period:
+                    next_t += period
+                    d = next_t - time.monotonic()
+                    if d > 0:
+                        r.stop.wait(d)
+                self._put(r, ("frame", r.gen, img, decode_ms, time.monotonic()))
+        finally:
+            try:
+                r.cap.release()
+            except Exception:  # noqa: BLE001 - nothing useful to do about a failing release
+                pass
+
+    def _put(self, r: _Reader, item: tuple) -> None:
+        if self.spec.live:
+            while not r.stop.is_set():
+                try:
+                    self._q.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        self._q.get_nowait()  # drop the oldest: a live view wants the newest frame
+                        self.stats.dropped_frames += 1
+                    except queue.Empty:
+                        pass
+        else:
+            while not r.stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+
+__all__ = ["Capture", "END_OF_STREAM", "EndOfStream", "FolderCapture", "Frame", "FrameSource", "SOURCE_KINDS",
+           "SourceSpec", "SourceStats", "list_cameras", "open_capture", "parse_source"]

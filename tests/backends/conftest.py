@@ -1,0 +1,198 @@
+"""A tiny bundle (3-class seed_cnn at 32×32, all three precisions) shared by backend and compare tests.
+
+``make_tiny_bundle`` trains the model for a second on images whose class is
+their dominant colour (so logit margins are large and int8/fp16
+disagreements would be real bugs, not coin flips), saves it as a run and
+exports it with ``edgemask.export.export_bundle``, calibrated on the same
+kind of images. Where that function is absent (a checkout without the
+export package) it builds the same files by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SIZE = 32
+ARCH_ARGS = {"num_classes": 3, "input_size": SIZE, "widths": [8, 16], "hidden": 16}
+CLASS_NAMES = ["mask", "no_mask", "mask_incorrect"]
+
+
+def tiny_images(n: int, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uint8 NHWC RGB images and labels: class k has a bright square in channel k.
+
+    Returns:
+        images (n, size, size, 3) uint8, labels (n,) int64.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n).astype(np.int64)
+    img = rng.uniform(0.0, 0.45, (n, size, size, 3))
+    lo, hi = size // 4, size - size // 4
+    for i, k in enumerate(labels):
+        img[i, lo:hi, lo:hi, k] += 0.5
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), labels
+
+
+def _train_tiny_model():
+    import torch
+
+    from edgemask.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("seed_cnn", **ARCH_ARGS)
+    x_u8, y = tiny_images(256, seed=1)
+    x = torch.from_numpy(x_u8).permute(0, 3, 1, 2).float() / 255.0
+    y = torch.from_numpy(y)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    # One thread for this tiny net: with two, OpenMP barriers cost more than the
+    # math, and a busy second core (another test process) makes it ~10x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(40):
+            idx = torch.randint(0, len(y), (32,))
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def _export_available() -> bool:
+    try:
+        from edgemask.export import export_bundle  # noqa: F401
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def make_tiny_bundle(tmp_path: Path) -> Path:
+    """Write a complete bundle into ``tmp_path / "bundle"`` and return its path."""
+    if not _export_available():
+        return _make_tiny_bundle_by_hand(tmp_path)
+    import cv2
+
+    from edgemask.export import export_bundle
+    from edgemask.models.registry import resolved_args
+    from edgemask.training.run import run_info_for, save_run_files
+
+    tmp_path = Path(tmp_path)
+    model = _train_tiny_model()
+    save_run_files(tmp_path / "run", model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **ARCH_ARGS),
+                                                         CLASS_NAMES))
+    # Calibrate on images like the ones the tests feed (an ImageFolder, one folder per class).
+    x, y = tiny_images(48, seed=2)
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = tmp_path / "calib" / CLASS_NAMES[label]
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"{i:03d}.png"), img[:, :, ::-1])  # RGB -> BGR
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f'source = "{(tmp_path / "calib").as_posix()}"\ncount = 32\nseed = 0\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return export_bundle(tmp_path / "run", tmp_path / "bundle", calibration=recipe, name="tiny", golden_count=8)
+
+
+def _make_tiny_bundle_by_hand(tmp_path: Path) -> Path:
+    """The bundle export_bundle would write, built directly.
+
+    Files: weights.safetensors, model.fp32.onnx, model.fp16.onnx, model.int8.onnx
+    (QDQ, per-channel, symmetric), golden/inputs.npy, golden/outputs.fp32.npy,
+    manifest.json with the SHA-256 of every file.
+    """
+    import onnx
+    import torch
+    from onnxconverter_common import float16
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from edgemask.bundle import BundleManifest, InputSpec, ModelEntry, Preprocessing
+    from edgemask.models.registry import resolved_args
+    from edgemask.training.run import run_info_for, save_run_files
+    from edgemask.utils.io import atomic_write_bytes, sha256_file
+
+    out = Path(tmp_path) / "bundle"
+    out.mkdir(parents=True, exist_ok=False)
+    model = _train_tiny_model()
+    args = resolved_args("seed_cnn", **ARCH_ARGS)
+    info = run_info_for(model, "seed_cnn", args, CLASS_NAMES)
+    save_run_files(out, model, info)
+    (out / "model.json").unlink()  # a bundle carries the manifest instead
+
+    dummy = torch.zeros(1, 3, SIZE, SIZE)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, but it is the one OpenCV reads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (dummy,), str(out / "model.fp32.onnx"), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    fp16 = float16.convert_float_to_float16(onnx.load(str(out / "model.fp32.onnx")), keep_io_types=True)
+    onnx.save(fp16, str(out / "model.fp16.onnx"))
+
+    calib_u8, _ = tiny_images(32, seed=2)
+    calib = calib_u8.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter([{"input": calib[i:i + 8]} for i in range(0, len(calib), 8)])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    quantize_static(str(out / "model.fp32.onnx"), str(out / "model.int8.onnx"), _Reader(),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+
+    golden_u8, _ = tiny_images(8, seed=3)
+    golden = golden_u8.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    with torch.no_grad():
+        golden_out = model(torch.from_numpy(golden)).numpy()
+    (out / "golden").mkdir()
+    import io
+
+    for name, arr in (("inputs.npy", golden), ("outputs.fp32.npy", golden_out)):
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        atomic_write_bytes(out / "golden" / name, buf.getvalue())
+
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(out).as_posix()
+            files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    manifest = BundleManifest(
+        name="tiny", version=1, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        arch="seed_cnn", arch_args=args, class_names=list(CLASS_NAMES),
+        input=InputSpec(shape=["N", 3, SIZE, SIZE]),
+        preprocessing=Preprocessing(mean=info.mean, std=info.std),
+        models=[
+            ModelEntry(file="weights.safetensors", precision="fp32", format="safetensors"),
+            ModelEntry(file="model.fp32.onnx", precision="fp32", format="onnx", opset=17),
+            ModelEntry(file="model.fp16.onnx", precision="fp16", format="onnx", opset=17),
+            ModelEntry(file="model.int8.onnx", precision="int8", format="onnx", opset=17,
+                       quantization={"format": "QDQ", "method": "minmax", "per_channel": True, "symmetric": True}),
+        ],
+        files=files, producer={"torch": torch.__version__, "onnx": onnx.__version__}, opset=17,
+        golden={"inputs": "golden/inputs.npy", "outputs": "golden/outputs.fp32.npy", "count": len(golden),
+                "tolerance": {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.5}},
+    )
+    atomic_write_bytes(out / "manifest.json", manifest.to_json().encode())
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A read-only tiny bundle (copy it before changing anything)."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny_bundle"))
+
+
+@pytest.fixture(scope="session")
+def images():
+    """``images(n, seed=0)`` -> (uint8 NHWC at the tiny bundle's size, labels) it classifies well."""
+    return tiny_images

@@ -1,0 +1,125 @@
+"""``edgemask export`` and ``edgemask bundle verify|show`` through Typer's test runner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from edgemask.cli.export import register
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    a = typer.Typer()
+    register(a)
+    return a
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(app, runner, tiny_run, tiny_recipe, tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("cli") / "export" / "mask-v1"
+    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(out), "--precision", "fp32,fp16,int8",
+                              "--calibration", str(tiny_recipe), "--calibration-method", "minmax", "--opset", "17"],
+                        env={"COLUMNS": "200"})
+    return out, res
+
+
+def _one_error_line(res) -> str:
+    """The CLI's contract for user errors: exit 1, one 'error:' line, no traceback."""
+    assert res.exit_code == 1, res.output
+    text = res.stderr
+    assert "Traceback" not in text and "Traceback" not in res.stdout
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), text
+    return lines[0]
+
+
+def test_export_writes_bundle_and_prints_table(exported):
+    out, res = exported
+    assert res.exit_code == 0, res.output
+    assert (out / "manifest.json").is_file()
+    for word in ("model.fp32.onnx", "model.fp16.onnx", "model.int8.onnx", "max |Δlogit| vs torch", "agreement",
+                 "size KiB", "calibration: recipe tiny"):
+        assert word in res.stdout
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["name"] == "mask-v1" and m["opset"] == 17
+
+
+def test_bundle_verify_ok_then_tampered(app, runner, exported, tmp_path):
+    out, _ = exported
+    res = runner.invoke(app, ["bundle", "verify", str(out)])
+    assert res.exit_code == 0 and "ok" in res.stdout and "files match" in res.stdout
+    bad = Path(shutil.copytree(out, tmp_path / "bad"))
+    p = bad / "model.fp16.onnx"
+    p.write_bytes(p.read_bytes()[:-10])
+    (bad / "calibration" / "cache.txt").write_text("TRT-0-EntropyCalibration2\n")
+    res = runner.invoke(app, ["bundle", "verify", str(bad)])
+    assert res.exit_code == 1
+    assert "model.fp16.onnx: size" in res.stderr and "calibration/cache.txt" in res.stderr
+    assert "2 problem(s)" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bundle_verify_broken_manifest_is_one_line(app, runner, exported, tmp_path):
+    out, _ = exported
+    bad = Path(shutil.copytree(out, tmp_path / "bad"))
+    d = json.loads((bad / "manifest.json").read_text())
+    del d["files"]
+    (bad / "manifest.json").write_text(json.dumps(d))
+    assert "missing the field 'files'" in _one_error_line(runner.invoke(app, ["bundle", "verify", str(bad)]))
+    assert "does not exist" in _one_error_line(runner.invoke(app, ["bundle", "verify", str(tmp_path / "nope")]))
+
+
+def test_bundle_show_tables_and_json(app, runner, exported):
+    out, _ = exported
+    res = runner.invoke(app, ["bundle", "show", str(out)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for word in ("mask-v1", "seed_cnn", "mask, no_mask, mask_incorrect", "opset", "17", "model.int8.onnx",
+                 "QDQ minmax", "calibration", "images sha256", "golden/inputs.npy", "resolved_config.json"):
+        assert word in res.stdout, word
+    res = runner.invoke(app, ["bundle", "show", str(out), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["format"] == "edgemask-bundle"
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--precision", "fp32,int4"], "unknown precision 'int4'"),
+    (["--calibration-method", "kl"], "unknown calibration method"),
+    (["--opset", "8"], "opset 8"),
+    (["--calibration", "no-such-recipe"], "unknown calibration recipe"),
+])
+def test_bad_options_exit_1_with_one_line(app, runner, tiny_run, tmp_path, args, match):
+    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "b"), *args])
+    assert match in _one_error_line(res)
+    assert not (tmp_path / "b").exists()
+
+
+def test_missing_run_and_recipe_pointing_at_nothing(app, runner, tiny_run, tmp_path, recipe_file):
+    res = runner.invoke(app, ["export", str(tmp_path / "no-run"), "--out", str(tmp_path / "b")])
+    assert "does not exist" in _one_error_line(res)
+    recipe = recipe_file(tmp_path / "r.toml", source=str(tmp_path / "no-data"))
+    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "b"), "--calibration", str(recipe)])
+    assert "fix its 'source'" in _one_error_line(res)
+    assert not (tmp_path / "b").exists()
+
+
+def test_existing_bundle_needs_overwrite(app, runner, exported, tiny_run, tiny_recipe):
+    out, _ = exported
+    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(out), "--calibration", str(tiny_recipe)])
+    assert "--overwrite" in _one_error_line(res)
+
+
+def test_help_shows_defaults(app, runner):
+    res = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for word in ("--precision", "fp32,fp16,int8", "--calibration-method", "minmax", "--opset", "17",
+                 "--int8-target", "tensorrt", "--overwrite"):
+        assert word in res.stdout, word

@@ -1,0 +1,149 @@
+"""run_service end to end with real videos, a real face, real files and servers; small fakes only where named."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+from service_fakes import CLASS_NAMES, BoxDetector, ScriptedRunner, WebhookServer, astronaut_video, write_video
+
+from edgemask.service.config import RunConfig, Secrets
+from edgemask.service.loop import run_service
+from edgemask.service.systemd import SdNotifier
+
+MASK, NO_MASK, INCORRECT = 0, 1, 2
+
+
+def cfg_for(tmp_path, source, **kw) -> RunConfig:
+    base = dict(source=str(source), backend="null", headless=True, state_dir=str(tmp_path / "state"),
+                log_alerts=False)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def run(cfg, runner=None, detector=None, **kw):
+    return run_service(cfg, runner=runner or ScriptedRunner(lambda i: NO_MASK), class_names=CLASS_NAMES,
+                       detector=detector, install_signal_handlers=False, secrets=Secrets(), **kw)
+
+
+def read_events(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_real_face_to_alert_end_to_end(tmp_path, webhook):
+    """Haar fusion finds a real face; the faked classifier says no_mask; one alert reaches every output."""
+    video = astronaut_video(tmp_path / "astro.mp4", 30)
+    cfg = cfg_for(tmp_path, video, detector="haar-fusion", events=str(tmp_path / "ev.jsonl"),
+                  record=str(tmp_path / "out.mp4"), snapshots=str(tmp_path / "snaps"), webhook=webhook.url,
+                  log_alerts=True)
+    runner = ScriptedRunner(lambda i: NO_MASK)
+    s = run(cfg, runner)
+    assert s.frames == 30 and s.stop_reason == "end_of_stream"
+    assert s.faces >= 25 and s.alerts == {"no_mask": 1}             # one person, one alert (debounced)
+    assert s.outbox_pending.get("webhook", 0) == 0 and s.delivered["webhook"] == 1
+    ev = read_events(cfg.events)
+    faces = [e for e in ev if e["type"] == "face"]
+    (alert,) = [e for e in ev if e["type"] == "alert"]
+    assert set(faces[0]) >= {"time", "frame", "track", "box", "class", "confidence"}
+    assert faces[0]["class"] == "no_mask" and 0 < faces[0]["confidence"] <= 1
+    face_box = faces[-1]["box"]
+    assert 95 < (face_box[0] + face_box[2]) / 2 < 155 and 85 < (face_box[1] + face_box[3]) / 2 < 145  # on her face
+    assert alert["class"] == "no_mask" and webhook.accepted_ids() == [alert["alert_id"]]
+    assert os.path.exists(alert["snapshot"]) and cv2.imread(alert["snapshot"]).shape == (240, 320, 3)
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert json.loads((tmp_path / "state" / "run_config.json").read_text())["config"]["detector"] == "haar-fusion"
+
+
+def test_one_flickering_frame_does_not_alert(tmp_path, video):
+    cfg = cfg_for(tmp_path, video, max_frames=30, events=str(tmp_path / "e.jsonl"))
+    s = run(cfg, ScriptedRunner(lambda i: NO_MASK if i == 10 else MASK), BoxDetector([(50, 50, 130, 140)]))
+    assert s.alerts == {} and s.frames == 30
+    s2 = run(cfg_for(tmp_path, video, max_frames=30),
+             ScriptedRunner(lambda i: NO_MASK if 10 <= i < 13 else MASK), BoxDetector([(50, 50, 130, 140)]))
+    assert s2.alerts == {"no_mask": 1}  # three frames in a row are a majority of the 5-frame vote
+
+
+def test_all_faces_of_a_frame_in_one_batch(tmp_path, video):
+    runner = ScriptedRunner(lambda i: MASK)
+    boxes = [(10, 10, 60, 70), (100, 20, 160, 90), (200, 100, 270, 180)]
+    s = run(cfg_for(tmp_path, video, max_frames=12), runner, BoxDetector(boxes))
+    assert s.faces == 36 and runner.batches == [3] * 12
+
+
+def test_detect_every_k_frames_tracks_in_between(tmp_path, video):
+    det = BoxDetector([(50, 50, 130, 140)])
+    s = run(cfg_for(tmp_path, video, max_frames=20, detect_every=4), detector=det)
+    assert det.calls == math.ceil(20 / 4) == s.detector_runs and s.faces == 20
+
+
+def test_alert_classes_are_configurable(tmp_path, video):
+    cfg = cfg_for(tmp_path, video, max_frames=15, alert_on=("mask_incorrect",))
+    assert run(cfg, ScriptedRunner(lambda i: NO_MASK), BoxDetector([(50, 50, 130, 140)])).alerts == {}
+    s = run(cfg, ScriptedRunner(lambda i: INCORRECT), BoxDetector([(50, 50, 130, 140)]))
+    assert s.alerts == {"mask_incorrect": 1}
+
+
+def test_duration_stop(tmp_path, video):
+    s = run(cfg_for(tmp_path, video, loop=True, fps=30, duration_s=1.0), detector=BoxDetector([]))
+    assert s.stop_reason == "duration" and 0.9 <= s.duration_s < 3 and 10 <= s.frames <= 35
+
+
+def test_corrupt_frame_is_skipped_and_the_run_goes_on(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i:02d}.jpg"), np.full((120, 160, 3), 30 * i, np.uint8))
+    (folder / "03.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    s = run(cfg_for(tmp_path, folder), detector=BoxDetector([(10, 10, 60, 60)]))
+    assert s.frames == 5 and s.corrupt_frames == 1 and s.stop_reason == "end_of_stream"
+
+
+def test_real_bundle_through_onnx_runtime(tmp_path, video, tiny_bundle):
+    cfg = cfg_for(tmp_path, video, backend="onnxrt", bundle=str(tiny_bundle), max_frames=10)
+    s = run_service(cfg, detector=BoxDetector([(50, 50, 130, 140), (200, 60, 260, 130)]),
+                    install_signal_handlers=False, secrets=Secrets())
+    assert s.runner["backend"] == "onnxrt" and s.faces == 20 and s.frames == 10
+
+
+def test_metrics_health_and_sd_notify_during_a_run(tmp_path, video):
+    sock_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(sock_path)
+    listener.settimeout(5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    seen = {}
+
+    def on_frame(i, faces):
+        if i == 5:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                seen["health"] = (r.status, json.loads(r.read()))
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                seen["metrics"] = r.read().decode()
+
+    notifier = SdNotifier({"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "4000000"})
+    cfg = cfg_for(tmp_path, video, max_frames=10, metrics_port=port)
+    run(cfg, detector=BoxDetector([(50, 50, 130, 140)]), notifier=notifier, on_frame=on_frame)
+    msgs = []
+    listener.settimeout(0.5)
+    while True:
+        try:
+            msgs.append(listener.recv(256).decode())
+        except socket.timeout:
+            break
+    listener.close()
+    assert msgs[0].startswith("READY=1") and "WATCHDOG=1" in msgs and msgs[-1] == "STOPPING=1"
+    code, info = seen["health"]
+    assert code == 200 and info["status"] == "ok" and info["outbox_depth"] == 0
+    assert re.search(r"^edgemask_frames_total 6(\.0)?$", seen["metrics"], re.M)  # frame index 5 = 6th frame
+    with pytest.raises(OSError):  # the server is gone after the run
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)

@@ -1,0 +1,179 @@
+"""Face detectors on a real photo (scikit-image's astronaut), crops, NMS and the factory."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edgemask.errors import ConfigError
+from edgemask.vision.detectors import (
+    FUSION,
+    Detection,
+    FixedRegionDetector,
+    HaarDetector,
+    YuNetDetector,
+    create_detector,
+    iou,
+    merge_detections,
+)
+
+# Where the frontal cascade puts the astronaut's face at full resolution (x0, y0, x1, y1).
+FACE = (177, 67, 270, 160)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)  # a real 512×512 photo with one face
+
+
+def _finds_face(dets: list[Detection]) -> bool:
+    return any(iou(d.box, FACE) >= 0.5 for d in dets)
+
+
+def _with_mask(img: np.ndarray, top: float, color: tuple[int, int, int]) -> np.ndarray:
+    """Draw a mask over the face from ``top`` (fraction of the face box) down past the chin."""
+    x0, y0, x1, y1 = FACE
+    out = img.copy()
+    yt = y0 + int(top * (y1 - y0))
+    pts = np.array([[x0 + 5, yt], [x1 - 5, yt], [x1, y1 + 10], [(x0 + x1) // 2, y1 + 25], [x0, y1 + 10]])
+    cv2.fillPoly(out, [pts], color)
+    return out
+
+
+def test_frontal_cascade_finds_a_real_face(astronaut):
+    assert _finds_face(HaarDetector(("frontal",), detect_width=320).detect(astronaut))
+    assert _finds_face(HaarDetector(("frontal",), detect_width=0).detect(astronaut))  # full size too
+
+
+def test_fusion_finds_a_light_mask_the_frontal_cascade_misses(astronaut):
+    masked = _with_mask(astronaut, 0.55, (230, 230, 230))  # a white mask below the nose
+    assert not _finds_face(HaarDetector(("frontal",)).detect(masked))
+    assert _finds_face(HaarDetector(FUSION).detect(masked))
+
+
+def test_no_cascade_finds_a_face_whose_nose_is_covered(astronaut):
+    # The documented limit of Haar cascades (why YuNet is supported): a mask over
+    # the nose hides what every frontal view needs.
+    masked = _with_mask(astronaut, 0.45, (230, 230, 230))
+    assert not _finds_face(HaarDetector(FUSION).detect(masked))
+
+
+def test_phases_split_the_fusion(astronaut):
+    det = HaarDetector(FUSION)
+    assert det.phases == 3
+    per_phase = [det.detect(astronaut, phase=k) for k in range(3)]
+    assert {d.source for k in range(3) for d in per_phase[k]} <= set(FUSION)
+    assert all({d.source for d in per_phase[k]} <= {FUSION[k]} for k in range(3))
+    assert all(_finds_face(p) for p in per_phase)
+
+
+def test_boxes_are_in_full_frame_pixels(astronaut):
+    small = HaarDetector(("frontal",), detect_width=256).detect(astronaut)
+    big = cv2.resize(astronaut, (1024, 1024))
+    scaled = HaarDetector(("frontal",), detect_width=256).detect(big)
+    b1 = next(d.box for d in small if iou(d.box, FACE) > 0.5)
+    b2 = next(d.box for d in scaled if iou(np.array(d.box) / 2, FACE) > 0.5)
+    assert np.allclose(np.array(b2) / 2, b1, atol=6)
+
+
+def test_merge_detections_keeps_the_best_of_overlapping_boxes():
+    a = Detection((0, 0, 100, 100), 0.9, "frontal")
+    b = Detection((5, 5, 105, 105), 0.5, "frontal-value")  # same face, other view
+    c = Detection((30, 30, 70, 70), 0.8, "frontal-red")    # inside a
+    d = Detection((200, 0, 260, 60), 0.3, "frontal")       # another face
+    assert merge_detections([b, c, a, d]) == [a, d]
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0 and iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+def test_fixed_region_detector():
+    img = np.zeros((240, 320, 3), np.uint8)
+    assert FixedRegionDetector().detect(img)[0].box == (0.0, 0.0, 320.0, 240.0)
+    assert FixedRegionDetector((100, 50, 400, 100)).detect(img)[0].box == (100.0, 50.0, 320.0, 150.0)  # clamped
+
+
+def test_create_detector_names(tmp_path):
+    assert create_detector("auto").describe()["detector"] == "haar-fusion"
+    assert create_detector("haar").describe()["components"] == ["frontal"]
+    assert create_detector("none", roi=(1, 2, 3, 4)).describe() == {"detector": "none", "roi": [1, 2, 3, 4]}
+    with pytest.raises(ConfigError, match="unknown detector 'hog'"):
+        create_detector("hog")
+    with pytest.raises(ConfigError, match="needs --face-model"):
+        create_detector("yunet")
+    with pytest.raises(ConfigError, match="does not exist"):
+        create_detector("auto", face_model=str(tmp_path / "missing.onnx"))  # auto + model = yunet
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not an onnx model")
+    with pytest.raises(ConfigError, match="not a YuNet ONNX model") as e:
+        YuNetDetector(str(junk))
+    assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------- YuNet through cv2.FaceDetectorYN
+
+
+def _fake_yunet(path, log_wh: float = float(np.log(2.0))) -> str:
+    """A YuNet-shaped ONNX graph: "faces" where channel 0 is bright, on the stride-32 grid.
+
+    cv2.FaceDetectorYN reads outputs cls/obj/bbox/kps_{8,16,32} (N anchors
+    each, row-major over the padded input); score = sqrt(cls·obj), centre =
+    cell corner + bbox[0:2] cells, size = exp(bbox[2:4]) cells. Here
+    cls = obj = mean of channel 0 over a 32×32 cell / 255, bbox = (0, 0,
+    log 2, log 2): a white 32×32 cell at (r, c) gives a 64×64 face centred
+    on (32c, 32r). The real model is not shipped with OpenCV; this graph
+    checks our wiring of the real decoder.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+
+    def const(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+
+    const("st0", np.array([0], np.int64))
+    const("en1", np.array([1], np.int64))
+    const("ax1", np.array([1], np.int64))
+    const("inv255", np.array(1 / 255.0, np.float32))
+    const("zero", np.array(0.0, np.float32))
+    const("lwh", np.array(log_wh, np.float32))
+    const("to_n1", np.array([1, -1, 1], np.int64))
+    nodes.append(helper.make_node("Slice", ["input", "st0", "en1", "ax1"], ["c0"]))
+    for s in (8, 16, 32):
+        nodes += [
+            helper.make_node("AveragePool", ["c0"], [f"p{s}"], kernel_shape=[s, s], strides=[s, s]),
+            helper.make_node("Reshape", [f"p{s}", "to_n1"], [f"f{s}"]),
+            helper.make_node("Mul", [f"f{s}", "inv255" if s == 32 else "zero"], [f"cls_{s}"]),
+            helper.make_node("Identity", [f"cls_{s}"], [f"obj_{s}"]),
+            helper.make_node("Mul", [f"f{s}", "zero"], [f"z{s}"]),
+            helper.make_node("Add", [f"z{s}", "lwh"], [f"l{s}"]),
+            helper.make_node("Concat", [f"z{s}", f"z{s}", f"l{s}", f"l{s}"], [f"bbox_{s}"], axis=2),
+            helper.make_node("Concat", [f"z{s}"] * 10, [f"kps_{s}"], axis=2),
+        ]
+    width = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
+    outputs = [helper.make_tensor_value_info(f"{k}_{s}", TensorProto.FLOAT, [1, "N", width[k]])
+               for k in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
+    graph = helper.make_graph(nodes, "fake_yunet", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                   [1, 3, "H", "W"])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_yunet_boxes_come_back_in_frame_pixels(tmp_path):
+    model = _fake_yunet(tmp_path / "yunet.onnx")
+    img = np.zeros((240, 320, 3), np.uint8)
+    img[96:128, 128:160] = 255                    # cell (r=3, c=4) → face centred on (128, 96), 64×64
+    det = create_detector("auto", face_model=model, detect_width=0)
+    assert isinstance(det, YuNetDetector)
+    (d,) = det.detect(img)
+    assert d.box == (96.0, 64.0, 160.0, 128.0) and d.score == pytest.approx(1.0) and d.source == "yunet"
+    big = cv2.resize(img, (640, 480), interpolation=cv2.INTER_NEAREST)  # detected at 320 wide, reported at 640
+    (d2,) = YuNetDetector(model, detect_width=320).detect(big)
+    assert d2.box == (192.0, 128.0, 320.0, 256.0)
+    assert YuNetDetector(model, detect_width=0, min_face=65).detect(img) == []  # smaller than --min-face
+    assert YuNetDetector(model, detect_width=0).detect(np.zeros((240, 320, 3), np.uint8)) == []
