@@ -23,6 +23,15 @@ _LAZY = {
     "load_dataset": "edgemask.data",
     "write_synth_dataset": "edgemask.data.synth",
     "TrainConfig": "edgemask.config",
+    "export_bundle": "edgemask.export",
+    "load_bundle": "edgemask.bundle",
+    "verify_bundle": "edgemask.bundle",
+    "get_backend": "edgemask.backends",
+    "list_backends": "edgemask.backends",
+    "runner_from_bundle": "edgemask.backends",
+    "deepfool": "edgemask.attacks",
+    "stability_report": "edgemask.stability",
+    "run_study": "edgemask.stability",
 }
 
 

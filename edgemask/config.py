@@ -9,6 +9,10 @@ Environment knobs (documented here, read nowhere else):
   the number of cores).
 * ``EDGEMASK_DEVICES_DIR`` — extra folder searched first for device profiles.
 * ``EDGEMASK_CALIBRATION_DIR`` — extra folder searched first for calibration recipes.
+* ``EDGEMASK_ENGINE_CACHE`` — where first-use TensorRT engines and timing
+  caches are kept (default ``~/.cache/edgemask/engines``).
+* ``EDGEMASK_MQTT_PASSWORD`` / ``EDGEMASK_WEBHOOK_TOKEN`` — alert-sink secrets
+  for ``edgemask run`` (never taken from the command line).
 """
 
 from __future__ import annotations
@@ -77,4 +81,25 @@ class DemoConfig:
     arch: str = "seed_cnn"
     epochs: int = 12
     target_accuracy: float = 0.995
-    stability_n: int = 300
+    heldout_n: int = 600
+    stability_n: int = 200
+
+
+# The other commands' configs live beside their code; they are re-exported
+# here so ``from edgemask.config import ExportConfig`` finds every default in
+# one place. Loaded lazily: importing this module stays cheap.
+_AREA_CONFIGS = {
+    "ExportConfig": "edgemask.export.config",
+    "CompareConfig": "edgemask.compare.config",
+    "BenchConfig": "edgemask.compare.config",
+    "StabilityConfig": "edgemask.stability.config",
+    "RunConfig": "edgemask.service.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _AREA_CONFIGS:
+        import importlib
+
+        return getattr(importlib.import_module(_AREA_CONFIGS[name]), name)
+    raise AttributeError(f"module 'edgemask.config' has no attribute {name!r}")

@@ -33,8 +33,8 @@ def demo(
             tasks: dict[str, int] = {}
 
             def cb(stage: str, done: int, total: int, info: dict) -> None:
-                label = {"synth": "synthesizing faces", "load": "loading images", "train": "training",
-                         "epoch": "epochs"}.get(stage, stage)
+                label = {"synth": "synthesizing faces", "heldout": "held-out faces", "load": "loading images",
+                         "train": "training", "epoch": "epochs"}.get(stage, stage)
                 if stage not in tasks:
                     tasks[stage] = bar.add_task(label, total=total, info="")
                 extra = ""
@@ -56,7 +56,21 @@ def demo(
         tr = st["train"]
         t.add_row("train", f"test accuracy {tr['test_accuracy'] * 100:.2f}%; recall "
                   + ", ".join(f"{k} {v * 100:.1f}%" for k, v in tr["recall"].items()), f"{tr['seconds']:.0f}", tr["path"])
+        h = st["heldout"]
+        t.add_row("held-out", f"accuracy {h['accuracy'] * 100:.2f}% on fresh synthetic faces (seed {h['seed']})",
+                  f"{h['seconds']:.0f}", h["path"])
+        ex = st["export"]
+        t.add_row("export", "; ".join(
+            f"{k} acc {v['accuracy'] * 100:.2f}% agree {v['agreement'] * 100:.2f}%"
+            for k, v in ex["engines"].items() if v.get("accuracy") is not None and v.get("agreement") is not None)
+            + ("" if ex["passed"] else " [red](tolerance exceeded)[/]"), f"{ex['seconds']:.0f}", ex["path"])
+        t.add_row("stability", "DeepFool on float → every engine (table below)", f"{st['stability']['seconds']:.0f}",
+                  st["stability"]["path"])
         console.print(t)
+        from edgemask.cli.stability import print_headline
+
+        print_headline(summary["_study"])
+        console.print(f"report: [bold]{st['stability']['path']}/report.html[/] (open in a browser)")
         console.print(f"total {summary['seconds']:.0f} s; summary in [bold]{out}/summary.json[/]")
 
 

@@ -25,6 +25,13 @@ _COMMAND_MODULES = [
     "data",
     "models",
     "train",
+    "export",
+    "compare",
+    "stability",
+    "run",
+    "devices",
+    "engine",
+    "doctor",
 ]
 
 for _name in _COMMAND_MODULES:

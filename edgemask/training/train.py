@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
                 loss.backward()
                 opt.step()
                 sched.step()
-                run_loss += float(loss) * len(idx)
+                run_loss += loss.item() * len(idx)
                 seen += len(idx)
                 progress("train", step + 1, steps_per_epoch, {"epoch": epoch, "loss": run_loss / seen})
             val_pred = predict_logits(model, images[val_idx]).argmax(1)
