@@ -34,7 +34,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -88,7 +87,6 @@ def make_bundle(work: Path) -> Path:
 def run_config(video: Path, bundle: Path, work: Path, name: str, args: argparse.Namespace, **kw) -> dict:
     from edgemask.service.config import RunConfig, Secrets
     from edgemask.service.loop import run_service
-
     from edgemask.vision.sources import FrameSource, SourceSpec
 
     live = kw.pop("live", False)
@@ -157,7 +155,7 @@ def main() -> None:
     print(f"# pipeline FPS, 640×480, {stats['frames']} frames, {stats['faces_per_frame']} faces/frame, "
           f"{env['backend']}, {env['cpus']} CPUs, OpenCV {env['opencv']} ({env['cv2_threads']} threads), "
           f"load avg {env['load_before']} → {env['load_after']}")
-    head = (f"| {'configuration':42} | mode | det   | FPS   | work p50 | work p99 | e2e p50 | e2e p99 | pass p50 | "
+    head = (f"| {'configuration':42} | mode | det   | FPS   | passes | work p50 | work p99 | e2e p50 | e2e p99 | pass p50 | "
             + " | ".join(f"{s} ms" for s in STAGES) + " |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
@@ -166,11 +164,15 @@ def main() -> None:
         return f"{v:{width}.1f}" if v is not None else " " * (width - 1) + "–"
 
     for r in rows:
-        print(f"| {r['config']:42} | {r['mode']:4} | {r['detect_mode']:5} | {r['fps']:5.1f} | {r['work_p50']:8.1f} | "
+        print(f"| {r['config']:42} | {r['mode']:4} | {r['detect_mode']:5} | {r['fps']:5.1f} | {r['detector_runs']:6d} | "
+              f"{r['work_p50']:8.1f} | "
               f"{r['work_p99']:8.1f} | {opt(r['e2e_p50'], 7)} | {opt(r['e2e_p99'], 7)} | {opt(r['detector_pass_p50'], 8)} | "
               + " | ".join(f"{r[s + '_mean']:{len(s) + 3}.2f}" for s in STAGES) + " |")
-    print("\nwork = decode+detect+classify+track+output of one frame; e2e = capture → events written (live only);"
-          "\npass = one detector pass on the async thread (not in the frame's work); stage columns are means per frame.")
+    print("\npasses = detector passes applied (the fusion runs one of its 3 views per pass); work = decode + detect +"
+          "\nclassify + track + output of one frame; e2e = capture → events written (live only); pass p50 = one"
+          "\ndetector pass on the async thread (not part of a frame's work); stage columns are means per frame."
+          "\nAn async run on a file at full speed ('max') outruns its detector: few passes, so its FPS is not"
+          "\ncomparable; async is meant for live sources.")
     for r in rows:
         if r["mode"] == "live":
             print(f"{r['config']}: {r['fps']:.1f} FPS, e2e p99 {r['e2e_p99']:.1f} ms, {r['dropped']} frames dropped, "

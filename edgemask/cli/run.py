@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import List, Optional
 
 import typer
 
 from edgemask.cli._common import console, err_console, run_cli
-from edgemask.service.config import DETECTORS, ENV_MQTT_PASSWORD, ENV_WEBHOOK_TOKEN, RunConfig
+from edgemask.service.config import (
+    DETECTORS,
+    ENV_MQTT_PASSWORD,
+    ENV_WEBHOOK_TOKEN,
+    RunConfig,
+)
 
 _D = RunConfig()
 
@@ -22,7 +26,7 @@ _FIELD_OF = {"duration": "duration_s", "debounce": "debounce_s", "stall_timeout"
 
 def run_cmd(
     ctx: typer.Context,
-    camera: Optional[int] = typer.Option(None, "--camera", "-c", help="V4L2 camera index (/dev/videoN)."),
+    camera: int | None = typer.Option(None, "--camera", "-c", help="V4L2 camera index (/dev/videoN)."),
     source: str = typer.Option("", "--source", "-s", help="Video file, image folder, rtsp:// or http:// URL, a GStreamer pipeline ending in appsink, or csi://N (CSI sensor N via the device profile)."),
     width: int = typer.Option(_D.width, help="Frame width to request / resize to (0 = the source's own)."),
     height: int = typer.Option(_D.height, help="Frame height to request / resize to (0 = the source's own)."),
@@ -167,7 +171,7 @@ def install_cmd(
     console.print(f"secrets go in {env_file} (chmod 600); logs: journalctl -u edgemask -f")
 
 
-def _check_run_args(args: List[str]) -> None:
+def _check_run_args(args: list[str]) -> None:
     """Parse ``args`` with the run command's own parser so a typo fails now, not at boot."""
     from edgemask.errors import ConfigError
 

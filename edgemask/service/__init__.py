@@ -49,4 +49,8 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = sorted(["RunConfig", "Secrets", "load_secrets", *_LAZY])
+__all__ = [  # noqa: RUF022 - grouped: eager names first, then the lazy ones
+    "RunConfig", "Secrets", "load_secrets",
+    "AlertDispatcher", "LogSink", "MetricsServer", "MqttSink", "Outbox", "RunSummary", "SdNotifier",
+    "ServiceMetrics", "WebhookSink", "parse_mqtt_url", "prepare_run", "run_service", "unit_text",
+]

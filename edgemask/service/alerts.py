@@ -24,9 +24,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class WebhookSink(Sink):
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:  # noqa: S310 - URL checked above
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
                 r.read()
                 status = r.status
         except urllib.error.HTTPError as e:
@@ -378,7 +379,7 @@ class AlertDispatcher:
                 self.outbox.kill(item.seq, sink.name, str(e))
                 self._emit(sink.name, "dead")
                 continue
-            except Exception as e:  # noqa: BLE001 - a sink bug must not kill delivery for good
+            except Exception as e:
                 failures += 1
                 self.failures[sink.name] += 1
                 self.outbox.fail(item.seq, sink.name, f"{type(e).__name__}: {e}")
@@ -395,7 +396,7 @@ class AlertDispatcher:
         if self.on_result is not None:
             try:
                 self.on_result(sink, outcome)
-            except Exception:  # noqa: BLE001 - metrics must not break delivery
+            except Exception:
                 log.exception("metrics hook failed")
 
     def drain(self, timeout_s: float) -> bool:
@@ -418,7 +419,7 @@ class AlertDispatcher:
         for s in self.sinks:
             try:
                 s.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing sink %s failed", s.name)
 
 

@@ -148,7 +148,6 @@ class RunConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     config_file: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # unknown-to-us keys from the config file, kept for the record
 
     # ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -157,7 +156,7 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         """Build from a dict (e.g. a config file's ``[run]`` table); unknown keys are errors."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)

@@ -33,9 +33,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -369,7 +370,7 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
                                  open_timeout_s=cfg.open_timeout_s, reconnect_min_s=cfg.reconnect_min_s,
                                  reconnect_max_s=cfg.reconnect_max_s)
         prepared.source = source
-        if getattr(source, "_reader", None) is None and not getattr(source, "_ended", False):
+        if not getattr(source, "opened", False):
             source.open()
         return prepared
     except BaseException:
@@ -436,7 +437,7 @@ class AsyncDetector:
             t0 = time.perf_counter()
             try:
                 dets = self.detector.detect(img, phase=phase) if phase is not None else self.detector.detect(img)
-            except Exception:  # noqa: BLE001 - a detector bug must not stop the service; the loop goes on tracking
+            except Exception:
                 log.exception("face detector failed on frame %d", fi)
                 dets = []
             ms = (time.perf_counter() - t0) * 1e3
@@ -776,6 +777,15 @@ def _source_fps(src: Any) -> float:
     return v if 1.0 <= v <= 240.0 else 0.0
 
 
-__all__ = ["EventWriter", "FaceClassifier", "LOOP_STAGES", "PreparedRun", "RunSummary", "build_sinks", "make_runner",
-           "prepare_run", "run_service"]
+__all__ = [
+    "LOOP_STAGES",
+    "EventWriter",
+    "FaceClassifier",
+    "PreparedRun",
+    "RunSummary",
+    "build_sinks",
+    "make_runner",
+    "prepare_run",
+    "run_service",
+]
 

@@ -16,7 +16,7 @@ frames_total                    counter   frames processed
 fps                             gauge     frames per second over the last ~2 s
 stage_latency_seconds{stage}    histogram decode, detect, classify, track, output, total
 faces_total                     counter   faces classified
-faces                           gauge     faces in the last frame
+faces_current                   gauge     faces in the last frame
 alerts_total{class}             counter   alerts raised, by class
 source_reconnects_total         counter   times the source was reopened
 corrupt_frames_total            counter   frames skipped as unusable
@@ -32,8 +32,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from edgemask.errors import ConfigError
 
@@ -87,7 +88,7 @@ class _Builtin:
         items = list(labels) + list(extra)
         if not items:
             return ""
-        return "{" + ",".join(f'{k}="{str(v)}"' for k, v in items) + "}"
+        return "{" + ",".join(f'{k}="{v!s}"' for k, v in items) + "}"
 
     def render(self) -> str:
         out: list[str] = []
@@ -272,7 +273,7 @@ class MetricsServer:
         m, stale, extra = metrics, float(stale_s), extra_health
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._send(200, m.render(), CONTENT_TYPE)
@@ -308,7 +309,7 @@ class MetricsServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="edgemask-metrics", daemon=True)
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics, health on /healthz", self.host, self.port)
         return self
@@ -319,4 +320,4 @@ class MetricsServer:
         self._thread.join(timeout=2.0)
 
 
-__all__ = ["BUCKETS", "MetricsServer", "STAGES", "ServiceMetrics", "prometheus_available"]
+__all__ = ["BUCKETS", "STAGES", "MetricsServer", "ServiceMetrics", "prometheus_available"]

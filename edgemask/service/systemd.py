@@ -18,8 +18,8 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from edgemask.errors import ConfigError
 

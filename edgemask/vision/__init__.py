@@ -51,4 +51,8 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "END_OF_STREAM", "Detection", "FaceDetector", "FixedRegionDetector", "Frame", "FrameSource", "HaarDetector",
+    "IoUTracker", "SourceSpec", "Track", "VideoRecorder", "YuNetDetector", "create_detector", "draw_overlay",
+    "face_crops", "list_cameras", "open_capture", "parse_source",
+]

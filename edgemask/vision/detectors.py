@@ -31,9 +31,10 @@ benchmark can measure them one by one.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -339,5 +340,16 @@ def create_detector(name: str = "auto", *, face_model: str = "", detect_width: i
     return makers[name]()
 
 
-__all__ = ["Detection", "FUSION", "FaceDetector", "FixedRegionDetector", "HAAR_COMPONENTS", "HaarComponent",
-           "HaarDetector", "YuNetDetector", "create_detector", "iou", "merge_detections"]
+__all__ = [
+    "FUSION",
+    "HAAR_COMPONENTS",
+    "Detection",
+    "FaceDetector",
+    "FixedRegionDetector",
+    "HaarComponent",
+    "HaarDetector",
+    "YuNetDetector",
+    "create_detector",
+    "iou",
+    "merge_detections",
+]

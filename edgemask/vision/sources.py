@@ -29,9 +29,10 @@ import re
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,7 +42,7 @@ log = logging.getLogger("edgemask.vision.sources")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 SOURCE_KINDS = ("camera", "file", "url", "folder", "gstreamer", "csi")
-_URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.I)
+_URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- spec
@@ -379,6 +380,11 @@ class FrameSource:
         # Put it back at the head: read() returns it first.
         self._pending = item
 
+    @property
+    def opened(self) -> bool:
+        """True once :meth:`open` succeeded (also after the stream ended or a capture was abandoned)."""
+        return self._gen > 0
+
     def close(self) -> None:
         """Stop the reader thread (it releases the capture). Safe to call twice."""
         self._closed = True
@@ -390,11 +396,11 @@ class FrameSource:
                 r.thread.join(timeout=2.0)  # a hung driver keeps its daemon thread; we go on
         self.connected = False
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         self.open()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- reading -----------------------------------------------------------
@@ -611,5 +617,17 @@ class FrameSource:
                     continue
 
 
-__all__ = ["Capture", "END_OF_STREAM", "EndOfStream", "FolderCapture", "Frame", "FrameSource", "SOURCE_KINDS",
-           "SourceSpec", "SourceStats", "list_cameras", "open_capture", "parse_source"]
+__all__ = [
+    "END_OF_STREAM",
+    "SOURCE_KINDS",
+    "Capture",
+    "EndOfStream",
+    "FolderCapture",
+    "Frame",
+    "FrameSource",
+    "SourceSpec",
+    "SourceStats",
+    "list_cameras",
+    "open_capture",
+    "parse_source",
+]

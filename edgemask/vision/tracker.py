@@ -19,8 +19,8 @@ a track counts as missed only when a whole cycle did not find it.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from service_fakes import CLASS_NAMES, Mosquitto, WebhookServer, mosquitto_binary, write_video
+from service_fakes import (
+    CLASS_NAMES,
+    Mosquitto,
+    WebhookServer,
+    mosquitto_binary,
+    write_video,
+)
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-import pytest
 
 from edgemask.backends.base import Runner
 from edgemask.vision.detectors import Detection, FaceDetector
@@ -140,7 +140,7 @@ class WebhookServer:
         srv = self
 
         class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with srv.lock:
                     code = srv.responses.pop(0) if srv.responses else 200
@@ -191,7 +191,7 @@ class Mosquitto:
         self.port = port or free_port()
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
-        lines = [f"listener {self.port} 127.0.0.1", f"persistence true", f"persistence_location {self.dir}/",
+        lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
                  "autosave_interval 1", "autosave_on_changes true", "log_dest stderr", "log_type error"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # Started as root, mosquitto drops to user 'mosquitto', who cannot read
@@ -210,7 +210,7 @@ class Mosquitto:
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         self.proc = subprocess.Popen([self.bin, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         wait_port(self.port)

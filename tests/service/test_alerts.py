@@ -7,7 +7,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from service_fakes import WebhookServer, free_port, wait_for
+from service_fakes import WebhookServer, free_port
 
 from edgemask.errors import ConfigError
 from edgemask.service.alerts import (

@@ -12,7 +12,12 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-from service_fakes import CLASS_NAMES, BoxDetector, ScriptedRunner, WebhookServer, astronaut_video, write_video
+from service_fakes import (
+    CLASS_NAMES,
+    BoxDetector,
+    ScriptedRunner,
+    astronaut_video,
+)
 
 from edgemask.service.config import RunConfig, Secrets
 from edgemask.service.loop import run_service
@@ -138,12 +143,48 @@ def test_metrics_health_and_sd_notify_during_a_run(tmp_path, video):
     while True:
         try:
             msgs.append(listener.recv(256).decode())
-        except socket.timeout:
+        except TimeoutError:
             break
     listener.close()
     assert msgs[0].startswith("READY=1") and "WATCHDOG=1" in msgs and msgs[-1] == "STOPPING=1"
     code, info = seen["health"]
     assert code == 200 and info["status"] == "ok" and info["outbox_depth"] == 0
-    assert re.search(r"^edgemask_frames_total 6(\.0)?$", seen["metrics"], re.M)  # frame index 5 = 6th frame
+    assert re.search(r"^edgemask_frames_total 6(\.0)?$", seen["metrics"], re.MULTILINE)  # frame index 5 = 6th frame
     with pytest.raises(OSError):  # the server is gone after the run
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+
+
+class SlowDetector(BoxDetector):
+    """A detector that takes ``delay_s`` per pass (a Haar pass on a loaded 2-core box)."""
+
+    def __init__(self, boxes, delay_s):
+        super().__init__(boxes)
+        self.delay_s = delay_s
+
+    def detect(self, bgr, phase=None):
+        import time
+
+        time.sleep(self.delay_s)
+        return super().detect(bgr, phase)
+
+
+def test_async_detector_keeps_the_detector_out_of_frame_latency(tmp_path, video):
+    from edgemask.vision.sources import FrameSource, SourceSpec
+
+    box = [(50, 50, 130, 140)]
+    sync = run(cfg_for(tmp_path, video, max_frames=20, detect_mode="sync"), detector=SlowDetector(box, 0.06))
+    assert sync.detect_mode == "sync" and sync.latency_ms["total"]["p50"] >= 60
+    det = SlowDetector(box, 0.06)
+    live = FrameSource(SourceSpec("file", str(video), fps=30, as_live=True))  # a recording replayed as a camera
+    a = run(cfg_for(tmp_path, video, max_frames=30), detector=det, source=live)   # auto → async for live sources
+    assert a.detect_mode == "async" and a.latency_ms["total"]["p99"] < 50
+    assert 3 <= a.detector_runs <= det.calls <= a.detector_runs + 1 <= 31  # the last pass may still run at the end
+    assert a.detection_age_frames >= 1
+    assert a.detector_pass_ms["p50"] >= 60
+    assert a.faces >= 25  # every frame after the first pass reports the tracked face
+
+
+def test_auto_mode_is_sync_for_files(tmp_path, video):
+    det = BoxDetector([(50, 50, 130, 140)])
+    s = run(cfg_for(tmp_path, video, max_frames=10), detector=det)
+    assert s.detect_mode == "sync" and det.calls == 10 and s.faces == 10

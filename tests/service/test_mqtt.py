@@ -14,10 +14,18 @@ import time
 from collections import Counter
 
 import pytest
-from service_fakes import CLASS_NAMES, BoxDetector, Mosquitto, ScriptedRunner, Subscriber, mosquitto_binary, wait_for
+from service_fakes import (
+    CLASS_NAMES,
+    BoxDetector,
+    Mosquitto,
+    ScriptedRunner,
+    Subscriber,
+    mosquitto_binary,
+    wait_for,
+)
 
 from edgemask.service.alerts import MqttSink, RetryableError
-from edgemask.service.config import RunConfig, Secrets
+from edgemask.service.config import RunConfig
 from edgemask.service.loop import run_service
 
 pytestmark = pytest.mark.network

@@ -8,7 +8,12 @@ import pytest
 
 from edgemask.errors import ConfigError
 from edgemask.vision.crops import face_crops
-from edgemask.vision.overlay import CLASS_COLORS, VideoRecorder, draw_overlay, has_display
+from edgemask.vision.overlay import (
+    CLASS_COLORS,
+    VideoRecorder,
+    draw_overlay,
+    has_display,
+)
 
 
 def test_draw_overlay_draws_on_a_copy():

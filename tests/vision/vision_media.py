@@ -73,7 +73,7 @@ class FakeCapture:
             return False, None
         if self.then == "raise":
             raise RuntimeError("driver error")
-        return True, numbered_frame(255)  # "freeze": bit-identical frames
+        return True, numbered_frame(99)  # "freeze": bit-identical frames (number 99: before any capture's own)
 
     def release(self):
         self.released.set()
