@@ -52,11 +52,12 @@ def test_twin_matches_onnxruntime_int8_on_the_bundle(tiny_bundle, synth_xy):
     # QuantizeLinear, so now and then a value lands one quantization step away: small, rare.
     assert a["max_abs_diff"] <= 0.02 * a["logit_range"] and a["mean_abs_diff"] <= 0.002 * a["logit_range"], a
     # Against the graph executed node by node, the twin is exact to float rounding.
-    plain = twin_agreement(twin, _ort(b.model_path("int8"), x, "ORT_DISABLE_ALL"), x)
+    reference = _ort(b.model_path("int8"), x, "ORT_DISABLE_ALL")
+    plain = twin_agreement(twin, reference, x)
     assert plain["max_abs_diff"] <= 1e-5 * max(1.0, plain["logit_range"]), plain
-    # and the twin is really quantized: it differs from the float graph
-    fp = twin_agreement(FakeQuantTwin(b.model_path("fp32")), engine, x)
-    assert fp["max_abs_diff"] > 10 * a["max_abs_diff"] + 1e-6
+    # and the twin is really quantized: the float graph is far from that exact reference
+    fp = twin_agreement(FakeQuantTwin(b.model_path("fp32")), reference, x)
+    assert fp["max_abs_diff"] > 100 * plain["max_abs_diff"] + 1e-4, (fp, plain)
 
 
 def test_twin_of_the_float_graph_equals_torch(tiny_bundle, synth_xy):
