@@ -14,7 +14,7 @@ sd_notify is a datagram on the unix socket named by ``$NOTIFY_SOCKET``
 from __future__ import annotations
 
 import os
-import shlex
+import re
 import socket
 import sys
 import time
@@ -90,13 +90,36 @@ class SdNotifier:
             self._sock = None
 
 
-def default_exec_start() -> list[str]:
-    """How to start edgemask from a unit: the console script if installed, else ``python -m``."""
-    exe = Path(sys.executable).resolve()
+def default_exec_start(executable: str | None = None) -> list[str]:
+    """How to start edgemask from a unit: the console script beside the interpreter, else ``python -c``.
+
+    The interpreter's path is made absolute but *not* resolved: a virtualenv's
+    ``bin/python`` is a symlink to the base interpreter, which cannot import
+    edgemask, so following it would write a unit that fails at boot.
+    """
+    exe = Path(os.path.abspath(executable or sys.executable))
     script = exe.parent / "edgemask"
-    if script.is_file():
+    if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [str(exe), "-m", "edgemask.cli.main"]
+    # edgemask.cli.main has no __main__ guard, so 'python -m edgemask.cli.main' would exit 0 doing nothing.
+    return [str(exe), "-c", "import sys; from edgemask.cli.main import main; sys.exit(main())"]
+
+
+_PLAIN_ARG = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+
+
+def exec_quote(arg: str) -> str:
+    """Quote one ExecStart argument the way systemd parses it (not the shell's way).
+
+    systemd expands ``%`` specifiers and ``$VAR`` in ExecStart, so they are
+    doubled (a URL with ``%20`` otherwise makes the unit fail to load); an
+    argument with other characters is wrapped in double quotes with C-style
+    escapes (systemd does not join adjacent quoted pieces as a shell does).
+    """
+    s = arg.replace("%", "%%").replace("$", "$$")
+    if s and _PLAIN_ARG.fullmatch(s):
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask detection service",
@@ -128,11 +151,15 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
             raise ConfigError(f"'{a}' has a password in its URL; put it in {env_file} instead")
     if watchdog_s < 5:
         raise ConfigError(f"--watchdog must be at least 5 seconds, got {watchdog_s}")
+    for opt, path in (("--working-dir", working_dir), ("--env-file", env_file)):
+        if not path.startswith("/") or "\n" in path:
+            raise ConfigError(f"{opt} {path!r} must be an absolute path (systemd runs the unit from /), "
+                              f"e.g. /var/lib/edgemask")
     if "--headless" not in args:
         args.append("--headless")  # a service has no display
     prog = list(exec_start) if exec_start else default_exec_start()
-    cmd = " ".join(shlex.quote(x) for x in [*prog, "run", *args])
-    wd = shlex.quote(working_dir)
+    cmd = " ".join(exec_quote(x) for x in [*prog, "run", *args])
+    wd = working_dir.replace("%", "%%")
     # StateDirectory= makes systemd create /var/lib/<name> owned by User=.
     state = f"StateDirectory={working_dir[len('/var/lib/'):]}\n" if working_dir.startswith("/var/lib/") else ""
     return f"""# Written by 'edgemask service install'. Enable with:
@@ -189,4 +216,4 @@ def install_unit(path: str | os.PathLike, text: str, overwrite: bool = False) ->
     return p
 
 
-__all__ = ["SdNotifier", "default_exec_start", "install_unit", "unit_text"]
+__all__ = ["SdNotifier", "default_exec_start", "exec_quote", "install_unit", "unit_text"]
