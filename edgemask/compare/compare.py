@@ -90,7 +90,8 @@ def default_engines(bundle: "Bundle") -> list[EngineSpec]:
     """Every engine that can run here on what the bundle holds.
 
     torch:fp32 (when the bundle has float weights), onnxrt at each ONNX
-    precision, opencv:fp32, and tensorrt for each engine file when TensorRT
+    precision, opencv at each ONNX precision (a second, independent ONNX
+    importer), and tensorrt for each engine file when TensorRT
     is installed. The ``null`` fake is never a default.
     """
     from edgemask.backends import get_backend
@@ -101,8 +102,7 @@ def default_engines(bundle: "Bundle") -> list[EngineSpec]:
     if "fp32" in m.precisions("safetensors"):
         wanted.append(EngineSpec("torch", "fp32"))
     wanted += [EngineSpec("onnxrt", p) for p in onnx_precisions]
-    if "fp32" in onnx_precisions:
-        wanted.append(EngineSpec("opencv", "fp32"))
+    wanted += [EngineSpec("opencv", p) for p in onnx_precisions]
     wanted += [EngineSpec("tensorrt", p) for p in PRECISIONS if p in m.precisions("tensorrt")]
     return [s for s in wanted if get_backend(s.backend).available()[0]]
 

@@ -132,7 +132,7 @@ def test_runner_from_bundle_path_and_errors(tiny_bundle, images):
     with runner_from_bundle(str(tiny_bundle), "onnxrt", "int8") as r:
         assert r.precision == "int8" and r.infer(images(2)[0]).shape == (2, 3)
     with pytest.raises(BackendError, match="does not run 'int8'"):
-        runner_from_bundle(tiny_bundle, "opencv", "int8")
+        runner_from_bundle(tiny_bundle, "torch", "int8")
     with pytest.raises(BackendError, match="no option 'providers'"):
         runner_from_bundle(tiny_bundle, "torch", "fp32", providers=["cuda"])
     with pytest.raises(BundleError):

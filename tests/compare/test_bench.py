@@ -40,7 +40,8 @@ def test_bench_shortcuts_override_config(tiny_bundle):
 
 def test_bench_default_engines(tiny_bundle):
     res = bench_bundle(tiny_bundle, config=BenchConfig(batch=4, warmup=1, iters=5, batch_iters=2))
-    assert [e.engine for e in res.engines] == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32"]
+    assert [e.engine for e in res.engines] == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32",
+                                           "opencv:fp16", "opencv:int8"]
     assert all(not e.skipped and e.p50_ms > 0 for e in res.engines)
 
 

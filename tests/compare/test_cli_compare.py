@@ -66,7 +66,7 @@ def test_compare_exits_1_on_an_odd_engine_even_with_json(cli, tiny_bundle):
 def test_compare_user_errors_are_one_line(cli, tiny_bundle, tmp_path):
     for args, msg in [
         (("--engines", "onnx:fp32"), "unknown backend 'onnx'"),
-        (("--engines", "opencv:int8"), "does not run 'int8'"),
+        (("--engines", "torch:int8"), "does not run 'int8'"),
         (("--data", str(tmp_path / "none")), "does not exist"),
         (("--device", "tpu"), "--device 'tpu'"),
         (("--int8-agreement", "98"), "fraction"),

@@ -151,7 +151,8 @@ def test_default_engines(tiny_bundle):
     from edgemask.bundle import load_bundle
 
     labels = [s.label for s in default_engines(load_bundle(tiny_bundle))]
-    assert labels == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32"]
+    assert labels == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32",
+                                           "opencv:fp16", "opencv:int8"]
 
 
 def test_select_images_spreads_and_is_stable():
@@ -175,7 +176,8 @@ def test_compare_bundle_on_a_dataset(tiny_bundle, tiny_data):
     res = compare_bundle(tiny_bundle, data=tiny_data, progress=lambda e, d, t: seen.append(e))
     assert res.passed, [(e.engine, e.reason) for e in res.failures]
     assert res.n == 24 and res.has_labels and res.reference == "torch:fp32"
-    assert [e.engine for e in res.engines] == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32"]
+    assert [e.engine for e in res.engines] == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32",
+                                           "opencv:fp16", "opencv:int8"]
     for e in res.engines:
         assert e.accuracy >= 0.9, e
         assert e.describe["backend"] == e.backend

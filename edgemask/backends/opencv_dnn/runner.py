@@ -1,11 +1,19 @@
-"""OpenCVRunner: ``cv2.dnn.readNetFromONNX`` on the bundle's fp32 model.
+"""OpenCVRunner: ``cv2.dnn.readNetFromONNX`` on the bundle's ONNX models.
 
 Many camera applications already link OpenCV and run their classifier
 through its DNN module instead of shipping ONNX Runtime, so this is the
-second, independent ONNX importer an export is checked against. Only the
-fp32 file: OpenCV's importer does not run fp16-converted graphs or ORT's
-QDQ int8 layout reliably. (It died with SIGFPE on a dynamo-exported opset-18
-file; the exporter's opset 17 TorchScript path is what it reads.)
+second, independent ONNX importer an export is checked against, at every
+precision the bundle ships:
+
+* fp32: the reference file. (OpenCV 4.14 died with SIGFPE on a dynamo-exported
+  opset-18 file; the exporter's opset-17 TorchScript path is what it reads.)
+* fp16: OpenCV's CPU target widens fp16 weights to fp32 when it loads the
+  graph, so this runs fp32 arithmetic on fp16-rounded weights -- not the fp16
+  arithmetic of ONNX Runtime or TensorRT; :meth:`describe` says so.
+* int8: OpenCV's importer maps the QDQ graph onto its own int8 layers, an
+  implementation independent of ONNX Runtime's (which runs the TensorRT-placed
+  Q/DQ as float ops on exactly quantized tensors), so its logits differ from
+  ONNX Runtime's by a few quantization steps.
 """
 
 from __future__ import annotations
@@ -28,16 +36,16 @@ class OpenCVRunner(Runner):
     """An ONNX file in a ``cv2.dnn.Net`` on the CPU (OpenCV's own backend)."""
 
     name: ClassVar[str] = "opencv"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
 
     def __init__(self, model: str | Path, input_size: int, num_classes: int, precision: str = "fp32",
                  num_threads: int | None = None):
         """Record what to load; nothing is read until :meth:`activate`.
 
         Args:
-            model: the fp32 ``.onnx`` file.
+            model: the ``.onnx`` file of ``precision``.
             input_size, num_classes: from the bundle's manifest.
-            precision: must be ``fp32``.
+            precision: fp32, fp16 or int8 (what the file holds).
             num_threads: OpenCV's (process-wide) thread count; default
                 ``edgemask.config.num_threads()``.
         """
@@ -57,7 +65,7 @@ class OpenCVRunner(Runner):
 
     @classmethod
     def from_bundle(cls, bundle: "Bundle", precision: str = "fp32", **options: Any) -> "OpenCVRunner":
-        """The bundle's ``model.fp32.onnx``."""
+        """The bundle's ONNX model of ``precision``."""
         check_precision(cls, precision)
         check_options(cls, options, ("num_threads",))
         return cls(bundle.model_path(precision, "onnx"), bundle.input_size, len(bundle.class_names), precision, **options)
@@ -99,4 +107,6 @@ class OpenCVRunner(Runner):
         d.update(model=self.model.name)
         if self._net is not None:
             d.update(opencv_version=self._cv2.__version__, num_threads=self._cv2.getNumThreads(), target="cpu")
+            if self.precision == "fp16":
+                d["arithmetic"] = "fp32 on fp16-rounded weights (OpenCV's CPU target widens fp16 at load)"
         return d
