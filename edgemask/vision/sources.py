@@ -189,19 +189,45 @@ def _has_gstreamer() -> bool:
     return bool(m and m.group(1).upper() not in ("NO", "OFF"))
 
 
-def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
-    """Open ``spec`` with OpenCV; raise SourceError (one line, with the fix) when it cannot be opened."""
-    import cv2
+def check_source(spec: SourceSpec) -> None:
+    """The checks of a source that need no waiting: run them before any long start-up work.
 
-    if spec.kind == "folder":
-        return FolderCapture(str(spec.target))
-    ms = int(max(open_timeout_s, 0.1) * 1000)
+    A camera index with no ``/dev/videoN`` (the ones present are listed), a
+    GStreamer or CSI source on an OpenCV without GStreamer, an image folder
+    without images.
+
+    Raises:
+        SourceError / NotAvailableError: one line, with the fix.
+    """
     if spec.kind == "camera":
         if os.name == "posix" and Path("/dev").is_dir() and not Path(f"/dev/video{spec.target}").exists():
             have = list_cameras()
             listed = ", ".join(f"{i} (/dev/video{i})" for i in have) if have else "none found"
             raise SourceError(f"camera {spec.target} does not exist (/dev/video{spec.target} is missing); "
                               f"cameras here: {listed}")
+    elif spec.kind in ("gstreamer", "csi"):
+        if not _has_gstreamer():
+            raise NotAvailableError("this OpenCV build has no GStreamer support, which GStreamer and csi:// sources "
+                                    "need; on a Jetson use JetPack's OpenCV (apt install python3-opencv) instead of "
+                                    "the pip wheel")
+    elif spec.kind == "folder":
+        try:
+            names = list(Path(str(spec.target)).iterdir())
+        except OSError as e:
+            raise SourceError(f"cannot list image folder {spec.target}: {e.strerror or e}") from None
+        if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in names):
+            raise SourceError(f"image folder {spec.target} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+
+
+def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
+    """Open ``spec`` with OpenCV; raise SourceError (one line, with the fix) when it cannot be opened."""
+    import cv2
+
+    check_source(spec)
+    if spec.kind == "folder":
+        return FolderCapture(str(spec.target))
+    ms = int(max(open_timeout_s, 0.1) * 1000)
+    if spec.kind == "camera":
         cap = cv2.VideoCapture(int(spec.target), cv2.CAP_V4L2)
         if cap.isOpened():
             if spec.width and spec.height:
@@ -211,10 +237,6 @@ def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
                 cap.set(cv2.CAP_PROP_FPS, spec.fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # latest frame, not a backlog
     elif spec.kind in ("gstreamer", "csi"):
-        if not _has_gstreamer():
-            raise NotAvailableError("this OpenCV build has no GStreamer support, which GStreamer and csi:// sources "
-                                    "need; on a Jetson use JetPack's OpenCV (apt install python3-opencv) instead of "
-                                    "the pip wheel")
         cap = cv2.VideoCapture(str(spec.target), cv2.CAP_GSTREAMER)
     elif spec.kind == "url":
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
@@ -227,8 +249,9 @@ def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
         cap.release()
         hint = {
             "camera": "check that no other program uses it and that you are in the 'video' group",
-            "url": "check the address, credentials and that the server is reachable from here",
-            "file": "it is not a video OpenCV can decode (try ffprobe on it)",
+            "url": "check the address, credentials and that the server is reachable from here "
+                   "(--log-level debug shows FFmpeg's own message)",
+            "file": "it is not a video OpenCV can decode (try ffprobe on it, or --log-level debug)",
             "gstreamer": "run the pipeline with gst-launch-1.0 to see GStreamer's error",
             "csi": "run 'gst-launch-1.0 nvarguscamerasrc num-buffers=1 ! fakesink' to see the camera's error",
         }[spec.kind]
@@ -310,6 +333,59 @@ class _Reader:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
+class _Opening:
+    """One call of the opener on its own thread.
+
+    Opening can block with no timeout of its own (V4L2 on a wedged USB
+    camera, ``nvarguscamerasrc`` when the Argus daemon is stuck). The run
+    loop must keep going (and keep pinging the systemd watchdog), so it
+    never calls the opener itself: it starts one of these and looks at it
+    on later reads. An opening that outlives its time is abandoned; if its
+    call ever returns a capture, this thread releases it.
+    """
+
+    def __init__(self, opener: Callable[[SourceSpec, float], Capture], spec: SourceSpec, timeout_s: float):
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.cap: Capture | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, args=(opener, spec, timeout_s), name="edgemask-open",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, opener: Callable[[SourceSpec, float], Capture], spec: SourceSpec, timeout_s: float) -> None:
+        cap: Capture | None = None
+        err: BaseException | None = None
+        try:
+            cap = opener(spec, timeout_s)
+        except BaseException as e:  # noqa: BLE001 - handed to the reading thread
+            err = e
+        with self._lock:
+            self.cap, self.error = cap, err
+            self.done.set()
+            late = self.abandoned
+        if late and cap is not None:
+            try:
+                cap.release()
+            except Exception:  # noqa: BLE001 - nothing useful to do about a failing release
+                pass
+
+    def take(self) -> tuple[bool, Capture | None, BaseException | None]:
+        """(finished, capture, error); not finished = still running."""
+        with self._lock:
+            return self.done.is_set(), self.cap, self.error
+
+    def abandon(self) -> bool:
+        """Give up on it; False if it finished meanwhile (then :meth:`take` has its result)."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self.abandoned = True
+            return True
+
+
 def _frame_signature(img: np.ndarray) -> int:
     # Exact identity of a sparse pixel sample: a live sensor's noise changes it
     # every frame; a frozen driver repeats the same buffer bit for bit.
@@ -352,6 +428,8 @@ class FrameSource:
         self._gen = 0
         self._failures = 0             # consecutive failed opens, for the backoff
         self._next_open = 0.0
+        self._opening: _Opening | None = None       # a reopen in progress
+        self._stuck: _Opening | None = None         # an abandoned open whose call has not returned yet
         self._last_frame_t = time.monotonic()
         self._sig: int | None = None
         self._sig_since = 0.0
@@ -366,7 +444,16 @@ class FrameSource:
         Raises:
             SourceError: cannot be opened, or no frame within ``open_timeout_s``.
         """
-        self._start(self.opener(self.spec, self.open_timeout_s))
+        op = _Opening(self.opener, self.spec, self.open_timeout_s)
+        op.done.wait(self._open_limit_s())
+        if op.abandon():
+            raise SourceError(f"opening {self.spec.describe()} did not finish within {self._open_limit_s():g} s "
+                              "(a hung camera driver or stream server); check the source or raise --open-timeout")
+        _, cap, err = op.take()
+        if err is not None:
+            raise err
+        assert cap is not None
+        self._start(cap)
         try:
             item = self._q.get(timeout=self.open_timeout_s)
         except queue.Empty:
@@ -388,6 +475,15 @@ class FrameSource:
     def close(self) -> None:
         """Stop the reader thread (it releases the capture). Safe to call twice."""
         self._closed = True
+        if self._opening is not None:
+            op, self._opening = self._opening, None
+            if not op.abandon():  # finished meanwhile: its capture is ours to release
+                _, cap, _ = op.take()
+                if cap is not None:
+                    try:
+                        cap.release()
+                    except Exception:  # noqa: BLE001 - closing anyway
+                        pass
         if self._reader is not None:
             r = self._reader
             self._reader = None
@@ -415,13 +511,15 @@ class FrameSource:
         while not self._closed:
             now = time.monotonic()
             if self._reader is None:
-                if now >= self._next_open:
-                    self._try_open()
+                if now >= self._next_open and self._try_open():
                     continue
-                remaining = min(deadline, self._next_open) - now
                 if now >= deadline:
                     return None
-                time.sleep(max(0.0, min(remaining, 0.05)))
+                wake = deadline if self._opening is not None else min(deadline, self._next_open)
+                if self._opening is not None:
+                    self._opening.done.wait(max(0.0, min(wake - now, 0.05)))
+                else:
+                    time.sleep(max(0.0, min(wake - now, 0.05)))
                 continue
             if self._pending is not None:
                 item, self._pending = self._pending, None
@@ -506,19 +604,41 @@ class FrameSource:
                 self._ended = True
                 self.close()
 
-    def _try_open(self) -> None:
-        try:
-            cap = self.opener(self.spec, self.open_timeout_s)
-        except Exception as e:  # noqa: BLE001 - any failure to open is retried, never fatal
-            self._failures += 1
-            delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(self._failures - 1, 16))
-            self._next_open = time.monotonic() + delay
-            self.stats.last_error = str(e).splitlines()[0] if str(e) else type(e).__name__
-            log.warning("reopening %s failed (%s); next try in %.1f s", self.spec.describe(),
-                        self.stats.last_error, delay)
-            return
+    def _open_limit_s(self) -> float:
+        # The opener gets open_timeout_s itself (FFmpeg honours it for URLs); a little more before we give up on it.
+        return self.open_timeout_s * 1.5 + 1.0
+
+    def _try_open(self) -> bool:
+        """Advance a reopen without blocking; True once a new capture is reading."""
+        if self._opening is None:
+            if self._stuck is not None:
+                if not self._stuck.done.is_set():
+                    return False  # the device still hangs in the last open: another open would hang beside it
+                self._stuck = None
+            self._opening = _Opening(self.opener, self.spec, self.open_timeout_s)
+        op = self._opening
+        finished, cap, err = op.take()
+        if not finished:
+            if time.monotonic() - op.started < self._open_limit_s() or not op.abandon():
+                return False
+            self._opening, self._stuck = None, op
+            self._open_failed(f"opening did not return within {self._open_limit_s():g} s")
+            return False
+        self._opening = None
+        if err is not None or cap is None:
+            e = err or SourceError("the opener returned nothing")
+            self._open_failed(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return False
         self._start(cap)
         log.info("reopened %s", self.spec.describe())
+        return True
+
+    def _open_failed(self, why: str) -> None:
+        self._failures += 1
+        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(self._failures - 1, 16))
+        self._next_open = time.monotonic() + delay
+        self.stats.last_error = why
+        log.warning("reopening %s failed (%s); next try in %.1f s", self.spec.describe(), why, delay)
 
     def _start(self, cap: Capture) -> None:
         self._gen += 1
@@ -628,6 +748,7 @@ __all__ = [
     "SourceSpec",
     "SourceStats",
     "list_cameras",
+    "check_source",
     "open_capture",
     "parse_source",
 ]

@@ -224,6 +224,46 @@ def test_reopen_failures_back_off_and_never_raise():
     assert src.stats.last_error == "camera busy"
 
 
+def test_a_reopen_that_hangs_never_blocks_the_reader():
+    # The driver wedges inside open() itself: reads must keep returning (the run
+    # loop pings the systemd watchdog between them) and no second open is stacked
+    # on the hung one; when the hung call finally returns, its capture is released.
+    opener = ScriptedOpener([("fail", 3), "hang", ("fail", 1000)])
+    with _live(opener, open_timeout_s=0.2) as src:   # an open is given up after 0.2 * 1.5 + 1 = 1.3 s
+        assert len(read_all(src, limit=3)) == 3
+        t0 = time.monotonic()
+        slowest = 0.0
+        while time.monotonic() - t0 < 2.5:
+            t = time.monotonic()
+            assert src.read(timeout=0.1) is None
+            slowest = max(slowest, time.monotonic() - t)
+        assert slowest < 0.5 and opener.calls == 2 and not src.connected
+        assert "did not return" in src.stats.last_error
+        opener.unhang.set()                           # the wedged open returns at last
+        frames = read_all(src, limit=5, timeout=5)
+    assert len(frames) == 5 and opener.calls == 3
+    assert opener.captures[1].released.wait(2)        # the late capture was not leaked
+
+
+def test_first_open_that_hangs_is_a_one_line_error():
+    opener = ScriptedOpener(["hang"])
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="did not finish within 1.3 s") as e:
+        _live(opener, open_timeout_s=0.2).open()
+    assert time.monotonic() - t0 < 3 and "\n" not in str(e.value)
+    opener.unhang.set()
+    assert wait_released(opener)
+
+
+def wait_released(opener, timeout=2.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if opener.captures and opener.captures[-1].released.is_set():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_first_open_is_strict():
     with pytest.raises(SourceError, match="camera busy"):
         _live(ScriptedOpener(["error"])).open()

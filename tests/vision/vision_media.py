@@ -80,12 +80,17 @@ class FakeCapture:
 
 
 class ScriptedOpener:
-    """``opener(spec, timeout)`` returning FakeCaptures from a script; "error" entries raise."""
+    """``opener(spec, timeout)`` returning FakeCaptures from a script; "error" entries raise.
+
+    A "hang" entry blocks the open itself (a wedged driver) until ``unhang`` is
+    set, then returns a capture of 1000 frames.
+    """
 
     def __init__(self, script):
         self.script = list(script)
         self.calls = 0
         self.captures: list[FakeCapture] = []
+        self.unhang = threading.Event()
 
     def __call__(self, spec, timeout):
         from edgemask.errors import SourceError
@@ -94,6 +99,9 @@ class ScriptedOpener:
         item = self.script.pop(0) if self.script else ("fail", 0)
         if item == "error":
             raise SourceError("camera busy")
+        if item == "hang":
+            self.unhang.wait(30)
+            item = ("fail", 1000)
         kind, n = item
         cap = FakeCapture(n, kind, start=100 * self.calls)
         self.captures.append(cap)
