@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 
 import typer
@@ -122,10 +124,32 @@ def summary_table(summary):
 
 def _setup_logging(level: str) -> None:
     lvl = getattr(logging, level.upper(), None)
-    if not isinstance(lvl, int):
+    if not isinstance(lvl, int) or level.lower() not in ("debug", "info", "warning", "error"):
         err_console.print(f"[bold red]error:[/] --log-level {level!r} is not one of debug, info, warning, error")
         raise typer.Exit(1)
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if lvl > logging.DEBUG:
+        _quiet_native_logs()
+
+
+def _quiet_native_logs() -> None:
+    """Keep OpenCV's and FFmpeg's own stderr lines out of the service's output (--log-level debug keeps them).
+
+    They bypass Python logging: an unreachable RTSP URL printed FFmpeg's
+    "[tcp @ 0x...] Connection refused" and OpenCV's "[ WARN:0] ... can't be
+    used to capture by name" above our one-line error, and a flaky stream
+    repeats such lines for weeks in the journal. What they say is reported by
+    the service itself (the error, the reconnect reason, corrupt-frame counts).
+    A variable the user has set wins.
+    """
+    # Read once, when OpenCV first uses FFmpeg: must be set before the source opens. -8 = AV_LOG_QUIET.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        os.environ["OPENCV_LOG_LEVEL"] = "ERROR"
+        if "cv2" in sys.modules:  # already imported: its level was read; set it directly
+            cv2 = sys.modules["cv2"]
+            with contextlib.suppress(AttributeError):
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 # --------------------------------------------------------------------------- service install

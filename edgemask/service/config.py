@@ -184,6 +184,11 @@ class RunConfig:
             raise ConfigError(f"--metrics-port must be 1..65535 (or 0 = off), got {self.metrics_port}")
         if self.fps < 0 or self.duration_s < 0:
             raise ConfigError("--fps and --duration must be >= 0")
+        from edgemask.bundle.manifest import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)} "
+                              "(lower case; the bundle must contain a model at that precision)")
         if self.detector not in DETECTORS:
             raise ConfigError(f"unknown --detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}")
         if self.detector == "yunet" and not self.face_model:

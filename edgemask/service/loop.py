@@ -186,17 +186,33 @@ class EventWriter:
             self._f.close()
 
 
-def _check_writable_file(path: str, what: str) -> None:
-    """Fail early when ``path`` (a file to be created later) cannot be written."""
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create the folder of {what} {p}: {e.strerror or e}; choose a writable path") from None
-    if p.is_dir():
-        raise ConfigError(f"{what} {p} is a folder; give a file name")
-    if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise ConfigError(f"cannot write {what} {p}: permission denied; choose a writable path")
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Fail early when ``path`` (a file, or with ``folder`` a folder, made later) cannot be written.
+
+    Creates nothing: a start-up that fails on a later check leaves no empty
+    files or folders behind. The nearest existing ancestor must be a folder
+    we may write to (the missing folders below it are made when the run starts).
+
+    Raises:
+        ConfigError: one line naming the path and the fix.
+    """
+    p = Path(path).expanduser()
+    kind = "folder" if folder else "path"
+    if p.exists():
+        if folder and not p.is_dir():
+            raise ConfigError(f"{what} {p} exists and is not a folder; choose a folder")
+        if not folder and p.is_dir():
+            raise ConfigError(f"{what} {p} is a folder; give a file name")
+        if not os.access(p, os.W_OK) or (folder and not os.access(p, os.X_OK)):
+            raise ConfigError(f"cannot write {what} {p}: permission denied; choose a writable {kind}")
+        return
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {what} {p}: {parent} is not a folder; choose a writable {kind}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {what} {p}: {parent} is not writable; choose a writable {kind}")
 
 
 # --------------------------------------------------------------------------- preparation
@@ -284,9 +300,11 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
                 metrics: Any = None) -> PreparedRun:
     """Check everything and open all parts; raise a one-line EdgemaskError on the first problem.
 
-    Cheap checks come first (options, URLs, secrets, output paths), then the
-    bundle and backend, the detector, the metrics port, and last the source
-    (opening a camera or an RTSP stream can take ``open_timeout_s``).
+    Cheap checks come first (options, URLs, secrets, whether the camera
+    exists, output paths), then the detector, the bundle and backend, the
+    metrics port, and last the source (opening a camera or an RTSP stream can
+    take ``open_timeout_s``). The events file, snapshot folder and outbox are
+    created only once all of that passed, so a failed start writes nothing.
 
     Args:
         cfg: the options.
@@ -301,7 +319,7 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     from edgemask.service.metrics import MetricsServer, ServiceMetrics
     from edgemask.service.outbox import Outbox
     from edgemask.vision.detectors import create_detector
-    from edgemask.vision.sources import FrameSource, parse_source
+    from edgemask.vision.sources import FrameSource, check_source, parse_source
 
     cfg.validate()
     if cfg.mqtt:
@@ -310,22 +328,24 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         check_http_url(cfg.webhook)
     if secrets is None:
         secrets = load_secrets(cfg.config_file)
-    spec = parse_source(cfg.source or None, cfg.camera, width=cfg.width, height=cfg.height, fps=cfg.fps, loop=cfg.loop,
-                        device_profile=cfg.device_profile) if source is None else None
-    if cfg.record:
-        _check_writable_file(cfg.record, "--record")
-    if cfg.snapshots:
-        try:
-            Path(cfg.snapshots).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot create --snapshots {cfg.snapshots}: {e.strerror}; choose a writable folder") from None
-        if not os.access(cfg.snapshots, os.W_OK):
-            raise ConfigError(f"cannot write --snapshots {cfg.snapshots}: permission denied")
+    spec = None
+    if source is None:
+        spec = parse_source(cfg.source or None, cfg.camera, width=cfg.width, height=cfg.height, fps=cfg.fps,
+                            loop=cfg.loop, device_profile=cfg.device_profile)
+        check_source(spec)  # a missing camera is known now, not after the model has loaded
+    for path, what, folder in ((cfg.events, "--events", False), (cfg.record, "--record", False),
+                               (cfg.snapshots, "--snapshots", True), (cfg.state_dir, "--state-dir", True)):
+        if path:
+            check_writable(path, what, folder)
 
+    # Nothing is written before every check has passed (the source open, last, is the slowest),
+    # so a start-up that fails leaves no empty events file or outbox behind.
     prepared = PreparedRun(cfg=cfg, source=None, detector=None, runner=None, class_names=[], alert_classes=())
     try:
-        if cfg.events:
-            prepared.events = EventWriter(cfg.events)
+        # detector (cheap; a bad --face-model fails before the model loads)
+        roi = parse_roi(cfg.roi) if cfg.roi else None
+        prepared.detector = detector or create_detector(cfg.detector, face_model=cfg.face_model,
+                                                        detect_width=cfg.detect_width, min_face=cfg.min_face, roi=roi)
         # model
         if runner is None:
             runner, class_names = make_runner(cfg)
@@ -342,28 +362,17 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             raise ConfigError(f"--alert-on names {', '.join(missing)}, which the model does not know; "
                               f"its classes are: {', '.join(class_names)}")
         prepared.alert_classes = tuple(class_names.index(c) for c in cfg.alert_on)
-        # detector
-        roi = parse_roi(cfg.roi) if cfg.roi else None
-        prepared.detector = detector or create_detector(cfg.detector, face_model=cfg.face_model,
-                                                        detect_width=cfg.detect_width, min_face=cfg.min_face, roi=roi)
-        # alerts
+        # alerts and metrics (bound now: a port in use fails before the source is waited for)
         sinks = build_sinks(cfg, secrets)
-        prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks])
-        stale = {k: v for k, v in prepared.outbox.pending_by_sink().items() if k not in {s.name for s in sinks}}
-        for k, v in stale.items():
-            log.warning("%d alert(s) in the outbox wait for sink %r, which this run does not use; they stay queued "
-                        "until a run with that sink delivers them", v, k)
         prepared.metrics = metrics or ServiceMetrics()
         m = prepared.metrics
-        prepared.dispatcher = AlertDispatcher(prepared.outbox, sinks, cfg.retry_min_s, cfg.retry_max_s,
-                                              on_result=lambda s, o: (m.delivery(s, o),
-                                                                      m.outbox_depth(prepared.outbox.depth())))
         if cfg.metrics_port:
             prepared.metrics_server = MetricsServer(
                 m, cfg.metrics_host, cfg.metrics_port, cfg.health_stale_s,
-                extra_health=lambda: {"outbox_depth": prepared.outbox.depth(), "source": prepared.source.spec.describe()
+                extra_health=lambda: {"outbox_depth": prepared.outbox.depth() if prepared.outbox is not None else 0,
+                                      "source": prepared.source.spec.describe()
                                       if hasattr(prepared.source, "spec") else ""})
-        # source, last: it may wait for a camera or a stream
+        # source, last of the checks: it may wait for a camera or a stream
         if source is None:
             assert spec is not None
             source = FrameSource(spec, stall_timeout_s=cfg.stall_timeout_s, freeze_timeout_s=cfg.freeze_timeout_s,
@@ -372,6 +381,23 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         prepared.source = source
         if not getattr(source, "opened", False):
             source.open()
+        # everything checked: create the outputs
+        if cfg.snapshots:
+            try:
+                Path(cfg.snapshots).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create --snapshots {cfg.snapshots}: {e.strerror}; "
+                                  "choose a writable folder") from None
+        if cfg.events:
+            prepared.events = EventWriter(cfg.events)
+        prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks])
+        stale = {k: v for k, v in prepared.outbox.pending_by_sink().items() if k not in {s.name for s in sinks}}
+        for k, v in stale.items():
+            log.warning("%d alert(s) in the outbox wait for sink %r, which this run does not use; they stay queued "
+                        "until a run with that sink delivers them", v, k)
+        prepared.dispatcher = AlertDispatcher(prepared.outbox, sinks, cfg.retry_min_s, cfg.retry_max_s,
+                                              on_result=lambda s, o: (m.delivery(s, o),
+                                                                      m.outbox_depth(prepared.outbox.depth())))
         return prepared
     except BaseException:
         prepared.close()
@@ -784,6 +810,7 @@ __all__ = [
     "PreparedRun",
     "RunSummary",
     "build_sinks",
+    "check_writable",
     "make_runner",
     "prepare_run",
     "run_service",

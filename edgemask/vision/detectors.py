@@ -256,7 +256,8 @@ class YuNetDetector(FaceDetector):
             self._det = cv2.FaceDetectorYN.create(str(p), "", (320, 240), score_threshold, nms_threshold, top_k)
         except cv2.error as e:
             raise ConfigError(f"--face-model {model_path} is not a YuNet ONNX model OpenCV can load "
-                              f"({str(e).strip().splitlines()[-1][:120]})") from None
+                              f"({_cv_reason(e)}); pass face_detection_yunet_2023mar.onnx from the OpenCV model zoo"
+                              ) from None
         self.model_path = str(p)
         self.detect_width = int(detect_width)
         self.min_face = int(min_face)
@@ -287,6 +288,16 @@ class YuNetDetector(FaceDetector):
                 out.append(Detection((max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
                                      float(f[14]), "yunet"))
         return out
+
+
+def _cv_reason(e: Exception) -> str:
+    """The human part of a cv2.error: not OpenCV's source path, error code or function name."""
+    import re
+
+    text = " ".join(str(e).split())
+    m = re.search(r"error: \([^)]*\)\s*(.*?)(?: in function '[^']*')?$", text)
+    reason = (m.group(1) if m else text).strip() or type(e).__name__
+    return reason if len(reason) <= 160 else reason[:157] + "..."
 
 
 # --------------------------------------------------------------------------- none

@@ -59,6 +59,36 @@ def test_unreachable_rtsp(app, tmp_path):
     assert "cannot open rtsp://127.0.0.1" in line and time.monotonic() - t0 < 15
 
 
+def test_unreachable_stream_is_exactly_one_line_on_the_terminal(tmp_path):
+    # In a fresh process, as a user sees it: FFmpeg and OpenCV print to stderr themselves
+    # ("[tcp @ 0x..] Connection refused", "[ WARN:0] ...") unless told not to.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    r = subprocess.run([sys.executable, "-c", APP_CODE, "run", "--source", f"rtsp://127.0.0.1:{free_port()}/cam",
+                        "--backend", "null", "--open-timeout", "3", "--state-dir", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(Path.cwd())})
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: cannot open rtsp://"), lines
+
+
+@pytest.mark.parametrize("source", ["camera", "rtsp"])
+def test_a_failed_start_writes_nothing(app, tmp_path, source):
+    out = tmp_path / "out"
+    src = ["--camera", "97"] if source == "camera" else ["--source", f"rtsp://127.0.0.1:{free_port()}/cam",
+                                                        "--open-timeout", "2"]
+    code, text = invoke(app, "run", *src, "--backend", "null", "--events", str(out / "ev" / "events.jsonl"),
+                        "--snapshots", str(out / "snaps"), "--record", str(out / "rec.mp4"),
+                        "--state-dir", str(out / "state"))
+    one_line_error(code, text)
+    assert not out.exists()  # no empty events file, outbox or folders left by a start that never ran
+
+
+def test_missing_camera_is_found_before_the_bundle_is_loaded(app, tmp_path):
+    t0 = time.monotonic()
+    line = one_line_error(*invoke(app, "run", "--camera", "97", "--bundle", str(tmp_path / "not-yet-exported"),
+                                  "--state-dir", str(tmp_path)))
+    assert "camera 97 does not exist" in line and time.monotonic() - t0 < 2
+
+
 @pytest.mark.parametrize("extra, fragment", [
     (["--precision", "int8"], "no onnx model at precision 'int8'"),
     (["--backend", "tpu"], "unknown backend 'tpu'"),
@@ -89,6 +119,10 @@ def test_damaged_bundle_is_refused(app, video, tmp_path, tiny_bundle):
     (["--mqtt", "mqtt://edge:hunter2@broker/a"], "EDGEMASK_MQTT_PASSWORD"),
     (["--webhook", "ftp://x/y"], "http:// or https://"),
     (["--detector", "yunet"], "needs --face-model"),
+    (["--face-model", "{blocker}"], "is not a YuNet ONNX model"),
+    (["--state-dir", "{blocker}/state"], "--state-dir"),
+    (["--snapshots", "{blocker}"], "is not a folder"),
+    (["--precision", "FP16"], "unknown --precision 'FP16'"),
     ([], "--bundle is required"),
 ])
 def test_bad_options_fail_before_any_work(app, video, tmp_path, extra, fragment):

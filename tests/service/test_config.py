@@ -29,6 +29,7 @@ def ok(**kw) -> RunConfig:
     ({"mqtt_qos": 3}, "--mqtt-qos"),
     ({"roi": "1,2,3"}, "--roi"),
     ({"stall_timeout_s": 0}, "stall_timeout_s"),
+    ({"precision": "FP16"}, "unknown --precision 'FP16'; choose one of: fp32, fp16, int8"),
 ])
 def test_validate_rejects_bad_values_with_one_line(kw, fragment):
     with pytest.raises(ConfigError, match=fragment) as e:
