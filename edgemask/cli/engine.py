@@ -61,11 +61,13 @@ def build_cmd(
             typer.echo(engine_build_command(plan, timing_cache=tc))
             return
         tc_opt = False if no_timing_cache else (timing_cache or True)
+
+        def warn(w: str) -> None:  # printed as they come: the plan's warnings precede a missing-TensorRT error
+            err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+
         with console.status(f"building {precision} engine for {device} (minutes on a Jetson)"):
             result = build_engine(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
-                                  workspace_mib=workspace, timing_cache=tc_opt, verbose=verbose)
-        for w in result.warnings:
-            err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+                                  workspace_mib=workspace, timing_cache=tc_opt, verbose=verbose, on_warning=warn)
         e = result.entry
         console.print(f"[green]built[/] {result.path} ({e.precision}, TensorRT {e.tensorrt_version}, "
                       f"compute capability {e.compute_capability}, {result.built.build_seconds:.1f} s)", highlight=False)

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -228,8 +228,13 @@ class CalibratorLogic:
     """
 
     def __init__(self, cache: CalibrationCache | None, batches: np.ndarray | None = None, batch_size: int = 8,
-                 write_path: str | Path | None = None):
+                 write_path: str | Path | None = None, header_code: int | None = None):
         self.cache = cache
+        # The bundle's cache holds scales edgemask computed from ONNX tensor ranges; its header
+        # version is whatever the export was told (--trt-cache-version). It is presented to
+        # TensorRT under the running TensorRT's own code so the version in the header is never
+        # the reason TensorRT ignores it and asks for calibration data instead.
+        self.header_code = header_code
         self.batch_size = int(batch_size)
         self.batches = None if batches is None else np.ascontiguousarray(batches, dtype=np.float32)
         self.write_path = Path(write_path) if write_path else None
@@ -243,7 +248,12 @@ class CalibratorLogic:
 
     def read(self) -> bytes | None:
         self.cache_reads += 1
-        return self.cache.raw if self.cache else None
+        if self.cache is None:
+            return None
+        if self.header_code is None or self.header_code == self.cache.version_code:
+            return self.cache.raw
+        _, sep, rest = self.cache.raw.partition(b"\n")
+        return f"TRT-{self.header_code}-{self.cache.algorithm}".encode() + sep + rest
 
     def write(self, data: bytes) -> None:
         if self.write_path is not None:
@@ -277,16 +287,23 @@ def make_calibrator(trt: Any, logic: CalibratorLogic, cuda: Any = None) -> Any:
         base.__init__(self)  # pybind11 trampolines must have their base constructor called
 
     def get_batch_size(self: Any) -> int:
-        return logic.batch_size
+        # 1, not logic.batch_size: edgemask networks are explicit-batch, so the batch of each
+        # calibration tensor comes from the calibration profile (its opt shape = logic.batch_size
+        # rows); TensorRT uses this number only for implicit-batch networks (deprecated in 10.0).
+        return 1
 
     def get_batch(self: Any, names: Sequence[str], *args: Any) -> list[int] | None:
-        batch = logic.next_batch()
-        if batch is None or cuda is None:
+        # names: the network inputs TensorRT wants, in order; edgemask engines have exactly one.
+        batch = logic.next_batch() if cuda is not None else None
+        if batch is None:  # None tells TensorRT there is no more data
+            if state["buf"] is not None:
+                state["buf"].free()
+                state["buf"] = None
             return None
         if state["buf"] is None:
             state["buf"] = cuda.alloc(batch.nbytes)
         cuda.htod(state["buf"], batch)
-        return [state["buf"].ptr]
+        return [int(state["buf"].ptr)]
 
     def read_calibration_cache(self: Any, *args: Any) -> bytes | None:
         return logic.read()
@@ -534,7 +551,7 @@ class BuiltEngine:
     tensorrt_version: str
     build_seconds: float
     timing_cache: str | None
-    parser_warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _trt_major(trt: Any) -> int:
@@ -612,6 +629,7 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     profile.set_shape(input_name, (bmin, c, h, w), (bopt, c, h, w), (bmax, c, h, w))
     config.add_optimization_profile(profile)
 
+    warnings: list[str] = []
     calibrator = cuda = None
     if precision == "int8" and int8_mode == "calibrator":
         cache = read_calibration_cache(calibration_cache) if calibration_cache else None
@@ -620,14 +638,12 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
 
             cuda = get_cuda_api()
             cuda.activate()
-        logic = CalibratorLogic(cache, calibration_batches, batch_size=bopt)
+        logic = CalibratorLogic(cache, calibration_batches, batch_size=bopt,
+                                header_code=trt_version_code(trt.__version__))
         calibrator = make_calibrator(trt, logic, cuda)
-        config.int8_calibrator = calibrator
+        config.int8_calibrator = calibrator  # deprecated in TensorRT 10.1 (implicit INT8), still honoured
         if hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(profile)  # dynamic shapes: calibrate at the opt batch
-        if cache is not None and cache.version_code != trt_version_code(trt.__version__):
-            logger.log(trt.Logger.WARNING, f"calibration cache written for TensorRT code {cache.version_code}; "
-                       f"this is {trt_version_code(trt.__version__)}")
+            config.set_calibration_profile(profile)  # dynamic shapes: calibrate at the profile's opt shape
 
     if dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
@@ -636,10 +652,17 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
     tc_path = Path(timing_cache) if timing_cache else None
+    cache_obj = None
     if tc_path is not None:
         blob = tc_path.read_bytes() if tc_path.is_file() else b""
-        cache_obj = config.create_timing_cache(blob)
-        config.set_timing_cache(cache_obj, False)  # False: do not ignore a mismatching (other GPU) cache
+        cache_obj = config.create_timing_cache(blob)  # an empty buffer makes a new, empty cache
+        # ignore_mismatch=False: a cache written on another GPU or TensorRT is refused (returns
+        # False) rather than trusted; start a fresh one then, and overwrite the file afterwards.
+        if config.set_timing_cache(cache_obj, False) is False and blob:
+            warnings.append(f"timing cache {tc_path} was written by another GPU or TensorRT version; "
+                            "starting a new one (the file is replaced after this build)")
+            cache_obj = config.create_timing_cache(b"")
+            config.set_timing_cache(cache_obj, False)
 
     t0 = time.perf_counter()
     try:
@@ -656,11 +679,12 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     data = bytes(serialized)
     out_path = Path(out_path)
     atomic_write_bytes(out_path, data)
-    if tc_path is not None:
-        atomic_write_bytes(tc_path, bytes(config.get_timing_cache().serialize()))
+    if tc_path is not None and cache_obj is not None:
+        # The attached ITimingCache was extended in place by the build: serialize that object.
+        atomic_write_bytes(tc_path, bytes(cache_obj.serialize()))
     return BuiltEngine(path=str(out_path), bytes=len(data), sha256=sha256_file(out_path),
                        tensorrt_version=str(trt.__version__), build_seconds=round(seconds, 3),
-                       timing_cache=str(tc_path) if tc_path else None)
+                       timing_cache=str(tc_path) if tc_path else None, warnings=warnings)
 
 
 # --------------------------------------------------------------------------- bundle side
@@ -771,8 +795,13 @@ def _check_build_host(plan: EnginePlan, profile: DeviceProfile, info: dict[str, 
 def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *, dla_core: int | None = None,
                  int8_mode: str = "auto", batch: Sequence[int] = DEFAULT_BATCH, workspace_mib: int | None = None,
                  gpu_fallback: bool = True, timing_cache: str | Path | None | bool = True, out_dir: str | Path | None = None,
-                 add_to_bundle: bool = True, verbose: bool = False) -> EngineResult:
+                 add_to_bundle: bool = True, verbose: bool = False,
+                 on_warning: Callable[[str], None] | None = None) -> EngineResult:
     """Plan, build and record one engine for ``device``; run this on the device.
+
+    The plan is made (and its warnings reported) before TensorRT is imported,
+    so a machine without TensorRT still says what *would* be built (e.g. FP16
+    instead of INT8 on a Nano) before refusing.
 
     Args:
         timing_cache: True = the default per-device cache under
@@ -780,6 +809,8 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
         out_dir: write the engine here instead of into the bundle (used for
             the first-use cache of read-only bundles); ``add_to_bundle``
             must then be False.
+        on_warning: called with each warning (one line) as soon as it is
+            known; all of them are also in ``EngineResult.warnings``.
 
     Raises:
         NotAvailableError: no TensorRT here.
@@ -787,16 +818,34 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
     """
     from edgemask.bundle import ModelEntry
 
-    trt = import_tensorrt()
+    if add_to_bundle and out_dir:
+        raise ConfigError("out_dir and add_to_bundle cannot be combined; an engine in a bundle lies in the bundle")
     profile = load_profile(device)
+    opts = dict(dla_core=dla_core, int8_mode=int8_mode, batch=batch, workspace_mib=workspace_mib,
+                gpu_fallback=gpu_fallback)
+    warnings: list[str] = []
+
+    def warn(items: Sequence[str]) -> None:
+        for w in items:
+            if w not in warnings:
+                warnings.append(w)
+                if on_warning is not None:
+                    on_warning(w)
+
+    plan = plan_engine_build(bundle_dir, profile, precision, **opts)  # bundle/option errors come first
+    warn(plan.warnings)
+    trt = import_tensorrt()
+    trt_here = str(trt.__version__)
     info = local_tensorrt_info()
-    plan = plan_engine_build(bundle_dir, profile, precision, dla_core=dla_core, int8_mode=int8_mode, batch=batch,
-                             workspace_mib=workspace_mib, gpu_fallback=gpu_fallback, tensorrt_version=str(trt.__version__))
-    warnings = list(plan.warnings) + _check_build_host(plan, profile, info)
+    warn(_check_build_host(plan, profile, info))  # wrong TensorRT or GPU for the profile: refused here
+    if trt_tag(trt_here) != plan.tensorrt:
+        # The engine name and the QDQ rules follow the TensorRT that really builds (x86-cuda pins only "10").
+        plan = plan_engine_build(bundle_dir, profile, precision, tensorrt_version=trt_here, **opts)
+        warn(plan.warnings)
     bnd = _bundle_of(bundle_dir)
     tc: Path | None
     if timing_cache is True:
-        tc = default_timing_cache(profile.name, str(trt.__version__))
+        tc = default_timing_cache(profile.name, trt_here)
     else:
         tc = Path(timing_cache) if timing_cache else None
     target_dir = Path(out_dir) if out_dir else bnd.root
@@ -806,6 +855,7 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
         input_chw=plan.input_chw, batch=plan.batch, workspace_mib=plan.workspace_mib, int8_mode=plan.int8_mode,
         calibration_cache=bnd.path(plan.calibration_cache) if plan.calibration_cache else None,
         dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback, timing_cache=tc, verbose=verbose, trt=trt)
+    warn(built.warnings)
     src_entry = bnd.model_entry(plan.precision if plan.int8_mode == "qdq" else "fp32")
     extra = {
         "requested_precision": plan.requested_precision, "int8_mode": plan.int8_mode, "dla_core": plan.dla_core,
@@ -824,39 +874,70 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
                        compute_capability=info.get("compute_capability") or profile.compute_capability or None,
                        extra=extra)
     final = target_dir / plan.engine_name
-    if add_to_bundle:
-        if out_dir:
-            raise ConfigError("out_dir and add_to_bundle cannot be combined; an engine in a bundle lies in the bundle")
-        warnings += add_engine_to_bundle(bnd.root, tmp_out, entry)
+    try:
+        if add_to_bundle:
+            warn(add_engine_to_bundle(bnd.root, tmp_out, entry))
+        else:
+            os.replace(tmp_out, final)
+            import json
+
+            atomic_write_text(final.with_name(final.name + ".json"), json.dumps(asdict(entry), indent=2) + "\n")
+    finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_out.unlink()
-    else:
-        os.replace(tmp_out, final)
-        import json
-
-        atomic_write_text(final.with_name(final.name + ".json"), json.dumps(asdict(entry), indent=2) + "\n")
     return EngineResult(entry=entry, path=final, plan=plan, warnings=warnings, built=built)
 
 
 def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Sequence[str] = ("fp16", "int8"),
-                             **options: Any) -> list[EngineResult]:
-    """Build one engine per requested precision (``edgemask export --device NAME --engine``).
+                             *, on_warning: Callable[[str], None] | None = None, **options: Any) -> list[EngineResult]:
+    """Build one engine per requested precision (what ``export --device NAME --engine`` needs).
 
-    Precisions the device lowers to the same engine (int8 and fp16 on a
-    Nano) are built once. Options are those of :func:`build_engine`.
+    Every precision is planned first, so all warnings (INT8 on a Nano, DLA on
+    an Orin Nano, ...) and all bundle errors (no int8 model) are reported
+    before TensorRT is imported or anything is built. Precisions the device
+    lowers to the same engine (int8 and fp16 on a Nano) are built once.
+
+    Args:
+        precisions: requested precisions, e.g. the ones the bundle ships.
+        on_warning: called with each warning as soon as it is known.
+        **options: those of :func:`build_engine` (dla_core, int8_mode, batch,
+            workspace_mib, gpu_fallback, timing_cache, verbose).
+
+    Raises:
+        NotAvailableError: no TensorRT here (after the planning warnings).
     """
     profile = load_profile(device)
-    seen: dict[str, EngineResult] = {}
-    results = []
+    plan_opts = {k: options[k] for k in ("dla_core", "int8_mode", "batch", "workspace_mib", "gpu_fallback")
+                 if k in options}
+    emitted: list[str] = []
+
+    def warn(w: str) -> None:
+        if w not in emitted:
+            emitted.append(w)
+            if on_warning is not None:
+                on_warning(w)
+
+    todo: list[str] = []                     # requested precisions that get their own engine
+    served: dict[tuple[str, Any], str] = {}  # (engine precision, DLA core) -> the request that builds it
+    also: dict[str, list[str]] = {}          # that request -> the other requests its engine serves
     for p in precisions:
-        eff, _ = plan_precision(profile, p)
-        eff = "fp16" if (options.get("dla_core") is not None and profile.dla_cores and eff == "fp32") else eff
-        if eff in seen:
-            prev = seen[eff]
-            prev.warnings.append(f"{p} request served by the {eff} engine {prev.entry.file}")
+        plan = plan_engine_build(bundle_dir, profile, p, **plan_opts)
+        for w in plan.warnings:
+            warn(w)
+        key = (plan.precision, plan.dla_core)
+        if key in served:
+            also.setdefault(served[key], []).append(p)
             continue
-        r = build_engine(bundle_dir, device, p, **options)
-        seen[r.entry.precision] = r
+        served[key] = p
+        todo.append(p)
+    import_tensorrt()  # NotAvailableError, one line, after the warnings above
+    results = []
+    for p in todo:
+        r = build_engine(bundle_dir, device, p, on_warning=warn, **options)
+        for other in also.get(p, []):
+            note = f"{other} request served by the {r.entry.precision} engine {r.entry.file}"
+            r.warnings.append(note)
+            warn(note)
         results.append(r)
     return results
 

@@ -56,6 +56,10 @@ ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus So
 Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
 """.split())
 
+# Importers newer than that list: all are "Supported: Y" in the operators.md of TensorRT 9.2,
+# so every 10.x (JetPack 6) has them; TensorRT 8.x targets (JetPack 4/5) are held to the list above.
+TENSORRT_10_EXTRA_OPS = frozenset({"CastLike", "GroupNormalization", "Hardmax", "IsInf", "LayerNormalization"})
+
 # Integer-arithmetic ("QOperator") ops: ONNX Runtime's other quantized format. Not importable.
 QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm",
                            "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
@@ -200,6 +204,7 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
         add("error", "opset", "model", f"opset {opset} has no QuantizeLinear/DequantizeLinear; export with opset >= 13")
 
     # Ops TensorRT cannot import at all.
+    importable = TENSORRT_ONNX_OPS | (TENSORRT_10_EXTRA_OPS if major is not None and major >= 10 else frozenset())
     for n in graph.node:
         if n.op_type in QOPERATOR_OPS or n.domain not in ("", "ai.onnx"):
             if n.op_type in QOPERATOR_OPS:
@@ -208,8 +213,9 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
             else:
                 add("error", "custom-domain", name_of(n), f"op {n.domain}::{n.op_type} is not a standard ONNX op; "
                     "TensorRT imports only the default domain")
-        elif n.op_type not in TENSORRT_ONNX_OPS:
-            add("error", "unsupported-op", name_of(n), f"TensorRT's ONNX parser has no importer for {n.op_type}")
+        elif n.op_type not in importable:
+            target = f"TensorRT {tensorrt_version}" if tensorrt_version else "TensorRT 8.x"
+            add("error", "unsupported-op", name_of(n), f"{target}'s ONNX parser has no importer for {n.op_type}")
 
     q_nodes = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx")]
     dq_nodes = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx")]
@@ -378,5 +384,5 @@ def check_bundle_int8(bundle_dir: str | Path, tensorrt_version: str | None = Non
     return check_qdq_for_tensorrt(bundle.model_path("int8"), tensorrt_version)
 
 
-__all__ = ["FIX_ORT", "QDQIssue", "QDQReport", "QOPERATOR_OPS", "QUANTIZABLE_OPS", "TENSORRT_ONNX_OPS",
-           "check_bundle_int8", "check_qdq_for_tensorrt"]
+__all__ = ["FIX_ORT", "QDQIssue", "QDQReport", "QOPERATOR_OPS", "QUANTIZABLE_OPS", "TENSORRT_10_EXTRA_OPS",
+           "TENSORRT_ONNX_OPS", "check_bundle_int8", "check_qdq_for_tensorrt"]

@@ -108,11 +108,12 @@ class FakeCuda(CudaApi):
 
 
 def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = False,
-                  batch: tuple[int, int, int] = (1, 4, 8)):
+                  batch: tuple[int, int, int] = (1, 4, 8), dla_cores: int = 0, classes: int = K,
+                  context_ok: bool = True):
     """A TensorRT-shaped module: Runtime → engine → context that runs ``reference_logits``."""
     log = {"shapes": [], "executes": 0}
     mode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-    shapes = {"input": (-1, 3, S, S), "logits": (-1, K)}
+    shapes = {"input": (-1, 3, S, S), "logits": (-1, classes)}
 
     class Context:
         def __init__(self):
@@ -156,7 +157,7 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = Fal
 
     class Engine:
         def create_execution_context(self):
-            return Context()
+            return Context() if context_ok else None  # TensorRT returns None when it cannot allocate
 
     class TensorEngine(Engine):
         num_io_tensors = 2
@@ -198,10 +199,13 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = Fal
         BindingEngine.create_execution_context = lambda self: _strip(Context())
 
     class Runtime:
+        num_DLA_cores = dla_cores
+
         def __init__(self, logger):
-            pass
+            self.DLA_core = -1  # TensorRT's default: no DLA core chosen
 
         def deserialize_cuda_engine(self, data):
+            log["dla_core_at_deserialize"] = self.DLA_core
             if data != ENGINE_BYTES:
                 return None
             return BindingEngine() if legacy else TensorEngine()
@@ -332,6 +336,9 @@ def test_bare_engine_file_checked_by_its_name(tmp_path):
     ok.engine_path.write_bytes(ENGINE_BYTES)
     with ok:
         assert ok.infer(_x(2)).shape == (2, K)
+    elsewhere = TensorRTRunner(ok.engine_path, S, K, device="jetson-agx-orin", _trt=trt, _cuda=cuda)
+    with pytest.raises(BackendError, match="built for device 'jetson-orin-nano' but this machine is 'jetson-agx-orin'"):
+        elsewhere.activate()
 
 
 def test_engine_for_another_model_is_refused(tmp_path):
@@ -341,6 +348,37 @@ def test_engine_for_another_model_is_refused(tmp_path):
     r.input_size = 64
     with pytest.raises(BackendError, match=r"bundle needs \(N, 3, 64, 64\)"):
         r.activate()
+    trt, _ = make_fake_trt(cuda, classes=5)
+    with pytest.raises(BackendError, match="the bundle has 3 classes"):
+        _runner(tmp_path, cuda, trt).activate()
+    assert cuda.mem == {} and not cuda.active
+
+
+def test_dla_engine_sets_the_runtime_dla_core_before_deserializing(tmp_path):
+    cuda = FakeCuda()
+    trt, log = make_fake_trt(cuda, batch=(8, 8, 8), dla_cores=2)
+    e = _entry(file="model.jetson-agx-orin.int8.dla1.trt10.3.engine", device="jetson-agx-orin", precision="int8",
+               extra={"requested_precision": "int8", "dla_core": 1})
+    with _runner(tmp_path, cuda, trt, e, device="jetson-agx-orin") as r:
+        assert log["dla_core_at_deserialize"] == 1
+        assert r.infer(_x(3)).shape == (3, K)
+    trt, log = make_fake_trt(cuda)
+    with _runner(tmp_path, cuda, trt):
+        assert log["dla_core_at_deserialize"] == -1  # GPU engines leave the runtime alone
+    # a bare DLA engine file: the core comes from its name; a device without that core refuses it
+    trt, log = make_fake_trt(cuda, dla_cores=1)
+    bare = TensorRTRunner(tmp_path / "model.jetson-agx-orin.int8.dla1.trt10.3.engine", S, K, _trt=trt, _cuda=cuda)
+    with pytest.raises(BackendError, match="built for DLA core 1 but TensorRT sees 1 DLA core"):
+        bare.activate()
+    assert cuda.mem == {} and not cuda.active
+
+
+def test_failed_execution_context_is_a_clear_error(tmp_path):
+    cuda = FakeCuda()
+    trt, _ = make_fake_trt(cuda, context_ok=False)
+    with pytest.raises(BackendError, match="could not create an execution context"):
+        _runner(tmp_path, cuda, trt).activate()
+    assert cuda.mem == {} and cuda.pinned_live == 0 and not cuda.active
 
 
 # --------------------------------------------------------------------------- bundle lookup

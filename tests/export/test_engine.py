@@ -110,9 +110,13 @@ class _Base:
 class _FakeCuda:
     def __init__(self):
         self.copies = []
+        self.freed = 0
 
     def alloc(self, nbytes):
-        return SimpleNamespace(ptr=4096, nbytes=nbytes)
+        def free():
+            self.freed += 1
+
+        return SimpleNamespace(ptr=4096, nbytes=nbytes, free=free)
 
     def htod(self, buf, arr):
         self.copies.append(arr.copy())
@@ -131,15 +135,29 @@ def test_calibrator_reads_the_cache_and_matches_its_algorithm(tmp_path, algo, ba
     cuda = _FakeCuda()
     cal = E.make_calibrator(trt, logic, cuda)
     assert isinstance(cal, getattr(trt, base)) and cal.base_init_called
-    assert cal.get_batch_size() == 4
+    # explicit-batch network: the calibration profile sets the batch (4 rows per get_batch), not this
+    assert cal.get_batch_size() == 1
     assert cal.read_calibration_cache() == p.read_bytes()
     assert cal.get_batch(["input"]) == [4096] and cal.get_batch(["input"]) == [4096]
+    assert cuda.freed == 0
     assert cal.get_batch(["input"]) is None  # 8 images = 2 batches of 4
+    assert cuda.freed == 1  # the device buffer is released once TensorRT has had all batches
     np.testing.assert_array_equal(np.concatenate(cuda.copies), batches)
     cal.write_calibration_cache(memoryview(b"TRT-8601-X\n"))
     assert (tmp_path / "out.txt").read_bytes() == b"TRT-8601-X\n"
     no_data = E.make_calibrator(trt, E.CalibratorLogic(None), None)
     assert no_data.read_calibration_cache() is None and no_data.get_batch(["input"]) is None
+
+
+def test_calibrator_presents_the_cache_under_the_running_tensorrt_version(tmp_path):
+    p = tmp_path / "cache.txt"
+    body = f"input: {struct.pack('>f', 0.5).hex()}\n/conv/Conv_output_0: {struct.pack('>f', 0.25).hex()}\n"
+    p.write_text("TRT-8201-EntropyCalibration2\n" + body)
+    cache = E.read_calibration_cache(p)
+    shown = E.CalibratorLogic(cache, header_code=8502).read()
+    assert shown == ("TRT-8502-EntropyCalibration2\n" + body).encode()
+    assert E.CalibratorLogic(cache, header_code=8201).read() == p.read_bytes()
+    assert E.CalibratorLogic(cache).read() == p.read_bytes()
 
 
 # --------------------------------------------------------------------------- planning
@@ -274,9 +292,11 @@ def test_engine_cache_dir(monkeypatch, tmp_path):
 class FakeTensorRT:
     """Records the calls engine_from_onnx makes; shaped after the TensorRT 8.x/10.x Python API."""
 
-    def __init__(self, version: str = "10.3.0.26", parse_ok: bool = True, build_ok: bool = True):
+    def __init__(self, version: str = "10.3.0.26", parse_ok: bool = True, build_ok: bool = True,
+                 timing_cache_accepted: bool = True):
         self.__version__ = version
         self.parse_ok, self.build_ok = parse_ok, build_ok
+        self.timing_cache_accepted = timing_cache_accepted
         self.rec: dict = {"flags": set(), "profile": None}
         major_minor = tuple(int(x) for x in version.split(".")[:2])
         rec, fake = self.rec, self
@@ -325,10 +345,12 @@ class FakeTensorRT:
                 return Cache(blob)
 
             def set_timing_cache(self, cache, ignore_mismatch):
+                # TensorRT returns False for a cache from another device/version when ignore_mismatch is False
                 rec["timing_ignore_mismatch"] = ignore_mismatch
+                ok = fake.timing_cache_accepted or not cache.blob or ignore_mismatch
+                rec.setdefault("timing_attached", []).append((bytes(cache.blob), ok))
+                return ok
 
-            def get_timing_cache(self):
-                return Cache(b"")
 
         if major_minor >= (8, 4):
             Config.set_memory_pool_limit = lambda self, pool, size: rec.__setitem__("workspace", (pool, size))
@@ -416,6 +438,18 @@ def test_engine_from_onnx_tensorrt10_calls(fake_trt, onnx_models, tmp_path):
     assert trt.rec["timing_loaded"].startswith(b"TIMING")  # second build reuses the saved cache
 
 
+def test_timing_cache_from_another_gpu_is_replaced_not_trusted(fake_trt, onnx_models, tmp_path):
+    trt = fake_trt("10.3.0.26", timing_cache_accepted=False)
+    tc = tmp_path / "timing.cache"
+    tc.write_bytes(b"CACHE-FROM-ANOTHER-GPU")
+    built = E.engine_from_onnx(onnx_models["fp32"], tmp_path / "e.engine", precision="fp16", input_name="input",
+                               input_chw=(3, 32, 32), timing_cache=tc)
+    # the refused cache was offered with ignore_mismatch=False, then a fresh empty one was attached
+    assert trt.rec["timing_attached"] == [(b"CACHE-FROM-ANOTHER-GPU", False), (b"", True)]
+    assert any("another GPU or TensorRT" in w for w in built.warnings)
+    assert tc.read_bytes().startswith(b"TIMING")  # overwritten with this build's cache
+
+
 def test_engine_from_onnx_tensorrt82_and_dla(fake_trt, onnx_models, tmp_path):
     trt = fake_trt("8.2.1.8")
     E.engine_from_onnx(onnx_models["fp32"], tmp_path / "n.engine", precision="fp16", input_name="input",
@@ -494,6 +528,43 @@ def test_build_engine_without_tensorrt_is_a_clear_error(make_bundle, monkeypatch
     with pytest.raises(NotAvailableError, match="TensorRT is not importable here") as e:
         E.build_engine(make_bundle(), "jetson-orin-nano", "fp16")
     assert "--print-trtexec" in str(e.value)
+    seen = []
+    with pytest.raises(NotAvailableError):  # the plan's warnings come first, then the refusal
+        E.build_engine(make_bundle("nano"), "jetson-nano", "int8", on_warning=seen.append)
+    assert any("no fast INT8: building fp16 instead" in w for w in seen)
+    with pytest.raises(BundleError, match="no onnx model at precision 'int8'"):  # bundle errors before TensorRT
+        E.build_engine(make_bundle("no-int8", int8=None), "jetson-orin-nano", "int8")
+    with pytest.raises(ConfigError, match="out_dir and add_to_bundle"):
+        E.build_engine(make_bundle("both"), "jetson-orin-nano", "fp16", out_dir="x", add_to_bundle=True)
+
+
+def test_build_engines_for_bundle_plans_everything_before_tensorrt(make_bundle, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    seen = []
+    with pytest.raises(NotAvailableError, match="TensorRT is not importable here"):
+        E.build_engines_for_bundle(make_bundle(), "jetson-nano", ["fp16", "int8"], on_warning=seen.append)
+    assert any("jetson-nano (compute capability 5.3) has no fast INT8" in w for w in seen)
+    assert any("--opset 13" in w for w in seen) and len(seen) == len(set(seen))  # each warning once
+    seen.clear()
+    with pytest.raises(NotAvailableError):
+        E.build_engines_for_bundle(make_bundle("orin"), "jetson-orin-nano", ["int8"], dla_core=0,
+                                   on_warning=seen.append)
+    assert any("jetson-orin-nano has no DLA cores: building a GPU engine instead" in w for w in seen)
+    with pytest.raises(BundleError, match="no onnx model at precision 'int8'"):
+        E.build_engines_for_bundle(make_bundle("n8", int8=None), "jetson-orin-nano", ["fp16", "int8"])
+    with pytest.raises(ConfigError, match="unknown device 'jetson-nanoo'"):
+        E.build_engines_for_bundle(make_bundle("x"), "jetson-nanoo")
+
+
+def test_build_engine_names_the_engine_after_the_tensorrt_that_built_it(fake_trt, make_bundle, monkeypatch, tmp_path):
+    """x86-cuda pins only TensorRT "10": the file name and manifest carry the real 10.x."""
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
+    fake_trt("10.7.0.23")
+    b = make_bundle()
+    r = E.build_engine(b, "x86-cuda", "fp16", timing_cache=False)
+    assert r.entry.file == "model.x86-cuda.fp16.trt10.7.engine" and r.entry.tensorrt_version == "10.7.0.23"
+    assert load_manifest(b).model("fp16", "tensorrt", "x86-cuda").file == r.entry.file
+    assert not list(b.glob(".*.building"))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -519,8 +590,9 @@ def test_engine_build_cli(make_bundle, monkeypatch):
     res = r.invoke(_app(), ["engine", "build", str(b), "--device", "jetson-nano", "--precision", "int8", "--print-trtexec"])
     assert res.exit_code == 0, res.output
     assert "trtexec --onnx=" in res.output and "--fp16" in res.output and "no fast INT8" in res.output
-    res = r.invoke(_app(), ["engine", "build", str(b), "--device", "jetson-nano"])
+    res = r.invoke(_app(), ["engine", "build", str(b), "--device", "jetson-nano", "-p", "int8"])
     assert res.exit_code == 1 and "error: TensorRT is not importable here" in res.output
+    assert res.output.index("no fast INT8") < res.output.index("error:") and "Traceback" not in res.output
     res = r.invoke(_app(), ["engine", "build", str(b), "--device", "jetson-nanoo", "--print-trtexec"])
     assert res.exit_code == 1 and "unknown device 'jetson-nanoo'" in res.output and "Traceback" not in res.output
     res = r.invoke(_app(), ["engine", "build", str(make_bundle("n8", int8=None)), "-d", "jetson-orin-nano",

@@ -109,8 +109,11 @@ def test_unsupported_op_and_partial_coverage(onnx_models, tmp_path):
         conv = next(n for n in m.graph.node if n.op_type == "Conv")
         dq = next(n for n in m.graph.node if n.output[0] == conv.input[0])
         conv.input[0] = next(n for n in m.graph.node if n.output[0] == dq.input[0]).input[0]
-    r = check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "op.onnx", add_unique))
+    hardmax = _mutate(onnx_models["trt"], tmp_path / "op.onnx", add_unique)
+    r = check_qdq_for_tensorrt(hardmax)
     assert "unsupported-op" in r.codes() and any("Hardmax" in i.message for i in r.errors)
+    assert "unsupported-op" in check_qdq_for_tensorrt(hardmax, "8.5").codes()
+    assert check_qdq_for_tensorrt(hardmax, "10.3").passed  # TensorRT 10's parser imports Hardmax
     r = check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "cov.onnx", unquantize_first_conv))
     assert "not-quantized" in r.codes()
     assert r.stats["quantized_ops"] == 3

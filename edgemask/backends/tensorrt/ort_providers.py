@@ -1,10 +1,12 @@
 """ONNX Runtime's TensorRT and CUDA execution providers, configured from a device profile.
 
-The onnxrt backend passes the list from :func:`ort_execution_providers` to
-``onnxruntime.InferenceSession(..., providers=...)``. ONNX Runtime then
+Pass the list from :func:`ort_execution_providers` to
+``onnxruntime.InferenceSession(model, providers=...)``. ONNX Runtime then
 builds TensorRT engines itself; with the engine and timing caches on, the
 first session on a box pays the build once and later sessions load the cache
-(kept per device under ``engine_cache_dir()/ort/<device>``).
+(kept per device under ``engine_cache_dir()/ort/<device>``). The onnxrt
+backend's ``providers`` option takes provider names only, so it runs these
+providers with ONNX Runtime's default options, not the ones made here.
 
 INT8: ONNX Runtime's TensorRT provider uses the QDQ nodes of an int8 model
 (explicit quantization); it must not be given a calibration table then.

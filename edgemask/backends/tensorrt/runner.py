@@ -191,18 +191,19 @@ class TensorRTRunner(Runner):
         if not self.engine_path.is_file():
             raise BackendError(f"engine {self.engine_path} not found; build it with 'edgemask engine build'")
         entry = self.entry
+        meta = parse_engine_file_name(self.engine_path)
         if entry is None:  # a bare engine file: its name is all we know about it
             from edgemask.devices.profiles import tensorrt_version_matches
 
-            meta = parse_engine_file_name(self.engine_path)
             if meta is None:
                 raise BackendError(f"{self.engine_path.name} is not named model.<device>.<precision>.trt<ver>.engine "
                                    "and has no manifest entry, so its TensorRT version is unknown; load it from its bundle")
+            named = {"file": self.engine_path.name, "device": meta["device"], "precision": meta["precision"],
+                     "tensorrt_version": meta["tensorrt"], "extra": {"dla_core": meta["dla_core"]}}
+            # The name holds only major.minor, so the exact-version check of the manifest path cannot apply.
             if not tensorrt_version_matches(meta["tensorrt"], self.tensorrt_version):
-                check_engine_compatible({"file": self.engine_path.name, "device": meta["device"],
-                                         "precision": meta["precision"], "tensorrt_version": meta["tensorrt"],
-                                         "extra": {"dla_core": meta["dla_core"]}},
-                                        self.tensorrt_version, bundle_dir=self.bundle_root)
+                check_engine_compatible(named, self.tensorrt_version, bundle_dir=self.bundle_root)
+            check_engine_compatible(named, None, device=self.device, bundle_dir=self.bundle_root)
         cuda.activate()
         try:
             if entry is not None:
@@ -210,12 +211,31 @@ class TensorRTRunner(Runner):
                                         device=self.device, bundle_dir=self.bundle_root)
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
-            engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            extra = (entry.get("extra") if isinstance(entry, dict) else getattr(entry, "extra", None)) or {}
+            dla = extra.get("dla_core") if entry is not None else (meta or {}).get("dla_core")
+            if dla is not None:
+                # A DLA engine runs on the core the runtime names (IRuntime.DLA_core, default -1):
+                # it must be set before deserializing.
+                cores = getattr(self._runtime, "num_DLA_cores", None)
+                if cores is not None and int(dla) >= int(cores):
+                    raise BackendError(f"{self.engine_path.name} was built for DLA core {dla} but TensorRT sees "
+                                       f"{cores} DLA core(s) here; rebuild it for this device with "
+                                       "'edgemask engine build' (without --dla-core on a device with no DLA)")
+                self._runtime.DLA_core = int(dla)
+            try:
+                engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            except (RuntimeError, TypeError, ValueError) as e:  # some builds raise instead of returning None
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise BackendError(f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
+                                   f"({first}); rebuild it with 'edgemask engine build'") from None
             if engine is None:
                 raise BackendError(f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
                                    "(built by another TensorRT version or damaged); rebuild it with 'edgemask engine build'")
             self._engine = engine
             self._context = engine.create_execution_context()
+            if self._context is None:
+                raise BackendError(f"TensorRT could not create an execution context for {self.engine_path.name} "
+                                   "(out of GPU memory?); close other GPU programs or rebuild with a smaller --batch")
             io = engine_io(trt, engine)
             inputs = [t for t in io if t.is_input]
             outputs = [t for t in io if not t.is_input]
@@ -229,6 +249,9 @@ class TensorRTRunner(Runner):
             s = self.input_size
             if tuple(self._in.shape[1:]) != (3, s, s):
                 raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {s}, {s})")
+            if tuple(self._out.shape[1:]) != (self.num_classes,):
+                raise BackendError(f"{self.engine_path.name} outputs {self._out.shape}, the bundle has "
+                                   f"{self.num_classes} classes; the engine belongs to another model")
             self.batch_range = profile_batch_range(engine, self._in)
             bmax = self.batch_range[2]
             self._stream = cuda.create_stream()
