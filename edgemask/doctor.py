@@ -94,7 +94,13 @@ def check_profile(device: str | None) -> tuple[list[Check], Any]:
     from edgemask.devices.profiles import detect_profile_name, load_profile
     from edgemask.errors import ConfigError
 
-    detected = detect_profile_name()
+    try:
+        detected = detect_profile_name()
+    except ConfigError as e:  # a Jetson no profile describes
+        if not device:
+            return [Check("device profile", "fail", str(e), "pass --device with a profile from 'edgemask devices "
+                          "list', or add one for this board")], None
+        detected = "unknown"
     name = device or detected
     try:
         profile = load_profile(name)
@@ -102,7 +108,7 @@ def check_profile(device: str | None) -> tuple[list[Check], Any]:
         return [Check("device profile", "fail", str(e), "pick a profile from 'edgemask devices list'")], None
     checks = [Check("device profile", "pass", f"{profile.name}: {profile.description}"
                     + (f" (detected {detected})" if device and device != detected else " (detected)" if not device else ""))]
-    if device and device != detected and not detected.startswith("x86"):
+    if device and device != detected and detected != "unknown" and not detected.startswith("x86"):
         checks[0] = Check("device profile", "warn", f"asked for {device}, but this machine looks like {detected}",
                           f"use --device {detected}, or build engines on the {device} itself")
     return checks, profile
@@ -284,6 +290,10 @@ def check_bundle(bundle_dir: str | Path, profile: Any) -> list[Check]:
     else:
         out.append(Check("bundle hashes", "pass", f"{manifest.name} v{manifest.version}: {len(manifest.files)} files match"))
     if profile is None or not profile.has_tensorrt:
+        devs = sorted({str(m.device) for m in manifest.models if m.format == "tensorrt"})
+        who = profile.name if profile is not None else "this machine"
+        out.append(Check("engines", "skip", f"{who} runs no TensorRT: the onnxrt backend runs the bundle's ONNX "
+                         "models" + (f"; its TensorRT engines are for {', '.join(devs)}" if devs else "")))
         return out
     int8 = [m for m in manifest.models if m.format == "onnx" and m.precision == "int8"]
     if int8:

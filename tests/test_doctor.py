@@ -110,6 +110,19 @@ def test_bundle_checks(monkeypatch, tmp_path):
     other = {c.name: c for c in D.check_bundle(_bundle_with_engine(tmp_path / "x", {}), load_profile("jetson-agx-orin"))}
     assert other["engines"].status == "warn" and "--device jetson-agx-orin" in other["engines"].fix
     assert D.check_bundle(tmp_path / "nothing", orin)[0].status == "fail"
+    cpu = {c.name: c for c in D.check_bundle(tmp_path / "good", load_profile("x86-cpu"))}
+    assert cpu["engines"].status == "skip" and "runs no TensorRT" in cpu["engines"].detail
+    assert "jetson-orin-nano" in cpu["engines"].detail  # says which devices its engines are for
+
+
+def test_unknown_jetson_board(monkeypatch):
+    from edgemask.devices import profiles
+
+    monkeypatch.setattr(profiles, "jetson_model", lambda: "NVIDIA Jetson TX1")
+    [c], profile = D.check_profile(None)
+    assert c.status == "fail" and "has no device profile" in c.detail and "--device" in c.fix and profile is None
+    [c], profile = D.check_profile("jetson-nano")  # an explicit profile still works
+    assert c.status == "pass" and profile.name == "jetson-nano"
 
 
 def test_a_crashing_probe_becomes_a_fail(monkeypatch):

@@ -6,30 +6,49 @@ import json
 
 import typer
 
-from edgemask.cli._common import console, run_cli
+from edgemask.cli._common import console, err_console, run_cli
 
 
 def list_cmd() -> None:
-    """List the device profiles (JetPack, TensorRT, compute capability, fast precisions, DLA)."""
+    """List the device profiles (JetPack, TensorRT, compute capability, fast precisions, DLA).
+
+    A broken profile does not hide the others: they are listed, then one
+    error line per broken file, and the exit code is 1.
+    Python: edgemask.devices.list_profiles(), load_profile(name)
+    """
     with run_cli():
         from rich.table import Table
 
-        from edgemask.devices import load_all_profiles
+        from edgemask.devices import list_profiles, load_profile
+        from edgemask.errors import ConfigError
 
         t = Table(title="device profiles")
         for col in ("name", "JetPack", "L4T", "TensorRT", "CC", "fast precisions", "DLA", "max opset", "description"):
             t.add_column(col)
-        for p in load_all_profiles():
+        broken: list[str] = []
+        for name in list_profiles():
+            try:
+                p = load_profile(name)
+            except ConfigError as e:
+                broken.append(str(e))
+                continue
             t.add_row(p.name, p.jetpack or "-", p.l4t or "-", p.tensorrt or "-", p.compute_capability or "auto",
                       ", ".join(p.fast_precisions), str(p.dla_cores), str(p.max_onnx_opset), p.description)
         console.print(t)
+        for msg in broken:
+            err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        if broken:
+            raise typer.Exit(code=1)
 
 
 def show_cmd(
     name: str = typer.Argument(..., help="Profile name, e.g. jetson-orin-nano ('edgemask devices list')."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
 ) -> None:
-    """Show every field of one device profile and where it was read from."""
+    """Show every field of one device profile and where it was read from.
+
+    Python: edgemask.devices.load_profile(name).to_dict()
+    """
     with run_cli():
         from edgemask.devices import load_profile
 
@@ -46,7 +65,10 @@ def show_cmd(
 
 
 def detect_cmd() -> None:
-    """Print the profile name that matches this machine."""
+    """Print the profile name that matches this machine.
+
+    Python: edgemask.devices.detect_profile_name()
+    """
     with run_cli():
         from edgemask.devices import detect_profile_name
 

@@ -11,8 +11,12 @@ TensorRT versions or GPUs.
 Profiles are looked up, first match wins, in:
 
 1. every folder in ``$EDGEMASK_DEVICES_DIR`` (``os.pathsep``-separated),
-2. ``devices/`` at the top of a source checkout,
-3. ``<sys.prefix>/share/edgemask/devices`` (where the wheel installs them).
+2. ``devices/`` at the top of a source checkout (beside ``pyproject.toml``),
+3. ``share/edgemask/devices`` under each place pip puts a wheel's data files:
+   ``sys.prefix`` (virtualenvs), the interpreter's default data path (e.g.
+   ``/usr/local`` for ``sudo pip install`` on Ubuntu/JetPack, whose
+   ``sys.prefix`` is ``/usr``) and the user data path (``pip install --user``:
+   ``~/.local``).
 """
 
 from __future__ import annotations
@@ -108,15 +112,36 @@ class DeviceProfile:
 # --------------------------------------------------------------------------- search
 
 
+def _checkout_dir() -> Path | None:
+    """``devices/`` of the source checkout this package runs from, if it runs from one."""
+    import edgemask
+
+    top = Path(edgemask.__file__).resolve().parents[1]
+    # pyproject.toml marks a checkout; in site-packages a stray "devices" folder is somebody else's.
+    return top / "devices" if (top / "pyproject.toml").is_file() else None
+
+
+def _installed_dirs() -> list[Path]:
+    """Where ``pip install`` puts the wheel's ``share/edgemask/devices`` (data files)."""
+    import sysconfig
+
+    roots = [sys.prefix, sysconfig.get_path("data")]
+    try:  # the --user scheme (~/.local on Linux)
+        roots.append(sysconfig.get_path("data", sysconfig.get_preferred_scheme("user")))
+    except (AttributeError, KeyError):  # Python < 3.10 has no get_preferred_scheme
+        pass
+    return [Path(r) / "share" / "edgemask" / "devices" for r in roots if r]
+
+
 def profile_dirs() -> list[Path]:
     """Folders searched for profiles, in priority order (existing ones only)."""
     dirs: list[Path] = []
     env = os.environ.get("EDGEMASK_DEVICES_DIR", "")
     dirs += [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
-    import edgemask
-
-    dirs.append(Path(edgemask.__file__).resolve().parents[1] / "devices")
-    dirs.append(Path(sys.prefix) / "share" / "edgemask" / "devices")
+    checkout = _checkout_dir()
+    if checkout is not None:
+        dirs.append(checkout)
+    dirs += _installed_dirs()
     seen: set[Path] = set()
     out = []
     for d in dirs:
@@ -327,6 +352,10 @@ def profile_name_for(model: str | None, mem_total_gib: float | None = None, has_
 
     Orin is tested before "Nano" because "Jetson Orin Nano" contains both;
     the two Orin NX modules differ only in memory.
+
+    Raises:
+        ConfigError: a Jetson no shipped profile describes (e.g. a TX1); a
+            PC profile would be wrong for it, so the user must pick or add one.
     """
     m = (model or "").lower()
     if "jetson" in m or "tegra" in m or "orin" in m or "xavier" in m:
@@ -338,8 +367,12 @@ def profile_name_for(model: str | None, mem_total_gib: float | None = None, has_
             return "jetson-agx-orin"
         if "xavier" in m:
             return "jetson-xavier-nx" if " nx" in m else "jetson-agx-xavier"
+        if "tx2" in m:
+            return "jetson-tx2"
         if "nano" in m:
             return "jetson-nano"
+        raise ConfigError(f"this Jetson ({model!r}) has no device profile; add one (devices/README.md, "
+                          "'Adding a profile') and pass its name with --device")
     return "x86-cuda" if has_nvidia_gpu else "x86-cpu"
 
 
@@ -370,7 +403,11 @@ def jetson_model() -> str | None:
 
 
 def detect_profile_name() -> str:
-    """Best guess of the profile of the machine this runs on."""
+    """Best guess of the profile of the machine this runs on.
+
+    Raises:
+        ConfigError: a Jetson without a profile (see :func:`profile_name_for`).
+    """
     return profile_name_for(jetson_model(), _mem_total_gib(), has_nvidia_gpu())
 
 

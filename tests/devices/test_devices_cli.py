@@ -42,5 +42,7 @@ def test_bad_names_and_broken_profiles_are_one_line_errors(tmp_path):
     (tmp_path / "broken.toml").write_text('name = "broken"\ndescription = "x"\nkind = "x86"\n')
     res = r.invoke(_app(), ["devices", "show", "broken"], env={"EDGEMASK_DEVICES_DIR": str(tmp_path)})
     assert res.exit_code == 1 and "missing the field 'software.jetpack'" in res.output
-    res = r.invoke(_app(), ["devices", "list"], env={"EDGEMASK_DEVICES_DIR": str(tmp_path)})
-    assert res.exit_code == 1 and "broken.toml" in res.output
+    res = r.invoke(_app(), ["devices", "list"], env={"EDGEMASK_DEVICES_DIR": str(tmp_path), "COLUMNS": "250"})
+    assert res.exit_code == 1 and "broken.toml" in res.output and "missing the field" in res.output
+    assert "jetson-orin-nano" in res.output  # one broken file does not hide the good profiles
+    assert "Traceback" not in res.output

@@ -13,13 +13,14 @@ from edgemask.devices import (
     parse_profile,
     plan_dla,
     plan_precision,
+    profile_dirs,
     profile_name_for,
     tensorrt_version_matches,
 )
 from edgemask.errors import ConfigError
 
-EXPECTED = {"jetson-nano", "jetson-xavier-nx", "jetson-agx-xavier", "jetson-orin-nano", "jetson-orin-nx-8gb",
-            "jetson-orin-nx-16gb", "jetson-agx-orin", "x86-cpu", "x86-cuda"}
+EXPECTED = {"jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-agx-xavier", "jetson-orin-nano",
+            "jetson-orin-nx-8gb", "jetson-orin-nx-16gb", "jetson-agx-orin", "x86-cpu", "x86-cuda"}
 NANO_TEXT = (Path(__file__).resolve().parents[2] / "devices" / "jetson-nano.toml").read_text()
 
 
@@ -32,6 +33,7 @@ def test_all_shipped_profiles_load_and_fleet_example_is_not_a_profile():
 
 @pytest.mark.parametrize("name,cc,trt,dla,int8,opset", [
     ("jetson-nano", "5.3", "8.2", 0, False, 13),
+    ("jetson-tx2", "6.2", "8.2", 0, False, 13),
     ("jetson-xavier-nx", "7.2", "8.5", 2, True, 17),
     ("jetson-agx-xavier", "7.2", "8.5", 2, True, 17),
     ("jetson-orin-nano", "8.7", "10.3", 0, True, 20),
@@ -123,6 +125,54 @@ def test_installed_layout_is_found(tmp_path, monkeypatch):
     assert load_profile("jetson-nano").source == str(share / "jetson-nano.toml")
 
 
+def test_user_and_system_data_paths_are_searched(tmp_path, monkeypatch):
+    """pip puts data files under the scheme's data path: ~/.local for --user, /usr/local for a
+    system pip on Ubuntu/JetPack, where sys.prefix is /usr. Both must be found."""
+    import sys
+    import sysconfig
+
+    import edgemask
+
+    user = tmp_path / "home" / ".local"
+    system = tmp_path / "usr-local"
+    for root, name in ((user, "lab-a"), (system, "lab-b")):
+        d = root / "share" / "edgemask" / "devices"
+        d.mkdir(parents=True)
+        (d / f"{name}.toml").write_text(NANO_TEXT.replace('name = "jetson-nano"', f'name = "{name}"'))
+    real_get_path = sysconfig.get_path
+
+    def fake_get_path(name, scheme=None, *a, **kw):
+        if name == "data":
+            return str(user if scheme and scheme.endswith("_user") else system)
+        return real_get_path(name, scheme, *a, **kw) if scheme else real_get_path(name)
+
+    monkeypatch.setattr(sysconfig, "get_path", fake_get_path)
+    monkeypatch.setattr(sysconfig, "get_preferred_scheme", lambda key: "posix_user")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "usr"))
+    monkeypatch.setattr(edgemask, "__file__", str(tmp_path / "site" / "edgemask" / "__init__.py"))
+    monkeypatch.delenv("EDGEMASK_DEVICES_DIR", raising=False)
+    assert list_profiles() == ["lab-a", "lab-b"]
+
+
+def test_a_devices_folder_beside_site_packages_is_not_a_checkout(tmp_path, monkeypatch):
+    import sys
+
+    import edgemask
+
+    site = tmp_path / "site-packages"
+    (site / "devices").mkdir(parents=True)  # some other package's folder
+    (site / "devices" / "jetson-nano.toml").write_text(NANO_TEXT)
+    monkeypatch.setattr(edgemask, "__file__", str(site / "edgemask" / "__init__.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "empty-prefix"))
+    monkeypatch.delenv("EDGEMASK_DEVICES_DIR", raising=False)
+    assert site / "devices" not in profile_dirs() and "jetson-nano" not in list_profiles()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'edgemask'\n")  # now it is a checkout
+    monkeypatch.setattr(edgemask, "__file__", str(tmp_path / "edgemask" / "__init__.py"))
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "jetson-nano.toml").write_text(NANO_TEXT)
+    assert "jetson-nano" in list_profiles()
+
+
 def test_plan_precision_nano_int8_falls_back_to_fp16_with_a_warning():
     nano = load_profile("jetson-nano")
     prec, warnings = plan_precision(nano, "int8")
@@ -158,11 +208,19 @@ def test_plan_dla():
     ("NVIDIA Jetson AGX Orin Developer Kit", 30, False, "jetson-agx-orin"),
     ("NVIDIA Jetson Xavier NX Developer Kit", 8, False, "jetson-xavier-nx"),
     ("Jetson AGX Xavier", 32, False, "jetson-agx-xavier"),
+    ("NVIDIA Jetson TX2", 8, False, "jetson-tx2"),
+    ("NVIDIA Jetson TX2 NX Developer Kit", 4, False, "jetson-tx2"),
     (None, 64, True, "x86-cuda"),
     (None, 64, False, "x86-cpu"),
 ])
 def test_profile_name_for(model, mem, gpu, expected):
     assert profile_name_for(model, mem, gpu) == expected
+
+
+def test_a_jetson_without_a_profile_is_not_called_a_pc():
+    with pytest.raises(ConfigError, match="has no device profile") as e:
+        profile_name_for("NVIDIA Jetson TX1", 4, True)
+    assert "--device" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_tensorrt_version_matches():
