@@ -10,7 +10,8 @@ from edgemask.cli._common import console, err_console, progress_bar, run_cli
 from edgemask.stability.config import StabilityConfig
 
 _S = StabilityConfig()
-_ENGINES_HELP = ("Engines as backend:precision[@target], comma-separated, e.g. 'torch:fp32,onnxrt:fp16,onnxrt:int8,"
+# "\\[" keeps rich from reading "[@target]" as a markup tag (it would vanish from --help).
+_ENGINES_HELP = ("Engines as backend:precision\\[@target], comma-separated, e.g. 'torch:fp32,onnxrt:fp16,onnxrt:int8,"
                  "twin:int8' ('twin' = the fake-quant torch twin of the int8 model, a host emulation; @cuda runs torch "
                  "on the GPU or ONNX Runtime with its CUDA provider). Default: torch:fp32, onnxrt at every precision "
                  "of the bundle, TensorRT engines that can run here, twin:int8.")
@@ -93,11 +94,20 @@ def stability_cmd(
 ) -> None:
     """Attack the float model with DeepFool and measure how every engine of the bundle reacts.
 
-    Per engine: clean accuracy, agreement with the float model, transfer rate,
+    DeepFool finds, per image, a small perturbation r that flips the float
+    model's own prediction (ρ = ‖r‖₂/‖x‖₂ measures how small). Every engine then
+    sees x and x + r. Per engine: clean accuracy, agreement with the float
+    model, transfer rate (among images the float model was fooled on and the
+    engine agreed with it when clean, the share the engine is fooled on too),
     adversarial agreement, ρ_adv and missed alerts (no_mask → mask); plus the
-    α-sweep, a random-noise baseline, the effect of 8-bit storage, DeepFool
-    straight on the int8 model and a local sensitivity estimate. Every number
-    says whether a real engine or a host emulation produced it.
+    α-sweep x + α·r, a random-noise baseline of the same size, the effect of
+    8-bit storage, DeepFool straight on the int8 model and a local sensitivity
+    estimate. Every number says whether a real engine or a host emulation
+    produced it.
+
+    Example: edgemask stability export/mask-v1 --data data/heldout --n 300 --out reports/mask-v1
+
+    Python: edgemask.stability.stability_report(bundle, data, out, StabilityConfig(n=300))
     """
     with run_cli():
         from edgemask.stability.study import stability_report
@@ -132,7 +142,12 @@ def attack_cmd(
 
     The .npy files hold the exact float tensors; the PNGs are what an 8-bit
     camera pipeline could store (rounding can undo a small perturbation: the
-    summary says how often it did).
+    summary says how often it did). Each image is attacked away from the
+    model's own prediction, right or wrong.
+
+    Example: edgemask attack export/mask-v1 --data data/heldout --n 200 --out adv/mask-v1
+
+    Python: edgemask.stability.attack_to_folder(model, data, out, n=200)
     """
     with run_cli():
         from edgemask.stability.attack import attack_to_folder

@@ -112,6 +112,12 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
         raise ConfigError(f"--n must be >= 0 (0 = every image), got {n}")
     if batch_size < 0:
         raise ConfigError(f"--batch-size must be >= 0 (0 = automatic), got {batch_size}")
+    if not overshoot >= 0:
+        raise ConfigError(f"--overshoot must be >= 0 (the paper uses 0.02), got {overshoot}")
+    if max_iter < 1:
+        raise ConfigError(f"--max-iter must be an integer >= 1 (default 50), got {max_iter}")
+    if target not in TARGETS:
+        raise ConfigError(f"unknown attack target {target!r}; choose one of {', '.join(TARGETS)}")
     out = Path(out_dir)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")

@@ -72,23 +72,26 @@ class StabilityConfig:
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)} (e.g. --norm l2)")
         if not (isinstance(self.overshoot, (int, float)) and 0 <= self.overshoot < 1):
-            raise ConfigError(f"overshoot must be in [0, 1) (the paper uses 0.02), got {self.overshoot!r}")
-        if not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ConfigError(f"max_iter must be an integer >= 1 (default 50), got {self.max_iter!r}")
+            raise ConfigError(f"--overshoot must be in [0, 1) (the paper uses 0.02), got {self.overshoot!r}")
+        if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
+            raise ConfigError(f"--max-iter must be an integer >= 1 (default 50), got {self.max_iter!r}")
         if not self.alphas or any(not (isinstance(a, (int, float)) and math.isfinite(a) and a > 0) for a in self.alphas):
-            raise ConfigError(f"alphas must be positive numbers such as 0.5,1,2, got {self.alphas!r}")
-        if self.noise_trials < 0 or self.sensitivity_trials < 0:
-            raise ConfigError("noise_trials and sensitivity_trials must be >= 0")
+            raise ConfigError(f"--alphas must be positive numbers such as 0.5,1,2; got {','.join(map(str, self.alphas)) or 'none'}")
+        if self.noise_trials < 0:
+            raise ConfigError(f"--noise-trials must be >= 0 (0 = no noise baseline), got {self.noise_trials}")
+        if self.sensitivity_trials < 0:
+            raise ConfigError(f"sensitivity_trials must be >= 0 (0 = no sensitivity estimate), got {self.sensitivity_trials}")
         if any(not (0 < s < 1) for s in self.sensitivity_scales):
-            raise ConfigError(f"sensitivity scales are ‖δ‖/‖x‖ ratios in (0, 1), e.g. 0.001,0.01; got {self.sensitivity_scales!r}")
+            raise ConfigError("--sensitivity-scales are ‖δ‖/‖x‖ ratios in (0, 1), e.g. 0.001,0.01; got "
+                              f"{','.join(map(str, self.sensitivity_scales))}")
         if self.batch_size < 0:
-            raise ConfigError(f"batch size must be >= 1 (or 0 for automatic), got {self.batch_size}")
+            raise ConfigError(f"--batch-size must be >= 1 (or 0 for automatic), got {self.batch_size}")
         if self.twin_mode not in TWIN_MODES:
-            raise ConfigError(f"unknown twin mode {self.twin_mode!r}; choose one of {', '.join(TWIN_MODES)}")
+            raise ConfigError(f"unknown --twin-mode {self.twin_mode!r}; choose one of {', '.join(TWIN_MODES)}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.examples < 0:
-            raise ConfigError(f"examples must be >= 0, got {self.examples}")
+            raise ConfigError(f"--examples must be >= 0 (0 = no example grid), got {self.examples}")
         parse_engines(self.engines)
         return self
 

@@ -93,15 +93,22 @@ def _sections(result: StudyResult) -> list[tuple[str, list[str], list[list[str]]
     """(title, header, rows, note) of every table, shared by Markdown and HTML."""
     out = []
     fa = result.float_attack
+    gap = fa.get("median_margin_adv")
     out.append(("Float model under DeepFool", ["norm", "n", "fooled", "ρ_adv mean (n)", "ρ median", "‖r‖₂ median",
-                                               "‖r‖∞ median", "mean iterations", "zero-gradient stops"],
+                                               "‖r‖∞ median", "mean iterations", "logit gap past boundary, median",
+                                               "zero-gradient stops"],
                 [[fa["norm"], str(fa["n"]), f"{pct(fa['fooling_rate'])} ({fa['n_success']})",
                   f"{num(fa['mean_rho'])} ({fa['n_success']})", num(fa["median_rho"]), num(fa["median_l2"]),
-                  num(fa["median_linf"]), num(fa["mean_iterations"], ".2f"), str(fa["n_zero_grad"])]],
-                f"source: {fa.get('source')}; {fa.get('what', '')}"))
+                  num(fa["median_linf"]), num(fa["mean_iterations"], ".2f"), num(gap, ".2e"), str(fa["n_zero_grad"])]],
+                f"source: {fa.get('source')}; {fa.get('what', '')}. DeepFool stops just past the float model's "
+                "boundary: the overshoot adds about η times the logit gap of the last step only, so x_adv is "
+                "classified wrongly by a margin of the order shown (margin_adv in samples.csv)."))
     h, rows = headline_table(result)
     note = ("transfer rate counts k/n over T_E; no_mask→mask counts missed alerts over ground-truth no_mask faces "
-            "the engine alerted on.")
+            "the engine alerted on. An engine whose logits differ from the float model's by more than the float "
+            "logit gap past the boundary" + (f" (median {gap:.2e})" if gap is not None else "") + " can undo the "
+            "flip, so a transfer rate below 100% at α = 1 measures that margin as much as the engine's stability; "
+            "the α-sweep shows how much further along r each engine flips too.")
     for e in result.engines:
         q = e["label"].get("quantization") or {}
         if e["backend"] == "onnxrt" and q.get("target") == "tensorrt":
@@ -114,8 +121,9 @@ def _sections(result: StudyResult) -> list[tuple[str, list[str], list[list[str]]
                 "α = 1 is x_adv itself; the same samples as the transfer rate"))
     out.append(("Random noise of equal ‖r‖₂ vs the DeepFool direction", ["engine", "noise flip rate", "transfer rate", "trials"],
                 [[e["key"], pct(e["noise_flip_rate"]), pct(e["transfer_rate"]), str(e["noise_trials"])] for e in result.engines],
-                "u is Gaussian with ‖u‖₂ = ‖r‖₂ per sample, over T_E; far fewer flips than the transfer rate mean the "
-                "attack's direction, not its size, does the work"))
+                "u is Gaussian, scaled per sample so that the perturbation applied after clipping has ‖·‖₂ = ‖r‖₂; "
+                "over T_E; far fewer flips than the transfer rate mean the attack's direction, not its size, does "
+                "the work"))
     out.append(("Stored as 8-bit pixels", ["engine", "still adversarial after round(255·x_adv)/255"],
                 [[e["key"], f"{pct(e['eight_bit_still_adversarial'])} ({_frac(e['eight_bit_k'], e['eight_bit_n'])})"]
                  for e in result.engines], "among the samples whose x_adv fooled the engine"))

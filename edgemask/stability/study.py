@@ -28,6 +28,9 @@ Definitions (per engine E; F = samples the float attack fooled):
 * adversarial agreement: over F, E(x_adv) == float(x_adv).
 * ρ_adv: mean ‖r‖₂/‖x‖₂ over the samples of T_E whose x_adv fooled E.
 * α-sweep / noise: over T_E, the fraction with a prediction different from E(x).
+  α = 1 is exactly x_adv. The noise u is Gaussian, rescaled so that the
+  perturbation actually applied after clipping, clip(x + u) − x, has the same
+  ‖·‖₂ as r (which is itself measured after clipping).
 * 8-bit: over the samples of T_E that fooled E, the fraction still fooling E
   once x_adv is stored as 8-bit pixels, round(255·x_adv)/255.
 * missed alert (no_mask → mask): ground truth no_mask, E(x) == no_mask, and
@@ -127,7 +130,10 @@ DEFINITIONS = {
     "adv_agreement": "over F, fraction with E(x_adv) == float(x_adv)",
     "rho_adv": "mean ||r||2/||x||2 over samples of T_E whose x_adv fooled E (count in rho_n)",
     "alpha_sweep": "over T_E, fraction with E(clip(x + alpha*r)) != E(x); r = x_adv - x",
-    "noise": "over T_E, fraction with E(clip(x + u)) != E(x), u Gaussian with ||u||2 = ||r||2, averaged over trials",
+    "noise": "over T_E, fraction with E(clip(x + u)) != E(x), u Gaussian scaled so ||clip(x + u) - x||2 = ||r||2, "
+             "averaged over trials",
+    "margin_adv": "float logit gap past the boundary at x_adv: max over k != float(x) of f_k(x_adv) - f_float(x)(x_adv); "
+                  "an engine whose logits differ from the float model's by more than this can undo the flip",
     "eight_bit": "over the samples of T_E that fooled E, fraction still fooling E after round(255*x_adv)/255",
     "missed_alert": "ground truth no_mask, E(x) == no_mask and E(x_adv) == mask, over ground-truth no_mask samples E got right",
     "sensitivity": "mean over random delta of ||E(x+delta) - E(x)||2 / ||delta||2 with ||delta||2 = scale*||x||2 (logits)",
@@ -549,6 +555,7 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
         int8_clean: np.ndarray | None = None                    # onnxrt:int8 logits on x (twin check)
         twin_mode = cfg.twin_mode
         twin_specs = [s for s in specs if s[0] == TWIN_BACKEND]
+        noise_ratio: np.ndarray | None = None                   # ‖clip(x+u) − x‖₂ / ‖r‖₂ achieved, worst trial
         if twin_mode == "auto" and ("int8" in bundle.manifest.precisions("onnx")) and (twin_specs or cfg.int8_attack):
             twin_info, twin_mode, int8_clean = _choose_twin_mode(bundle, x, bs, device)
         elif twin_mode == "auto":
@@ -577,9 +584,12 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
                 if len(fidx):
                     xf, rf = x[fidx], r[fidx]
                     for ai, a in enumerate(cfg.alphas):
-                        sweep[ai, fidx] = eng.logits(np.clip(xf + np.float32(a) * rf, 0.0, 1.0), bs).argmax(1)
+                        # α = 1 is x_adv itself, not x + r (which can differ from it in the last bit).
+                        xa = x_adv[fidx] if a == 1 else np.clip(xf + np.float32(a) * rf, 0.0, 1.0)
+                        sweep[ai, fidx] = eng.logits(xa, bs).argmax(1)
                     for trial in range(cfg.noise_trials):
-                        xn = _noise_like(xf, r_norm[fidx], cfg.seed, trial)
+                        xn, ratio = _noise_like(xf, r_norm[fidx], cfg.seed, trial)
+                        noise_ratio = ratio if noise_ratio is None else np.minimum(noise_ratio, ratio)
                         noise_flip[fidx] += eng.logits(xn, bs).argmax(1) != p["clean"][fidx]
                 p["sweep"] = sweep
                 p["noise_flips"] = noise_flip
@@ -630,6 +640,9 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
                    "arch": bundle.manifest.arch, "input_size": size},
         "dataset": dataset or {},
         "n": n, "seed": cfg.seed, "device": device,
+        "noise": {"trials": cfg.noise_trials, "norm_matched": "after clipping, ||clip(x + u) - x||2 = ||r||2",
+                  "min_achieved_ratio": None if noise_ratio is None or not len(noise_ratio) else float(noise_ratio.min()),
+                  "n_short": 0 if noise_ratio is None else int(np.sum(noise_ratio < 0.999))},
         "versions": library_versions(), "host": host_info(),
         "tf32": {"before": tf32_before, "during_study": {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False},
                  "pinned_off": True},
@@ -642,13 +655,35 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
                        warnings=warn)
 
 
-def _noise_like(x: np.ndarray, norms: np.ndarray, seed: int, trial: int) -> np.ndarray:
-    """clip(x + u) with u Gaussian, ‖u‖₂ = ``norms`` per sample; seeded per trial, same for every engine."""
+def _noise_like(x: np.ndarray, norms: np.ndarray, seed: int, trial: int) -> tuple[np.ndarray, np.ndarray]:
+    """clip(x + s·u), u Gaussian, s chosen so ‖clip(x + s·u) − x‖₂ = ``norms`` per sample.
+
+    ``r`` is measured after clipping, so the noise must be too: clipping at
+    saturated pixels would otherwise leave the noise shorter than ``r`` (by up
+    to ~5% on the demo's faces, more on over-exposed photos). The applied norm
+    g(s) grows with s while g(s)/s never grows, so ``s ← s·target/g(s)``
+    climbs to the target from below without overshooting it. Seeded per trial:
+    every engine sees the same noise.
+
+    Returns:
+        (N, C, H, W) float32 noisy images, and (N,) achieved ‖applied‖₂ / target
+        (1 up to rounding; below 1 only where clipping leaves too little room).
+    """
     rng = np.random.default_rng([seed, 4049, trial])
     u = rng.standard_normal(x.shape).astype(np.float32)
-    un = np.sqrt((u.astype(np.float64) ** 2).reshape(len(x), -1).sum(1))
-    u *= (norms / np.maximum(un, 1e-12)).astype(np.float32).reshape(-1, 1, 1, 1)
-    return np.clip(x + u, 0.0, 1.0).astype(np.float32)
+    n = len(x)
+    target = np.asarray(norms, dtype=np.float64)
+    un = np.sqrt((u.astype(np.float64) ** 2).reshape(n, -1).sum(1))
+    s = target / np.maximum(un, 1e-12)
+    for _ in range(12):
+        xn = np.clip(x + u * s.astype(np.float32).reshape(-1, 1, 1, 1), 0.0, 1.0)
+        got = np.sqrt(((xn - x).astype(np.float64) ** 2).reshape(n, -1).sum(1))
+        ratio = np.where(target > 0, got / np.maximum(target, 1e-300), 1.0)
+        short = (ratio < 1 - 1e-4) & (got > 0)
+        if not short.any():
+            break
+        s = np.where(short, s * np.minimum(target / np.maximum(got, 1e-300), 10.0), s)
+    return xn.astype(np.float32), ratio
 
 
 def _choose_twin_mode(bundle: Any, x: np.ndarray, bs: int, device: str) -> tuple[dict[str, Any], str, np.ndarray | None]:
@@ -741,12 +776,13 @@ def _rows(x: np.ndarray, y: np.ndarray, class_names: list[str], res: Any, r_norm
     n = len(x)
     x_norm = np.sqrt((x.astype(np.float64) ** 2).reshape(n, -1).sum(1))
     cols = ["index", "source", "label", "label_name", "float_pred", "float_pred_adv", "float_success", "iterations",
-            "l2", "linf", "rho", "x_l2", "margin", "zero_grad"]
+            "l2", "linf", "rho", "x_l2", "margin", "margin_adv", "zero_grad"]
     base = {
         "float_pred": res.pred_orig.cpu().numpy(), "float_pred_adv": res.pred_adv.cpu().numpy(),
         "float_success": res.success.cpu().numpy().astype(bool), "iterations": res.iterations.cpu().numpy(),
         "l2": r_norm, "linf": res.linf.detach().double().cpu().numpy(), "rho": rho, "x_l2": x_norm,
-        "margin": res.margin.detach().double().cpu().numpy(), "zero_grad": res.zero_grad.cpu().numpy().astype(bool),
+        "margin": res.margin.detach().double().cpu().numpy(),
+        "margin_adv": res.margin_adv.detach().double().cpu().numpy(), "zero_grad": res.zero_grad.cpu().numpy().astype(bool),
     }
     for key in preds:
         c = _col(key)
@@ -805,8 +841,9 @@ def _examples(x: np.ndarray, x_adv: np.ndarray, y: np.ndarray, f_clean: np.ndarr
     idx = np.flatnonzero(f_success)
     first: list[int] = []
     if ALERT_CLASS in class_names and SAFE_CLASS in class_names:
+        # Missed alerts as the report counts them: a real no_mask face, alerted on, read as mask.
         a, s = class_names.index(ALERT_CLASS), class_names.index(SAFE_CLASS)
-        first = [int(i) for i in idx if f_clean[i] == a and f_adv[i] == s]
+        first = [int(i) for i in idx if y[i] == a and f_clean[i] == a and f_adv[i] == s]
     rest = [int(i) for i in np.random.default_rng([cfg.seed, 77]).permutation(idx) if int(i) not in set(first)]
     chosen = (first[: max(1, cfg.examples // 2)] + rest)[: cfg.examples] if first else rest[: cfg.examples]
     out = []

@@ -10,6 +10,7 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -64,6 +65,9 @@ def test_linear_binary_l2_is_the_orthogonal_projection():
     assert torch.equal(res.pred_adv, k)
     assert torch.allclose(res.x_adv, x + res.r)
     assert torch.allclose(res.margin, f.abs())
+    # One step linearised at x, overshot by (1+η): the final logit gap past the
+    # boundary is η·|f| + (1+η)·1e-4 exactly, for a linear model.
+    assert torch.allclose(res.margin_adv, ETA * f.abs() + (1 + ETA) * 1e-4, rtol=1e-6, atol=1e-12)
 
 
 def test_multiclass_affine_one_step_reaches_nearest_boundary():
@@ -125,6 +129,103 @@ def test_candidates_restrict_to_top_classes_of_clean_logits():
 
 
 # ---------------------------------------------------------------------------
+# against a plain one-image implementation written from the paper
+
+
+def paper_deepfool(model, x1, norm, overshoot=ETA, max_iter=50, clip=(0.0, 1.0)):
+    """DeepFool on one image (1, C, H, W), as in the paper's reference code.
+
+    Deliberately naive and independent of the batched code: one image, a
+    Python loop over classes, the flip checked on the autograd forward at the
+    top of each iteration, r_tot summed and overshot as (1 + η)·r_tot.
+    """
+    with torch.no_grad():
+        k0 = int(model(x1).argmax(1))
+    r_tot = torch.zeros_like(x1)
+    x_i = x1.clone()
+    it = 0
+    while it < max_iter:
+        xi = x_i.clone().requires_grad_(True)
+        logits = model(xi)[0]
+        if int(logits.argmax()) != k0:
+            break
+        best = None
+        for k in range(logits.shape[0]):
+            if k == k0:
+                continue
+            fk = logits[k] - logits[k0]
+            (wk,) = torch.autograd.grad(fk, xi, retain_graph=True)
+            dual = wk.norm() if norm == "l2" else wk.abs().sum()
+            dist = abs(float(fk.detach())) / (float(dual) + 1e-8)
+            if best is None or dist < best[0]:
+                best = (dist, float(fk.detach()), wk, float(dual))
+        _, f, w, dual = best
+        if norm == "l2":
+            r = (abs(f) + 1e-4) / (dual + 1e-8) * w / (dual + 1e-8)
+        else:
+            r = (abs(f) + 1e-4) / (dual + 1e-8) * w.sign()
+        r_tot = r_tot + r
+        x_i = (x1 + (1 + overshoot) * r_tot).clamp(*clip).detach()
+        it += 1
+    return x_i, it, k0
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_matches_a_plain_one_image_implementation_of_the_paper(make_cnn, norm):
+    model = make_cnn(4, seed=2).double()
+    x = torch.rand(6, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    res = deepfool(model, x, norm=norm)
+    for i in range(x.shape[0]):
+        x_ref, it_ref, k0 = paper_deepfool(model, x[i : i + 1], norm)
+        assert int(res.pred_orig[i]) == k0
+        assert int(res.iterations[i]) == it_ref, (i, int(res.iterations[i]), it_ref)
+        assert (res.x_adv[i] - x_ref[0]).abs().max() <= 1e-9, i
+    assert res.success.all() and res.iterations.max() >= 2
+
+
+class _CountBackward(torch.autograd.Function):
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        _CountBackward.calls += 1
+        return g
+
+
+class Counted(nn.Module):
+    """Counts forward calls and backward passes that reach the input."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        return self.model(_CountBackward.apply(x) if x.requires_grad else x)
+
+
+@pytest.mark.parametrize("n", [1, 12])
+def test_work_per_iteration_does_not_grow_with_the_batch(make_cnn, n):
+    # No per-sample loop: a clean pass, then per iteration one autograd
+    # forward, K-1 backward passes and one no-grad check forward, then the
+    # final re-check -- the same count for 1 sample as for 12.
+    k = 5
+    model = Counted(make_cnn(k, seed=3))
+    x = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    _CountBackward.calls = 0
+    res = deepfool(model, x)
+    steps = int(res.iterations.max())
+    assert steps >= 2
+    assert model.forwards == 2 + 2 * steps
+    assert _CountBackward.calls == (k - 1) * steps
+
+
+# ---------------------------------------------------------------------------
 # batching and devices
 
 
@@ -178,6 +279,13 @@ def test_fools_a_trained_cnn_and_stays_in_the_box(trained_cnn, norm):
     ok = res.success
     assert torch.all(res.l2[ok] > 0)
     assert torch.allclose(res.rho, res.l2 / x.flatten(1).norm(dim=1))
+    with torch.no_grad():
+        la = model(res.x_adv)
+    gap = la.masked_fill(nn.functional.one_hot(res.pred_orig, 3).bool(), -math.inf).amax(1) - la.gather(
+        1, res.pred_orig[:, None]
+    ).squeeze(1)
+    assert torch.allclose(res.margin_adv, gap, atol=1e-5)
+    assert torch.equal(res.margin_adv > 0, res.success)
     # The attacked norm is the small one: L2 attack -> small l2, Linf -> small linf.
     other = deepfool(model, x, norm="linf" if norm == "l2" else "l2")
     if norm == "l2":
@@ -408,7 +516,7 @@ def test_to_dict_is_strict_json_with_summary(trained_cnn):
     s = back["summary"]
     assert s["n"] == 8 and s["norm"] == "l2" and s["max_iter"] == 50
     assert s["fooling_rate"] == pytest.approx(float(res.success.double().mean()))
-    assert s["median_l2"] == pytest.approx(float(res.l2[res.success].median()), rel=1e-6)
+    assert s["median_l2"] == pytest.approx(float(np.median(res.l2[res.success].numpy())), rel=1e-6)
     assert len(back["samples"]["l2"]) == 8 and back["samples"]["label"] == y[:8].tolist()
 
 

@@ -17,9 +17,21 @@ def test_help_shows_defaults(cli):
     res = cli("stability", "--help")
     assert res.exit_code == 0
     out = _err(res)
-    for word in ("--n", "1000", "--norm", "l2", "--engines", "--alphas", "--overshoot", "0.02", "--twin-mode"):
+    for word in ("--n", "1000", "--norm", "l2", "--engines", "--alphas", "--overshoot", "0.02", "--twin-mode",
+                 "transfer rate", "Example: edgemask stability"):
         assert word in out, word
-    assert cli("attack", "--help").exit_code == 0
+    # rich must not swallow "[@target]" as a markup tag (seen on a wide terminal, where nothing is cut)
+    import typer
+    from typer.testing import CliRunner
+
+    from edgemask.cli.stability import register
+
+    app = typer.Typer()
+    register(app)
+    wide = CliRunner().invoke(app, ["stability", "--help"], env={"COLUMNS": "250"})
+    assert "backend:precision[@target]" in _err(wide)
+    res = cli("attack", "--help")
+    assert res.exit_code == 0 and "Example: edgemask attack" in _err(res) and "--target" in _err(res)
 
 
 def test_unknown_norm(cli, tiny_bundle, tiny_data, tmp_path):
@@ -121,7 +133,23 @@ def test_attack_int8_target_needs_a_bundle(cli, tiny_run, tiny_bundle, tiny_data
     assert res.exit_code == 1 and "neither a bundle" in _err(res)
 
 
-@pytest.mark.parametrize("bad", [["--norm", "l1"], ["--n", "-1"]])
-def test_attack_bad_options(cli, tiny_run, tiny_data, tmp_path, bad):
+@pytest.mark.parametrize(("bad", "says"), [(["--norm", "l1"], "unknown norm"), (["--n", "-1"], "--n"),
+                                           (["--overshoot", "-0.5"], "--overshoot"), (["--max-iter", "0"], "--max-iter"),
+                                           (["--target", "fp16"], "float, int8"), (["--n", "500"], "only 36 images")])
+def test_attack_bad_options(cli, tiny_run, tiny_data, tmp_path, bad, says):
     res = cli("attack", tiny_run, "--data", tiny_data, "--out", tmp_path / "a", *bad)
     assert res.exit_code == 1 and "Traceback" not in res.output
+    assert says in _err(res) and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(("bad", "says"), [(["--max-iter", "0"], "--max-iter"), (["--overshoot", "1.5"], "--overshoot"),
+                                           (["--alphas", "1,-2"], "--alphas"), (["--noise-trials", "-1"], "--noise-trials"),
+                                           (["--sensitivity-scales", "2"], "--sensitivity-scales"),
+                                           (["--device", "tpu"], "--device"), (["--examples", "-1"], "--examples"),
+                                           (["--twin-mode", "fast"], "--twin-mode")])
+def test_stability_bad_options_name_the_flag(cli, tiny_bundle, tiny_data, tmp_path, bad, says):
+    res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "r", "--n", "6", *bad)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert says in _err(res) and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -82,13 +82,24 @@ def test_twin_gradient_runs_deepfool_through_the_rounding(tiny_bundle, synth_xy)
     from edgemask.stability.fakequant import FakeQuantTwin
 
     twin = FakeQuantTwin(load_bundle(tiny_bundle).model_path("int8")).eval()
-    x, _ = synth_xy(8, seed=23)
+    x, _ = synth_xy(12, seed=23)
     xt = torch.from_numpy(x).requires_grad_(True)
     twin(xt)[:, 0].sum().backward()
     g = xt.grad
     assert torch.isfinite(g).all() and g.abs().sum() > 0        # without the straight-through estimator this is 0
     res = deepfool(twin, torch.from_numpy(x), max_iter=50)
-    assert int(res.success.sum()) >= 6
+    # A tiny ReLU net can be flat on some inputs (every unit of a layer off, the
+    # logits a constant bias): DeepFool must flag exactly those, not fail on
+    # them silently, and fool the rest.
+    grads = []
+    for k in range(3):
+        xk = torch.from_numpy(x).requires_grad_(True)
+        grads.append(torch.autograd.grad(twin(xk)[:, k].sum(), xk)[0].flatten(1))
+    flat = torch.stack([(g - grads[0]).abs().sum(1) == 0 for g in grads[1:]]).all(0)   # every ∇(f_k − f_0) = 0
+    assert res.zero_grad[flat].all() and not res.iterations[flat].any() and not res.success[flat].any()
+    live = ~flat
+    assert int(live.sum()) >= 4
+    assert float(res.success[live].double().mean()) >= 0.9
 
 
 class _OpZoo:

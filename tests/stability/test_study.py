@@ -198,3 +198,52 @@ def test_headline_rows_shape():
                     class_names=CLASSES, alphas=[1.0])
     (row,) = headline_rows(r)
     assert row["engine"] == "onnxrt:int8" and row["transfer_rate"] == 0.5 and row["rho_n"] == 5
+
+
+def test_noise_baseline_matches_the_norm_actually_applied_after_clipping():
+    from edgemask.stability.study import _noise_like
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
+    x[:3, :, :4] = 1.0            # half of each of three images saturated white
+    x[3, 0] = 0.0                 # one channel black
+    target = np.array([0.05, 0.5, 2.0, 0.3, 1.0, 0.0])
+    xn, ratio = _noise_like(x, target, seed=1, trial=0)
+    applied = np.sqrt(((xn - x).astype(np.float64) ** 2).reshape(6, -1).sum(1))
+    assert xn.dtype == np.float32 and xn.min() >= 0 and xn.max() <= 1
+    assert np.allclose(applied[:5], target[:5], rtol=2e-4), applied / np.maximum(target, 1e-12)
+    assert applied[5] == 0 and np.allclose(ratio, 1, atol=2e-4)
+    # A plain ‖u‖₂ = target draw falls short on the saturated images: the rescaling is needed.
+    u = np.random.default_rng([1, 4049, 0]).standard_normal(x.shape).astype(np.float32)
+    un = np.sqrt((u.astype(np.float64) ** 2).reshape(6, -1).sum(1))
+    plain = np.clip(x + u * (target / un).astype(np.float32).reshape(-1, 1, 1, 1), 0, 1)
+    plain_norm = np.sqrt(((plain - x).astype(np.float64) ** 2).reshape(6, -1).sum(1))
+    assert plain_norm[2] < 0.95 * target[2]
+    # Seeded: the same noise for every engine, a new one per trial.
+    assert np.array_equal(xn, _noise_like(x, target, seed=1, trial=0)[0])
+    assert not np.array_equal(xn, _noise_like(x, target, seed=1, trial=1)[0])
+
+
+def test_margin_adv_column_is_the_float_logit_gap_at_x_adv(study_dir):
+    rep, rows = _load(study_dir)
+    for r in rows:
+        gap = float(r["margin_adv"])
+        assert (gap > 0) == _b(r["float_success"]), r["index"]
+    gaps = sorted(float(r["margin_adv"]) for r in rows if _b(r["float_success"]))
+    assert rep["float_attack"]["median_margin_adv"] == pytest.approx(float(np.median(gaps)), rel=1e-6)
+    assert "margin_adv" in rep["definitions"]
+
+
+def test_example_grid_puts_real_missed_alerts_first():
+    from edgemask.stability.config import StabilityConfig
+    from edgemask.stability.study import _examples
+
+    # classes mask=0, no_mask=1, mask_incorrect=2
+    y = np.array([0, 1, 1, 2, 1])
+    f_clean = np.array([1, 1, 1, 2, 1])   # sample 0: a masked face the float model misreads as no_mask
+    f_adv = np.array([0, 0, 2, 0, 0])     # 0 and 1 and 4 go to mask; only 1 and 4 are real missed alerts
+    ok = np.ones(5, dtype=bool)
+    x = np.zeros((5, 3, 2, 2), np.float32)
+    ex = _examples(x, x, y, f_clean, f_adv, ok, {}, CLASSES, StabilityConfig(examples=2))
+    assert sorted(e["index"] for e in ex[:1]) in ([1], [4])
+    assert 0 not in [e["index"] for e in ex[:1]]
