@@ -209,6 +209,10 @@ class MqttSink(Sink):
 
     def __init__(self, url: str, password: str = "", qos: int = 1, timeout_s: float = 5.0, client_id: str = ""):
         self.target = parse_mqtt_url(url)
+        import importlib.util
+
+        if importlib.util.find_spec("paho") is None:  # known at start-up, not after the camera has opened
+            raise ConfigError("--mqtt needs paho-mqtt: pip install 'paho-mqtt>=2' (or edgemask[mqtt])")
         self.password = password
         self.qos = int(qos)
         self.timeout_s = float(timeout_s)

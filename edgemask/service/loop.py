@@ -71,6 +71,7 @@ class RunSummary:
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     reconnects: int = 0
     corrupt_frames: int = 0
+    events_dropped: int = 0  # event records lost to a failing --events file (e.g. a full disk)
     dropped_frames: int = 0
     outbox_pending: dict[str, int] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
@@ -162,28 +163,82 @@ class EventWriter:
 
     Lines are flushed per frame (``tail -f`` works) and fsynced on close;
     the outbox, not this file, is what guarantees alerts survive a crash.
+    A write that fails later (a full SD card) does not stop the service: the
+    file is closed, records are dropped and counted (:attr:`dropped`), and it
+    is reopened every ``retry_s`` seconds, starting on a fresh line.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, retry_s: float = 5.0):
         self.path = Path(path)
+        self.retry_s = float(retry_s)
+        self.dropped = 0
+        self._pending = 0          # records written since the last successful flush
+        self._retry_at = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+            self._f: Any = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
         except OSError as e:
             raise ConfigError(f"cannot write --events {self.path}: {e.strerror or e}; choose a writable path") from None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        if self._f is None and not self._reopen():
+            self.dropped += 1
+            return
+        try:
+            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._pending += 1
+        except OSError as e:
+            self.dropped += 1
+            self._failed(e)
 
     def flush(self) -> None:
-        self._f.flush()
+        if self._f is None:
+            return
+        try:
+            self._f.flush()
+            self._pending = 0
+        except OSError as e:
+            self._failed(e)
+
+    def _failed(self, e: OSError) -> None:
+        self.dropped += self._pending
+        self._pending = 0
+        log.error("writing --events %s failed (%s); events are dropped until it works again, retried every %g s "
+                  "(alerts are safe in the outbox)", self.path, e.strerror or e, self.retry_s)
+        f, self._f = self._f, None
+        if f is not None:
+            with contextlib.suppress(OSError, ValueError):
+                f.close()  # flushes again, fails again: the buffered lines are gone either way
+        self._retry_at = time.monotonic() + self.retry_s
+
+    def _reopen(self) -> bool:
+        if time.monotonic() < self._retry_at:
+            return False
+        try:
+            f = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+            if f.tell() > 0:
+                with open(self.path, "rb") as r:
+                    r.seek(-1, os.SEEK_END)
+                    if r.read(1) != b"\n":
+                        f.write("\n")  # end the line a failed write cut off
+            self._f = f
+        except OSError:
+            self._retry_at = time.monotonic() + self.retry_s
+            return False
+        log.warning("writing --events %s again; %d event records were dropped", self.path, self.dropped)
+        return True
 
     def close(self) -> None:
-        if not self._f.closed:
-            self._f.flush()
-            with contextlib.suppress(OSError):
+        if self._f is not None and not self._f.closed:
+            try:
+                self._f.flush()
                 os.fsync(self._f.fileno())
-            self._f.close()
+            except OSError:
+                self.dropped += self._pending
+            with contextlib.suppress(OSError):
+                self._f.close()
+        self._pending = 0
+        self._f = None
 
 
 def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
@@ -587,6 +642,8 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             summary.delivered = dict(p.dispatcher.delivered)
         if cfg.events:
             summary.outputs["events"] = cfg.events
+        if p.events is not None:
+            summary.events_dropped = p.events.dropped
     return summary
 
 

@@ -161,3 +161,13 @@ def test_snapshot_is_a_real_jpeg(tmp_path):
     p = write_snapshot(tmp_path / "snaps", "abc", img)
     back = cv2.imread(str(p))
     assert p.name == "abc.jpg" and back.shape == (60, 80, 3) and abs(int(back[..., 2].mean()) - 200) < 5
+
+
+def test_mqtt_without_paho_is_a_start_up_error(monkeypatch):
+    import sys
+
+    from edgemask.service.alerts import MqttSink
+
+    monkeypatch.setitem(sys.modules, "paho", None)  # as if paho-mqtt were not installed
+    with pytest.raises(ConfigError, match="pip install 'paho-mqtt>=2'"):
+        MqttSink("mqtt://broker.local/site/cam1")

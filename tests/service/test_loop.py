@@ -188,3 +188,29 @@ def test_auto_mode_is_sync_for_files(tmp_path, video):
     det = BoxDetector([(50, 50, 130, 140)])
     s = run(cfg_for(tmp_path, video, max_frames=10), detector=det)
     assert s.detect_mode == "sync" and det.calls == 10 and s.faces == 10
+
+
+def test_a_full_disk_under_the_events_file_does_not_stop_the_service(tmp_path, video):
+    # /dev/full accepts open() and fails every write with ENOSPC, like a full SD card.
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    cfg = cfg_for(tmp_path, video, max_frames=20, events="/dev/full")
+    s = run(cfg, ScriptedRunner(lambda i: NO_MASK), BoxDetector([(50, 50, 130, 140)]))
+    assert s.frames == 20 and s.stop_reason == "max_frames"
+    assert s.alerts == {"no_mask": 1} and s.events_dropped >= 1     # the alert itself went to the outbox
+
+
+def test_events_file_is_written_again_after_a_failure(tmp_path):
+    from edgemask.service.loop import EventWriter
+
+    path = tmp_path / "ev.jsonl"
+    w = EventWriter(path, retry_s=0.0)
+    w.write({"n": 1})
+    w.flush()
+    w._f.write('{"n": 2, "cut of')        # a line a failed write left half-written ...
+    w._f.flush()
+    w._failed(OSError(28, "No space left on device"))
+    w.write({"n": 3})                      # ... reopened: starts on a fresh line
+    w.close()
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0]) == {"n": 1} and json.loads(lines[-1]) == {"n": 3} and len(lines) == 3
