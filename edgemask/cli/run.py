@@ -14,6 +14,7 @@ from edgemask.cli._common import console, err_console, run_cli
 from edgemask.service.config import (
     DETECTORS,
     ENV_MQTT_PASSWORD,
+    ENV_SOURCE_PASSWORD,
     ENV_WEBHOOK_TOKEN,
     RunConfig,
 )
@@ -29,7 +30,7 @@ _FIELD_OF = {"duration": "duration_s", "debounce": "debounce_s", "stall_timeout"
 def run_cmd(
     ctx: typer.Context,
     camera: int | None = typer.Option(None, "--camera", "-c", help="V4L2 camera index (/dev/videoN)."),
-    source: str = typer.Option("", "--source", "-s", help="Video file, image folder, rtsp:// or http:// URL, a GStreamer pipeline ending in appsink, or csi://N (CSI sensor N via the device profile)."),
+    source: str = typer.Option("", "--source", "-s", help=f"Video file, image folder, rtsp:// or http:// URL (rtsp://USER@host/...; password: ${ENV_SOURCE_PASSWORD} or --config), a GStreamer pipeline ending in appsink, or csi://N (CSI sensor N via the device profile)."),
     width: int = typer.Option(_D.width, help="Frame width to request / resize to (0 = the source's own)."),
     height: int = typer.Option(_D.height, help="Frame height to request / resize to (0 = the source's own)."),
     fps: float = typer.Option(_D.fps, help="Frame rate to request from a camera; files are played at this rate (0 = as fast as possible)."),
@@ -166,7 +167,7 @@ def install_cmd(
     working_dir: str = typer.Option("/var/lib/edgemask", help="State folder of the service (outbox, events)."),
     watchdog: int = typer.Option(30, help="WatchdogSec: systemd restarts the service if the loop stalls this long."),
     restart_sec: int = typer.Option(5, help="RestartSec: pause before systemd restarts it."),
-    env_file: str = typer.Option("/etc/edgemask/edgemask.env", help="EnvironmentFile with EDGEMASK_MQTT_PASSWORD / EDGEMASK_WEBHOOK_TOKEN."),
+    env_file: str = typer.Option("/etc/edgemask/edgemask.env", help="EnvironmentFile with EDGEMASK_MQTT_PASSWORD / EDGEMASK_WEBHOOK_TOKEN / EDGEMASK_SOURCE_PASSWORD."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing unit file."),
 ) -> None:
     """Write a systemd unit (Type=notify, watchdog, Restart=always) for 'edgemask run'.

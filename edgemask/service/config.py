@@ -4,7 +4,8 @@ The CLI shows these as its ``--help`` defaults and the service saves the
 resolved config (without secrets) as ``run_config.json`` in its state folder.
 
 Secrets never live here: webhook tokens and MQTT passwords come from the
-environment (``EDGEMASK_WEBHOOK_TOKEN``, ``EDGEMASK_MQTT_PASSWORD``) or from a
+environment (``EDGEMASK_WEBHOOK_TOKEN``, ``EDGEMASK_MQTT_PASSWORD``,
+``EDGEMASK_SOURCE_PASSWORD`` for an RTSP/HTTP camera) or from a
 config file (``--config``), see :func:`load_secrets`. Anything on the command
 line is visible to every local user through ``ps`` and ends up in shell
 history and systemd unit files.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ DETECT_MODES = ("auto", "sync", "async")
 #: Environment variables holding secrets.
 ENV_MQTT_PASSWORD = "EDGEMASK_MQTT_PASSWORD"
 ENV_WEBHOOK_TOKEN = "EDGEMASK_WEBHOOK_TOKEN"
+ENV_SOURCE_PASSWORD = "EDGEMASK_SOURCE_PASSWORD"  # of an rtsp:// / http:// camera: --source rtsp://USER@host/...
 
 
 @dataclass
@@ -173,6 +176,10 @@ class RunConfig:
         """Check values that need no I/O; raise a one-line ConfigError on the first bad one."""
         if (self.camera is None) == (not self.source):
             raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
+        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", self.source.strip(), re.IGNORECASE):
+            raise ConfigError(f"--source URL contains a password; command lines are visible to every user: give "
+                              f"rtsp://USER@host/... and the password in ${ENV_SOURCE_PASSWORD} or in the "
+                              "secrets table of the --config file")
         if self.camera is not None and self.camera < 0:
             raise ConfigError(f"--camera must be a device index >= 0, got {self.camera}")
         for name in ("width", "height", "detect_width", "min_face", "max_frames", "metrics_port"):
@@ -238,10 +245,12 @@ class Secrets:
 
     mqtt_password: str = field(default="", repr=False)
     webhook_token: str = field(default="", repr=False)
+    source_password: str = field(default="", repr=False)
 
     def __repr__(self) -> str:  # never print a secret, even in a traceback's locals
         return (f"Secrets(mqtt_password={'***' if self.mqtt_password else ''!r}, "
-                f"webhook_token={'***' if self.webhook_token else ''!r})")
+                f"webhook_token={'***' if self.webhook_token else ''!r}, "
+                f"source_password={'***' if self.source_password else ''!r})")
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -257,6 +266,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         [secrets]
         mqtt_password = "..."
         webhook_token = "..."
+        source_password = "..."   # the camera's, with --source rtsp://USER@host/...
 
     Raises:
         ConfigError: missing, unreadable or malformed file.
@@ -292,10 +302,10 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
     if config_file:
         data = read_config_file(config_file)
         file_secrets = data.get("secrets", {}) or {}
-        unknown = sorted(set(file_secrets) - {"mqtt_password", "webhook_token"})
+        unknown = sorted(set(file_secrets) - {"mqtt_password", "webhook_token", "source_password"})
         if unknown:
             raise ConfigError(f"config file {config_file} has unknown secret(s) {', '.join(unknown)}; "
-                              "known: mqtt_password, webhook_token")
+                              "known: mqtt_password, webhook_token, source_password")
         if file_secrets and os.name == "posix":
             mode = Path(config_file).stat().st_mode
             if mode & (stat.S_IRGRP | stat.S_IROTH):
@@ -304,6 +314,7 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
     return Secrets(
         mqtt_password=env.get(ENV_MQTT_PASSWORD) or str(file_secrets.get("mqtt_password", "")),
         webhook_token=env.get(ENV_WEBHOOK_TOKEN) or str(file_secrets.get("webhook_token", "")),
+        source_password=env.get(ENV_SOURCE_PASSWORD) or str(file_secrets.get("source_password", "")),
     )
 
 
@@ -327,5 +338,5 @@ def config_with_file(cfg: RunConfig, explicit: set[str]) -> RunConfig:
     return RunConfig(**merged)
 
 
-__all__ = ["DEFAULT_ALERT_ON", "DETECTORS", "DETECT_MODES", "ENV_MQTT_PASSWORD", "ENV_WEBHOOK_TOKEN", "RunConfig", "Secrets",
+__all__ = ["DEFAULT_ALERT_ON", "DETECTORS", "DETECT_MODES", "ENV_MQTT_PASSWORD", "ENV_SOURCE_PASSWORD", "ENV_WEBHOOK_TOKEN", "RunConfig", "Secrets",
            "config_with_file", "load_secrets", "parse_roi", "read_config_file"]

@@ -25,6 +25,7 @@ sink after start-up ends the loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -374,7 +375,7 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     from edgemask.service.metrics import MetricsServer, ServiceMetrics
     from edgemask.service.outbox import Outbox
     from edgemask.vision.detectors import create_detector
-    from edgemask.vision.sources import FrameSource, check_source, parse_source
+    from edgemask.vision.sources import FrameSource, check_source, parse_source, url_with_password
 
     cfg.validate()
     if cfg.mqtt:
@@ -387,6 +388,8 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     if source is None:
         spec = parse_source(cfg.source or None, cfg.camera, width=cfg.width, height=cfg.height, fps=cfg.fps,
                             loop=cfg.loop, device_profile=cfg.device_profile)
+        if spec.kind == "url" and secrets.source_password:
+            spec = dataclasses.replace(spec, target=url_with_password(str(spec.target), secrets.source_password))
         check_source(spec)  # a missing camera is known now, not after the model has loaded
     for path, what, folder in ((cfg.events, "--events", False), (cfg.record, "--record", False),
                                (cfg.snapshots, "--snapshots", True), (cfg.state_dir, "--state-dir", True)):

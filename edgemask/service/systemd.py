@@ -135,7 +135,8 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
         watchdog_s: ``WatchdogSec``; the loop pings every quarter of it.
         restart_s: ``RestartSec``.
         env_file: optional ``EnvironmentFile`` (``-`` prefix: may be absent)
-            holding ``EDGEMASK_MQTT_PASSWORD=...`` / ``EDGEMASK_WEBHOOK_TOKEN=...``; chmod 600.
+            holding ``EDGEMASK_MQTT_PASSWORD=...`` / ``EDGEMASK_WEBHOOK_TOKEN=...`` /
+            ``EDGEMASK_SOURCE_PASSWORD=...``; chmod 600.
         exec_start: the program (default: :func:`default_exec_start`).
 
     Raises:
@@ -146,9 +147,12 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
         low = a.lower()
         if any(h in low for h in _SECRET_HINTS) and low.startswith("--"):
             raise ConfigError(f"'{a}' looks like a secret on the command line; put secrets in {env_file} "
-                              "(EDGEMASK_MQTT_PASSWORD=..., EDGEMASK_WEBHOOK_TOKEN=...) instead")
+                              "(EDGEMASK_MQTT_PASSWORD=..., EDGEMASK_WEBHOOK_TOKEN=..., EDGEMASK_SOURCE_PASSWORD=...) "
+                              "instead")
         if "://" in a and "@" in a.split("://", 1)[1].split("/", 1)[0] and ":" in a.split("://", 1)[1].split("@", 1)[0]:
-            raise ConfigError(f"'{a}' has a password in its URL; put it in {env_file} instead")
+            shown = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", a)
+            raise ConfigError(f"'{shown}' has a password in its URL; keep only the user in the URL and put the password "
+                              f"in {env_file} (EDGEMASK_SOURCE_PASSWORD for a camera, EDGEMASK_MQTT_PASSWORD for MQTT)")
     if watchdog_s < 5:
         raise ConfigError(f"--watchdog must be at least 5 seconds, got {watchdog_s}")
     for opt, path in (("--working-dir", working_dir), ("--env-file", env_file)):

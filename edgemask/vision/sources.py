@@ -88,6 +88,29 @@ def _redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
+def url_with_password(url: str, password: str) -> str:
+    """``rtsp://user@host/x`` + password → ``rtsp://user:<password, percent-encoded>@host/x``.
+
+    The password comes from the environment or a config file, never from the
+    command line (every local user can read that). FFmpeg decodes the
+    percent-encoding, so any character may be used.
+
+    Raises:
+        ConfigError: the URL names no user, or already holds a password.
+    """
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    if u.password is not None:
+        raise ConfigError("the --source URL already contains a password; give rtsp://USER@host/... only")
+    if not u.username:
+        raise ConfigError(f"a camera password is set but --source {_redact_url(url)} names no user; "
+                          "write it as rtsp://USER@host/...")
+    host = u.netloc.rsplit("@", 1)[1]
+    netloc = f"{u.username}:{urllib.parse.quote(password, safe='')}@{host}"
+    return urllib.parse.urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+
+
 def parse_source(source: str | None = None, camera: int | None = None, *, width: int = 0, height: int = 0,
                  fps: float = 0.0, loop: bool = False, device_profile: str = "jetson-orin-nano") -> SourceSpec:
     """Turn ``--camera`` / ``--source`` into a :class:`SourceSpec`.
@@ -751,4 +774,5 @@ __all__ = [
     "check_source",
     "open_capture",
     "parse_source",
+    "url_with_password",
 ]

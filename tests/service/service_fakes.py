@@ -127,6 +127,49 @@ def astronaut_video(path: Path, n: int) -> Path:
 
 
 
+# --------------------------------------------------------------------------- an IP camera
+
+
+class CameraServer:
+    """A real HTTP camera: serves a video file to clients with the right Basic credentials, 401 to others."""
+
+    def __init__(self, video: Path, user: str, password: str):
+        self.data = Path(video).read_bytes()
+        self.credentials: list[str | None] = []   # what each request brought, decoded
+        srv = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                import base64
+
+                auth = self.headers.get("Authorization", "")
+                got = base64.b64decode(auth.split()[1]).decode() if auth.startswith("Basic ") else None
+                srv.credentials.append(got)
+                if got != f"{user}:{password}":
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(srv.data)))
+                self.end_headers()
+                self.wfile.write(srv.data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 # --------------------------------------------------------------------------- webhook receiver
 
 

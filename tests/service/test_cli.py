@@ -179,11 +179,13 @@ def test_service_install_writes_a_unit(app, tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     ([], "give the run options after '--'"),
     (["--", "--camra", "0"], "not valid"),
-    (["--", "--camera", "0", "--mqtt", "mqtt://u:pw@b/t"], "edgemask.env"),
+    (["--", "--camera", "0", "--mqtt", "mqtt://u:s3cr3t@b/t"], "edgemask.env"),
+    (["--", "--source", "rtsp://admin:s3cr3t@cam.local/live"], "EDGEMASK_SOURCE_PASSWORD"),
 ])
 def test_service_install_refuses_bad_run_options(app, tmp_path, args, fragment):
     code, out = invoke(app, "service", "install", "--output", str(tmp_path / "u.service"), *args)
     assert fragment in one_line_error(code, out) and not (tmp_path / "u.service").exists()
+    assert "s3cr3t" not in out  # the refusal does not print the secret it refuses
 
 
 def test_config_file_fills_options_the_command_line_does_not_give(app, video, tmp_path):

@@ -30,11 +30,12 @@ def ok(**kw) -> RunConfig:
     ({"roi": "1,2,3"}, "--roi"),
     ({"stall_timeout_s": 0}, "stall_timeout_s"),
     ({"precision": "FP16"}, "unknown --precision 'FP16'; choose one of: fp32, fp16, int8"),
+    ({"source": "rtsp://admin:hunter2@cam.local/live"}, "EDGEMASK_SOURCE_PASSWORD"),
 ])
 def test_validate_rejects_bad_values_with_one_line(kw, fragment):
     with pytest.raises(ConfigError, match=fragment) as e:
         ok(**kw).validate()
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and "hunter2" not in str(e.value)
 
 
 def test_defaults_validate_and_round_trip():
@@ -49,11 +50,12 @@ def test_defaults_validate_and_round_trip():
 
 def test_secrets_come_from_the_environment_first(tmp_path):
     f = tmp_path / "edgemask.toml"
-    f.write_text('[secrets]\nmqtt_password = "from-file"\nwebhook_token = "tok-file"\n')
+    f.write_text('[secrets]\nmqtt_password = "from-file"\nwebhook_token = "tok-file"\nsource_password = "cam-file"\n')
     os.chmod(f, 0o600)
     s = load_secrets(str(f), environ={"EDGEMASK_MQTT_PASSWORD": "from-env"})
-    assert (s.mqtt_password, s.webhook_token) == ("from-env", "tok-file")
-    assert "from-env" not in repr(s) and "tok-file" not in repr(s)
+    assert (s.mqtt_password, s.webhook_token, s.source_password) == ("from-env", "tok-file", "cam-file")
+    assert "from-env" not in repr(s) and "tok-file" not in repr(s) and "cam-file" not in repr(s)
+    assert load_secrets("", environ={"EDGEMASK_SOURCE_PASSWORD": "cam-env"}).source_password == "cam-env"
     assert load_secrets("", environ={}).mqtt_password == ""
 
 

@@ -214,3 +214,26 @@ def test_events_file_is_written_again_after_a_failure(tmp_path):
     w.close()
     lines = path.read_text().splitlines()
     assert json.loads(lines[0]) == {"n": 1} and json.loads(lines[-1]) == {"n": 3} and len(lines) == 3
+
+
+def test_camera_password_comes_from_the_secrets_not_the_command_line(tmp_path, video):
+    from service_fakes import CameraServer
+
+    from edgemask.errors import SourceError
+
+    password = "p@ss:w/rd %x"  # characters that would break a URL unless encoded
+    cam = CameraServer(video, "edge", password)
+    try:
+        url = f"http://edge@127.0.0.1:{cam.port}/cam.mp4"
+        s = run_service(cfg_for(tmp_path, url, max_frames=5, open_timeout_s=5), runner=ScriptedRunner(),
+                        class_names=CLASS_NAMES, detector=BoxDetector([]), install_signal_handlers=False,
+                        secrets=Secrets(source_password=password))
+        assert s.frames == 5 and f"edge:{password}" in cam.credentials
+        assert password not in json.dumps(s.to_dict())   # the summary (and run_config.json) show no secret
+        assert password not in (tmp_path / "state" / "run_config.json").read_text()
+        with pytest.raises(SourceError, match="cannot open"):  # without it the camera refuses us
+            run_service(cfg_for(tmp_path, url, max_frames=5, open_timeout_s=5), runner=ScriptedRunner(),
+                        class_names=CLASS_NAMES, detector=BoxDetector([]), install_signal_handlers=False,
+                        secrets=Secrets())
+    finally:
+        cam.close()

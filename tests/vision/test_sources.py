@@ -89,6 +89,17 @@ def test_url_password_is_redacted_in_descriptions():
     assert "secret" not in parse_source("rtsp://admin:secret@cam.local/x").describe()
 
 
+def test_url_with_password():
+    from edgemask.vision.sources import url_with_password
+
+    assert url_with_password("rtsp://admin@cam.local:554/s1?tcp", "p@ss:w/rd") == \
+        "rtsp://admin:p%40ss%3Aw%2Frd@cam.local:554/s1?tcp"
+    with pytest.raises(ConfigError, match="names no user; write it as rtsp://USER@host"):
+        url_with_password("rtsp://cam.local/s1", "pw")
+    with pytest.raises(ConfigError, match="already contains a password"):
+        url_with_password("rtsp://a:b@cam.local/s1", "pw")
+
+
 # --------------------------------------------------------------------------- files and folders
 
 
