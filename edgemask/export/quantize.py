@@ -376,6 +376,9 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
         extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
         if target == "tensorrt":
             extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "Gemm", "MatMul"]
+            # Weights stay float behind a Q→DQ pair: TensorRT 8.x (JetPack 4/5) imports explicit
+            # quantization only in that form; int8 weight initializers need TensorRT 10.
+            extra["AddQDQPairToWeight"] = True
         if method == "percentile":
             extra["CalibPercentile"] = float(percentile)
         kwargs: dict[str, Any] = {}

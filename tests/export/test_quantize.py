@@ -84,6 +84,15 @@ def test_int8_is_symmetric_per_channel_qdq(tiny_onnx, tmp_path, calib_images, me
     out_quantized = [n for n in weighted if "QuantizeLinear" in consumers.get(n.output[0], [])]
     if target == "tensorrt":
         assert out_quantized == []
+        # weights stay float behind a Q→DQ pair (what TensorRT 8.x imports), and the check agrees
+        for n in weighted:
+            wq = next(m for m in q.graph.node if m.output[0] == next(
+                d for d in q.graph.node if d.output[0] == n.input[1]).input[0])
+            assert wq.op_type == "QuantizeLinear" and inits[wq.input[0]].dtype == np.float32
+        from edgemask.export.qdq_check import check_qdq_for_tensorrt
+
+        for trt in ("8.2", "8.5", "10.3"):
+            assert check_qdq_for_tensorrt(dst, trt).passed, check_qdq_for_tensorrt(dst, trt).summary()
     else:
         assert len(out_quantized) >= 2
         # reduce_range: 7-bit weights, |w_q| <= 64, against int16 saturation on x86 without VNNI
@@ -91,7 +100,8 @@ def test_int8_is_symmetric_per_channel_qdq(tiny_onnx, tmp_path, calib_images, me
         assert wq and max(int(np.abs(w.astype(np.int32)).max()) for w in wq) <= 64
     # The table is read back from the QDQ scales: amax = scale * 127, names from the fp32 graph.
     fp32_names = {o for n in onnx.load(str(tiny_onnx)).graph.node for o in n.output} | {"input"}
-    q_scales = {n.input[0]: float(inits[n.input[1]]) for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    q_scales = {n.input[0]: float(inits[n.input[1]]) for n in q.graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] not in inits}  # activations, not weights
     assert len(info.table) >= len(q_scales)
     for name, e in info.table.items():
         assert name in fp32_names and e["in_fp32_graph"]
