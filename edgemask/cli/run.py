@@ -39,6 +39,7 @@ def run_cmd(
     bundle: str = typer.Option(_D.bundle, "--bundle", "-b", help="Exported bundle folder (verified before use). Not needed with --backend null."),
     backend: str = typer.Option(_D.backend, help="Inference backend: onnxrt, torch, opencv, tensorrt, or null (fake classifier, for timing the pipeline)."),
     precision: str = typer.Option(_D.precision, help="Model precision from the bundle: fp32, fp16 or int8."),
+    classify_threads: int = typer.Option(_D.classify_threads, help="Threads of a torch or onnxrt classifier (0 = the backend's default); more only pay off with many faces per frame."),
     detector: str = typer.Option(_D.detector, help=f"Face detector: {', '.join(DETECTORS)}. auto = yunet with --face-model, else haar-fusion (finds more masked faces than haar)."),
     face_model: str = typer.Option(_D.face_model, help="YuNet ONNX model for cv2.FaceDetectorYN (face_detection_yunet_2023mar.onnx)."),
     detect_width: int = typer.Option(_D.detect_width, help="Downscale frames to this width for detection (0 = full size)."),

@@ -311,6 +311,11 @@ class PreparedRun:
                 self.runner.deactivate()
 
 
+# The backends whose intra-op thread count concerns only the classifier. (OpenCV DNN's is
+# process-wide and would slow the Haar detector too; TensorRT runs on the GPU.)
+_THREADS_OPTION = {"torch": "num_threads", "onnxrt": "intra_op_num_threads"}
+
+
 def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
     """The active Runner and class names for ``cfg`` (bundle verified first).
 
@@ -329,7 +334,9 @@ def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
         from edgemask.bundle import load_bundle
 
         bundle = load_bundle(cfg.bundle)
-        runner = runner_from_bundle(bundle, cfg.backend, cfg.precision)
+        option = _THREADS_OPTION.get(cfg.backend)
+        opts = {option: cfg.classify_threads} if option and cfg.classify_threads else {}
+        runner = runner_from_bundle(bundle, cfg.backend, cfg.precision, **opts)
         names = bundle.class_names
     runner.activate()
     runner.infer(np.zeros((1, runner.input_size, runner.input_size, 3), np.uint8))  # warm-up outside the loop

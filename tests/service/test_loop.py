@@ -237,3 +237,11 @@ def test_camera_password_comes_from_the_secrets_not_the_command_line(tmp_path, v
                         secrets=Secrets())
     finally:
         cam.close()
+
+
+@pytest.mark.parametrize("backend, threads_key", [("onnxrt", "num_threads"), ("torch", "num_threads")])
+def test_classifier_runs_single_threaded_by_default(tmp_path, video, tiny_bundle, backend, threads_key):
+    # Two torch threads on two busy cores took ~40x longer per frame than one (OpenMP barriers).
+    cfg = cfg_for(tmp_path, video, backend=backend, bundle=str(tiny_bundle), max_frames=3)
+    s = run_service(cfg, detector=BoxDetector([(50, 50, 130, 140)]), install_signal_handlers=False, secrets=Secrets())
+    assert s.runner["backend"] == backend and s.runner[threads_key] == 1 and s.faces == 3
