@@ -29,7 +29,13 @@ def export_cmd(
                                     help="Q/DQ placement of the int8 model: tensorrt (Conv/Gemm inputs; for TensorRT, "
                                          "exact emulation on ONNX Runtime) or cpu (ONNX Runtime integer kernels, 7-bit weights)."),
     percentile: float = typer.Option(_D.percentile, help="Percentile for --calibration-method percentile."),
-    opset: int = typer.Option(_D.opset, help="Target ONNX opset (11..18); 13 for TensorRT 8.2 / JetPack 4.6."),
+    opset: Optional[int] = typer.Option(None, help=f"Target ONNX opset (11..18); default {_D.opset}, or with --device the "
+                                                   "profile's maximum (13 for TensorRT 8.2 / JetPack 4.6)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Target device profile ('edgemask devices list'): "
+                                         "lowers the opset to what its TensorRT reads and warns about precisions it "
+                                         "does not run fast (INT8 on a Jetson Nano)."),
+    engine: bool = typer.Option(False, "--engine", help="Also build TensorRT engines for --device into the bundle "
+                                "(needs TensorRT: run it on the device; checked before exporting)."),
     name: Optional[str] = typer.Option(None, help="Bundle name in the manifest (default: the --out folder name)."),
     golden_count: int = typer.Option(_D.golden_count, help="Golden input images stored for on-device self-tests."),
     opencv_check: bool = typer.Option(_D.opencv_check, help="Also load the fp32 model with OpenCV's DNN module and compare."),
@@ -40,11 +46,16 @@ def export_cmd(
 ) -> None:
     """Export a trained run as a bundle: ONNX fp32/fp16/int8 (QDQ), calibration table, golden set, manifest.
 
-    Python: edgemask.export.export_bundle(RUN, OUT, precisions="fp32,fp16,int8", calibration="default")
+    With --device the export targets one device profile; with --engine it
+    also builds that device's TensorRT engines (run it on the device).
+
+    Python: edgemask.export.export_bundle(RUN, OUT, precisions="fp32,fp16,int8", calibration="default");
+    for a device: edgemask.export.for_device.export_for_device(RUN, OUT, "jetson-orin-nano", engine=True)
     """
     with run_cli():
         from edgemask.bundle import load_manifest
         from edgemask.bundle.show import models_table
+        from edgemask.errors import ConfigError
         from edgemask.export.bundle_writer import export_bundle
 
         with progress_bar(transient=True) as bar:  # the summary table replaces it; an error stays one line
@@ -64,10 +75,21 @@ def export_cmd(
                     text = "ok" if info["ok"] else f"failed: {info.get('error', '')}"[:60]
                 bar.update(tasks[stage], completed=done, total=total, info=text)
 
-            path = export_bundle(run, out, precisions=precision, calibration=calibration, opset=opset, name=name,
-                                 method=calibration_method, overwrite=overwrite, progress=cb,
-                                 int8_target=int8_target, percentile=percentile, golden_count=golden_count, opencv_check=opencv_check,
-                                 simplify=simplify, trt_cache_version=trt_cache_version)
+            options = dict(calibration=calibration, name=name, method=calibration_method, overwrite=overwrite,
+                           progress=cb, int8_target=int8_target, percentile=percentile, golden_count=golden_count,
+                           opencv_check=opencv_check, simplify=simplify, trt_cache_version=trt_cache_version)
+            if device:
+                from edgemask.export.for_device import export_for_device
+
+                done = export_for_device(run, out, device, precisions=precision, opset=opset, engine=engine,
+                                         on_warning=lambda w: err_console.print(f"[yellow]warning:[/] {w}",
+                                                                                highlight=False),
+                                         **options)
+                path = done.bundle
+            elif engine:
+                raise ConfigError("--engine needs --device NAME (see 'edgemask devices list')")
+            else:
+                path = export_bundle(run, out, precisions=precision, opset=opset or _D.opset, **options)
         m = load_manifest(path)
         console.print(models_table(m, title=f"bundle {m.name} v{m.version} (opset {m.opset})"))
         for e in m.models:

@@ -20,6 +20,7 @@ from edgemask.export.config import CALIBRATION_METHODS, EXPORT_PRECISIONS, Expor
 _LAZY = {
     "export_bundle": "edgemask.export.bundle_writer",
     "export_bundle_from_config": "edgemask.export.bundle_writer",
+    "export_for_device": "edgemask.export.for_device",
     "parse_precisions": "edgemask.export.bundle_writer",
     "onnx_from_torch": "edgemask.export.onnx_export",
     "load_onnx": "edgemask.export.onnx_export",

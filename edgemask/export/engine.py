@@ -516,8 +516,8 @@ def import_tensorrt() -> Any:
         import tensorrt as trt
     except ImportError as e:
         raise NotAvailableError(f"TensorRT is not importable here ({e}); build engines on the device itself "
-                                "(JetPack ships TensorRT; on x86: pip install tensorrt), or print the equivalent "
-                                "command with --print-trtexec") from None
+                                "(JetPack ships TensorRT; on x86: pip install tensorrt), or print the equivalent trtexec "
+                                "command with 'edgemask engine build BUNDLE --device NAME --print-trtexec'") from None
     return trt
 
 

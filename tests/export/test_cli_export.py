@@ -123,3 +123,54 @@ def test_help_shows_defaults(app, runner):
     for word in ("--precision", "fp32,fp16,int8", "--calibration-method", "minmax", "--opset", "17",
                  "--int8-target", "tensorrt", "--overwrite"):
         assert word in res.stdout, word
+
+
+# --------------------------------------------------------------------------- --device / --engine
+def test_device_export_lowers_the_opset_and_warns(app, runner, tiny_run, tiny_recipe, tmp_path):
+    out = tmp_path / "nano"
+    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(out), "--precision", "fp32,int8",
+                              "--calibration", str(tiny_recipe), "--device", "jetson-nano"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "manifest.json").read_text())["opset"] == 13  # TensorRT 8.2's parser
+    assert "no fast INT8" in res.stderr and "still ships" in res.stderr
+    assert (out / "model.int8.onnx").is_file()
+
+
+def test_device_export_errors_come_before_any_work(app, runner, tiny_run, tiny_recipe, tmp_path, monkeypatch):
+    import sys
+
+    base = ["export", str(tiny_run), "--calibration", str(tiny_recipe)]
+    for args, match in [
+        (["--device", "jetson-nanoo"], "did you mean 'jetson-nano'"),
+        (["--device", "jetson-nano", "--opset", "17"], "at most 13"),
+        (["--engine"], "--engine needs --device"),
+        (["--device", "x86-cpu", "--engine"], "x86-cpu has no TensorRT"),
+    ]:
+        out = tmp_path / "b"
+        assert match in _one_error_line(runner.invoke(app, [*base, "--out", str(out), *args])), args
+        assert not out.exists()
+    # --engine without TensorRT: the precision warning, then a one-line refusal, and no bundle at all
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    out = tmp_path / "orin"
+    res = runner.invoke(app, [*base, "--out", str(out), "--device", "jetson-orin-nano", "--engine"])
+    assert res.exit_code == 1 and "TensorRT is not importable here" in res.stderr and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_export_for_device_builds_engines_after_the_bundle(tiny_run, tiny_recipe, tmp_path, monkeypatch):
+    """The library call: export at the profile's opset, then hand every precision to the engine builder."""
+    import edgemask.export.engine as E
+    from edgemask.export.for_device import export_for_device
+
+    calls = []
+    monkeypatch.setattr(E, "import_tensorrt", lambda: object())
+    monkeypatch.setattr(E, "build_engines_for_bundle",
+                        lambda path, device, precisions, on_warning=None, **kw: calls.append(
+                            (json.loads((Path(path) / "manifest.json").read_text())["opset"], device,
+                             list(precisions), kw)) or ["built"])
+    seen = []
+    r = export_for_device(tiny_run, tmp_path / "xnx", "jetson-xavier-nx", precisions="fp16,int8", engine=True,
+                          calibration=str(tiny_recipe), on_warning=seen.append,
+                          engine_options={"dla_core": 0})
+    assert r.opset == 17 and r.engines == ["built"] and r.device == "jetson-xavier-nx"
+    assert calls == [(17, "jetson-xavier-nx", ["fp16", "int8"], {"dla_core": 0})] and seen == []
