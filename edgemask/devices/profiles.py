@@ -24,7 +24,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,45 +111,15 @@ class DeviceProfile:
 # --------------------------------------------------------------------------- search
 
 
-def _checkout_dir() -> Path | None:
-    """``devices/`` of the source checkout this package runs from, if it runs from one."""
-    import edgemask
-
-    top = Path(edgemask.__file__).resolve().parents[1]
-    # pyproject.toml marks a checkout; in site-packages a stray "devices" folder is somebody else's.
-    return top / "devices" if (top / "pyproject.toml").is_file() else None
-
-
-def _installed_dirs() -> list[Path]:
-    """Where ``pip install`` puts the wheel's ``share/edgemask/devices`` (data files)."""
-    import sysconfig
-
-    roots = [sys.prefix, sysconfig.get_path("data")]
-    try:  # the --user scheme (~/.local on Linux)
-        roots.append(sysconfig.get_path("data", sysconfig.get_preferred_scheme("user")))
-    except (AttributeError, KeyError):  # Python < 3.10 has no get_preferred_scheme
-        pass
-    return [Path(r) / "share" / "edgemask" / "devices" for r in roots if r]
-
-
 def profile_dirs() -> list[Path]:
-    """Folders searched for profiles, in priority order (existing ones only)."""
-    dirs: list[Path] = []
-    env = os.environ.get("EDGEMASK_DEVICES_DIR", "")
-    dirs += [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
-    checkout = _checkout_dir()
-    if checkout is not None:
-        dirs.append(checkout)
-    dirs += _installed_dirs()
-    seen: set[Path] = set()
-    out = []
-    for d in dirs:
-        key = d.resolve() if d.exists() else d
-        if key in seen or not d.is_dir():
-            continue
-        seen.add(key)
-        out.append(d)
-    return out
+    """Folders searched for profiles, in priority order (existing ones only).
+
+    ``$EDGEMASK_DEVICES_DIR``, then the checkout's ``devices/``, then the
+    installed wheel's ``share/edgemask/devices`` (see :mod:`edgemask.utils.datadirs`).
+    """
+    from edgemask.utils.datadirs import search_dirs
+
+    return search_dirs("devices", "EDGEMASK_DEVICES_DIR")
 
 
 def _profile_files() -> dict[str, Path]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import sys
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,18 +96,15 @@ class CalibrationSet:
 
 # ------------------------------------------------------------------ recipes
 def calibration_search_dirs() -> list[Path]:
-    """Folders searched for ``<name>.toml``, first match wins.
+    """Existing folders searched for ``<name>.toml``, first match wins.
 
     1. ``$EDGEMASK_CALIBRATION_DIR`` (``os.pathsep``-separated),
     2. the checkout's ``calibration/`` beside the package,
-    3. ``<sys.prefix>/share/edgemask/calibration`` (where a wheel installs them).
+    3. the installed wheel's ``share/edgemask/calibration`` (see :mod:`edgemask.utils.datadirs`).
     """
-    import edgemask
+    from edgemask.utils.datadirs import search_dirs
 
-    dirs = [Path(p) for p in os.environ.get(ENV_DIR, "").split(os.pathsep) if p.strip()]
-    dirs.append(Path(edgemask.__file__).resolve().parents[1] / "calibration")
-    dirs.append(Path(sys.prefix) / "share" / "edgemask" / "calibration")
-    return dirs
+    return search_dirs("calibration", ENV_DIR)
 
 
 def list_recipes() -> dict[str, Path]:
