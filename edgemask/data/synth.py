@@ -24,6 +24,9 @@ noise and JPEG artefacts are applied.
 About a quarter of the crops use real faces from ``skimage.data.lfw_subset()``
 (25x25 grayscale), upscaled and tinted to a skin tone, with the same drawn
 masks; ``no_mask`` ones stay plain, so a real bare face means ``no_mask``.
+Only the first :data:`LFW_TRAIN_FACES` of the 100 are ever drawn: the rest are
+kept out of every generated set so that :mod:`edgemask.data.realfaces` can
+test a trained model on real faces it has never seen.
 
 The class cue is physical only: is there a mask, is the nose out, is the mouth
 out. Skin tone, mask colour and style, hair, glasses, background and lighting
@@ -64,6 +67,8 @@ _KIND_SCENE = 1
 # Fraction of crops (and of scene faces) built on a real LFW face.
 _P_LFW_CROP = 0.25
 _P_LFW_SCENE = 0.35
+#: LFW faces 0..LFW_TRAIN_FACES-1 are drawn; the rest are held out for evaluation.
+LFW_TRAIN_FACES = 80
 _P_NOSE_OUT = 0.55  # share of mask_incorrect that is "nose out" (rest: on the chin)
 
 _PNG_LEVEL = 1
@@ -1006,7 +1011,7 @@ def _paint_head(p: _Painter, rng: np.random.Generator, label: str, lfw: bool, bo
     lfw_idx = None
     if lfw:
         faces, rows = _lfw_faces()
-        lfw_idx = int(rng.integers(len(faces)))
+        lfw_idx = int(rng.integers(LFW_TRAIN_FACES))
         face = _lfw_face(rows[lfw_idx])
     else:
         face = _sample_face(rng)
@@ -1113,7 +1118,11 @@ def _render_clean(rng: np.random.Generator, label: str, size: int) -> tuple[np.n
     ss = _supersampling(size)
     R = size * ss
     lfw = bool(rng.random() < _P_LFW_CROP)
-    scale = rng.uniform(0.8, 1.15)
+    # Face size within the crop: detectors frame faces more or less tightly
+    # (Haar, YuNet and hand-drawn VOC boxes differ by ~30%), so small faces go
+    # down to 0.75. Above ~1.15 a mask worn on the chin leaves the crop and the
+    # sample would look like no_mask.
+    scale = rng.uniform(0.75, 1.15)
     rot = rng.uniform(-20, 20)
     dx, dy = rng.uniform(-0.05, 0.05, 2)
     frame = _Frame((_CROP_CX + dx) * R, (_CROP_CY + dy) * R, _CROP_U * scale * R, rot)
