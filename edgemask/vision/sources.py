@@ -538,11 +538,11 @@ class FrameSource:
                     continue
                 if now >= deadline:
                     return None
-                wake = deadline if self._opening is not None else min(deadline, self._next_open)
-                if self._opening is not None:
-                    self._opening.done.wait(max(0.0, min(wake - now, 0.05)))
+                busy = self._opening or self._stuck  # an open running now, or a hung one holding us back
+                if busy is not None and now >= self._next_open:
+                    busy.done.wait(max(0.0, min(deadline - now, 0.05)))
                 else:
-                    time.sleep(max(0.0, min(wake - now, 0.05)))
+                    time.sleep(max(0.0, min(min(deadline, self._next_open) - now, 0.05)))
                 continue
             if self._pending is not None:
                 item, self._pending = self._pending, None

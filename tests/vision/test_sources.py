@@ -242,13 +242,14 @@ def test_a_reopen_that_hangs_never_blocks_the_reader():
     opener = ScriptedOpener([("fail", 3), "hang", ("fail", 1000)])
     with _live(opener, open_timeout_s=0.2) as src:   # an open is given up after 0.2 * 1.5 + 1 = 1.3 s
         assert len(read_all(src, limit=3)) == 3
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         slowest = 0.0
         while time.monotonic() - t0 < 2.5:
             t = time.monotonic()
             assert src.read(timeout=0.1) is None
             slowest = max(slowest, time.monotonic() - t)
         assert slowest < 0.5 and opener.calls == 2 and not src.connected
+        assert time.process_time() - cpu0 < 0.1  # waiting, not spinning, while the open hangs
         assert "did not return" in src.stats.last_error
         opener.unhang.set()                           # the wedged open returns at last
         frames = read_all(src, limit=5, timeout=5)
