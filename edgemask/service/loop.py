@@ -632,6 +632,11 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         with _signals_to(stop, install_signal_handlers):
             if on_ready is not None:
                 on_ready(p)
+            # One line in the journal that says what this run is (a restarted box is diagnosed from it).
+            log.info("running on %s: detector %s, classifier %s:%s (%s), alerts on %s via %s", summary.source,
+                     summary.detector.get("detector"), summary.runner.get("backend"), summary.runner.get("precision"),
+                     ", ".join(p.class_names), ", ".join(cfg.alert_on) or "nothing",
+                     ", ".join(s.name for s in p.dispatcher.sinks) or "no sink")
             notifier.ready(f"running on {summary.source}")
             _loop(p, summary, stop, notifier, on_frame, IoUTracker, END_OF_STREAM)
     finally:

@@ -245,3 +245,10 @@ def test_classifier_runs_single_threaded_by_default(tmp_path, video, tiny_bundle
     cfg = cfg_for(tmp_path, video, backend=backend, bundle=str(tiny_bundle), max_frames=3)
     s = run_service(cfg, detector=BoxDetector([(50, 50, 130, 140)]), install_signal_handlers=False, secrets=Secrets())
     assert s.runner["backend"] == backend and s.runner[threads_key] == 1 and s.faces == 3
+
+
+def test_start_is_logged_in_one_line(tmp_path, video, caplog):
+    caplog.set_level("INFO", logger="edgemask.service")
+    run(cfg_for(tmp_path, video, max_frames=2, log_alerts=True), detector=BoxDetector([]))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("running on")]
+    assert f"file {video}" in line and "classifier scripted:fp32" in line and "via log" in line
