@@ -188,13 +188,15 @@ def install_cmd(
         text = unit_text(run_args, user=user, working_dir=working_dir, watchdog_s=watchdog, restart_s=restart_sec,
                          env_file=env_file)
         path = install_unit("/etc/systemd/system/edgemask.service" if system else output, text, overwrite=overwrite)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", soft_wrap=True)
     if system:
-        console.print("enable it with:\n  sudo systemctl daemon-reload && sudo systemctl enable --now edgemask.service")
+        console.print("enable it with:\n  sudo systemctl daemon-reload && sudo systemctl enable --now edgemask.service",
+                      soft_wrap=True)
     else:
         console.print(f"install and enable it with:\n  sudo cp {path} /etc/systemd/system/edgemask.service\n"
-                      "  sudo systemctl daemon-reload && sudo systemctl enable --now edgemask.service")
-    console.print(f"secrets go in {env_file} (chmod 600); logs: journalctl -u edgemask -f")
+                      "  sudo systemctl daemon-reload && sudo systemctl enable --now edgemask.service", soft_wrap=True)
+    # soft_wrap: commands meant to be copied must not be broken across lines
+    console.print(f"secrets go in {env_file} (chmod 600); logs: journalctl -u edgemask -f", soft_wrap=True)
 
 
 def _check_run_args(args: list[str]) -> None:

@@ -174,6 +174,7 @@ def test_service_install_writes_a_unit(app, tmp_path):
     assert "Type=notify" in text and "WatchdogSec=30" in text and "Restart=always" in text
     assert "run --camera 0 --bundle /opt/edgemask/bundle --mqtt mqtt://edge@broker.local/site/cam1/alerts --headless" in text
     assert "systemctl enable --now edgemask.service" in out
+    assert "logs: journalctl -u edgemask -f" in out  # commands to copy are not wrapped mid-line
 
 
 @pytest.mark.parametrize("args, fragment", [
