@@ -175,6 +175,44 @@ def test_onnxrt_provider_errors(tiny_bundle):
         assert not r.active
 
 
+def test_onnxrt_device_profile_picks_execution_providers(tiny_bundle, monkeypatch):
+    """--device on the onnxrt backend: the profile's TensorRT/CUDA options when ORT has those providers, else CPU."""
+    import onnxruntime as ort
+
+    with pytest.raises(BackendError, match="not both"):
+        runner_from_bundle(tiny_bundle, "onnxrt", "int8", providers="cuda", device="jetson-orin-nano")
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():  # this CPU build: falls back, says why
+        with runner_from_bundle(tiny_bundle, "onnxrt", "int8", device="jetson-orin-nano") as r:
+            d = r.describe()
+            assert r.infer(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 3)
+        assert d["providers"] == ["CPUExecutionProvider"] and d["device_profile"] == "jetson-orin-nano"
+        assert any("onnxruntime-gpu" in w for w in d["provider_warnings"])
+    # With the GPU build's providers present, the session gets the profile's options.
+    seen = {}
+
+    class Session:
+        def __init__(self, path, sess_options=None, providers=None):
+            seen["providers"] = providers
+
+        def get_providers(self):
+            return [p if isinstance(p, str) else p[0] for p in seen["providers"]]
+
+        def get_inputs(self):
+            return [type("I", (), {"name": "input", "type": "tensor(float)"})()]
+
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    r = runner_from_bundle(tiny_bundle, "onnxrt", "int8", device="jetson-orin-nano")
+    r.activate()
+    trt, cuda, cpu = seen["providers"]
+    assert trt[0] == "TensorrtExecutionProvider" and trt[1]["trt_int8_enable"] and trt[1]["trt_engine_cache_enable"]
+    assert trt[1]["trt_profile_max_shapes"].endswith("x3x32x32") and cuda[0] == "CUDAExecutionProvider"
+    assert cpu == "CPUExecutionProvider"
+    assert r.providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    r.deactivate()
+
+
 def test_onnxrt_threads_from_config(tiny_bundle, monkeypatch):
     monkeypatch.setenv("EDGEMASK_NUM_THREADS", "1")
     with runner_from_bundle(tiny_bundle, "onnxrt") as r:

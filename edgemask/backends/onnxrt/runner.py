@@ -64,7 +64,8 @@ class OnnxRuntimeRunner(Runner):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
 
     def __init__(self, model: str | Path, input_size: int, num_classes: int, precision: str = "fp32",
-                 providers: str | Sequence[str] | None = None, intra_op_num_threads: int | None = None):
+                 providers: str | Sequence[str] | None = None, intra_op_num_threads: int | None = None,
+                 device: str | None = None):
         """Record what to load; no session exists until :meth:`activate`.
 
         Args:
@@ -73,11 +74,22 @@ class OnnxRuntimeRunner(Runner):
             precision: what the file holds (``fp32``/``fp16``/``int8``); used for labels and tolerances.
             providers: e.g. ``["cuda"]`` or ``"tensorrt,cuda"``; default CPU only.
             intra_op_num_threads: default ``edgemask.config.num_threads()``.
+            device: a device profile name instead of ``providers``: ONNX Runtime's
+                TensorRT and CUDA providers, when this ONNX Runtime has them, with
+                that device's options (precision flags, DLA, workspace, engine and
+                timing caches, dynamic batch; see
+                :func:`edgemask.backends.tensorrt.ort_providers.ort_execution_providers`),
+                else the CPU. The choice and its warnings are in :meth:`describe`.
         """
         check_precision(type(self), precision)
         super().__init__(input_size, num_classes, precision)
+        if device and providers is not None:
+            raise BackendError("give the onnxrt backend either providers or a device profile, not both")
         self.model = Path(model)
+        self.device = device or None
         self.providers = resolve_providers(providers)
+        self.provider_warnings: list[str] = []
+        self._provider_specs: list[Any] = list(self.providers)  # names, or (name, options) from a profile
         self.intra_op_num_threads = intra_op_num_threads
         self._session: Any = None
         self._input_name = "input"
@@ -93,7 +105,7 @@ class OnnxRuntimeRunner(Runner):
     def from_bundle(cls, bundle: "Bundle", precision: str = "fp32", **options: Any) -> "OnnxRuntimeRunner":
         """The bundle's ``model.<precision>.onnx``."""
         check_precision(cls, precision)
-        check_options(cls, options, ("providers", "intra_op_num_threads"))
+        check_options(cls, options, ("providers", "intra_op_num_threads", "device"))
         return cls(bundle.model_path(precision, "onnx"), bundle.input_size, len(bundle.class_names), precision, **options)
 
     # -- lifecycle ---------------------------------------------------------
@@ -103,6 +115,12 @@ class OnnxRuntimeRunner(Runner):
         from edgemask.config import num_threads
 
         have = ort.get_available_providers()
+        if self.device:
+            from edgemask.backends.tensorrt.ort_providers import ort_execution_providers
+
+            self._provider_specs, self.provider_warnings = ort_execution_providers(
+                self.device, self.precision, input_size=self.input_size, available=have)
+            self.providers = [p if isinstance(p, str) else p[0] for p in self._provider_specs]
         for p in self.providers:
             if p not in have:
                 fix = _PROVIDER_FIX.get(p, "check the provider name")
@@ -116,7 +134,7 @@ class OnnxRuntimeRunner(Runner):
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3  # errors only; warnings about unused initializers are noise here
         try:
-            sess = ort.InferenceSession(str(self.model), sess_options=so, providers=self.providers)
+            sess = ort.InferenceSession(str(self.model), sess_options=so, providers=self._provider_specs)
         except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...) for bad files
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ModelError(f"ONNX Runtime cannot load {self.model.name} ({first}); the file is damaged or not an "
@@ -145,6 +163,8 @@ class OnnxRuntimeRunner(Runner):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(model=self.model.name, providers_requested=list(self.providers))
+        if self.device:
+            d.update(device_profile=self.device, provider_warnings=list(self.provider_warnings))
         if self._session is not None:
             d.update(providers=list(self._session.get_providers()), onnxruntime_version=self._ort_version,
                      num_threads=self._threads, graph_optimization="all")

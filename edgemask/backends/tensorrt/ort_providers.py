@@ -5,8 +5,9 @@ Pass the list from :func:`ort_execution_providers` to
 builds TensorRT engines itself; with the engine and timing caches on, the
 first session on a box pays the build once and later sessions load the cache
 (kept per device under ``engine_cache_dir()/ort/<device>``). The onnxrt
-backend's ``providers`` option takes provider names only, so it runs these
-providers with ONNX Runtime's default options, not the ones made here.
+backend uses them with its ``device`` option
+(``runner_from_bundle(bundle, "onnxrt", "fp16", device="jetson-orin-nano")``);
+its ``providers`` option takes names only and runs ONNX Runtime's defaults.
 
 INT8: ONNX Runtime's TensorRT provider uses the QDQ nodes of an int8 model
 (explicit quantization); it must not be given a calibration table then.
