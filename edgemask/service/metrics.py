@@ -315,9 +315,11 @@ class MetricsServer:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        """Stop serving and free the port; also for a server that was bound but never started."""
+        if self._thread.is_alive():
+            self.httpd.shutdown()  # waits for serve_forever to return: never call it when that never ran
+            self._thread.join(timeout=2.0)
         self.httpd.server_close()
-        self._thread.join(timeout=2.0)
 
 
 __all__ = ["BUCKETS", "STAGES", "MetricsServer", "ServiceMetrics", "prometheus_available"]

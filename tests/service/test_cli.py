@@ -70,6 +70,15 @@ def test_unreachable_stream_is_exactly_one_line_on_the_terminal(tmp_path):
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: cannot open rtsp://"), lines
 
 
+def test_unreachable_stream_with_metrics_port_exits(tmp_path):
+    # The metrics port is bound before the source opens; a failed open must not hang on it.
+    r = subprocess.run([sys.executable, "-c", APP_CODE, "run", "--source", f"rtsp://127.0.0.1:{free_port()}/cam",
+                        "--backend", "null", "--open-timeout", "2", "--metrics-port", str(free_port()),
+                        "--state-dir", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    assert r.returncode == 1 and "cannot open rtsp://" in r.stderr
+
+
 @pytest.mark.parametrize("source", ["camera", "rtsp"])
 def test_a_failed_start_writes_nothing(app, tmp_path, source):
     out = tmp_path / "out"

@@ -94,3 +94,18 @@ def test_port_in_use_is_a_config_error():
             MetricsServer(ServiceMetrics(use_prometheus=False), "127.0.0.1", s.getsockname()[1])
     finally:
         s.close()
+
+
+def test_a_server_that_never_started_stops_and_frees_its_port():
+    # A start-up that fails after the port was bound (an unreachable camera) closes it unstarted;
+    # socketserver's shutdown() would wait forever for a serve_forever() that never ran.
+    import threading
+
+    srv = MetricsServer(ServiceMetrics(use_prometheus=False), "127.0.0.1", 0)
+    port = srv.port
+    t = threading.Thread(target=srv.stop, daemon=True)
+    t.start()
+    t.join(5)
+    assert not t.is_alive()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free again
