@@ -21,11 +21,29 @@ def _noop(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
     pass
 
 
+def real_faces_of_run(run_dir: str | Path) -> dict[str, dict]:
+    """:func:`edgemask.data.realfaces.real_face_check` on a run's float model (torch, CPU)."""
+    import torch
+
+    from edgemask.data.realfaces import real_face_check
+    from edgemask.training.run import load_run
+
+    model, info = load_run(run_dir)
+
+    def classify(crops):  # uint8 (N, S, S, 3) RGB -> (N,) class indices
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.no_grad():
+            return model(x).argmax(1).numpy()
+
+    return real_face_check(classify, info.class_names, info.input_size)
+
+
 def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Run every stage into ``cfg.out`` and return the summary (also saved as ``summary.json``).
 
     Layout of ``cfg.out``: ``data/`` (synthetic training set), ``run/``
-    (trained model), ``heldout/`` (a fresh synthetic set with seed + 1),
+    (trained model), ``heldout/`` (a fresh synthetic set with seed + 1; the
+    model is also tried on real photos, see :func:`real_faces_of_run`),
     ``bundle/`` (ONNX fp32/fp16/int8 + manifest) and ``report/`` (the
     stability study: report.json, samples.csv, report.md, report.html).
     The returned dict also holds the study result under ``"_study"``.
@@ -66,6 +84,12 @@ def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: boo
     mh = evaluate_run(run_dir, heldout, split="all")
     summary["stages"]["heldout"] = {"seconds": round(time.perf_counter() - t, 1), "path": str(heldout),
                                     "seed": cfg.seed + 1, "accuracy": mh["accuracy"]}
+
+    # Real photos the generator never drew: does a model trained on synthetic faces call a real
+    # bare face no_mask? (edgemask.data.realfaces; 20 held-out LFW faces + the astronaut portrait.)
+    t = time.perf_counter()
+    summary["stages"]["real_faces"] = {"seconds": 0.0, "checks": real_faces_of_run(run_dir)}
+    summary["stages"]["real_faces"]["seconds"] = round(time.perf_counter() - t, 1)
 
     from edgemask.compare import compare_bundle
     from edgemask.export import export_bundle

@@ -13,6 +13,7 @@ _D = DemoConfig()
 def demo(
     out: str = typer.Option(_D.out, "--out", "-o", help="Folder for everything the demo writes (data/, run/, bundle/, report/)."),
     n: int = typer.Option(_D.n, help="Number of synthetic face crops."),
+    size: int = typer.Option(_D.size, help="Crop side in pixels (32 for a quick try; the targets are for 64)."),
     epochs: int = typer.Option(_D.epochs, help="Maximum training epochs."),
     arch: str = typer.Option(_D.arch, help="Architecture; see 'edgemask models'."),
     seed: int = typer.Option(_D.seed, help="Seed for data, training and attacks."),
@@ -28,7 +29,7 @@ def demo(
     from edgemask.demo import run_demo
 
     with run_cli():
-        cfg = DemoConfig(out=out, n=n, epochs=epochs, arch=arch, seed=seed)
+        cfg = DemoConfig(out=out, n=n, size=size, epochs=epochs, arch=arch, seed=seed)
         with progress_bar() as bar:
             tasks: dict[str, int] = {}
 
@@ -59,6 +60,10 @@ def demo(
         h = st["heldout"]
         t.add_row("held-out", f"accuracy {h['accuracy'] * 100:.2f}% on fresh synthetic faces (seed {h['seed']})",
                   f"{h['seconds']:.0f}", h["path"])
+        rf = st["real_faces"]
+        t.add_row("real faces", "; ".join(f"{k.replace('_', ' ')} → {v['expected']} {v['rate'] * 100:.0f}% of {v['n']}"
+                                          for k, v in rf["checks"].items()), f"{rf['seconds']:.0f}",
+                  "photos shipped with scikit-image")
         ex = st["export"]
         t.add_row("export", "; ".join(
             f"{k} acc {v['accuracy'] * 100:.2f}% agree {v['agreement'] * 100:.2f}%"
