@@ -295,6 +295,7 @@ class _StreamServer:
 
     def __init__(self, data: bytes, cut: int, hang_s: float = 0.0):
         self.connections = 0
+        self.released = threading.Event()  # ends a hang early, so no reader is left inside FFmpeg at exit
         srv = self
 
         class H(BaseHTTPRequestHandler):
@@ -307,7 +308,7 @@ class _StreamServer:
                     self.wfile.write(data[:cut])
                     self.wfile.flush()
                     if hang_s and srv.connections == 1:
-                        time.sleep(hang_s)
+                        srv.released.wait(hang_s)
                 except OSError:
                     pass
 
@@ -321,6 +322,7 @@ class _StreamServer:
         self.t.start()
 
     def close(self):
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
