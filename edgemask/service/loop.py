@@ -252,7 +252,7 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
     Raises:
         ConfigError: one line naming the path and the fix.
     """
-    p = Path(path).expanduser()
+    p = Path(path)  # as it will be opened: no ~ expansion here that the writer would not do
     kind = "folder" if folder else "path"
     if p.exists():
         if folder and not p.is_dir():
