@@ -169,6 +169,9 @@ def parse_mqtt_url(url: str) -> MqttTarget:
             command line), or a topic with wildcards.
     """
     fix = "write it as mqtt://user@host:port/topic (user and port optional; mqtts:// for TLS)"
+    if "#" in url:  # urlsplit would take it for a fragment and quietly cut the topic short
+        raise ConfigError(f"--mqtt {url!r} contains '#', an MQTT wildcard (or a URL fragment); alerts need a concrete "
+                          "topic, e.g. mqtt://broker.local/site/cam1/alerts")
     try:
         u = urllib.parse.urlsplit(url)
         port = u.port

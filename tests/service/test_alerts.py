@@ -45,6 +45,8 @@ def test_parse_mqtt_url():
     ("mqtt://broker:70000/a", "malformed"),
     ("mqtt://u:pw@broker/a", "contains a password"),
     ("mqtt://broker/site/+/alerts", "wildcard"),
+    ("mqtt://broker/site/#", "wildcard"),
+    ("mqtt://broker/site/%23", "wildcard"),
     ("mqtt://broker/a?x=1", "query"),
 ])
 def test_malformed_mqtt_urls(url, fragment):
