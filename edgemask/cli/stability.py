@@ -62,6 +62,10 @@ def print_headline(result: Any) -> None:
         style = "yellow" if r[1] != "engine" else None
         t.add_row(*r, style=style)
     console.print(t)
+    gap = fa.get("median_margin_adv")
+    if gap is not None:
+        console.print(f"x_adv lies a median {gap:.2e} logits past the float model's boundary: an engine whose logits "
+                      "differ by more can undo the flip, so read the transfer rate with the α-sweep in report.md")
     ia = result.int8_attack
     if ia:
         console.print(f"int8 attacked directly (fake-quant twin, {ia['twin_mode']} arithmetic, host emulation): "

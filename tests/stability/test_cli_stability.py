@@ -100,6 +100,7 @@ def test_small_study_with_chosen_engines(cli, tiny_bundle, tiny_data, tmp_path):
     assert rep["meta"]["dataset"]["sampled"] == 9 and sum(rep["meta"]["dataset"]["sampled_counts"].values()) == 9
     out_text = _err(res)
     assert "onnxrt:fp32" in out_text and "twin:int8" in out_text and "host-emulation" in out_text
+    assert "past the float model's boundary" in out_text
 
 
 def test_attack_on_a_run_saves_the_adversarial_set(cli, tiny_run, tiny_data, tmp_path):
