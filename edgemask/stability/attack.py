@@ -3,7 +3,8 @@
 Output folder::
 
     attack.json                 summary, config, provenance (seed, versions, TF32)
-    samples.csv                 per image: source, label, prediction before/after, ‖r‖₂, ‖r‖∞, ρ, iterations
+    samples.csv                 per image: source, label, prediction before/after (and after 8-bit storage),
+                                ‖r‖₂, ‖r‖∞, ρ, iterations, clean logit margin, logit gap past the boundary at x_adv
     x.npy, x_adv.npy, r.npy     float32 (N, 3, S, S) in [0, 1]: the exact tensors (r = x_adv − x)
     labels.npy                  int64 (N,) ground truth
     adversarial/<class>/*.png   8-bit PNGs of x_adv in ImageFolder layout by ground truth, readable by
@@ -183,14 +184,15 @@ def _write_attack_csv(path: Path, res: Any, y: np.ndarray, sources: list[str], c
                       pred8: np.ndarray) -> None:
     d = res.to_dict()["samples"]
     cols = ["index", "source", "label", "label_name", "pred", "pred_adv", "success", "pred_adv_8bit", "iterations",
-            "l2", "linf", "rho", "margin", "zero_grad"]
+            "l2", "linf", "rho", "margin", "margin_adv", "zero_grad"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for i in range(len(y)):
             w.writerow([i, sources[i], int(y[i]), class_names[int(y[i])], d["pred_orig"][i], d["pred_adv"][i],
                         d["success"][i], int(pred8[i]), d["iterations"][i], d["l2"][i], d["linf"][i],
-                        "" if d["rho"][i] is None else d["rho"][i], d["margin"][i], d["zero_grad"][i]])
+                        "" if d["rho"][i] is None else d["rho"][i], d["margin"][i], d["margin_adv"][i],
+                        d["zero_grad"][i]])
 
 
 def _write_pngs(folder: Path, x8: np.ndarray, y: np.ndarray, class_names: list[str], progress: ProgressFn) -> None:

@@ -116,6 +116,10 @@ def test_attack_on_a_run_saves_the_adversarial_set(cli, tiny_run, tiny_data, tmp
     assert np.allclose(x + r, xa, atol=1e-6) and xa.min() >= 0 and xa.max() <= 1
     lines = (out / "samples.csv").read_text().splitlines()
     assert len(lines) == 13 and lines[0].startswith("index,source,label")
+    from edgemask.stability.report import read_samples_csv
+
+    for row in read_samples_csv(out / "samples.csv"):
+        assert (float(row["margin_adv"]) > 0) == (row["success"] == "True")
     # the PNGs are an ImageFolder load_dataset reads back, labels by ground truth
     ds = load_dataset(out / "adversarial", size=32, class_names=["mask", "no_mask", "mask_incorrect"])
     assert len(ds) == 12
