@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -83,27 +84,30 @@ def run_cmd(
     from the on-disk outbox); bad options fail at once with exit code 1.
     """
     _setup_logging(log_level)
-    params = dict(ctx.params)
-    params.pop("log_level")
-    params.pop("as_json")
-    explicit = set()
-    for name in ctx.params:
-        # By name: typer >= 0.20 ships its own copy of click, so the enum class differs.
-        src = ctx.get_parameter_source(name)
-        if src is not None and src.name == "COMMANDLINE":
-            explicit.add(_FIELD_OF.get(name, name))
     with run_cli():
-        from edgemask.service.config import config_with_file
         from edgemask.service.loop import run_service
 
-        kw = {_FIELD_OF.get(k, k): v for k, v in params.items()}
-        kw["alert_on"] = tuple(c.strip() for c in str(kw["alert_on"]).split(",") if c.strip())
-        cfg = config_with_file(RunConfig(**kw), explicit)
-        summary = run_service(cfg)
+        summary = run_service(_config_of(ctx))
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
     else:
         console.print(summary_table(summary))
+
+
+def _config_of(ctx: typer.Context) -> RunConfig:
+    """The RunConfig of a parsed ``run`` command line, merged with its --config file."""
+    from edgemask.service.config import config_with_file
+
+    params = {k: v for k, v in ctx.params.items() if k not in ("log_level", "as_json")}
+    explicit = set()
+    for name in params:
+        # By name: typer >= 0.20 ships its own copy of click, so the enum class differs.
+        src = ctx.get_parameter_source(name)
+        if src is not None and src.name == "COMMANDLINE":
+            explicit.add(_FIELD_OF.get(name, name))
+    kw = {_FIELD_OF.get(k, k): v for k, v in params.items()}
+    kw["alert_on"] = tuple(c.strip() for c in str(kw["alert_on"]).split(",") if c.strip())
+    return config_with_file(RunConfig(**kw), explicit)
 
 
 def summary_table(summary):
@@ -184,9 +188,10 @@ def install_cmd(
         if not run_args:
             raise ConfigError("give the run options after '--', e.g. edgemask service install -- --camera 0 "
                               "--bundle /opt/edgemask/bundle")
-        _check_run_args(run_args)
+        # unit_text first: it refuses secrets, which must be named before any other complaint
         text = unit_text(run_args, user=user, working_dir=working_dir, watchdog_s=watchdog, restart_s=restart_sec,
                          env_file=env_file)
+        _check_run_args(run_args)
         path = install_unit("/etc/systemd/system/edgemask.service" if system else output, text, overwrite=overwrite)
     console.print(f"wrote {path}", soft_wrap=True)
     if system:
@@ -209,7 +214,7 @@ def _check_run_args(args: list[str]) -> None:
     cmd = typer.main.get_command(probe)
     run = cmd.get_command(cmd.context_class(cmd), "run")  # type: ignore[attr-defined]
     try:
-        run.make_context("run", list(args), resilient_parsing=False)
+        ctx = run.make_context("run", list(args), resilient_parsing=False)
     except Exception as e:
         # Matched by class name: typer may use its own vendored click.
         names = {c.__name__ for c in type(e).__mro__}
@@ -217,6 +222,15 @@ def _check_run_args(args: list[str]) -> None:
             raise ConfigError(f"the run options after '--' are not valid: {e.format_message()}") from None
         if "Exit" not in names:
             raise
+        return  # --help
+    # The checks that need no I/O, so a unit without a source (say) fails now, not at every boot.
+    # Files (bundle, --config) may not exist yet on the machine that writes the unit.
+    if ctx.params.get("config") and not Path(ctx.params["config"]).is_file():
+        return
+    try:
+        _config_of(ctx).validate()
+    except ConfigError as e:
+        raise ConfigError(f"the run options after '--' are not valid: {e}") from None
 
 
 def register(app: typer.Typer) -> None:

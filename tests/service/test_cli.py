@@ -189,6 +189,8 @@ def test_service_install_writes_a_unit(app, tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     ([], "give the run options after '--'"),
     (["--", "--camra", "0"], "not valid"),
+    (["--", "--bundle", "/opt/edgemask/bundle"], "not valid: give exactly one video source"),
+    (["--", "--camera", "0", "--bundle", "/opt/b", "--precision", "FP16"], "unknown --precision"),
     (["--", "--camera", "0", "--mqtt", "mqtt://u:s3cr3t@b/t"], "edgemask.env"),
     (["--", "--source", "rtsp://admin:s3cr3t@cam.local/live"], "EDGEMASK_SOURCE_PASSWORD"),
 ])
