@@ -6,13 +6,20 @@ output directory gets the resolved config saved beside it.
 Environment knobs (documented here, read nowhere else):
 
 * ``EDGEMASK_NUM_THREADS`` — torch / ONNX Runtime intra-op threads (default:
-  the number of cores).
+  the number of cores). ``edgemask run`` classifies on one thread unless
+  ``--classify-threads 0`` hands the choice to this variable.
 * ``EDGEMASK_DEVICES_DIR`` — extra folder searched first for device profiles.
 * ``EDGEMASK_CALIBRATION_DIR`` — extra folder searched first for calibration recipes.
 * ``EDGEMASK_ENGINE_CACHE`` — where first-use TensorRT engines and timing
   caches are kept (default ``~/.cache/edgemask/engines``).
 * ``EDGEMASK_MQTT_PASSWORD`` / ``EDGEMASK_WEBHOOK_TOKEN`` — alert-sink secrets
   for ``edgemask run`` (never taken from the command line).
+* ``EDGEMASK_SOURCE_PASSWORD`` — password of an RTSP/HTTP camera
+  (``--source rtsp://USER@host/...``); a password inside ``--source`` is refused.
+
+``edgemask run`` also sets OpenCV's ``OPENCV_FFMPEG_LOGLEVEL`` and
+``OPENCV_LOG_LEVEL`` to quiet FFmpeg's and OpenCV's own stderr lines, unless
+``--log-level debug``.
 """
 
 from __future__ import annotations

@@ -50,3 +50,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # python -m edgemask.cli.main (what a systemd unit may run)
+    main()

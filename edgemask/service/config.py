@@ -47,7 +47,8 @@ class RunConfig:
             Cameras are asked for it; other sources are resized (and, for
             files, paced to ``fps``).
         loop: restart a video file / image folder at its end (demos, soak tests).
-        device_profile: profile whose CSI pipeline ``csi://N`` uses.
+        device_profile: profile whose CSI pipeline ``csi://N`` uses; with the onnxrt backend on a
+            GPU build of ONNX Runtime also its TensorRT/CUDA provider options.
         bundle: exported bundle folder (required unless ``backend == "null"``).
         backend, precision: which Runner classifies the crops.
         classify_threads: intra-op threads of a torch or onnxrt classifier

@@ -316,6 +316,12 @@ class PreparedRun:
 _THREADS_OPTION = {"torch": "num_threads", "onnxrt": "intra_op_num_threads"}
 
 
+def _ort_has_gpu_providers() -> bool:
+    import onnxruntime
+
+    return bool({"TensorrtExecutionProvider", "CUDAExecutionProvider"} & set(onnxruntime.get_available_providers()))
+
+
 def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
     """The active Runner and class names for ``cfg`` (bundle verified first).
 
@@ -335,7 +341,11 @@ def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
 
         bundle = load_bundle(cfg.bundle)
         option = _THREADS_OPTION.get(cfg.backend)
-        opts = {option: cfg.classify_threads} if option and cfg.classify_threads else {}
+        opts: dict[str, Any] = {option: cfg.classify_threads} if option and cfg.classify_threads else {}
+        if cfg.backend == "onnxrt" and _ort_has_gpu_providers():
+            # A GPU build of ONNX Runtime (Jetson Zoo wheel, onnxruntime-gpu): run its TensorRT/CUDA
+            # providers with the device profile's options (precision flags, DLA, engine cache).
+            opts["device"] = cfg.device_profile
         runner = runner_from_bundle(bundle, cfg.backend, cfg.precision, **opts)
         names = bundle.class_names
     runner.activate()

@@ -252,3 +252,25 @@ def test_start_is_logged_in_one_line(tmp_path, video, caplog):
     run(cfg_for(tmp_path, video, max_frames=2, log_alerts=True), detector=BoxDetector([]))
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("running on")]
     assert f"file {video}" in line and "classifier scripted:fp32" in line and "via log" in line
+
+
+def test_onnxrt_on_a_gpu_build_gets_the_device_profile(tmp_path, video, tiny_bundle, monkeypatch):
+    """With TensorRT/CUDA providers in ONNX Runtime, --device picks their options; a CPU build runs as before."""
+    import edgemask.backends as backends
+    from edgemask.service import loop
+
+    seen = []
+    real = backends.runner_from_bundle
+
+    def spy(bundle, backend, precision, **opts):
+        seen.append(opts)
+        return real(bundle, backend, precision, **{k: v for k, v in opts.items() if k != "device"})
+
+    monkeypatch.setattr(backends, "runner_from_bundle", spy)
+    cfg = cfg_for(tmp_path, video, backend="onnxrt", bundle=str(tiny_bundle), device_profile="jetson-xavier-nx")
+    runner, _ = loop.make_runner(cfg)
+    runner.deactivate()
+    monkeypatch.setattr(loop, "_ort_has_gpu_providers", lambda: True)
+    runner, _ = loop.make_runner(cfg)
+    runner.deactivate()
+    assert "device" not in seen[0] and seen[1]["device"] == "jetson-xavier-nx"

@@ -99,8 +99,10 @@ class TorchRunner(Runner):
         from edgemask.models import create_model
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():
+            hint = ("torch fp16 needs CUDA; use the onnxrt backend for fp16 on a CPU" if self.precision == "fp16"
+                    else "use the CPU (device='cpu', the default for fp32)")
             raise NotAvailableError(f"torch device {self.device!r} asked for, but CUDA is not available here "
-                                    f"(torch {torch.__version__}); use device='cpu'")
+                                    f"(torch {torch.__version__}); {hint}")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         self._tf32 = {"matmul": bool(torch.backends.cuda.matmul.allow_tf32),
