@@ -84,6 +84,8 @@ def stability_cmd(
     norm: str = typer.Option(_S.norm, help="DeepFool norm: l2 or linf."),
     overshoot: float = typer.Option(_S.overshoot, help="DeepFool overshoot η: iterates are x + (1+η)·r."),
     max_iter: int = typer.Option(_S.max_iter, help="DeepFool iteration cap per image."),
+    candidates: int = typer.Option(_S.candidates, help="DeepFool looks only at the top classes of the clean logits "
+                                   "(0 = every class); set it for models with many classes."),
     engines: Optional[str] = typer.Option(None, "--engines", "-e", help=_ENGINES_HELP),
     alphas: str = typer.Option(",".join(f"{a:g}" for a in _S.alphas), help="Scales of the α-sweep x + α·r."),
     noise_trials: int = typer.Option(_S.noise_trials, help="Random directions per image for the equal-‖r‖₂ noise baseline."),
@@ -116,7 +118,8 @@ def stability_cmd(
     with run_cli():
         from edgemask.stability.study import stability_report
 
-        cfg = StabilityConfig(n=n, norm=norm, overshoot=overshoot, max_iter=max_iter, alphas=_floats(alphas, "--alphas"),
+        cfg = StabilityConfig(n=n, norm=norm, overshoot=overshoot, max_iter=max_iter, candidates=candidates,
+                              alphas=_floats(alphas, "--alphas"),
                               noise_trials=noise_trials, sensitivity_scales=_floats(sensitivity_scales, "--sensitivity-scales"),
                               seed=seed, batch_size=batch_size, engines=tuple(s for s in (engines or "").split(",") if s.strip()),
                               int8_attack=int8_attack, twin_mode=twin_mode, device=device, examples=examples,
@@ -135,6 +138,7 @@ def attack_cmd(
     norm: str = typer.Option(_S.norm, help="DeepFool norm: l2 or linf."),
     overshoot: float = typer.Option(_S.overshoot, help="DeepFool overshoot η."),
     max_iter: int = typer.Option(_S.max_iter, help="DeepFool iteration cap per image."),
+    candidates: int = typer.Option(_S.candidates, help="Top classes of the clean logits DeepFool considers (0 = all)."),
     target: str = typer.Option("float", help="float (the torch model) or int8 (a bundle's int8 model via its fake-quant twin)."),
     seed: int = typer.Option(_S.seed, help="Seed for the sample."),
     batch_size: int = typer.Option(_S.batch_size, help="DeepFool working set (0 = automatic)."),
@@ -158,7 +162,8 @@ def attack_cmd(
         from edgemask.stability.report import num, pct
 
         with progress_bar(transient=True) as bar:
-            info = attack_to_folder(model, data, out, n=n, norm=norm, overshoot=overshoot, max_iter=max_iter, seed=seed,
+            info = attack_to_folder(model, data, out, n=n, norm=norm, overshoot=overshoot, max_iter=max_iter,
+                                    candidates=candidates, seed=seed,
                                     batch_size=batch_size, target=target, device=device, png=png, overwrite=overwrite,
                                     progress=_progress(bar))
         s = info["summary"]

@@ -79,7 +79,8 @@ def load_attack_target(path: str | Path, target: str = "float", device: str = "c
 
 
 def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path, *, n: int = 1000, norm: str = "l2",
-                     overshoot: float = 0.02, max_iter: int = 50, seed: int = 0, batch_size: int = 128,
+                     overshoot: float = 0.02, max_iter: int = 50, candidates: int = 0, seed: int = 0,
+                     batch_size: int = 128,
                      target: str = "float", device: str = "auto", png: bool = True, overwrite: bool = False,
                      progress: ProgressFn | None = None) -> dict[str, Any]:
     """Run DeepFool on ``n`` images of ``data_dir`` against a bundle or run; save the adversarial set.
@@ -117,6 +118,8 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
         raise ConfigError(f"--overshoot must be >= 0 (the paper uses 0.02), got {overshoot}")
     if max_iter < 1:
         raise ConfigError(f"--max-iter must be an integer >= 1 (default 50), got {max_iter}")
+    if candidates == 1 or candidates < 0:
+        raise ConfigError(f"--candidates must be 0 (every class) or >= 2, got {candidates}")
     if target not in TARGETS:
         raise ConfigError(f"unknown attack target {target!r}; choose one of {', '.join(TARGETS)}")
     out = Path(out_dir)
@@ -137,6 +140,7 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     with tf32_pinned_off() as tf32_before:
         progress("attack", 0, len(x), {})
         res = deepfool(model, torch.from_numpy(x).to(dev), norm=norm, overshoot=float(overshoot), max_iter=int(max_iter),
+                       candidates=candidates or None,
                        clip=(0.0, 1.0), labels=torch.from_numpy(y).to(dev), batch_size=batch_size or None)
         progress("attack", len(x), len(x), {"fooled": int(res.success.sum())})
     seconds = time.perf_counter() - t
@@ -155,7 +159,8 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     info = {
         "format": "edgemask-attack", "version": 1, "model": what, "summary": summary, "class_names": class_names,
         "config": {"path": str(path), "data": str(data_dir), "n": n, "norm": norm, "overshoot": overshoot,
-                   "max_iter": max_iter, "seed": seed, "batch_size": batch_size, "target": target, "device": dev,
+                   "max_iter": max_iter, "candidates": candidates, "seed": seed, "batch_size": batch_size,
+                   "target": target, "device": dev,
                    "png": png},
         "dataset": {"size": len(ds), "sampled": len(idx), "sample": "stratified by class, seeded"},
         "versions": library_versions(), "host": host_info(),

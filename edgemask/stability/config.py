@@ -31,6 +31,9 @@ class StabilityConfig:
         norm: DeepFool norm, ``l2`` (the paper's) or ``linf``.
         overshoot: DeepFool η; iterates are ``x + (1+η)·r``.
         max_iter: DeepFool iteration cap per sample.
+        candidates: DeepFool considers only the top classes of the clean logits
+            (the prediction included); 0 = every class. Worth setting for
+            models with many classes, where each candidate costs a backward pass.
         alphas: scales of the perturbation sweep.
         noise_trials: random directions per sample for the equal-‖r‖₂ noise baseline.
         sensitivity_scales: ‖δ‖₂ / ‖x‖₂ of the random probes of the local
@@ -52,6 +55,7 @@ class StabilityConfig:
     norm: str = "l2"
     overshoot: float = 0.02
     max_iter: int = 50
+    candidates: int = 0
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     noise_trials: int = 5
     sensitivity_scales: tuple[float, ...] = (0.001, 0.01)
@@ -75,6 +79,10 @@ class StabilityConfig:
             raise ConfigError(f"--overshoot must be in [0, 1) (the paper uses 0.02), got {self.overshoot!r}")
         if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
             raise ConfigError(f"--max-iter must be an integer >= 1 (default 50), got {self.max_iter!r}")
+        if not isinstance(self.candidates, int) or isinstance(self.candidates, bool) or self.candidates == 1 \
+                or self.candidates < 0:
+            raise ConfigError(f"--candidates must be 0 (every class) or >= 2 (the prediction and at least one "
+                              f"other), got {self.candidates!r}")
         if not self.alphas or any(not (isinstance(a, (int, float)) and math.isfinite(a) and a > 0) for a in self.alphas):
             raise ConfigError(f"--alphas must be positive numbers such as 0.5,1,2; got {','.join(map(str, self.alphas)) or 'none'}")
         if self.noise_trials < 0:

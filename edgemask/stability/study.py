@@ -531,6 +531,7 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
                         "without its final softmax")
         progress("attack", 0, n, {})
         res = deepfool(model, xt, norm=cfg.norm, overshoot=float(cfg.overshoot), max_iter=int(cfg.max_iter),
+                       candidates=cfg.candidates or None,
                        clip=(0.0, 1.0), labels=torch.from_numpy(y).to(device), batch_size=cfg.batch_size or None)
         progress("attack", n, n, {"fooled": int(res.success.sum())})
         x_adv = res.x_adv.detach().float().cpu().numpy()
@@ -722,7 +723,8 @@ def _attack_int8(bundle: Any, x: np.ndarray, y: np.ndarray, rho_float: np.ndarra
     twin = FakeQuantTwin(bundle.model_path("int8"), mode=mode).eval().to(device)
     progress("int8 attack", 0, n, {})
     res = deepfool(twin, torch.from_numpy(x).to(device), norm=cfg.norm, overshoot=float(cfg.overshoot),
-                   max_iter=int(cfg.max_iter), clip=(0.0, 1.0), batch_size=cfg.batch_size or None)
+                   max_iter=int(cfg.max_iter), candidates=cfg.candidates or None, clip=(0.0, 1.0),
+                   batch_size=cfg.batch_size or None)
     progress("int8 attack", n, n, {"fooled": int(res.success.sum())})
     x_adv = res.x_adv.detach().float().cpu().numpy()
     ok = res.success.cpu().numpy().astype(bool)

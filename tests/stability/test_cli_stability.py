@@ -92,11 +92,12 @@ def test_small_study_with_chosen_engines(cli, tiny_bundle, tiny_data, tmp_path):
     out = tmp_path / "r"
     res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", out, "--n", "9", "--engines",
               "onnxrt:fp32,twin:int8", "--no-int8-attack", "--alphas", "1,2", "--noise-trials", "1",
-              "--sensitivity-scales", "0.01", "--norm", "linf")
+              "--sensitivity-scales", "0.01", "--norm", "linf", "--candidates", "2")
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     assert [e["key"] for e in rep["engines"]] == ["onnxrt:fp32", "twin:int8"]
     assert rep["int8_attack"] is None and rep["alphas"] == [1.0, 2.0] and rep["float_attack"]["norm"] == "linf"
+    assert rep["config"]["candidates"] == 2
     assert rep["meta"]["dataset"]["sampled"] == 9 and sum(rep["meta"]["dataset"]["sampled_counts"].values()) == 9
     out_text = _err(res)
     assert "onnxrt:fp32" in out_text and "twin:int8" in out_text and "host-emulation" in out_text
@@ -140,7 +141,8 @@ def test_attack_int8_target_needs_a_bundle(cli, tiny_run, tiny_bundle, tiny_data
 
 @pytest.mark.parametrize(("bad", "says"), [(["--norm", "l1"], "unknown norm"), (["--n", "-1"], "--n"),
                                            (["--overshoot", "-0.5"], "--overshoot"), (["--max-iter", "0"], "--max-iter"),
-                                           (["--target", "fp16"], "float, int8"), (["--n", "500"], "only 36 images")])
+                                           (["--target", "fp16"], "float, int8"), (["--n", "500"], "only 36 images"),
+                                           (["--candidates", "1"], "--candidates")])
 def test_attack_bad_options(cli, tiny_run, tiny_data, tmp_path, bad, says):
     res = cli("attack", tiny_run, "--data", tiny_data, "--out", tmp_path / "a", *bad)
     assert res.exit_code == 1 and "Traceback" not in res.output
@@ -152,7 +154,7 @@ def test_attack_bad_options(cli, tiny_run, tiny_data, tmp_path, bad, says):
                                            (["--alphas", "1,-2"], "--alphas"), (["--noise-trials", "-1"], "--noise-trials"),
                                            (["--sensitivity-scales", "2"], "--sensitivity-scales"),
                                            (["--device", "tpu"], "--device"), (["--examples", "-1"], "--examples"),
-                                           (["--twin-mode", "fast"], "--twin-mode")])
+                                           (["--twin-mode", "fast"], "--twin-mode"), (["--candidates", "1"], "--candidates")])
 def test_stability_bad_options_name_the_flag(cli, tiny_bundle, tiny_data, tmp_path, bad, says):
     res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "r", "--n", "6", *bad)
     assert res.exit_code == 1 and "Traceback" not in res.output

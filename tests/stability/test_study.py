@@ -247,3 +247,22 @@ def test_example_grid_puts_real_missed_alerts_first():
     ex = _examples(x, x, y, f_clean, f_adv, ok, {}, CLASSES, StabilityConfig(examples=2))
     assert sorted(e["index"] for e in ex[:1]) in ([1], [4])
     assert 0 not in [e["index"] for e in ex[:1]]
+
+
+def test_candidates_reach_the_attack(tiny_bundle, synth_xy, monkeypatch):
+    """--candidates is passed to DeepFool for the float attack and the direct int8 attack alike."""
+    from edgemask.attacks import deepfool as real_deepfool
+    from edgemask.stability import study
+    from edgemask.stability.config import StabilityConfig
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("candidates"))
+        return real_deepfool(*args, **kwargs)
+
+    monkeypatch.setattr("edgemask.attacks.deepfool", spy)
+    x, y = synth_xy(6, seed=5)
+    study.run_study(tiny_bundle, x, y, StabilityConfig(n=0, engines=("onnxrt:fp32",), candidates=2, noise_trials=0,
+                                                       sensitivity_trials=0, max_iter=5))
+    assert seen == [2, 2]
