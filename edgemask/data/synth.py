@@ -21,7 +21,7 @@ is pasted into a larger frame. Everything is drawn at 2-3x the output size and
 shrunk with ``INTER_AREA`` (cheap supersampling), then lighting, blur, sensor
 noise and JPEG artefacts are applied.
 
-About a quarter of the crops use real faces from ``skimage.data.lfw_subset()``
+About 40% of the crops use real faces from ``skimage.data.lfw_subset()``
 (25x25 grayscale), upscaled and tinted to a skin tone, with the same drawn
 masks; ``no_mask`` ones stay plain, so a real bare face means ``no_mask``.
 Only the first :data:`LFW_TRAIN_FACES` of the 100 are ever drawn: the rest are
@@ -65,7 +65,7 @@ _KIND_CROP = 0
 _KIND_SCENE = 1
 
 # Fraction of crops (and of scene faces) built on a real LFW face.
-_P_LFW_CROP = 0.25
+_P_LFW_CROP = 0.4
 _P_LFW_SCENE = 0.35
 #: LFW faces 0..LFW_TRAIN_FACES-1 are drawn; the rest are held out for evaluation.
 LFW_TRAIN_FACES = 80

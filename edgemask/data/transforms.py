@@ -21,6 +21,7 @@ MAX_TRANSLATE = 0.06  # fraction of the image side
 BRIGHTNESS = 0.2  # multiplicative factor drawn from [1 - b, 1 + b]
 CONTRAST = 0.2
 SATURATION = 0.2
+GRAYSCALE_P = 0.15  # share of images turned grey: night-mode / IR cameras, grey photos
 
 # ITU-R BT.601 luma weights for RGB; used for contrast and saturation.
 _LUMA = (0.299, 0.587, 0.114)
@@ -51,7 +52,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     Per image: horizontal flip with p=0.5; rotation in ±10°, scale in
     [0.9, 1.1], translation in ±6% of the side (bilinear, reflection padding
     so no black corners appear); brightness, contrast and saturation factors
-    in [0.8, 1.2]; the result is clamped to [0, 1].
+    in [0.8, 1.2], and with p=0.15 saturation 0 (a grey image, as from a
+    camera in night mode, so colour is never the only cue); the result is
+    clamped to [0, 1].
 
     Args:
         x: (N, C, H, W) float tensor in [0, 1]; C is 3 (RGB) or 1.
@@ -86,7 +89,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     # --- colour: factors (N, 1, 1, 1) broadcast over C, H, W ---
     b = _uniform(n, 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator, x).view(n, 1, 1, 1)
     k = _uniform(n, 1 - CONTRAST, 1 + CONTRAST, generator, x).view(n, 1, 1, 1)
-    s = _uniform(n, 1 - SATURATION, 1 + SATURATION, generator, x).view(n, 1, 1, 1)
+    s = _uniform(n, 1 - SATURATION, 1 + SATURATION, generator, x)
+    grey = torch.rand(n, generator=generator, device=x.device) < GRAYSCALE_P
+    s = torch.where(grey, torch.zeros_like(s), s).view(n, 1, 1, 1)
     y = y * b
     mean_luma = _gray(y).mean(dim=(2, 3), keepdim=True)  # (N, 1, 1, 1)
     y = (y - mean_luma) * k + mean_luma
