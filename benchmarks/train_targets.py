@@ -7,8 +7,8 @@ Usage::
 What it does, with the same defaults as ``edgemask demo``:
 
 1. ``write_synth_dataset(n=6000, size=64, seed=0)``;
-2. ``train(TrainConfig(...))`` (seed_cnn, 12 epochs, early stop at 99.5 %
-   validation accuracy), timed;
+2. ``train(TrainConfig(...))`` (seed_cnn, at most 15 epochs, early stop at
+   99.5 % validation accuracy or after 4 epochs without progress), timed;
 3. evaluates the best weights on the run's validation and test splits, and on
    a fresh synthetic set drawn with seed + 1 (``--fresh-n`` crops);
 4. classifies real photos the generator never drew
@@ -43,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=6000, help="synthetic training crops")
     ap.add_argument("--fresh-n", type=int, default=600, help="crops of the fresh set (seed + 1)")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=0, help="maximum epochs (default: the demo's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="", help="folder for data and run (default: a temporary one)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
@@ -75,7 +75,8 @@ def main() -> None:
     synth_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    cfg = TrainConfig(data=str(work / "data"), out=str(work / "run"), epochs=args.epochs, seed=args.seed,
+    cfg = TrainConfig(data=str(work / "data"), out=str(work / "run"), epochs=args.epochs or DemoConfig().epochs,
+                      seed=args.seed,
                       target_accuracy=DemoConfig().target_accuracy, overwrite=True)
     run = train(cfg)
     metrics = json.loads((run / "metrics.json").read_text())

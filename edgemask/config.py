@@ -86,7 +86,7 @@ class DemoConfig:
     size: int = 64
     seed: int = 0
     arch: str = "seed_cnn"
-    epochs: int = 12
+    epochs: int = 15
     target_accuracy: float = 0.995
     heldout_n: int = 600
     stability_n: int = 200
