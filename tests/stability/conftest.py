@@ -26,7 +26,7 @@ def synth_xy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return s.as_nchw_float(), s.labels
 
 
-def train_tiny(seed: int = 0, n: int = 240, epochs: int = 5):
+def train_tiny(seed: int = 0, n: int = 480, epochs: int = 8):
     """A tiny seed_cnn trained for a couple of seconds, in eval mode."""
     import torch
 
