@@ -8,6 +8,7 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgemask.errors import EdgemaskError
 
@@ -28,7 +29,7 @@ def run_cli() -> Iterator[None]:
         yield
     except EdgemaskError as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -37,7 +38,7 @@ def run_cli() -> Iterator[None]:
 
 def fail(message: str) -> None:
     """Print one error line and exit 1 (for checks done in the CLI layer)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.stderr.flush()
     raise typer.Exit(code=1)
 
@@ -66,6 +67,7 @@ def progress_bar(transient: bool = False):
     """A rich Progress with the columns every long command uses."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    # A transient bar on a non-terminal (a log, a pipe) would leave only a blank line behind.
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=err_console, transient=transient)
+                    console=err_console, transient=transient, disable=transient and not err_console.is_terminal)
