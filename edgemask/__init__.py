@@ -6,8 +6,7 @@ onnxruntime, OpenCV, TensorRT) are imported by the functions that need them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgemask.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -35,15 +34,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'edgemask' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = ["EdgemaskError", "__version__", *_LAZY]

@@ -13,8 +13,6 @@ are read, torch when the transforms or the synth generator are first used.
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgemask.data.dataset import (
     FORMATS,
     LABEL_ALIASES,
@@ -26,9 +24,11 @@ from edgemask.data.dataset import (
 )
 from edgemask.data.labels import CLASS_NAMES, VOC_LABEL_OF_CLASS
 from edgemask.data.splits import SPLITS, imbalance_warning, split_indices, summary
+from edgemask.utils.lazy import lazy_exports
 
 # Loaded on first access so `import edgemask.data` stays free of torch.
 _LAZY = {
+    "real_face_check": "edgemask.data.realfaces",
     "augment_batch": "edgemask.data.transforms",
     "to_tensor": "edgemask.data.transforms",
     "write_synth_dataset": "edgemask.data.synth",
@@ -47,6 +47,7 @@ __all__ = [
     "imbalance_warning",
     "load_dataset",
     "normalize_label",
+    "real_face_check",
     "split_indices",
     "summary",
     "to_tensor",
@@ -54,9 +55,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgemask.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -16,8 +16,7 @@ when used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgemask.utils.lazy import lazy_exports
 
 from edgemask.service.config import RunConfig, Secrets, load_secrets
 
@@ -38,15 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'edgemask.service' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [  # noqa: RUF022 - grouped: eager names first, then the lazy ones

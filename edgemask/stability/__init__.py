@@ -13,8 +13,7 @@ imported by the functions that need them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgemask.utils.lazy import lazy_exports
 
 from edgemask.stability.config import (
     DEFAULT_ALPHAS,
@@ -39,15 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'edgemask.stability' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = ["DEFAULT_ALPHAS", "StabilityConfig", "engine_key", "parse_engines", *_LAZY]

@@ -15,8 +15,7 @@ use it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgemask.utils.lazy import lazy_exports
 
 _LAZY = {
     "FrameSource": "edgemask.vision.sources",
@@ -40,15 +39,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'edgemask.vision' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
