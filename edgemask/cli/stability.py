@@ -51,17 +51,25 @@ def print_headline(result: Any) -> None:
 
     from edgemask.stability.report import headline_table, num, pct
 
+    from rich import box
+
     header, rows = headline_table(result)
+    compact = console.width < 110
+    if compact:  # an 80-column terminal: short headers, no rules, counts left to report.md
+        header = ["engine", "source", "clean\nacc", "agree", "trans-\nfer", "adv.\nagree", "ρ_adv", "missed"]
+        rows = [[r[0], r[1], *(c.split(" (")[0] for c in r[2:])] for r in rows]
     fa = result.float_attack
-    t = Table(title=f"stability of {result.meta['bundle']['name']}: DeepFool {fa['norm']} on the float model, "
+    t = Table(box=None if compact else box.HEAVY_HEAD, pad_edge=not compact, title=f"stability of {result.meta['bundle']['name']}: DeepFool {fa['norm']} on the float model, "
                     f"{fa['n']} images, fooled {pct(fa['fooling_rate'])}, mean ρ {num(fa['mean_rho'])}")
     for i, h in enumerate(header):
         # Engine and source names must stay whole (they label every number); numbers may fold.
         t.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 2, overflow="fold")
     for r in rows:
-        style = "yellow" if r[1] != "engine" else None
+        style = None if r[1] == "engine" else "yellow"
         t.add_row(*r, style=style)
     console.print(t)
+    if compact:
+        console.print("missed = no_mask faces an engine now calls mask (missed alerts); counts per cell in report.md")
     gap = fa.get("median_margin_adv")
     if gap is not None:
         console.print(f"x_adv lies a median {gap:.2e} logits past the float model's boundary: an engine whose logits "

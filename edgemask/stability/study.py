@@ -255,7 +255,12 @@ class _Engine:
 
 
 def default_engines(bundle: Any) -> tuple[list[tuple[str, str, str | None]], list[str]]:
-    """torch:fp32, onnxrt at every ONNX precision, TensorRT engines that can run here, twin:int8.
+    """torch:fp32, onnxrt at every ONNX precision, opencv:int8, TensorRT engines that can run here, twin:int8.
+
+    opencv:int8 is a second, independent int8 implementation (OpenCV's own int8
+    layers, where ONNX Runtime runs the TensorRT-placed QDQ graph as float ops
+    on exactly quantized tensors); OpenCV's fp32/fp16 add nothing here, as it
+    widens fp16 weights to fp32.
 
     Returns:
         (engines, notes): notes say which engines were left out and why.
@@ -266,6 +271,8 @@ def default_engines(bundle: Any) -> tuple[list[tuple[str, str, str | None]], lis
     out: list[tuple[str, str, str | None]] = [("torch", "fp32", None)]
     onnx_precisions = bundle.manifest.precisions("onnx")
     out += [("onnxrt", p, None) for p in onnx_precisions]
+    if "int8" in onnx_precisions and get_backend("opencv").available()[0]:
+        out.append(("opencv", "int8", None))
     trt = [m for m in bundle.manifest.models if m.format == "tensorrt"]
     if trt:
         ok, why = get_backend("tensorrt").available()
