@@ -888,6 +888,18 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
     return EngineResult(entry=entry, path=final, plan=plan, warnings=warnings, built=built)
 
 
+def once_each(on_warning: Callable[[str], None] | None, seen: list[str]) -> Callable[[str], None]:
+    """A warning callback that records each distinct warning in ``seen`` and passes it on once."""
+
+    def warn(w: str) -> None:
+        if w not in seen:
+            seen.append(w)
+            if on_warning is not None:
+                on_warning(w)
+
+    return warn
+
+
 def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Sequence[str] = ("fp16", "int8"),
                              *, on_warning: Callable[[str], None] | None = None, **options: Any) -> list[EngineResult]:
     """Build one engine per requested precision (what ``export --device NAME --engine`` needs).
@@ -909,14 +921,7 @@ def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Se
     profile = load_profile(device)
     plan_opts = {k: options[k] for k in ("dla_core", "int8_mode", "batch", "workspace_mib", "gpu_fallback")
                  if k in options}
-    emitted: list[str] = []
-
-    def warn(w: str) -> None:
-        if w not in emitted:
-            emitted.append(w)
-            if on_warning is not None:
-                on_warning(w)
-
+    warn = once_each(on_warning, [])
     todo: list[str] = []                     # requested precisions that get their own engine
     served: dict[tuple[str, Any], str] = {}  # (engine precision, DLA core) -> the request that builds it
     also: dict[str, list[str]] = {}          # that request -> the other requests its engine serves
@@ -946,7 +951,7 @@ __all__ = [
     "BuiltEngine", "CalibrationCache", "CalibratorLogic", "DEFAULT_BATCH", "ENGINE_FORMAT", "EnginePlan",
     "EngineResult", "INT8_MODES", "add_engine_to_bundle", "build_engine", "build_engines_for_bundle",
     "check_engine_compatible", "default_timing_cache", "engine_build_command", "engine_cache_dir", "engine_entries",
-    "engine_file_name", "engine_from_onnx", "import_tensorrt", "local_tensorrt_info", "make_calibrator",
+    "engine_file_name", "engine_from_onnx", "import_tensorrt", "local_tensorrt_info", "make_calibrator", "once_each",
     "parse_engine_file_name", "plan_engine_build", "read_calibration_cache", "rebuild_command", "trt_tag",
     "trt_version_code",
 ]

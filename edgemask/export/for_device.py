@@ -94,13 +94,10 @@ def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
                           "(see 'edgemask devices list')")
     wanted = parse_precisions(precisions)
     used_opset = device_opset(profile, opset)
-    warnings: list[str] = []
+    from edgemask.export.engine import once_each
 
-    def warn(w: str) -> None:
-        if w not in warnings:
-            warnings.append(w)
-            if on_warning is not None:
-                on_warning(w)
+    warnings: list[str] = []
+    warn = once_each(on_warning, warnings)
 
     for w in precision_warnings(profile, wanted):
         warn(w if engine else f"{w} when its engine is built (the bundle still ships the ONNX models asked for)")
