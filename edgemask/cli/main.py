@@ -38,13 +38,20 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"edgemask.cli.{_name}").register(app)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # Runs while the options are parsed, so it works without a command
+    # (a check in the group callback would come after "Missing command").
+    if value:
         from edgemask import __version__
 
-        typer.echo(__version__)
+        typer.echo(f"edgemask {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=_print_version, expose_value=True)) -> None:
+    """Face-mask detection for edge cameras."""
 
 
 def main() -> None:

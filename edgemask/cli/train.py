@@ -36,15 +36,22 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False) -> Path:
 
     with progress_bar() as bar:
         tasks: dict[str, int] = {}
+        labels: dict[str, str] = {}
+        state = {"loaded": False}
 
         def cb(stage: str, done: int, total: int, info: dict) -> None:
             label = {"load": "loading images", "train": "epoch", "epoch": "epochs"}[stage]
             if stage == "train":
                 label = f"epoch {info['epoch']}"
-            if stage not in tasks or (stage == "train" and bar.tasks[tasks[stage]].description != label):
+            if stage == "load":
+                state["loaded"] = done >= total
+            # Rich's ``Progress.tasks`` is a list whose positions shift once a task is
+            # removed, so the current label of each stage is kept here, by stage.
+            if stage not in tasks or labels.get(stage) != label:
                 if stage in tasks:
                     bar.remove_task(tasks[stage])
                 tasks[stage] = bar.add_task(label, total=total, info="")
+                labels[stage] = label
             extra = ""
             if "loss" in info:
                 extra = f"loss {info['loss']:.3f}"
@@ -52,11 +59,25 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False) -> Path:
                 extra = f"val acc {info['val_accuracy'] * 100:.2f}% (best {info['best'] * 100:.2f}%)"
             bar.update(tasks[stage], completed=done, total=total, info=extra)
 
+        import time
+
+        started = time.time()
+        ck = Path(cfg.out) / "checkpoint.json"
         try:
             return train(cfg, progress=cb, resume=resume)
         except KeyboardInterrupt:
-            err_console.print(f"[yellow]interrupted: checkpoint saved in {cfg.out}; continue with "
-                              f"'edgemask train --out {cfg.out} --resume'[/]")
+            try:
+                saved = ck.stat().st_mtime >= started - 1
+            except OSError:
+                saved = False
+            bar.stop()
+            if saved:
+                err_console.print(f"interrupted: checkpoint saved in {cfg.out}; continue with "
+                                  f"'edgemask train --out {cfg.out} --resume'", style="yellow", markup=False)
+            else:
+                where = "while loading images" if not state["loaded"] else "before the first checkpoint"
+                err_console.print(f"interrupted {where}; nothing new was saved in {cfg.out}", style="yellow",
+                                  markup=False)
             raise typer.Exit(130) from None
 
 
@@ -64,7 +85,7 @@ def train_cmd(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: a 'data synth' folder, an ImageFolder tree (class folders) or a PASCAL VOC folder (images/ + annotations/). Not needed with --resume."),
     out: str = typer.Option(_D.out, "--out", "-o", help="Run directory to write (weights.safetensors, model.json, metrics.json, config.json)."),
     arch: str = typer.Option(_D.arch, help="Architecture; see 'edgemask models'."),
-    epochs: int = typer.Option(_D.epochs, help="Maximum number of epochs."),
+    epochs: Optional[int] = typer.Option(None, help=f"Maximum number of epochs [default: {_D.epochs}; with --resume: the saved count, raised when given larger]."),
     batch_size: int = typer.Option(_D.batch_size, help="Mini-batch size."),
     lr: float = typer.Option(_D.lr, help="Peak AdamW learning rate (linear warm-up, then cosine decay)."),
     weight_decay: float = typer.Option(_D.weight_decay, help="AdamW weight decay."),
@@ -85,6 +106,9 @@ def train_cmd(
     a two-class model. Ctrl-C saves a checkpoint; --resume continues it.
     """
     with run_cli():
+        if epochs is None:
+            # On resume, 1 keeps the saved count (train() only ever raises it).
+            epochs = 1 if resume else _D.epochs
         cfg = TrainConfig(data=data or "", out=out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, size=size, patience=patience, target_accuracy=target_accuracy,
                           augment=augment, balance=balance, seed=seed, label_map=parse_label_map(label_map),

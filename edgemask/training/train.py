@@ -76,16 +76,52 @@ def _load_checkpoint(run_dir: Path, model: nn.Module, opt: torch.optim.Optimizer
     ck, cj = run_dir / "checkpoint.safetensors", run_dir / "checkpoint.json"
     if not ck.is_file() or not cj.is_file():
         raise ModelError(f"no checkpoint in {run_dir} to resume from; drop --resume to start a new run")
-    tensors = load_file(str(ck))
-    state = json.loads(cj.read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, idx, name = k.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    fix = f"start the run again with --overwrite ({run_dir}/weights.safetensors still holds the best weights so far)"
+    try:
+        tensors = load_file(str(ck))
+    except Exception as e:  # safetensors raises its own error types on a truncated/garbage file
+        raise ModelError(f"checkpoint {ck} is damaged or truncated ({type(e).__name__}); {fix}") from None
+    try:
+        state = json.loads(cj.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"checkpoint {cj} is not valid JSON ({e}); {fix}") from None
+    need = {"epoch": int, "best_acc": float, "best_epoch": int, "bad_epochs": int, "history": list,
+            "seconds": float, "param_groups": list}
+    if not isinstance(state, dict) or any(
+            not isinstance(state.get(k), t if t is not float else (int, float)) or isinstance(state.get(k), bool)
+            for k, t in need.items()):
+        raise ModelError(f"checkpoint {cj} lacks or mistypes its fields ({', '.join(need)}); {fix}")
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, idx, name = k.split(".", 2)
+                opt_state.setdefault(int(idx), {})[name] = v
+        opt.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"checkpoint in {run_dir} does not fit this run's model ({first[:120]}); {fix}") from None
     return state
+
+
+def _epochs_done(run_dir: Path) -> int:
+    """How many epochs the checkpoint of a run records (0 when unreadable)."""
+    try:
+        n = json.loads((run_dir / "checkpoint.json").read_text()).get("epoch", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return n if isinstance(n, int) else 0
+
+
+def _finished(run_dir: Path) -> bool:
+    """True when metrics.json reports the epochs the checkpoint holds (the run ended)."""
+    try:
+        m = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    done = m.get("epochs_run") if isinstance(m, dict) else None
+    return isinstance(done, int) and done >= _epochs_done(run_dir)
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -127,14 +163,28 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
         saved = out / "config.json"
         if not saved.is_file():
             raise ModelError(f"cannot resume: {saved} not found; drop --resume to start a new run in {out}")
-        prev = TrainConfig.from_dict(json.loads(saved.read_text()))
+        try:
+            prev = TrainConfig.from_dict(json.loads(saved.read_text()))
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as e:
+            raise ModelError(f"cannot resume: {saved} is damaged ({type(e).__name__}); start again with --overwrite") from None
         # The data, model and split must be those of the interrupted run;
-        # only the schedule knobs may change.
-        cfg = TrainConfig(**{**prev.__dict__, "epochs": max(cfg.epochs, prev.epochs),
-                             "max_minutes": cfg.max_minutes, "out": cfg.out})
+        # only the schedule knobs may change. cfg.epochs raises the count only
+        # when it is larger than the saved one (the CLI passes 1 when --epochs
+        # is not given, which keeps the saved count).
+        epochs = cfg.epochs if cfg.epochs > prev.epochs else prev.epochs
+        if epochs == prev.epochs and _finished(out):
+            raise ConfigError(f"the run in {out} is finished ({_epochs_done(out)} of {prev.epochs} epochs ran); "
+                              f"pass --epochs N with N above {prev.epochs} to train it further, or evaluate it "
+                              f"with 'edgemask eval {out} --data DIR'")
+        cfg = TrainConfig(**{**prev.__dict__, "epochs": epochs, "max_minutes": cfg.max_minutes, "out": cfg.out})
+        if epochs != prev.epochs:
+            atomic_write_json(saved, cfg.to_dict())
     elif (out / "model.json").exists() or (out / "checkpoint.json").exists():
         if not cfg.overwrite:
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --out")
+    if not resume:
+        # Stored resolved, so that '--resume' works from any working directory.
+        cfg = TrainConfig(**{**cfg.__dict__, "data": str(Path(cfg.data).expanduser().resolve())})
     torch.set_num_threads(num_threads())
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
