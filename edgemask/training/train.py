@@ -177,8 +177,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
                               f"pass --epochs N with N above {prev.epochs} to train it further, or evaluate it "
                               f"with 'edgemask eval {out} --data DIR'")
         cfg = TrainConfig(**{**prev.__dict__, "epochs": epochs, "max_minutes": cfg.max_minutes, "out": cfg.out})
-        if epochs != prev.epochs:
-            atomic_write_json(saved, cfg.to_dict())
+        raised = epochs != prev.epochs
     elif (out / "model.json").exists() or (out / "checkpoint.json").exists():
         if not cfg.overwrite:
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --out")
@@ -219,6 +218,8 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
     if resume:
         state = _load_checkpoint(out, model, opt)
+        if raised:  # only once the checkpoint is known good: a refused resume changes nothing
+            atomic_write_json(out / "config.json", cfg.to_dict())
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_epochs * steps_per_epoch)),
                                                   last_epoch=state["epoch"] * steps_per_epoch - 1)
     else:
