@@ -134,6 +134,9 @@ def _setup_logging(level: str) -> None:
         err_console.print(f"[bold red]error:[/] --log-level {level!r} is not one of debug, info, warning, error")
         raise typer.Exit(1)
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edgemask.utils.redact import install_log_redaction
+
+    install_log_redaction()  # every line in the journal goes through the one redaction helper
     if lvl > logging.DEBUG:
         _quiet_native_logs()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +182,9 @@ class RunConfig:
         """Check values that need no I/O; raise a one-line ConfigError on the first bad one."""
         if (self.camera is None) == (not self.source):
             raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
-        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", self.source.strip(), re.IGNORECASE):
+        from edgemask.utils.redact import url_has_password
+
+        if url_has_password(self.source):
             raise ConfigError(f"--source URL contains a password; command lines are visible to every user: give "
                               f"rtsp://USER@host/... and the password in ${ENV_SOURCE_PASSWORD} or in the "
                               "secrets table of the --config file")
@@ -318,11 +319,16 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
             if mode & (stat.S_IRGRP | stat.S_IROTH):
                 raise ConfigError(f"config file {config_file} holds secrets but other users can read it; "
                                   f"run 'chmod 600 {config_file}'")
-    return Secrets(
+    secrets = Secrets(
         mqtt_password=env.get(ENV_MQTT_PASSWORD) or str(file_secrets.get("mqtt_password", "")),
         webhook_token=env.get(ENV_WEBHOOK_TOKEN) or str(file_secrets.get("webhook_token", "")),
         source_password=env.get(ENV_SOURCE_PASSWORD) or str(file_secrets.get("source_password", "")),
     )
+    from edgemask.utils.redact import register_secret
+
+    for value in (secrets.mqtt_password, secrets.webhook_token, secrets.source_password):
+        register_secret(value)  # hidden from every log line and error from now on
+    return secrets
 
 
 def config_with_file(cfg: RunConfig, explicit: set[str]) -> RunConfig:

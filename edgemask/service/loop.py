@@ -632,7 +632,7 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         summary.runner = p.runner.describe()
         with contextlib.suppress(OSError):
             atomic_write_json(Path(cfg.state_dir) / "run_config.json",
-                              {"config": cfg.to_dict(), "detector": summary.detector, "runner": summary.runner,
+                              {"config": _redacted(cfg.to_dict()), "detector": summary.detector, "runner": summary.runner,
                                "source": summary.source})
         p.dispatcher.start()
         if p.metrics_server is not None:
@@ -868,6 +868,13 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
         summary.reconnects = st.reconnects
         summary.corrupt_frames = st.corrupt_frames
         summary.dropped_frames = st.dropped_frames
+
+
+def _redacted(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with every URL's password and token hidden (it is saved to disk)."""
+    from edgemask.utils.redact import redact
+
+    return {k: redact(v) if isinstance(v, str) else v for k, v in d.items()}
 
 
 def _source_fps(src: Any) -> float:

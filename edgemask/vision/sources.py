@@ -84,8 +84,10 @@ class SourceSpec:
 
 
 def _redact_url(url: str) -> str:
-    """``rtsp://user:pw@host/x`` → ``rtsp://user:***@host/x`` for logs."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """``rtsp://user:pw@host/x`` → ``rtsp://user:***@host/x`` for logs (any characters in ``pw``)."""
+    from edgemask.utils.redact import redact
+
+    return redact(url)
 
 
 def url_with_password(url: str, password: str) -> str:
