@@ -125,6 +125,9 @@ def summary_table(summary):
     pending = ", ".join(f"{k}: {v}" for k, v in sorted(summary.outbox_pending.items()) if v) or "none"
     t.caption = (f"faces {summary.faces}, detector runs {summary.detector_runs}; alerts {alerts}; "
                  f"reconnects {summary.reconnects}, corrupt frames {summary.corrupt_frames}; outbox pending {pending}")
+    if summary.alerts_not_durable:
+        t.caption += (f"; {summary.alerts_not_durable} alert(s) could not be written to the outbox (full disk?), "
+                      f"{summary.alerts_lost} of them lost undelivered")
     return t
 
 

@@ -73,6 +73,8 @@ class RunSummary:
     reconnects: int = 0
     corrupt_frames: int = 0
     events_dropped: int = 0  # event records lost to a failing --events file (e.g. a full disk)
+    alerts_not_durable: int = 0  # alerts the outbox could not write to disk (full disk): held in memory
+    alerts_lost: int = 0  # of those, still undelivered when the run ended: gone with the process
     dropped_frames: int = 0
     outbox_pending: dict[str, int] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
@@ -291,6 +293,8 @@ class PreparedRun:
     metrics_server: Any = None
     owns_runner: bool = True
     final_pending: dict[str, int] = field(default_factory=dict)
+    final_outbox: dict[str, Any] = field(default_factory=dict)
+    created: list[Path] = field(default_factory=list)  # outputs made by prepare_run, removed if the start fails
 
     def close(self) -> None:
         """Release everything, in the order that keeps alerts safe."""
@@ -302,8 +306,9 @@ class PreparedRun:
             self.dispatcher.drain(min(2.0, self.cfg.sink_timeout_s))  # a last chance to deliver; the rest stays queued
             self.dispatcher.stop()
         if self.outbox is not None:
-            self.final_pending = self.outbox.pending_by_sink()
             self.outbox.close()
+            self.final_pending = dict(self.outbox.pending_at_close)
+            self.final_outbox = self.outbox.status()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.owns_runner and self.runner is not None:
@@ -458,14 +463,19 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             source.open()
         # everything checked: create the outputs
         if cfg.snapshots:
+            prepared.created.extend(_missing_paths(Path(cfg.snapshots)))
             try:
                 Path(cfg.snapshots).mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise ConfigError(f"cannot create --snapshots {cfg.snapshots}: {e.strerror}; "
                                   "choose a writable folder") from None
         if cfg.events:
+            prepared.created.extend(_missing_paths(Path(cfg.events)))
             prepared.events = EventWriter(cfg.events)
-        prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks])
+        # (it removes what it made itself if it fails; the events file and folders are removed below)
+        prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks],
+                                 on_state=m.outbox_state)
+        m.outbox_state(prepared.outbox.status())
         stale = {k: v for k, v in prepared.outbox.pending_by_sink().items() if k not in {s.name for s in sinks}}
         for k, v in stale.items():
             log.warning("%d alert(s) in the outbox wait for sink %r, which this run does not use; they stay queued "
@@ -476,7 +486,23 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         return prepared
     except BaseException:
         prepared.close()
+        for path in reversed(prepared.created):  # a failed start leaves no empty file or folder behind
+            with contextlib.suppress(OSError):
+                if path.is_dir():
+                    path.rmdir()
+                elif path.stat().st_size == 0:
+                    path.unlink()
         raise
+
+
+def _missing_paths(path: Path) -> list[Path]:
+    """``path`` and its missing parent folders, outermost first (what creating it would make)."""
+    out = []
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out[::-1]
 
 
 class AsyncDetector:
@@ -663,6 +689,8 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             display.close()
         p.close()
         summary.outbox_pending = dict(p.final_pending)
+        summary.alerts_not_durable = int(p.final_outbox.get("not_durable", 0))
+        summary.alerts_lost = int(p.final_outbox.get("lost", 0))
         if p.dispatcher is not None:
             summary.delivered = dict(p.dispatcher.delivered)
         if cfg.events:
