@@ -375,7 +375,7 @@ def build_sinks(cfg: RunConfig, secrets: Secrets) -> list[Any]:
 
 def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any = None,
                 class_names: list[str] | None = None, detector: Any = None, source: Any = None,
-                metrics: Any = None) -> PreparedRun:
+                metrics: Any = None, notifier: Any = None) -> PreparedRun:
     """Check everything and open all parts; raise a one-line EdgemaskError on the first problem.
 
     Cheap checks come first (options, URLs, secrets, whether the camera
@@ -392,6 +392,7 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         source: a FrameSource to use instead of opening ``cfg.source`` (tests);
             it is opened here if it is not yet.
         metrics: a ServiceMetrics to record into (default: a new one).
+        notifier: an SdNotifier told about start-up retries of the source (systemd's start timeout is extended).
     """
     from edgemask.service.alerts import AlertDispatcher, check_http_url, parse_mqtt_url
     from edgemask.service.metrics import MetricsServer, ServiceMetrics
@@ -457,7 +458,8 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             assert spec is not None
             source = FrameSource(spec, stall_timeout_s=cfg.stall_timeout_s, freeze_timeout_s=cfg.freeze_timeout_s,
                                  open_timeout_s=cfg.open_timeout_s, reconnect_min_s=cfg.reconnect_min_s,
-                                 reconnect_max_s=cfg.reconnect_max_s)
+                                 reconnect_max_s=cfg.reconnect_max_s, start_timeout_s=cfg.start_timeout_s,
+                                 on_start_retry=_start_retry_notice(notifier, cfg))
         prepared.source = source
         if not getattr(source, "opened", False):
             source.open()
@@ -493,6 +495,20 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
                 elif path.stat().st_size == 0:
                     path.unlink()
         raise
+
+
+def _start_retry_notice(notifier: Any, cfg: RunConfig) -> Callable[[str], None] | None:
+    """Under systemd, each start-up retry of the source extends the unit's start timeout and sets its status."""
+    if notifier is None:
+        return None
+    extend_us = int((cfg.reconnect_max_s + cfg.open_timeout_s * 1.5 + 1.0 + 30.0) * 1e6)
+
+    def notice(why: str) -> None:
+        from edgemask.utils.redact import redact
+
+        notifier.notify(f"EXTEND_TIMEOUT_USEC={extend_us}\nSTATUS=waiting for the video source: {redact(why)}")
+
+    return notice
 
 
 def _missing_paths(path: Path) -> list[Path]:
@@ -651,7 +667,7 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     stop = stop_event or threading.Event()
     notifier = notifier or SdNotifier()
     p = prepare_run(cfg, secrets=secrets, runner=runner, class_names=class_names, detector=detector, source=source,
-                    metrics=metrics)
+                    metrics=metrics, notifier=notifier)
     summary = RunSummary(source=p.source.spec.describe() if hasattr(p.source, "spec") else str(p.source))
     try:
         summary.detector = p.detector.describe()
@@ -754,6 +770,7 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
                     p.metrics.corrupt(st.corrupt_frames - reported_corrupt)
                     reported_corrupt = st.corrupt_frames
                 p.metrics.source_connected = bool(getattr(src, "connected", True))
+                p.metrics.source_changed_t = getattr(src, "last_change_t", None)  # a frozen camera is not healthy
             if frame is eos:
                 summary.stop_reason = "end_of_stream"
                 break

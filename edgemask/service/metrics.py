@@ -7,7 +7,11 @@ the same metric names. ``/healthz`` answers 200 while frames flow and 503
 when none was processed for ``health_stale_s`` (camera gone, loop hung).
 Both are served by a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 by default:
 metrics reveal what a camera sees (face counts), so exposing them is the
-operator's explicit choice (``--metrics-host 0.0.0.0``).
+operator's explicit choice (``--metrics-host 0.0.0.0``). A live camera
+whose picture has not changed for ``health_stale_s`` (frozen: it repeats
+the same frame) is stale too, even while its frames keep arriving. A
+degraded outbox (full disk) answers 200 with ``"status": "degraded"``:
+frames flow and alerts are delivered from memory; a restart would lose them.
 
 Metric names (all prefixed ``edgemask_``):
 
@@ -132,6 +136,7 @@ class ServiceMetrics:
         self.started_t = time.monotonic()
         self.frames = 0
         self.source_connected = False
+        self.source_changed_t: float | None = None  # monotonic time a live source's picture last changed
         self.outbox: dict[str, Any] = {}   # the outbox's last status(): degraded, reason, in_memory, not_durable
         self._not_durable_seen = 0
         self._fps_window: list[float] = []
@@ -286,6 +291,11 @@ class ServiceMetrics:
         age = None if self.last_frame_t is None else now - self.last_frame_t
         ok = age is not None and age <= stale_s
         status = "ok" if ok else ("starting" if age is None and now - self.started_t < stale_s else "stale")
+        changed = self.source_changed_t
+        frozen_s = None if changed is None else now - changed
+        if ok and frozen_s is not None and frozen_s > stale_s:
+            # Frames still arrive, but the same picture for this long: a frozen camera sees nothing.
+            ok, status = False, "stale"
         with self._lock:
             outbox = dict(self.outbox)
         if ok and outbox.get("degraded"):
@@ -293,6 +303,8 @@ class ServiceMetrics:
             status = "degraded"
         info = {"status": status, "frames": self.frames, "last_frame_age_s": None if age is None else round(age, 3),
                 "source_connected": self.source_connected, "uptime_s": round(now - self.started_t, 1)}
+        if frozen_s is not None:
+            info["picture_unchanged_s"] = round(frozen_s, 3)
         if outbox.get("degraded"):
             info.update(outbox_degraded=True, outbox_error=outbox.get("reason", ""),
                         alerts_in_memory=int(outbox.get("in_memory", 0)))

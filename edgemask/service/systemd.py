@@ -162,6 +162,8 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
                               f"e.g. /var/lib/edgemask")
     if "--headless" not in args:
         args.append("--headless")  # a service has no display
+    if not any(a == "--start-timeout" or a.startswith("--start-timeout=") for a in args):
+        args += ["--start-timeout", "0"]  # a box may boot before its camera or network: wait for them
     prog = list(exec_start) if exec_start else default_exec_start()
     cmd = " ".join(exec_quote(x) for x in [*prog, "run", *args])
     wd = working_dir.replace("%", "%%")
