@@ -327,7 +327,7 @@ def _typed(name: str, key: Any, value: Any, default: Any, where: str, redact: An
           isinstance(value, str))
     if not ok:
         unit = " (seconds)" if name.endswith("_s") else ""
-        example = {bool: "true", float: f"{default:g}", int: str(default), str: '"..."'}[kind]
+        example = {bool: "true", float: f"{default:g}" if kind is float else "", int: str(default), str: '"..."'}[kind]
         raise ConfigError(f"{where}: [run] {key} = {shown} must be {_NUMBER_HINT[kind]}{unit}, "
                           f"e.g. {key} = {example}")
     return float(value) if kind is float else value
