@@ -69,8 +69,9 @@ class FaceDataset:
             by ``load_dataset(class_names=...)``).
         sources: per sample, file path relative to ``root`` (POSIX), plus
             ``#<box index>`` for VOC crops.
-        groups: per sample, a content hash; identical images share a group,
-            and splits keep a group together.
+        groups: per sample, a group id; identical images (and, for VOC,
+            all crops of one photo) share a group, and splits keep a group
+            together.
         skipped: (file, reason) for every file or box that was not used.
         format: "synth" | "imagefolder" | "voc".
         root: the dataset path as given.
