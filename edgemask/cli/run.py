@@ -36,6 +36,7 @@ def run_cmd(
     height: int = typer.Option(_D.height, help="Frame height to request / resize to (0 = the source's own)."),
     fps: float = typer.Option(_D.fps, help="Frame rate to request from a camera; files are played at this rate (0 = as fast as possible)."),
     loop_video: bool = typer.Option(_D.loop, "--loop", help="Start a video file or image folder again at its end."),
+    as_video: bool = typer.Option(_D.as_video, "--as-video", help="Read an image folder as frames of one video (numbered frame dumps); by default each photo is its own scene, classified on its own."),
     device_profile: str = typer.Option(_D.device_profile, "--device", help="Device profile ('edgemask devices list'): the CSI pipeline csi://N uses and, with --backend onnxrt on a GPU build of ONNX Runtime, its TensorRT/CUDA provider options."),
     bundle: str = typer.Option(_D.bundle, "--bundle", "-b", help="Exported bundle folder (verified before use). Not needed with --backend null."),
     backend: str = typer.Option(_D.backend, help="Inference backend: onnxrt, torch, opencv, tensorrt, or null (fake classifier, for timing the pipeline)."),
