@@ -56,7 +56,7 @@ def run_variant(data: Path, name: str, out: Path, size: int, epochs: int, max_mi
     conf = t["confusion"]
     row = {"variant": name, "size": cfg.size, "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
            "train_seconds": m["train_seconds"], "n_test": t["n"], "accuracy": t["accuracy"],
-           "per_class": t["per_class"], "logit_bias": (m.get("operating_point") or {}).get("logit_bias")}
+           "class_names": names, "per_class": t["per_class"], "logit_bias": (m.get("operating_point") or {}).get("logit_bias")}
     if "no_mask" in names and "mask" in names:
         i, j = names.index("no_mask"), names.index("mask")
         row["unmasked_called_mask"] = conf[i][j] / max(1, sum(conf[i]))
@@ -64,7 +64,7 @@ def run_variant(data: Path, name: str, out: Path, size: int, epochs: int, max_mi
 
 
 def print_table(rows: list[dict]) -> None:
-    classes = list(rows[0]["per_class"])
+    classes = list(rows[0]["class_names"])
     short = {"mask": "mask", "no_mask": "no_mask", "mask_incorrect": "incorr"}
     head = f"{'variant':<11} {'size':>4} {'ep':>5} {'acc':>6} " + " ".join(
         f"{short.get(c, c) + ' P/R':>15}" for c in classes) + f" {'unmasked→mask':>14}"

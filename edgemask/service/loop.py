@@ -752,6 +752,9 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
             img = frame.image
             h, w = img.shape[:2]
             item = getattr(frame, "item", None)
+            if summary.frames == 0 and hasattr(p.detector, "smallest_face"):
+                log.info("smallest findable face in %dx%d frames: %d px (--min-face, --detect-width)",
+                         w, h, p.detector.smallest_face(w))
             if scenes:
                 tracker = _scene_tracker(tracker_cls, cfg, p.alert_classes, tracker)
                 since_detect = cfg.detect_every
