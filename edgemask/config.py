@@ -75,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     label_map: dict[str, str] = field(default_factory=dict)
+    crop_faces: bool | None = None  # ImageFolder: cut faces out of whole photos (None = when most are)
     max_minutes: float = 0.0      # wall-clock budget; 0 = none
     overwrite: bool = False
 

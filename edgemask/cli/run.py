@@ -47,7 +47,7 @@ def run_cmd(
     detect_width: int = typer.Option(_D.detect_width, help="Downscale frames to this width for detection (0 = full size)."),
     detect_every: int = typer.Option(_D.detect_every, help="Run a detector pass every k-th frame (haar-fusion spreads its 3 views over 3 passes); tracks are extrapolated and classified in between."),
     detect_mode: str = typer.Option(_D.detect_mode, help="sync: detect inside the frame loop (reproducible); async: detector on its own thread, frame latency excludes it; auto: async for cameras and streams, sync for files."),
-    min_face: int = typer.Option(_D.min_face, help="Smallest face side to detect, in frame pixels."),
+    min_face: int = typer.Option(_D.min_face, help="Smallest face to detect (its longer side, in frame pixels); detection downscales less when needed so such faces stay findable."),
     roi: str = typer.Option(_D.roi, help="With --detector none: the fixed face region x,y,w,h (empty = whole frame)."),
     crop_margin: float = typer.Option(_D.crop_margin, help="Context added per side of a face box before the square crop (as in training)."),
     alert_on: str = typer.Option(",".join(_D.alert_on), help="Comma-separated classes that raise alerts."),

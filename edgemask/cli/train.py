@@ -78,6 +78,7 @@ def train_cmd(
     max_false_positive: float = typer.Option(_D.max_false_positive, help="Operating point: the most of the other classes' crops any class may take."),
     seed: int = typer.Option(_D.seed, help="Seed for splits, initialisation and augmentation."),
     label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."),
+    crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
     max_minutes: float = typer.Option(_D.max_minutes, help="Stop after this many minutes (0 = no limit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
@@ -91,7 +92,8 @@ def train_cmd(
         cfg = TrainConfig(data=data or "", out=out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, size=size, patience=patience, target_accuracy=target_accuracy,
                           augment=augment, balance=balance, balance_cap=balance_cap,
-                          operating_point=operating_point, max_false_positive=max_false_positive, seed=seed, label_map=parse_label_map(label_map),
+                          operating_point=operating_point, max_false_positive=max_false_positive, seed=seed,
+                          crop_faces=crop_faces, label_map=parse_label_map(label_map),
                           max_minutes=max_minutes, overwrite=overwrite)
         if resume and not data:
             cfg.data = "(from checkpoint)"
@@ -102,6 +104,10 @@ def train_cmd(
         for split in ("val", "test"):
             if split in m:
                 console.print(metrics_table(m[split], f"{split} split"))
+        from edgemask.data.facecrop import report_line
+
+        if report_line(m.get("face_crops")):
+            console.print(report_line(m.get("face_crops")), highlight=False, soft_wrap=True, markup=False)
         op = m.get("operating_point") or {}
         if op.get("logit_bias"):
             console.print("operating point (chosen on val, folded into the weights): logit bias "
@@ -115,19 +121,24 @@ def eval_cmd(
     data: str = typer.Option(..., "--data", "-d", help="Any dataset layout 'train' accepts."),
     split: str = typer.Option("auto", help="train/val/test of the run's own split (same dataset only), 'all', or 'auto' (test for the training set, all otherwise)."),
     label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask'."),
+    crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Report accuracy, per-class precision/recall and the confusion matrix of a run."""
     with run_cli():
         from edgemask.training import evaluate_run
 
-        m = evaluate_run(run, data, split=split, label_map=parse_label_map(label_map))
+        m = evaluate_run(run, data, split=split, label_map=parse_label_map(label_map), crop_faces=crop_faces)
         if json_out:
             import json
 
             typer.echo(json.dumps(m, indent=2))
         else:
             console.print(metrics_table(m, f"{data} ({m['split']})"))
+            from edgemask.data.facecrop import report_line
+
+            if report_line(m.get("face_crops")):
+                console.print(report_line(m.get("face_crops")), highlight=False, soft_wrap=True, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -85,6 +85,7 @@ class FaceDataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     format: str = "imagefolder"
     root: str = ""
+    face_crops: dict | None = None  # ImageFolder only: cropped / kept whole / skipped (facecrop.CropReport)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -215,6 +216,7 @@ def load_dataset(
     margin: float = 0.15,
     class_names: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    crop_faces: bool | None = None,
 ) -> FaceDataset:
     """Load any supported dataset as S×S RGB face crops.
 
@@ -229,6 +231,9 @@ def load_dataset(
             so labels index that model's outputs. A dataset label outside it
             is an error.
         progress: called as ``progress(done, total)`` per file read.
+        crop_faces: ImageFolder only: cut the largest face out of whole
+            photos (True), never (False), or when most images are not square
+            face crops (None, the default); see :mod:`edgemask.data.facecrop`.
 
     Returns:
         The dataset; ``skipped`` lists every file or box that was not used.
@@ -253,7 +258,8 @@ def load_dataset(
     if fmt == "voc":
         raw = read_voc(folder, size=size, resolve=resolve, margin=float(margin), progress=progress)
     else:
-        raw = read_imagefolder(folder, size=size, resolve=resolve, rel_root=root, progress=progress)
+        raw = read_imagefolder(folder, size=size, resolve=resolve, rel_root=root, progress=progress,
+                               crop_faces=crop_faces if fmt == "imagefolder" else False, margin=float(margin))
 
     if not raw.labels:
         reasons = "; ".join(f"{f}: {r}" for f, r in raw.skipped[:3])
@@ -290,6 +296,7 @@ def load_dataset(
         skipped=raw.skipped,
         format=fmt,
         root=str(path),
+        face_crops=raw.face_crops.to_dict() if raw.face_crops is not None else None,
     )
 
 

@@ -198,5 +198,6 @@ def summary(ds: FaceDataset, splits: Mapping[str, np.ndarray]) -> dict:
         "n_groups": n_groups,
         "n_duplicates": len(ds.labels) - n_groups,
         "n_skipped": len(ds.skipped),
+        "face_crops": ds.face_crops,
         "warning": imbalance_warning(counts["total"]),
     }

@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None,
+    ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None, crop_faces=cfg.crop_faces,
                       progress=lambda d, t: progress("load", d, t, {}))
     if len(ds.class_names) < 2:
         raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
@@ -272,7 +272,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
                                "dataset": str(cfg.data), "class_names": ds.class_names,
                                "counts": {n: {s: int((ds.labels[i] == c).sum()) for s, i in splits.items()}
                                           for c, n in enumerate(ds.class_names)},
-                               "skipped": len(ds.skipped),
+                               "skipped": len(ds.skipped), "face_crops": ds.face_crops,
                                "operating_point": op or {"logit_bias": None, "method": "argmax (no bias chosen)"}}
     for name in ("val", "test"):
         idx = torch.from_numpy(splits[name])
