@@ -33,7 +33,10 @@ def run_cli() -> Iterator[None]:
     try:
         yield
     except EdgemaskError as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        from edgemask.utils.redact import redact
+
+        text = redact(e).strip()  # the last net: no message shows a URL password or a known secret
+        msg = text.splitlines()[0] if text else type(e).__name__
         err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
     except ModuleNotFoundError as e:
