@@ -233,16 +233,10 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_loss": 1e30, "best_epoch": 0, "bad_epochs": 0,
                              "lr_scale": 1.0, "history": [], "seconds": 0.0}
     if resume:
-<<<<<<< HEAD
-        state = _load_checkpoint(out, model, opt)
+        state = {**state, **_load_checkpoint(out, model, opt)}
         if raised:  # only once the checkpoint is known good: a refused resume changes nothing
             atomic_write_json(out / "config.json", cfg.to_dict())
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_epochs * steps_per_epoch)),
-                                                  last_epoch=state["epoch"] * steps_per_epoch - 1)
-=======
-        state = {**state, **_load_checkpoint(out, model, opt)}
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state), last_epoch=state["epoch"] * steps_per_epoch - 1)
->>>>>>> main
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state))
         atomic_write_json(out / "config.json", cfg.to_dict())
