@@ -25,6 +25,7 @@ _D = RunConfig()
 # CLI parameter name -> RunConfig field, where they differ.
 _FIELD_OF = {"duration": "duration_s", "debounce": "debounce_s", "stall_timeout": "stall_timeout_s",
              "freeze_timeout": "freeze_timeout_s", "open_timeout": "open_timeout_s", "sink_timeout": "sink_timeout_s",
+             "start_timeout": "start_timeout_s",
              "health_stale": "health_stale_s", "loop_video": "loop", "config": "config_file"}
 
 
@@ -36,6 +37,7 @@ def run_cmd(
     height: int = typer.Option(_D.height, help="Frame height to request / resize to (0 = the source's own)."),
     fps: float = typer.Option(_D.fps, help="Frame rate to request from a camera; files are played at this rate (0 = as fast as possible)."),
     loop_video: bool = typer.Option(_D.loop, "--loop", help="Start a video file or image folder again at its end."),
+    as_video: bool = typer.Option(_D.as_video, "--as-video", help="Read an image folder as frames of one video (numbered frame dumps); by default each photo is its own scene, classified on its own."),
     device_profile: str = typer.Option(_D.device_profile, "--device", help="Device profile ('edgemask devices list'): the CSI pipeline csi://N uses and, with --backend onnxrt on a GPU build of ONNX Runtime, its TensorRT/CUDA provider options."),
     bundle: str = typer.Option(_D.bundle, "--bundle", "-b", help="Exported bundle folder (verified before use). Not needed with --backend null."),
     backend: str = typer.Option(_D.backend, help="Inference backend: onnxrt, torch, opencv, tensorrt, or null (fake classifier, for timing the pipeline)."),
@@ -46,7 +48,7 @@ def run_cmd(
     detect_width: int = typer.Option(_D.detect_width, help="Downscale frames to this width for detection (0 = full size)."),
     detect_every: int = typer.Option(_D.detect_every, help="Run a detector pass every k-th frame (haar-fusion spreads its 3 views over 3 passes); tracks are extrapolated and classified in between."),
     detect_mode: str = typer.Option(_D.detect_mode, help="sync: detect inside the frame loop (reproducible); async: detector on its own thread, frame latency excludes it; auto: async for cameras and streams, sync for files."),
-    min_face: int = typer.Option(_D.min_face, help="Smallest face side to detect, in frame pixels."),
+    min_face: int = typer.Option(_D.min_face, help="Smallest face to detect (its longer side, in frame pixels); detection downscales less when needed so such faces stay findable."),
     roi: str = typer.Option(_D.roi, help="With --detector none: the fixed face region x,y,w,h (empty = whole frame)."),
     crop_margin: float = typer.Option(_D.crop_margin, help="Context added per side of a face box before the square crop (as in training)."),
     alert_on: str = typer.Option(",".join(_D.alert_on), help="Comma-separated classes that raise alerts."),
@@ -73,6 +75,7 @@ def run_cmd(
     stall_timeout: float = typer.Option(_D.stall_timeout_s, help="Reopen a live source that sends no frame for this many seconds."),
     freeze_timeout: float = typer.Option(_D.freeze_timeout_s, help="Reopen a live source that repeats the same frame this long (0 = off)."),
     open_timeout: float = typer.Option(_D.open_timeout_s, help="Seconds opening a source (and its first frame) may take."),
+    start_timeout: float = typer.Option(_D.start_timeout_s, help="Seconds to keep retrying (with backoff) a source that cannot be opened at start-up (0 = forever, as the systemd unit does)."),
     config: str = typer.Option(_D.config_file, "--config", help="TOML config file: a 'run' table of these options (underscores for dashes) and a 'secrets' table (chmod 600)."),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON instead of a table."),
@@ -125,6 +128,9 @@ def summary_table(summary):
     pending = ", ".join(f"{k}: {v}" for k, v in sorted(summary.outbox_pending.items()) if v) or "none"
     t.caption = (f"faces {summary.faces}, detector runs {summary.detector_runs}; alerts {alerts}; "
                  f"reconnects {summary.reconnects}, corrupt frames {summary.corrupt_frames}; outbox pending {pending}")
+    if summary.alerts_not_durable:
+        t.caption += (f"; {summary.alerts_not_durable} alert(s) could not be written to the outbox (full disk?), "
+                      f"{summary.alerts_lost} of them lost undelivered")
     return t
 
 
@@ -134,6 +140,9 @@ def _setup_logging(level: str) -> None:
         err_console.print(f"[bold red]error:[/] --log-level {level!r} is not one of debug, info, warning, error")
         raise typer.Exit(1)
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edgemask.utils.redact import install_log_redaction
+
+    install_log_redaction()  # every line in the journal goes through the one redaction helper
     if lvl > logging.DEBUG:
         _quiet_native_logs()
 

@@ -14,9 +14,16 @@ folder or GStreamer pipeline) and a reader thread that owns it:
   crashes some FFmpeg/V4L2 builds, and a thread stuck in the driver cannot be
   killed anyway, so a hung reader is abandoned (it is a daemon thread).
 
-The first :meth:`FrameSource.open` is strict: a camera that does not exist
-or a URL nobody answers is a one-line :class:`~edgemask.errors.SourceError`
-before any long work starts. Later failures are never fatal.
+The first :meth:`FrameSource.open` is strict by default: a camera that
+cannot be opened or a URL nobody answers is a one-line
+:class:`~edgemask.errors.SourceError` before any long work starts. With
+``start_timeout_s`` it is retried with the same backoff as a loss mid-run,
+for that long (0 = until it works: a box that boots before its camera or
+its network). Later failures are never fatal.
+
+A live source also tracks when its picture last changed
+(:attr:`FrameSource.last_change_t`), so health checks can report a frozen
+camera that still delivers (identical) frames.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class SourceSpec:
         as_live: treat a file like a camera (drop stale frames, reopen at the
             end); with ``fps`` it replays a recording as a live feed, for
             benchmarks and soak tests.
+        as_video: read an image folder as consecutive frames of one video
+            (numbered frame dumps); by default each photo is its own scene.
     """
 
     kind: str
@@ -69,6 +78,17 @@ class SourceSpec:
     fps: float = 0.0
     loop: bool = False
     as_live: bool = False
+    as_video: bool = False
+
+    @property
+    def is_image(self) -> bool:
+        """A single photo (``--source photo.jpg``)."""
+        return self.kind == "file" and Path(str(self.target)).suffix.lower() in IMAGE_EXTENSIONS
+
+    @property
+    def scenes(self) -> bool:
+        """Each frame is an independent photo: tracks, votes and debounce start afresh per frame."""
+        return (self.kind == "folder" or self.is_image) and not self.as_video and not self.as_live
 
     @property
     def live(self) -> bool:
@@ -84,8 +104,10 @@ class SourceSpec:
 
 
 def _redact_url(url: str) -> str:
-    """``rtsp://user:pw@host/x`` → ``rtsp://user:***@host/x`` for logs."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """``rtsp://user:pw@host/x`` → ``rtsp://user:***@host/x`` for logs (any characters in ``pw``)."""
+    from edgemask.utils.redact import redact
+
+    return redact(url)
 
 
 def url_with_password(url: str, password: str) -> str:
@@ -112,19 +134,22 @@ def url_with_password(url: str, password: str) -> str:
 
 
 def parse_source(source: str | None = None, camera: int | None = None, *, width: int = 0, height: int = 0,
-                 fps: float = 0.0, loop: bool = False, device_profile: str = "jetson-orin-nano") -> SourceSpec:
+                 fps: float = 0.0, loop: bool = False, device_profile: str = "jetson-orin-nano",
+                 as_video: bool = False) -> SourceSpec:
     """Turn ``--camera`` / ``--source`` into a :class:`SourceSpec`.
 
     ``source`` may be a video file, an image folder, a URL (rtsp/http/...), a
     raw GStreamer pipeline (anything containing ``!``) or ``csi://N`` (sensor
-    N through the device profile's ``nvarguscamerasrc`` pipeline).
+    N through the device profile's ``nvarguscamerasrc`` pipeline). An image
+    folder or a single image is a sequence of independent photos unless
+    ``as_video`` (a folder of numbered frames of one video).
 
     Raises:
         ConfigError: both or neither given, or a file/folder that does not exist.
     """
     if (camera is None) == (not source):
         raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
-    kw = dict(width=int(width), height=int(height), fps=float(fps), loop=bool(loop))
+    kw = dict(width=int(width), height=int(height), fps=float(fps), loop=bool(loop), as_video=bool(as_video))
     if camera is not None:
         return SourceSpec("camera", int(camera), **kw)
     assert source is not None
@@ -179,17 +204,25 @@ class Capture(Protocol):
 
 
 class FolderCapture:
-    """Images of a folder in name order, read like a video.
+    """Images of a folder in name order (or one image file), read like a video.
 
     An unreadable (corrupt) image yields ``(True, None)`` so the source can
     count and skip it; the end of the folder yields ``(False, None)``.
+    ``current`` names the file the last read returned (relative to the
+    folder), so events can say which photo a face is in.
     """
 
     def __init__(self, folder: str):
-        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        root = Path(folder)
+        if root.is_file():
+            self.root, self.files = root.parent, [root]
+        else:
+            self.root = root
+            self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not self.files:
             raise SourceError(f"image folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
         self.pos = 0
+        self.current: str | None = None
 
     def read(self) -> tuple[bool, Any]:
         import cv2
@@ -198,6 +231,7 @@ class FolderCapture:
             return False, None
         p = self.files[self.pos]
         self.pos += 1
+        self.current = p.name
         return True, cv2.imread(str(p), cv2.IMREAD_COLOR)  # None for a corrupt file
 
     def release(self) -> None:
@@ -247,7 +281,7 @@ def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
     import cv2
 
     check_source(spec)
-    if spec.kind == "folder":
+    if spec.kind == "folder" or spec.is_image:
         return FolderCapture(str(spec.target))
     ms = int(max(open_timeout_s, 0.1) * 1000)
     if spec.kind == "camera":
@@ -316,12 +350,14 @@ class Frame:
         index: running number given by the source (0, 1, ...), across reconnects.
         t_capture: ``time.monotonic()`` when the decoder returned it.
         decode_ms: time spent in ``capture.read()`` (+ resize) for it.
+        item: the photo's file name for an image folder or image, else None.
     """
 
     image: np.ndarray
     index: int
     t_capture: float
     decode_ms: float
+    item: str | None = None
 
 
 class EndOfStream:
@@ -429,13 +465,20 @@ class FrameSource:
             doubling per consecutive failure.
         opener: ``opener(spec, open_timeout_s) -> Capture``; tests inject fakes.
         on_reconnect: called with a reason string whenever a capture is abandoned.
+        start_timeout_s: how long :meth:`open` keeps retrying a source that
+            cannot be opened (None = one attempt, 0 = forever).
+        on_start_retry: called with a one-line reason before each start-up
+            retry (the service tells systemd it is still starting).
     """
 
     def __init__(self, spec: SourceSpec, *, stall_timeout_s: float = 5.0, freeze_timeout_s: float = 10.0,
                  open_timeout_s: float = 10.0, reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0,
                  opener: Callable[[SourceSpec, float], Capture] = open_capture,
-                 on_reconnect: Callable[[str], None] | None = None):
+                 on_reconnect: Callable[[str], None] | None = None, start_timeout_s: float | None = None,
+                 on_start_retry: Callable[[str], None] | None = None):
         self.spec = spec
+        self.start_timeout_s = None if start_timeout_s is None else float(start_timeout_s)
+        self.on_start_retry = on_start_retry
         self.stall_timeout_s = float(stall_timeout_s)
         self.freeze_timeout_s = float(freeze_timeout_s) if spec.live else 0.0
         self.open_timeout_s = float(open_timeout_s)
@@ -459,17 +502,59 @@ class FrameSource:
         self._ended = False
         self._closed = False
         self.connected = False
+        self.last_change_t: float | None = None   # live sources: monotonic time the picture last changed
+        self._health_sig: int | None = None
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:
-        """Open the source and wait for its first frame (strict: errors are raised).
+        """Open the source and wait for its first frame, retrying for ``start_timeout_s``.
 
         Raises:
-            SourceError: cannot be opened, or no frame within ``open_timeout_s``.
+            SourceError: cannot be opened, or no frame within ``open_timeout_s``
+                (after ``start_timeout_s`` of retries, if set).
         """
+        if self.start_timeout_s is None:
+            self._open_once()
+            return
+        t0 = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                if self._stuck is not None and not self._stuck.done.is_set():
+                    raise SourceError(f"the last attempt to open {self.spec.describe()} still hangs in the driver")
+                self._stuck = None
+                self._open_once()
+            except SourceError as e:
+                failures += 1
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
+                elapsed = time.monotonic() - t0
+                if self.start_timeout_s and elapsed + delay > self.start_timeout_s:
+                    if failures == 1:
+                        raise
+                    raise SourceError(f"{why} (tried {failures} times in {elapsed:.0f} s; raise --start-timeout, "
+                                      "0 = keep trying)") from None
+                left = "until it works" if not self.start_timeout_s else \
+                    f"for {self.start_timeout_s - elapsed:.0f} s more (--start-timeout)"
+                log.warning("%s; retrying in %.1f s, %s", why, delay, left)
+                if self.on_start_retry is not None:
+                    self.on_start_retry(why)
+                stuck = self._stuck
+                if stuck is not None:
+                    stuck.done.wait(delay)   # a hung open returning early ends the wait early
+                else:
+                    time.sleep(delay)
+                continue
+            if failures:
+                log.info("opened %s after %d failed attempt(s) in %.1f s", self.spec.describe(), failures,
+                         time.monotonic() - t0)
+            return
+
+    def _open_once(self) -> None:
         op = _Opening(self.opener, self.spec, self.open_timeout_s)
         op.done.wait(self._open_limit_s())
         if op.abandon():
+            self._stuck = op  # its call may still return: no second open is stacked on a hung one
             raise SourceError(f"opening {self.spec.describe()} did not finish within {self._open_limit_s():g} s "
                               "(a hung camera driver or stream server); check the source or raise --open-timeout")
         _, cap, err = op.take()
@@ -579,7 +664,8 @@ class FrameSource:
             self._ended = True
             self.close()
             return END_OF_STREAM
-        _, _, img, decode_ms, t_cap = item
+        img, decode_ms, t_cap = item[2:5]
+        name = item[5] if len(item) > 5 else None
         img = self._valid(img)
         if img is None:
             self.stats.corrupt_frames += 1
@@ -587,8 +673,11 @@ class FrameSource:
             return None
         now = time.monotonic()
         self._last_frame_t = now
-        if self.freeze_timeout_s > 0:
+        if self.spec.live:
             sig = _frame_signature(img)
+            if sig != self._health_sig or self.last_change_t is None:  # not reset by a reopen: still frozen after it
+                self._health_sig, self.last_change_t = sig, now
+        if self.freeze_timeout_s > 0:
             if sig != self._sig:
                 self._sig, self._sig_since = sig, now
             elif now - self._sig_since >= self.freeze_timeout_s:
@@ -596,7 +685,7 @@ class FrameSource:
                 self._abandon(f"frozen: identical frames for {now - self._sig_since:.1f} s")
                 return None
         self._failures = 0
-        f = Frame(image=img, index=self.stats.frames, t_capture=t_cap, decode_ms=decode_ms)
+        f = Frame(image=img, index=self.stats.frames, t_capture=t_cap, decode_ms=decode_ms, item=name)
         self.stats.frames += 1
         return f
 
@@ -732,7 +821,7 @@ class FrameSource:
                     d = next_t - time.monotonic()
                     if d > 0:
                         r.stop.wait(d)
-                self._put(r, ("frame", r.gen, img, decode_ms, time.monotonic()))
+                self._put(r, ("frame", r.gen, img, decode_ms, time.monotonic(), getattr(r.cap, "current", None)))
         finally:
             try:
                 r.cap.release()
