@@ -47,19 +47,35 @@ class TrainConfig:
     arch: str = "seed_cnn"
     arch_args: dict[str, Any] = field(default_factory=dict)
     size: int = 64
-    epochs: int = 15
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.05
     augment: bool = True
-    balance: bool = True          # class-weighted loss against imbalance
-    patience: int = 4             # early stopping: epochs without val improvement
+    # Real-photo augmentation on top of flips/affine/colour: detector-box
+    # jitter (shift/scale as a fraction of the side), blur and low light.
+    box_jitter: float = 0.08
+    blur_p: float = 0.2
+    low_light_p: float = 0.2
+    # Imbalance: a balanced sampler that oversamples a class at most
+    # balance_cap times, then a logit bias chosen on validation so no class
+    # takes more than max_false_positive of the others (training/operating_point.py).
+    balance: bool = True
+    balance_cap: float = 4.0
+    operating_point: bool = True
+    max_false_positive: float = 0.05
+    # Early stopping on validation loss; the learning rate drops by
+    # plateau_factor after plateau_epochs without improvement.
+    patience: int = 8
+    plateau_epochs: int = 3
+    plateau_factor: float = 0.3
     target_accuracy: float = 1.0  # stop once val accuracy reaches this (1.0 = never early)
     seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     label_map: dict[str, str] = field(default_factory=dict)
+    crop_faces: bool | None = None  # ImageFolder: cut faces out of whole photos (None = when most are)
     max_minutes: float = 0.0      # wall-clock budget; 0 = none
     overwrite: bool = False
 

@@ -72,6 +72,7 @@ def summary_cmd(
     size: int = typer.Option(SYNTH_SIZE, "--size", help="Side the crops are resized to (as training would)."),
     label_map: Optional[str] = typer.Option(None, "--label-map", help="Extra label spellings, LABEL=CLASS pairs: 'face=no_mask,mask_chin=mask_incorrect'."),
     seed: int = typer.Option(SYNTH_SEED, "--seed", help="Split seed (the one you will train with)."),
+    crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
 ) -> None:
     """Count images per class and train/val/test split, and list what was skipped.
 
@@ -86,7 +87,8 @@ def summary_cmd(
         with progress_bar(transient=True) as bar:
             task = bar.add_task("reading images", total=None, info="")
             ds = load_dataset(path, size=size, label_map=parse_label_map(label_map) or None,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+                              progress=lambda done, total: bar.update(task, completed=done, total=total),
+                              crop_faces=crop_faces)
         splits = split_indices(ds.labels, ds.groups, seed=seed)
         s = summary(ds, splits)
 
@@ -103,6 +105,10 @@ def summary_cmd(
         dup = s["n_duplicates"]
         console.print(f"{s['n_groups']} distinct images; {dup} duplicate{'s' if dup != 1 else ''} "
                       f"(each kept in one split); split seed {seed}", highlight=False, soft_wrap=True)
+        from edgemask.data.facecrop import report_line
+
+        if report_line(ds.face_crops):
+            console.print(report_line(ds.face_crops), highlight=False, soft_wrap=True, markup=False)
         if s["warning"]:
             console.print(f"[yellow]warning:[/] {s['warning']}", highlight=False, soft_wrap=True)
         if ds.skipped:

@@ -69,12 +69,16 @@ def train_cmd(
     lr: float = typer.Option(_D.lr, help="Peak AdamW learning rate (linear warm-up, then cosine decay)."),
     weight_decay: float = typer.Option(_D.weight_decay, help="AdamW weight decay."),
     size: int = typer.Option(_D.size, help="Input side in pixels; crops are resized to size×size."),
-    patience: int = typer.Option(_D.patience, help="Early stopping: epochs without a better validation accuracy."),
+    patience: int = typer.Option(_D.patience, help="Early stopping: epochs without a lower validation loss (the learning rate drops after 3)."),
     target_accuracy: float = typer.Option(_D.target_accuracy, help="Stop as soon as validation accuracy reaches this (1.0 = never)."),
     augment: bool = typer.Option(_D.augment, help="Random flips, small affine and colour jitter."),
-    balance: bool = typer.Option(_D.balance, help="Weight the loss by inverse class frequency."),
+    balance: bool = typer.Option(_D.balance, help="Oversample rare classes (at most --balance-cap times their natural share)."),
+    balance_cap: float = typer.Option(_D.balance_cap, help="Most a rare class is oversampled (1 = natural frequencies)."),
+    operating_point: bool = typer.Option(_D.operating_point, help="Choose per-class logit offsets on the validation split (folded into the weights; recorded in metrics.json)."),
+    max_false_positive: float = typer.Option(_D.max_false_positive, help="Operating point: the most of the other classes' crops any class may take."),
     seed: int = typer.Option(_D.seed, help="Seed for splits, initialisation and augmentation."),
     label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."),
+    crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
     max_minutes: float = typer.Option(_D.max_minutes, help="Stop after this many minutes (0 = no limit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
@@ -87,7 +91,9 @@ def train_cmd(
     with run_cli():
         cfg = TrainConfig(data=data or "", out=out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, size=size, patience=patience, target_accuracy=target_accuracy,
-                          augment=augment, balance=balance, seed=seed, label_map=parse_label_map(label_map),
+                          augment=augment, balance=balance, balance_cap=balance_cap,
+                          operating_point=operating_point, max_false_positive=max_false_positive, seed=seed,
+                          crop_faces=crop_faces, label_map=parse_label_map(label_map),
                           max_minutes=max_minutes, overwrite=overwrite)
         if resume and not data:
             cfg.data = "(from checkpoint)"
@@ -98,6 +104,14 @@ def train_cmd(
         for split in ("val", "test"):
             if split in m:
                 console.print(metrics_table(m[split], f"{split} split"))
+        from edgemask.data.facecrop import report_line
+
+        if report_line(m.get("face_crops")):
+            console.print(report_line(m.get("face_crops")), highlight=False, soft_wrap=True, markup=False)
+        op = m.get("operating_point") or {}
+        if op.get("logit_bias"):
+            console.print("operating point (chosen on val, folded into the weights): logit bias "
+                          + ", ".join(f"{n} {v:+.2f}" for n, v in op["logit_bias"].items()))
         console.print(f"best epoch {m['best_epoch']} of {m['epochs_run']} ({m['stopped']}), "
                       f"{m['train_seconds']:.0f} s; run written to [bold]{run_dir}[/]")
 
@@ -107,19 +121,24 @@ def eval_cmd(
     data: str = typer.Option(..., "--data", "-d", help="Any dataset layout 'train' accepts."),
     split: str = typer.Option("auto", help="train/val/test of the run's own split (same dataset only), 'all', or 'auto' (test for the training set, all otherwise)."),
     label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask'."),
+    crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Report accuracy, per-class precision/recall and the confusion matrix of a run."""
     with run_cli():
         from edgemask.training import evaluate_run
 
-        m = evaluate_run(run, data, split=split, label_map=parse_label_map(label_map))
+        m = evaluate_run(run, data, split=split, label_map=parse_label_map(label_map), crop_faces=crop_faces)
         if json_out:
             import json
 
             typer.echo(json.dumps(m, indent=2))
         else:
             console.print(metrics_table(m, f"{data} ({m['split']})"))
+            from edgemask.data.facecrop import report_line
+
+            if report_line(m.get("face_crops")):
+                console.print(report_line(m.get("face_crops")), highlight=False, soft_wrap=True, markup=False)
 
 
 def register(app: typer.Typer) -> None:

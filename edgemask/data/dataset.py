@@ -69,8 +69,9 @@ class FaceDataset:
             by ``load_dataset(class_names=...)``).
         sources: per sample, file path relative to ``root`` (POSIX), plus
             ``#<box index>`` for VOC crops.
-        groups: per sample, a content hash; identical images share a group,
-            and splits keep a group together.
+        groups: per sample, a group id; identical images (and, for VOC,
+            all crops of one photo) share a group, and splits keep a group
+            together.
         skipped: (file, reason) for every file or box that was not used.
         format: "synth" | "imagefolder" | "voc".
         root: the dataset path as given.
@@ -84,6 +85,7 @@ class FaceDataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     format: str = "imagefolder"
     root: str = ""
+    face_crops: dict | None = None  # ImageFolder only: cropped / kept whole / skipped (facecrop.CropReport)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -214,6 +216,7 @@ def load_dataset(
     margin: float = 0.15,
     class_names: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    crop_faces: bool | None = None,
 ) -> FaceDataset:
     """Load any supported dataset as S×S RGB face crops.
 
@@ -228,6 +231,9 @@ def load_dataset(
             so labels index that model's outputs. A dataset label outside it
             is an error.
         progress: called as ``progress(done, total)`` per file read.
+        crop_faces: ImageFolder only: cut the largest face out of whole
+            photos (True), never (False), or when most images are not square
+            face crops (None, the default); see :mod:`edgemask.data.facecrop`.
 
     Returns:
         The dataset; ``skipped`` lists every file or box that was not used.
@@ -252,7 +258,8 @@ def load_dataset(
     if fmt == "voc":
         raw = read_voc(folder, size=size, resolve=resolve, margin=float(margin), progress=progress)
     else:
-        raw = read_imagefolder(folder, size=size, resolve=resolve, rel_root=root, progress=progress)
+        raw = read_imagefolder(folder, size=size, resolve=resolve, rel_root=root, progress=progress,
+                               crop_faces=crop_faces if fmt == "imagefolder" else False, margin=float(margin))
 
     if not raw.labels:
         reasons = "; ".join(f"{f}: {r}" for f, r in raw.skipped[:3])
@@ -289,6 +296,7 @@ def load_dataset(
         skipped=raw.skipped,
         format=fmt,
         root=str(path),
+        face_crops=raw.face_crops.to_dict() if raw.face_crops is not None else None,
     )
 
 

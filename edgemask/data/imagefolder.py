@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,7 @@ class ImportedSamples:
     sources: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    face_crops: Any = None  # facecrop.CropReport when faces were looked for
 
 
 def is_image_file(path: Path | str) -> bool:
@@ -141,6 +143,9 @@ def read_imagefolder(
     resolve: ResolveFn,
     rel_root: Path | str | None = None,
     progress: ProgressFn | None = None,
+    crop_faces: bool | None = False,
+    find_faces: Any = None,
+    margin: float = 0.15,
 ) -> ImportedSamples:
     """Read an ImageFolder tree into face crops of ``size``×``size``.
 
@@ -152,6 +157,11 @@ def read_imagefolder(
             the synth layout passes its dataset root so sources read
             ``crops/mask/000001.png``.
         progress: called as ``progress(done, total)`` after every file.
+        crop_faces: True: cut the largest face out of photos that are not
+            face crops (:mod:`edgemask.data.facecrop`); None: do so when most
+            images are not square face crops; False: use every image whole.
+        find_faces: ``BGR image -> boxes`` (default: :func:`~edgemask.data.facecrop.default_face_detector`).
+        margin: context per side of a cut face, as in the service.
 
     Returns:
         The samples in sorted (class folder, relative path) order, plus the
@@ -188,6 +198,24 @@ def read_imagefolder(
     #    decoder; 64×64 PNGs decode in ~50 µs, so thousands take about a second.
     total = sum(len(files) for _, files in listing)
     out = ImportedSamples(images=np.empty((total, size, size, 3), dtype=np.uint8), skipped=skipped)
+    report = None
+    if crop_faces is None or crop_faces:
+        from edgemask.data import facecrop
+
+        det_name = "custom"
+        if find_faces is None:
+            det_name, find_faces = facecrop.default_face_detector()
+        report = facecrop.CropReport(mode="on", detector=det_name)
+        if crop_faces is None:
+            flat = [f for _, files in listing for f in files]
+            shapes = [_shape_of(f) for f in flat]
+            ok = [i for i, s in enumerate(shapes) if s is not None]
+            on = facecrop.auto_wants_crops([shapes[i] for i in ok],  # type: ignore[misc]
+                                           lambda j: _load_bgr(flat[ok[j]]), find_faces)
+            report.mode = "auto-on" if on else "auto-off"
+            if not on:
+                find_faces = None
+        out.face_crops = report
     n = 0
     done = 0
     for name, files in listing:
@@ -206,6 +234,25 @@ def read_imagefolder(
                 elif img is None:
                     skipped.append((rel, "corrupt or unsupported image (OpenCV could not decode it)"))
                 else:
+                    if report is not None and find_faces is not None:
+                        from edgemask.data import facecrop
+                        from edgemask.vision.crops import face_crops
+
+                        what, box = facecrop.decide(img, find_faces)
+                        if what == "skip":
+                            report.skipped += 1
+                            report.no_face.append(rel)
+                            skipped.append((rel, "no face found in this whole photo (not a face crop); "
+                                                 "crop it by hand, or use a VOC folder with boxes"))
+                            done += 1
+                            if progress is not None:
+                                progress(done, total)
+                            continue
+                        if what == "crop" and box is not None:
+                            report.cropped += 1
+                            img = face_crops(img, [box], size, margin)[0][:, :, ::-1]  # back to BGR
+                        else:
+                            report.kept_whole += 1
                     out.images[n] = resize_square_rgb(img, size)
                     out.labels.append(label)
                     out.sources.append(rel)
@@ -217,3 +264,16 @@ def read_imagefolder(
     if n < total:  # copy so the unused tail of the buffer is freed
         out.images = out.images[:n].copy()
     return out
+
+
+def _shape_of(path: Path) -> tuple[int, int] | None:
+    """(h, w) of an image file without keeping it (None if unreadable)."""
+    img = _load_bgr(path)
+    return None if img is None else (int(img.shape[0]), int(img.shape[1]))
+
+
+def _load_bgr(path: Path) -> np.ndarray | None:
+    try:
+        return decode_image(path.read_bytes())
+    except OSError:
+        return None

@@ -46,9 +46,10 @@ def split_indices(
 ) -> dict[str, np.ndarray]:
     """Split sample indices into train/val/test by group, stratified by class.
 
-    Each group (identical content) goes to exactly one split, so duplicates
-    never straddle splits. A group's class is the majority label of its
-    members (ties → lower index). Within each class the groups are sorted by
+    Each group (identical content, or one VOC scene) goes to exactly one
+    split, so duplicates and crops of one photo never straddle splits. A
+    group's class is the rarest class (fewest samples overall; ties → lower
+    index) among its members. Within each class the groups are sorted by
     id and shuffled with a generator seeded by ``(seed, class)``, so the split
     does not depend on sample order and adding a class leaves the others'
     splits unchanged. Fractions count groups. A class with ≥3 groups gets at
@@ -78,7 +79,11 @@ def split_indices(
     for i, g in enumerate(groups):
         members.setdefault(str(g), []).append(i)
     group_ids = sorted(members)
-    group_label = {g: int(np.bincount(labels[members[g]]).argmax()) for g in group_ids}
+    # A group (e.g. one VOC scene) is stratified under its rarest class, so a
+    # 3 % class that mostly shares photos with a common one still reaches
+    # val and test instead of riding along with the majority.
+    freq = np.bincount(labels, minlength=int(labels.max()) + 1 if labels.size else 1)
+    group_label = {g: int(min(set(labels[members[g]].tolist()), key=lambda c: (freq[c], c))) for g in group_ids}
 
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for c in sorted(set(group_label.values())):
@@ -99,6 +104,40 @@ def split_indices(
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             out[split].extend(members[gs[k]])
     return {s: np.array(sorted(v), dtype=np.int64) for s, v in out.items()}
+
+
+def merge_groups(keys: Sequence[Sequence[str]]) -> list[str]:
+    """One group id per sample, joining samples that share any key (union-find).
+
+    VOC crops use two keys each, their scene (the photo's pixels) and their
+    own pixels: crops of one photo join, and so does the same face cut from a
+    re-uploaded copy of another photo. The id is the SHA-256 of the
+    component's smallest key, so it does not depend on sample order.
+
+    Args:
+        keys: per sample, one or more strings.
+
+    Returns:
+        N group ids (hex strings).
+    """
+    import hashlib
+
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        parent.setdefault(k, k)
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for ks in keys:
+        roots = [find(str(k)) for k in ks]
+        for r in roots[1:]:
+            a, b = find(roots[0]), find(r)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the smaller key is the root
+    return [hashlib.sha256(find(str(ks[0])).encode()).hexdigest() for ks in keys]
 
 
 def imbalance_warning(counts: Mapping[str, int]) -> str | None:
@@ -159,5 +198,6 @@ def summary(ds: FaceDataset, splits: Mapping[str, np.ndarray]) -> dict:
         "n_groups": n_groups,
         "n_duplicates": len(ds.labels) - n_groups,
         "n_skipped": len(ds.skipped),
+        "face_crops": ds.face_crops,
         "warning": imbalance_warning(counts["total"]),
     }

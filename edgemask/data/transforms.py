@@ -46,7 +46,8 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator, like: torch.Tenso
     return lo + (hi - lo) * torch.rand(n, generator=g, device=like.device, dtype=like.dtype)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, generator: torch.Generator, *, box_jitter: float = 0.0,
+                  blur_p: float = 0.0, low_light_p: float = 0.0) -> torch.Tensor:
     """Randomly flip, rotate, scale, shift and colour-jitter every image.
 
     Per image: horizontal flip with p=0.5; rotation in ±10°, scale in
@@ -56,9 +57,19 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     camera in night mode, so colour is never the only cue); the result is
     clamped to [0, 1].
 
+    Real-photo extras (off by default; training turns them on):
+
+    * ``box_jitter`` j: a detector's box is never the annotated one, so the
+      crop also shifts by up to ±j of the side and zooms by 1 ± j.
+    * ``blur_p``: share of images blurred (3×3 or 5×5 box blur: motion,
+      focus, a small face upscaled).
+    * ``low_light_p``: share of images darkened (gamma 1.5–2.5, brightness
+      0.35–0.7, plus sensor noise), as from an indoor or night camera.
+
     Args:
         x: (N, C, H, W) float tensor in [0, 1]; C is 3 (RGB) or 1.
         generator: the only source of randomness; must live on ``x.device``.
+        box_jitter, blur_p, low_light_p: see above.
 
     Returns:
         New tensor, same shape, dtype and device as ``x``. ``x`` is not modified.
@@ -71,9 +82,11 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
     # --- geometry: theta (N, 2, 3) maps output coords to input coords in [-1, 1] ---
     angle = _uniform(n, -MAX_ROTATION_DEG, MAX_ROTATION_DEG, generator, x) * (math.pi / 180.0)
-    scale = _uniform(n, SCALE_RANGE[0], SCALE_RANGE[1], generator, x)
+    j = max(0.0, float(box_jitter))
+    scale = _uniform(n, min(SCALE_RANGE[0], 1.0 - j), max(SCALE_RANGE[1], 1.0 + j), generator, x)
     # ±6% of the side is ±0.12 in normalised coords, which span 2 units.
-    shift = _uniform(2 * n, -2 * MAX_TRANSLATE, 2 * MAX_TRANSLATE, generator, x).view(n, 2)
+    t = max(MAX_TRANSLATE, j)
+    shift = _uniform(2 * n, -2 * t, 2 * t, generator, x).view(n, 2)
     flip = torch.where(torch.rand(n, generator=generator, device=x.device) < 0.5, -1.0, 1.0).to(x.dtype)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # zoom in (s>1) = sample a smaller area
     theta = torch.stack(
@@ -98,7 +111,21 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if c == 3:
         gray = _gray(y)
         y = (y - gray) * s + gray
-    return y.clamp_(0.0, 1.0)
+    y = y.clamp_(0.0, 1.0)
+    if blur_p > 0:
+        sel = torch.rand(n, generator=generator, device=x.device) < blur_p
+        big = torch.rand(n, generator=generator, device=x.device) < 0.5
+        for ksz, pick in ((3, sel & ~big), (5, sel & big)):
+            if bool(pick.any()):
+                y[pick] = F.avg_pool2d(F.pad(y[pick], [ksz // 2] * 4, mode="replicate"), ksz, stride=1)
+    if low_light_p > 0:
+        dark = (torch.rand(n, generator=generator, device=x.device) < low_light_p).to(x.dtype).view(n, 1, 1, 1)
+        gamma = _uniform(n, 1.5, 2.5, generator, x).view(n, 1, 1, 1)
+        gain = _uniform(n, 0.35, 0.7, generator, x).view(n, 1, 1, 1)
+        noise = torch.randn(y.shape, generator=generator, device=x.device, dtype=x.dtype) * 0.02
+        dimmed = (y.clamp(min=1e-6) ** gamma * gain + noise).clamp_(0.0, 1.0)
+        y = dark * dimmed + (1 - dark) * y
+    return y
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:

@@ -238,7 +238,9 @@ def read_voc(
 
     Returns:
         Crops in sorted (XML name, object index) order; sources are
-        ``images/<file>#<object index>``, groups the SHA-256 of the crop pixels.
+        ``images/<file>#<object index>``; groups join the crops of one
+        photo (same decoded pixels) and crops with identical pixels, so a
+        scene never straddles splits (:func:`edgemask.data.splits.merge_groups`).
 
     Raises:
         DataError: not a VOC layout, or an object name ``resolve`` does not know.
@@ -270,6 +272,7 @@ def read_voc(
     n_max = sum(1 for a in parsed for o in a.objects if o.box is not None)
     out = ImportedSamples(images=np.empty((n_max, size, size, 3), dtype=np.uint8), skipped=skipped)
     n = 0
+    keys: list[tuple[str, str]] = []  # (scene key, crop key) per crop, merged into groups below
     total = len(parsed)
     for done, ann in enumerate(parsed, 1):
         xml_rel = rel_posix(ann.xml, root)
@@ -299,6 +302,9 @@ def read_voc(
                     skipped.append((img_rel, "empty file" if not data else "corrupt or unsupported image (OpenCV could not decode it)"))
         if img is not None and img_path is not None:
             h, w = img.shape[:2]
+            scene = hashlib.sha256(f"{img.shape}".encode())
+            scene.update(np.ascontiguousarray(img).tobytes())
+            scene_key = "scene:" + scene.hexdigest()
             for o in boxes:
                 assert o.box is not None
                 box, why = clamp_box(o.box, w, h)
@@ -313,7 +319,7 @@ def read_voc(
                 out.images[n] = resize_square_rgb(crop, size)
                 out.labels.append(class_of[o.name])
                 out.sources.append(f"{rel_posix(img_path, root)}#{o.index}")
-                out.groups.append(digest.hexdigest())
+                keys.append((scene_key, "crop:" + digest.hexdigest()))
                 n += 1
         if progress is not None:
             progress(done, total)
@@ -322,4 +328,7 @@ def read_voc(
             skipped.append((rel_posix(p, root), "no annotation XML refers to this image"))
     if n < n_max:
         out.images = out.images[:n].copy()
+    from edgemask.data.splits import merge_groups
+
+    out.groups = merge_groups(keys)
     return out

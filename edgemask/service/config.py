@@ -47,6 +47,8 @@ class RunConfig:
             Cameras are asked for it; other sources are resized (and, for
             files, paced to ``fps``).
         loop: restart a video file / image folder at its end (demos, soak tests).
+        as_video: read an image folder as frames of one video (tracks and
+            votes carry over); by default each photo is an independent scene.
         device_profile: profile whose CSI pipeline ``csi://N`` uses; with the onnxrt backend on a
             GPU build of ONNX Runtime also its TensorRT/CUDA provider options.
         bundle: exported bundle folder (required unless ``backend == "null"``).
@@ -111,6 +113,7 @@ class RunConfig:
     height: int = 0
     fps: float = 0.0
     loop: bool = False
+    as_video: bool = False
     device_profile: str = "jetson-orin-nano"
     # model
     bundle: str = ""

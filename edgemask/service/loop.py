@@ -404,7 +404,7 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     spec = None
     if source is None:
         spec = parse_source(cfg.source or None, cfg.camera, width=cfg.width, height=cfg.height, fps=cfg.fps,
-                            loop=cfg.loop, device_profile=cfg.device_profile)
+                            loop=cfg.loop, device_profile=cfg.device_profile, as_video=cfg.as_video)
         if spec.kind == "url" and secrets.source_password:
             spec = dataclasses.replace(spec, target=url_with_password(str(spec.target), secrets.source_password))
         check_source(spec)  # a missing camera is known now, not after the model has loaded
@@ -559,6 +559,17 @@ class AsyncDetector:
 # --------------------------------------------------------------------------- the loop
 
 
+def _scene_tracker(tracker_cls: Any, cfg: RunConfig, alert_classes: Any, prev: Any) -> Any:
+    """A fresh tracker for one photo: no track, vote or debounce carries over from the last one.
+
+    The vote window is 1 (a photo is classified on its own, once); track ids
+    keep counting, so an id never names faces in two photos.
+    """
+    t = tracker_cls(cfg.iou_threshold, cfg.max_missed, 1, cfg.min_confidence, alert_classes, cfg.debounce_s)
+    t._next_id = getattr(prev, "_next_id", 1)
+    return t
+
+
 def _alert_payload(cfg: RunConfig, frame_index: int, track: Any, cls: str, conf: float, source: str) -> dict[str, Any]:
     now = time.time()
     return {
@@ -698,7 +709,9 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
     phases = max(1, int(getattr(p.detector, "phases", 1)))
     cycle_pos = 0
     live = bool(getattr(getattr(src, "spec", None), "live", False))
-    use_async = cfg.detect_mode == "async" or (cfg.detect_mode == "auto" and live)
+    # Photos (an image folder or one image) are independent scenes: see _scene_tracker.
+    scenes = bool(getattr(getattr(src, "spec", None), "scenes", False))
+    use_async = (cfg.detect_mode == "async" or (cfg.detect_mode == "auto" and live)) and not scenes
     summary.detect_mode = "async" if use_async else "sync"
     async_det = AsyncDetector(p.detector) if use_async else None
     ages: list[int] = []
@@ -738,6 +751,13 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
             times = {"decode": frame.decode_ms, "queue": max(0.0, (tm - frame.t_capture) * 1e3)}
             img = frame.image
             h, w = img.shape[:2]
+            item = getattr(frame, "item", None)
+            if summary.frames == 0 and hasattr(p.detector, "smallest_face"):
+                log.info("smallest findable face in %dx%d frames: %d px (--min-face, --detect-width)",
+                         w, h, p.detector.smallest_face(w))
+            if scenes:
+                tracker = _scene_tracker(tracker_cls, cfg, p.alert_classes, tracker)
+                since_detect = cfg.detect_every
 
             # -- detect (or follow) --------------------------------------------------
             since_detect += 1
@@ -760,7 +780,12 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
                     t.detected = t.id in fresh
             elif since_detect >= cfg.detect_every:
                 since_detect = 0
-                if phases > 1:  # one pass of a multi-pass detector per detect frame
+                if phases > 1 and scenes:  # a photo gets every pass of the cycle at once
+                    for ph in range(phases - 1):
+                        tracker.update(p.detector.detect(img, phase=ph), frame.index, cycle_end=False, width=w, height=h)
+                    summary.detector_runs += phases - 1
+                    dets, cycle_pos = p.detector.detect(img, phase=phases - 1), 0
+                elif phases > 1:  # one pass of a multi-pass detector per detect frame
                     dets = p.detector.detect(img, phase=cycle_pos)
                     cycle_pos = (cycle_pos + 1) % phases
                 else:
@@ -801,6 +826,8 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
             for t, d in alerts:
                 cls = names[d.class_index]
                 payload = _alert_payload(cfg, frame.index, t, cls, d.confidence, summary.source)
+                if item is not None:
+                    payload["item"] = item
                 if cfg.snapshots and annotated is not None:
                     from edgemask.service.alerts import write_snapshot
 
@@ -821,7 +848,7 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
                 for f in faces:
                     p.events.write({"type": "face", "time": ts, "frame": frame.index, "track": f["track"], "box": f["box"],
                                     "class": f["frame_class"], "confidence": f["confidence"], "voted": f["class"],
-                                    "detected": f["detected"]})
+                                    "detected": f["detected"], **({"item": item} if item is not None else {})})
                 p.events.flush()
             if cfg.record and annotated is not None:
                 if recorder is None:

@@ -17,7 +17,7 @@ SPLITS = ("train", "val", "test", "all")
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", label_map: dict[str, str] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+                 progress: Callable[[int, int], None] | None = None, crop_faces: bool | None = None) -> dict:
     """Evaluate the run's best weights on ``data``.
 
     Args:
@@ -28,6 +28,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", lab
             image; ``auto`` means ``test`` for the training set, ``all``
             for any other dataset.
         label_map: extra label aliases for foreign datasets.
+        crop_faces: ImageFolder face cropping (see ``load_dataset``; None = auto).
 
     Returns:
         The metrics dict of :func:`classification_metrics`, plus ``split`` and ``dataset``.
@@ -38,7 +39,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", lab
     if split not in SPLITS + ("auto",):
         raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}, auto")
     model, info = load_run(run_dir)
-    ds = load_dataset(data, size=info.input_size, label_map=label_map, class_names=info.class_names, progress=progress)
+    ds = load_dataset(data, size=info.input_size, label_map=label_map, class_names=info.class_names, progress=progress,
+                      crop_faces=crop_faces)
     splits_file = Path(run_dir) / "splits.json"
     same = False
     if splits_file.is_file():
@@ -56,5 +58,5 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", lab
     torch.set_num_threads(torch.get_num_threads())
     pred = predict_logits(model, torch.from_numpy(ds.images[idx])).argmax(1).numpy()
     m = classification_metrics(ds.labels[idx], pred, info.class_names)
-    m.update(split=split, dataset=str(data), skipped=len(ds.skipped))
+    m.update(split=split, dataset=str(data), skipped=len(ds.skipped), face_crops=ds.face_crops)
     return m

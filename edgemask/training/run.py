@@ -37,9 +37,11 @@ class RunInfo:
     std: list[float]
     channel_order: str = "RGB"
     path: str = ""
+    operating_point: dict[str, Any] | None = None
 
     def to_model_json(self) -> dict[str, Any]:
-        return {
+        extra = {"operating_point": self.operating_point} if self.operating_point else {}
+        return {**extra,
             "format": RUN_FORMAT,
             "version": RUN_VERSION,
             "arch": self.arch,
@@ -74,10 +76,19 @@ def run_info_for(model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class
     )
 
 
-def save_run_files(run_dir: str | Path, model: torch.nn.Module, info: RunInfo) -> None:
-    """Write ``weights.safetensors`` and ``model.json`` atomically."""
+def save_run_files(run_dir: str | Path, model: torch.nn.Module, info: RunInfo,
+                   operating_point: dict[str, Any] | None = None) -> None:
+    """Write ``weights.safetensors`` and ``model.json`` atomically.
+
+    ``operating_point`` (a logit bias already folded into the weights) is
+    recorded in model.json for the reader's information.
+    """
+    from dataclasses import replace
+
     from safetensors.torch import save_file
 
+    if operating_point is not None:
+        info = replace(info, operating_point=operating_point)
     run_dir = Path(run_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / "weights.safetensors") as tmp:

@@ -1,5 +1,10 @@
 """``train(config) -> run dir``: AdamW + warmup/cosine, early stopping, resumable.
 
+Defaults suit a few thousand real crops with a rare class: a capped balanced
+sampler, early stopping on validation loss (patience 8) with the learning
+rate cut after 3 flat epochs, and an operating point chosen on validation
+(see :mod:`edgemask.training.operating_point`).
+
 The whole (small) dataset lives in memory as one uint8 tensor (N,S,S,3);
 batches are converted and augmented on the fly, which on 2 cores is much
 faster than a DataLoader with worker processes.
@@ -45,12 +50,14 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+def _lr_lambda(total_steps: int, warmup_steps: int, scale: dict[str, float] | None = None) -> Callable[[int], float]:
+    # scale["lr_scale"] is the plateau factor (1, then 0.3, 0.09, ...), kept in the training state.
     def f(step: int) -> float:
+        k = scale["lr_scale"] if scale is not None else 1.0
         if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
+            return k * (step + 1) / max(1, warmup_steps)
         t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        return k * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
     return f
 
@@ -97,6 +104,10 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"--size {cfg.size} is too small; use 16 or more (64 is the default)")
     if not (cfg.lr > 0):
         raise ConfigError(f"--lr must be positive (got {cfg.lr})")
+    if not (cfg.balance_cap >= 1):
+        raise ConfigError(f"--balance-cap must be at least 1 (1 = no oversampling; got {cfg.balance_cap})")
+    if not (0 < cfg.max_false_positive <= 1):
+        raise ConfigError(f"--max-false-positive must be in (0, 1], e.g. 0.05 (got {cfg.max_false_positive})")
 
 
 def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = False) -> Path:
@@ -139,7 +150,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None,
+    ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None, crop_faces=cfg.crop_faces,
                       progress=lambda d, t: progress("load", d, t, {}))
     if len(ds.class_names) < 2:
         raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
@@ -155,23 +166,28 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     info = run_info_for(model, cfg.arch, arch_args, ds.class_names)
 
     tr = torch.from_numpy(splits["train"])
-    counts = torch.bincount(labels[tr], minlength=k).float()
-    # Inverse-frequency class weights, normalised to mean 1: a rare class
-    # (often mask_incorrect) counts as much as a common one.
-    weights = (counts.sum() / (k * counts.clamp(min=1))) if cfg.balance else torch.ones(k)
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+    from edgemask.training.operating_point import sample_weights
+
+    # Capped balanced sampler: a rare class is drawn up to balance_cap times
+    # its natural share (inverse-frequency loss weights flooded the common
+    # classes with false positives on real sets). All ones → plain shuffling.
+    draw = sample_weights(ds.labels[splits["train"]], k, cfg.balance_cap if cfg.balance else 1.0)
+    oversample = bool(np.any(draw != 1.0))
+    draw_t = torch.from_numpy(draw)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_epochs * steps_per_epoch)))
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
 
     out.mkdir(parents=True, exist_ok=True)
-    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_loss": 1e30, "best_epoch": 0, "bad_epochs": 0,
+                             "lr_scale": 1.0, "history": [], "seconds": 0.0}
     if resume:
-        state = _load_checkpoint(out, model, opt)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_epochs * steps_per_epoch)),
-                                                  last_epoch=state["epoch"] * steps_per_epoch - 1)
+        state = {**state, **_load_checkpoint(out, model, opt)}
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state), last_epoch=state["epoch"] * steps_per_epoch - 1)
     else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state))
         atomic_write_json(out / "config.json", cfg.to_dict())
         atomic_write_json(out / "splits.json", {
             "dataset": str(cfg.data), "format": ds.format, "class_names": ds.class_names,
@@ -185,13 +201,16 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     try:
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             model.train()
-            perm = tr[torch.randperm(len(tr), generator=gen)]
+            if oversample:
+                perm = tr[torch.multinomial(draw_t, len(tr), replacement=True, generator=gen)]
+            else:
+                perm = tr[torch.randperm(len(tr), generator=gen)]
             run_loss, seen = 0.0, 0
             for step in range(steps_per_epoch):
                 idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 x = to_tensor(images[idx])            # (B,3,S,S) float in [0,1]
                 if cfg.augment:
-                    x = augment_batch(x, gen)
+                    x = augment_batch(x, gen, box_jitter=cfg.box_jitter, blur_p=cfg.blur_p, low_light_p=cfg.low_light_p)
                 loss = loss_fn(model(x), labels[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -200,20 +219,29 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
                 run_loss += loss.item() * len(idx)
                 seen += len(idx)
                 progress("train", step + 1, steps_per_epoch, {"epoch": epoch, "loss": run_loss / seen})
-            val_pred = predict_logits(model, images[val_idx]).argmax(1)
-            val_acc = float((val_pred == labels[val_idx]).float().mean())
+            val_logits = predict_logits(model, images[val_idx])
+            val_acc = float((val_logits.argmax(1) == labels[val_idx]).float().mean())
+            # Plain cross-entropy on the natural class mix: smoother than
+            # accuracy on a few hundred crops, so early stopping keeps the
+            # right epoch instead of a lucky one.
+            val_loss = float(nn.functional.cross_entropy(val_logits, labels[val_idx]))
             state["epoch"] = epoch
             state["seconds"] = time.perf_counter() - t0
-            state["history"].append({"epoch": epoch, "train_loss": run_loss / max(1, seen), "val_accuracy": val_acc,
-                                     "lr": sched.get_last_lr()[0], "seconds": round(state["seconds"], 2)})
-            if val_acc > state["best_acc"]:
-                state.update(best_acc=val_acc, best_epoch=epoch, bad_epochs=0)
+            state["history"].append({"epoch": epoch, "train_loss": run_loss / max(1, seen), "val_loss": val_loss,
+                                     "val_accuracy": val_acc, "lr": sched.get_last_lr()[0],
+                                     "seconds": round(state["seconds"], 2)})
+            state["best_acc"] = max(state["best_acc"], val_acc)
+            reached = val_acc >= cfg.target_accuracy
+            if val_loss < state["best_loss"] or reached:
+                state.update(best_loss=val_loss, best_epoch=epoch, bad_epochs=0)
                 save_run_files(out, model, info)
             else:
                 state["bad_epochs"] += 1
+                if cfg.plateau_epochs and state["bad_epochs"] % cfg.plateau_epochs == 0:
+                    state["lr_scale"] *= cfg.plateau_factor
             _save_checkpoint(out, model, opt, state)
             progress("epoch", epoch, cfg.epochs, dict(state["history"][-1], best=state["best_acc"]))
-            if state["best_acc"] >= cfg.target_accuracy:
+            if reached:
                 stop_reason = "target_accuracy"
                 break
             if state["bad_epochs"] >= cfg.patience:
@@ -230,12 +258,22 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     from edgemask.training.run import load_run
 
     best, _ = load_run(out)
+    op = None
+    if cfg.operating_point and len(val_idx):
+        from edgemask.training.operating_point import choose_logit_bias, fold_logit_bias, operating_point_record
+
+        bias, op_info = choose_logit_bias(predict_logits(best, images[val_idx]).numpy(), ds.labels[splits["val"]],
+                                          max_fp=cfg.max_false_positive)
+        if np.any(bias != 0) and fold_logit_bias(best, bias):
+            op = operating_point_record(ds.class_names, bias, op_info)
+            save_run_files(out, best, info, operating_point=op)
     metrics: dict[str, Any] = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                                "stopped": stop_reason, "train_seconds": round(state["seconds"], 2),
                                "dataset": str(cfg.data), "class_names": ds.class_names,
                                "counts": {n: {s: int((ds.labels[i] == c).sum()) for s, i in splits.items()}
                                           for c, n in enumerate(ds.class_names)},
-                               "skipped": len(ds.skipped)}
+                               "skipped": len(ds.skipped), "face_crops": ds.face_crops,
+                               "operating_point": op or {"logit_bias": None, "method": "argmax (no bias chosen)"}}
     for name in ("val", "test"):
         idx = torch.from_numpy(splits[name])
         if len(idx):

@@ -170,17 +170,41 @@ def _channel(small_bgr: np.ndarray, kind: str) -> np.ndarray:
     return cv2.equalizeHist(g)
 
 
+def detect_scale(frame_width: int, detect_width: int, min_face: int, window: int) -> float:
+    """The downscale factor for detection: to ``detect_width``, but never so far
+    that a face of ``min_face`` frame pixels falls under the detector's
+    ``window`` (its smallest findable face in its own input), and never up.
+
+    So ``--min-face 24`` on a 640×480 frame detects at full size instead of
+    shrinking the 24-px faces to 12 px, where no cascade can see them.
+    """
+    scale = min(1.0, detect_width / frame_width) if detect_width and frame_width else 1.0
+    if min_face > 0:
+        scale = max(scale, min(1.0, window / float(min_face)))
+    return scale
+
+
+def smallest_findable_face(frame_width: int, detect_width: int, min_face: int, window: int) -> int:
+    """The smallest face side (frame pixels) a detector can return at this frame width."""
+    s = detect_scale(frame_width, detect_width, min_face, window)
+    return int(np.ceil(max(float(min_face), window / s)))
+
+
 class HaarDetector(FaceDetector):
     """OpenCV Haar cascades, one or several fused (see the module docstring).
 
     Args:
         components: names from :data:`HAAR_COMPONENTS`.
-        detect_width: downscale frames to this width first (0 = full size).
+        detect_width: downscale frames to this width first (0 = full size),
+            but less when that would push ``min_face`` under the cascade's
+            24-px window (:func:`detect_scale`).
         min_face: smallest face side to find, in full-frame pixels.
         scale_factor: image pyramid step of ``detectMultiScale``.
     """
 
     name = "haar"
+    #: the frontal cascade's window: no smaller face exists for it
+    window = 24
 
     def __init__(self, components: tuple[str, ...] = ("frontal",), detect_width: int = 320, min_face: int = 40,
                  scale_factor: float = 1.1):
@@ -197,13 +221,18 @@ class HaarDetector(FaceDetector):
 
     def describe(self) -> dict[str, Any]:
         return {"detector": "haar-fusion" if len(self.components) > 1 else "haar", "components": list(self.components),
-                "detect_width": self.detect_width, "min_face": self.min_face, "scale_factor": self.scale_factor}
+                "detect_width": self.detect_width, "min_face": self.min_face, "scale_factor": self.scale_factor,
+                "smallest_face_640": self.smallest_face(640)}
+
+    def smallest_face(self, frame_width: int) -> int:
+        """Smallest findable face side, in pixels of a frame this wide."""
+        return smallest_findable_face(frame_width, self.detect_width, self.min_face, self.window)
 
     def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
         import cv2
 
         h, w = bgr.shape[:2]
-        scale = min(1.0, self.detect_width / w) if self.detect_width else 1.0
+        scale = detect_scale(w, self.detect_width, self.min_face, self.window)
         small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
         views: dict[str, np.ndarray] = {}
         dets: list[Detection] = []
@@ -241,6 +270,8 @@ class YuNetDetector(FaceDetector):
     """
 
     name = "yunet"
+    #: YuNet's smallest reliable face in its input (its finest anchors are ~10 px)
+    window = 12
 
     def __init__(self, model_path: str, detect_width: int = 320, min_face: int = 40, score_threshold: float = 0.6,
                  nms_threshold: float = 0.3, top_k: int = 50):
@@ -266,13 +297,18 @@ class YuNetDetector(FaceDetector):
 
     def describe(self) -> dict[str, Any]:
         return {"detector": "yunet", "model": self.model_path, "detect_width": self.detect_width,
-                "score_threshold": self.score_threshold}
+                "min_face": self.min_face, "score_threshold": self.score_threshold,
+                "smallest_face_640": self.smallest_face(640)}
+
+    def smallest_face(self, frame_width: int) -> int:
+        """Smallest findable face side, in pixels of a frame this wide."""
+        return smallest_findable_face(frame_width, self.detect_width, self.min_face, self.window)
 
     def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
         import cv2
 
         h, w = bgr.shape[:2]
-        scale = min(1.0, self.detect_width / w) if self.detect_width else 1.0
+        scale = detect_scale(w, self.detect_width, self.min_face, self.window)
         small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
         size = (small.shape[1], small.shape[0])
         if size != self._size:
@@ -283,7 +319,7 @@ class YuNetDetector(FaceDetector):
         if faces is not None:
             for f in np.reshape(faces, (-1, 15)):  # x, y, w, h, 5 landmarks (x, y), score
                 x, y, bw, bh = (float(v) / scale for v in f[:4])
-                if min(bw, bh) < self.min_face:
+                if max(bw, bh) < self.min_face:  # the longer side: a masked face's box is often cut short
                     continue
                 out.append(Detection((max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
                                      float(f[14]), "yunet"))

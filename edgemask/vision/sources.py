@@ -60,6 +60,8 @@ class SourceSpec:
         as_live: treat a file like a camera (drop stale frames, reopen at the
             end); with ``fps`` it replays a recording as a live feed, for
             benchmarks and soak tests.
+        as_video: read an image folder as consecutive frames of one video
+            (numbered frame dumps); by default each photo is its own scene.
     """
 
     kind: str
@@ -69,6 +71,17 @@ class SourceSpec:
     fps: float = 0.0
     loop: bool = False
     as_live: bool = False
+    as_video: bool = False
+
+    @property
+    def is_image(self) -> bool:
+        """A single photo (``--source photo.jpg``)."""
+        return self.kind == "file" and Path(str(self.target)).suffix.lower() in IMAGE_EXTENSIONS
+
+    @property
+    def scenes(self) -> bool:
+        """Each frame is an independent photo: tracks, votes and debounce start afresh per frame."""
+        return (self.kind == "folder" or self.is_image) and not self.as_video and not self.as_live
 
     @property
     def live(self) -> bool:
@@ -112,19 +125,22 @@ def url_with_password(url: str, password: str) -> str:
 
 
 def parse_source(source: str | None = None, camera: int | None = None, *, width: int = 0, height: int = 0,
-                 fps: float = 0.0, loop: bool = False, device_profile: str = "jetson-orin-nano") -> SourceSpec:
+                 fps: float = 0.0, loop: bool = False, device_profile: str = "jetson-orin-nano",
+                 as_video: bool = False) -> SourceSpec:
     """Turn ``--camera`` / ``--source`` into a :class:`SourceSpec`.
 
     ``source`` may be a video file, an image folder, a URL (rtsp/http/...), a
     raw GStreamer pipeline (anything containing ``!``) or ``csi://N`` (sensor
-    N through the device profile's ``nvarguscamerasrc`` pipeline).
+    N through the device profile's ``nvarguscamerasrc`` pipeline). An image
+    folder or a single image is a sequence of independent photos unless
+    ``as_video`` (a folder of numbered frames of one video).
 
     Raises:
         ConfigError: both or neither given, or a file/folder that does not exist.
     """
     if (camera is None) == (not source):
         raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
-    kw = dict(width=int(width), height=int(height), fps=float(fps), loop=bool(loop))
+    kw = dict(width=int(width), height=int(height), fps=float(fps), loop=bool(loop), as_video=bool(as_video))
     if camera is not None:
         return SourceSpec("camera", int(camera), **kw)
     assert source is not None
@@ -179,17 +195,25 @@ class Capture(Protocol):
 
 
 class FolderCapture:
-    """Images of a folder in name order, read like a video.
+    """Images of a folder in name order (or one image file), read like a video.
 
     An unreadable (corrupt) image yields ``(True, None)`` so the source can
     count and skip it; the end of the folder yields ``(False, None)``.
+    ``current`` names the file the last read returned (relative to the
+    folder), so events can say which photo a face is in.
     """
 
     def __init__(self, folder: str):
-        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        root = Path(folder)
+        if root.is_file():
+            self.root, self.files = root.parent, [root]
+        else:
+            self.root = root
+            self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not self.files:
             raise SourceError(f"image folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
         self.pos = 0
+        self.current: str | None = None
 
     def read(self) -> tuple[bool, Any]:
         import cv2
@@ -198,6 +222,7 @@ class FolderCapture:
             return False, None
         p = self.files[self.pos]
         self.pos += 1
+        self.current = p.name
         return True, cv2.imread(str(p), cv2.IMREAD_COLOR)  # None for a corrupt file
 
     def release(self) -> None:
@@ -247,7 +272,7 @@ def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
     import cv2
 
     check_source(spec)
-    if spec.kind == "folder":
+    if spec.kind == "folder" or spec.is_image:
         return FolderCapture(str(spec.target))
     ms = int(max(open_timeout_s, 0.1) * 1000)
     if spec.kind == "camera":
@@ -316,12 +341,14 @@ class Frame:
         index: running number given by the source (0, 1, ...), across reconnects.
         t_capture: ``time.monotonic()`` when the decoder returned it.
         decode_ms: time spent in ``capture.read()`` (+ resize) for it.
+        item: the photo's file name for an image folder or image, else None.
     """
 
     image: np.ndarray
     index: int
     t_capture: float
     decode_ms: float
+    item: str | None = None
 
 
 class EndOfStream:
@@ -579,7 +606,8 @@ class FrameSource:
             self._ended = True
             self.close()
             return END_OF_STREAM
-        _, _, img, decode_ms, t_cap = item
+        img, decode_ms, t_cap = item[2:5]
+        name = item[5] if len(item) > 5 else None
         img = self._valid(img)
         if img is None:
             self.stats.corrupt_frames += 1
@@ -596,7 +624,7 @@ class FrameSource:
                 self._abandon(f"frozen: identical frames for {now - self._sig_since:.1f} s")
                 return None
         self._failures = 0
-        f = Frame(image=img, index=self.stats.frames, t_capture=t_cap, decode_ms=decode_ms)
+        f = Frame(image=img, index=self.stats.frames, t_capture=t_cap, decode_ms=decode_ms, item=name)
         self.stats.frames += 1
         return f
 
@@ -732,7 +760,7 @@ class FrameSource:
                     d = next_t - time.monotonic()
                     if d > 0:
                         r.stop.wait(d)
-                self._put(r, ("frame", r.gen, img, decode_ms, time.monotonic()))
+                self._put(r, ("frame", r.gen, img, decode_ms, time.monotonic(), getattr(r.cap, "current", None)))
         finally:
             try:
                 r.cap.release()

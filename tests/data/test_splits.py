@@ -113,3 +113,24 @@ def test_summary_counts():
     assert out["n_duplicates"] == n - len(set(groups)) > 0
     assert out["n_skipped"] == 1 and out["image_size"] == 8
     assert "mask_incorrect has 5" in out["warning"]
+
+
+def test_merge_groups_joins_samples_sharing_any_key():
+    from edgemask.data.splits import merge_groups
+
+    # Photo A has crops a1, a2; photo B has b1 and a copy of a2's pixels; photo C stands alone.
+    keys = [("A", "a1"), ("A", "a2"), ("B", "b1"), ("B", "a2"), ("C", "c1")]
+    g = merge_groups(keys)
+    assert g[0] == g[1] == g[2] == g[3] != g[4]
+    assert merge_groups(list(reversed(keys))) == list(reversed(g))  # order-free ids
+
+
+def test_rare_class_in_shared_groups_still_reaches_val_and_test():
+    # 40 scenes, each 10 'mask' crops; 10 of them also hold one 'mask_incorrect' crop.
+    labels, groups = [], []
+    for k in range(40):
+        labels += [0] * 10 + ([2] if k < 10 else [])
+        groups += [f"s{k}"] * (11 if k < 10 else 10)
+    s = split_indices(np.array(labels), groups, seed=0)
+    for name in ("val", "test"):
+        assert np.sum(np.array(labels)[s[name]] == 2) >= 1, name

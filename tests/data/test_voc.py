@@ -33,9 +33,38 @@ def test_margin_adds_context(voc):
 
 def test_same_face_in_duplicate_images_shares_a_group(voc):
     ds = load_dataset(voc, size=16, margin=0.0)
-    # The two scenes differ only at pixel (0, 0), outside every crop.
-    assert ds.groups[0] == ds.groups[2] and ds.groups[1] == ds.groups[3]
-    assert ds.groups[0] != ds.groups[1]
+    # The two scenes differ only at pixel (0, 0), outside every crop: their
+    # identical faces join the two photos, and each photo's crops join too.
+    assert len(set(ds.groups)) == 1
+
+
+def _scenes(root, files, n):
+    """n distinct photos with three faces each (mask, no_mask, mask_incorrect)."""
+    for k in range(n):
+        img = files.scene()
+        img[12:14, 12:14] = (k, k, k)  # a mark inside each box: every face differs from every other photo's
+        img[42:44, 62:64] = (k, 0, k)
+        img[65:67, 15:17] = (0, k, k)
+        files.write_image(root / "images" / f"s{k}.png", img)
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"s{k}.xml").write_text(files.voc_xml(f"s{k}.png", [
+            ("with_mask", (10, 10, 30, 30)), ("without_mask", (60, 40, 80, 60)),
+            ("mask_weared_incorrect", (10, 55, 30, 75))]))
+    return root
+
+
+def test_crops_of_one_photo_never_straddle_splits(tmp_path, files):
+    from edgemask.data import split_indices
+
+    ds = load_dataset(_scenes(tmp_path / "v", files, 30), size=16, margin=0.0)
+    assert len(ds) == 90 and len(set(ds.groups)) == 30  # one group per photo
+    s = split_indices(ds.labels, ds.groups, seed=0)
+    where = {}
+    for name, idx in s.items():
+        for i in idx:
+            where.setdefault(ds.sources[i].split("#")[0], set()).add(name)
+    assert all(len(v) == 1 for v in where.values()), where
+    assert all(len(s[k]) for k in ("train", "val", "test"))
 
 
 def test_bad_annotations_are_skipped_with_reasons(voc, files):

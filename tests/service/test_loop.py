@@ -274,3 +274,73 @@ def test_onnxrt_on_a_gpu_build_gets_the_device_profile(tmp_path, video, tiny_bun
     runner, _ = loop.make_runner(cfg)
     runner.deactivate()
     assert "device" not in seen[0] and seen[1]["device"] == "jetson-xavier-nx"
+
+
+class _PhotoDetector(BoxDetector):
+    """A different face box in each photo, overlapping enough that a video tracker would join them."""
+
+    def __init__(self, per_call):
+        super().__init__([])
+        self.per_call = per_call
+
+    def detect(self, bgr, phase=None):
+        self.boxes = [tuple(float(v) for v in self.per_call[min(self.calls, len(self.per_call) - 1)])]
+        return super().detect(bgr, phase)
+
+
+def _two_photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.full((120, 160, 3), 40, np.uint8))
+    cv2.imwrite(str(folder / "b.jpg"), np.full((120, 160, 3), 200, np.uint8))
+    return folder
+
+
+def test_photos_are_independent_scenes(tmp_path):
+    """Two photos with different faces: no cross-photo track, each classified on its own, each event names its photo."""
+    folder = _two_photos(tmp_path)
+    cfg = cfg_for(tmp_path, folder, events=str(tmp_path / "ev.jsonl"))
+    s = run(cfg, ScriptedRunner(lambda i: NO_MASK), _PhotoDetector([(20, 20, 80, 90), (25, 22, 85, 92)]))
+    assert s.frames == 2 and s.detect_mode == "sync"
+    ev = read_events(cfg.events)
+    faces = [e for e in ev if e["type"] == "face"]
+    assert [f["item"] for f in faces] == ["a.jpg", "b.jpg"]
+    assert faces[0]["track"] != faces[1]["track"]              # no track crosses photos
+    assert [f["voted"] for f in faces] == ["no_mask", "no_mask"]  # one frame is the whole vote
+    alerts = [e for e in ev if e["type"] == "alert"]
+    assert [a["item"] for a in alerts] == ["a.jpg", "b.jpg"]     # no debounce across photos
+    assert s.alerts == {"no_mask": 2}
+
+
+def test_as_video_keeps_tracks_across_frames(tmp_path):
+    folder = _two_photos(tmp_path)
+    cfg = cfg_for(tmp_path, folder, events=str(tmp_path / "ev.jsonl"), as_video=True)
+    s = run(cfg, ScriptedRunner(lambda i: NO_MASK), _PhotoDetector([(20, 20, 80, 90), (25, 22, 85, 92)]))
+    faces = [e for e in read_events(cfg.events) if e["type"] == "face"]
+    assert faces[0]["track"] == faces[1]["track"] and s.alerts == {}  # 2 frames are no majority of a 5-frame vote
+    assert [f["item"] for f in faces] == ["a.jpg", "b.jpg"]
+
+
+def test_a_single_image_is_one_scene(tmp_path):
+    folder = _two_photos(tmp_path)
+    cfg = cfg_for(tmp_path, folder / "b.jpg", events=str(tmp_path / "ev.jsonl"))
+    s = run(cfg, ScriptedRunner(lambda i: NO_MASK), BoxDetector([(20, 20, 80, 90)]))
+    assert s.frames == 1 and s.alerts == {"no_mask": 1} and s.stop_reason == "end_of_stream"
+    assert [e["item"] for e in read_events(cfg.events)] == ["b.jpg", "b.jpg"]  # face + alert
+
+
+def test_haar_fusion_runs_every_view_on_each_photo(tmp_path):
+    """A multi-pass detector gets all its passes on a photo, so one photo is enough to find a real face."""
+    from skimage import data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    base = np.ascontiguousarray(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:240, 100:420])
+    for k in range(3):
+        cv2.imwrite(str(folder / f"p{k}.png"), base)
+    cfg = cfg_for(tmp_path, folder, detector="haar-fusion", events=str(tmp_path / "ev.jsonl"))
+    s = run(cfg, ScriptedRunner(lambda i: NO_MASK))
+    assert s.frames == 3 and s.alerts == {"no_mask": 3}  # the same face, but three photos: three scenes
+    faces = [e for e in read_events(cfg.events) if e["type"] == "face"]
+    assert sorted({f["item"] for f in faces}) == ["p0.png", "p1.png", "p2.png"]
+    assert len({f["track"] for f in faces}) == len(faces)

@@ -178,3 +178,36 @@ def test_yunet_boxes_come_back_in_frame_pixels(tmp_path):
     assert d2.box == (192.0, 128.0, 320.0, 256.0)
     assert YuNetDetector(model, detect_width=0, min_face=65).detect(img) == []  # smaller than --min-face
     assert YuNetDetector(model, detect_width=0).detect(np.zeros((240, 320, 3), np.uint8)) == []
+
+
+def test_min_face_sets_the_detection_scale():
+    from edgemask.vision.detectors import HaarDetector, detect_scale
+
+    # 640-wide frame, detect at 320: a 24-px face would shrink to 12 px, under the cascade's 24-px window.
+    assert detect_scale(640, 320, 24, 24) == 1.0
+    assert detect_scale(640, 320, 40, 24) == pytest.approx(0.6)
+    assert detect_scale(640, 320, 80, 24) == 0.5          # big faces: the cheap downscale stays
+    assert detect_scale(320, 640, 24, 24) == 1.0          # never upscaled
+    assert HaarDetector(("frontal",), 320, 24).smallest_face(640) == 24
+    assert HaarDetector(("frontal",), 320, 40).smallest_face(640) == 40
+    assert HaarDetector(("frontal",), 320, 40).describe()["smallest_face_640"] == 40
+
+
+def test_small_real_face_is_found_with_a_small_min_face():
+    """A ~50–60 px real face in a 640×480 frame: --min-face 24 keeps the frame at full size for the
+    cascade, so it finds what a full-size pass finds; the old fixed 320-px downscale halved the face."""
+    import cv2
+    from skimage import data
+
+    from edgemask.vision.detectors import HaarDetector
+
+    base = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:240, 100:420]
+    crop = base[14:215, 23:224]  # her face (about 101 px) with half a face of margin per side
+    for s in (100, 124, 127):    # face boxes of ~50–64 px
+        frame = np.full((480, 640, 3), 120, np.uint8)
+        frame[200:200 + s, 300:300 + s] = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA)
+        small = HaarDetector(("frontal",), 320, 24).detect(frame)
+        full = HaarDetector(("frontal",), 0, 24).detect(frame)
+        assert [d.box for d in small] == [d.box for d in full] and len(small) == 1, (s, small)
+        x0, y0, x1, y1 = small[0].box
+        assert 300 <= x0 and x1 <= 300 + s and 40 <= x1 - x0 <= 80, (s, small[0].box)
