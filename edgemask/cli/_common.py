@@ -12,6 +12,11 @@ from rich.markup import escape
 
 from edgemask.errors import EdgemaskError
 
+# Import names of the packages only `pip install 'edgemask[train]'` brings.
+TRAIN_EXTRA_MODULES = frozenset(
+    {"torch", "onnx", "onnxconverter_common", "onnxslim", "safetensors", "matplotlib", "skimage"}
+)
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -28,8 +33,24 @@ def run_cli() -> Iterator[None]:
     try:
         yield
     except EdgemaskError as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        from edgemask.utils.redact import redact
+
+        text = redact(e).strip()  # the last net: no message shows a URL password or a known secret
+        msg = text.splitlines()[0] if text else type(e).__name__
         err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except ModuleNotFoundError as e:
+        # The device runtime (`pip install edgemask`) has no torch / ONNX tooling;
+        # a workstation command that needs them says which extra to install.
+        root = (e.name or "").split(".")[0]
+        if root not in TRAIN_EXTRA_MODULES:
+            raise
+        err_console.print(
+            "[bold red]error:[/] "
+            + escape(f"this command needs the train extra ({root} is not installed): pip install 'edgemask[train]'"),
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -25,6 +25,7 @@ _D = RunConfig()
 # CLI parameter name -> RunConfig field, where they differ.
 _FIELD_OF = {"duration": "duration_s", "debounce": "debounce_s", "stall_timeout": "stall_timeout_s",
              "freeze_timeout": "freeze_timeout_s", "open_timeout": "open_timeout_s", "sink_timeout": "sink_timeout_s",
+             "start_timeout": "start_timeout_s",
              "health_stale": "health_stale_s", "loop_video": "loop", "config": "config_file"}
 
 
@@ -74,6 +75,7 @@ def run_cmd(
     stall_timeout: float = typer.Option(_D.stall_timeout_s, help="Reopen a live source that sends no frame for this many seconds."),
     freeze_timeout: float = typer.Option(_D.freeze_timeout_s, help="Reopen a live source that repeats the same frame this long (0 = off)."),
     open_timeout: float = typer.Option(_D.open_timeout_s, help="Seconds opening a source (and its first frame) may take."),
+    start_timeout: float = typer.Option(_D.start_timeout_s, help="Seconds to keep retrying (with backoff) a source that cannot be opened at start-up (0 = forever, as the systemd unit does)."),
     config: str = typer.Option(_D.config_file, "--config", help="TOML config file: a 'run' table of these options (underscores for dashes) and a 'secrets' table (chmod 600)."),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON instead of a table."),
@@ -126,6 +128,9 @@ def summary_table(summary):
     pending = ", ".join(f"{k}: {v}" for k, v in sorted(summary.outbox_pending.items()) if v) or "none"
     t.caption = (f"faces {summary.faces}, detector runs {summary.detector_runs}; alerts {alerts}; "
                  f"reconnects {summary.reconnects}, corrupt frames {summary.corrupt_frames}; outbox pending {pending}")
+    if summary.alerts_not_durable:
+        t.caption += (f"; {summary.alerts_not_durable} alert(s) could not be written to the outbox (full disk?), "
+                      f"{summary.alerts_lost} of them lost undelivered")
     return t
 
 
@@ -135,6 +140,9 @@ def _setup_logging(level: str) -> None:
         err_console.print(f"[bold red]error:[/] --log-level {level!r} is not one of debug, info, warning, error")
         raise typer.Exit(1)
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edgemask.utils.redact import install_log_redaction
+
+    install_log_redaction()  # every line in the journal goes through the one redaction helper
     if lvl > logging.DEBUG:
         _quiet_native_logs()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tomllib
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +28,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgemask.errors import ConfigError, DataError, ExportError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.8-3.10 (JetPack 5/6): the same parser, from the tomli package
+    import tomli as tomllib
 from edgemask.utils.io import atomic_write_json, atomic_write_text, sha256_bytes
 
 ENV_DIR = "EDGEMASK_CALIBRATION_DIR"

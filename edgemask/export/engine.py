@@ -82,9 +82,15 @@ def trt_tag(version: str) -> str:
 
 
 def trt_version_code(version: str) -> int:
-    """The number TensorRT writes in calibration-cache headers: 8.5.2 → 8502, 10.3.0 → 10300."""
+    """The number TensorRT writes in calibration-cache headers (``TRT-<code>-...``).
+
+    It is ``NV_TENSORRT_VERSION``: ``major*1000 + minor*100 + patch`` up to
+    TensorRT 8/9 (8.5.2 → 8502), and ``NV_TENSORRT_VERSION_INT`` =
+    ``major*10000 + minor*100 + patch`` from TensorRT 10's NvInferVersion.h on
+    (10.3.0 → 100300; the old formula gave 10300, which TensorRT 10 rejects).
+    """
     p = [int(x) for x in (str(version).split(".") + ["0", "0"])[:3]]
-    return p[0] * 1000 + p[1] * 100 + p[2]
+    return p[0] * (10000 if p[0] >= 10 else 1000) + p[1] * 100 + p[2]
 
 
 def engine_file_name(device: str, precision: str, trt_version: str, dla_core: int | None = None) -> str:

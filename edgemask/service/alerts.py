@@ -33,6 +33,7 @@ import numpy as np
 
 from edgemask.errors import ConfigError
 from edgemask.service.outbox import Outbox
+from edgemask.utils.redact import redact, url_has_password
 
 log = logging.getLogger("edgemask.service.alerts")
 alert_log = logging.getLogger("edgemask.alerts")
@@ -87,13 +88,16 @@ class LogSink(Sink):
 
 def check_http_url(url: str, what: str = "--webhook") -> str:
     """Validate an http(s) URL without credentials in it; return it unchanged."""
+    if url_has_password(url):  # first: a password with '/' in it would otherwise be parsed (and echoed) as a port
+        raise ConfigError(f"{what} URL contains a password; command lines are visible to every user: put the "
+                          f"token in $EDGEMASK_WEBHOOK_TOKEN or in the secrets table of the --config file")
     try:
         u = urllib.parse.urlsplit(url)
         u.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as e:
-        raise ConfigError(f"{what} {url!r} is not a valid URL ({e}); write e.g. https://host:8443/alerts") from None
+        raise ConfigError(f"{what} {redact(repr(url))} is not a valid URL ({redact(e)}); write e.g. https://host:8443/alerts") from None
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise ConfigError(f"{what} {url!r} must be an http:// or https:// URL with a host, e.g. https://host/alerts")
+        raise ConfigError(f"{what} {redact(repr(url))} must be an http:// or https:// URL with a host, e.g. https://host/alerts")
     if u.password:
         raise ConfigError(f"{what} URL contains a password; command lines are visible to every user: put the "
                           f"token in $EDGEMASK_WEBHOOK_TOKEN or in the secrets table of the --config file")
@@ -169,28 +173,32 @@ def parse_mqtt_url(url: str) -> MqttTarget:
             command line), or a topic with wildcards.
     """
     fix = "write it as mqtt://user@host:port/topic (user and port optional; mqtts:// for TLS)"
+    shown = redact(repr(url))  # never echo a password, whatever characters it holds
+    if url_has_password(url):
+        raise ConfigError("--mqtt URL contains a password; command lines are visible to every user: put it in "
+                          "$EDGEMASK_MQTT_PASSWORD or in the secrets table of the --config file")
     if "#" in url:  # urlsplit would take it for a fragment and quietly cut the topic short
-        raise ConfigError(f"--mqtt {url!r} contains '#', an MQTT wildcard (or a URL fragment); alerts need a concrete "
+        raise ConfigError(f"--mqtt {shown} contains '#', an MQTT wildcard (or a URL fragment); alerts need a concrete "
                           "topic, e.g. mqtt://broker.local/site/cam1/alerts")
     try:
         u = urllib.parse.urlsplit(url)
         port = u.port
     except ValueError as e:
-        raise ConfigError(f"--mqtt {url!r} is malformed ({e}); {fix}") from None
+        raise ConfigError(f"--mqtt {shown} is malformed ({redact(e)}); {fix}") from None
     if u.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(f"--mqtt {url!r} must start with mqtt:// or mqtts://; {fix}")
+        raise ConfigError(f"--mqtt {shown} must start with mqtt:// or mqtts://; {fix}")
     if not u.hostname:
-        raise ConfigError(f"--mqtt {url!r} has no host; {fix}")
+        raise ConfigError(f"--mqtt {shown} has no host; {fix}")
     if u.password is not None:
         raise ConfigError("--mqtt URL contains a password; command lines are visible to every user: put it in "
                           "$EDGEMASK_MQTT_PASSWORD or in the secrets table of the --config file")
     topic = urllib.parse.unquote(u.path.lstrip("/"))
     if not topic:
-        raise ConfigError(f"--mqtt {url!r} has no topic; {fix}, e.g. mqtt://broker.local/site/cam1/alerts")
+        raise ConfigError(f"--mqtt {shown} has no topic; {fix}, e.g. mqtt://broker.local/site/cam1/alerts")
     if "+" in topic or "#" in topic:
         raise ConfigError(f"--mqtt topic {topic!r} contains a wildcard (+ or #); alerts need a concrete topic")
     if u.query or u.fragment:
-        raise ConfigError(f"--mqtt {url!r} has a query or fragment; {fix}")
+        raise ConfigError(f"--mqtt {shown} has a query or fragment; {fix}")
     tls = u.scheme == "mqtts"
     return MqttTarget(host=u.hostname, port=port or (8883 if tls else 1883), topic=topic,
                       username=urllib.parse.unquote(u.username or ""), tls=tls)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,23 @@ DEFAULT_ALERT_ON = ("no_mask", "mask_incorrect")
 DETECTORS = ("auto", "haar", "haar-fusion", "yunet", "none")
 #: ``--detect-mode`` choices.
 DETECT_MODES = ("auto", "sync", "async")
+#: Names a config file may use for a field besides the field's own: the long option of
+#: ``edgemask run --help`` ('-' written as '_' or kept), where that differs from the field.
+OPTION_ALIASES = {
+    "debounce": "debounce_s",
+    "duration": "duration_s",
+    "stall_timeout": "stall_timeout_s",
+    "freeze_timeout": "freeze_timeout_s",
+    "open_timeout": "open_timeout_s",
+    "start_timeout": "start_timeout_s",
+    "sink_timeout": "sink_timeout_s",
+    "health_stale": "health_stale_s",
+    "device": "device_profile",
+    "retry_min": "retry_min_s",
+    "retry_max": "retry_max_s",
+    "reconnect_min": "reconnect_min_s",
+    "reconnect_max": "reconnect_max_s",
+}
 #: Environment variables holding secrets.
 ENV_MQTT_PASSWORD = "EDGEMASK_MQTT_PASSWORD"
 ENV_WEBHOOK_TOKEN = "EDGEMASK_WEBHOOK_TOKEN"
@@ -102,6 +118,10 @@ class RunConfig:
         freeze_timeout_s: identical frames for this long → reopened (0 = off;
             only for live sources).
         open_timeout_s: how long opening a source may take.
+        start_timeout_s: how long a source that cannot be opened at start-up
+            is retried, with the reconnect backoff, before the run fails
+            (0 = forever: what the systemd unit uses, so a box that boots
+            before its camera or network waits for them).
         reconnect_min_s, reconnect_max_s: exponential backoff of source reopening.
         config_file: TOML file with options and secrets (``--config``).
     """
@@ -158,6 +178,7 @@ class RunConfig:
     stall_timeout_s: float = 5.0
     freeze_timeout_s: float = 10.0
     open_timeout_s: float = 10.0
+    start_timeout_s: float = 10.0
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     config_file: str = ""
@@ -169,24 +190,17 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """Build from a dict (e.g. a config file's ``[run]`` table); unknown keys are errors."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown run option(s) {', '.join(unknown)} in the config file; "
-                              f"valid ones are the long options of 'edgemask run --help' with '-' written as '_'")
-        kw = dict(d)
-        if "alert_on" in kw:
-            v = kw["alert_on"]
-            kw["alert_on"] = tuple(x.strip() for x in (v.split(",") if isinstance(v, str) else v) if x.strip())
-        return cls(**kw)
+    def from_dict(cls, d: dict[str, Any], where: str = "the config file") -> RunConfig:
+        """Build from a dict (e.g. a config file's ``[run]`` table), see :func:`typed_options`."""
+        return cls(**typed_options(d, where, from_file=False))
 
     def validate(self) -> None:
         """Check values that need no I/O; raise a one-line ConfigError on the first bad one."""
         if (self.camera is None) == (not self.source):
             raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
-        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", self.source.strip(), re.IGNORECASE):
+        from edgemask.utils.redact import url_has_password
+
+        if url_has_password(self.source):
             raise ConfigError(f"--source URL contains a password; command lines are visible to every user: give "
                               f"rtsp://USER@host/... and the password in ${ENV_SOURCE_PASSWORD} or in the "
                               "secrets table of the --config file")
@@ -225,6 +239,8 @@ class RunConfig:
             raise ConfigError(f"--crop-margin must lie in [0, 1], got {self.crop_margin}")
         if self.mqtt_qos not in (0, 1, 2):
             raise ConfigError(f"--mqtt-qos must be 0, 1 or 2, got {self.mqtt_qos}")
+        if self.start_timeout_s < 0:
+            raise ConfigError(f"--start-timeout must be >= 0 seconds (0 = keep retrying), got {self.start_timeout_s}")
         if self.debounce_s < 0 or self.max_missed < 0:
             raise ConfigError("--debounce and --max-missed must be >= 0")
         if not self.bundle and self.backend != "null":
@@ -236,6 +252,88 @@ class RunConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.roi:
             parse_roi(self.roi)
+
+
+def valid_option_names() -> list[str]:
+    """The keys a ``[run]`` table accepts, as the docs name them (an option's name where it has one)."""
+    field_names = [f.name for f in dataclasses.fields(RunConfig) if f.name != "config_file"]
+    by_field = {v: k for k, v in OPTION_ALIASES.items()}
+    return sorted(by_field.get(n, n) for n in field_names)
+
+
+_NUMBER_HINT = {float: "a number", int: "a whole number", bool: "true or false (a TOML boolean, no quotes)",
+                str: "a string in quotes"}
+
+
+def typed_options(d: Any, where: str = "the config file", from_file: bool = True) -> dict[str, Any]:
+    """A ``[run]`` table as RunConfig keyword arguments: names resolved, every value type-checked.
+
+    Keys may be the field name (``debounce_s``) or the option's name in the
+    docs (``debounce``, ``health-stale``...). Booleans must be TOML booleans
+    (``headless = "no"`` is an error, not true), numbers must be numbers.
+
+    Raises:
+        ConfigError: one line naming the key, what it holds and what it needs;
+            for an unknown key, the valid ones.
+    """
+    from edgemask.utils.redact import redact
+
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: 'run' must be a table ([run] with key = value lines), got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    defaults = RunConfig()
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    unknown = []
+    for key, value in d.items():
+        norm = str(key).replace("-", "_")
+        name = OPTION_ALIASES.get(norm, norm)
+        if name not in fields or (from_file and name == "config_file"):
+            unknown.append(str(key))
+            continue
+        if name in given:
+            raise ConfigError(f"{where}: [run] sets {name} twice (as {given[name]} and as {key}); keep one")
+        given[name] = str(key)
+        out[name] = _typed(name, key, value, getattr(defaults, name), where, redact)
+    if unknown:
+        import difflib
+
+        valid = valid_option_names()
+        near = [m for k in unknown for m in difflib.get_close_matches(k.replace("-", "_"), valid, n=1)]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ConfigError(f"{where}: unknown run option(s) {', '.join(unknown)}{hint}; valid ones: {', '.join(valid)}")
+    return out
+
+
+def _typed(name: str, key: Any, value: Any, default: Any, where: str, redact: Any) -> Any:
+    shown = redact(repr(value))
+    if name == "camera":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: [run] {key} = {shown} must be a camera index, a whole number >= 0 "
+                              "(e.g. camera = 0)")
+        return value
+    if name == "alert_on":
+        if isinstance(value, str):
+            items = value.split(",")
+        elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+            items = value
+        else:
+            raise ConfigError(f"{where}: [run] {key} = {shown} must be class names, e.g. "
+                              'alert_on = ["no_mask", "mask_incorrect"] or "no_mask,mask_incorrect"')
+        return tuple(x.strip() for x in items if x.strip())
+    kind = type(default)
+    ok = (isinstance(value, bool) if kind is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+          isinstance(value, int) and not isinstance(value, bool) if kind is int else
+          isinstance(value, str))
+    if not ok:
+        unit = " (seconds)" if name.endswith("_s") else ""
+        example = {bool: "true", float: f"{default:g}" if kind is float else "", int: str(default), str: '"..."'}[kind]
+        raise ConfigError(f"{where}: [run] {key} = {shown} must be {_NUMBER_HINT[kind]}{unit}, "
+                          f"e.g. {key} = {example}")
+    return float(value) if kind is float else value
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
@@ -293,6 +391,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {p} does not exist; pass an existing TOML file to --config") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text; save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
     bad = sorted(set(data) - {"run", "secrets"})
@@ -312,6 +412,13 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
     if config_file:
         data = read_config_file(config_file)
         file_secrets = data.get("secrets", {}) or {}
+        if not isinstance(file_secrets, dict):
+            raise ConfigError(f"config file {config_file}: 'secrets' must be a table ([secrets] with key = \"value\" "
+                              "lines)")
+        for k, v in file_secrets.items():
+            if not isinstance(v, str):
+                raise ConfigError(f"config file {config_file}: [secrets] {k} must be a string in quotes, "
+                                  f"got a {type(v).__name__}")
         unknown = sorted(set(file_secrets) - {"mqtt_password", "webhook_token", "source_password"})
         if unknown:
             raise ConfigError(f"config file {config_file} has unknown secret(s) {', '.join(unknown)}; "
@@ -321,11 +428,16 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
             if mode & (stat.S_IRGRP | stat.S_IROTH):
                 raise ConfigError(f"config file {config_file} holds secrets but other users can read it; "
                                   f"run 'chmod 600 {config_file}'")
-    return Secrets(
+    secrets = Secrets(
         mqtt_password=env.get(ENV_MQTT_PASSWORD) or str(file_secrets.get("mqtt_password", "")),
         webhook_token=env.get(ENV_WEBHOOK_TOKEN) or str(file_secrets.get("webhook_token", "")),
         source_password=env.get(ENV_SOURCE_PASSWORD) or str(file_secrets.get("source_password", "")),
     )
+    from edgemask.utils.redact import register_secret
+
+    for value in (secrets.mqtt_password, secrets.webhook_token, secrets.source_password):
+        register_secret(value)  # hidden from every log line and error from now on
+    return secrets
 
 
 def config_with_file(cfg: RunConfig, explicit: set[str]) -> RunConfig:
@@ -338,15 +450,15 @@ def config_with_file(cfg: RunConfig, explicit: set[str]) -> RunConfig:
     """
     if not cfg.config_file:
         return cfg
-    data = read_config_file(cfg.config_file).get("run", {}) or {}
-    from_file = RunConfig.from_dict(data)  # validates the keys
+    data = typed_options(read_config_file(cfg.config_file).get("run", {}) or {}, f"config file {cfg.config_file}")
     merged = cfg.to_dict()
-    for k in data:
+    for k, v in data.items():
         if k not in explicit:
-            merged[k] = getattr(from_file, k)
+            merged[k] = v
     merged["alert_on"] = tuple(merged["alert_on"])
     return RunConfig(**merged)
 
 
-__all__ = ["DEFAULT_ALERT_ON", "DETECTORS", "DETECT_MODES", "ENV_MQTT_PASSWORD", "ENV_SOURCE_PASSWORD", "ENV_WEBHOOK_TOKEN", "RunConfig", "Secrets",
-           "config_with_file", "load_secrets", "parse_roi", "read_config_file"]
+__all__ = ["DEFAULT_ALERT_ON", "DETECTORS", "DETECT_MODES", "ENV_MQTT_PASSWORD", "ENV_SOURCE_PASSWORD", "ENV_WEBHOOK_TOKEN",
+           "OPTION_ALIASES", "RunConfig", "Secrets", "config_with_file", "load_secrets", "parse_roi",
+           "read_config_file", "typed_options", "valid_option_names"]

@@ -73,6 +73,8 @@ class RunSummary:
     reconnects: int = 0
     corrupt_frames: int = 0
     events_dropped: int = 0  # event records lost to a failing --events file (e.g. a full disk)
+    alerts_not_durable: int = 0  # alerts the outbox could not write to disk (full disk): held in memory
+    alerts_lost: int = 0  # of those, still undelivered when the run ended: gone with the process
     dropped_frames: int = 0
     outbox_pending: dict[str, int] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
@@ -291,6 +293,8 @@ class PreparedRun:
     metrics_server: Any = None
     owns_runner: bool = True
     final_pending: dict[str, int] = field(default_factory=dict)
+    final_outbox: dict[str, Any] = field(default_factory=dict)
+    created: list[Path] = field(default_factory=list)  # outputs made by prepare_run, removed if the start fails
 
     def close(self) -> None:
         """Release everything, in the order that keeps alerts safe."""
@@ -302,8 +306,9 @@ class PreparedRun:
             self.dispatcher.drain(min(2.0, self.cfg.sink_timeout_s))  # a last chance to deliver; the rest stays queued
             self.dispatcher.stop()
         if self.outbox is not None:
-            self.final_pending = self.outbox.pending_by_sink()
             self.outbox.close()
+            self.final_pending = dict(self.outbox.pending_at_close)
+            self.final_outbox = self.outbox.status()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.owns_runner and self.runner is not None:
@@ -370,7 +375,7 @@ def build_sinks(cfg: RunConfig, secrets: Secrets) -> list[Any]:
 
 def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any = None,
                 class_names: list[str] | None = None, detector: Any = None, source: Any = None,
-                metrics: Any = None) -> PreparedRun:
+                metrics: Any = None, notifier: Any = None) -> PreparedRun:
     """Check everything and open all parts; raise a one-line EdgemaskError on the first problem.
 
     Cheap checks come first (options, URLs, secrets, whether the camera
@@ -387,6 +392,7 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         source: a FrameSource to use instead of opening ``cfg.source`` (tests);
             it is opened here if it is not yet.
         metrics: a ServiceMetrics to record into (default: a new one).
+        notifier: an SdNotifier told about start-up retries of the source (systemd's start timeout is extended).
     """
     from edgemask.service.alerts import AlertDispatcher, check_http_url, parse_mqtt_url
     from edgemask.service.metrics import MetricsServer, ServiceMetrics
@@ -452,20 +458,26 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             assert spec is not None
             source = FrameSource(spec, stall_timeout_s=cfg.stall_timeout_s, freeze_timeout_s=cfg.freeze_timeout_s,
                                  open_timeout_s=cfg.open_timeout_s, reconnect_min_s=cfg.reconnect_min_s,
-                                 reconnect_max_s=cfg.reconnect_max_s)
+                                 reconnect_max_s=cfg.reconnect_max_s, start_timeout_s=cfg.start_timeout_s,
+                                 on_start_retry=_start_retry_notice(notifier, cfg))
         prepared.source = source
         if not getattr(source, "opened", False):
             source.open()
         # everything checked: create the outputs
         if cfg.snapshots:
+            prepared.created.extend(_missing_paths(Path(cfg.snapshots)))
             try:
                 Path(cfg.snapshots).mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise ConfigError(f"cannot create --snapshots {cfg.snapshots}: {e.strerror}; "
                                   "choose a writable folder") from None
         if cfg.events:
+            prepared.created.extend(_missing_paths(Path(cfg.events)))
             prepared.events = EventWriter(cfg.events)
-        prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks])
+        # (it removes what it made itself if it fails; the events file and folders are removed below)
+        prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks],
+                                 on_state=m.outbox_state)
+        m.outbox_state(prepared.outbox.status())
         stale = {k: v for k, v in prepared.outbox.pending_by_sink().items() if k not in {s.name for s in sinks}}
         for k, v in stale.items():
             log.warning("%d alert(s) in the outbox wait for sink %r, which this run does not use; they stay queued "
@@ -476,7 +488,37 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         return prepared
     except BaseException:
         prepared.close()
+        for path in reversed(prepared.created):  # a failed start leaves no empty file or folder behind
+            with contextlib.suppress(OSError):
+                if path.is_dir():
+                    path.rmdir()
+                elif path.stat().st_size == 0:
+                    path.unlink()
         raise
+
+
+def _start_retry_notice(notifier: Any, cfg: RunConfig) -> Callable[[str], None] | None:
+    """Under systemd, each start-up retry of the source extends the unit's start timeout and sets its status."""
+    if notifier is None:
+        return None
+    extend_us = int((cfg.reconnect_max_s + cfg.open_timeout_s * 1.5 + 1.0 + 30.0) * 1e6)
+
+    def notice(why: str) -> None:
+        from edgemask.utils.redact import redact
+
+        notifier.notify(f"EXTEND_TIMEOUT_USEC={extend_us}\nSTATUS=waiting for the video source: {redact(why)}")
+
+    return notice
+
+
+def _missing_paths(path: Path) -> list[Path]:
+    """``path`` and its missing parent folders, outermost first (what creating it would make)."""
+    out = []
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out[::-1]
 
 
 class AsyncDetector:
@@ -636,14 +678,14 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     stop = stop_event or threading.Event()
     notifier = notifier or SdNotifier()
     p = prepare_run(cfg, secrets=secrets, runner=runner, class_names=class_names, detector=detector, source=source,
-                    metrics=metrics)
+                    metrics=metrics, notifier=notifier)
     summary = RunSummary(source=p.source.spec.describe() if hasattr(p.source, "spec") else str(p.source))
     try:
         summary.detector = p.detector.describe()
         summary.runner = p.runner.describe()
         with contextlib.suppress(OSError):
             atomic_write_json(Path(cfg.state_dir) / "run_config.json",
-                              {"config": cfg.to_dict(), "detector": summary.detector, "runner": summary.runner,
+                              {"config": _redacted(cfg.to_dict()), "detector": summary.detector, "runner": summary.runner,
                                "source": summary.source})
         p.dispatcher.start()
         if p.metrics_server is not None:
@@ -674,6 +716,8 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             display.close()
         p.close()
         summary.outbox_pending = dict(p.final_pending)
+        summary.alerts_not_durable = int(p.final_outbox.get("not_durable", 0))
+        summary.alerts_lost = int(p.final_outbox.get("lost", 0))
         if p.dispatcher is not None:
             summary.delivered = dict(p.dispatcher.delivered)
         if cfg.events:
@@ -739,6 +783,7 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
                     p.metrics.corrupt(st.corrupt_frames - reported_corrupt)
                     reported_corrupt = st.corrupt_frames
                 p.metrics.source_connected = bool(getattr(src, "connected", True))
+                p.metrics.source_changed_t = getattr(src, "last_change_t", None)  # a frozen camera is not healthy
             if frame is eos:
                 summary.stop_reason = "end_of_stream"
                 break
@@ -895,6 +940,13 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
         summary.reconnects = st.reconnects
         summary.corrupt_frames = st.corrupt_frames
         summary.dropped_frames = st.dropped_frames
+
+
+def _redacted(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with every URL's password and token hidden (it is saved to disk)."""
+    from edgemask.utils.redact import redact
+
+    return {k: redact(v) if isinstance(v, str) else v for k, v in d.items()}
 
 
 def _source_fps(src: Any) -> float:

@@ -7,7 +7,11 @@ the same metric names. ``/healthz`` answers 200 while frames flow and 503
 when none was processed for ``health_stale_s`` (camera gone, loop hung).
 Both are served by a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 by default:
 metrics reveal what a camera sees (face counts), so exposing them is the
-operator's explicit choice (``--metrics-host 0.0.0.0``).
+operator's explicit choice (``--metrics-host 0.0.0.0``). A live camera
+whose picture has not changed for ``health_stale_s`` (frozen: it repeats
+the same frame) is stale too, even while its frames keep arriving. A
+degraded outbox (full disk) answers 200 with ``"status": "degraded"``:
+frames flow and alerts are delivered from memory; a restart would lose them.
 
 Metric names (all prefixed ``edgemask_``):
 
@@ -21,6 +25,9 @@ alerts_total{class}             counter   alerts raised, by class
 source_reconnects_total         counter   times the source was reopened
 corrupt_frames_total            counter   frames skipped as unusable
 outbox_depth                    gauge     (alert, sink) deliveries waiting
+outbox_degraded                 gauge     1 while the outbox cannot write to disk (full disk)
+outbox_memory_alerts            gauge     alerts held only in memory meanwhile
+alerts_not_durable_total        counter   alerts the outbox could not make durable
 alert_deliveries_total{sink,outcome} counter delivered | retry | dead
 up                              gauge     1 while the loop runs
 =============================== ========= =======================================
@@ -129,6 +136,9 @@ class ServiceMetrics:
         self.started_t = time.monotonic()
         self.frames = 0
         self.source_connected = False
+        self.source_changed_t: float | None = None  # monotonic time a live source's picture last changed
+        self.outbox: dict[str, Any] = {}   # the outbox's last status(): degraded, reason, in_memory, not_durable
+        self._not_durable_seen = 0
         self._fps_window: list[float] = []
         self._lock = threading.Lock()
         if use_prometheus:
@@ -149,6 +159,12 @@ class ServiceMetrics:
                 "deliveries": Counter("edgemask_alert_deliveries", "Alert delivery attempts by sink and outcome",
                                       ["sink", "outcome"], registry=r),
                 "up": Gauge("edgemask_up", "1 while the run loop runs", registry=r),
+                "degraded": Gauge("edgemask_outbox_degraded", "1 while the alert outbox cannot write to disk",
+                                  registry=r),
+                "memory": Gauge("edgemask_outbox_memory_alerts", "Alerts held only in memory (outbox not writable)",
+                                registry=r),
+                "not_durable": Counter("edgemask_alerts_not_durable",
+                                       "Alerts the outbox could not make durable (full disk)", registry=r),
             }
             self._p["up"].set(1)
         else:
@@ -165,12 +181,18 @@ class ServiceMetrics:
                 ("edgemask_outbox_depth", "gauge", "Alert deliveries waiting in the outbox"),
                 ("edgemask_alert_deliveries", "counter", "Alert delivery attempts by sink and outcome"),
                 ("edgemask_up", "gauge", "1 while the run loop runs"),
+                ("edgemask_outbox_degraded", "gauge", "1 while the alert outbox cannot write to disk"),
+                ("edgemask_outbox_memory_alerts", "gauge", "Alerts held only in memory (outbox not writable)"),
+                ("edgemask_alerts_not_durable", "counter", "Alerts the outbox could not make durable (full disk)"),
             ):
                 b.declare(name, kind, doc)
-            for name in ("edgemask_frames", "edgemask_faces", "edgemask_source_reconnects", "edgemask_corrupt_frames"):
+            for name in ("edgemask_frames", "edgemask_faces", "edgemask_source_reconnects", "edgemask_corrupt_frames",
+                         "edgemask_alerts_not_durable"):
                 b.inc(name, (), 0.0)
             b.set("edgemask_up", 1)
             b.set("edgemask_outbox_depth", 0)
+            b.set("edgemask_outbox_degraded", 0)
+            b.set("edgemask_outbox_memory_alerts", 0)
 
     # -- recording -------------------------------------------------------
     def frame_done(self, stage_s: dict[str, float], faces: int) -> None:
@@ -224,6 +246,24 @@ class ServiceMetrics:
         else:
             self._b.set("edgemask_outbox_depth", n)
 
+    def outbox_state(self, status: dict[str, Any]) -> None:
+        """The outbox's :meth:`~edgemask.service.outbox.Outbox.status` (degraded, in_memory, not_durable)."""
+        with self._lock:
+            self.outbox = dict(status)
+            new = max(0, int(status.get("not_durable", 0)) - self._not_durable_seen)
+            self._not_durable_seen += new
+        degraded, memory = float(bool(status.get("degraded"))), float(status.get("in_memory", 0))
+        if self.backend == "prometheus_client":
+            self._p["degraded"].set(degraded)
+            self._p["memory"].set(memory)
+            if new:
+                self._p["not_durable"].inc(new)
+        else:
+            self._b.set("edgemask_outbox_degraded", degraded)
+            self._b.set("edgemask_outbox_memory_alerts", memory)
+            if new:
+                self._b.inc("edgemask_alerts_not_durable", (), new)
+
     def delivery(self, sink: str, outcome: str) -> None:
         if self.backend == "prometheus_client":
             self._p["deliveries"].labels(sink=sink, outcome=outcome).inc()
@@ -251,8 +291,26 @@ class ServiceMetrics:
         age = None if self.last_frame_t is None else now - self.last_frame_t
         ok = age is not None and age <= stale_s
         status = "ok" if ok else ("starting" if age is None and now - self.started_t < stale_s else "stale")
-        return ok, {"status": status, "frames": self.frames, "last_frame_age_s": None if age is None else round(age, 3),
-                    "source_connected": self.source_connected, "uptime_s": round(now - self.started_t, 1)}
+        changed = self.source_changed_t
+        frozen_s = None if changed is None else now - changed
+        if ok and frozen_s is not None and frozen_s > stale_s:
+            # Frames still arrive, but the same picture for this long: a frozen camera sees nothing.
+            ok, status = False, "stale"
+        with self._lock:
+            outbox = dict(self.outbox)
+        if ok and outbox.get("degraded"):
+            # Still 200: frames flow and alerts are delivered from memory; a restart would lose those.
+            status = "degraded"
+        info = {"status": status, "frames": self.frames, "last_frame_age_s": None if age is None else round(age, 3),
+                "source_connected": self.source_connected, "uptime_s": round(now - self.started_t, 1)}
+        if frozen_s is not None:
+            info["picture_unchanged_s"] = round(frozen_s, 3)
+        if outbox.get("degraded"):
+            info.update(outbox_degraded=True, outbox_error=outbox.get("reason", ""),
+                        alerts_in_memory=int(outbox.get("in_memory", 0)))
+        if outbox.get("not_durable"):
+            info["alerts_not_durable"] = int(outbox["not_durable"])
+        return ok, info
 
 
 class MetricsServer:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgemask.errors import ConfigError
+from edgemask.utils.redact import redact, url_has_password
 
 #: Options whose values are secrets; refused in ExecStart.
 _SECRET_HINTS = ("password", "token", "secret")
@@ -149,8 +150,8 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
             raise ConfigError(f"'{a}' looks like a secret on the command line; put secrets in {env_file} "
                               "(EDGEMASK_MQTT_PASSWORD=..., EDGEMASK_WEBHOOK_TOKEN=..., EDGEMASK_SOURCE_PASSWORD=...) "
                               "instead")
-        if "://" in a and "@" in a.split("://", 1)[1].split("/", 1)[0] and ":" in a.split("://", 1)[1].split("@", 1)[0]:
-            shown = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", a)
+        if "://" in a and url_has_password(a[a.find("=") + 1:] if a.startswith("--") else a):
+            shown = redact(a)
             raise ConfigError(f"'{shown}' has a password in its URL; keep only the user in the URL and put the password "
                               f"in {env_file} (EDGEMASK_SOURCE_PASSWORD for a camera, EDGEMASK_MQTT_PASSWORD for MQTT)")
     if watchdog_s < 5:
@@ -161,6 +162,8 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
                               f"e.g. /var/lib/edgemask")
     if "--headless" not in args:
         args.append("--headless")  # a service has no display
+    if not any(a == "--start-timeout" or a.startswith("--start-timeout=") for a in args):
+        args += ["--start-timeout", "0"]  # a box may boot before its camera or network: wait for them
     prog = list(exec_start) if exec_start else default_exec_start()
     cmd = " ".join(exec_quote(x) for x in [*prog, "run", *args])
     wd = working_dir.replace("%", "%%")

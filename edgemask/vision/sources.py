@@ -14,9 +14,16 @@ folder or GStreamer pipeline) and a reader thread that owns it:
   crashes some FFmpeg/V4L2 builds, and a thread stuck in the driver cannot be
   killed anyway, so a hung reader is abandoned (it is a daemon thread).
 
-The first :meth:`FrameSource.open` is strict: a camera that does not exist
-or a URL nobody answers is a one-line :class:`~edgemask.errors.SourceError`
-before any long work starts. Later failures are never fatal.
+The first :meth:`FrameSource.open` is strict by default: a camera that
+cannot be opened or a URL nobody answers is a one-line
+:class:`~edgemask.errors.SourceError` before any long work starts. With
+``start_timeout_s`` it is retried with the same backoff as a loss mid-run,
+for that long (0 = until it works: a box that boots before its camera or
+its network). Later failures are never fatal.
+
+A live source also tracks when its picture last changed
+(:attr:`FrameSource.last_change_t`), so health checks can report a frozen
+camera that still delivers (identical) frames.
 """
 
 from __future__ import annotations
@@ -97,8 +104,10 @@ class SourceSpec:
 
 
 def _redact_url(url: str) -> str:
-    """``rtsp://user:pw@host/x`` → ``rtsp://user:***@host/x`` for logs."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """``rtsp://user:pw@host/x`` → ``rtsp://user:***@host/x`` for logs (any characters in ``pw``)."""
+    from edgemask.utils.redact import redact
+
+    return redact(url)
 
 
 def url_with_password(url: str, password: str) -> str:
@@ -456,13 +465,20 @@ class FrameSource:
             doubling per consecutive failure.
         opener: ``opener(spec, open_timeout_s) -> Capture``; tests inject fakes.
         on_reconnect: called with a reason string whenever a capture is abandoned.
+        start_timeout_s: how long :meth:`open` keeps retrying a source that
+            cannot be opened (None = one attempt, 0 = forever).
+        on_start_retry: called with a one-line reason before each start-up
+            retry (the service tells systemd it is still starting).
     """
 
     def __init__(self, spec: SourceSpec, *, stall_timeout_s: float = 5.0, freeze_timeout_s: float = 10.0,
                  open_timeout_s: float = 10.0, reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0,
                  opener: Callable[[SourceSpec, float], Capture] = open_capture,
-                 on_reconnect: Callable[[str], None] | None = None):
+                 on_reconnect: Callable[[str], None] | None = None, start_timeout_s: float | None = None,
+                 on_start_retry: Callable[[str], None] | None = None):
         self.spec = spec
+        self.start_timeout_s = None if start_timeout_s is None else float(start_timeout_s)
+        self.on_start_retry = on_start_retry
         self.stall_timeout_s = float(stall_timeout_s)
         self.freeze_timeout_s = float(freeze_timeout_s) if spec.live else 0.0
         self.open_timeout_s = float(open_timeout_s)
@@ -486,17 +502,59 @@ class FrameSource:
         self._ended = False
         self._closed = False
         self.connected = False
+        self.last_change_t: float | None = None   # live sources: monotonic time the picture last changed
+        self._health_sig: int | None = None
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:
-        """Open the source and wait for its first frame (strict: errors are raised).
+        """Open the source and wait for its first frame, retrying for ``start_timeout_s``.
 
         Raises:
-            SourceError: cannot be opened, or no frame within ``open_timeout_s``.
+            SourceError: cannot be opened, or no frame within ``open_timeout_s``
+                (after ``start_timeout_s`` of retries, if set).
         """
+        if self.start_timeout_s is None:
+            self._open_once()
+            return
+        t0 = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                if self._stuck is not None and not self._stuck.done.is_set():
+                    raise SourceError(f"the last attempt to open {self.spec.describe()} still hangs in the driver")
+                self._stuck = None
+                self._open_once()
+            except SourceError as e:
+                failures += 1
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
+                elapsed = time.monotonic() - t0
+                if self.start_timeout_s and elapsed + delay > self.start_timeout_s:
+                    if failures == 1:
+                        raise
+                    raise SourceError(f"{why} (tried {failures} times in {elapsed:.0f} s; raise --start-timeout, "
+                                      "0 = keep trying)") from None
+                left = "until it works" if not self.start_timeout_s else \
+                    f"for {self.start_timeout_s - elapsed:.0f} s more (--start-timeout)"
+                log.warning("%s; retrying in %.1f s, %s", why, delay, left)
+                if self.on_start_retry is not None:
+                    self.on_start_retry(why)
+                stuck = self._stuck
+                if stuck is not None:
+                    stuck.done.wait(delay)   # a hung open returning early ends the wait early
+                else:
+                    time.sleep(delay)
+                continue
+            if failures:
+                log.info("opened %s after %d failed attempt(s) in %.1f s", self.spec.describe(), failures,
+                         time.monotonic() - t0)
+            return
+
+    def _open_once(self) -> None:
         op = _Opening(self.opener, self.spec, self.open_timeout_s)
         op.done.wait(self._open_limit_s())
         if op.abandon():
+            self._stuck = op  # its call may still return: no second open is stacked on a hung one
             raise SourceError(f"opening {self.spec.describe()} did not finish within {self._open_limit_s():g} s "
                               "(a hung camera driver or stream server); check the source or raise --open-timeout")
         _, cap, err = op.take()
@@ -615,8 +673,11 @@ class FrameSource:
             return None
         now = time.monotonic()
         self._last_frame_t = now
-        if self.freeze_timeout_s > 0:
+        if self.spec.live:
             sig = _frame_signature(img)
+            if sig != self._health_sig or self.last_change_t is None:  # not reset by a reopen: still frozen after it
+                self._health_sig, self.last_change_t = sig, now
+        if self.freeze_timeout_s > 0:
             if sig != self._sig:
                 self._sig, self._sig_since = sig, now
             elif now - self._sig_since >= self.freeze_timeout_s:

@@ -40,7 +40,8 @@ def test_engine_file_names_round_trip():
     assert dla == "model.jetson-agx-orin.fp16.dla1.trt8.6.engine"
     assert E.parse_engine_file_name(dla)["dla_core"] == 1
     assert E.parse_engine_file_name("model.fp32.onnx") is None
-    assert E.trt_version_code("8.5.2.2") == 8502 and E.trt_version_code("10.3.0") == 10300
+    assert E.trt_version_code("8.5.2.2") == 8502 and E.trt_version_code("10.3.0") == 100300
+    assert E.trt_version_code("8.6.1") == 8601 and E.trt_version_code("11.4.0") == 110400
 
 
 def _entry(**kw):

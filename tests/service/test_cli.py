@@ -62,9 +62,11 @@ def test_unreachable_rtsp(app, tmp_path):
 def test_unreachable_stream_is_exactly_one_line_on_the_terminal(tmp_path):
     # In a fresh process, as a user sees it: FFmpeg and OpenCV print to stderr themselves
     # ("[tcp @ 0x..] Connection refused", "[ WARN:0] ...") unless told not to.
+    # One attempt (a start timeout shorter than the first backoff): retries log a line each.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
     r = subprocess.run([sys.executable, "-c", APP_CODE, "run", "--source", f"rtsp://127.0.0.1:{free_port()}/cam",
-                        "--backend", "null", "--open-timeout", "3", "--state-dir", str(tmp_path / "s")],
+                        "--backend", "null", "--open-timeout", "3", "--start-timeout", "0.1",
+                        "--state-dir", str(tmp_path / "s")],
                        capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(Path.cwd())})
     lines = (r.stdout + r.stderr).strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: cannot open rtsp://"), lines

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import socket
+import urllib.error
 import urllib.request
 
 import cv2
@@ -275,6 +276,44 @@ def test_onnxrt_on_a_gpu_build_gets_the_device_profile(tmp_path, video, tiny_bun
     runner.deactivate()
     assert "device" not in seen[0] and seen[1]["device"] == "jetson-xavier-nx"
 
+
+class _FrozenCamera:
+    """A camera whose driver returns the same buffer forever (frames keep coming, the picture never changes)."""
+
+    def __init__(self):
+        self.img = np.full((120, 160, 3), 77, np.uint8)
+
+    def read(self):
+        import time
+
+        time.sleep(0.02)
+        return True, self.img.copy()
+
+    def release(self):
+        pass
+
+
+def test_healthz_is_stale_while_the_camera_is_frozen(tmp_path):
+    from service_fakes import free_port
+
+    from edgemask.vision.sources import FrameSource, SourceSpec
+
+    port = free_port()
+    seen = {}
+
+    def on_frame(i, faces):
+        if i == 40:  # ~0.8 s of identical frames, health_stale 0.3 s
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    seen["health"] = (r.status, json.loads(r.read()))
+            except urllib.error.HTTPError as e:
+                seen["health"] = (e.code, json.loads(e.read()))
+
+    src = FrameSource(SourceSpec("camera", 0), opener=lambda spec, t: _FrozenCamera(), freeze_timeout_s=0)
+    cfg = cfg_for(tmp_path, "x", max_frames=42, metrics_port=port, health_stale_s=0.3)
+    run(cfg, detector=BoxDetector([]), source=src, on_frame=on_frame)
+    code, info = seen["health"]
+    assert code == 503 and info["status"] == "stale" and info["picture_unchanged_s"] >= 0.3   # before: 200 "ok"
 
 class _PhotoDetector(BoxDetector):
     """A different face box in each photo, overlapping enough that a video tracker would join them."""

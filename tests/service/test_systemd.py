@@ -19,7 +19,8 @@ def test_unit_is_notify_with_watchdog_and_restart():
                  "SupplementaryGroups=video", "StateDirectory=edgemask", "EnvironmentFile=-/etc/edgemask/edgemask.env",
                  "WantedBy=multi-user.target"):
         assert want in lines, want
-    assert "ExecStart=/opt/venv/bin/edgemask run --camera 0 --bundle /opt/edgemask/bundle --headless" in lines
+    # A service waits for a camera or network that comes up after it (--start-timeout 0 = keep retrying).
+    assert "ExecStart=/opt/venv/bin/edgemask run --camera 0 --bundle /opt/edgemask/bundle --headless --start-timeout 0" in lines
 
 
 @pytest.mark.parametrize("args", [["--mqtt-password", "x"], ["--webhook", "https://u:tok@h/x"]])

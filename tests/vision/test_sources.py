@@ -353,3 +353,46 @@ def test_http_stream_that_hangs_is_abandoned(tmp_path):
         server.close()
     assert len(frames) == 15 and src.stats.stalls >= 1 and src.stats.reconnects >= 1
     assert took < 5.5  # recovered long before the server's 6 s hang (or FFmpeg's read timeout) ended
+
+
+# --------------------------------------------------------------------------- start-up retry, frozen picture (issue 9 item 9)
+
+
+def test_source_unreachable_at_start_is_retried_with_backoff(caplog):
+    opener = ScriptedOpener(["error", "error", "error", ("fail", 1000)])
+    retries = []
+    src = _live(opener, start_timeout_s=10, on_start_retry=retries.append)
+    t0 = time.monotonic()
+    src.open()                                   # before: SourceError "camera busy" at the first failure
+    try:
+        assert opener.calls == 4 and len(retries) == 3 and retries[0] == "camera busy"
+        assert 0.05 + 0.1 + 0.2 <= time.monotonic() - t0 < 5     # backoff 0.05, 0.1, 0.2 s
+        assert len(read_all(src, limit=5)) == 5
+    finally:
+        src.close()
+    assert sum("retrying in" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_start_timeout_bounds_the_retrying():
+    opener = ScriptedOpener(["error"] * 1000)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=r"camera busy \(tried \d+ times in \d+ s; raise --start-timeout") as e:
+        _live(opener, start_timeout_s=1.0).open()
+    assert 0.5 < time.monotonic() - t0 < 3 and opener.calls >= 3 and "\n" not in str(e.value)
+
+
+def test_start_timeout_zero_retries_until_the_source_comes():
+    opener = ScriptedOpener(["error"] * 12 + [("fail", 1000)])
+    src = _live(opener, start_timeout_s=0, reconnect_max_s=0.05)
+    src.open()
+    src.close()
+    assert opener.calls == 13
+
+
+def test_frozen_picture_is_tracked_across_reopens():
+    opener = ScriptedOpener([("freeze", 2), ("freeze", 2)])
+    with _live(opener, freeze_timeout_s=0) as src:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.6:
+            src.read(timeout=0.1)
+        assert src.last_change_t is not None and time.monotonic() - src.last_change_t >= 0.4
