@@ -65,6 +65,11 @@ def build_cmd(
         def warn(w: str) -> None:  # printed as they come: the plan's warnings precede a missing-TensorRT error
             err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
+        # Say "no TensorRT here" before a spinner starts: on a terminal the spinner
+        # would otherwise be drawn (and left behind) ahead of the one-line error.
+        from edgemask.export.engine import import_tensorrt
+
+        import_tensorrt()
         with console.status(f"building {precision} engine for {device} (minutes on a Jetson)"):
             result = build_engine(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
                                   workspace_mib=workspace, timing_cache=tc_opt, verbose=verbose, on_warning=warn)

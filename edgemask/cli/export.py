@@ -109,12 +109,25 @@ bundle_app = typer.Typer(help="Inspect and verify exported bundles.", no_args_is
 
 
 @bundle_app.command("verify")
-def verify_cmd(path: str = typer.Argument(..., help="Bundle folder (holding manifest.json).")) -> None:
+def verify_cmd(
+    path: str = typer.Argument(..., help="Bundle folder (holding manifest.json)."),
+    trusted: str = typer.Option(None, "--trusted", help="Folder of trusted *.pub keys: also check the signature."),
+    installed_version: int = typer.Option(None, "--installed-version",
+                                          help="With --trusted: refuse a bundle older than this version."),
+    allow_downgrade: bool = typer.Option(False, "--allow-downgrade", help="Accept a bundle older than --installed-version."),
+) -> None:
     """Check the manifest and the SHA-256 and size of every file; exit 1 listing the problems."""
     with run_cli():
         from edgemask.bundle import load_manifest, verify_bundle
 
         m = load_manifest(path)
+        if trusted is not None:
+            from edgemask.bundle.signing import verify_signature
+
+            v = verify_signature(path, trusted, installed_version=installed_version, allow_downgrade=allow_downgrade)
+            console.print(f"[green]ok[/]: bundle {v.name} v{v.version} signed by trusted key {v.key_id}, "
+                          f"{len(m.files)} files match their SHA-256", highlight=False)
+            return
         problems = verify_bundle(path)
         if problems:
             for p in problems:
@@ -124,6 +137,19 @@ def verify_cmd(path: str = typer.Argument(..., help="Bundle folder (holding mani
             raise typer.Exit(code=1)
         console.print(f"[green]ok[/]: bundle {m.name} v{m.version}, {len(m.files)} files match their SHA-256",
                       highlight=False)
+
+
+@bundle_app.command("sign")
+def sign_cmd(
+    path: str = typer.Argument(..., help="Bundle folder (holding manifest.json)."),
+    key: str = typer.Option(..., "--key", help="Private key file made by 'edgemask keys generate'."),
+) -> None:
+    """Sign the bundle's manifest (which holds every file's SHA-256) with an Ed25519 key."""
+    with run_cli():
+        from edgemask.bundle.signing import SIGNATURE_NAME, sign_bundle
+
+        kid = sign_bundle(path, key)
+        console.print(f"signed {path} with key {kid} ({SIGNATURE_NAME})", highlight=False)
 
 
 @bundle_app.command("show")
@@ -144,9 +170,23 @@ def show_cmd(
             console.print(r)
 
 
+keys_app = typer.Typer(help="Signing keys for bundles (Ed25519).", no_args_is_help=True)
+
+
+@keys_app.command("generate")
+def keys_generate_cmd(out: str = typer.Option("keys", "--out", help="Folder for <id>.key and <id>.pub.")) -> None:
+    """Make an Ed25519 key pair: keep <id>.key secret, copy <id>.pub into each box's trusted folder."""
+    with run_cli():
+        from edgemask.bundle.signing import generate_key
+
+        kp = generate_key(out)
+        console.print(f"key {kp.key_id}: private {kp.private_path}, public {kp.public_path}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("export")(export_cmd)
     app.add_typer(bundle_app, name="bundle")
+    app.add_typer(keys_app, name="keys")
 
 
 __all__ = ["register"]

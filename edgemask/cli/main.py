@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "data",
     "models",
     "train",
+    "detector",
     "export",
     "compare",
     "stability",

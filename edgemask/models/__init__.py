@@ -10,6 +10,7 @@ from edgemask.models.flops import count_flops, count_parameters
 
 # Importing the architecture modules registers them.
 from edgemask.models import baselines as _baselines  # noqa: F401,E402
+from edgemask.models import facedet as _facedet  # noqa: F401,E402
 from edgemask.models import mobilenet as _mobilenet  # noqa: F401,E402
 from edgemask.models import seed_cnn as _seed_cnn  # noqa: F401,E402
 

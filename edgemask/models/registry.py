@@ -53,28 +53,34 @@ class ModelSpec:
     name: str
     factory: Callable[..., EdgeMaskNet]
     description: str
-    family: str  # "cnn" | "linear" | "mlp": the stability study compares families
+    family: str  # "cnn" | "linear" | "mlp" | "detector": the stability study compares families
     defaults: dict[str, Any] = field(default_factory=dict)
+    task: str = "classify"  # "classify": crops -> logits (N, K); "detect": frames -> dense heads
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, family: str, description: str) -> Callable:
-    """Decorator that adds a factory to the registry under ``name``."""
+def register_model(name: str, *, family: str, description: str, task: str = "classify") -> Callable:
+    """Decorator that adds a factory to the registry under ``name`` (``task``: classify | detect)."""
 
     def deco(fn: Callable[..., EdgeMaskNet]) -> Callable[..., EdgeMaskNet]:
         sig = inspect.signature(fn)
         defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-        _REGISTRY[name] = ModelSpec(name, fn, description, family, defaults)
+        _REGISTRY[name] = ModelSpec(name, fn, description, family, defaults, task)
         return fn
 
     return deco
 
 
-def list_models() -> list[str]:
-    """Names of all registered architectures, sorted."""
-    return sorted(_REGISTRY)
+def list_models(task: str | None = "classify") -> list[str]:
+    """Names of the registered architectures for ``task`` (``None``: all), sorted.
+
+    The default lists the classifiers: everything that maps a face crop to
+    logits (train, export, the stability study). ``task="detect"`` lists the
+    face detectors (``edgemask detector train --arch``).
+    """
+    return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
 
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -82,7 +88,7 @@ def get_model_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ModelError(f"unknown architecture {name!r}; choose one of: {', '.join(list_models())}") from None
+        raise ModelError(f"unknown architecture {name!r}; choose one of: {', '.join(list_models(None))}") from None
 
 
 def create_model(name: str, **args: Any) -> EdgeMaskNet:

@@ -1,0 +1,104 @@
+"""Whole images with face boxes, for the face detector: VOC folders and ``data synth`` scenes.
+
+Any VOC object counts as a face; its label is kept so recall can be reported
+per class. The held-out split is by image, from a seeded hash of the image's
+path inside its dataset, so it is the same on every machine and for every
+subset of the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from edgemask.errors import DataError
+
+
+@dataclass
+class DetImage:
+    """One image: RGB uint8 (H, W, 3), boxes (G, 4) float32 x0, y0, x1, y1, one label per box."""
+
+    name: str
+    rgb: np.ndarray
+    boxes: np.ndarray
+    labels: List[str]
+
+
+def voc_root(path: Path) -> Path | None:
+    from edgemask.data.voc import find_voc_dirs
+
+    if find_voc_dirs(path) is not None:
+        return path
+    if find_voc_dirs(path / "scenes") is not None:  # a `data synth` folder
+        return path / "scenes"
+    return None
+
+
+def read_detection_set(path: str | Path) -> List[DetImage]:
+    """Images and boxes of a VOC folder, or of the ``scenes/`` of a ``data synth`` folder.
+
+    Unusable XML files, images and boxes are skipped (as the VOC importer does).
+
+    Raises:
+        DataError: neither layout, or no usable image.
+    """
+    from edgemask.data.imagefolder import decode_image, rel_posix
+    from edgemask.data.voc import _BadXml, _ImageIndex, _xml_files, clamp_box, find_voc_dirs, parse_voc_xml
+
+    path = Path(path)
+    root = voc_root(path)
+    if root is None:
+        raise DataError(f"{path} is neither a VOC folder (annotations/*.xml + images/) nor a 'data synth' folder "
+                        "with scenes/; pass e.g. ../shared/data/face-mask-voc or the output of 'edgemask data synth'")
+    ann_dir, img_dir = find_voc_dirs(root)  # type: ignore[misc]
+    index = _ImageIndex(img_dir)
+    out: List[DetImage] = []
+    for xml in _xml_files(ann_dir):
+        try:
+            ann = parse_voc_xml(xml.read_bytes(), xml)
+        except (OSError, _BadXml):
+            continue
+        img_path = index.find(ann.filename, xml.stem)
+        if img_path is None:
+            continue
+        try:
+            img = decode_image(img_path.read_bytes())
+        except OSError:
+            continue
+        if img is None:
+            continue
+        h, w = img.shape[:2]
+        boxes, labels = [], []
+        for o in ann.objects:
+            if o.box is None:
+                continue
+            b, _ = clamp_box(o.box, w, h)
+            if b is not None:
+                boxes.append(b)
+                labels.append(o.name)
+        out.append(DetImage(f"{path.name}/{rel_posix(img_path, root)}", img,
+                            np.asarray(boxes, dtype=np.float32).reshape(-1, 4), labels))
+    if not out:
+        raise DataError(f"{path} holds no readable annotated image; check its annotations/ and images/")
+    return out
+
+
+def is_heldout(name: str, seed: int = 0, fraction: float = 0.2) -> bool:
+    """Whether image ``name`` is in the held-out split (seeded hash of the name, by image)."""
+    h = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2.0**64 < fraction
+
+
+def split_images(images: Sequence[DetImage], seed: int = 0, fraction: float = 0.2
+                 ) -> Tuple[List[DetImage], List[DetImage]]:
+    """(train, held-out) by image; see :func:`is_heldout`."""
+    train = [im for im in images if not is_heldout(im.name, seed, fraction)]
+    held = [im for im in images if is_heldout(im.name, seed, fraction)]
+    return train, held
+
+
+__all__ = ["DetImage", "is_heldout", "read_detection_set", "split_images", "voc_root"]

@@ -1,0 +1,72 @@
+"""Settings of the face detector's training (torch-free, so the CLI can show its defaults cheaply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+from edgemask.errors import ConfigError
+from edgemask.vision.facedet_decode import DecodeParams
+
+
+@dataclass
+class DetTrainConfig:
+    """Settings of ``edgemask detector train`` (the CLI's defaults come from here).
+
+    Attributes:
+        data: VOC folders and/or ``data synth`` folders (their scenes/).
+        out: run folder.
+        arch: a detector from ``list_models("detect")``.
+        input_width, input_height: network input (letterboxed frames); multiples of 32.
+        crop_width, crop_height: training crop (fully convolutional, so smaller = faster).
+        epochs, batch_size, lr, weight_decay: optimisation (AdamW, cosine schedule).
+        seed: augmentation and init seed.
+        split_seed, heldout: the held-out split of every data set, by image.
+        threads: torch threads (0 = edgemask's default).
+        resume: continue from OUT/state.pt.
+        max_minutes: stop after this many minutes (0 = no limit), still writing a finished run.
+    """
+
+    data: List[str] = field(default_factory=list)
+    out: str = "runs/det"
+    arch: str = "facedet"
+    input_width: int = 384
+    input_height: int = 288
+    crop_width: int = 256
+    crop_height: int = 192
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    split_seed: int = 0
+    heldout: float = 0.2
+    threads: int = 0
+    resume: bool = False
+    max_minutes: float = 0.0
+    decode: Dict[str, Any] = field(default_factory=lambda: DecodeParams().to_dict())
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("give at least one --data folder (a VOC folder or a 'data synth' output)")
+        for k in ("input_width", "input_height", "crop_width", "crop_height"):
+            v = getattr(self, k)
+            if v < 32 or v % 32:
+                raise ConfigError(f"--{k.replace('_', '-')} must be a positive multiple of 32, got {v}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("--epochs and --batch-size must be at least 1")
+        if not 0.0 <= self.heldout < 1.0:
+            raise ConfigError(f"--heldout must be in [0, 1), got {self.heldout}")
+
+    def check_data(self) -> None:
+        """Each --data folder has a VOC or 'data synth' layout (cheap: no image is read)."""
+        from pathlib import Path
+
+        from edgemask.data.detection import voc_root
+
+        self.validate()
+        for p in self.data:
+            if voc_root(Path(p)) is None:
+                raise ConfigError(f"{p} is neither a VOC folder (annotations/*.xml + images/) nor a 'data synth' "
+                                  "folder with scenes/; pass e.g. ../shared/data/face-mask-voc or an "
+                                  "'edgemask data synth' output")

@@ -1,0 +1,320 @@
+"""Train and evaluate the face detector (``edgemask detector train|eval``).
+
+Run folder::
+
+    OUT/model.json          arch, arch_args, task "detect", decode parameters, data and split
+    OUT/weights.safetensors float weights (written atomically after every epoch)
+    OUT/state.pt            optimizer + epoch, for --resume (weights_only load)
+    OUT/metrics.json        held-out recall per class x size, false boxes per image, AP50
+    OUT/config.json         the resolved DetTrainConfig
+
+Targets follow CenterNet: a Gaussian peak at each face centre on the stride-4
+heatmap (penalty-reduced focal loss), log width/height and the sub-cell
+offset at the centre cell (L1). Augmentation: scale jitter around the
+letterbox scale, random crops (biased to hold a face), flips, HSV colour,
+blur, grey, and JPEG-like noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edgemask.data.detection import DetImage, read_detection_set, split_images
+from edgemask.detector_config import DetTrainConfig
+from edgemask.errors import ConfigError
+from edgemask.utils.io import atomic_path, atomic_write_json
+from edgemask.vision.facedet_decode import DecodeParams, detection_metrics, letterbox, postprocess, to_input
+
+ProgressFn = Callable[[int, int, Dict[str, Any]], None]
+
+
+# --------------------------------------------------------------------------- augmentation + targets
+
+
+def _colour(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-8, 8)) % 180
+    hsv[..., 1] *= rng.uniform(0.6, 1.4)
+    hsv[..., 2] = hsv[..., 2] * rng.uniform(0.55, 1.35) + rng.uniform(-20, 20)
+    out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
+    if rng.random() < 0.2:
+        k = int(rng.choice([3, 5]))
+        out = cv2.GaussianBlur(out, (k, k), 0)
+    if rng.random() < 0.15:
+        g = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+        out = np.repeat(g[:, :, None], 3, axis=2)
+    if rng.random() < 0.3:
+        out = np.clip(out + rng.normal(0, rng.uniform(2, 8), out.shape), 0, 255).astype(np.uint8)
+    return out
+
+
+def augment(rng: np.random.Generator, im: DetImage, cfg: DetTrainConfig) -> tuple:
+    """One random training crop: (uint8 (crop_h, crop_w, 3), boxes (G, 4) in crop pixels)."""
+    import cv2
+
+    h, w = im.rgb.shape[:2]
+    base = min(cfg.input_width / w, cfg.input_height / h)  # what the letterbox does at inference
+    s = base * math.exp(rng.uniform(math.log(0.6), math.log(1.7)))
+    nw, nh = max(8, int(round(w * s))), max(8, int(round(h * s)))
+    img = cv2.resize(im.rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    boxes = im.boxes * np.float32([nw / w, nh / h, nw / w, nh / h])
+    cw, ch = cfg.crop_width, cfg.crop_height
+    # crop origin: around a random face 70 % of the time, anywhere otherwise; may go past the edges (padding)
+    if len(boxes) and rng.random() < 0.7:
+        b = boxes[int(rng.integers(len(boxes)))]
+        cx, cy = rng.uniform(b[0], b[2]), rng.uniform(b[1], b[3])
+        x0, y0 = int(cx - rng.uniform(0.1, 0.9) * cw), int(cy - rng.uniform(0.1, 0.9) * ch)
+    else:
+        x0 = int(rng.integers(min(0, nw - cw), max(0, nw - cw) + 1))
+        y0 = int(rng.integers(min(0, nh - ch), max(0, nh - ch) + 1))
+    canvas = np.full((ch, cw, 3), int(rng.integers(0, 256)), dtype=np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(nw, x0 + cw), min(nh, y0 + ch)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    boxes = boxes - np.float32([x0, y0, x0, y0])
+    if len(boxes):
+        clipped = boxes.copy()
+        clipped[:, [0, 2]] = np.clip(clipped[:, [0, 2]], 0, cw)
+        clipped[:, [1, 3]] = np.clip(clipped[:, [1, 3]], 0, ch)
+        area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 1e-6, None), axis=1)
+        vis = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1) / area
+        boxes = clipped[vis >= 0.5]
+    if rng.random() < 0.5:
+        canvas = canvas[:, ::-1]
+        boxes = boxes.copy()
+        boxes[:, [0, 2]] = cw - boxes[:, [2, 0]]
+    return _colour(rng, np.ascontiguousarray(canvas)), boxes
+
+
+def make_targets(boxes: np.ndarray, out_h: int, out_w: int, stride: int) -> tuple:
+    """CenterNet targets of one crop: heat (h, w), reg (4, h, w), reg mask (h, w)."""
+    heat = np.zeros((out_h, out_w), np.float32)
+    reg = np.zeros((4, out_h, out_w), np.float32)
+    mask = np.zeros((out_h, out_w), np.float32)
+    yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
+    for x0, y0, x1, y1 in boxes:
+        bw, bh = (x1 - x0) / stride, (y1 - y0) / stride
+        if min(bw, bh) < 0.5:  # under 2 px: nothing to learn
+            continue
+        cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
+        ix, iy = min(out_w - 1, int(cx)), min(out_h - 1, int(cy))
+        sx, sy = max(0.5, bw / 6.0), max(0.5, bh / 6.0)
+        g = np.exp(-((xx - ix) ** 2) / (2 * sx * sx) - ((yy - iy) ** 2) / (2 * sy * sy))
+        np.maximum(heat, g, out=heat)
+        heat[iy, ix] = 1.0
+        reg[:, iy, ix] = (math.log(bw), math.log(bh), cx - ix, cy - iy)
+        mask[iy, ix] = 1.0
+    return heat, reg, mask
+
+
+def detector_loss(raw, heat, reg, mask):
+    """Focal loss on the heatmap + L1 on size/offset at face centres (torch tensors)."""
+    import torch
+    import torch.nn.functional as F
+
+    logit = raw[:, 0]
+    p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
+    pos = heat.eq(1).float()
+    n = pos.sum().clamp(min=1.0)
+    pos_loss = -(F.logsigmoid(logit) * (1 - p) ** 2 * pos).sum()
+    neg_loss = -(F.logsigmoid(-logit) * p ** 2 * (1 - heat) ** 4 * (1 - pos)).sum()
+    hm = (pos_loss + neg_loss) / n
+    pred = torch.cat([raw[:, 1:3], torch.sigmoid(raw[:, 3:5])], dim=1)
+    l1 = (torch.abs(pred - reg) * mask[:, None]).sum() / n
+    return hm + l1, {"heat": float(hm.detach()), "box": float(l1.detach())}
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def load_detector_run(run_dir: str | Path):
+    """(model in eval mode, model.json dict) of a detector run folder."""
+    from safetensors.torch import load_file
+
+    from edgemask.errors import ModelError
+    from edgemask.models import create_model
+
+    run = Path(run_dir)
+    mj = run / "model.json"
+    if not mj.is_file() or not (run / "weights.safetensors").is_file():
+        raise ModelError(f"{run} is not a detector run (no model.json + weights.safetensors); "
+                         "make one with 'edgemask detector train --data ... --out RUN'")
+    info = json.loads(mj.read_text(encoding="utf-8"))
+    if info.get("task") != "detect":
+        raise ModelError(f"{run} holds a {info.get('task', 'classify')} model, not a face detector; "
+                         "pass a run of 'edgemask detector train'")
+    model = create_model(info["arch"], **info["arch_args"])
+    model.load_state_dict(load_file(str(run / "weights.safetensors")))
+    return model.eval(), info
+
+
+def torch_heads(model, canvases: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """Heads (N, 5, h, w) of letterboxed uint8 canvases through the torch model."""
+    import torch
+
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(canvases), batch_size):
+            outs.append(model(torch.from_numpy(to_input(canvases[i:i + batch_size]))).numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, 5, 1, 1), np.float32)
+
+
+def evaluate_images(head_fn: Callable[[List[np.ndarray]], np.ndarray], images: Sequence[DetImage],
+                    width: int, height: int, params: DecodeParams, batch_size: int = 16) -> Dict[str, Any]:
+    """Detect on every image (letterboxed) through ``head_fn`` and score the boxes (see detection_metrics)."""
+    samples = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        boxed = [letterbox(im.rgb, width, height) for im in chunk]
+        heads = head_fn([c for c, _ in boxed])
+        for im, (_, scale), head in zip(chunk, boxed, heads):
+            h, w = im.rgb.shape[:2]
+            b, s = postprocess(head, params, scale, (w, h))
+            samples.append((im.boxes, im.labels, b, s))
+    return detection_metrics(samples)
+
+
+def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -> Dict[str, Any]:
+    """Train a detector into ``cfg.out``; returns the held-out metrics (also in metrics.json)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from edgemask.config import num_threads
+    from edgemask.models import create_model, get_model_spec
+    from edgemask.models.registry import resolved_args
+
+    cfg.validate()
+    spec = get_model_spec(cfg.arch)
+    if spec.task != "detect":
+        raise ConfigError(f"--arch {cfg.arch} is a classifier; choose a detector: facedet")
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(int(cfg.threads or num_threads()))
+    sets = {p: read_detection_set(p) for p in cfg.data}
+    train: List[DetImage] = []
+    held: Dict[str, List[DetImage]] = {}
+    for p, ims in sets.items():
+        tr, he = split_images(ims, cfg.split_seed, cfg.heldout)
+        train += tr
+        held[p] = he
+    if not train:
+        raise ConfigError("no training image left after the held-out split; lower --heldout or add data")
+    arch_args = resolved_args(cfg.arch, input_width=cfg.input_width, input_height=cfg.input_height)
+    model = create_model(cfg.arch, **arch_args)
+    stride = int(model.stride)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
+    start_epoch = 0
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.pt"
+    if cfg.resume and state_path.is_file():
+        st = torch.load(state_path, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        start_epoch = int(st["epoch"])
+    info = {"arch": cfg.arch, "arch_args": arch_args, "task": "detect", "stride": stride,
+            "input": {"width": cfg.input_width, "height": cfg.input_height, "channel_order": "RGB",
+                      "range": [0.0, 1.0], "letterbox": "top-left, pad 114"},
+            "decode": DecodeParams.from_dict(cfg.decode).to_dict(),
+            "data": [{"path": Path(p).name, "images": len(v)} for p, v in sets.items()],
+            "split": {"seed": cfg.split_seed, "heldout": cfg.heldout, "by": "image"},
+            "train_images": len(train)}
+    atomic_write_json(out / "config.json", asdict(cfg))
+    rng = np.random.default_rng([cfg.seed, start_epoch])
+    t_start = time.monotonic()
+    oh, ow = cfg.crop_height // stride, cfg.crop_width // stride
+    step = start_epoch * steps_per_epoch
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = rng.permutation(len(train))
+        for k in range(steps_per_epoch):
+            idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                idx = rng.integers(0, len(train), 2)
+            crops, hs, rs, ms = [], [], [], []
+            for i in idx:
+                c, b = augment(rng, train[int(i)], cfg)
+                hm, rg, mk = make_targets(b, oh, ow, stride)
+                crops.append(c)
+                hs.append(hm)
+                rs.append(rg)
+                ms.append(mk)
+            x = torch.from_numpy(to_input(crops))
+            loss, parts = detector_loss(model.raw(x), torch.from_numpy(np.stack(hs)), torch.from_numpy(np.stack(rs)),
+                                        torch.from_numpy(np.stack(ms)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if progress is not None:
+                progress(step, total, {"epoch": epoch + 1, "loss": float(loss.detach()), **parts})
+        _save(model, opt, sched, epoch + 1, out, info, save_file)
+        if cfg.max_minutes and time.monotonic() - t_start > 60 * cfg.max_minutes:
+            break
+    model.eval()
+    params = DecodeParams.from_dict(info["decode"])
+    metrics: Dict[str, Any] = {"epochs_done": epoch + 1, "train_seconds": round(time.monotonic() - t_start, 1),
+                               "heldout": {}}
+    for p, ims in held.items():
+        if ims:
+            metrics["heldout"][Path(p).name] = evaluate_images(lambda c: torch_heads(model, c), ims, cfg.input_width,
+                                                               cfg.input_height, params)
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _save(model, opt, sched, epoch: int, out: Path, info: Dict[str, Any], save_file) -> None:
+    import torch
+
+    with atomic_path(out / "weights.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    with atomic_path(out / "state.pt") as tmp:
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "epoch": epoch}, tmp)
+    atomic_write_json(out / "model.json", {**info, "epochs_done": epoch})
+
+
+def evaluate_detector_run(run_dir: str | Path, data: Sequence[str], split: str = "auto") -> Dict[str, Any]:
+    """Metrics of a detector run on each data set.
+
+    ``split``: ``heldout`` (the run's held-out images), ``all``, or ``auto``
+    (held-out for a data set the run trained on, by folder name; all otherwise).
+    """
+    if split not in ("auto", "heldout", "all"):
+        raise ConfigError(f"--split must be auto, heldout or all, got {split!r}")
+    model, info = load_detector_run(run_dir)
+    trained_on = {d["path"] for d in info.get("data", [])}
+    sp = info.get("split", {})
+    params = DecodeParams.from_dict(info["decode"])
+    res: Dict[str, Any] = {}
+    for p in data:
+        ims = read_detection_set(p)
+        use_held = split == "heldout" or (split == "auto" and Path(p).name in trained_on)
+        if use_held:
+            ims = split_images(ims, int(sp.get("seed", 0)), float(sp.get("heldout", 0.2)))[1]
+        if not ims:
+            raise ConfigError(f"{p} has no image in the held-out split; pass --split all")
+        m = evaluate_images(lambda c: torch_heads(model, c), ims, info["input"]["width"], info["input"]["height"],
+                            params)
+        m["split"] = "heldout" if use_held else "all"
+        res[Path(p).name] = m
+    return res
+
+
+__all__ = ["DetTrainConfig", "augment", "detector_loss", "evaluate_detector_run", "evaluate_images",
+           "load_detector_run", "make_targets", "torch_heads", "train_detector"]
