@@ -10,9 +10,11 @@ has no case here.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -88,10 +90,19 @@ def world(tmp_path_factory):
         ["train", "--data", "data/synth", "--arch", "seed_cnn", "--epochs", "3", "--size", "32",
          "--batch-size", "16", "--out", "runs/NAME"],
         ["export", "runs/NAME", "--out", "export/NAME", "--precision", "fp32,fp16,int8", "--calibration", "default"],
+        # A tiny detector run (3 epochs on the synthetic scenes, small input) for 'detector eval'.
+        ["detector", "train", "--data", "data/synth", "--out", "runs/det", "--epochs", "3",
+         "--input-width", "96", "--input-height", "64", "--batch-size", "4"],
     ]
     for args in steps:
         rc, out = run_pipe(args, base)
         check(rc, out, args)
+    if importlib.util.find_spec("cryptography") is not None:
+        # A signing key, and one copy of the bundle per way of running, so signing leaves export/NAME as it was.
+        args = ["keys", "generate", "--out", "keys"]
+        check(*run_pipe(args, base), args)
+        for tag in RUNNERS:
+            shutil.copytree(base / "export" / "NAME", base / "export" / f"sign-{tag}")
     return base
 
 
@@ -108,6 +119,14 @@ CASES = {
     "eval": (["eval", "runs/NAME", "--data", "data/synth"], [], 0),
     "export": (["export", "runs/NAME", "--out", "export/{tag}", "--precision", "fp32,fp16,int8",
                 "--calibration", "default"], ["export/{tag}/manifest.json"], 0),
+    "detector train": (["detector", "train", "--data", "data/synth", "--out", "runs/det-{tag}", "--epochs", "3",
+                        "--input-width", "96", "--input-height", "64", "--batch-size", "4"],
+                       ["runs/det-{tag}/weights.safetensors", "runs/det-{tag}/model.json",
+                        "runs/det-{tag}/metrics.json"], 0),
+    # Three scenes hold no held-out image, so the whole set is scored.
+    "detector eval": (["detector", "eval", "runs/det", "--data", "data/synth", "--split", "all"], [], 0),
+    "keys generate": (["keys", "generate", "--out", "keys-{tag}"], ["keys-{tag}"], 0),
+    "bundle sign": (["bundle", "sign", "export/sign-{tag}", "--key", "{key}"], ["export/sign-{tag}/manifest.sig"], 0),
     "bundle verify": (["bundle", "verify", "export/NAME"], [], 0),
     "bundle show": (["bundle", "show", "export/NAME"], [], 0),
     "compare": (["compare", "export/NAME", "--data", "data/synth", "--n", "24"], [], 0),
@@ -130,7 +149,9 @@ CASES = {
     "doctor": (["doctor", "--bundle", "export/NAME"], [], None),
 }
 
-SLOW_ON_PTY = {"train", "export", "export --device", "stability", "attack", "compare"}
+NEEDS_FLEET = {"keys generate", "bundle sign"}
+
+SLOW_ON_PTY = {"detector train", "train", "export", "export --device", "stability", "attack", "compare"}
 
 
 def _params():
@@ -143,7 +164,10 @@ def _params():
 @pytest.mark.parametrize("name,tag", list(_params()))
 def test_readme_command(world, name, tag):
     args, files, expect = CASES[name]
-    args = [a.format(tag=tag) for a in args]
+    if name in NEEDS_FLEET and importlib.util.find_spec("cryptography") is None:
+        pytest.skip("signing needs the fleet extra (pip install 'edgemask[fleet]')")
+    keys = sorted((world / "keys").glob("*.key"))
+    args = [a.format(tag=tag, key=keys[0] if keys else "") for a in args]
     rc, out = RUNNERS[tag](args, world)
     if expect is None:  # doctor: 0 when all checks pass, 1 when one fails (no GPU here); never a crash
         assert rc in (0, 1), out[-2000:]
@@ -202,7 +226,7 @@ def _readme_commands() -> list:
         for cmd in re.findall(r"`edgemask ([^`]+)`", cols[1]):
             words = cmd.split()
             name = words[0]
-            if len(words) > 1 and name in {"data", "bundle", "devices", "service", "engine"}:
+            if len(words) > 1 and name in {"data", "bundle", "devices", "service", "engine", "detector", "keys"}:
                 name += " " + words[1]
             if name == "export" and "--device" in words:
                 name = "export --device"

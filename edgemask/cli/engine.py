@@ -62,13 +62,18 @@ def build_cmd(
             return
         tc_opt = False if no_timing_cache else (timing_cache or True)
 
-        def warn(w: str) -> None:  # printed as they come: the plan's warnings precede a missing-TensorRT error
+        def warn(w: str) -> None:
             err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
-        # Say "no TensorRT here" before a spinner starts: on a terminal the spinner
-        # would otherwise be drawn (and left behind) ahead of the one-line error.
-        from edgemask.export.engine import import_tensorrt
+        # The plan's warnings first, then "no TensorRT here" (one line, exit 1), and only
+        # then a spinner: on a terminal a spinner drawn earlier would be left behind.
+        from edgemask.export.engine import import_tensorrt, once_each
 
+        seen: list = []
+        warn = once_each(warn, seen)
+        for w in plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
+                                   workspace_mib=workspace).warnings:
+            warn(w)
         import_tensorrt()
         with console.status(f"building {precision} engine for {device} (minutes on a Jetson)"):
             result = build_engine(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
