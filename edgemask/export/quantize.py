@@ -59,6 +59,10 @@ def fp16_from_onnx(src: str | Path, dst: str | Path) -> dict[str, Any]:
     from onnxconverter_common.float16 import convert_float_to_float16
 
     model = load_onnx(src)
+    # The converter keeps the float32 value_info of a tensor it reroutes through a Cast around an op it
+    # leaves in float32 (Resize, in the face detector's FPN), so the checker then finds an Add fed fp16
+    # and "float32"; without value_info the checker infers every type afresh.
+    del model.graph.value_info[:]
     try:
         # The converter warns when weights fall outside fp16's range (tiny ones become 0, huge
         # ones inf); that is worth recording in the manifest rather than printing mid-progress-bar.
@@ -327,7 +331,8 @@ def activation_table(qdq_model, fp32_tensor_names: set[str], raw: dict[str, tupl
 
 def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndarray, *, method: str = "minmax",
                    per_channel: bool = True, percentile: float = 99.999, quantize_output: bool = False,
-                   target: str = "tensorrt", preprocess: bool = True, batch_size: int = 32) -> Int8Info:
+                   target: str = "tensorrt", preprocess: bool = True, batch_size: int = 32,
+                   max_intermediate_outputs: int | None = None) -> Int8Info:
     """Statically quantize an fp32 ONNX model to int8 QDQ with symmetric scales.
 
     Args:
@@ -342,6 +347,9 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
         preprocess: run ``quant_pre_process`` (symbolic shape inference +
             graph optimisation) first, as ORT recommends; skipped with a note if it fails.
         batch_size: calibration batch size.
+        max_intermediate_outputs: with minmax, fold the ranges every this many
+            batches instead of keeping every activation of every image in
+            memory (the face detector's full-frame activations are large).
 
     Raises:
         ConfigError: unknown method.
@@ -381,6 +389,8 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
             extra["AddQDQPairToWeight"] = True
         if method == "percentile":
             extra["CalibPercentile"] = float(percentile)
+        if method == "minmax" and max_intermediate_outputs:
+            extra["CalibMaxIntermediateOutputs"] = int(max_intermediate_outputs)
         kwargs: dict[str, Any] = {}
         cache = Path(td) / "ranges.json"
         if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
