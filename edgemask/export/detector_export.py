@@ -222,7 +222,7 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
         int8_path = root / MODEL_FILES["int8"]
         q = int8_from_onnx(fp32_path, int8_path, cal_x, method=cfg.method, per_channel=cfg.per_channel,
                            percentile=cfg.percentile, quantize_output=False, target=cfg.int8_target,
-                           batch_size=4, max_intermediate_outputs=2)
+                           batch_size=4, symbolic_shapes=False)
         par8 = compare_heads(golden_ref, ort_logits(int8_path, golden_x, batch_size=8), params)
         par8_cal = compare_heads(f32_cal, ort_logits(int8_path, cal_x, batch_size=8), params)
         _check(par8, tol.get("int8"), "int8 model differs from torch on the golden scenes",

@@ -332,7 +332,7 @@ def activation_table(qdq_model, fp32_tensor_names: set[str], raw: dict[str, tupl
 def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndarray, *, method: str = "minmax",
                    per_channel: bool = True, percentile: float = 99.999, quantize_output: bool = False,
                    target: str = "tensorrt", preprocess: bool = True, batch_size: int = 32,
-                   max_intermediate_outputs: int | None = None) -> Int8Info:
+                   symbolic_shapes: bool = True) -> Int8Info:
     """Statically quantize an fp32 ONNX model to int8 QDQ with symmetric scales.
 
     Args:
@@ -347,9 +347,11 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
         preprocess: run ``quant_pre_process`` (symbolic shape inference +
             graph optimisation) first, as ORT recommends; skipped with a note if it fails.
         batch_size: calibration batch size.
-        max_intermediate_outputs: with minmax, fold the ranges every this many
-            batches instead of keeping every activation of every image in
-            memory (the face detector's full-frame activations are large).
+        symbolic_shapes: let ``quant_pre_process`` run ONNX Runtime's symbolic
+            shape inference. Off for the face detector: it cannot finish that
+            graph (Resize with a dynamic batch), and then leaves a
+            ``sym_shape_infer_temp.onnx`` in the current folder; ONNX's own
+            shape inference types the graph fully.
 
     Raises:
         ConfigError: unknown method.
@@ -375,7 +377,7 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
             pre = Path(td) / "pre.onnx"
             try:
                 with _quiet("onnxruntime"):
-                    quant_pre_process(str(src), str(pre))
+                    quant_pre_process(str(src), str(pre), skip_symbolic_shape=not symbolic_shapes)
                 model_in = pre
             except Exception as e:  # pre-processing is an optimisation, not a requirement
                 notes.append(f"quant_pre_process skipped: {type(e).__name__}: {str(e)[:120]}")
@@ -389,8 +391,6 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
             extra["AddQDQPairToWeight"] = True
         if method == "percentile":
             extra["CalibPercentile"] = float(percentile)
-        if method == "minmax" and max_intermediate_outputs:
-            extra["CalibMaxIntermediateOutputs"] = int(max_intermediate_outputs)
         kwargs: dict[str, Any] = {}
         cache = Path(td) / "ranges.json"
         if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
