@@ -35,18 +35,26 @@ class Runner(abc.ABC):
         self.precision = precision
         self.active = False
         self.latencies_ms: list[float] = []
-        #: (H, W) of an input image; square for a classifier
-        self.input_hw: tuple[int, int] = (self.input_size, self.input_size)
-        #: output shape after the batch axis: (K,) logits, or a detector head (5, h, w)
-        self.output_tail: tuple[int, ...] = (self.num_classes,)
+        self._input_hw: tuple[int, int] | None = None
+        self._output_tail: tuple[int, ...] | None = None
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(H, W) of an input image: square (``input_size``) for a classifier."""
+        return self._input_hw or (self.input_size, self.input_size)
+
+    @property
+    def output_tail(self) -> tuple[int, ...]:
+        """The output's shape after the batch axis: (K,) logits, or a detector head (5, h, w)."""
+        return self._output_tail or (self.num_classes,)
 
     def shape_io(self, input_hw: Any, output_tail: Any) -> "Runner":
         """Set a non-square input and a non-logits output (a detector's); returns self.
 
         Call before :meth:`activate` (backends size their buffers there).
         """
-        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
-        self.output_tail = tuple(int(v) for v in output_tail)
+        self._input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self._output_tail = tuple(int(v) for v in output_tail)
         return self
 
     def shaped_like(self, bundle: Any) -> "Runner":

@@ -168,7 +168,7 @@ class TensorRTRunner(Runner):
             return cls(path, bnd.input_size, len(bnd.class_names), entry.precision, entry=entry,
                        **common).shaped_like(bnd)
         have = ", ".join(f"{m.device}:{m.precision}" for m in bnd.manifest.models if m.format == "tensorrt") or "none"
-        what = "detector" if getattr(bnd, "part", "classifier") == "detector" else "TensorRT engine"
+        what = "detector TensorRT" if getattr(bnd, "part", "classifier") == "detector" else "TensorRT"
         raise BundleError(f"bundle {bnd.manifest.name!r} has no {what} engine for device {device!r} at precision "
                           f"{precision} (engines: {have}); build it on this device: "
                           f"{rebuild_command(bnd.root, device, precision, dla_core)}")
@@ -253,8 +253,10 @@ class TensorRTRunner(Runner):
             if tuple(self._in.shape[1:]) != (3, h, w):
                 raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {h}, {w})")
             if tuple(self._out.shape[1:]) != self.output_tail:
-                raise BackendError(f"{self.engine_path.name} outputs {self._out.shape}, the bundle's model gives "
-                                   f"(N, {', '.join(map(str, self.output_tail))}); the engine belongs to another model")
+                has = (f"has {self.num_classes} classes" if self.output_tail == (self.num_classes,) else
+                       f"model gives (N, {', '.join(map(str, self.output_tail))})")
+                raise BackendError(f"{self.engine_path.name} outputs {self._out.shape}, the bundle {has}; "
+                                   "the engine belongs to another model")
             self.batch_range = profile_batch_range(engine, self._in)
             bmax = self.batch_range[2]
             self._stream = cuda.create_stream()
