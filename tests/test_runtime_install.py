@@ -44,6 +44,8 @@ RUNTIME_MODULES = [
     "edgemask.service.config",
     "edgemask.service.loop",
     "edgemask.vision",
+    "edgemask.vision.bundle_detector",
+    "edgemask.vision.facedet_decode",
 ]
 
 

@@ -55,13 +55,16 @@ DEFAULT_TOLERANCE: Dict[str, Dict[str, Optional[float]]] = {
 ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]
 
 
-def scene_frames(source: str, count: int, seed: int, skip: int = 0) -> Tuple[List[np.ndarray], List[str]]:
+def scene_frames(source: str, count: int, seed: int, skip: int = 0,
+                 train_split: Optional[Tuple[int, float]] = None) -> Tuple[List[np.ndarray], List[str]]:
     """``count`` whole RGB frames for calibration or golden inputs, seeded.
 
     Args:
         source: ``synth`` (640x480 scenes of ``edgemask.data.synth.render_scene``,
             offline) or a VOC / ``data synth`` folder (its images, shuffled with ``seed``).
         skip: leave out the first ``skip`` of that order (the golden set follows the calibration set).
+        train_split: (seed, held-out fraction) of a folder the detector trained on: only its
+            training images are used, so the held-out photos stay unseen by every step.
 
     Returns:
         (frames, sources): uint8 RGB (H, W, 3) each, and where each came from.
@@ -87,13 +90,17 @@ def scene_frames(source: str, count: int, seed: int, skip: int = 0) -> Tuple[Lis
         raise ConfigError(f"--detector-calibration {source} does not exist; pass a VOC or 'data synth' folder, "
                           "or synth (generated scenes)")
     ims = read_detection_set(p)  # DataError, one line, for a folder of another layout
+    if train_split is not None:
+        from edgemask.data.detection import split_images
+
+        ims = split_images(ims, int(train_split[0]), float(train_split[1]))[0] or ims
     order = np.random.default_rng(seed).permutation(len(ims))
     picked = [ims[int(i)] for i in order[skip:skip + count]]
     if not picked and skip:  # too few images to keep golden and calibration apart
         picked = [ims[int(i)] for i in order[:count]]
     if not picked:
         raise DataError(f"{source} has no usable image for the detector's calibration")
-    return [im.rgb for im in picked], [f"{p.name}/{im.name}" for im in picked]
+    return [im.rgb for im in picked], [im.name for im in picked]
 
 
 def letterboxed(frames: List[np.ndarray], width: int, height: int) -> np.ndarray:
@@ -158,9 +165,15 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
 
     progress("detector scenes", 0, 1, {})
     n_cal = int(cfg.detector_calibration_count) if want_int8 else 0
-    cal_frames, cal_sources = scene_frames(cfg.detector_calibration, n_cal, cfg.detector_calibration_seed)
+    split = info.get("split") or {}
+    trained_on = {d.get("path") for d in info.get("data", [])}
+    train_split = ((int(split.get("seed", 0)), float(split.get("heldout", 0.0)))
+                   if cfg.detector_calibration.strip().lower() != "synth" and split.get("heldout")
+                   and Path(cfg.detector_calibration).name in trained_on else None)
+    cal_frames, cal_sources = scene_frames(cfg.detector_calibration, n_cal, cfg.detector_calibration_seed,
+                                           train_split=train_split)
     gold_frames, gold_sources = scene_frames(cfg.detector_calibration, int(cfg.detector_golden_count),
-                                             cfg.detector_calibration_seed, skip=n_cal)
+                                             cfg.detector_calibration_seed, skip=n_cal, train_split=train_split)
     if not gold_frames:
         raise ExportError(f"the detector's calibration source {cfg.detector_calibration!r} gave no golden scene")
     golden_u8 = letterboxed(gold_frames, w, h)                 # (G, h, w, 3) uint8
@@ -241,6 +254,7 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
                     "in_fp32_graph is true"})
         write_trt_cache(root / CACHE_FILE, q.table, cfg.trt_cache_version)
         calibration = {"source": cfg.detector_calibration, "count": len(cal_frames),
+                       "training_images_only": train_split is not None,
                        "seed": cfg.detector_calibration_seed, "frames": "whole scenes letterboxed to the input",
                        "images_sha256": images_sha256(cal_x), "method": cfg.method,
                        "percentile": cfg.percentile if cfg.method == "percentile" else None,
