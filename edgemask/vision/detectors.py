@@ -392,8 +392,8 @@ def parse_detector(name: str, face_model: str = "") -> tuple[str, str]:
         raise ConfigError(f"unknown --detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES[:-1])}, "
                           f"yunet:FILE, {DETECTOR_NAMES[-1]}")
     if name == "yunet" and not face_model:
-        raise ConfigError("--detector yunet needs a model file: --detector yunet:FILE (a YuNet ONNX file, "
-                          "e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        raise ConfigError("--detector yunet needs --face-model FILE, or write --detector yunet:FILE (a YuNet ONNX "
+                          "file, e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
     return name, face_model
 
 

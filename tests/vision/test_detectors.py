@@ -101,7 +101,7 @@ def test_create_detector_names(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown --detector 'hog'; choose one of: auto, bundle, haar, "
                                           r"haar-fusion, yunet, yunet:FILE, none"):
         create_detector("hog")
-    with pytest.raises(ConfigError, match="needs a model file: --detector yunet:FILE"):
+    with pytest.raises(ConfigError, match="needs --face-model FILE, or write --detector yunet:FILE"):
         create_detector("yunet")
     with pytest.raises(ConfigError, match="--face-model .*missing.onnx does not exist"):
         create_detector("auto", face_model=str(tmp_path / "missing.onnx"))  # auto + model = yunet
