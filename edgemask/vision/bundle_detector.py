@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgemask.errors import ConfigError
-from edgemask.vision.detectors import Detection, FaceDetector
+from edgemask.vision.face_detector import Detection, FaceDetector
 from edgemask.vision.facedet_decode import DecodeParams, compare_heads, letterbox, postprocess, within_tolerance
 
 #: backends a bundle detector can run on; ``null`` (a fake classifier) maps to onnxrt for the detector

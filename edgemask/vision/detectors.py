@@ -32,44 +32,15 @@ benchmark can measure them one by one.
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from edgemask.errors import ConfigError, NotAvailableError
-
-
-@dataclass(frozen=True)
-class Detection:
-    """A face box (x0, y0, x1, y1) in frame pixels, a score, and which detector found it."""
-
-    box: tuple[float, float, float, float]
-    score: float = 1.0
-    source: str = ""
-
-
-class FaceDetector(abc.ABC):
-    """Base class: ``detect(bgr) -> list[Detection]``.
-
-    A detector made of several independent passes (the Haar fusion) has
-    ``phases > 1`` and runs only pass ``phase`` when given one: the run loop
-    spreads the passes over consecutive frames so that no single frame pays
-    for all of them (a flat per-frame cost keeps the p99 latency low).
-    """
-
-    name: ClassVar[str] = ""
-    phases: int = 1
-
-    @abc.abstractmethod
-    def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
-        """Faces in a BGR uint8 (H, W, 3) frame (all passes, or only pass ``phase``)."""
-
-    def describe(self) -> dict[str, Any]:
-        return {"detector": self.name}
+from edgemask.vision.face_detector import Detection, FaceDetector
 
 
 # --------------------------------------------------------------------------- geometry
