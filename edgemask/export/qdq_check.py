@@ -333,7 +333,7 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
         if all(from_dq):
             covered += 1
         else:
-            which = " and ".join(w for w, ok in zip(("data", "weight"), from_dq, strict=False) if not ok)
+            which = " and ".join(w for w, ok in zip(("data", "weight"), from_dq) if not ok)
             add("warning", "not-quantized", name_of(n), f"{n.op_type} has no DequantizeLinear on its {which} input; "
                 "it will run in float")
     report.stats.update(quantizable_ops=len(quantizable), quantized_ops=covered)

@@ -46,7 +46,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 import numpy as np
 
@@ -59,7 +59,7 @@ from edgemask.stability.config import (
 )
 
 # progress(stage, done, total, info): the CLI draws bars from it.
-ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
 
 #: The dangerous direction for a mask alarm: an unmasked face read as masked.
 ALERT_CLASS, SAFE_CLASS = "no_mask", "mask"
