@@ -10,6 +10,19 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(scope="session")
+def backends_bundle(tmp_path_factory):
+    """The tiny trained bundle of tests/backends (fp32, fp16, int8), built once per session.
+
+    Read-only: copy it before changing anything. Without torch (.ci/run's
+    Python 3.8 job) it is the copy the main interpreter exported, see
+    tests/bundle_cache.py.
+    """
+    from bundle_cache import builders, test_bundle
+
+    return test_bundle("backends", builders()["backends"], tmp_path_factory)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     import random
