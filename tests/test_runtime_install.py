@@ -258,6 +258,33 @@ def test_runtime_commands_run_without_train_extra(args):
         assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A folder of three photos (noise: the run finds no face, which is not what is tested here)."""
+    import cv2
+    import numpy as np
+
+    d = tmp_path_factory.mktemp("photos")
+    for i in range(3):
+        cv2.imwrite(str(d / f"p{i}.jpg"), np.random.default_rng(i).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    return d
+
+
+@pytest.mark.parametrize("args, says", [
+    (["bundle", "verify", "{b}"], "files match their SHA-256"),
+    (["bundle", "show", "{b}"], "model.int8.onnx"),
+    (["engine", "check-qdq", "{b}", "--device", "jetson-xavier-nx"], "PASS for TensorRT 8.5"),
+    (["engine", "build", "{b}", "--device", "jetson-orin-nano", "--print-trtexec"], "trtexec --onnx="),
+    (["run", "--source", "{photos}", "--bundle", "{b}", "--headless", "--max-frames", "3", "--state-dir", "{t}/state"],
+     "detector runs"),
+])
+def test_device_commands_on_an_exported_bundle(backends_bundle, photos, tmp_path, args, says):
+    """What a box does with a bundle a workstation exported, with no torch or onnx package importable."""
+    r = _cli(*[a.format(b=backends_bundle, photos=photos, t=tmp_path) for a in args])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert says in " ".join((r.stdout + r.stderr).split()), (r.stdout + r.stderr)[-3000:]
+
+
 # Workstation commands, each with arguments that get it as far as its first train-extra import.
 WORKSTATION_COMMANDS = [
     ["demo", "--out", "{t}/demo"],
