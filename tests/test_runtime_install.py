@@ -56,6 +56,7 @@ RUNTIME = [
     "edgemask.data.dataset",
     "edgemask.data.labels",
     "edgemask.data.splits",
+    "edgemask.data.imagefile",
     "edgemask.data.imagefolder",
     "edgemask.data.voc",
     "edgemask.data.detection",
