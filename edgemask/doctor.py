@@ -162,7 +162,7 @@ def check_nvidia(profile: Any) -> list[Check]:
 
 def check_tensorrt(profile: Any) -> list[Check]:
     from edgemask.devices.profiles import tensorrt_version_matches
-    from edgemask.export.engine import local_tensorrt_info
+    from edgemask.backends.tensorrt.builder import local_tensorrt_info
 
     info = local_tensorrt_info()
     needs = profile is not None and profile.has_tensorrt
@@ -254,7 +254,7 @@ def check_cameras(probe: bool = True) -> list[Check]:
 
 
 def check_engine_cache() -> list[Check]:
-    from edgemask.export.engine import engine_cache_dir
+    from edgemask.bundle.engines import engine_cache_dir
 
     d = engine_cache_dir()
     try:
@@ -272,11 +272,8 @@ def check_engine_cache() -> list[Check]:
 def check_bundle(bundle_dir: str | Path, profile: Any) -> list[Check]:
     from edgemask.bundle import load_manifest, verify_bundle
     from edgemask.errors import EdgemaskError
-    from edgemask.export.engine import (
-        check_engine_compatible,
-        local_tensorrt_info,
-        rebuild_command,
-    )
+    from edgemask.backends.tensorrt.builder import local_tensorrt_info
+    from edgemask.bundle.engines import check_engine_compatible, rebuild_command
 
     out: list[Check] = []
     try:

@@ -21,3 +21,18 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """Installs a ``FakeTensorRT`` of the given version as the ``tensorrt`` module; returns it."""
+    import sys
+
+    from fake_tensorrt import FakeTensorRT
+
+    def install(version="10.3.0.26", **kw):
+        fake = FakeTensorRT(version, **kw)
+        monkeypatch.setitem(sys.modules, "tensorrt", fake)
+        return fake
+
+    return install

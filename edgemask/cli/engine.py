@@ -44,12 +44,8 @@ def build_cmd(
     Python: edgemask.export.engine.build_engine(bundle, device, precision)
     """
     with run_cli():
-        from edgemask.export.engine import (
-            build_engine,
-            default_timing_cache,
-            engine_build_command,
-            plan_engine_build,
-        )
+        from edgemask.bundle.engines import default_timing_cache
+        from edgemask.export.engine import build_engine, engine_build_command, plan_engine_build
 
         b = _parse_batch(batch)
         if print_trtexec:
@@ -67,7 +63,8 @@ def build_cmd(
 
         # The plan's warnings first, then "no TensorRT here" (one line, exit 1), and only
         # then a spinner: on a terminal a spinner drawn earlier would be left behind.
-        from edgemask.export.engine import import_tensorrt, once_each
+        from edgemask.backends.tensorrt.builder import import_tensorrt
+        from edgemask.utils.warn import once_each
 
         seen: list = []
         warn = once_each(warn, seen)

@@ -409,7 +409,7 @@ def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path):
     assert TensorRTRunner.from_bundle(b, "int8", device="jetson-agx-orin").engine_path.name == orin_gpu.file
     assert TensorRTRunner.from_bundle(b, "int8", device="jetson-agx-orin", dla_core=0).engine_path.name == orin_dla.file
     with pytest.raises(BundleError) as e:
-        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano", build_if_missing=False)
+        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # no engine_loader
     msg = str(e.value)
     assert "has no TensorRT engine for device 'jetson-orin-nano'" in msg and "jetson-nano:fp16" in msg
     assert "edgemask engine build" in msg and "--device jetson-orin-nano --precision fp16" in msg
@@ -447,6 +447,7 @@ def test_import_is_light():
     import sys
 
     code = ("import sys, edgemask.backends.tensorrt, edgemask.backends.tensorrt.runner, edgemask.export.engine, "
+            "edgemask.backends.tensorrt.builder, edgemask.backends.tensorrt.calibrator, edgemask.bundle.engines, "
             "edgemask.doctor, edgemask.devices; "
             "print(sorted(m for m in ('tensorrt','pycuda','cuda','cv2','torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
@@ -535,12 +536,14 @@ def test_real_engine_from_other_version_is_refused(tmp_path):
 
 
 def test_first_use_engine_is_built_once_into_the_cache_and_reused(tmp_path, monkeypatch):
-    """build_if_missing: the engine goes to the engine cache (bundle untouched) and is reused until TensorRT changes."""
+    """first_use_engine as engine_loader: the engine goes to the engine cache (bundle untouched) and is reused
+    until TensorRT changes; the runner finds a cached engine without asking the loader."""
     import dataclasses
     import json
     import sys
 
     import edgemask.export.engine as engine_mod
+    from edgemask.bundle.engines import engine_file_name
 
     monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
     b = _engine_bundle(tmp_path / "b", [_entry(device="jetson-nano", file="model.jetson-nano.fp16.trt8.2.engine")])
@@ -551,7 +554,7 @@ def test_first_use_engine_is_built_once_into_the_cache_and_reused(tmp_path, monk
         assert add_to_bundle is False and out_dir is not None
         version = sys.modules["tensorrt"].__version__
         e = _entry(device=device, precision=precision, tensorrt_version=version,
-                   file=engine_mod.engine_file_name(device, precision, version))
+                   file=engine_file_name(device, precision, version))
         path = Path(out_dir) / e.file
         path.write_bytes(ENGINE_BYTES)
         (path.parent / (path.name + ".json")).write_text(json.dumps(dataclasses.asdict(e)))
@@ -560,10 +563,13 @@ def test_first_use_engine_is_built_once_into_the_cache_and_reused(tmp_path, monk
 
     monkeypatch.setattr(engine_mod, "build_engine", fake_build)
     monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.3.0.26"))
-    r1 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")
-    r2 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")
+    load = engine_mod.first_use_engine
+    r1 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano", engine_loader=load)
+    r2 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # found in the cache, no loader needed
     assert builds == ["10.3.0.26"] and r1.engine_path == r2.engine_path
     assert r1.engine_path.is_relative_to(tmp_path / "cache") and sorted(p.name for p in b.iterdir()) == before
     monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.4.0.1"))  # JetPack upgrade
-    r3 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")
+    with pytest.raises(BundleError, match="no TensorRT engine for device 'jetson-orin-nano'"):
+        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # the cached one is for 10.3
+    r3 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano", engine_loader=load)
     assert builds == ["10.3.0.26", "10.4.0.1"] and r3.entry.tensorrt_version == "10.4.0.1"

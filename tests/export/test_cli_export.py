@@ -159,11 +159,12 @@ def test_device_export_errors_come_before_any_work(app, runner, tiny_run, tiny_r
 
 def test_export_for_device_builds_engines_after_the_bundle(tiny_run, tiny_recipe, tmp_path, monkeypatch):
     """The library call: export at the profile's opset, then hand every precision to the engine builder."""
+    import edgemask.backends.tensorrt.builder as B
     import edgemask.export.engine as E
     from edgemask.export.for_device import export_for_device
 
     calls = []
-    monkeypatch.setattr(E, "import_tensorrt", lambda: object())
+    monkeypatch.setattr(B, "import_tensorrt", lambda: object())
     monkeypatch.setattr(E, "build_engines_for_bundle",
                         lambda path, device, precisions, on_warning=None, **kw: calls.append(
                             (json.loads((Path(path) / "manifest.json").read_text())["opset"], device,

@@ -55,7 +55,7 @@ def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16"
     warnings: list[str] = []
     providers: list[Any] = []
     if TRT_EP in available and profile.has_tensorrt:
-        from edgemask.export.engine import engine_cache_dir
+        from edgemask.bundle.engines import engine_cache_dir
 
         prec, w = plan_precision(profile, precision)
         warnings += w
