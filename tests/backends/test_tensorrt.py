@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +32,7 @@ from edgemask.backends.tensorrt.ort_providers import (
 )
 from edgemask.backends.tensorrt.runner import TensorRTRunner
 from edgemask.bundle import BundleManifest, InputSpec, ModelEntry, Preprocessing
-from edgemask.errors import BackendError, BundleError
+from edgemask.errors import BackendError, BundleError, NotAvailableError
 from edgemask.utils.io import sha256_file
 
 S, K = 32, 3
@@ -397,7 +398,7 @@ def _engine_bundle(root: Path, entries: list[ModelEntry]) -> Path:
     return root
 
 
-def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path):
+def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path, monkeypatch):
     nano = _entry(file="model.jetson-nano.fp16.trt8.2.engine", device="jetson-nano", tensorrt_version="8.2.1.8",
                   compute_capability="5.3", extra={"requested_precision": "int8", "dla_core": None})
     orin_gpu = _entry(file="model.jetson-agx-orin.int8.trt10.3.engine", device="jetson-agx-orin", precision="int8")
@@ -408,6 +409,11 @@ def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path):
     assert r.engine_path.name == nano.file and r.precision == "fp16" and r.requested_precision == "int8"
     assert TensorRTRunner.from_bundle(b, "int8", device="jetson-agx-orin").engine_path.name == orin_gpu.file
     assert TensorRTRunner.from_bundle(b, "int8", device="jetson-agx-orin", dla_core=0).engine_path.name == orin_dla.file
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(NotAvailableError, match="TensorRT is not importable here"):
+        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # nothing here could build or pick one
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.3.0.26"))
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(BundleError) as e:
         TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # no engine_loader
     msg = str(e.value)

@@ -169,8 +169,11 @@ class TensorRTRunner(Runner):
         if entries:
             e = entries[0]
             return cls(bnd.path(e.file), bnd.input_size, len(bnd.class_names), e.precision, entry=e, **common)
-        trt_version = _tensorrt_version()
-        found = find_cached_engine(bnd, device, precision, dla_core, trt_version) if trt_version else None
+        from edgemask.backends.tensorrt.builder import import_tensorrt
+
+        # No engine in the bundle: only this machine's TensorRT can make or pick one (NotAvailableError here).
+        trt_version = str(import_tensorrt().__version__)
+        found = find_cached_engine(bnd, device, precision, dla_core, trt_version)
         if found is None and engine_loader is not None:
             found = engine_loader(bnd, device, precision, dla_core)
         if found is not None:
@@ -353,15 +356,6 @@ def _safe(fn: Any) -> Any:
         return fn()
     except Exception:
         return None
-
-
-def _tensorrt_version() -> str | None:
-    """``tensorrt.__version__``, or None where TensorRT does not import."""
-    try:
-        import tensorrt as trt
-    except Exception:  # ImportError, or OSError from a broken install
-        return None
-    return str(trt.__version__)
 
 
 __all__ = ["EngineLoader", "TensorRTRunner", "engine_io", "profile_batch_range"]
