@@ -161,7 +161,6 @@ def check_nvidia(profile: Any) -> list[Check]:
 
 
 def check_tensorrt(profile: Any) -> list[Check]:
-    from edgemask.devices.profiles import tensorrt_version_matches
     from edgemask.backends.tensorrt.builder import local_tensorrt_info
 
     info = local_tensorrt_info()
@@ -170,10 +169,10 @@ def check_tensorrt(profile: Any) -> list[Check]:
     if info["tensorrt"] is None:
         out.append(Check("tensorrt", "fail" if needs else "skip", f"not importable ({info['tensorrt_error']})",
                          ("JetPack ships it (sudo apt install nvidia-tensorrt / python3-libnvinfer); "
-                          "on x86: pip install tensorrt") if needs else ""))
-    elif needs and not tensorrt_version_matches(profile.tensorrt, info["tensorrt"]):
+                          "on x86: pip install 'edgemask[tensorrt-cu12]' or 'edgemask[tensorrt-cu13]'") if needs else ""))
+    elif needs and not profile.accepts_tensorrt(info["tensorrt"]):
         out.append(Check("tensorrt", "warn", f"TensorRT {info['tensorrt']}, profile {profile.name} expects "
-                         f"{profile.tensorrt}", "engines built here are for this TensorRT only: use a profile that "
+                         f"{profile.tensorrt_text()}", "engines built here are for this TensorRT only: use a profile that "
                          "matches (or add one, devices/README.md)"))
     else:
         out.append(Check("tensorrt", "pass", f"TensorRT {info['tensorrt']}"))

@@ -63,7 +63,7 @@ def build_cmd(
 
         # The plan's warnings first, then "no TensorRT here" (one line, exit 1), and only
         # then a spinner: on a terminal a spinner drawn earlier would be left behind.
-        from edgemask.backends.tensorrt.builder import import_tensorrt
+        from edgemask.backends.tensorrt.builder import require_build_gpu
         from edgemask.utils.warn import once_each
 
         seen: list = []
@@ -71,7 +71,7 @@ def build_cmd(
         for w in plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
                                    workspace_mib=workspace).warnings:
             warn(w)
-        import_tensorrt()
+        require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line
         with console.status(f"building {precision} engine for {device} (minutes on a Jetson)"):
             result = build_engine(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
                                   workspace_mib=workspace, timing_cache=tc_opt, verbose=verbose, on_warning=warn)

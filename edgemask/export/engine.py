@@ -37,7 +37,9 @@ from edgemask.backends.tensorrt.builder import (
     engine_from_onnx,
     import_tensorrt,
     local_tensorrt_info,
+    require_build_gpu,
 )
+from edgemask.backends.tensorrt.api import strongly_typed
 from edgemask.backends.tensorrt.calibrator import read_calibration_cache
 from edgemask.bundle.engines import (
     ENGINE_FORMAT,
@@ -45,6 +47,7 @@ from edgemask.bundle.engines import (
     default_timing_cache,
     engine_file_name,
     find_cached_engine,
+    trt_major,
     trt_tag,
 )
 from edgemask.devices.profiles import (
@@ -52,7 +55,6 @@ from edgemask.devices.profiles import (
     load_profile,
     plan_dla,
     plan_precision,
-    tensorrt_version_matches,
 )
 from edgemask.errors import BundleError, ConfigError, ExportError
 from edgemask.utils.io import atomic_write_text, sha256_file
@@ -85,6 +87,7 @@ class EnginePlan:
     tensorrt: str                      # expected TensorRT (profile's, or this machine's when known)
     engine_name: str
     warnings: list[str] = field(default_factory=list)
+    strongly_typed: bool = False       # TensorRT 11: precision from the ONNX types, no precision flags
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -129,11 +132,13 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
             warning on devices without DLA.
         int8_mode: "qdq" = explicit quantization from ``model.int8.onnx``;
             "calibrator" = implicit INT8 from the fp32 model and the bundle's
-            calibration cache; "auto" = qdq when the QDQ model passes the
-            compliance check for the device's TensorRT, else calibrator.
+            calibration cache (TensorRT 8.x/10.x); "auto" = qdq when the QDQ
+            model passes the compliance check for the device's TensorRT, else
+            calibrator (TensorRT 11 has no calibrator: qdq or an error).
         batch: (min, opt, max) of the dynamic batch profile.
         tensorrt_version: the TensorRT that will build (this machine's);
-            defaults to the profile's.
+            defaults to the profile's. From 11 on the network is strongly
+            typed: fp16 is built from the bundle's fp16 ONNX.
 
     Raises:
         ConfigError: unknown device, a device without TensorRT, bad options.
@@ -158,6 +163,10 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
     dla, prec, w = plan_dla(profile, dla_core, prec)
     warnings += w
     trt_ver = tensorrt_version or profile.tensorrt
+    strong = strongly_typed(trt_major(trt_ver))
+    if strong and int8_mode == "calibrator" and prec == "int8":
+        raise ConfigError(f"TensorRT {trt_ver} has no INT8 calibrator (removed in 11): use --int8-mode qdq "
+                          "(the bundle's QDQ model) or auto")
 
     mode: str | None = None
     cache_rel: str | None = None
@@ -169,10 +178,11 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
             report = check_qdq_for_tensorrt(int8_path, trt_ver)
             if report.passed:
                 mode = "qdq"
-            elif int8_mode == "qdq" or not cache_rel:
+            elif int8_mode == "qdq" or not cache_rel or strong:
                 raise ExportError(f"{int8_path.name} will not build as explicit INT8 on TensorRT {trt_ver}: "
                                   f"{report.errors[0].message} ({len(report.errors)} problem(s); "
-                                  f"'edgemask engine check-qdq {bnd.root}' lists them)")
+                                  f"'edgemask engine check-qdq {bnd.root}' lists them"
+                                  f"{'; TensorRT 11 has no calibrator to fall back on' if strong else ''})")
             else:
                 mode = "calibrator"
                 warnings.append(f"{int8_path.name} fails the TensorRT QDQ check ({report.errors[0].code}); "
@@ -184,7 +194,18 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
             mode = "calibrator"
         if mode == "calibrator":
             read_calibration_cache(bnd.path(cache_rel))  # validate now, fail before a long build
-    source = bnd.model_entry("int8").file if mode == "qdq" else bnd.model_entry("fp32").file
+    if mode == "qdq":
+        source = bnd.model_entry("int8").file
+    elif strong and prec == "fp16":
+        # Strongly typed: the fp32 model would build fp32; fp16 kernels need an fp16-typed graph.
+        try:
+            source = bnd.model_entry("fp16").file
+        except BundleError:
+            raise BundleError(f"bundle {bnd.manifest.name!r} has no fp16 ONNX model, and TensorRT {trt_ver} builds "
+                              "fp16 only from one (strongly typed networks, no FP16 flag); re-export with "
+                              "--precision fp32,fp16,int8, or build --precision fp32") from None
+    else:
+        source = bnd.model_entry("fp32").file
     src_path = bnd.path(source)
     if not src_path.is_file():
         raise BundleError(f"{src_path} is listed in the manifest but missing; re-copy or re-export the bundle")
@@ -199,10 +220,10 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
         # DLA engines are built static; the runner pads/splits batches to this size.
         b = (b[1],) * 3
         warnings.append(f"DLA engines use a fixed batch: building batch {b[0]} (the runner splits larger batches)")
-    if opset > profile.max_onnx_opset:
-        warnings.append(f"{source} is opset {opset} but TensorRT {profile.tensorrt} on {profile.name} documents "
-                        f"opsets up to {profile.max_onnx_opset}; if parsing fails, re-export with "
-                        f"--opset {profile.max_onnx_opset}")
+    max_opset = profile.max_onnx_opset_for(trt_ver)
+    if opset > max_opset:
+        warnings.append(f"{source} is opset {opset} but TensorRT {trt_ver} on {profile.name} documents "
+                        f"opsets up to {max_opset}; if parsing fails, re-export with --opset {max_opset}")
     ws = int(workspace_mib if workspace_mib is not None else profile.workspace_mib)
     if ws < 16:
         raise ConfigError(f"workspace {ws} MiB is too small; give at least 16")
@@ -211,7 +232,7 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
         source=source, calibration_cache=cache_rel if mode == "calibrator" else None, dla_core=dla,
         gpu_fallback=bool(gpu_fallback), workspace_mib=ws, input_name=input_name,
         input_chw=(int(dims[1]), int(dims[2]), int(dims[3])), batch=b, opset=opset, tensorrt=trt_ver,
-        engine_name=engine_file_name(profile.name, prec, trt_ver, dla), warnings=warnings)
+        engine_name=engine_file_name(profile.name, prec, trt_ver, dla), warnings=warnings, strongly_typed=strong)
 
 
 def engine_build_command(plan: EnginePlan, out: str | Path | None = None, timing_cache: str | Path | None = None) -> str:
@@ -219,7 +240,9 @@ def engine_build_command(plan: EnginePlan, out: str | Path | None = None, timing
 
     TensorRT 8.2 takes ``--workspace=MiB``; 8.4+ ``--memPoolSize=workspace:MiB``
     (10.x dropped ``--workspace``). ``--skipInference`` appeared with 8.6;
-    older versions use ``--buildOnly``.
+    older versions use ``--buildOnly``. 11.x removed ``--fp16``, ``--int8``
+    and ``--calib`` (strong typing is always on): the precision is the ONNX
+    file's, which the plan already chose.
     """
     root = Path(plan.bundle)
     major, minor = (int(x) for x in (plan.tensorrt.split(".") + ["0"])[:2])
@@ -229,7 +252,9 @@ def engine_build_command(plan: EnginePlan, out: str | Path | None = None, timing
         return f"{plan.input_name}:{n}x{c}x{h}x{w}"
 
     cmd = ["trtexec", f"--onnx={root / plan.source}", f"--saveEngine={out or root / plan.engine_name}"]
-    if plan.precision == "fp16":
+    if plan.strongly_typed:
+        pass  # 11.x: no precision flags; the fp16 / QDQ ONNX carries the precision
+    elif plan.precision == "fp16":
         cmd.append("--fp16")
     elif plan.precision == "int8":
         cmd += ["--int8", "--fp16"]
@@ -336,11 +361,10 @@ class EngineResult:
 def _check_build_host(plan: EnginePlan, profile: DeviceProfile, info: dict[str, Any]) -> list[str]:
     """Refuse to build for a profile this machine is not; returns warnings."""
     trt_here = info["tensorrt"]
-    if not tensorrt_version_matches(profile.tensorrt, trt_here):
+    if not profile.accepts_tensorrt(trt_here):
         raise ExportError(f"this machine has TensorRT {trt_here} but device {profile.name!r} runs TensorRT "
-                          f"{profile.tensorrt} ({'JetPack ' + profile.jetpack if profile.jetpack else 'profile'}); "
-                          "engines only run on the TensorRT that built them: build on the device itself, or pick "
-                          "the profile of this machine ('edgemask devices list')")
+                          f"{profile.tensorrt_text()}; engines only run on the TensorRT that built them: build on the "
+                          "device itself, or pick the profile of this machine ('edgemask devices list')")
     warnings = []
     cc = info.get("compute_capability")
     if profile.compute_capability and cc and cc != profile.compute_capability:
@@ -394,12 +418,12 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
 
     plan = plan_engine_build(bundle_dir, profile, precision, **opts)  # bundle/option errors come first
     warn(plan.warnings)
-    trt = import_tensorrt()
+    trt = require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line, before any work
     trt_here = str(trt.__version__)
     info = local_tensorrt_info()
     warn(_check_build_host(plan, profile, info))  # wrong TensorRT or GPU for the profile: refused here
     if trt_tag(trt_here) != plan.tensorrt:
-        # The engine name and the QDQ rules follow the TensorRT that really builds (x86-cuda pins only "10").
+        # The engine name, the QDQ rules and (11) the typed source follow the TensorRT that really builds.
         plan = plan_engine_build(bundle_dir, profile, precision, tensorrt_version=trt_here, **opts)
         warn(plan.warnings)
     bnd = _bundle_of(bundle_dir)
@@ -425,6 +449,7 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
         "source_sha256": (bnd.manifest.files.get(plan.source) or {}).get("sha256") or sha256_file(bnd.path(plan.source)),
         "build_seconds": built.build_seconds, "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "gpu": info.get("gpu"), "timing_cache": bool(tc), "python": sys.version.split()[0],
+        "strongly_typed": plan.strongly_typed,
     }
     if plan.calibration_cache:
         extra["calibration_cache_sha256"] = sha256_file(bnd.path(plan.calibration_cache))
@@ -483,7 +508,7 @@ def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Se
             continue
         served[key] = p
         todo.append(p)
-    import_tensorrt()  # NotAvailableError, one line, after the warnings above
+    require_build_gpu()  # NotAvailableError (no TensorRT, or no GPU), one line, after the warnings above
     results = []
     for p in todo:
         r = build_engine(bundle_dir, device, p, on_warning=warn, **options)

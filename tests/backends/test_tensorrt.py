@@ -41,7 +41,7 @@ ENGINE_BYTES = b"FAKE-ENGINE"
 # tests use (a trained, exported bundle) should not even be built where they would be skipped.
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 needs_trt = pytest.mark.skipif(not HAS_TRT, reason="TensorRT is not installed here (it ships with JetPack; "
-                               "on x86 'pip install tensorrt pycuda')")
+                               "on x86 pip install 'edgemask[tensorrt-cu12]')")
 W = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.0], [0.5, 0.5, -2.0]], dtype=np.float32)
 
 
@@ -63,6 +63,9 @@ class FakeCuda(CudaApi):
 
     def deactivate(self):
         self.active = False
+
+    def device_count(self):
+        return 1
 
     def compute_capability(self):
         return self.cc
@@ -463,7 +466,14 @@ def test_import_is_light():
 # --------------------------------------------------------------------------- ONNX Runtime providers
 
 
-def test_ort_providers_from_profile(tmp_path):
+def _gpu():
+    return None  # "a CUDA device answers", for ort_execution_providers on this CPU-only machine
+
+
+def test_ort_providers_from_profile(tmp_path, monkeypatch):
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+
+    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)
     all_eps = [TRT_EP, CUDA_EP, CPU_EP]
     provs, warnings = ort_execution_providers("jetson-orin-nano", "int8", input_size=S, available=all_eps,
                                               cache_dir=tmp_path, dla_core=0)
@@ -471,6 +481,12 @@ def test_ort_providers_from_profile(tmp_path):
     assert name == TRT_EP and [p if isinstance(p, str) else p[0] for p in provs] == all_eps
     assert opts["trt_int8_enable"] and opts["trt_fp16_enable"] and opts["trt_engine_cache_enable"]
     assert opts["trt_engine_cache_path"] == str(tmp_path) and opts["trt_timing_cache_enable"]
+    # the timing cache beside the engines, not in the working directory (ONNX Runtime's default)
+    assert opts["trt_timing_cache_path"] == str(tmp_path)
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "engines"))
+    default, _ = ort_execution_providers("jetson-orin-nano", "fp16", available=all_eps)
+    assert default[0][1]["trt_timing_cache_path"] == default[0][1]["trt_engine_cache_path"] \
+        == str(tmp_path / "engines" / "ort" / "jetson-orin-nano")
     assert opts["trt_profile_max_shapes"] == f"input:32x3x{S}x{S}" and opts["trt_max_workspace_size"] == 512 << 20
     assert "trt_dla_enable" not in opts and any("no DLA" in w for w in warnings)
     nano, w = ort_execution_providers("jetson-nano", "int8", available=all_eps, cache_dir=tmp_path)
@@ -481,6 +497,19 @@ def test_ort_providers_from_profile(tmp_path):
     assert cpu == [CPU_EP]
     here, w = ort_execution_providers("x86-cuda", "fp16", available=[CPU_EP])
     assert here == [CPU_EP] and "onnxruntime-gpu" in w[0]
+
+
+
+def test_ort_providers_without_a_gpu_are_cpu_only_with_one_warning(tmp_path):
+    provs, w = ort_execution_providers("jetson-orin-nano", "fp16", available=[TRT_EP, CUDA_EP, CPU_EP],
+                                       cache_dir=tmp_path, gpu_problem=lambda: "no NVIDIA driver loaded")
+    assert provs == [CPU_EP] and len(w) == 1 and "\n" not in w[0]
+    assert w[0] == (f"onnxruntime has {TRT_EP} and {CUDA_EP} but no CUDA device answers (no NVIDIA driver loaded); "
+                    f"running on {CPU_EP}")
+    assert not list(tmp_path.iterdir())  # nothing was set up for TensorRT
+    gpu, _ = ort_execution_providers("jetson-orin-nano", "fp16", available=[TRT_EP, CUDA_EP, CPU_EP],
+                                     cache_dir=tmp_path, gpu_problem=_gpu)
+    assert gpu[0][0] == TRT_EP
 
 
 # --------------------------------------------------------------------------- real TensorRT

@@ -180,3 +180,90 @@ def test_engine_from_onnx_failures_are_one_line(fake_trt, onnx_files, tmp_path):
         fake_trt()
         B.engine_from_onnx(onnx_files["fp32"], tmp_path / "x.engine", precision="fp16", input_name="images",
                            input_chw=(3, 32, 32))
+
+
+# --------------------------------------------------------------------------- TensorRT 11: strongly typed
+
+
+def test_engine_from_onnx_tensorrt11_builds_strongly_typed_without_precision_flags(fake_trt, onnx_files, tmp_path):
+    trt = fake_trt("11.4.0.106")
+    B.engine_from_onnx(onnx_files["fp16"], tmp_path / "h.engine", precision="fp16", input_name="input",
+                       input_chw=(3, 32, 32))
+    assert trt.rec["network_flags"] == 1 << 0  # STRONGLY_TYPED is 0 in 11's enum
+    assert trt.rec["flags"] == set() and trt.rec["parsed"] == str(onnx_files["fp16"])
+    trt = fake_trt("11.4.0.106")
+    B.engine_from_onnx(onnx_files["trt"], tmp_path / "q.engine", precision="int8", input_name="input",
+                       input_chw=(3, 32, 32), int8_mode="qdq", dla_core=0)
+    assert trt.rec["flags"] == {"GPU_FALLBACK"} and trt.rec["network_flags"] == 1  # no FP16/INT8: they are gone
+
+
+def test_engine_from_onnx_tensorrt10_stays_weakly_typed(fake_trt, onnx_files, tmp_path):
+    trt = fake_trt("10.16.1.11")  # 10.x has STRONGLY_TYPED too, but builds the fp32 model with the FP16 flag
+    B.engine_from_onnx(onnx_files["fp32"], tmp_path / "h.engine", precision="fp16", input_name="input",
+                       input_chw=(3, 32, 32))
+    assert trt.rec["network_flags"] == 0 and trt.rec["flags"] == {"FP16"}
+
+
+def test_tensorrt11_refuses_the_calibrator_in_one_line(fake_trt, onnx_files, tmp_path):
+    fake_trt("11.4.0.106")
+    with pytest.raises(ExportError, match="has no INT8 calibrator .removed in 11.; build int8 from the QDQ") as e:
+        B.engine_from_onnx(onnx_files["fp32"], tmp_path / "c.engine", precision="int8", input_name="input",
+                           input_chw=(3, 32, 32), int8_mode="calibrator", calibration_cache=onnx_files["cache"])
+    assert "\n" not in str(e.value) and not (tmp_path / "c.engine").exists()
+
+
+def test_legacy_calibration_is_detected_by_what_the_module_has(fake_trt):
+    assert C.has_legacy_calibration(fake_trt("8.6.1")) and C.has_legacy_calibration(fake_trt("10.3.0"))
+    assert not C.has_legacy_calibration(fake_trt("11.4.0.106"))
+
+
+# --------------------------------------------------------------------------- TensorRT without a GPU
+
+
+def test_tensorrt_without_a_gpu_is_one_line_before_any_work(fake_trt, onnx_files, tmp_path, monkeypatch):
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+    from edgemask.errors import NotAvailableError
+
+    monkeypatch.setattr(cuda_api, "get_cuda_api", _no_binding)
+    trt = fake_trt("10.3.0", builder_fails=True)
+    with pytest.raises(NotAvailableError) as e:
+        B.engine_from_onnx(onnx_files["fp32"], tmp_path / "x.engine", precision="fp16", input_name="input",
+                           input_chw=(3, 32, 32))
+    msg = str(e.value)
+    assert msg.startswith("TensorRT 10.3.0 is installed but no CUDA device answers (trt.Builder failed: pybind11")
+    assert "--print-trtexec" in msg and "\n" not in msg
+    assert "parsed" not in trt.rec and not (tmp_path / "x.engine").exists()
+
+
+def test_a_cuda_binding_that_sees_no_device_is_asked_before_tensorrt(fake_trt, monkeypatch):
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+    from edgemask.errors import BackendError, NotAvailableError
+
+    class NoDevice:
+        name = "cuda-python"
+
+        def __init__(self, count=0, error=None):
+            self.count, self.error = count, error
+
+        def device_count(self):
+            if self.error:
+                raise self.error
+            return self.count
+
+    trt = fake_trt("11.4.0.106")
+    monkeypatch.setattr(cuda_api, "get_cuda_api", lambda prefer=None: NoDevice())
+    with pytest.raises(NotAvailableError, match=r"no CUDA device answers \(cuda-python reports 0 CUDA devices\)"):
+        B.require_build_gpu()
+    assert trt.rec["builders"] == 0  # the binding already said no: no Builder was made
+    err = BackendError("CUDA call failed: cudaErrorInsufficientDriver; check 'edgemask doctor'")
+    monkeypatch.setattr(cuda_api, "get_cuda_api", lambda prefer=None: NoDevice(error=err))
+    assert cuda_api.cuda_device_problem() == ("cuda-python: CUDA call failed: cudaErrorInsufficientDriver; "
+                                              "check 'edgemask doctor'")
+    monkeypatch.setattr(cuda_api, "get_cuda_api", lambda prefer=None: NoDevice(count=1))
+    assert B.require_build_gpu() is trt and trt.rec["builders"] == 1
+
+
+def _no_binding(prefer=None):
+    from edgemask.errors import NotAvailableError
+
+    raise NotAvailableError("no CUDA Python binding importable")

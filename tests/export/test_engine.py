@@ -235,6 +235,71 @@ def test_build_engine_names_the_engine_after_the_tensorrt_that_built_it(fake_trt
     assert not list(b.glob(".*.building"))
 
 
+# --------------------------------------------------------------------------- TensorRT 11 (strongly typed)
+
+
+def test_plan_tensorrt11_fp16_builds_from_the_fp16_onnx(make_bundle):
+    b = make_bundle(fp16=True)
+    plan = E.plan_engine_build(b, "x86-cuda", "fp16", tensorrt_version="11.4.0.106")
+    assert plan.strongly_typed and plan.source == "model.fp16.onnx" and plan.engine_name.endswith(".trt11.4.engine")
+    ten = E.plan_engine_build(b, "x86-cuda", "fp16", tensorrt_version="10.16.1.11")
+    assert not ten.strongly_typed and ten.source == "model.fp32.onnx"  # 10.x: fp32 model + the FP16 flag
+    with pytest.raises(BundleError, match="has no fp16 ONNX model, and TensorRT 11.4.0.106 builds fp16 only") as e:
+        E.plan_engine_build(make_bundle("no16"), "x86-cuda", "fp16", tensorrt_version="11.4.0.106")
+    assert "\n" not in str(e.value)
+    fp32 = E.plan_engine_build(make_bundle("no16b"), "x86-cuda", "fp32", tensorrt_version="11.4.0.106")
+    assert fp32.source == "model.fp32.onnx" and fp32.strongly_typed
+
+
+def test_plan_tensorrt11_int8_is_qdq_only(make_bundle):
+    plan = E.plan_engine_build(make_bundle(), "x86-cuda", "int8", tensorrt_version="11.4.0.106")
+    assert (plan.int8_mode, plan.source, plan.calibration_cache) == ("qdq", "model.int8.onnx", None)
+    with pytest.raises(ConfigError, match="has no INT8 calibrator .removed in 11.: use --int8-mode qdq"):
+        E.plan_engine_build(make_bundle("c"), "x86-cuda", "int8", int8_mode="calibrator", tensorrt_version="11.4.0")
+    # a QDQ model TensorRT rejects: on 10.x the calibrator takes over, on 11 there is nothing to fall back on
+    bad = make_bundle("sym", int8="sym")
+    assert E.plan_engine_build(bad, "x86-cuda", "int8", tensorrt_version="10.16.1").int8_mode == "calibrator"
+    with pytest.raises(ExportError, match="TensorRT 11 has no calibrator to fall back on"):
+        E.plan_engine_build(bad, "x86-cuda", "int8", tensorrt_version="11.4.0")
+
+
+def test_trtexec_command_tensorrt11_has_no_precision_flags(make_bundle):
+    b = make_bundle(fp16=True)
+    for precision, onnx in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx")):
+        args = shlex.split(E.engine_build_command(E.plan_engine_build(b, "x86-cuda", precision,
+                                                                      tensorrt_version="11.4.0.106")))
+        assert args[1].endswith("/" + onnx) and "--skipInference" in args
+        assert not any(a in ("--fp16", "--int8", "--best") or a.startswith("--calib") for a in args), args
+
+
+def test_build_engine_tensorrt11_on_x86(fake_trt, make_bundle, monkeypatch, tmp_path):
+    """x86-cuda accepts TensorRT 11 (tensorrt-cu13): a strongly typed fp16 engine from the fp16 ONNX."""
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
+    trt = fake_trt("11.4.0.106")
+    b = make_bundle(fp16=True)
+    r = E.build_engine(b, "x86-cuda", "fp16", timing_cache=False)
+    assert r.entry.file == "model.x86-cuda.fp16.trt11.4.engine" and r.entry.tensorrt_version == "11.4.0.106"
+    assert r.entry.extra["strongly_typed"] and r.entry.extra["source"] == "model.fp16.onnx"
+    assert trt.rec["parsed"].endswith("model.fp16.onnx") and trt.rec["flags"] == set()
+    with pytest.raises(ExportError, match="runs TensorRT 10.3 .JetPack 6.2., 8.6 or 8.5"):
+        E.build_engine(b, "jetson-orin-nano", "fp16")  # no JetPack has TensorRT 11
+
+
+def test_build_refuses_a_tensorrt_without_gpu_before_any_work(fake_trt, make_bundle, monkeypatch, tmp_path):
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+
+    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
+    trt = fake_trt("10.3.0.26", builder_fails=True)
+    b = make_bundle()
+    before = (b / "manifest.json").read_bytes()
+    seen = []
+    with pytest.raises(NotAvailableError, match="TensorRT 10.3.0.26 is installed but no CUDA device answers"):
+        E.build_engines_for_bundle(b, "jetson-nano", ["fp16", "int8"], on_warning=seen.append)
+    assert any("no fast INT8" in w for w in seen)  # the plan still speaks first
+    assert "parsed" not in trt.rec and (b / "manifest.json").read_bytes() == before and not list(b.glob(".*.building"))
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -268,3 +333,17 @@ def test_engine_build_cli(make_bundle, monkeypatch):
     assert res.exit_code == 1 and "no onnx model at precision 'int8'" in res.output
     res = r.invoke(_app(), ["engine", "build", str(b), "-d", "jetson-orin-nano", "--batch", "1,8", "--print-trtexec"])
     assert res.exit_code == 1 and "MIN,OPT,MAX" in res.output
+
+
+def test_engine_build_cli_on_tensorrt_without_gpu_says_so_in_one_line(fake_trt, make_bundle, monkeypatch):
+    from typer.testing import CliRunner
+
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+
+    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)
+    trt = fake_trt("8.2.1.8", builder_fails=True)
+    res = CliRunner().invoke(_app(), ["engine", "build", str(make_bundle()), "--device", "jetson-nano", "-p", "int8"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "TensorRT 8.2.1.8 is installed but no CUDA device answers" in errors[0]
+    assert res.output.index("no fast INT8") < res.output.index("error:") and "parsed" not in trt.rec

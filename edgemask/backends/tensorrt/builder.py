@@ -3,6 +3,18 @@
 :func:`engine_from_onnx` parses one ONNX file and serializes an engine; what
 to parse and how (precision, INT8 mode, DLA, batch profile) is decided
 beforehand, without TensorRT, by :func:`edgemask.export.engine.plan_engine_build`.
+:func:`require_build_gpu` says in one line, before any work, that TensorRT is
+installed but no CUDA device answers.
+
+Versions (the members each path uses are listed in
+:mod:`edgemask.backends.tensorrt.api`):
+
+* 8.x: explicit-batch network flag; FP16/INT8 builder flags; implicit INT8
+  from the calibration cache through an IInt8 calibrator, or QDQ.
+* 10.x: no batch flag (implicit batch is gone); otherwise as 8.x.
+* 11.x: strongly typed networks only. The builder flags FP16/INT8, the
+  calibrators and ``config.int8_calibrator`` are gone: fp16 comes from an
+  fp16-typed ONNX (the bundle's ``model.fp16.onnx``), int8 from the QDQ model.
 """
 
 from __future__ import annotations
@@ -14,8 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgemask.backends.tensorrt.api import explicit_batch_flag, legacy_calibration, strongly_typed
 from edgemask.backends.tensorrt.calibrator import CalibratorLogic, make_calibrator, read_calibration_cache
-from edgemask.bundle.engines import trt_version_code
+from edgemask.bundle.engines import trt_major, trt_version_code
 from edgemask.errors import ExportError, NotAvailableError
 from edgemask.utils.io import atomic_write_bytes, sha256_file
 
@@ -28,9 +41,46 @@ def import_tensorrt() -> Any:
         import tensorrt as trt
     except ImportError as e:
         raise NotAvailableError(f"TensorRT is not importable here ({e}); build engines on the device itself "
-                                "(JetPack ships TensorRT; on x86: pip install tensorrt), or print the equivalent trtexec "
+                                "(JetPack ships TensorRT; on x86: pip install 'edgemask[tensorrt]'), or print the equivalent trtexec "
                                 "command with 'edgemask engine build BUNDLE --device NAME --print-trtexec'") from None
     return trt
+
+
+def require_build_gpu(trt: Any = None) -> Any:
+    """TensorRT, once it is clear this machine can build with it: call before any export or build work.
+
+    TensorRT imports fine on a machine without a usable GPU, and only fails
+    when the first builder is made (``trt.Builder`` raises ``TypeError:
+    ... factory function returned nullptr`` or returns None). So this asks
+    CUDA for a device (when pycuda or cuda-python imports) and then makes one
+    Builder, and turns either failure into one line.
+
+    Raises:
+        NotAvailableError: TensorRT does not import, or no CUDA device answers.
+    """
+    trt = trt or import_tensorrt()
+    from edgemask.backends.tensorrt.cuda_api import cuda_device_problem
+
+    problem = cuda_device_problem(binding_only=True)
+    if problem is None:
+        try:
+            builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+        except (TypeError, RuntimeError) as e:
+            problem = f"trt.Builder failed: {_first_line(e)}"
+        else:
+            if builder is None:
+                problem = "trt.Builder returned None"
+            del builder
+    if problem is not None:
+        raise NotAvailableError(f"TensorRT {trt.__version__} is installed but no CUDA device answers ({problem}); "
+                                "build engines on the device itself or on a machine whose NVIDIA GPU 'nvidia-smi' "
+                                "lists, or print the trtexec command with --print-trtexec")
+    return trt
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def local_tensorrt_info() -> dict[str, Any]:
@@ -66,10 +116,6 @@ class BuiltEngine:
     warnings: list[str] = field(default_factory=list)
 
 
-def _trt_major(trt: Any) -> int:
-    return int(str(trt.__version__).split(".")[0])
-
-
 def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: str, input_name: str,
                      input_chw: Sequence[int], batch: Sequence[int] = DEFAULT_BATCH, workspace_mib: int = 1024,
                      int8_mode: str | None = None, calibration_cache: str | Path | None = None,
@@ -78,12 +124,14 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
                      verbose: bool = False, trt: Any = None) -> BuiltEngine:
     """Build and serialize a TensorRT engine with the TensorRT Python API.
 
-    Written against TensorRT 8.2 / 8.5 / 8.6 / 10.x: the explicit-batch flag
-    only before 10 (10 removed implicit batch), ``set_memory_pool_limit``
-    from 8.4 (``max_workspace_size`` before), ``build_serialized_network``.
+    Written against TensorRT 8.2 / 8.5 / 8.6 / 10.x / 11.x (see the module
+    docstring): the explicit-batch flag only before 10, a strongly typed
+    network and no precision flags from 11, ``set_memory_pool_limit`` from
+    8.4 (``max_workspace_size`` before), ``build_serialized_network``.
 
     Args:
-        onnx_path: fp32 ONNX (fp32/fp16/calibrator INT8) or QDQ ONNX (qdq INT8).
+        onnx_path: fp32 ONNX (fp32, fp16 before 11, calibrator INT8), fp16
+            ONNX (fp16 on 11) or QDQ ONNX (qdq INT8).
         out_path: where the engine goes (written atomically).
         precision: fp32 | fp16 | int8.
         input_name, input_chw: the image input and its (C, H, W).
@@ -95,16 +143,27 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
         dla_core: build for this DLA core; ``gpu_fallback`` lets unsupported
             layers run on the GPU.
         fp16_fallback: with INT8, also allow FP16 kernels for layers that are
-            not quantized (otherwise they run in fp32).
+            not quantized (otherwise they run in fp32); TensorRT 11 follows
+            the ONNX types instead.
         timing_cache: file loaded before and saved after the build, so the
             next build of a similar network skips most kernel timing.
     """
-    trt = trt or import_tensorrt()
-    major = _trt_major(trt)
+    trt = require_build_gpu(trt)
+    major = trt_major(trt.__version__)
+    if precision == "int8" and int8_mode == "calibrator" and not legacy_calibration(major):
+        raise ExportError(f"TensorRT {trt.__version__} has no INT8 calibrator (removed in 11); build int8 from the "
+                          "QDQ model with --int8-mode qdq")
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # TensorRT 10 removed implicit batch; before 10 the ONNX parser needs EXPLICIT_BATCH.
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if builder is None:  # some releases return None instead of raising
+        raise NotAvailableError(f"TensorRT {trt.__version__} could not create a builder (no CUDA device answers)")
+    if strongly_typed(major):
+        # 11: every tensor keeps the type the ONNX gives it (the flag is accepted and implied there).
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif explicit_batch_flag(major):
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # 8.x: the ONNX parser needs it
+    else:
+        flags = 0  # 10.x: implicit batch is gone, explicit batch is the only kind
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     onnx_path = Path(onnx_path)
@@ -121,11 +180,12 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, ws)
     else:  # TensorRT < 8.4
         config.max_workspace_size = ws
-    if precision == "fp16" or (precision == "int8" and fp16_fallback):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        # Explicit (QDQ) networks also need the INT8 flag in 8.x to pick INT8 kernels.
-        config.set_flag(trt.BuilderFlag.INT8)
+    if not strongly_typed(major):  # 11 has no precision flags: the ONNX's types decide
+        if precision == "fp16" or (precision == "int8" and fp16_fallback):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            # Explicit (QDQ) networks also need the INT8 flag in 8.x to pick INT8 kernels.
+            config.set_flag(trt.BuilderFlag.INT8)
 
     # Dynamic batch: one optimisation profile over the image input.
     inp = None
@@ -143,7 +203,7 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
 
     warnings: list[str] = []
     calibrator = cuda = None
-    if precision == "int8" and int8_mode == "calibrator":
+    if precision == "int8" and int8_mode == "calibrator":  # 8.x / 10.x only (refused above on 11)
         cache = read_calibration_cache(calibration_cache) if calibration_cache else None
         if calibration_batches is not None:
             from edgemask.backends.tensorrt.cuda_api import get_cuda_api
@@ -199,4 +259,5 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
                        timing_cache=str(tc_path) if tc_path else None, warnings=warnings)
 
 
-__all__ = ["BuiltEngine", "DEFAULT_BATCH", "engine_from_onnx", "import_tensorrt", "local_tensorrt_info"]
+__all__ = ["BuiltEngine", "DEFAULT_BATCH", "engine_from_onnx", "import_tensorrt", "local_tensorrt_info",
+           "require_build_gpu"]

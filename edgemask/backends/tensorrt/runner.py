@@ -110,13 +110,16 @@ class TensorRTRunner(Runner):
             import tensorrt  # noqa: F401
         except Exception as e:  # ImportError, or OSError from a broken install
             return False, (f"TensorRT is not installed here ({type(e).__name__}: {e}); it ships with JetPack, "
-                           "on x86 'pip install tensorrt pycuda' with a CUDA driver")
+                           "on x86 pip install 'edgemask[tensorrt]' with a CUDA driver")
         try:
-            from edgemask.backends.tensorrt.cuda_api import get_cuda_api
+            from edgemask.backends.tensorrt.cuda_api import cuda_device_problem, get_cuda_api
 
             get_cuda_api()
         except Exception as e:
             return False, str(e).splitlines()[0]
+        problem = cuda_device_problem()  # TensorRT and a binding, but no GPU: say so before any work
+        if problem is not None:
+            return False, f"TensorRT is installed but no CUDA device answers ({problem})"
         return True, ""
 
     def activate(self) -> "TensorRTRunner":
