@@ -335,6 +335,20 @@ def test_engine_build_cli(make_bundle, monkeypatch):
     assert res.exit_code == 1 and "MIN,OPT,MAX" in res.output
 
 
+def test_engine_build_cli_prints_the_trtexec_of_another_tensorrt(make_bundle):
+    from typer.testing import CliRunner
+
+    b = make_bundle(fp16=True)
+    r = CliRunner()
+    res = r.invoke(_app(), ["engine", "build", str(b), "-d", "x86-cuda", "--print-trtexec", "--tensorrt", "11.4"])
+    assert res.exit_code == 0, res.output
+    assert "model.fp16.onnx" in res.output and "--fp16" not in res.output and ".trt11.4.engine" in res.output
+    res = r.invoke(_app(), ["engine", "build", str(b), "-d", "jetson-orin-nano", "--print-trtexec", "--tensorrt", "11.4"])
+    assert res.exit_code == 1 and "does not run TensorRT 11.4 (it runs 10.3 (JetPack 6.2), 8.6 or 8.5)" in res.output
+    res = r.invoke(_app(), ["engine", "build", str(b), "-d", "x86-cuda", "--tensorrt", "11.4"])
+    assert res.exit_code == 1 and "--tensorrt only goes with --print-trtexec" in res.output
+
+
 def test_engine_build_cli_on_tensorrt_without_gpu_says_so_in_one_line(fake_trt, make_bundle, monkeypatch):
     from typer.testing import CliRunner
 

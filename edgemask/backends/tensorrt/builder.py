@@ -27,7 +27,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgemask.backends.tensorrt.api import explicit_batch_flag, legacy_calibration, strongly_typed
-from edgemask.backends.tensorrt.calibrator import CalibratorLogic, make_calibrator, read_calibration_cache
+from edgemask.backends.tensorrt.calibrator import (
+    CalibratorLogic,
+    has_legacy_calibration,
+    make_calibrator,
+    read_calibration_cache,
+)
 from edgemask.bundle.engines import trt_major, trt_version_code
 from edgemask.errors import ExportError, NotAvailableError
 from edgemask.utils.io import atomic_write_bytes, sha256_file
@@ -150,7 +155,8 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     """
     trt = require_build_gpu(trt)
     major = trt_major(trt.__version__)
-    if precision == "int8" and int8_mode == "calibrator" and not legacy_calibration(major):
+    if precision == "int8" and int8_mode == "calibrator" and not (legacy_calibration(major)
+                                                                   and has_legacy_calibration(trt)):
         raise ExportError(f"TensorRT {trt.__version__} has no INT8 calibrator (removed in 11); build int8 from the "
                           "QDQ model with --int8-mode qdq")
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
