@@ -377,6 +377,11 @@ def make_bundle_detector(cfg: RunConfig, bundle: Any) -> Any:
     opts: dict[str, Any] = {}
     if backend == "onnxrt" and _ort_has_gpu_providers():
         opts["device"] = cfg.device_profile
+    if backend == "tensorrt":
+        # as for the classifier: no detector engine in the bundle -> built on first use into the engine cache
+        from edgemask.export.engine import first_use_engine
+
+        opts["engine_loader"] = first_use_engine
     return detector_from_bundle(bundle, backend, cfg.detector_precision or cfg.precision, min_face=cfg.min_face,
                                 **opts)
 

@@ -395,8 +395,7 @@ def test_detector_engine_plan_and_build_through_the_same_builder(fake_trt, detec
     assert m.model("int8", "tensorrt", "jetson-orin-nano").file == "model.jetson-orin-nano.int8.trt10.3.engine"
     assert verify_bundle(b) == [] and not list((b / "detector").glob(".*.building"))
     # the runner finds the detector's engine (not the classifier's) in the detector view
-    r = TensorRTRunner.from_bundle(load_bundle(b).detector_view(), "int8", device="jetson-orin-nano",
-                                   build_if_missing=False)
+    r = TensorRTRunner.from_bundle(load_bundle(b).detector_view(), "int8", device="jetson-orin-nano")
     assert r.engine_path.name == "model.jetson-orin-nano.int8.trt10.3.engine" and r.engine_path.parent.name == "detector"
     assert r.input_hw == (96, 128) and r.output_tail == (5, 24, 32)
     # rebuilding replaces the detector's engine in place; the classifier's stays
