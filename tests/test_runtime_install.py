@@ -44,6 +44,11 @@ RUNTIME_MODULES = [
     "edgemask.service.config",
     "edgemask.service.loop",
     "edgemask.vision",
+    "edgemask.bundle.pack",
+    "edgemask.fleet.agent",
+    "edgemask.fleet.selftest",
+    "edgemask.fleet.health",
+    "edgemask.cli.device",
 ]
 
 
@@ -93,6 +98,7 @@ def test_runtime_module_imports_without_train_extra(module):
         ["engine", "--help"],
         ["devices", "list"],
         ["doctor"],
+        ["device", "status", "--root", "no-such-box-root"],
     ],
 )
 def test_runtime_commands_run_without_train_extra(args):

@@ -81,6 +81,7 @@ class BundleManifest:
     opset: int | None = None
     golden: dict[str, Any] | None = None      # {"inputs", "outputs", "count", "tolerance": {precision: max abs logit diff}}
     calibration: dict[str, Any] | None = None  # {"recipe", "recipe_sha256", "images_sha256", "count", "method", "table", "cache"}
+    probe: dict[str, Any] | None = None       # stability probe: {"inputs", "count", "attack", "float_pred_adv", "margin_clean", ...}
     signature: dict[str, Any] | None = None   # {"key_id", "algorithm", "file"} once signed
     source_run: str | None = None
     format: str = BUNDLE_FORMAT

@@ -33,6 +33,7 @@ _COMMAND_MODULES = [
     "devices",
     "engine",
     "doctor",
+    "device",
 ]
 
 for _name in _COMMAND_MODULES:
