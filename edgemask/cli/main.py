@@ -34,6 +34,7 @@ _COMMAND_MODULES = [
     "engine",
     "doctor",
     "device",
+    "fleet",
 ]
 
 for _name in _COMMAND_MODULES:
