@@ -91,18 +91,23 @@ def status_cmd(inventory: str = _INV, host: List[str] = _HOSTS,
             typer.echo(json.dumps(res, sort_keys=True, default=str))
         else:
             t = Table(title="fleet status")
-            for c in ("box", "version", "release", "backend/precision", "self-test", "probe flip rate", "pending",
-                      "error"):
+            for c in ("box", "version", "release", "backend/precision", "self-test", "probe flip rate", "pending"):
                 t.add_column(c)
             for h, s in res.items():
+                if not s.get("ok"):
+                    t.add_row(h, "?", "unreachable", "", "", "", "")
+                    continue
                 st = s.get("last_selftest") or {}
                 fr = st.get("probe_flip_rate")
                 t.add_row(h, str(s.get("version", "-")), str(s.get("committed", "-")),
                           f"{s.get('backend', '-')}/{s.get('precision', '-')}",
                           "-" if not st else ("ok" if st.get("ok") else "failed"),
                           "-" if fr is None else f"{fr:.1%} of {st.get('probe_count')}",
-                          str((s.get("pending") or {}).get("release", "")), str(s.get("error", "") or ""))
+                          str((s.get("pending") or {}).get("release", "")))
             console.print(t)
+            for h, s in res.items():
+                if not s.get("ok"):
+                    err_console.print(f"  {h}: {s.get('error')}", highlight=False, markup=False)
         if any(not s.get("ok") for s in res.values()):
             raise typer.Exit(code=1)
 
@@ -119,6 +124,25 @@ def rollback_cmd(inventory: str = _INV, host: List[str] = _HOSTS) -> None:
         console.print(f"{len(res) - len(bad)} rolled back, {len(bad)} failed", highlight=False)
         if bad:
             raise typer.Exit(code=1)
+
+
+@fleet_app.command("export-ansible")
+def export_ansible_cmd(
+    package: str = typer.Argument(..., help="A signed, packed bundle ('edgemask bundle pack')."),
+    inventory: str = _INV,
+    out: str = typer.Option("ansible", "--out", "-o", help="Folder for inventory.yml and deploy.yml."),
+) -> None:
+    """Write an Ansible inventory + playbook (serial waves, max_fail_percentage) that drive the same device agent.
+
+    Run it with: ansible-playbook -i OUT/inventory.yml OUT/deploy.yml.
+    Python: edgemask.fleet.ansible.export_ansible(inv, package, out)
+    """
+    with run_cli():
+        from edgemask.fleet.ansible import export_ansible
+        from edgemask.fleet.inventory import load_inventory
+
+        a, b = export_ansible(load_inventory(inventory), package, out)
+        console.print(f"wrote {a} and {b}; run: ansible-playbook -i {a} {b}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -44,3 +45,17 @@ def stop_service(root: Path) -> None:
     subprocess.run([sys.executable, str(SERVICE), "stop", str(root)], check=False)
 
 
+
+
+def write_inventory(path: Path, boxes, rollout=None) -> Path:
+    """boxes: [(name, sshd, root, {overrides})]."""
+    lines = ["[defaults]", f'edgemask = "{edgemask_exe()}"', ""]
+    r = {"canary": 1, "waves": [50, 100], "max_fail_percent": 50, "concurrency": 4, "deadline_s": 120,
+         **(rollout or {})}
+    lines += ["[rollout]"] + [f"{k} = {json.dumps(v)}" for k, v in r.items()] + [""]
+    for name, s, root, extra in boxes:
+        kv = {"name": name, "host": "127.0.0.1", "ssh_port": s.port, "user": s.user, "install_dir": str(root),
+              "known_hosts": str(s.known_hosts), "identity": str(s.identity), **extra}
+        lines += ["[[box]]"] + [f"{k} = {json.dumps(v)}" for k, v in kv.items()] + [""]
+    path.write_text("\n".join(lines))
+    return path

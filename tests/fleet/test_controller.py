@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_helpers import edgemask_exe, make_box, stop_service
+from fleet_helpers import edgemask_exe, make_box, stop_service, write_inventory
 from sshd import Sshd, sshd_available
 
 pytest.importorskip("asyncssh")
@@ -33,20 +33,6 @@ def sites(tmp_path_factory):
     yield [a, b]
     a.stop()
     b.stop()
-
-
-def write_inventory(path: Path, boxes, rollout=None) -> Path:
-    """boxes: [(name, sshd, root, {overrides})]."""
-    lines = ["[defaults]", f'edgemask = "{edgemask_exe()}"', ""]
-    r = {"canary": 1, "waves": [50, 100], "max_fail_percent": 50, "concurrency": 4, "deadline_s": 120,
-         **(rollout or {})}
-    lines += ["[rollout]"] + [f"{k} = {json.dumps(v)}" for k, v in r.items()] + [""]
-    for name, s, root, extra in boxes:
-        kv = {"name": name, "host": "127.0.0.1", "ssh_port": s.port, "user": s.user, "install_dir": str(root),
-              "known_hosts": str(s.known_hosts), "identity": str(s.identity), **extra}
-        lines += ["[[box]]"] + [f"{k} = {json.dumps(v)}" for k, v in kv.items()] + [""]
-    path.write_text("\n".join(lines))
-    return path
 
 
 @pytest.fixture()
