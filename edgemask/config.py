@@ -38,6 +38,12 @@ def num_threads() -> int:
     return os.cpu_count() or 1
 
 
+#: Dataset images whose header declares more pixels than this are skipped
+#: undecoded (a 20000x20000 PNG would take 1.2 GB); ``max_image_pixels`` in
+#: TrainConfig, ``--max-image-pixels`` on the command line.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+
+
 @dataclass
 class TrainConfig:
     """Everything ``edgemask train`` needs; saved as ``config.json`` in the run dir."""
@@ -76,6 +82,7 @@ class TrainConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     label_map: dict[str, str] = field(default_factory=dict)
     crop_faces: bool | None = None  # ImageFolder: cut faces out of whole photos (None = when most are)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are skipped before decoding
     max_minutes: float = 0.0      # wall-clock budget; 0 = none
     overwrite: bool = False
 

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from edgemask.cli._common import console, parse_label_map, progress_bar, run_cli
+from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
 
 # Defaults of `data synth` (those of write_synth_dataset) and `data summary`.
 SYNTH_N = 6000
@@ -73,6 +74,7 @@ def summary_cmd(
     label_map: Optional[str] = typer.Option(None, "--label-map", help="Extra label spellings, LABEL=CLASS pairs: 'face=no_mask,mask_chin=mask_incorrect'."),
     seed: int = typer.Option(SYNTH_SEED, "--seed", help="Split seed (the one you will train with)."),
     crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
+    max_image_pixels: int = typer.Option(DEFAULT_MAX_IMAGE_PIXELS, help="Skip images whose header declares more pixels than this (checked before decoding)."),
 ) -> None:
     """Count images per class and train/val/test split, and list what was skipped.
 
@@ -88,7 +90,7 @@ def summary_cmd(
             task = bar.add_task("reading images", total=None, info="")
             ds = load_dataset(path, size=size, label_map=parse_label_map(label_map) or None,
                               progress=lambda done, total: bar.update(task, completed=done, total=total),
-                              crop_faces=crop_faces)
+                              crop_faces=crop_faces, max_pixels=max_image_pixels)
         splits = split_indices(ds.labels, ds.groups, seed=seed)
         s = summary(ds, splits)
 

@@ -100,6 +100,7 @@ def train_cmd(
     seed: int = typer.Option(_D.seed, help="Seed for splits, initialisation and augmentation."),
     label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."),
     crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
+    max_image_pixels: int = typer.Option(_D.max_image_pixels, help="Skip dataset images whose header declares more pixels than this (checked before decoding)."),
     max_minutes: float = typer.Option(_D.max_minutes, help="Stop after this many minutes (0 = no limit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
@@ -117,7 +118,7 @@ def train_cmd(
                           weight_decay=weight_decay, size=size, patience=patience, target_accuracy=target_accuracy,
                           augment=augment, balance=balance, balance_cap=balance_cap,
                           operating_point=operating_point, max_false_positive=max_false_positive, seed=seed,
-                          crop_faces=crop_faces, label_map=parse_label_map(label_map),
+                          crop_faces=crop_faces, label_map=parse_label_map(label_map), max_image_pixels=max_image_pixels,
                           max_minutes=max_minutes, overwrite=overwrite)
         if resume and not data:
             cfg.data = "(from checkpoint)"
@@ -132,6 +133,12 @@ def train_cmd(
 
         if report_line(m.get("face_crops")):
             console.print(report_line(m.get("face_crops")), highlight=False, soft_wrap=True, markup=False)
+        if m.get("skipped"):
+            first = (m.get("skipped_first") or [[None, None]])[0]
+            console.print(f"skipped {m['skipped']} file(s)/box(es) of the dataset"
+                          + (f" (first: {first[0]}: {first[1]})" if first[0] else "")
+                          + f"; 'edgemask data summary {m.get('dataset', 'DIR')}' lists them all",
+                          highlight=False, soft_wrap=True, markup=False)
         op = m.get("operating_point") or {}
         if op.get("logit_bias"):
             console.print("operating point (chosen on val, folded into the weights): logit bias "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
 from edgemask.data.imagefolder import (
     class_folders,
     has_images,
@@ -217,6 +218,7 @@ def load_dataset(
     class_names: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     crop_faces: bool | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> FaceDataset:
     """Load any supported dataset as S×S RGB face crops.
 
@@ -234,6 +236,10 @@ def load_dataset(
         crop_faces: ImageFolder only: cut the largest face out of whole
             photos (True), never (False), or when most images are not square
             face crops (None, the default); see :mod:`edgemask.data.facecrop`.
+        max_pixels: images whose header declares more pixels are skipped
+            without being decoded (``TrainConfig.max_image_pixels``). Names
+            that are not regular files (FIFOs, devices, sockets) are skipped
+            without being opened.
 
     Returns:
         The dataset; ``skipped`` lists every file or box that was not used.
@@ -251,15 +257,20 @@ def load_dataset(
         raise ConfigError(f"image size must be an integer from 8 to 1024 pixels, got {size!r}")
     if not 0.0 <= float(margin) <= 2.0:
         raise ConfigError(f"VOC crop margin must be between 0 and 2 (a fraction of the box size), got {margin!r}")
+    from edgemask.data.imagefile import check_max_pixels
+
+    check_max_pixels(max_pixels)
     resolve = LabelResolver(label_map)
     fmt, folder = detect_format(path)
     root = Path(path)
 
     if fmt == "voc":
-        raw = read_voc(folder, size=size, resolve=resolve, margin=float(margin), progress=progress)
+        raw = read_voc(folder, size=size, resolve=resolve, margin=float(margin), progress=progress,
+                       max_pixels=max_pixels)
     else:
         raw = read_imagefolder(folder, size=size, resolve=resolve, rel_root=root, progress=progress,
-                               crop_faces=crop_faces if fmt == "imagefolder" else False, margin=float(margin))
+                               crop_faces=crop_faces if fmt == "imagefolder" else False, margin=float(margin),
+                               max_pixels=max_pixels)
 
     if not raw.labels:
         reasons = "; ".join(f"{f}: {r}" for f, r in raw.skipped[:3])

@@ -46,7 +46,8 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
     Raises:
         DataError: neither layout, or no usable image.
     """
-    from edgemask.data.imagefolder import decode_image, rel_posix
+    from edgemask.data.imagefile import Unreadable, read_image_file, read_small_file
+    from edgemask.data.imagefolder import rel_posix
     from edgemask.data.voc import _BadXml, _ImageIndex, _xml_files, clamp_box, find_voc_dirs, parse_voc_xml
 
     path = Path(path)
@@ -59,16 +60,13 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
     out: List[DetImage] = []
     for xml in _xml_files(ann_dir):
         try:
-            ann = parse_voc_xml(xml.read_bytes(), xml)
-        except (OSError, _BadXml):
+            ann = parse_voc_xml(read_small_file(xml), xml)
+        except (Unreadable, _BadXml):
             continue
         img_path = index.find(ann.filename, xml.stem)
         if img_path is None:
             continue
-        try:
-            img = decode_image(img_path.read_bytes())
-        except OSError:
-            continue
+        img = read_image_file(img_path).bgr  # FIFOs unopened, oversized images undecoded
         if img is None:
             continue
         h, w = img.shape[:2]

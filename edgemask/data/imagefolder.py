@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
 from edgemask.errors import DataError
 
 #: File extensions read as images (compared lower-case).
@@ -146,6 +147,7 @@ def read_imagefolder(
     crop_faces: bool | None = False,
     find_faces: Any = None,
     margin: float = 0.15,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ImportedSamples:
     """Read an ImageFolder tree into face crops of ``size``×``size``.
 
@@ -162,15 +164,21 @@ def read_imagefolder(
             images are not square face crops; False: use every image whole.
         find_faces: ``BGR image -> boxes`` (default: :func:`~edgemask.data.facecrop.default_face_detector`).
         margin: context per side of a cut face, as in the service.
+        max_pixels: an image whose header declares more pixels is skipped
+            before decoding (:mod:`edgemask.data.imagefile`).
 
     Returns:
         The samples in sorted (class folder, relative path) order, plus the
-        skipped files with reasons. Unreadable, empty or corrupt files and
-        non-image files are skipped, never raised.
+        skipped files with reasons. Unreadable, empty or corrupt files,
+        oversized images, non-image files and names that are not regular
+        files (FIFOs, devices, sockets: never opened) are skipped, never raised.
 
     Raises:
         DataError: a class folder name that ``resolve`` does not know.
     """
+    from edgemask.data.imagefile import check_max_pixels, image_shape, not_regular_reason, read_image_file
+
+    check_max_pixels(max_pixels)
     folder = Path(folder)
     rel_root = Path(rel_root) if rel_root is not None else folder
     skipped: list[tuple[str, str]] = []
@@ -179,7 +187,13 @@ def read_imagefolder(
     #    fails in milliseconds instead of after decoding thousands of images.
     listing: list[tuple[str, list[Path]]] = []
     for sub in class_folders(folder):
-        files = _walk_files(sub)
+        files = []
+        for f in _walk_files(sub):
+            odd = not_regular_reason(f)
+            if odd:
+                skipped.append((rel_posix(f, rel_root), odd))
+            else:
+                files.append(f)
         images = [f for f in files if is_image_file(f)]
         for f in files:
             if not is_image_file(f):
@@ -189,7 +203,7 @@ def read_imagefolder(
             skipped.append((rel_posix(sub, rel_root) + "/", "folder has no image files"))
             continue
         listing.append((sub.name, images))
-    for f in sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name)):
+    for f in sorted(p for p in folder.iterdir() if not p.is_dir() and not is_hidden(p.name)):
         skipped.append((rel_posix(f, rel_root), "file outside any class folder (ImageFolder needs ROOT/<class>/<image>)"))
 
     class_of = resolve([name for name, _ in listing], f"class folders of {folder}") if listing else {}
@@ -208,10 +222,10 @@ def read_imagefolder(
         report = facecrop.CropReport(mode="on", detector=det_name)
         if crop_faces is None:
             flat = [f for _, files in listing for f in files]
-            shapes = [_shape_of(f) for f in flat]
+            shapes = [image_shape(f, max_pixels) for f in flat]  # headers only
             ok = [i for i, s in enumerate(shapes) if s is not None]
             on = facecrop.auto_wants_crops([shapes[i] for i in ok],  # type: ignore[misc]
-                                           lambda j: _load_bgr(flat[ok[j]]), find_faces)
+                                           lambda j: _load_bgr(flat[ok[j]], max_pixels), find_faces)
             report.mode = "auto-on" if on else "auto-off"
             if not on:
                 find_faces = None
@@ -222,42 +236,35 @@ def read_imagefolder(
         label = class_of[name]
         for f in files:
             rel = rel_posix(f, rel_root)
-            try:
-                data = f.read_bytes()
-            except OSError as e:
-                skipped.append((rel, f"cannot read: {e.strerror or e}"))
-                data = None
-            if data is not None:
-                img = decode_image(data)
-                if not data:
-                    skipped.append((rel, "empty file"))
-                elif img is None:
-                    skipped.append((rel, "corrupt or unsupported image (OpenCV could not decode it)"))
-                else:
-                    if report is not None and find_faces is not None:
-                        from edgemask.data import facecrop
-                        from edgemask.vision.crops import face_crops
+            got = read_image_file(f, max_pixels)
+            if not got.ok:
+                skipped.append((rel, got.skip or "unreadable"))
+            else:
+                data, img = got.data or b"", got.bgr
+                if report is not None and find_faces is not None:
+                    from edgemask.data import facecrop
+                    from edgemask.vision.crops import face_crops
 
-                        what, box = facecrop.decide(img, find_faces)
-                        if what == "skip":
-                            report.skipped += 1
-                            report.no_face.append(rel)
-                            skipped.append((rel, "no face found in this whole photo (not a face crop); "
-                                                 "crop it by hand, or use a VOC folder with boxes"))
-                            done += 1
-                            if progress is not None:
-                                progress(done, total)
-                            continue
-                        if what == "crop" and box is not None:
-                            report.cropped += 1
-                            img = face_crops(img, [box], size, margin)[0][:, :, ::-1]  # back to BGR
-                        else:
-                            report.kept_whole += 1
-                    out.images[n] = resize_square_rgb(img, size)
-                    out.labels.append(label)
-                    out.sources.append(rel)
-                    out.groups.append(hashlib.sha256(data).hexdigest())
-                    n += 1
+                    what, box = facecrop.decide(img, find_faces)
+                    if what == "skip":
+                        report.skipped += 1
+                        report.no_face.append(rel)
+                        skipped.append((rel, "no face found in this whole photo (not a face crop); "
+                                             "crop it by hand, or use a VOC folder with boxes"))
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
+                        continue
+                    if what == "crop" and box is not None:
+                        report.cropped += 1
+                        img = face_crops(img, [box], size, margin)[0][:, :, ::-1]  # back to BGR
+                    else:
+                        report.kept_whole += 1
+                out.images[n] = resize_square_rgb(img, size)
+                out.labels.append(label)
+                out.sources.append(rel)
+                out.groups.append(hashlib.sha256(data).hexdigest())
+                n += 1
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -266,14 +273,7 @@ def read_imagefolder(
     return out
 
 
-def _shape_of(path: Path) -> tuple[int, int] | None:
-    """(h, w) of an image file without keeping it (None if unreadable)."""
-    img = _load_bgr(path)
-    return None if img is None else (int(img.shape[0]), int(img.shape[1]))
+def _load_bgr(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray | None:
+    from edgemask.data.imagefile import read_image_file
 
-
-def _load_bgr(path: Path) -> np.ndarray | None:
-    try:
-        return decode_image(path.read_bytes())
-    except OSError:
-        return None
+    return read_image_file(path, max_pixels).bgr

@@ -37,12 +37,12 @@ from edgemask.data.imagefolder import (
     ImportedSamples,
     ProgressFn,
     ResolveFn,
-    decode_image,
     is_hidden,
     is_image_file,
     rel_posix,
     resize_square_rgb,
 )
+from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
 from edgemask.errors import DataError
 
 #: Folder names accepted for annotations / images (compared lower-case).
@@ -102,6 +102,27 @@ def _xml_files(ann_dir: Path) -> list[Path]:
         return sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml" and not is_hidden(p.name))
     except OSError:
         return []
+
+
+def _odd_entries(folder: Path, wanted) -> list[tuple[Path, str]]:
+    """Entries of ``folder`` that ``wanted(path)`` would read but are not regular files (FIFOs, devices, ...).
+
+    Only ``stat`` is called: such a name is reported, never opened.
+    """
+    from edgemask.data.imagefile import not_regular_reason
+
+    out = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return out
+    for p in entries:
+        if is_hidden(p.name) or not wanted(p) or p.is_dir():
+            continue
+        why = not_regular_reason(p)
+        if why:
+            out.append((p, why))
+    return out
 
 
 def _text(el: ET.Element | None) -> str | None:
@@ -226,6 +247,7 @@ def read_voc(
     resolve: ResolveFn,
     margin: float = 0.15,
     progress: ProgressFn | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ImportedSamples:
     """Read a VOC-layout folder into square face crops of ``size``×``size``.
 
@@ -235,6 +257,8 @@ def read_voc(
         resolve: maps object names to canonical class names (raises on unknown).
         margin: context added on each side, as a fraction of the box's longer side.
         progress: called as ``progress(done, total)`` after every XML file.
+        max_pixels: an image whose header declares more pixels is skipped
+            undecoded; FIFOs, devices and sockets are skipped unopened.
 
     Returns:
         Crops in sorted (XML name, object index) order; sources are
@@ -249,8 +273,13 @@ def read_voc(
     dirs = find_voc_dirs(root)
     if dirs is None:
         raise DataError(f"{root} is not a VOC dataset: expected annotations/*.xml and images/ (or Annotations/ and JPEGImages/) inside it")
+    from edgemask.data.imagefile import Unreadable, check_max_pixels, read_image_file, read_small_file
+
+    check_max_pixels(max_pixels)
     ann_dir, img_dir = dirs
     skipped: list[tuple[str, str]] = []
+    for p, why in _odd_entries(ann_dir, lambda q: q.suffix.lower() == ".xml") + _odd_entries(img_dir, is_image_file):
+        skipped.append((rel_posix(p, root), why))
 
     # 1. Parse every XML (cheap) and resolve all object names before decoding
     #    any image, so an unknown label fails fast.
@@ -258,10 +287,8 @@ def read_voc(
     for xml in _xml_files(ann_dir):
         rel = rel_posix(xml, root)
         try:
-            parsed.append(parse_voc_xml(xml.read_bytes(), xml))
-        except OSError as e:
-            skipped.append((rel, f"cannot read: {e.strerror or e}"))
-        except _BadXml as e:
+            parsed.append(parse_voc_xml(read_small_file(xml), xml))
+        except (Unreadable, _BadXml) as e:
             skipped.append((rel, str(e.args[0])))
     names = sorted({o.name for a in parsed for o in a.objects if o.name})
     class_of = resolve(names, f"object names in {ann_dir}") if names else {}
@@ -290,16 +317,10 @@ def read_voc(
             want = ann.filename or ann.xml.stem
             skipped.append((xml_rel, f"image {want!r} not found in {rel_posix(img_dir, root)}/ (tried that name and the same stem with {', '.join(IMAGE_EXTENSIONS)})"))
         elif boxes and img_path is not None:
-            img_rel = rel_posix(img_path, root)
-            try:
-                data = img_path.read_bytes()
-            except OSError as e:
-                skipped.append((img_rel, f"cannot read: {e.strerror or e}"))
-                data = None
-            if data is not None:
-                img = decode_image(data)
-                if img is None:
-                    skipped.append((img_rel, "empty file" if not data else "corrupt or unsupported image (OpenCV could not decode it)"))
+            got = read_image_file(img_path, max_pixels)
+            img = got.bgr
+            if img is None:
+                skipped.append((rel_posix(img_path, root), got.skip or "unreadable"))
         if img is not None and img_path is not None:
             h, w = img.shape[:2]
             scene = hashlib.sha256(f"{img.shape}".encode())

@@ -142,6 +142,8 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"--lr must be positive (got {cfg.lr})")
     if not (cfg.balance_cap >= 1):
         raise ConfigError(f"--balance-cap must be at least 1 (1 = no oversampling; got {cfg.balance_cap})")
+    if isinstance(cfg.max_image_pixels, bool) or not isinstance(cfg.max_image_pixels, int) or cfg.max_image_pixels < 1:
+        raise ConfigError(f"--max-image-pixels must be a whole number ≥ 1, e.g. 50000000 (got {cfg.max_image_pixels!r})")
     if not (0 < cfg.max_false_positive <= 1):
         raise ConfigError(f"--max-false-positive must be in (0, 1], e.g. 0.05 (got {cfg.max_false_positive})")
 
@@ -200,7 +202,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     np.random.seed(cfg.seed)
 
     ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None, crop_faces=cfg.crop_faces,
-                      progress=lambda d, t: progress("load", d, t, {}))
+                      progress=lambda d, t: progress("load", d, t, {}), max_pixels=cfg.max_image_pixels)
     if len(ds.class_names) < 2:
         raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
     splits = split_indices(ds.labels, ds.groups, fractions=cfg.split, seed=cfg.seed)
@@ -323,7 +325,8 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
                                "dataset": str(cfg.data), "class_names": ds.class_names,
                                "counts": {n: {s: int((ds.labels[i] == c).sum()) for s, i in splits.items()}
                                           for c, n in enumerate(ds.class_names)},
-                               "skipped": len(ds.skipped), "face_crops": ds.face_crops,
+                               "skipped": len(ds.skipped), "skipped_first": [list(x) for x in ds.skipped[:20]],
+                               "face_crops": ds.face_crops,
                                "operating_point": op or {"logit_bias": None, "method": "argmax (no bias chosen)"}}
     for name in ("val", "test"):
         idx = torch.from_numpy(splits[name])
