@@ -201,7 +201,7 @@ def rollout(work: Path, b: dict, n_boxes: int, n_sites: int, fail_idx):
     from fleet_helpers import make_box, stop_service, write_inventory
     from sshd import Sshd
 
-    sites = [Sshd(work / "sshd" / f"s{i}")] if n_sites else []
+    sites = [Sshd(work / "sshd" / "s0")]
     for i in range(1, n_sites):
         sites.append(Sshd(work / "sshd" / f"s{i}", client_key=sites[0].identity))
     boxes = []

@@ -35,6 +35,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -265,6 +266,20 @@ def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: O
         base = {"release": rid, "version": manifest.version, "name": manifest.name, "from": state.current,
                 "steps": steps}
         if rid == state.current:
+            # Same manifest as the committed release: nothing to switch, but the package is still checked
+            # (a damaged or unsigned copy of it is refused, not reported as installed).
+            try:
+                with tempfile.TemporaryDirectory(prefix=".check-", dir=layout.releases) as tmp:
+                    unpack_bundle(pkg, Path(tmp) / "b")
+                    verify_signature(Path(tmp) / "b", layout.trusted)
+            except BundleError as e:
+                _drop_upload(layout, pkg)
+                msg = str(e).splitlines()[0]
+                state.last_error = msg
+                state.record("refused", release=rid, reason=msg)
+                save_state(layout, state)
+                raise AgentError(msg, {**base, "action": "refused", "error": msg}) from None
+            _drop_upload(layout, pkg)
             log(f"release {rid} is already installed and committed; nothing to do")
             return {**base, "action": "already_installed", "selftest": state.last_selftest}
 

@@ -160,3 +160,22 @@ def test_killed_after_every_step_the_box_is_on_the_old_or_the_new_release(tmp_pa
         finally:
             stop_service(root)
     assert neither == 0
+
+
+@pytest.mark.parametrize("kind", ["unsigned", "wrong_key", "flipped_byte", "truncated"])
+def test_a_bad_copy_of_the_committed_release_is_refused_not_reported_installed(tmp_path, fleet, kind):
+    box = make_box(tmp_path / "b", fleet["trusted"], service=False)
+    r2 = _installed(box, fleet, 2)
+    with pytest.raises(AgentError):
+        agent.install(box["root"], package=str(fleet["bad"][kind]))
+    st = load_state(Layout.at(box["root"]))
+    assert st.current == r2["release"] == _on(box) and st.history[-1]["event"] == "refused"
+    assert _installed(box, fleet, 2)["action"] == "already_installed"
+
+
+def test_boot_check_unit_runs_before_the_service():
+    from edgemask.service.systemd import boot_check_unit_text
+
+    text = boot_check_unit_text("/opt/edge mask", service="edgemask.service", exec_start=["/venv/bin/edgemask"])
+    assert "Before=edgemask.service" in text and "Type=oneshot" in text and "RequiredBy=edgemask.service" in text
+    assert 'ExecStart=/venv/bin/edgemask device boot-check --root "/opt/edge mask"' in text
