@@ -55,10 +55,8 @@ class AgentConfig:
 
 
 def _toml(text: str) -> Dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11 (JetPack's 3.8)
-        import tomli as tomllib  # type: ignore[no-redef]
+    from edgemask.utils.toml_compat import tomllib
+
     return tomllib.loads(text)
 
 

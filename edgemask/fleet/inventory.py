@@ -82,10 +82,8 @@ class Inventory:
 
 
 def _toml(text: str) -> Dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:
-        import tomli as tomllib  # type: ignore[no-redef]
+    from edgemask.utils.toml_compat import tomllib
+
     return tomllib.loads(text)
 
 
