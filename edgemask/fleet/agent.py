@@ -376,7 +376,7 @@ def _commit(layout: Layout, state: AgentState) -> None:
 
 
 def _build_engine(rel: Path, cfg: AgentConfig, log: LogFn) -> Dict[str, Any]:
-    """The box's TensorRT engine for the release, into the engine cache (the release stays as signed)."""
+    """The box's TensorRT engine for the release (not exercised here: no TensorRT on this machine)."""
     from edgemask.devices.profiles import load_profile
     from edgemask.errors import NotAvailableError
 
@@ -384,10 +384,14 @@ def _build_engine(rel: Path, cfg: AgentConfig, log: LogFn) -> Dict[str, Any]:
     if cfg.backend != "tensorrt" or not profile.has_tensorrt:
         log(f"engine: not built ({cfg.device} runs backend {cfg.backend})")
         return {"built": False, "reason": f"backend {cfg.backend}"}
-    from edgemask.export.engine import build_engine, engine_cache_dir
+    from edgemask.bundle import load_bundle
+    from edgemask.bundle.engines import bundle_cache_dir
+    from edgemask.export.engine import build_engine
 
     try:
-        r = build_engine(rel, cfg.device, cfg.precision, out_dir=engine_cache_dir(), add_to_bundle=False, on_warning=log)
+        # Into the bundle's engine cache (where the TensorRT runner looks), so the release stays as signed.
+        r = build_engine(rel, cfg.device, cfg.precision, out_dir=bundle_cache_dir(load_bundle(rel)),
+                         add_to_bundle=False, on_warning=log)
     except NotAvailableError as e:
         log(f"engine: not built, {str(e).splitlines()[0]}")
         return {"built": False, "reason": "no TensorRT here"}
