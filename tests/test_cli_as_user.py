@@ -132,6 +132,16 @@ CASES = {
     "bundle sign": (["bundle", "sign", "export/sign-{tag}", "--key", "{key}"], ["export/sign-{tag}/manifest.sig"], 0),
     "bundle verify": (["bundle", "verify", "export/NAME"], [], 0),
     "bundle show": (["bundle", "show", "export/NAME"], [], 0),
+    "bundle pack": (["bundle", "pack", "export/NAME", "--out", "pkg-{tag}.embundle"], ["pkg-{tag}.embundle"], 0),
+    "device status": (["device", "status", "--root", "box-{tag}"], [], 0),
+    "fleet deploy": (["fleet", "deploy", "x.embundle", "--inventory", str(ROOT / "devices" / "fleet.example.toml"),
+                      "--dry-run"], [], 0),
+    # A box that refuses connections: one per-box error, exit 1.
+    "fleet status": (["fleet", "status", "--inventory", str(ROOT / "tests" / "fleet" / "unreachable.toml")], [], 1),
+    "fleet rollback": (["fleet", "rollback", "--inventory", str(ROOT / "tests" / "fleet" / "unreachable.toml")], [], 1),
+    "fleet export-ansible": (["fleet", "export-ansible", "pkg-{tag}.embundle", "--inventory",
+                              str(ROOT / "devices" / "fleet.example.toml"), "--out", "ansible-{tag}"],
+                             ["ansible-{tag}/deploy.yml", "ansible-{tag}/inventory.yml"], 0),
     "compare": (["compare", "export/NAME", "--data", "data/synth", "--n", "24"], [], 0),
     "bench": (["bench", "export/NAME", "--warmup", "1", "--iters", "3", "--batch-iters", "2"], [], 0),
     "attack": (["attack", "export/NAME", "--data", "data/synth", "--out", "adv/{tag}", "--n", "4"], ["adv/{tag}"], 0),
@@ -230,7 +240,7 @@ def _readme_commands() -> list:
         for cmd in re.findall(r"`edgemask ([^`]+)`", cols[1]):
             words = cmd.split()
             name = words[0]
-            if len(words) > 1 and name in {"data", "bundle", "devices", "service", "engine", "detector", "keys"}:
+            if len(words) > 1 and name in {"data", "bundle", "devices", "service", "engine", "detector", "keys", "device", "fleet"}:
                 name += " " + words[1]
             if name == "export" and "--device" in words:
                 name = "export --device"

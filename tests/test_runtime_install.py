@@ -85,6 +85,7 @@ WORKSTATION_ONLY = [
     "edgemask.export.detector_export",
     "edgemask.export.for_device",
     "edgemask.export.onnx_export",
+    "edgemask.export.probe",
     "edgemask.export.quantize",
 ]
 # Entries whose subpackages and modules do not come with them.
@@ -249,6 +250,7 @@ def test_cli_signatures_evaluate_on_python_38():
         ["engine", "--help"],
         ["devices", "list"],
         ["doctor"],
+        ["device", "status", "--root", "no-such-box-root"],
     ],
 )
 def test_runtime_commands_run_without_train_extra(args):

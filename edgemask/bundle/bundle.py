@@ -118,6 +118,25 @@ def verify_bundle(bundle_dir: str | Path) -> list[str]:
     return problems
 
 
+def manifest_identity(bundle_dir: str | Path) -> dict:
+    """What ``/healthz`` reports as the model: name, version and the SHA-256 of the manifest bytes.
+
+    The manifest holds every file's hash, so its hash names the whole bundle
+    (it is what the device agent waits to see after switching releases).
+    """
+    import hashlib
+    import json
+
+    root = Path(bundle_dir)
+    data = (root / MANIFEST_NAME).read_bytes()
+    try:
+        d = json.loads(data.decode("utf-8"))
+    except ValueError:
+        d = {}
+    return {"name": d.get("name"), "version": d.get("version"), "manifest_sha256": hashlib.sha256(data).hexdigest(),
+            "path": str(root.resolve())}
+
+
 def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
     """Load a bundle; by default refuse one whose files do not match their hashes.
 
@@ -136,4 +155,4 @@ def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
     return Bundle(root=root, manifest=manifest)
 
 
-__all__ = ["PARTS", "Bundle", "MANIFEST_NAME", "load_bundle", "verify_bundle"]
+__all__ = ["PARTS", "Bundle", "MANIFEST_NAME", "load_bundle", "manifest_identity", "verify_bundle"]

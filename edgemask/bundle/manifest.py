@@ -148,6 +148,7 @@ class BundleManifest:
     golden: dict[str, Any] | None = None      # {"inputs", "outputs", "count", "tolerance": {precision: max abs logit diff}}
     calibration: dict[str, Any] | None = None  # {"recipe", "recipe_sha256", "images_sha256", "count", "method", "table", "cache"}
     detector: DetectorEntry | None = None     # the learned face detector, when exported with one
+    probe: dict[str, Any] | None = None       # stability probe: {"inputs", "count", "attack", "float_pred_adv", "margin_clean", ...}
     signature: dict[str, Any] | None = None   # {"key_id", "algorithm", "file"} once signed
     source_run: str | None = None
     format: str = BUNDLE_FORMAT

@@ -40,6 +40,8 @@ def export_cmd(
                                 "(needs TensorRT: run it on the device; checked before exporting)."),
     name: Optional[str] = typer.Option(None, help="Bundle name in the manifest (default: the --out folder name)."),
     golden_count: int = typer.Option(_D.golden_count, help="Golden input images stored for on-device self-tests."),
+    probe_count: int = typer.Option(_D.probe_count, help="Images attacked with DeepFool on the float model for the "
+                                    "stability probe a box runs after install (0 = none)."),
     opencv_check: bool = typer.Option(_D.opencv_check, help="Also load the fp32 model with OpenCV's DNN module and compare."),
     simplify: bool = typer.Option(_D.simplify, help="Simplify the fp32 graph with onnxslim/onnxsim if one is installed."),
     trt_cache_version: int = typer.Option(_D.trt_cache_version,
@@ -89,7 +91,7 @@ def export_cmd(
                 bar.update(tasks[stage], completed=done, total=total, info=text)
 
             options = dict(calibration=calibration, name=name, method=calibration_method, overwrite=overwrite,
-                           progress=cb, int8_target=int8_target, percentile=percentile, golden_count=golden_count,
+                           progress=cb, int8_target=int8_target, percentile=percentile, golden_count=golden_count, probe_count=probe_count,
                            opencv_check=opencv_check, simplify=simplify, trt_cache_version=trt_cache_version)
             if detector:
                 options.update(detector=detector, detector_calibration=detector_calibration,
@@ -126,7 +128,7 @@ def export_cmd(
                       f"check it with 'edgemask bundle verify {path}'")
 
 
-bundle_app = typer.Typer(help="Inspect and verify exported bundles.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Inspect, verify, sign and pack exported bundles.", no_args_is_help=True)
 
 
 @bundle_app.command("verify")
@@ -171,6 +173,41 @@ def sign_cmd(
 
         kid = sign_bundle(path, key)
         console.print(f"signed {path} with key {kid} ({SIGNATURE_NAME})", highlight=False)
+
+
+@bundle_app.command("pack")
+def pack_cmd(
+    path: str = typer.Argument(..., help="Bundle folder (holding manifest.json), signed or not."),
+    out: str = typer.Option(..., "--out", "-o", help="Package file to write, e.g. mask-v3.embundle."),
+) -> None:
+    """Pack a bundle into one deterministic file (manifest + signature first) to send to boxes.
+
+    Python: edgemask.bundle.pack.pack_bundle(BUNDLE, OUT)
+    """
+    with run_cli():
+        from edgemask.bundle.pack import pack_bundle, pack_members, package_sha256
+
+        n = len(pack_members(path))
+        p = pack_bundle(path, out)
+        console.print(f"packed {n} files into {p} ({p.stat().st_size} bytes, sha256 {package_sha256(p)})",
+                      highlight=False)
+
+
+@bundle_app.command("unpack")
+def unpack_cmd(
+    package: str = typer.Argument(..., help="A file made by 'edgemask bundle pack'."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder to unpack into (must be empty or absent)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+) -> None:
+    """Unpack a package (only the files its manifest lists; no links, no paths outside --out).
+
+    Python: edgemask.bundle.pack.unpack_bundle(PACKAGE, OUT)
+    """
+    with run_cli():
+        from edgemask.bundle.pack import unpack_bundle
+
+        d = unpack_bundle(package, out, overwrite=overwrite)
+        console.print(f"unpacked into {d}; check it with 'edgemask bundle verify {d} --trusted DIR'", highlight=False)
 
 
 @bundle_app.command("show")

@@ -33,6 +33,8 @@ _COMMAND_MODULES = [
     "devices",
     "engine",
     "doctor",
+    "device",
+    "fleet",
 ]
 
 for _name in _COMMAND_MODULES:

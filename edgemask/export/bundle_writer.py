@@ -71,6 +71,8 @@ def _check_config(cfg: ExportConfig) -> None:
         raise ConfigError(f"percentile {cfg.percentile} must be in (0, 100], e.g. 99.999")
     if not isinstance(cfg.golden_count, int) or not 1 <= cfg.golden_count <= 1024:
         raise ConfigError(f"golden_count {cfg.golden_count!r} must be 1..1024 (16 is plenty for a self-test)")
+    if not isinstance(cfg.probe_count, int) or isinstance(cfg.probe_count, bool) or not 0 <= cfg.probe_count <= 256:
+        raise ConfigError(f"probe_count {cfg.probe_count!r} must be 0..256 (0 = no stability probe; 16 is the default)")
     if not cfg.run:
         raise ConfigError("no run directory given; pass the --out folder of 'edgemask train'")
     if cfg.detector:
@@ -209,6 +211,10 @@ def export_bundle_from_config(cfg: ExportConfig, progress: ProgressFn | None = N
     if len(golden.images) == 0:
         raise ExportError(f"calibration recipe {recipe.name!r} yielded no golden images; point its source at a "
                           "folder with images of the model's classes")
+    probe_set = None
+    if cfg.probe_count:
+        probe_set = select_images(recipe, class_names, size, count=cfg.probe_count, seed=recipe.seed + 2,
+                                  exclude_sources=list(golden.sources) + (list(calib.sources) if calib is not None else []))
     progress("calibration set", 1, 1, {"count": len(calib.images) if calib is not None else 0})
     golden_x = golden.as_nchw_float()                      # (G, 3, S, S) float32 [0,1]
     with torch.no_grad():
@@ -340,6 +346,13 @@ def export_bundle_from_config(cfg: ExportConfig, progress: ProgressFn | None = N
         (tmp / "golden").mkdir()
         np.save(tmp / GOLDEN_INPUTS, golden_x)
         np.save(tmp / GOLDEN_OUTPUTS, golden_ref)
+        probe_meta = None
+        if probe_set is not None:
+            from edgemask.export.probe import PROBE_INPUTS, probe_from_model
+
+            probe_x, probe_meta = probe_from_model(model, probe_set.as_nchw_float(), probe_set.sources)
+            (tmp / "probe").mkdir()
+            np.save(tmp / PROBE_INPUTS, probe_x)
         atomic_write_json(tmp / CONFIG_FILE, {**cfg.to_dict(), "recipe_path": recipe.path})
         manifest = BundleManifest(
             name=name,
@@ -364,6 +377,7 @@ def export_bundle_from_config(cfg: ExportConfig, progress: ProgressFn | None = N
                     "agreement": {p: measured[p]["agreement_vs_torch"] for p in cfg.precisions if p in measured}},
             calibration=calibration_meta,
             detector=detector_entry,
+            probe=probe_meta,
             source_run=str(cfg.run),
         )
         atomic_write_text(tmp / "manifest.json", manifest.to_json())

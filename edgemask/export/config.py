@@ -47,6 +47,8 @@ class ExportConfig:
             default: a Q/DQ pair on the logits clips them to the calibration
             range, so two saturated classes tie and the argmax flips.
         golden_count: images in ``golden/inputs.npy`` for on-device self-tests.
+        probe_count: images attacked with DeepFool on the float model for the
+            stability probe (``probe/inputs.npy``) a box runs after install; 0 = none.
         tolerance: max |Δlogit| vs torch allowed on the golden inputs, per
             precision; ``None`` means "reported, not enforced" (int8).
         simplify: run onnxslim / onnxsim on the fp32 graph when one is installed.
@@ -80,6 +82,7 @@ class ExportConfig:
     int8_target: str = "tensorrt"
     quantize_output: bool = False
     golden_count: int = 16
+    probe_count: int = 16
     tolerance: dict[str, float | None] = field(default_factory=lambda: {"fp32": 1e-4, "fp16": 1e-2, "int8": None})
     simplify: bool = True
     opencv_check: bool = True

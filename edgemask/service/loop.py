@@ -492,6 +492,12 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         sinks = build_sinks(cfg, secrets)
         prepared.metrics = metrics or ServiceMetrics()
         m = prepared.metrics
+        if cfg.bundle and Path(cfg.bundle, "manifest.json").is_file():
+            from edgemask.bundle.bundle import manifest_identity
+
+            m.model = manifest_identity(cfg.bundle)
+        if prepared.owns_runner:
+            m.inferences += 1  # make_runner's warm-up ran the model once
         if cfg.metrics_port:
             prepared.metrics_server = MetricsServer(
                 m, cfg.metrics_host, cfg.metrics_port, cfg.health_stale_s,
@@ -890,6 +896,8 @@ def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: 
 
             # -- classify all faces in one batch -----------------------------------------
             idx, conf = classifier.classify(img, [t.box for t in tracks])
+            if len(tracks):
+                p.metrics.inferences += 1
             t3 = time.perf_counter()
 
             # -- vote, alerts -------------------------------------------------------------

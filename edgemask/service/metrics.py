@@ -135,6 +135,8 @@ class ServiceMetrics:
         self.last_frame_t: float | None = None  # monotonic
         self.started_t = time.monotonic()
         self.frames = 0
+        self.inferences = 0                 # runner calls (the start-up warm-up included)
+        self.model: dict[str, Any] = {}     # manifest_identity of the bundle served: name, version, manifest_sha256
         self.source_connected = False
         self.source_changed_t: float | None = None  # monotonic time a live source's picture last changed
         self.outbox: dict[str, Any] = {}   # the outbox's last status(): degraded, reason, in_memory, not_durable
@@ -302,7 +304,10 @@ class ServiceMetrics:
             # Still 200: frames flow and alerts are delivered from memory; a restart would lose those.
             status = "degraded"
         info = {"status": status, "frames": self.frames, "last_frame_age_s": None if age is None else round(age, 3),
-                "source_connected": self.source_connected, "uptime_s": round(now - self.started_t, 1)}
+                "source_connected": self.source_connected, "uptime_s": round(now - self.started_t, 1),
+                "inferences": self.inferences}
+        if self.model:
+            info["model"] = dict(self.model)
         if frozen_s is not None:
             info["picture_unchanged_s"] = round(frozen_s, 3)
         if outbox.get("degraded"):

@@ -203,6 +203,34 @@ WantedBy=multi-user.target
 """
 
 
+def boot_check_unit_text(root: str, *, service: str = "edgemask.service",
+                         exec_start: Sequence[str] | None = None) -> str:
+    """A oneshot unit that runs ``edgemask device boot-check --root ROOT`` before ``service`` starts.
+
+    A release switched in but never committed (power cut, crash, a health
+    check that never finished) is rolled back here, so the service always
+    starts on a committed release.
+    """
+    argv = list(exec_start or default_exec_start()) + ["device", "boot-check", "--root", root]
+    return "\n".join([
+        "[Unit]",
+        "Description=edgemask: roll back an uncommitted model release before the service starts",
+        "DefaultDependencies=yes",
+        f"Before={service}",
+        "After=local-fs.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "ExecStart=" + " ".join(exec_quote(a) for a in argv),
+        "",
+        "[Install]",
+        f"RequiredBy={service}",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
 def install_unit(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
     """Write the unit atomically.
 

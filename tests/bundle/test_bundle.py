@@ -51,7 +51,7 @@ def test_layout_and_manifest_fields(env):
     files = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
     assert files == ["calibration/cache.txt", "calibration/recipe.toml", "calibration/table.json",
                      "golden/inputs.npy", "golden/outputs.fp32.npy", "manifest.json", "model.fp16.onnx",
-                     "model.fp32.onnx", "model.int8.onnx", "resolved_config.json", "weights.safetensors"]
+                     "model.fp32.onnx", "model.int8.onnx", "probe/inputs.npy", "resolved_config.json", "weights.safetensors"]
     m = load_manifest(b)
     assert (m.name, m.version, m.arch, m.opset) == ("tiny", 1, "seed_cnn", 17)
     assert m.class_names == CLASSES and m.input.shape == ["N", 3, 32, 32] and m.input.channel_order == "RGB"
