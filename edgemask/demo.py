@@ -111,7 +111,7 @@ def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: boo
                               StabilityConfig(n=cfg.stability_n, seed=cfg.seed, overwrite=True),
                               progress=lambda st, d, n, i: progress(f"stability: {st}", d, n, i))
     summary["stages"]["stability"] = {"seconds": round(time.perf_counter() - t, 1), "path": str(out / "report"),
-                                      "headline": headline_rows(result)}
+                                      "headline": [r.to_dict() for r in headline_rows(result)]}
     summary["_study"] = result
 
     summary["seconds"] = round(time.perf_counter() - t_all, 1)

@@ -53,11 +53,8 @@ def print_headline(result: Any) -> None:
 
     from rich import box
 
-    header, rows = headline_table(result)
-    compact = console.width < 110
-    if compact:  # an 80-column terminal: short headers, no rules, counts left to report.md
-        header = ["engine", "source", "clean\nacc", "agree", "trans-\nfer", "adv.\nagree", "ρ_adv", "missed"]
-        rows = [[r[0], r[1], *(c.split(" (")[0] for c in r[2:])] for r in rows]
+    compact = console.width < 110  # an 80-column terminal: short headers, no rules, counts left to report.md
+    header, rows = headline_table(result, compact=compact)
     fa = result.float_attack
     t = Table(box=None if compact else box.HEAVY_HEAD, pad_edge=not compact, title=f"stability of {result.meta['bundle']['name']}: DeepFool {fa['norm']} on the float model, "
                     f"{fa['n']} images, fooled {pct(fa['fooling_rate'])}, mean ρ {num(fa['mean_rho'])}")
@@ -124,7 +121,7 @@ def stability_cmd(
     Python: edgemask.stability.stability_report(bundle, data, out, StabilityConfig(n=300))
     """
     with run_cli():
-        from edgemask.stability.study import stability_report
+        from edgemask.stability.pipeline import stability_report
 
         cfg = StabilityConfig(n=n, norm=norm, overshoot=overshoot, max_iter=max_iter, candidates=candidates,
                               alphas=_floats(alphas, "--alphas"),

@@ -5,7 +5,7 @@ Typical use::
     from edgemask.stability import StabilityConfig, stability_report, headline_rows
     result = stability_report("export/mask-v1", "data/synth", "reports/mask-v1", StabilityConfig(n=300))
     for row in headline_rows(result):
-        print(row["engine"], row["transfer_rate"], row["rho_adv"])
+        print(row.engine, row.transfer_rate, row.rho_adv)
 
 Importing this package is cheap: torch, onnx, onnxruntime and matplotlib are
 imported by the functions that need them.
@@ -23,14 +23,16 @@ from edgemask.stability.config import (
 )
 
 _LAZY = {
-    "StudyResult": "edgemask.stability.study",
+    "StudyResult": "edgemask.stability.result",
+    "FloatAttack": "edgemask.stability.result",
+    "HeadlineRow": "edgemask.stability.result",
+    "headline_rows": "edgemask.stability.result",
     "run_study": "edgemask.stability.study",
-    "stability_report": "edgemask.stability.study",
-    "headline_rows": "edgemask.stability.study",
-    "load_float_model": "edgemask.stability.study",
-    "load_study_data": "edgemask.stability.study",
-    "stratified_sample": "edgemask.stability.study",
-    "engine_metrics": "edgemask.stability.study",
+    "stability_report": "edgemask.stability.pipeline",
+    "load_study_data": "edgemask.stability.pipeline",
+    "load_float_model": "edgemask.stability.inputs",
+    "stratified_sample": "edgemask.stability.inputs",
+    "engine_metrics": "edgemask.stability.metrics",
     "FakeQuantTwin": "edgemask.stability.fakequant",
     "twin_agreement": "edgemask.stability.fakequant",
     "write_report": "edgemask.stability.report",

@@ -56,7 +56,7 @@ def load_attack_target(path: str | Path, target: str = "float", device: str = "c
             what = {"kind": "bundle", "target": "int8", "source": "host-emulation",
                     "model": bundle.model_entry("int8").file, "what": "fake-quant torch twin of the QDQ graph"}
         else:
-            from edgemask.stability.study import load_float_model
+            from edgemask.stability.inputs import load_float_model
 
             model = load_float_model(bundle, device)
             what = {"kind": "bundle", "target": "float", "source": "engine", "model": "weights.safetensors"}
@@ -96,15 +96,9 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
 
     from edgemask.attacks import deepfool
     from edgemask.data import load_dataset
-    from edgemask.stability.study import (
-        _jsonable,
-        _resolve_device,
-        host_info,
-        library_versions,
-        stratified_sample,
-        tf32_pinned_off,
-        to_nchw_float,
-    )
+    from edgemask.stability.inputs import stratified_sample, to_nchw_float
+    from edgemask.stability.provenance import host_info, library_versions, resolve_device, tf32_pinned_off
+    from edgemask.stability.result import to_jsonable
     from edgemask.utils.io import atomic_dir
 
     progress = progress or _noop
@@ -125,7 +119,7 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     out = Path(out_dir)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     model, size, class_names, what = load_attack_target(path, target, dev)
     ds = load_dataset(data_dir, size=size, class_names=class_names, progress=lambda d, t: progress("load", d, t, {}))
     if n > len(ds):
@@ -169,7 +163,7 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
         "files": {"x": "x.npy", "x_adv": "x_adv.npy", "r": "r.npy", "labels": "labels.npy", "samples": "samples.csv",
                   "png": "adversarial/" if png else None},
     }
-    info = _jsonable(info)
+    info = to_jsonable(info)
     replace = overwrite or (out.is_dir() and not any(out.iterdir()))
     with atomic_dir(out, overwrite=replace) as tmp:
         np.save(tmp / "x.npy", x)

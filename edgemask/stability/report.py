@@ -1,4 +1,4 @@
-"""Rendering a :class:`~edgemask.stability.study.StudyResult`: JSON, CSV, Markdown, HTML with plots.
+"""Rendering a :class:`~edgemask.stability.result.StudyResult`: JSON, CSV, Markdown, HTML with plots.
 
 The HTML is self-contained: CSS inline, plots embedded as base64 PNGs, no
 scripts and no external assets, so it can be mailed or archived as one file.
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemask.stability.study import DEFINITIONS, StudyResult, _col
+from edgemask.stability.result import DEFINITIONS, StudyResult, column_name, headline_rows
 from edgemask.utils.io import atomic_dir
 
 REPORT_FILES = ("report.json", "samples.csv", "report.md", "report.html", "config.json")
@@ -36,16 +36,24 @@ def _frac(k: int | None, n: int | None) -> str:
     return "–" if k is None or n is None else f"{k}/{n}"
 
 
-def headline_table(result: StudyResult) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the per-engine table (shared by Markdown, HTML and the CLI)."""
-    header = ["engine", "source", "clean acc", "agreement", "transfer rate", "adv. agreement", "ρ_adv (n)",
-              "no_mask→mask"]
+def headline_table(result: StudyResult, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-engine table (shared by Markdown, HTML and the CLI).
+
+    ``compact``: short headers and no counts, for an 80-column terminal (the counts stay in report.md).
+    """
+    if compact:
+        header = ["engine", "source", "clean\nacc", "agree", "trans-\nfer", "adv.\nagree", "ρ_adv", "missed"]
+    else:
+        header = ["engine", "source", "clean acc", "agreement", "transfer rate", "adv. agreement", "ρ_adv (n)",
+                  "no_mask→mask"]
     rows = []
-    for e in result.engines:
-        rows.append([e["key"], e["source"], pct(e["clean_accuracy"]), pct(e["agreement"]),
-                     f"{pct(e['transfer_rate'])} ({_frac(e['transfer_k'], e['transfer_n'])})",
-                     pct(e["adv_agreement"]), f"{num(e['rho_adv'])} ({e['rho_n']})",
-                     _frac(e["missed_alerts"], e["missed_alert_n"])])
+    for h in headline_rows(result):
+        transfer, rho = pct(h.transfer_rate), num(h.rho_adv)
+        if not compact:
+            transfer += f" ({_frac(h.transfer_k, h.transfer_n)})"
+            rho += f" ({h.rho_n})"
+        rows.append([h.engine, h.source, pct(h.clean_accuracy), pct(h.agreement), transfer, pct(h.adv_agreement), rho,
+                     _frac(h.missed_alerts, h.missed_alert_n)])
     return header, rows
 
 
@@ -300,7 +308,7 @@ def make_plots(result: StudyResult) -> dict[str, str]:
     # ρ histograms: one panel per engine (+ float attack, + direct int8 attack).
     series: list[tuple[str, np.ndarray]] = [("float (attacked model)", np.array([r["rho"] for r in rows if r["float_success"]], dtype=float))]
     for e in result.engines:
-        c = _col(e["key"])
+        c = column_name(e["key"])
         vals = [r["rho"] for r in rows if r["float_success"] and r[f"{c}_clean"] == r["float_pred"] and r[f"{c}_fooled"]]
         series.append((f"{e['key']} ({e['source']})", np.array(vals, dtype=float)))
     if result.int8_attack:

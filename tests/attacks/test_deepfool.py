@@ -249,7 +249,7 @@ def test_batched_equals_one_at_a_time_on_cnn_with_batchnorm(make_cnn):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(make_cnn):
-    from edgemask.stability.study import tf32_pinned_off
+    from edgemask.stability.provenance import tf32_pinned_off
 
     model = make_cnn(3)
     x = torch.rand(16, 3, 16, 16)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from edgemask.data import synth
+from edgemask.data.synth import head as synth_head
+from edgemask.data.synth import writer as synth_writer
 from edgemask.data.labels import CLASS_NAMES, VOC_LABEL_OF_CLASS
 from edgemask.errors import DataError
 
@@ -258,7 +260,7 @@ def test_pixels_at_nose_and_mouth_match_label():
     checked = {"mask": 0, "nose_out": 0, "chin": 0}
     for i in range(400):
         label = ("mask", "mask_incorrect")[i % 2]
-        canvas, a = synth._render_clean(np.random.default_rng([11, 0, i]), label, 64)
+        canvas, a = synth_head._render_clean(np.random.default_rng([11, 0, i]), label, 64)
         if a["mask_style"] == "patterned":
             continue
         skin = np.array(a["skin_tone"], float)
@@ -288,7 +290,7 @@ def test_held_out_lfw_faces_never_appear():
     """Faces LFW_TRAIN_FACES..99 are reserved for the real-face check: no crop or scene draws them."""
     used = set()
     for i in range(400):
-        _, a = synth.render_face(np.random.default_rng([5, 0, i]), synth.CLASS_NAMES[i % 3], 16)
+        _, a = synth.render_face(np.random.default_rng([5, 0, i]), CLASS_NAMES[i % 3], 16)
         if a["source"] == "lfw":
             used.add(a["lfw_index"])
     assert len(used) >= 40 and max(used) < synth.LFW_TRAIN_FACES < 100
@@ -337,7 +339,7 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(img):
         raise OSError("disk full")
 
-    monkeypatch.setattr(synth, "_png", broken)
+    monkeypatch.setattr(synth_writer, "_png", broken)
     with pytest.raises(OSError, match="disk full"):
         synth.write_synth_dataset(tmp_path / "f", n=6, size=16, n_scenes=0)
     assert list(tmp_path.iterdir()) == []

@@ -65,7 +65,7 @@ def test_twin_of_the_float_graph_equals_torch(tiny_bundle, synth_xy):
 
     from edgemask.bundle import load_bundle
     from edgemask.stability.fakequant import FakeQuantTwin, twin_logits
-    from edgemask.stability.study import load_float_model
+    from edgemask.stability.inputs import load_float_model
 
     b = load_bundle(tiny_bundle)
     x, _ = synth_xy(16, seed=22)
@@ -170,7 +170,7 @@ def test_x86_mode_reproduces_fused_int8_kernels(tiny_bundle, tmp_path, synth_xy)
     """
     from edgemask.bundle import load_bundle
     from edgemask.stability.fakequant import FakeQuantTwin, twin_agreement
-    from edgemask.stability.study import host_info
+    from edgemask.stability.provenance import host_info
 
     x, _ = synth_xy(64, seed=24)
     q = tmp_path / "ort_placement.int8.onnx"

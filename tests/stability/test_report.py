@@ -40,7 +40,7 @@ def test_html_is_self_contained_with_plots(study_dir):
 
 def test_markdown_renders_without_optional_sections():
     from edgemask.stability.report import render_markdown
-    from edgemask.stability.study import StudyResult
+    from edgemask.stability.result import StudyResult
 
     fa = {"norm": "l2", "n": 0, "fooling_rate": None, "n_success": 0, "mean_rho": None, "median_rho": None,
           "median_l2": None, "median_linf": None, "mean_iterations": None, "n_zero_grad": 0}

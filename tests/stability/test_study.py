@@ -90,7 +90,7 @@ def test_float_attack_and_engine_labels(study_dir):
 
 
 def test_engine_metrics_definitions_on_toy_arrays():
-    from edgemask.stability.study import engine_metrics
+    from edgemask.stability.metrics import engine_metrics
 
     # 6 samples; classes mask=0, no_mask=1, mask_incorrect=2
     y = np.array([1, 1, 0, 2, 1, 0])
@@ -116,7 +116,7 @@ def test_engine_metrics_definitions_on_toy_arrays():
 
 def test_stratified_sample_is_deterministic_and_proportional():
     from edgemask.errors import ConfigError
-    from edgemask.stability.study import stratified_sample
+    from edgemask.stability.inputs import stratified_sample
 
     labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
     a = stratified_sample(labels, 10, seed=3)
@@ -150,7 +150,7 @@ def test_softmax_output_is_detected_and_warned(tiny_bundle, synth_xy, monkeypatc
 def test_tf32_is_pinned_off_during_the_study_and_restored():
     import torch
 
-    from edgemask.stability.study import tf32_pinned_off
+    from edgemask.stability.provenance import tf32_pinned_off
 
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
@@ -167,7 +167,7 @@ def test_missing_float_weights_is_a_bundle_error(tiny_bundle, tmp_path):
 
     from edgemask.bundle import load_bundle
     from edgemask.errors import BundleError
-    from edgemask.stability.study import load_float_model
+    from edgemask.stability.inputs import load_float_model
 
     b = load_bundle(shutil.copytree(tiny_bundle, tmp_path / "b"))
     (b.root / "weights.safetensors").unlink()
@@ -189,7 +189,7 @@ def test_headline_rows_and_result_json(study_dir):
 
 
 def test_headline_rows_shape():
-    from edgemask.stability.study import StudyResult, headline_rows
+    from edgemask.stability.result import StudyResult, headline_rows
 
     eng = {"key": "onnxrt:int8", "source": "engine", "clean_accuracy": 0.9, "agreement": 0.95, "transfer_rate": 0.5,
            "transfer_k": 5, "transfer_n": 10, "adv_agreement": 0.4, "rho_adv": 0.01, "rho_n": 5, "missed_alerts": 1,
@@ -197,18 +197,19 @@ def test_headline_rows_shape():
     r = StudyResult(config={}, meta={}, float_attack={}, engines=[eng], int8_attack=None, twin=None,
                     class_names=CLASSES, alphas=[1.0])
     (row,) = headline_rows(r)
-    assert row["engine"] == "onnxrt:int8" and row["transfer_rate"] == 0.5 and row["rho_n"] == 5
+    assert row.engine == "onnxrt:int8" and row.transfer_rate == 0.5 and row.rho_n == 5
+    assert row.to_dict()["missed_alerts"] == 1
 
 
 def test_noise_baseline_matches_the_norm_actually_applied_after_clipping():
-    from edgemask.stability.study import _noise_like
+    from edgemask.stability.study import noise_like
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
     x[:3, :, :4] = 1.0            # half of each of three images saturated white
     x[3, 0] = 0.0                 # one channel black
     target = np.array([0.05, 0.5, 2.0, 0.3, 1.0, 0.0])
-    xn, ratio = _noise_like(x, target, seed=1, trial=0)
+    xn, ratio = noise_like(x, target, seed=1, trial=0)
     applied = np.sqrt(((xn - x).astype(np.float64) ** 2).reshape(6, -1).sum(1))
     assert xn.dtype == np.float32 and xn.min() >= 0 and xn.max() <= 1
     assert np.allclose(applied[:5], target[:5], rtol=2e-4), applied / np.maximum(target, 1e-12)
@@ -220,8 +221,8 @@ def test_noise_baseline_matches_the_norm_actually_applied_after_clipping():
     plain_norm = np.sqrt(((plain - x).astype(np.float64) ** 2).reshape(6, -1).sum(1))
     assert plain_norm[2] < 0.95 * target[2]
     # Seeded: the same noise for every engine, a new one per trial.
-    assert np.array_equal(xn, _noise_like(x, target, seed=1, trial=0)[0])
-    assert not np.array_equal(xn, _noise_like(x, target, seed=1, trial=1)[0])
+    assert np.array_equal(xn, noise_like(x, target, seed=1, trial=0)[0])
+    assert not np.array_equal(xn, noise_like(x, target, seed=1, trial=1)[0])
 
 
 def test_margin_adv_column_is_the_float_logit_gap_at_x_adv(study_dir):
@@ -236,7 +237,8 @@ def test_margin_adv_column_is_the_float_logit_gap_at_x_adv(study_dir):
 
 def test_example_grid_puts_real_missed_alerts_first():
     from edgemask.stability.config import StabilityConfig
-    from edgemask.stability.study import _examples
+    from edgemask.stability.result import FloatAttack
+    from edgemask.stability.samples import pick_examples
 
     # classes mask=0, no_mask=1, mask_incorrect=2
     y = np.array([0, 1, 1, 2, 1])
@@ -244,7 +246,9 @@ def test_example_grid_puts_real_missed_alerts_first():
     f_adv = np.array([0, 0, 2, 0, 0])     # 0 and 1 and 4 go to mask; only 1 and 4 are real missed alerts
     ok = np.ones(5, dtype=bool)
     x = np.zeros((5, 3, 2, 2), np.float32)
-    ex = _examples(x, x, y, f_clean, f_adv, ok, {}, CLASSES, StabilityConfig(examples=2))
+    fa = FloatAttack(x=x, x_adv=x, x_adv8=x, r=x * 0, r_norm=np.zeros(5), pred_clean=f_clean, pred_adv=f_adv,
+                     success=ok, rho=np.zeros(5), deepfool=None, summary={})
+    ex = pick_examples(fa, y, {}, CLASSES, StabilityConfig(examples=2))
     assert sorted(e["index"] for e in ex[:1]) in ([1], [4])
     assert 0 not in [e["index"] for e in ex[:1]]
 

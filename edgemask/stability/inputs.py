@@ -1,0 +1,91 @@
+"""The study's inputs: the bundle's float model, a seeded stratified sample, images as float NCHW."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgemask.errors import BundleError, ConfigError, EdgemaskError
+
+
+def load_float_model(bundle: Any, device: str = "cpu") -> Any:
+    """The bundle's float model in torch, eval mode, from ``weights.safetensors`` + manifest arch.
+
+    Raises:
+        BundleError: no float weights in the bundle, or weights that do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from edgemask.models import create_model
+
+    entry = next((m for m in bundle.manifest.models if m.format == "safetensors"), None)
+    path = bundle.path(entry.file) if entry is not None else None
+    if entry is None or path is None or not path.is_file():
+        raise BundleError(f"bundle {bundle.root} has no float weights (weights.safetensors); the stability study "
+                          "attacks the float model, so re-export the bundle with 'edgemask export RUN --out "
+                          f"{bundle.root} --overwrite'")
+    try:
+        model = create_model(bundle.manifest.arch, **bundle.manifest.arch_args)
+    except EdgemaskError as e:
+        raise BundleError(f"bundle {bundle.root}: {e}") from None
+    try:
+        state = load_file(str(path), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BundleError(f"{path} does not load into {bundle.manifest.arch!r} ({first}); re-export the bundle") from None
+    return model.to(device).eval()
+
+
+def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` indices drawn without replacement, classes in proportion to their counts, seeded.
+
+    The same (labels, n, seed) always gives the same sorted indices; n = 0 or
+    n = len(labels) gives every index.
+
+    Raises:
+        ConfigError: n larger than the number of samples.
+    """
+    labels = np.asarray(labels)
+    total = len(labels)
+    if n == 0 or n == total:
+        return np.arange(total)
+    if n > total:
+        raise ConfigError(f"the dataset has only {total} images but --n asks for {n}; lower --n to at most {total} "
+                          "(or --n 0 for all)")
+    rng = np.random.default_rng([seed, 1301])
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / total
+    take = np.floor(quota).astype(int)
+    # Largest remainders get the leftover slots (ties broken by class order: deterministic).
+    for i in np.argsort(-(quota - take), kind="stable")[: n - int(take.sum())]:
+        take[i] += 1
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
+def to_nchw_float(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC (a FaceDataset's images) or float NCHW in [0,1] → contiguous float32 NCHW."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ConfigError(f"uint8 images must be (N, S, S, 3) RGB, got shape {images.shape}")
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ConfigError(f"float images must be (N, 3, S, S) in [0, 1], got shape {images.shape}")
+    x = np.ascontiguousarray(images.astype(np.float32))
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ConfigError(f"float images must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g}); divide 8-bit pixels by 255")
+    return x
+
+
+def looks_like_probabilities(logits: np.ndarray) -> bool:
+    """True when every row is non-negative and sums to 1: a softmax output, not logits."""
+    if logits.size == 0:
+        return False
+    return bool(np.all(logits >= 0) and np.allclose(logits.sum(1), 1.0, atol=1e-3))
+
+
+__all__ = ["load_float_model", "looks_like_probabilities", "stratified_sample", "to_nchw_float"]
