@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 from edgemask.config import DemoConfig, TrainConfig
 from edgemask.utils.io import atomic_write_json
 
 # progress(stage, done, total, info)
-ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
 
 
 def _noop(stage: str, done: int, total: int, info: dict[str, Any]) -> None:

@@ -5,7 +5,9 @@ Every check returns a :class:`Check` with a status — pass, warn, fail or skip
 Checks never raise: a probe that breaks becomes a ``fail`` with the reason.
 
 Covered: Python, the detected device profile, JetPack/L4T and the power mode
-on a Jetson (``/etc/nv_tegra_release``, ``nvpmodel -q``), NVIDIA driver,
+on a Jetson (``/etc/nv_tegra_release`` or the ``nvidia-l4t-core`` package,
+``nvpmodel -q``), whether this Python is the one JetPack's TensorRT bindings
+are built for (docs/jetson.md has the table), NVIDIA driver,
 TensorRT and its version against the profile, pycuda / cuda-python, ONNX
 Runtime's execution providers, OpenCV and whether it was built with
 GStreamer (needed for CSI cameras), camera devices (``/dev/video*`` opened
@@ -26,7 +28,29 @@ from pathlib import Path
 from typing import Any, Callable
 
 STATUSES = ("pass", "warn", "fail", "skip")
-NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")  # L4T version file; module-level so tests can point it elsewhere
+# Where L4T says its version; module-level so tests can point them at fake files.
+NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+DPKG_STATUS = Path("/var/lib/dpkg/status")  # holds the nvidia-l4t-core package (and its version) on every JetPack
+JETSON_DOCS = "docs/jetson.md"
+
+
+@dataclass(frozen=True)
+class JetPack:
+    """What one JetPack line ships, as far as edgemask cares (docs/jetson.md says the same)."""
+
+    name: str                   # "JetPack 5"
+    python: tuple[int, int]     # the Ubuntu Python its TensorRT bindings (python3-libnvinfer) are built for
+    tensorrt: str               # the TensorRT it ships
+    supported: bool             # whether edgemask runs on that Python
+
+
+# L4T major -> JetPack. R34 was JetPack 5.0's developer preview (Python 3.8, TensorRT 8.4).
+JETPACKS: dict[int, JetPack] = {
+    32: JetPack("JetPack 4.6", (3, 6), "8.2 (8.0 on 4.6.0)", False),
+    34: JetPack("JetPack 5.0 DP", (3, 8), "8.4", True),
+    35: JetPack("JetPack 5", (3, 8), "8.5 (8.4 on 5.0.2)", True),
+    36: JetPack("JetPack 6", (3, 10), "10.3 (8.6 on 6.0)", True),
+}
 
 
 @dataclass
@@ -57,6 +81,47 @@ def parse_nv_tegra_release(text: str) -> str | None:
     return f"R{m.group(1)}.{m.group(2)}" if m else None
 
 
+def parse_l4t_core_version(dpkg_status: str) -> str | None:
+    """The ``nvidia-l4t-core`` entry of ``/var/lib/dpkg/status`` (``Version: 35.4.1-2023...``) → ``"R35.4.1"``."""
+    for stanza in re.split(r"\n\s*\n", dpkg_status):
+        if re.search(r"^Package:\s*nvidia-l4t-core\s*$", stanza, re.MULTILINE) and \
+                re.search(r"^Status:.*\binstalled\s*$", stanza, re.MULTILINE):
+            m = re.search(r"^Version:\s*(\d+)\.(\d+)(?:\.(\d+))?", stanza, re.MULTILINE)
+            if m:
+                return f"R{m.group(1)}.{m.group(2)}" + (f".{m.group(3)}" if m.group(3) else "")
+    return None
+
+
+def detect_l4t() -> tuple[str | None, str]:
+    """(L4T version like ``"R35.4.1"`` or None, where it was read) from the release file, else dpkg."""
+    if NV_TEGRA_RELEASE.exists():
+        return parse_nv_tegra_release(NV_TEGRA_RELEASE.read_text(errors="replace")), str(NV_TEGRA_RELEASE)
+    if DPKG_STATUS.exists():
+        v = parse_l4t_core_version(DPKG_STATUS.read_text(errors="replace"))
+        if v is not None:
+            return v, "the nvidia-l4t-core package"
+    return None, ""
+
+
+def jetpack_of(l4t: str | None) -> JetPack | None:
+    """The JetPack line of an L4T version (``"R35.4.1"`` → JetPack 5), None when unknown."""
+    m = re.match(r"R(\d+)", l4t or "")
+    return JETPACKS.get(int(m.group(1))) if m else None
+
+
+def venv_hides_system_packages() -> bool:
+    """Whether this is a venv made without ``--system-site-packages`` (JetPack's TensorRT is a system package)."""
+    if sys.prefix == sys.base_prefix:
+        return False
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    try:
+        text = cfg.read_text(errors="replace")
+    except OSError:
+        return False
+    m = re.search(r"^include-system-site-packages\s*=\s*(\S+)", text, re.MULTILINE)
+    return not (m and m.group(1).lower() == "true")
+
+
 def parse_nvpmodel(text: str) -> str | None:
     """``nvpmodel -q`` output → the power mode name (``MAXN``, ``15W``...)."""
     m = re.search(r"NV Power Mode:\s*(\S+)", text)
@@ -83,11 +148,40 @@ def _run(cmd: list[str], timeout: float = 5.0) -> tuple[int, str]:
 # --------------------------------------------------------------------------- checks
 
 
-def check_python() -> list[Check]:
-    v = sys.version_info
-    ok = v >= (3, 10)
-    return [Check("python", "pass" if ok else "fail", f"Python {v.major}.{v.minor}.{v.micro} at {sys.executable}",
-                  "" if ok else "edgemask needs Python >= 3.10; use a newer interpreter or a container")]
+def check_python(version: tuple[int, ...] | None = None) -> list[Check]:
+    v = tuple(version or sys.version_info[:3])
+    text = f"Python {'.'.join(map(str, v[:3]))} at {sys.executable}"
+    if v[:2] < (3, 8):
+        return [Check("python", "fail", text, f"edgemask needs Python 3.8+ (the device runtime) or 3.10+ (the "
+                      f"train extra); on JetPack 4.6 see {JETSON_DOCS}")]
+    if v[:2] < (3, 10):
+        return [Check("python", "pass", text + " (device runtime; the train extra needs 3.10+)")]
+    return [Check("python", "pass", text)]
+
+
+def check_jetpack_python(l4t: str | None, version: tuple[int, ...] | None = None) -> list[Check]:
+    """Is this the Python JetPack's TensorRT bindings are built for? On JetPack 4.6, say what works."""
+    v = tuple(version or sys.version_info[:2])[:2]
+    here = f"Python {v[0]}.{v[1]}"
+    jp = jetpack_of(l4t)
+    if jp is None:
+        return [Check("jetpack python", "warn", f"L4T {l4t or '(unknown)'} is not in edgemask's JetPack table "
+                      "(4.6, 5, 6)", f"check {JETSON_DOCS}; TensorRT needs the Python its bindings were built for")]
+    theirs = f"{jp.python[0]}.{jp.python[1]}"
+    if not jp.supported:
+        return [Check("jetpack python", "warn",
+                      f"{jp.name} ships Python {theirs}, which edgemask does not support, and its TensorRT "
+                      f"{jp.tensorrt} bindings exist only for {theirs}: here {here} runs the onnxrt and opencv "
+                      "backends (CPU), not the tensorrt backend or 'engine build'",
+                      f"run edgemask in an L4T r32.7 container with Python 3.8+ for onnxrt/opencv, "
+                      f"see {JETSON_DOCS}#jetpack-46")]
+    if v == jp.python:
+        return [Check("jetpack python", "pass", f"{here} is {jp.name}'s; its TensorRT {jp.tensorrt} bindings "
+                      "are built for it")]
+    return [Check("jetpack python", "warn", f"{jp.name}'s TensorRT {jp.tensorrt} bindings are built for Python "
+                  f"{theirs}; this is {here}, so the tensorrt backend cannot load them",
+                  f"make the venv from /usr/bin/python3 ({theirs}): /usr/bin/python3 -m venv "
+                  "--system-site-packages .venv")]
 
 
 def check_profile(device: str | None) -> tuple[list[Check], Any]:
@@ -114,23 +208,26 @@ def check_profile(device: str | None) -> tuple[list[Check], Any]:
     return checks, profile
 
 
-def check_jetson(profile: Any) -> list[Check]:
-    release = NV_TEGRA_RELEASE
-    if not release.exists():
+def check_jetson(profile: Any, python_version: tuple[int, ...] | None = None) -> list[Check]:
+    l4t, where = detect_l4t()
+    if not where:
         if profile is not None and profile.is_jetson:
-            return [Check("jetson", "fail", "no /etc/nv_tegra_release: this is not a Jetson (or L4T is not installed)",
-                          "run doctor on the Jetson itself, or pass the matching --device")]
+            return [Check("jetson", "fail", f"no {NV_TEGRA_RELEASE} and no nvidia-l4t-core package: this is not a "
+                          "Jetson (or L4T is not installed)", "run doctor on the Jetson itself, or pass the "
+                          "matching --device")]
         return [Check("jetson", "skip", "not a Jetson")]
-    l4t = parse_nv_tegra_release(release.read_text(errors="replace"))
     out = []
     if l4t is None:
-        out.append(Check("jetpack/l4t", "warn", "could not parse /etc/nv_tegra_release", "check the L4T install"))
+        out.append(Check("jetpack/l4t", "warn", f"could not parse {NV_TEGRA_RELEASE}", "check the L4T install"))
     elif profile is not None and profile.l4t and not l4t.startswith(profile.l4t + ".") and l4t != profile.l4t:
         out.append(Check("jetpack/l4t", "warn", f"L4T {l4t}, profile {profile.name} expects {profile.l4t} "
                          f"(JetPack {profile.jetpack})", "flash the JetPack of the profile, or add a profile for "
                          "this JetPack (devices/README.md) so engines are built for the right TensorRT"))
     else:
-        out.append(Check("jetpack/l4t", "pass", f"L4T {l4t}" + (f" (JetPack {profile.jetpack})" if profile else "")))
+        out.append(Check("jetpack/l4t", "pass", f"L4T {l4t}" + (f" (JetPack {profile.jetpack})" if profile else "")
+                         + (f", from {where}" if where != str(NV_TEGRA_RELEASE) else "")))
+    if l4t is not None:
+        out += check_jetpack_python(l4t, python_version)
     rc, text = _run(["nvpmodel", "-q"])
     mode = parse_nvpmodel(text) if rc == 0 else None
     if mode is None:
@@ -168,9 +265,14 @@ def check_tensorrt(profile: Any) -> list[Check]:
     needs = profile is not None and profile.has_tensorrt
     out = []
     if info["tensorrt"] is None:
-        out.append(Check("tensorrt", "fail" if needs else "skip", f"not importable ({info['tensorrt_error']})",
-                         ("JetPack ships it (sudo apt install nvidia-tensorrt / python3-libnvinfer); "
-                          "on x86: pip install tensorrt") if needs else ""))
+        fix = ""
+        if needs and venv_hides_system_packages():
+            fix = ("this venv hides the system's packages, where JetPack puts TensorRT: recreate it with "
+                   "python3 -m venv --system-site-packages (on x86: pip install tensorrt)")
+        elif needs:
+            fix = ("JetPack ships it (sudo apt install nvidia-tensorrt / python3-libnvinfer); "
+                   "on x86: pip install tensorrt")
+        out.append(Check("tensorrt", "fail" if needs else "skip", f"not importable ({info['tensorrt_error']})", fix))
     elif needs and not tensorrt_version_matches(profile.tensorrt, info["tensorrt"]):
         out.append(Check("tensorrt", "warn", f"TensorRT {info['tensorrt']}, profile {profile.name} expects "
                          f"{profile.tensorrt}", "engines built here are for this TensorRT only: use a profile that "
@@ -357,6 +459,7 @@ def worst_status(checks: list[Check]) -> str:
     return max((c.status for c in checks), key=lambda s: order[s], default="pass")
 
 
-__all__ = ["Check", "STATUSES", "check_bundle", "check_cameras", "check_engine_cache", "check_jetson",
-           "check_nvidia", "check_onnxruntime", "check_opencv", "check_profile", "check_python", "check_tensorrt",
-           "opencv_has_gstreamer", "parse_nv_tegra_release", "parse_nvpmodel", "run_doctor", "worst_status"]
+__all__ = ["JETPACKS", "Check", "JetPack", "STATUSES", "check_bundle", "check_cameras", "check_engine_cache",
+           "check_jetpack_python", "check_jetson", "check_nvidia", "check_onnxruntime", "check_opencv",
+           "check_profile", "check_python", "check_tensorrt", "detect_l4t", "jetpack_of", "opencv_has_gstreamer",
+           "parse_l4t_core_version", "parse_nv_tegra_release", "parse_nvpmodel", "run_doctor", "worst_status"]

@@ -64,6 +64,102 @@ def test_pretend_jetson(monkeypatch, tmp_path):
     assert D.check_jetson(load_profile("x86-cpu"))[0].status == "skip"
 
 
+# nvidia-l4t-core as dpkg records it (other packages around it, one removed older entry).
+DPKG_STATUS = """Package: libc6
+Status: install ok installed
+Version: 2.31-0ubuntu9.9
+
+Package: nvidia-l4t-core
+Status: deinstall ok config-files
+Version: 32.7.1-20220219090432
+
+Package: nvidia-l4t-core
+Status: install ok installed
+Priority: standard
+Architecture: arm64
+Version: 35.4.1-20230801124926
+Description: NVIDIA Core Package
+"""
+
+RELEASES = {  # /etc/nv_tegra_release of each JetPack line
+    "4.6": "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64, DATE: Sat Feb 19 17:05:08 UTC 2022\n",
+    "5": "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n",
+    "6": "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n",
+}
+
+
+def test_l4t_from_the_l4t_core_package():
+    assert D.parse_l4t_core_version(DPKG_STATUS) == "R35.4.1"
+    assert D.parse_l4t_core_version(DPKG_STATUS.replace("Package: nvidia-l4t-core\nStatus: install", "Package: x\nStatus: install")) is None
+    assert D.parse_l4t_core_version("Package: nvidia-l4t-core\nStatus: install ok installed\nVersion: 36.4.3-2025\n") == "R36.4.3"
+    assert D.parse_l4t_core_version("") is None
+    assert [D.jetpack_of(v).name if D.jetpack_of(v) else None for v in ("R32.7.1", "R35.4.1", "R36.4", "R38.2", None)] \
+        == ["JetPack 4.6", "JetPack 5", "JetPack 6", None, None]
+
+
+def _fake_l4t(monkeypatch, tmp_path, release: str | None, dpkg: str | None) -> None:
+    rel, st = tmp_path / "nv_tegra_release", tmp_path / "status"
+    for path, text in ((rel, release), (st, dpkg)):
+        if text is not None:
+            path.write_text(text)
+    monkeypatch.setattr(D, "NV_TEGRA_RELEASE", rel)
+    monkeypatch.setattr(D, "DPKG_STATUS", st)
+    monkeypatch.setattr(D, "_run", lambda cmd, timeout=5.0: (0, "NV Power Mode: MAXN\n0"))
+
+
+@pytest.mark.parametrize("jetpack, profile, python, status, words", [
+    ("6", "jetson-orin-nano", (3, 10), "pass", ["JetPack 6", "Python 3.10"]),
+    ("6", "jetson-orin-nano", (3, 8), "warn", ["built for Python 3.10", "this is Python 3.8", "--system-site-packages"]),
+    ("5", "jetson-xavier-nx", (3, 8), "pass", ["JetPack 5", "Python 3.8", "8.5"]),
+    ("5", "jetson-xavier-nx", (3, 11), "warn", ["built for Python 3.8", "/usr/bin/python3 (3.8)"]),
+    ("4.6", "jetson-nano", (3, 8), "warn", ["JetPack 4.6 ships Python 3.6", "does not support", "not the tensorrt backend",
+                                            "L4T r32.7 container with Python 3.8+", "docs/jetson.md#jetpack-46"]),
+])
+def test_jetpack_python_per_jetpack(monkeypatch, tmp_path, jetpack, profile, python, status, words):
+    from edgemask.devices import load_profile
+
+    _fake_l4t(monkeypatch, tmp_path, RELEASES[jetpack], None)
+    checks = {c.name: c for c in D.check_jetson(load_profile(profile), python_version=python)}
+    assert checks["jetpack/l4t"].status == "pass", checks["jetpack/l4t"]
+    c = checks["jetpack python"]
+    assert c.status == status, c
+    text = f"{c.detail} {c.fix}"
+    for w in words:
+        assert w in text, (w, text)
+
+
+def test_jetson_found_from_dpkg_without_the_release_file(monkeypatch, tmp_path):
+    """Containers and trimmed images may lack /etc/nv_tegra_release; dpkg still knows nvidia-l4t-core."""
+    from edgemask.devices import load_profile
+
+    _fake_l4t(monkeypatch, tmp_path, None, DPKG_STATUS)
+    checks = {c.name: c for c in D.check_jetson(load_profile("jetson-xavier-nx"), python_version=(3, 8))}
+    assert checks["jetpack/l4t"].status == "pass" and "R35.4.1" in checks["jetpack/l4t"].detail
+    assert "nvidia-l4t-core" in checks["jetpack/l4t"].detail and checks["jetpack python"].status == "pass"
+    other = tmp_path / "pc"
+    other.mkdir()
+    _fake_l4t(monkeypatch, other, None, DPKG_STATUS.replace("nvidia-l4t-core", "nvidia-l4t-kernel"))  # an x86 Ubuntu
+    assert [c.status for c in D.check_jetson(load_profile("x86-cpu"))] == ["skip"]
+    [c] = D.check_jetson(load_profile("jetson-xavier-nx"))
+    assert c.status == "fail" and "nvidia-l4t-core" in c.detail
+
+
+def test_unknown_l4t_release_is_a_warning(monkeypatch, tmp_path):
+    _fake_l4t(monkeypatch, tmp_path, "# R38 (release), REVISION: 2.0, GCID: 1, BOARD: generic, EABI: aarch64\n", None)
+    c = {c.name: c for c in D.check_jetson(None)}["jetpack python"]
+    assert c.status == "warn" and "R38.2.0" in c.detail and "(4.6, 5, 6)" in c.detail
+
+
+@pytest.mark.parametrize("python, status", [((3, 6, 9), "fail"), ((3, 8, 18), "pass"), ((3, 10, 12), "pass"),
+                                            ((3, 12, 3), "pass")])
+def test_python_versions(python, status):
+    [c] = D.check_python(python)
+    assert c.status == status and f"Python {'.'.join(map(str, python))}" in c.detail
+    assert ("train extra needs 3.10+" in c.detail) == (python[:2] == (3, 8))
+    if status == "fail":
+        assert "docs/jetson.md" in c.fix
+
+
 def test_jetson_profile_on_a_pc_needs_tensorrt(monkeypatch):
     from edgemask.devices import load_profile
 

@@ -45,16 +45,21 @@ def run_cli() -> Iterator[None]:
         root = (e.name or "").split(".")[0]
         if root not in TRAIN_EXTRA_MODULES:
             raise
-        err_console.print(
-            "[bold red]error:[/] "
-            + escape(f"this command needs the train extra ({root} is not installed): pip install 'edgemask[train]'"),
-            highlight=False,
-            soft_wrap=True,
-        )
+        err_console.print("[bold red]error:[/] " + escape(train_extra_message(root)), highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(code=130) from None
+
+
+def train_extra_message(missing: str) -> str:
+    """What a workstation command says when ``missing`` (a train-extra package) cannot be imported."""
+    if sys.version_info < (3, 10):
+        # The train extra is Python 3.10+ only (torch); JetPack 5's 3.8 runs the device runtime.
+        return (f"this command needs the train extra ({missing} is not installed), which needs Python 3.10+ "
+                f"(this is Python {sys.version_info[0]}.{sys.version_info[1]}); run it on a workstation: "
+                "pip install 'edgemask[train]'")
+    return f"this command needs the train extra ({missing} is not installed): pip install 'edgemask[train]'"
 
 
 def fail(message: str) -> None:

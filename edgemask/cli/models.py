@@ -14,9 +14,9 @@ def models(
     """List architectures with their parameters and FLOPs per image."""
     from rich.table import Table
 
-    from edgemask.models import count_flops, count_parameters, create_model, get_model_spec, list_models
-
     with run_cli():
+        from edgemask.models import count_flops, count_parameters, create_model, get_model_spec, list_models
+
         table = Table(title=f"Architectures (input {size}×{size}, {num_classes} classes)")
         for col in ("name", "family", "params", "MFLOPs", "description"):
             table.add_column(col, justify="right" if col in ("params", "MFLOPs") else "left")

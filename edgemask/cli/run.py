@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -31,7 +32,7 @@ _FIELD_OF = {"duration": "duration_s", "debounce": "debounce_s", "stall_timeout"
 
 def run_cmd(
     ctx: typer.Context,
-    camera: int | None = typer.Option(None, "--camera", "-c", help="V4L2 camera index (/dev/videoN)."),
+    camera: Optional[int] = typer.Option(None, "--camera", "-c", help="V4L2 camera index (/dev/videoN)."),
     source: str = typer.Option("", "--source", "-s", help=f"Video file, image folder, rtsp:// or http:// URL (rtsp://USER@host/...; password: ${ENV_SOURCE_PASSWORD} or --config), a GStreamer pipeline ending in appsink, or csi://N (CSI sensor N via the device profile)."),
     width: int = typer.Option(_D.width, help="Frame width to request / resize to (0 = the source's own)."),
     height: int = typer.Option(_D.height, help="Frame height to request / resize to (0 = the source's own)."),

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Dict, Sequence
 
 import numpy as np
 
@@ -30,11 +29,12 @@ from edgemask.errors import DataError
 #: File extensions read as images (compared lower-case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
+# Aliases are evaluated at import: typing's generics, not the builtins', for Python 3.8 (device runtime).
 ProgressFn = Callable[[int, int], None]
 # Maps raw labels (folder or object names) to canonical class names; raises
 # DataError naming every label it does not know. ``where`` says what the
 # labels are ("class folders in X", "object names in X") for that message.
-ResolveFn = Callable[[Sequence[str], str], dict[str, str]]
+ResolveFn = Callable[[Sequence[str], str], Dict[str, str]]
 
 
 @dataclass

@@ -167,10 +167,8 @@ def load_all_profiles() -> list[DeviceProfile]:
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    from edgemask.utils.toml_compat import tomllib
+
     return tomllib.loads(text)
 
 

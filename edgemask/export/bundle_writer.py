@@ -15,7 +15,7 @@ import platform
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Dict, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from edgemask.errors import ConfigError, ExportError
 from edgemask.export.config import CALIBRATION_METHODS, EXPORT_PRECISIONS, ExportConfig
 
 # progress(stage, done, total, info): stage is one of STAGES; done == total marks the end of a stage.
-ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
 STAGES = ("load", "calibration set", "fp32", "opencv", "fp16", "int8", "write")
 
 MODEL_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,11 +28,8 @@ import numpy as np
 
 from edgemask.errors import ConfigError, DataError, ExportError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.8-3.10 (JetPack 5/6): the same parser, from the tomli package
-    import tomli as tomllib
 from edgemask.utils.io import atomic_write_json, atomic_write_text, sha256_bytes
+from edgemask.utils.toml_compat import tomllib
 
 ENV_DIR = "EDGEMASK_CALIBRATION_DIR"
 TABLE_FORMAT = "edgemask-calibration-table"

@@ -362,19 +362,18 @@ def _bundle_of(bundle: Any) -> Any:
 
 def _onnx_io(path: Path) -> tuple[str, tuple[Any, ...], int]:
     """(input name, input shape with None for symbolic dims, default-domain opset) of an ONNX file."""
-    import onnx
+    # Our protobuf reader, not the onnx package: the device runtime (Python 3.8, no ONNX tooling) builds engines.
+    from edgemask.utils.onnx_graph import OnnxFormatError, load_model
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise ExportError(f"{path} is not a readable ONNX model ({type(e).__name__}); re-export the bundle") from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
+        model = load_model(path)
+    except (OSError, OnnxFormatError) as e:
+        raise ExportError(f"{path} is not a readable ONNX model ({e}); re-export the bundle") from None
+    inputs = model.graph.real_inputs()
     if len(inputs) != 1:
         raise ExportError(f"{path} has {len(inputs)} inputs; edgemask engines take exactly one image input")
-    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return inputs[0].name, dims, opset
+    dims = tuple(d if isinstance(d, int) else None for d in (inputs[0].shape or ()))
+    return inputs[0].name, dims, model.opset()
 
 
 def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str = "fp16", *,

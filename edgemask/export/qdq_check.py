@@ -159,35 +159,38 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
     Raises:
         ExportError: the file is missing or is not an ONNX model.
     """
-    import onnx
-    from onnx import numpy_helper
+    # Our own protobuf reader, not the onnx package: the device runtime (Python 3.8, no ONNX tooling) runs this.
+    from edgemask.utils.onnx_graph import OnnxFormatError, load_model
 
     path = Path(onnx_path)
     if not path.is_file():
         raise ExportError(f"{path} not found; pass an int8 ONNX file or a bundle folder")
     try:
-        model = onnx.load(str(path))
-    except Exception as e:  # DecodeError and friends
-        raise ExportError(f"{path} is not a readable ONNX model ({type(e).__name__}); re-export it") from None
+        model = load_model(path)
+    except (OSError, OnnxFormatError) as e:
+        raise ExportError(f"{path} is not a readable ONNX model ({e}); re-export it") from None
 
     graph = model.graph
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = model.opset()
     report = QDQReport(path=str(path), opset=opset, tensorrt_target=tensorrt_version)
     add = lambda sev, code, node, msg: report.issues.append(QDQIssue(sev, code, node, msg))  # noqa: E731
     major = _trt_major(tensorrt_version)
 
     # Constants: initializers and Constant nodes.
-    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    const_types: dict[str, int] = {i.name: i.data_type for i in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant" and n.output:
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = numpy_helper.to_array(a.t)
-                    const_types[n.output[0]] = a.t.data_type
-    producer = {o: n for n in graph.node for o in n.output}
+    consts: dict[str, np.ndarray] = {}
+    const_types: dict[str, int] = {}
+    tensors = [(t.name, t) for t in graph.initializers]
+    tensors += [(n.output[0], n.attr("value")) for n in graph.nodes
+                if n.op_type == "Constant" and n.output and n.attr("value") is not None]
+    for name, t in tensors:
+        try:
+            consts[name] = t.to_array()
+        except OnnxFormatError as e:
+            raise ExportError(f"{path}: {e}") from None
+        const_types[name] = t.data_type
+    producer = {o: n for n in graph.nodes for o in n.output}
     consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
+    for n in graph.nodes:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
 
@@ -195,17 +198,14 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
         return n.name or f"{n.op_type}({','.join(n.output)})"
 
     def attr(n: Any, key: str, default: Any = None) -> Any:
-        for a in n.attribute:
-            if a.name == key:
-                return onnx.helper.get_attribute_value(a)
-        return default
+        return n.attr(key, default)
 
     if opset < 10:
         add("error", "opset", "model", f"opset {opset} has no QuantizeLinear/DequantizeLinear; export with opset >= 13")
 
     # Ops TensorRT cannot import at all.
     importable = TENSORRT_ONNX_OPS | (TENSORRT_10_EXTRA_OPS if major is not None and major >= 10 else frozenset())
-    for n in graph.node:
+    for n in graph.nodes:
         if n.op_type in QOPERATOR_OPS or n.domain not in ("", "ai.onnx"):
             if n.op_type in QOPERATOR_OPS:
                 add("error", "qoperator", name_of(n), f"{n.op_type} is ONNX Runtime's QOperator format, which TensorRT "
@@ -217,8 +217,8 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
             target = f"TensorRT {tensorrt_version}" if tensorrt_version else "TensorRT 8.x"
             add("error", "unsupported-op", name_of(n), f"{target}'s ONNX parser has no importer for {n.op_type}")
 
-    q_nodes = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx")]
-    dq_nodes = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx")]
+    q_nodes = [n for n in graph.nodes if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx")]
+    dq_nodes = [n for n in graph.nodes if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx")]
     report.stats.update(q_nodes=len(q_nodes), dq_nodes=len(dq_nodes))
     if not q_nodes and not dq_nodes and not report.codes() & {"qoperator"}:
         add("error", "no-qdq", "model", "no QuantizeLinear/DequantizeLinear nodes: this is not an explicitly "
@@ -325,7 +325,7 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
             "export with opset 13 or newer")
 
     # --- coverage: do Conv/Gemm/MatMul actually get INT8 inputs?
-    quantizable = [n for n in graph.node if n.op_type in QUANTIZABLE_OPS]
+    quantizable = [n for n in graph.nodes if n.op_type in QUANTIZABLE_OPS]
     covered = 0
     for n in quantizable:
         ins = [i for i in n.input[:2] if i]
@@ -333,7 +333,7 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
         if all(from_dq):
             covered += 1
         else:
-            which = " and ".join(w for w, ok in zip(("data", "weight"), from_dq, strict=False) if not ok)
+            which = " and ".join(w for w, ok in zip(("data", "weight"), from_dq) if not ok)
             add("warning", "not-quantized", name_of(n), f"{n.op_type} has no DequantizeLinear on its {which} input; "
                 "it will run in float")
     report.stats.update(quantizable_ops=len(quantizable), quantized_ops=covered)

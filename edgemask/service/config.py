@@ -379,10 +379,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         ConfigError: missing, unreadable or malformed file.
     """
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    from edgemask.utils.toml_compat import tomllib
 
     p = Path(path)
     try:

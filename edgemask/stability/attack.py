@@ -17,14 +17,14 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 import numpy as np
 
 from edgemask.errors import ConfigError, ModelError
 from edgemask.stability.config import NORMS
 
-ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
 TARGETS = ("float", "int8")
 
 

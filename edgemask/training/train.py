@@ -16,7 +16,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from edgemask.training.run import run_info_for, save_run_files
 from edgemask.utils.io import atomic_path, atomic_write_json
 
 # progress(stage, done, total, info) — the CLI draws bars from it.
-ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
 
 
 def _noop(stage: str, done: int, total: int, info: dict[str, Any]) -> None:

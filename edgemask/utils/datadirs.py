@@ -27,9 +27,12 @@ def installed_dirs(kind: str) -> list[Path]:
     import sysconfig
 
     roots = [sys.prefix, sysconfig.get_path("data")]
-    try:  # the --user scheme (~/.local on Linux)
-        roots.append(sysconfig.get_path("data", sysconfig.get_preferred_scheme("user")))
-    except (AttributeError, KeyError):  # Python < 3.10 has no get_preferred_scheme
+    # The --user scheme (~/.local on Linux): `pip3 install --user edgemask` on JetPack's Python.
+    get_preferred = getattr(sysconfig, "get_preferred_scheme", None)  # Python 3.10+
+    user_scheme = get_preferred("user") if get_preferred else f"{os.name}_user"
+    try:
+        roots.append(sysconfig.get_path("data", user_scheme))
+    except KeyError:
         pass
     return [Path(r) / "share" / "edgemask" / kind for r in roots if r]
 

@@ -187,9 +187,9 @@ def _make_tiny_bundle_by_hand(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A read-only tiny bundle (copy it before changing anything)."""
-    return make_tiny_bundle(tmp_path_factory.mktemp("tiny_bundle"))
+def tiny_bundle(backends_bundle) -> Path:
+    """A read-only tiny bundle (copy it before changing anything): the root conftest's, built by make_tiny_bundle."""
+    return backends_bundle
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,9 @@ def test_tensorrt_degrades_cleanly(tiny_bundle):
 
 def test_available_only_keeps_what_runs_here():
     avail = list_backends(available_only=True)
-    assert "null" in avail and "onnxrt" in avail and "torch" in avail
+    assert "null" in avail and "onnxrt" in avail
+    # torch is the train extra: not there on the device runtime (.ci/run's Python 3.8 job).
+    assert ("torch" in avail) == (importlib.util.find_spec("torch") is not None)
     for name in avail:
         assert get_backend(name).available()[0]
 
@@ -221,7 +223,7 @@ def test_onnxrt_threads_from_config(tiny_bundle, monkeypatch):
 
 
 def test_torch_runner_pins_tf32_off_and_restores_threads(tiny_bundle, monkeypatch):
-    import torch
+    torch = pytest.importorskip("torch", reason="the torch backend needs the train extra")
 
     before = torch.get_num_threads()
     monkeypatch.setenv("EDGEMASK_NUM_THREADS", "1")

@@ -70,6 +70,7 @@ def runner(case):
 @pytest.fixture(scope="module")
 def torch_reference(tiny_bundle, images):
     """torch fp32 logits on the contract inputs: what every other engine must reproduce."""
+    pytest.importorskip("torch", reason="the torch reference needs the train extra")
     x, _ = images(64, seed=11)
     with get_backend("torch").from_bundle(load_bundle(tiny_bundle)) as r:
         return x, r.infer(x)

@@ -13,15 +13,14 @@ _spec = importlib.util.spec_from_file_location("_edgemask_tiny_bundle",
 _tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_tiny)
 
-make_tiny_bundle = _tiny.make_tiny_bundle
 tiny_images = _tiny.tiny_images
 CLASS_NAMES = _tiny.CLASS_NAMES
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A read-only tiny bundle (copy it before changing anything)."""
-    return make_tiny_bundle(tmp_path_factory.mktemp("tiny_bundle"))
+def tiny_bundle(backends_bundle) -> Path:
+    """A read-only tiny bundle (copy it before changing anything): the one tests/backends use."""
+    return backends_bundle
 
 
 @pytest.fixture(scope="session")

@@ -147,7 +147,8 @@ def test_user_and_system_data_paths_are_searched(tmp_path, monkeypatch):
         return real_get_path(name, scheme, *a, **kw) if scheme else real_get_path(name)
 
     monkeypatch.setattr(sysconfig, "get_path", fake_get_path)
-    monkeypatch.setattr(sysconfig, "get_preferred_scheme", lambda key: "posix_user")
+    # Python 3.8 has no get_preferred_scheme (datadirs then uses "posix_user" itself).
+    monkeypatch.setattr(sysconfig, "get_preferred_scheme", lambda key: "posix_user", raising=False)
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "usr"))
     monkeypatch.setattr(edgemask, "__file__", str(tmp_path / "site" / "edgemask" / "__init__.py"))
     monkeypatch.delenv("EDGEMASK_DEVICES_DIR", raising=False)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+import pytest
 
 from edgemask.backends.base import Runner
 from edgemask.vision.detectors import Detection, FaceDetector
@@ -113,7 +114,7 @@ def write_video(path: Path, n: int, w: int = 320, h: int = 240, fourcc: str = "m
 
 def astronaut_video(path: Path, n: int) -> Path:
     """A real face (scikit-image's astronaut photo) drifting slowly, 320×240."""
-    from skimage import data
+    data = pytest.importorskip("skimage.data", reason="the real photos come with scikit-image (the train extra)")
 
     # 320×240 around her face; the wider photo also has a patch the Haar cascades
     # take for a face, which would make this a test of false positives.

@@ -24,7 +24,8 @@ FACE = (177, 67, 270, 160)
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    from skimage import data
+    # The photo comes with scikit-image (train extra); the device runtime job has none.
+    data = pytest.importorskip("skimage.data", reason="the astronaut photo needs scikit-image (the train extra)")
 
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)  # a real 512×512 photo with one face
 
@@ -126,7 +127,7 @@ def _fake_yunet(path, log_wh: float = float(np.log(2.0))) -> str:
     on (32c, 32r). The real model is not shipped with OpenCV; this graph
     checks our wiring of the real decoder.
     """
-    import onnx
+    onnx = pytest.importorskip("onnx", reason="building the YuNet-shaped graph needs onnx (the train extra)")
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
@@ -197,7 +198,7 @@ def test_small_real_face_is_found_with_a_small_min_face():
     """A ~50–60 px real face in a 640×480 frame: --min-face 24 keeps the frame at full size for the
     cascade, so it finds what a full-size pass finds; the old fixed 320-px downscale halved the face."""
     import cv2
-    from skimage import data
+    data = pytest.importorskip("skimage.data", reason="the real photos come with scikit-image (the train extra)")
 
     from edgemask.vision.detectors import HaarDetector
 

@@ -118,7 +118,7 @@ def _colorize(v: np.ndarray, c0, c1) -> np.ndarray:
     return cv2.merge([v * np.float32(b - a) + np.float32(a) for a, b in zip(c0, c1)])
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)  # functools.cache is 3.9+
 def _lin(a: float, b: float, n: int) -> np.ndarray:
     """A cached, read-only ``np.linspace(a, b, n)`` (the same few are needed for every face)."""
     out = np.linspace(a, b, n)

@@ -1,0 +1,76 @@
+"""The bundles the tests build, and where they come from on an interpreter without torch.
+
+A test bundle is a tiny model trained and exported on the spot, which needs
+torch (the train extra). .ci/run's Python 3.8 job has only the device
+runtime, as a JetPack 5 box does: there the main interpreter builds the
+bundles first, ``python tests/bundle_cache.py DIR``, and the job sets
+``EDGEMASK_TEST_BUNDLES=DIR``, so Python 3.8 verifies and runs bundles a
+3.10+ workstation wrote -- the way a Jetson gets them.
+
+Without torch and without that variable, the tests that need a bundle skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+ENV = "EDGEMASK_TEST_BUNDLES"
+_TESTS = Path(__file__).resolve().parent
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def builders() -> dict[str, Callable[[Path], Path]]:
+    """kind -> builder(root) that writes a bundle to ``root / "bundle"`` and returns that path."""
+    sys.path.insert(0, str(_TESTS / "service"))  # the service conftest imports service_fakes
+    backends = _load("_edgemask_backends_conftest", _TESTS / "backends" / "conftest.py")
+    service = _load("_edgemask_service_conftest", _TESTS / "service" / "conftest.py")
+    return {"backends": backends.make_tiny_bundle, "service": service.make_service_bundle}
+
+
+def test_bundle(kind: str, build: Callable[[Path], Path], tmp_path_factory) -> Path:
+    """The ``kind`` bundle: prebuilt under ``$EDGEMASK_TEST_BUNDLES``, else built now, else a skip."""
+    import pytest
+
+    pre = os.environ.get(ENV)
+    if pre:
+        path = Path(pre) / kind / "bundle"
+        if not (path / "manifest.json").is_file():
+            pytest.fail(f"${ENV}/{kind}/bundle is not a bundle; rebuild it: python tests/bundle_cache.py {pre}")
+        return path
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip(f"building the {kind} test bundle needs torch (the train extra); or set ${ENV} (see .ci/run)")
+    return build(tmp_path_factory.mktemp(f"{kind}_bundle"))
+
+
+test_bundle.__test__ = False  # a helper, not a test
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python tests/bundle_cache.py DIR  (needs torch: the train extra)", file=sys.stderr)
+        return 2
+    out = Path(argv[0])
+    for kind, build in builders().items():
+        root = out / kind
+        if (root / "bundle" / "manifest.json").is_file():
+            continue
+        if root.exists():
+            import shutil
+
+            shutil.rmtree(root)
+        print(f"{kind}: {build(root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
