@@ -4,7 +4,7 @@ A model whose input shape or precision disagrees with ``manifest.json`` used
 to surface as an ONNX Runtime traceback on the first frame (``Got invalid
 dimensions for input``), or worse, ran and reported numbers under the wrong
 precision label. :func:`check_onnx_model` reads the graph's input and op
-types from the file's protobuf bytes (:mod:`edgemask.bundle.onnx_probe`, so
+types from the file's protobuf bytes (:mod:`edgemask.utils.onnx_graph`, so
 it works on the device runtime, which has no ``onnx`` package) and refuses a
 mismatch in one line.
 """
@@ -14,13 +14,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List
 
-from edgemask.bundle.onnx_probe import OnnxProbeError, elem_name, probe_onnx
 from edgemask.errors import ModelError
+from edgemask.utils.onnx_graph import DTYPE_NAMES, OnnxFormatError, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgemask.bundle.manifest import BundleManifest, ModelEntry
 
 _FLOAT, _FLOAT16 = 1, 10
+#: Op types that mark a quantized graph (QDQ, or ONNX Runtime's QOperator form).
+QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
+                       "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
+
+
+def _elem_name(t: int) -> str:
+    return {_FLOAT: "float32", _FLOAT16: "float16"}.get(t) or DTYPE_NAMES.get(t, f"type {t}").lower()
 
 
 def _fmt(dims: List[Any]) -> str:
@@ -41,24 +48,30 @@ def onnx_model_problem(path: Path, entry: "ModelEntry", manifest: "BundleManifes
     """Why ``path`` is not the ``entry`` of ``manifest`` (one line), or None when it is."""
     rel = entry.file
     try:
-        facts = probe_onnx(path)
-    except OnnxProbeError as e:
-        return f"{rel} is not a readable ONNX model ({e.args[0]}); the file is damaged, re-export the bundle or copy it again"
-    if len(facts.inputs) != 1:
-        return (f"{rel} has {len(facts.inputs)} graph inputs, an edgemask model has one ({manifest.input.name!r}); "
+        model = load_model(path)
+    except OSError as e:
+        return f"cannot read {rel} ({e.strerror or e}); copy the whole bundle folder again"
+    except OnnxFormatError as e:
+        return f"{rel} is not a readable ONNX model ({e}); the file is damaged, re-export the bundle or copy it again"
+    graph = model.graph
+    if not graph.nodes:
+        return f"{rel} is not a readable ONNX model (its graph has no nodes); re-export the bundle or copy it again"
+    inputs = graph.real_inputs()
+    if len(inputs) != 1:
+        return (f"{rel} has {len(inputs)} graph inputs, an edgemask model has one ({manifest.input.name!r}); "
                 "it is not this bundle's model, re-export the bundle")
-    name, elem, dims = facts.inputs[0]
+    elem, dims = inputs[0].elem_type, list(inputs[0].shape or ())
     want = list(manifest.input.shape)
     if not _shape_matches(dims, want):
         return (f"{rel} takes input {_fmt(dims)} but the manifest says {_fmt(want)}; the model file does not belong "
                 "to this bundle, re-export it")
     allowed = (_FLOAT, _FLOAT16) if entry.precision == "fp16" else (_FLOAT,)
     if elem not in allowed:
-        return (f"{rel} takes {elem_name(elem)} input but a {entry.precision} edgemask model takes float32 pixels; "
+        return (f"{rel} takes {_elem_name(elem)} input but a {entry.precision} edgemask model takes float32 pixels; "
                 "the model file does not belong to this bundle, re-export it")
-    if facts.quantized:
+    if any(n.op_type in QUANT_OPS for n in graph.nodes):
         held = "int8 (quantized, with QuantizeLinear/DequantizeLinear)"
-    elif facts.has_float16_weights:
+    elif any(t.data_type == _FLOAT16 for t in graph.initializers):
         held = "fp16 (float16 weights)"
     else:
         held = "fp32 (float32 weights, no quantization)"
