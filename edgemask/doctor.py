@@ -258,8 +258,7 @@ def check_nvidia(profile: Any) -> list[Check]:
 
 
 def check_tensorrt(profile: Any) -> list[Check]:
-    from edgemask.devices.profiles import tensorrt_version_matches
-    from edgemask.export.engine import local_tensorrt_info
+    from edgemask.backends.tensorrt.builder import local_tensorrt_info
 
     info = local_tensorrt_info()
     needs = profile is not None and profile.has_tensorrt
@@ -268,14 +267,14 @@ def check_tensorrt(profile: Any) -> list[Check]:
         fix = ""
         if needs and venv_hides_system_packages():
             fix = ("this venv hides the system's packages, where JetPack puts TensorRT: recreate it with "
-                   "python3 -m venv --system-site-packages (on x86: pip install tensorrt)")
+                   "python3 -m venv --system-site-packages (on x86: pip install 'edgemask[tensorrt-cu12]')")
         elif needs:
             fix = ("JetPack ships it (sudo apt install nvidia-tensorrt / python3-libnvinfer); "
-                   "on x86: pip install tensorrt")
+                   "on x86: pip install 'edgemask[tensorrt-cu12]' or 'edgemask[tensorrt-cu13]'")
         out.append(Check("tensorrt", "fail" if needs else "skip", f"not importable ({info['tensorrt_error']})", fix))
-    elif needs and not tensorrt_version_matches(profile.tensorrt, info["tensorrt"]):
+    elif needs and not profile.accepts_tensorrt(info["tensorrt"]):
         out.append(Check("tensorrt", "warn", f"TensorRT {info['tensorrt']}, profile {profile.name} expects "
-                         f"{profile.tensorrt}", "engines built here are for this TensorRT only: use a profile that "
+                         f"{profile.tensorrt_text()}", "engines built here are for this TensorRT only: use a profile that "
                          "matches (or add one, devices/README.md)"))
     else:
         out.append(Check("tensorrt", "pass", f"TensorRT {info['tensorrt']}"))
@@ -356,7 +355,7 @@ def check_cameras(probe: bool = True) -> list[Check]:
 
 
 def check_engine_cache() -> list[Check]:
-    from edgemask.export.engine import engine_cache_dir
+    from edgemask.bundle.engines import engine_cache_dir
 
     d = engine_cache_dir()
     try:
@@ -374,11 +373,8 @@ def check_engine_cache() -> list[Check]:
 def check_bundle(bundle_dir: str | Path, profile: Any) -> list[Check]:
     from edgemask.bundle import load_manifest, verify_bundle
     from edgemask.errors import EdgemaskError
-    from edgemask.export.engine import (
-        check_engine_compatible,
-        local_tensorrt_info,
-        rebuild_command,
-    )
+    from edgemask.backends.tensorrt.builder import local_tensorrt_info
+    from edgemask.bundle.engines import check_engine_compatible, rebuild_command
 
     out: list[Check] = []
     try:

@@ -10,6 +10,39 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+def tensorrt_unavailable_reason() -> str | None:
+    """Why tests marked ``tensorrt`` cannot run here (one line), or None when TensorRT can build here.
+
+    TensorRT that is not installed, that fails to import, or that imports on a
+    machine where no CUDA device answers (its Builder cannot be made) all skip;
+    the reason is edgemask's own one-line message.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed here (it ships with JetPack; on x86 pip install 'edgemask[tensorrt-cu12]')"
+    from edgemask.backends.tensorrt.builder import require_build_gpu
+    from edgemask.errors import NotAvailableError
+
+    try:
+        require_build_gpu()
+    except NotAvailableError as e:
+        return str(e)
+    except Exception as e:  # a broken install (OSError from a missing .so, ...)
+        return f"TensorRT does not import here ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("tensorrt")]
+    if not marked:
+        return  # TensorRT is looked at only when a test needs it
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture(scope="session")
 def backends_bundle(tmp_path_factory):
     """The tiny trained bundle of tests/backends (fp32, fp16, int8), built once per session.
@@ -38,6 +71,21 @@ def _seed_everything():
     else:
         torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """Installs a ``FakeTensorRT`` of the given version as the ``tensorrt`` module; returns it."""
+    import sys
+
+    from fake_tensorrt import FakeTensorRT
+
+    def install(version="10.3.0.26", **kw):
+        fake = FakeTensorRT(version, **kw)
+        monkeypatch.setitem(sys.modules, "tensorrt", fake)
+        return fake
+
+    return install
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 # What to tell the user when a backend's module or its engine cannot be imported.
 _INSTALL_HINT: dict[str, str] = {
     "tensorrt": "TensorRT is not installed here; on a Jetson it comes with JetPack, on x86 "
-                "'pip install tensorrt pycuda' with a CUDA driver, or use --engines onnxrt:int8 instead",
+                "'pip install edgemask[tensorrt-cu12]' (or -cu13) with a CUDA driver, or use --engines onnxrt:int8 instead",
     "onnxrt": "onnxruntime is not installed here; 'pip install onnxruntime' (or onnxruntime-gpu)",
     "opencv": "OpenCV is not installed here; 'pip install opencv-python-headless'",
     "torch": "PyTorch is not installed here; 'pip install torch', or use --engines onnxrt:fp32",

@@ -37,6 +37,7 @@ def build_cmd(
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file to load and update. Default: one per device in the engine cache."),
     no_timing_cache: bool = typer.Option(False, "--no-timing-cache", help="Build without a timing cache."),
     print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Print the equivalent trtexec command and exit without building (no TensorRT needed)."),
+    tensorrt: Optional[str] = typer.Option(None, "--tensorrt", help="With --print-trtexec: plan for this TensorRT (e.g. 11.4; 11 has no --fp16/--int8). Default: the profile's."),
     verbose: bool = typer.Option(False, "--verbose", help="TensorRT verbose log."),
 ) -> None:
     """Build a TensorRT engine for DEVICE and add it to the bundle (run it on the device).
@@ -44,17 +45,22 @@ def build_cmd(
     Python: edgemask.export.engine.build_engine(bundle, device, precision)
     """
     with run_cli():
-        from edgemask.export.engine import (
-            build_engine,
-            default_timing_cache,
-            engine_build_command,
-            plan_engine_build,
-        )
+        from edgemask.bundle.engines import default_timing_cache
+        from edgemask.export.engine import build_engine, engine_build_command, plan_engine_build
+
+        from edgemask.errors import ConfigError
 
         b = _parse_batch(batch)
+        if tensorrt and not print_trtexec:
+            raise ConfigError("--tensorrt only goes with --print-trtexec; a build uses this machine's TensorRT")
         if print_trtexec:
+            from edgemask.devices import load_profile
+
+            if tensorrt and not load_profile(device).accepts_tensorrt(tensorrt):
+                raise ConfigError(f"device {device!r} does not run TensorRT {tensorrt} (it runs "
+                                  f"{load_profile(device).tensorrt_text()})")
             plan = plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
-                                     workspace_mib=workspace)
+                                     workspace_mib=workspace, tensorrt_version=tensorrt)
             for w in plan.warnings:
                 err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
             tc = None if no_timing_cache else (timing_cache or default_timing_cache(plan.device, plan.tensorrt))
@@ -67,14 +73,15 @@ def build_cmd(
 
         # The plan's warnings first, then "no TensorRT here" (one line, exit 1), and only
         # then a spinner: on a terminal a spinner drawn earlier would be left behind.
-        from edgemask.export.engine import import_tensorrt, once_each
+        from edgemask.backends.tensorrt.builder import require_build_gpu
+        from edgemask.utils.warn import once_each
 
         seen: list = []
         warn = once_each(warn, seen)
         for w in plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
                                    workspace_mib=workspace).warnings:
             warn(w)
-        import_tensorrt()
+        require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line
         with console.status(f"building {precision} engine for {device} (minutes on a Jetson)"):
             result = build_engine(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
                                   workspace_mib=workspace, timing_cache=tc_opt, verbose=verbose, on_warning=warn)

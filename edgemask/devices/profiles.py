@@ -46,6 +46,7 @@ _SCHEMA: dict[tuple[str, str], tuple[type, bool]] = {
     ("software", "l4t"): (str, True),
     ("software", "cuda"): (str, True),
     ("software", "tensorrt"): (str, True),
+    ("software", "tensorrt_also"): (list, False),
     ("software", "max_onnx_opset"): (int, True),
     ("gpu", "compute_capability"): (str, True),
     ("gpu", "fast_precisions"): (list, True),
@@ -56,6 +57,8 @@ _SCHEMA: dict[tuple[str, str], tuple[type, bool]] = {
     ("runtime", "backends"): (list, True),
 }
 _TABLES = {"software", "gpu", "camera", "runtime"}
+# onnx-tensorrt docs/operators.md of each release (devices/README.md): opset 13 for 8.2, 17 for 8.5/8.6, 9-20 for 10.0.
+_DOCUMENTED_MAX_OPSET = {"8.2": 13, "8.5": 17, "8.6": 17, "10": 20}
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,37 @@ class DeviceProfile:
     camera_usb: str                 # GStreamer pipeline, or "v4l2:{index}" for an OpenCV device index
     backends: tuple[str, ...]       # preferred inference backends, best first
     source: str = field(default="", compare=False)  # file it was read from
+    # Other TensorRT releases this device really runs (another JetPack for the module; 11 beside 10 on x86).
+    tensorrt_also: tuple[str, ...] = ()
 
     @property
     def has_tensorrt(self) -> bool:
         return bool(self.tensorrt)
+
+    @property
+    def tensorrt_versions(self) -> tuple[str, ...]:
+        """Every TensorRT this device may have, the profile's own first; () without TensorRT."""
+        return ((self.tensorrt,) + tuple(self.tensorrt_also)) if self.tensorrt else ()
+
+    def accepts_tensorrt(self, version: str | None) -> bool:
+        """Is ``version`` (e.g. ``tensorrt.__version__``) one this device really runs?"""
+        return any(tensorrt_version_matches(v, version or "") for v in self.tensorrt_versions)
+
+    def tensorrt_text(self) -> str:
+        """ "10.3 (JetPack 6.2), 8.6 or 8.5" — for messages."""
+        own = self.tensorrt + (f" (JetPack {self.jetpack})" if self.jetpack else "")
+        rest = list(self.tensorrt_also)
+        if not rest:
+            return own
+        return ", ".join([own] + rest[:-1]) + f" or {rest[-1]}"
+
+    def max_onnx_opset_for(self, version: str | None) -> int:
+        """The highest ONNX opset the parser of this TensorRT documents (the profile's for its own)."""
+        if not version or tensorrt_version_matches(self.tensorrt, version):
+            return self.max_onnx_opset
+        parts = str(version).split(".")
+        known = _DOCUMENTED_MAX_OPSET.get(".".join(parts[:2])) or _DOCUMENTED_MAX_OPSET.get(parts[0])
+        return known or self.max_onnx_opset
 
     @property
     def is_jetson(self) -> bool:
@@ -105,6 +135,7 @@ class DeviceProfile:
         d = asdict(self)
         d["fast_precisions"] = list(self.fast_precisions)
         d["backends"] = list(self.backends)
+        d["tensorrt_also"] = list(self.tensorrt_also)
         return d
 
 
@@ -212,7 +243,7 @@ def parse_profile(text: str, where: str = "profile", expected_name: str | None =
         compute_capability=flat["gpu.compute_capability"], fast_precisions=tuple(flat["gpu.fast_precisions"]),
         dla_cores=flat["gpu.dla_cores"], workspace_mib=flat["gpu.workspace_mib"],
         camera_csi=flat["camera.csi"], camera_usb=flat["camera.usb"], backends=tuple(flat["runtime.backends"]),
-        source=where,
+        source=where, tensorrt_also=tuple(flat.get("software.tensorrt_also") or ()),
     )
     _check_values(p, where, expected_name)
     return p
@@ -234,9 +265,12 @@ def _check_values(p: DeviceProfile, where: str, expected_name: str | None) -> No
         raise bad("name", f"is {p.name!r} but the file is {expected_name}.toml; they must match")
     if p.kind not in KINDS:
         raise bad("kind", f"is {p.kind!r}; expected one of {', '.join(KINDS)}")
-    for f_, v in (("software.tensorrt", p.tensorrt), ("software.cuda", p.cuda)):
+    for f_, v in [("software.tensorrt", p.tensorrt), ("software.cuda", p.cuda)] + \
+            [("software.tensorrt_also", v) for v in p.tensorrt_also]:
         if v and not _VERSION_RE.match(v):
             raise bad(f_, f"is {v!r}; write a version like '10.3'")
+    if p.tensorrt_also and not p.tensorrt:
+        raise bad("software.tensorrt_also", "needs software.tensorrt (the profile's own TensorRT) as well")
     if p.compute_capability and not _CC_RE.match(p.compute_capability):
         raise bad("gpu.compute_capability", f"is {p.compute_capability!r}; write it like '8.7'")
     if p.is_jetson and not (p.jetpack and p.l4t and p.tensorrt and p.compute_capability):

@@ -94,7 +94,7 @@ def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
                           "(see 'edgemask devices list')")
     wanted = parse_precisions(precisions)
     used_opset = device_opset(profile, opset)
-    from edgemask.export.engine import once_each
+    from edgemask.utils.warn import once_each
 
     warnings: list[str] = []
     warn = once_each(on_warning, warnings)
@@ -102,9 +102,9 @@ def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
     for w in precision_warnings(profile, wanted):
         warn(w if engine else f"{w} when its engine is built (the bundle still ships the ONNX models asked for)")
     if engine:
-        from edgemask.export.engine import import_tensorrt
+        from edgemask.backends.tensorrt.builder import require_build_gpu
 
-        import_tensorrt()  # fail now, not after the export
+        require_build_gpu()  # no TensorRT, or no GPU: fail now, not after the export and calibration
     path = export_bundle(run_dir, out, precisions=wanted, opset=used_opset, **export_options)
     result = DeviceExport(bundle=Path(path), device=profile.name, opset=used_opset, warnings=warnings)
     if engine:

@@ -351,6 +351,11 @@ def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
             # A GPU build of ONNX Runtime (Jetson Zoo wheel, onnxruntime-gpu): run its TensorRT/CUDA
             # providers with the device profile's options (precision flags, DLA, engine cache).
             opts["device"] = cfg.device_profile
+        if cfg.backend == "tensorrt":
+            # No engine for this box in the bundle: build one on first use into the engine cache.
+            from edgemask.export.engine import first_use_engine
+
+            opts["engine_loader"] = first_use_engine
         runner = runner_from_bundle(bundle, cfg.backend, cfg.precision, **opts)
         names = bundle.class_names
     runner.activate()

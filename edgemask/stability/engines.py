@@ -108,6 +108,10 @@ def open_engine(bundle: Any, backend: str, precision: str, target: str | None, d
             raise ConfigError(f"engine {key!r}: only torch (device) and onnxrt (providers) take an @target")
     elif backend == "torch" and device != "cpu":
         options["device"] = device
+    if backend == "tensorrt":
+        from edgemask.export.engine import first_use_engine
+
+        options["engine_loader"] = first_use_engine  # a bundle without this box's engine gets one built
     runner = runner_from_bundle(bundle, backend, precision, **options)
     runner.activate()
     label = dict(runner.describe())

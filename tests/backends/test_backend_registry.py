@@ -205,6 +205,17 @@ def test_onnxrt_device_profile_picks_execution_providers(tiny_bundle, monkeypatc
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", Session)
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+
+    # A GPU build of onnxruntime on a machine where no CUDA device answers: CPU only, said in one line.
+    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: "cuda-python reports 0 CUDA devices")
+    r = runner_from_bundle(tiny_bundle, "onnxrt", "int8", device="jetson-orin-nano")
+    r.activate()
+    assert seen["providers"] == ["CPUExecutionProvider"] and len(r.provider_warnings) == 1
+    assert "no CUDA device answers (cuda-python reports 0 CUDA devices); running on CPUExecutionProvider" \
+        in r.provider_warnings[0]
+    r.deactivate()
+    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)  # a GPU answers
     r = runner_from_bundle(tiny_bundle, "onnxrt", "int8", device="jetson-orin-nano")
     r.activate()
     trt, cuda, cpu = seen["providers"]

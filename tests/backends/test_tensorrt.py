@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +32,7 @@ from edgemask.backends.tensorrt.ort_providers import (
 )
 from edgemask.backends.tensorrt.runner import TensorRTRunner
 from edgemask.bundle import BundleManifest, InputSpec, ModelEntry, Preprocessing
-from edgemask.errors import BackendError, BundleError
+from edgemask.errors import BackendError, BundleError, NotAvailableError
 from edgemask.utils.io import sha256_file
 
 S, K = 32, 3
@@ -40,7 +41,7 @@ ENGINE_BYTES = b"FAKE-ENGINE"
 # tests use (a trained, exported bundle) should not even be built where they would be skipped.
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 needs_trt = pytest.mark.skipif(not HAS_TRT, reason="TensorRT is not installed here (it ships with JetPack; "
-                               "on x86 'pip install tensorrt pycuda')")
+                               "on x86 pip install 'edgemask[tensorrt-cu12]')")
 W = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.0], [0.5, 0.5, -2.0]], dtype=np.float32)
 
 
@@ -62,6 +63,9 @@ class FakeCuda(CudaApi):
 
     def deactivate(self):
         self.active = False
+
+    def device_count(self):
+        return 1
 
     def compute_capability(self):
         return self.cc
@@ -397,7 +401,7 @@ def _engine_bundle(root: Path, entries: list[ModelEntry]) -> Path:
     return root
 
 
-def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path):
+def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path, monkeypatch):
     nano = _entry(file="model.jetson-nano.fp16.trt8.2.engine", device="jetson-nano", tensorrt_version="8.2.1.8",
                   compute_capability="5.3", extra={"requested_precision": "int8", "dla_core": None})
     orin_gpu = _entry(file="model.jetson-agx-orin.int8.trt10.3.engine", device="jetson-agx-orin", precision="int8")
@@ -408,8 +412,13 @@ def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path):
     assert r.engine_path.name == nano.file and r.precision == "fp16" and r.requested_precision == "int8"
     assert TensorRTRunner.from_bundle(b, "int8", device="jetson-agx-orin").engine_path.name == orin_gpu.file
     assert TensorRTRunner.from_bundle(b, "int8", device="jetson-agx-orin", dla_core=0).engine_path.name == orin_dla.file
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(NotAvailableError, match="TensorRT is not importable here"):
+        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # nothing here could build or pick one
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.3.0.26"))
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(BundleError) as e:
-        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano", build_if_missing=False)
+        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # no engine_loader
     msg = str(e.value)
     assert "has no TensorRT engine for device 'jetson-orin-nano'" in msg and "jetson-nano:fp16" in msg
     assert "edgemask engine build" in msg and "--device jetson-orin-nano --precision fp16" in msg
@@ -447,6 +456,7 @@ def test_import_is_light():
     import sys
 
     code = ("import sys, edgemask.backends.tensorrt, edgemask.backends.tensorrt.runner, edgemask.export.engine, "
+            "edgemask.backends.tensorrt.builder, edgemask.backends.tensorrt.calibrator, edgemask.bundle.engines, "
             "edgemask.doctor, edgemask.devices; "
             "print(sorted(m for m in ('tensorrt','pycuda','cuda','cv2','torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
@@ -456,7 +466,14 @@ def test_import_is_light():
 # --------------------------------------------------------------------------- ONNX Runtime providers
 
 
-def test_ort_providers_from_profile(tmp_path):
+def _gpu():
+    return None  # "a CUDA device answers", for ort_execution_providers on this CPU-only machine
+
+
+def test_ort_providers_from_profile(tmp_path, monkeypatch):
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+
+    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)
     all_eps = [TRT_EP, CUDA_EP, CPU_EP]
     provs, warnings = ort_execution_providers("jetson-orin-nano", "int8", input_size=S, available=all_eps,
                                               cache_dir=tmp_path, dla_core=0)
@@ -464,6 +481,12 @@ def test_ort_providers_from_profile(tmp_path):
     assert name == TRT_EP and [p if isinstance(p, str) else p[0] for p in provs] == all_eps
     assert opts["trt_int8_enable"] and opts["trt_fp16_enable"] and opts["trt_engine_cache_enable"]
     assert opts["trt_engine_cache_path"] == str(tmp_path) and opts["trt_timing_cache_enable"]
+    # the timing cache beside the engines, not in the working directory (ONNX Runtime's default)
+    assert opts["trt_timing_cache_path"] == str(tmp_path)
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "engines"))
+    default, _ = ort_execution_providers("jetson-orin-nano", "fp16", available=all_eps)
+    assert default[0][1]["trt_timing_cache_path"] == default[0][1]["trt_engine_cache_path"] \
+        == str(tmp_path / "engines" / "ort" / "jetson-orin-nano")
     assert opts["trt_profile_max_shapes"] == f"input:32x3x{S}x{S}" and opts["trt_max_workspace_size"] == 512 << 20
     assert "trt_dla_enable" not in opts and any("no DLA" in w for w in warnings)
     nano, w = ort_execution_providers("jetson-nano", "int8", available=all_eps, cache_dir=tmp_path)
@@ -474,6 +497,19 @@ def test_ort_providers_from_profile(tmp_path):
     assert cpu == [CPU_EP]
     here, w = ort_execution_providers("x86-cuda", "fp16", available=[CPU_EP])
     assert here == [CPU_EP] and "onnxruntime-gpu" in w[0]
+
+
+
+def test_ort_providers_without_a_gpu_are_cpu_only_with_one_warning(tmp_path):
+    provs, w = ort_execution_providers("jetson-orin-nano", "fp16", available=[TRT_EP, CUDA_EP, CPU_EP],
+                                       cache_dir=tmp_path, gpu_problem=lambda: "no NVIDIA driver loaded")
+    assert provs == [CPU_EP] and len(w) == 1 and "\n" not in w[0]
+    assert w[0] == (f"onnxruntime has {TRT_EP} and {CUDA_EP} but no CUDA device answers (no NVIDIA driver loaded); "
+                    f"running on {CPU_EP}")
+    assert not list(tmp_path.iterdir())  # nothing was set up for TensorRT
+    gpu, _ = ort_execution_providers("jetson-orin-nano", "fp16", available=[TRT_EP, CUDA_EP, CPU_EP],
+                                     cache_dir=tmp_path, gpu_problem=_gpu)
+    assert gpu[0][0] == TRT_EP
 
 
 # --------------------------------------------------------------------------- real TensorRT
@@ -535,12 +571,14 @@ def test_real_engine_from_other_version_is_refused(tmp_path):
 
 
 def test_first_use_engine_is_built_once_into_the_cache_and_reused(tmp_path, monkeypatch):
-    """build_if_missing: the engine goes to the engine cache (bundle untouched) and is reused until TensorRT changes."""
+    """first_use_engine as engine_loader: the engine goes to the engine cache (bundle untouched) and is reused
+    until TensorRT changes; the runner finds a cached engine without asking the loader."""
     import dataclasses
     import json
     import sys
 
     import edgemask.export.engine as engine_mod
+    from edgemask.bundle.engines import engine_file_name
 
     monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
     b = _engine_bundle(tmp_path / "b", [_entry(device="jetson-nano", file="model.jetson-nano.fp16.trt8.2.engine")])
@@ -551,7 +589,7 @@ def test_first_use_engine_is_built_once_into_the_cache_and_reused(tmp_path, monk
         assert add_to_bundle is False and out_dir is not None
         version = sys.modules["tensorrt"].__version__
         e = _entry(device=device, precision=precision, tensorrt_version=version,
-                   file=engine_mod.engine_file_name(device, precision, version))
+                   file=engine_file_name(device, precision, version))
         path = Path(out_dir) / e.file
         path.write_bytes(ENGINE_BYTES)
         (path.parent / (path.name + ".json")).write_text(json.dumps(dataclasses.asdict(e)))
@@ -560,10 +598,13 @@ def test_first_use_engine_is_built_once_into_the_cache_and_reused(tmp_path, monk
 
     monkeypatch.setattr(engine_mod, "build_engine", fake_build)
     monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.3.0.26"))
-    r1 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")
-    r2 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")
+    load = engine_mod.first_use_engine
+    r1 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano", engine_loader=load)
+    r2 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # found in the cache, no loader needed
     assert builds == ["10.3.0.26"] and r1.engine_path == r2.engine_path
     assert (tmp_path / "cache") in r1.engine_path.parents and sorted(p.name for p in b.iterdir()) == before
     monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.4.0.1"))  # JetPack upgrade
-    r3 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")
+    with pytest.raises(BundleError, match="no TensorRT engine for device 'jetson-orin-nano'"):
+        TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano")  # the cached one is for 10.3
+    r3 = TensorRTRunner.from_bundle(b, "fp16", device="jetson-orin-nano", engine_loader=load)
     assert builds == ["10.3.0.26", "10.4.0.1"] and r3.entry.tensorrt_version == "10.4.0.1"

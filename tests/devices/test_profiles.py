@@ -81,6 +81,8 @@ def _edit(old: str, new: str) -> str:
     (_edit("[software]", "[softwere]"), "unknown table 'softwere' (did you mean 'software'?)"),
     (_edit("{width}", "{widht}"), "'camera.csi' has a bad placeholder"),
     (_edit("max_onnx_opset = 13", "max_onnx_opset = 3"), "'software.max_onnx_opset' is 3"),
+    (_edit('tensorrt = "8.2"', 'tensorrt = "8.2"\ntensorrt_also = ["ten"]'), "'software.tensorrt_also' is 'ten'"),
+    (_edit('tensorrt = "8.2"', 'tensorrt = "8.2"\ntensorrt_also = "8.5"'), "'software.tensorrt_also' should be list"),
     ("name = [", "is not valid TOML"),
 ])
 def test_bad_profiles_give_one_line_errors_naming_the_field(text, fragment):
@@ -230,3 +232,31 @@ def test_tensorrt_version_matches():
     assert not tensorrt_version_matches("8.5", "8.6.2")
     assert not tensorrt_version_matches("10.3", "10.30.0")
     assert not tensorrt_version_matches("", "10.3.0")
+
+
+@pytest.mark.parametrize("name,yes,no", [
+    # what each box really has: JetPack's TensorRT on Jetsons (no JetPack has 11), the pip wheels on x86
+    ("jetson-nano", ["8.2.1.8"], ["8.5.2.2", "10.3.0.30"]),
+    ("jetson-xavier-nx", ["8.5.2.2", "8.2.1.8"], ["8.6.2.3", "10.3.0.30"]),
+    ("jetson-orin-nano", ["10.3.0.30", "8.6.2.3", "8.5.2.2"], ["11.4.0.106", "10.16.1.11", "8.2.1.8"]),
+    ("jetson-agx-orin", ["10.3.0.30", "8.6.2.3"], ["11.4.0.106"]),
+    ("x86-cuda", ["10.3.0", "10.16.1.11", "11.4.0.106"], ["8.6.1", "12.0.0"]),
+    ("x86-cpu", [], ["10.3.0"]),
+])
+def test_each_profile_accepts_the_tensorrt_its_device_really_has(name, yes, no):
+    p = load_profile(name)
+    assert [v for v in yes if p.accepts_tensorrt(v)] == yes
+    assert [v for v in no if p.accepts_tensorrt(v)] == []
+
+
+def test_tensorrt_text_and_opsets_per_version():
+    orin = load_profile("jetson-orin-nano")
+    assert orin.tensorrt_versions == ("10.3", "8.6", "8.5")
+    assert orin.tensorrt_text() == "10.3 (JetPack 6.2), 8.6 or 8.5"
+    assert load_profile("jetson-nano").tensorrt_text() == "8.2 (JetPack 4.6.1)"
+    assert load_profile("x86-cuda").tensorrt_text() == "10 or 11"
+    # the parser of the TensorRT that really builds decides the opset warning
+    assert orin.max_onnx_opset_for("10.3.0.30") == 20 and orin.max_onnx_opset_for("8.5.2.2") == 17
+    assert load_profile("jetson-xavier-nx").max_onnx_opset_for("8.2.1.8") == 13
+    assert load_profile("x86-cuda").max_onnx_opset_for("11.4.0") == 20 and orin.max_onnx_opset_for(None) == 20
+    assert load_profile("x86-cuda").to_dict()["tensorrt_also"] == ["11"]

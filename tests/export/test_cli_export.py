@@ -155,15 +155,28 @@ def test_device_export_errors_come_before_any_work(app, runner, tiny_run, tiny_r
     res = runner.invoke(app, [*base, "--out", str(out), "--device", "jetson-orin-nano", "--engine"])
     assert res.exit_code == 1 and "TensorRT is not importable here" in res.stderr and "Traceback" not in res.output
     assert not out.exists()
+    # --engine with TensorRT but no GPU (trt.Builder raises): the same one line, before export and calibration
+    from fake_tensorrt import FakeTensorRT
+
+    import edgemask.backends.tensorrt.cuda_api as cuda_api
+
+    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)
+    monkeypatch.setitem(sys.modules, "tensorrt", FakeTensorRT("10.3.0.26", builder_fails=True))
+    res = runner.invoke(app, [*base, "--out", str(out), "--device", "jetson-orin-nano", "--engine"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: TensorRT 10.3.0.26 is installed but no CUDA device")
+    assert not out.exists()
 
 
 def test_export_for_device_builds_engines_after_the_bundle(tiny_run, tiny_recipe, tmp_path, monkeypatch):
     """The library call: export at the profile's opset, then hand every precision to the engine builder."""
+    import edgemask.backends.tensorrt.builder as B
     import edgemask.export.engine as E
     from edgemask.export.for_device import export_for_device
 
     calls = []
-    monkeypatch.setattr(E, "import_tensorrt", lambda: object())
+    monkeypatch.setattr(B, "require_build_gpu", lambda trt=None: object())
     monkeypatch.setattr(E, "build_engines_for_bundle",
                         lambda path, device, precisions, on_warning=None, **kw: calls.append(
                             (json.loads((Path(path) / "manifest.json").read_text())["opset"], device,

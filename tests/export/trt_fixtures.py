@@ -70,6 +70,10 @@ def onnx_models_fixture(tmp_path_factory) -> dict[str, Path]:
         "qop": (QuantFormat.QOperator, sym),
     }
     out = {"fp32": fp32}
+    from edgemask.export.quantize import fp16_from_onnx
+
+    fp16_from_onnx(fp32, d / "fp16.onnx")  # float16 inside, float32 I/O: what TensorRT 11 builds fp16 from
+    out["fp16"] = d / "fp16.onnx"
     for name, (fmt, extra) in variants.items():
         path = d / f"{name}.onnx"
         quantize_static(str(fp32), str(path), Reader(), quant_format=fmt, extra_options=extra, **q)
@@ -88,14 +92,18 @@ def calibration_cache_text(onnx_path: Path, version_code: int = 8502, algo: str 
 
 
 def write_bundle(root: Path, onnx_models: dict[str, Path], *, int8: str | None = "trt", cache: bool = True,
-                 signed: bool = False) -> Path:
-    """A minimal, hash-consistent bundle: model.fp32.onnx, optional model.int8.onnx and calibration cache."""
+                 signed: bool = False, fp16: bool = False) -> Path:
+    """A minimal, hash-consistent bundle: model.fp32.onnx, optional model.fp16.onnx, model.int8.onnx and
+    calibration cache."""
     from edgemask.bundle import BundleManifest, InputSpec, ModelEntry, Preprocessing
     from edgemask.utils.io import sha256_file
 
     root.mkdir(parents=True, exist_ok=True)
     files = {"model.fp32.onnx": onnx_models["fp32"].read_bytes()}
     models = [ModelEntry(file="model.fp32.onnx", precision="fp32", format="onnx", opset=17)]
+    if fp16:
+        files["model.fp16.onnx"] = onnx_models["fp16"].read_bytes()
+        models.append(ModelEntry(file="model.fp16.onnx", precision="fp16", format="onnx", opset=17))
     if int8:
         files["model.int8.onnx"] = onnx_models[int8].read_bytes()
         models.append(ModelEntry(file="model.int8.onnx", precision="int8", format="onnx", opset=17,

@@ -279,6 +279,25 @@ def test_onnxrt_on_a_gpu_build_gets_the_device_profile(tmp_path, video, tiny_bun
     assert "device" not in seen[0] and seen[1]["device"] == "jetson-xavier-nx"
 
 
+def test_tensorrt_backend_builds_a_missing_engine_on_first_use(tmp_path, video, tiny_bundle, monkeypatch):
+    """`edgemask run --backend tensorrt` passes the first-use builder to the runner (backends never import export)."""
+    import edgemask.backends as backends
+    from edgemask.errors import NotAvailableError
+    from edgemask.export.engine import first_use_engine
+    from edgemask.service import loop
+
+    seen = []
+
+    def spy(bundle, backend, precision, **opts):
+        seen.append(opts)
+        raise NotAvailableError("stop here")
+
+    monkeypatch.setattr(backends, "runner_from_bundle", spy)
+    with pytest.raises(NotAvailableError):
+        loop.make_runner(cfg_for(tmp_path, video, backend="tensorrt", bundle=str(tiny_bundle)))
+    assert seen == [{"engine_loader": first_use_engine}]
+
+
 class _FrozenCamera:
     """A camera whose driver returns the same buffer forever (frames keep coming, the picture never changes)."""
 

@@ -1,7 +1,16 @@
-"""TensorRT backend: engines built per device (``edgemask engine build``), run with pycuda or cuda-python.
+"""TensorRT backend: the one home of every module that imports ``tensorrt``, ``pycuda`` or ``cuda``.
 
-Nothing here imports ``tensorrt``, ``pycuda`` or ``cuda`` at import time; the
-registry name is "tensorrt" → :class:`~edgemask.backends.tensorrt.runner.TensorRTRunner`.
+* ``builder``: ``engine_from_onnx`` (TensorRT's builder), ``import_tensorrt``,
+  ``local_tensorrt_info``;
+* ``calibrator``: the legacy INT8 calibration cache and calibrator (8.x, 10.x);
+* ``runner``: :class:`~edgemask.backends.tensorrt.runner.TensorRTRunner`
+  (registry name "tensorrt"), which runs engines with pycuda or cuda-python
+  (``cuda_api``);
+* ``ort_providers``: ONNX Runtime's TensorRT/CUDA execution-provider options.
+
+Nothing here imports ``tensorrt``, ``pycuda`` or ``cuda`` at import time, and
+nothing here imports ``edgemask.export``: export plans engines and calls down
+into this package, never the other way round (tests/test_layering.py).
 """
 
 from __future__ import annotations

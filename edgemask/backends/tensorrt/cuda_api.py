@@ -45,6 +45,10 @@ class CudaApi(abc.ABC):
     def deactivate(self) -> None: ...
 
     @abc.abstractmethod
+    def device_count(self) -> int:
+        """CUDA devices the driver reports; raises when the driver does not answer."""
+
+    @abc.abstractmethod
     def compute_capability(self) -> str: ...
 
     @abc.abstractmethod
@@ -112,6 +116,10 @@ class PyCudaApi(CudaApi):
             self._ctx.detach()
             self._ctx = None
 
+    def device_count(self) -> int:
+        self._cuda.init()
+        return int(self._cuda.Device.count())
+
     def compute_capability(self) -> str:
         major, minor = self._device().compute_capability()
         return f"{major}.{minor}"
@@ -161,6 +169,17 @@ def _import_cudart() -> Any:
     return cudart
 
 
+#: The cuda-python runtime members CudaPythonApi uses, with the number of positional arguments it passes
+#: (tests/backends/test_tensorrt_conformance.py checks them against the real cuda-bindings wheel).
+CUDART_USED = (
+    ("cudaGetDeviceCount", 0), ("cudaSetDevice", 1), ("cudaGetDeviceProperties", 1), ("cudaMalloc", 1),
+    ("cudaFree", 1), ("cudaMallocHost", 1), ("cudaFreeHost", 1), ("cudaStreamCreate", 0),
+    ("cudaStreamDestroy", 1), ("cudaStreamSynchronize", 1), ("cudaMemcpyAsync", 5), ("cudaMemcpy", 4),
+    ("cudaMemcpyKind.cudaMemcpyHostToDevice", None), ("cudaMemcpyKind.cudaMemcpyDeviceToHost", None),
+    ("cudaError_t.cudaSuccess", None),
+)
+
+
 class CudaPythonApi(CudaApi):
     """cuda-python runtime API (``cudart``); every call returns ``(err, *values)``."""
 
@@ -173,7 +192,7 @@ class CudaPythonApi(CudaApi):
     def _ok(self, result: Any) -> Any:
         err, *rest = result if isinstance(result, tuple) else (result,)
         if err != self._rt.cudaError_t.cudaSuccess:
-            raise BackendError(f"CUDA call failed: {err}; check 'edgemask doctor' and the GPU driver")
+            raise BackendError(f"CUDA call failed: {getattr(err, 'name', err)}; check 'edgemask doctor' and the GPU driver")
         return rest[0] if len(rest) == 1 else rest
 
     def activate(self) -> None:
@@ -181,6 +200,10 @@ class CudaPythonApi(CudaApi):
 
     def deactivate(self) -> None:
         pass  # the primary context lives as long as the process; TensorRT shares it
+
+    def device_count(self) -> int:
+        # Without a driver, cuda-python 12.9/13.x answers (cudaErrorInsufficientDriver, None).
+        return int(self._ok(self._rt.cudaGetDeviceCount()))
 
     def _props(self) -> Any:
         return self._ok(self._rt.cudaGetDeviceProperties(0))
@@ -260,6 +283,30 @@ def get_cuda_api(prefer: str | None = None) -> CudaApi:
                             "(JetPack: pip install pycuda) or cuda-python (pip install cuda-python)")
 
 
+def cuda_device_problem(binding_only: bool = False) -> str | None:
+    """Why no CUDA device answers here (one line), or None when one does or nothing here can tell.
+
+    Asks the first CUDA binding that imports for its device count. With no
+    binding, a machine without an NVIDIA driver (no ``/proc/driver/nvidia``,
+    not a Tegra) has no device either, unless ``binding_only`` (then None:
+    the caller asks TensorRT itself).
+    """
+    try:
+        api = get_cuda_api()
+    except NotAvailableError:
+        if binding_only:
+            return None
+        from edgemask.devices.profiles import has_nvidia_gpu
+
+        return None if has_nvidia_gpu() else "no NVIDIA driver loaded: /proc/driver/nvidia/version is missing"
+    try:
+        n = api.device_count()
+    except Exception as e:  # BackendError from an error code, or the binding's own RuntimeError
+        text = str(e).strip()
+        return f"{api.name}: {text.splitlines()[0] if text else type(e).__name__}"
+    return None if n > 0 else f"{api.name} reports 0 CUDA devices"
+
+
 def cuda_binding_versions() -> dict[str, str | None]:
     """Installed version of each binding, None where it does not import."""
     out: dict[str, str | None] = {}
@@ -282,4 +329,5 @@ def cuda_binding_versions() -> dict[str, str | None]:
     return out
 
 
-__all__ = ["CudaApi", "CudaPythonApi", "DeviceBuffer", "PyCudaApi", "cuda_binding_versions", "get_cuda_api"]
+__all__ = ["CUDART_USED", "CudaApi", "CudaPythonApi", "DeviceBuffer", "PyCudaApi", "cuda_binding_versions", "cuda_device_problem",
+           "get_cuda_api"]

@@ -4,7 +4,11 @@ Pass the list from :func:`ort_execution_providers` to
 ``onnxruntime.InferenceSession(model, providers=...)``. ONNX Runtime then
 builds TensorRT engines itself; with the engine and timing caches on, the
 first session on a box pays the build once and later sessions load the cache
-(kept per device under ``engine_cache_dir()/ort/<device>``). The onnxrt
+(both kept per device under ``engine_cache_dir()/ort/<device>``; ONNX Runtime
+writes the timing cache to the working directory unless told otherwise).
+Where ONNX Runtime has the TensorRT/CUDA providers but no CUDA device answers
+(a GPU build of onnxruntime on a machine without a GPU), the list is the CPU
+provider alone, with a one-line warning, before any session is made. The onnxrt
 backend uses them with its ``device`` option
 (``runner_from_bundle(bundle, "onnxrt", "fp16", device="jetson-orin-nano")``);
 its ``providers`` option takes names only and runs ONNX Runtime's defaults.
@@ -16,7 +20,7 @@ INT8: ONNX Runtime's TensorRT provider uses the QDQ nodes of an int8 model
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from edgemask.devices.profiles import (
     DeviceProfile,
@@ -33,7 +37,8 @@ CPU_EP = "CPUExecutionProvider"
 def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16", *, input_name: str = "input",
                             input_size: int = 64, batch: Sequence[int] = (1, 8, 32), dla_core: int | None = None,
                             cache_dir: str | Path | None = None, available: Sequence[str] | None = None,
-                            device_id: int = 0) -> tuple[list[Any], list[str]]:
+                            device_id: int = 0, gpu_problem: Callable[[], str | None] | None = None
+                            ) -> tuple[list[Any], list[str]]:
     """Provider list (best first) for ``onnxruntime.InferenceSession`` and planning warnings.
 
     Args:
@@ -43,6 +48,8 @@ def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16"
         input_name, input_size, batch: the dynamic-batch profile TensorRT builds.
         available: ``onnxruntime.get_available_providers()``; providers not in
             it are left out (default: ask onnxruntime).
+        gpu_problem: returns why no CUDA device answers, or None; default
+            :func:`~edgemask.backends.tensorrt.cuda_api.cuda_device_problem`.
 
     Returns:
         (providers, warnings): providers are names or ``(name, options)``.
@@ -54,8 +61,17 @@ def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16"
         available = onnxruntime.get_available_providers()
     warnings: list[str] = []
     providers: list[Any] = []
+    if profile.has_tensorrt and (TRT_EP in available or CUDA_EP in available):
+        if gpu_problem is None:
+            from edgemask.backends.tensorrt.cuda_api import cuda_device_problem as gpu_problem
+        problem = gpu_problem()
+        if problem is not None:
+            gpu = [p for p in (TRT_EP, CUDA_EP) if p in available]
+            warnings.append(f"onnxruntime has {' and '.join(gpu)} but no CUDA device answers ({problem}); "
+                            f"running on {CPU_EP}")
+            return [CPU_EP], warnings
     if TRT_EP in available and profile.has_tensorrt:
-        from edgemask.export.engine import engine_cache_dir
+        from edgemask.bundle.engines import engine_cache_dir
 
         prec, w = plan_precision(profile, precision)
         warnings += w
@@ -75,6 +91,7 @@ def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16"
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),  # else ONNX Runtime writes it to the working directory
             "trt_profile_min_shapes": shape(batch[0]),
             "trt_profile_opt_shapes": shape(batch[1]),
             "trt_profile_max_shapes": shape(batch[2]),

@@ -19,12 +19,15 @@ Jetson Nano, the binding-index API (``set_binding_shape`` /
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Tuple
 
 import numpy as np
 
 from edgemask.backends.base import Runner
 from edgemask.errors import BackendError
+
+#: builds or fetches an engine a bundle lacks: (bundle, device, precision, dla_core) -> (path, ModelEntry)
+EngineLoader = Callable[[Any, str, str, Any], Tuple[Path, Any]]
 
 
 class _IOTensor:
@@ -107,13 +110,16 @@ class TensorRTRunner(Runner):
             import tensorrt  # noqa: F401
         except Exception as e:  # ImportError, or OSError from a broken install
             return False, (f"TensorRT is not installed here ({type(e).__name__}: {e}); it ships with JetPack, "
-                           "on x86 'pip install tensorrt pycuda' with a CUDA driver")
+                           "on x86 pip install 'edgemask[tensorrt]' with a CUDA driver")
         try:
-            from edgemask.backends.tensorrt.cuda_api import get_cuda_api
+            from edgemask.backends.tensorrt.cuda_api import cuda_device_problem, get_cuda_api
 
             get_cuda_api()
         except Exception as e:
             return False, str(e).splitlines()[0]
+        problem = cuda_device_problem()  # TensorRT and a binding, but no GPU: say so before any work
+        if problem is not None:
+            return False, f"TensorRT is installed but no CUDA device answers ({problem})"
         return True, ""
 
     def activate(self) -> "TensorRTRunner":
@@ -126,29 +132,33 @@ class TensorRTRunner(Runner):
     # -- construction from a bundle ---------------------------------------
     @classmethod
     def from_bundle(cls, bundle: Any, precision: str = "fp16", device: str | None = None, *,
-                    build_if_missing: bool = True, dla_core: int | None = None,
+                    engine_loader: EngineLoader | None = None, dla_core: int | None = None,
                     cuda_binding: str | None = None) -> "TensorRTRunner":
         """The runner for the bundle's engine for ``device`` (default: this machine's profile).
+
+        The engine is looked for in the bundle, then among the engines built
+        on first use in :func:`~edgemask.bundle.engines.engine_cache_dir`
+        for this TensorRT version; only then is ``engine_loader`` asked.
 
         Args:
             precision: wanted precision; an engine built for that request
                 at a lower precision (int8 → fp16 on a Nano) is accepted.
-            build_if_missing: when the bundle has no engine for this device,
-                build one on first use into
-                :func:`~edgemask.export.engine.engine_cache_dir` (the bundle
-                stays untouched, so signed/read-only bundles work) and reuse
-                it on later starts.
+            engine_loader: ``(bundle, device, precision, dla_core) -> (path,
+                ModelEntry)``, called when no engine is found, e.g.
+                :func:`edgemask.export.engine.first_use_engine`, which builds
+                one into the engine cache (the bundle stays untouched, so
+                signed/read-only bundles work).
             dla_core: prefer the engine built for this DLA core.
             cuda_binding: "pycuda" or "cuda-python" (default: the first that imports).
 
         Raises:
-            BundleError: no such engine and ``build_if_missing`` is False
-                (the message has the build command).
+            BundleError: no such engine and no ``engine_loader`` (the message
+                has the build command).
         """
         from edgemask.bundle import Bundle, load_bundle
+        from edgemask.bundle.engines import engine_entries, find_cached_engine, rebuild_command
         from edgemask.devices.profiles import PRECISIONS, detect_profile_name
         from edgemask.errors import BundleError
-        from edgemask.export.engine import engine_entries, rebuild_command
 
         if precision not in PRECISIONS:
             raise BackendError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
@@ -162,8 +172,15 @@ class TensorRTRunner(Runner):
         if entries:
             e = entries[0]
             return cls(bnd.path(e.file), bnd.input_size, len(bnd.class_names), e.precision, entry=e, **common)
-        if build_if_missing:
-            path, entry = _cached_engine(bnd, device, precision, dla_core)
+        from edgemask.backends.tensorrt.builder import import_tensorrt
+
+        # No engine in the bundle: only this machine's TensorRT can make or pick one (NotAvailableError here).
+        trt_version = str(import_tensorrt().__version__)
+        found = find_cached_engine(bnd, device, precision, dla_core, trt_version)
+        if found is None and engine_loader is not None:
+            found = engine_loader(bnd, device, precision, dla_core)
+        if found is not None:
+            path, entry = found
             return cls(path, bnd.input_size, len(bnd.class_names), entry.precision, entry=entry, **common)
         have = ", ".join(f"{m.device}:{m.precision}" for m in bnd.manifest.models if m.format == "tensorrt") or "none"
         raise BundleError(f"bundle {bnd.manifest.name!r} has no TensorRT engine for device {device!r} at precision "
@@ -172,10 +189,7 @@ class TensorRTRunner(Runner):
 
     # -- lifecycle ---------------------------------------------------------
     def _activate_impl(self) -> None:
-        from edgemask.export.engine import (
-            check_engine_compatible,
-            parse_engine_file_name,
-        )
+        from edgemask.bundle.engines import check_engine_compatible, parse_engine_file_name
 
         trt = self._trt_override
         if trt is None:
@@ -347,37 +361,4 @@ def _safe(fn: Any) -> Any:
         return None
 
 
-def _cached_engine(bundle: Any, device: str, precision: str, dla_core: int | None) -> tuple[Path, Any]:
-    """Engine for a bundle built on first use into the engine cache, reused while nothing changed.
-
-    The cache folder is keyed by bundle name, version and a hash over the
-    SHA-256 of all its files, so a re-exported bundle gets a fresh folder;
-    an engine from an older TensorRT (after a JetPack upgrade) is rebuilt.
-    """
-    import hashlib
-    import json
-
-    from edgemask.bundle import ModelEntry
-    from edgemask.export.engine import build_engine, engine_cache_dir, import_tensorrt
-
-    trt_version = str(import_tensorrt().__version__)
-    content = json.dumps(sorted((k, v.get("sha256")) for k, v in bundle.manifest.files.items())).encode()
-    key = hashlib.sha256(content).hexdigest()[:12]
-    cache_dir = engine_cache_dir() / f"{bundle.manifest.name}-v{bundle.manifest.version}-{key}"
-    for meta in sorted(cache_dir.glob("model.*.engine.json")):
-        try:
-            entry = ModelEntry(**json.loads(meta.read_text()))
-        except (ValueError, TypeError):
-            continue
-        if entry.device == device and entry.tensorrt_version == trt_version \
-                and (entry.precision == precision or entry.extra.get("requested_precision") == precision) \
-                and (dla_core is None or entry.extra.get("dla_core") == dla_core):
-            engine = meta.with_name(meta.name[:-len(".json")])
-            if engine.is_file():
-                return engine, entry
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    result = build_engine(bundle.root, device, precision, dla_core=dla_core, out_dir=cache_dir, add_to_bundle=False)
-    return result.path, result.entry
-
-
-__all__ = ["TensorRTRunner", "engine_io", "profile_batch_range"]
+__all__ = ["EngineLoader", "TensorRTRunner", "engine_io", "profile_batch_range"]
