@@ -57,7 +57,12 @@ def cache_dir() -> Path:
 def fetch_wheel(dist: str, version: str, dest: Path) -> Path:
     """The wheel for this interpreter, from the cache or ``pip download`` (the configured index)."""
     stem = dist.replace("-", "_") + "-" + version + "-"
-    found = sorted(dest.glob(stem + "*.whl"))
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+
+    def this_python() -> list[Path]:  # the cache may hold the same release built for another Python
+        return [w for w in sorted(dest.glob(stem + "*.whl")) if f"-{tag}-" in w.name or "-py3-" in w.name]
+
+    found = this_python()
     if not found:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-d", str(dest), f"{dist}=={version}"]
@@ -65,7 +70,7 @@ def fetch_wheel(dist: str, version: str, dest: Path) -> Path:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise Unavailable(f"pip download {dist}=={version} failed ({type(e).__name__})") from None
-        found = sorted(dest.glob(stem + "*.whl"))
+        found = this_python()
         if r.returncode != 0 or not found:
             last = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip() and "is ignored" not in ln][-1:]
             raise Unavailable(f"the package index has no {dist}=={version} wheel for Python "
@@ -151,7 +156,7 @@ def bindings_env(dist: str, version: str) -> dict[str, str]:
 def cuda_python_site() -> Path:
     """A folder holding the real ``cuda.bindings`` (cuda-python) and ``cuda.pathfinder``."""
     cache = cache_dir()
-    out = cache / "x-cuda-python"
+    out = cache / f"x-cuda-python-cp{sys.version_info[0]}{sys.version_info[1]}"
     if not (out / ".done").is_file():
         shutil.rmtree(out, ignore_errors=True)
         for dist, version in CUDA_WHEELS:
