@@ -2,14 +2,21 @@
 
 Usage::
 
-    python benchmarks/pipeline_fps.py [--bundle DIR] [--frames 300] [--backend onnxrt] [--precision fp32] [--json]
+    python benchmarks/pipeline_fps.py [--bundle DIR] [--detector-run RUN] [--frames 300] [--backend onnxrt]
+        [--precision fp32] [--only TEXT] [--json]
 
 The video is made here: synthetic scenes (``edgemask.data.synth.render_scene``)
 with 1–4 faces each, every scene held for 30 frames while it drifts
 sideways, written as MPEG-4 (mp4v) so decoding costs what a camera stream's
 would. Without ``--bundle`` an untrained default ``seed_cnn`` (64×64) is
 exported to a temporary bundle: classification time does not depend on the
-weights.
+weights. ``--detector-run`` (a run of ``edgemask detector train``) is
+exported into that bundle as its learned detector; a ``--bundle`` that has a
+detector uses its own. The learned-detector rows (``bundle detector ...``)
+run it at fp32 and int8 on the classifier's backend; without a detector
+they are skipped with a note. Its detection time does depend on the weights
+only through the number of faces it finds (decode, NMS, crops), so use a
+trained detector.
 
 Each configuration runs the real service loop (``run_service``): decode
 (reader thread) → detect → classify (all faces in one batch) → track/vote →
@@ -65,7 +72,7 @@ def make_video(path: Path, frames: int, seed: int = 0, hold: int = 30) -> dict:
     return {"frames": written, "faces_per_frame": round(sum(faces) / len(faces), 2)}
 
 
-def make_bundle(work: Path) -> Path:
+def make_bundle(work: Path, detector_run: str | None = None) -> Path:
     import torch
 
     from edgemask.data.labels import CLASS_NAMES
@@ -80,8 +87,9 @@ def make_bundle(work: Path) -> Path:
                                                      list(CLASS_NAMES)))
     recipe = work / "recipe.toml"
     recipe.write_text('source = "synth"\ncount = 32\nstratified = true\nseed = 0\n')
+    det = {"detector": detector_run} if detector_run else {}
     return export_bundle(work / "run", work / "bundle", calibration=str(recipe), precisions=("fp32", "int8"),
-                         opencv_check=False)
+                         opencv_check=False, **det)
 
 
 def run_config(video: Path, bundle: Path, work: Path, name: str, args: argparse.Namespace, **kw) -> dict:
@@ -108,15 +116,22 @@ def run_config(video: Path, bundle: Path, work: Path, name: str, args: argparse.
             "options": kw}
 
 
+FUSION = {"detector": "haar-fusion"}  # what 'auto' is for a bundle without a detector
+LEARNED = {"detector": "bundle"}
 CONFIGS = [
     # name, options, live
-    ("default: fusion 1 view/frame, 320 px, sync", {}, False),
-    ("default, async detector", {"detect_mode": "async"}, False),
-    ("live 30 FPS camera, auto (= async)", {}, True),
-    ("live 30 FPS camera, sync", {"detect_mode": "sync"}, True),
+    ("bundle detector fp32, sync", {**LEARNED, "detector_precision": "fp32"}, False),
+    ("bundle detector int8, sync", {**LEARNED, "detector_precision": "int8"}, False),
+    ("bundle detector fp32, every 2nd frame, sync", {**LEARNED, "detector_precision": "fp32", "detect_every": 2},
+     False),
+    ("live 30 FPS camera, bundle detector fp32, auto", {**LEARNED, "detector_precision": "fp32"}, True),
+    ("fusion 1 view/frame, 320 px, sync", dict(FUSION), False),
+    ("fusion, async detector", {**FUSION, "detect_mode": "async"}, False),
+    ("live 30 FPS camera, fusion, auto (= async)", dict(FUSION), True),
+    ("live 30 FPS camera, fusion, sync", {**FUSION, "detect_mode": "sync"}, True),
     ("haar frontal only, sync", {"detector": "haar"}, False),
-    ("fusion, detect every 2nd frame, sync", {"detect_every": 2}, False),
-    ("fusion at full 640 px, sync", {"detect_width": 0}, False),
+    ("fusion, detect every 2nd frame, sync", {**FUSION, "detect_every": 2}, False),
+    ("fusion at full 640 px, sync", {**FUSION, "detect_width": 0}, False),
     ("no detector (fixed ROI)", {"detector": "none", "roi": "200,120,240,240"}, False),
 ]
 
@@ -124,6 +139,7 @@ CONFIGS = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", help="bundle to classify with (default: build a temporary one)")
+    ap.add_argument("--detector-run", help="detector run to export into the temporary bundle (learned-detector rows)")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--backend", default="onnxrt")
     ap.add_argument("--precision", default="fp32")
@@ -138,11 +154,19 @@ def main() -> None:
         work = Path(tmp)
         video = work / "scene.mp4"
         stats = make_video(video, args.frames)
-        bundle = Path(args.bundle) if args.bundle else make_bundle(work)
+        bundle = Path(args.bundle) if args.bundle else make_bundle(work, args.detector_run)
+        from edgemask.bundle import load_manifest
+
+        has_detector = load_manifest(bundle).detector is not None
+        if not has_detector:
+            print("note: the bundle has no learned detector: 'bundle detector' rows skipped (pass --detector-run RUN, "
+                  "or a --bundle exported with --detector)")
         load0 = os.getloadavg()[0]
         rows = []
         for name, opts, live in CONFIGS:
             if args.only and args.only not in name:
+                continue
+            if opts.get("detector") == "bundle" and not has_detector:
                 continue
             rows.append(run_config(video, bundle, work, f"c{len(rows)}", args, live=live, **opts))
             rows[-1]["config"] = name

@@ -94,3 +94,22 @@ def png_bomb():
     from hostile_files import png_bomb_bytes
 
     return png_bomb_bytes
+
+
+# --------------------------------------------------------------------------- the learned face detector
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_run(tmp_path_factory):
+    """A narrow facedet (128x96) trained for a few seconds on generated scenes (tests/detector_assets.py)."""
+    from detector_assets import train_tiny_detector
+
+    return train_tiny_detector(tmp_path_factory.mktemp("tiny_detector") / "det")
+
+
+@pytest.fixture(scope="session")
+def detector_bundle(tmp_path_factory, tiny_detector_run):
+    """A tiny classifier and ``tiny_detector_run`` exported into one bundle at fp32, fp16 and int8 (read-only use)."""
+    from detector_assets import make_detector_bundle
+
+    return make_detector_bundle(tmp_path_factory.mktemp("detector_bundle"), tiny_detector_run)

@@ -119,6 +119,9 @@ CASES = {
     "eval": (["eval", "runs/NAME", "--data", "data/synth"], [], 0),
     "export": (["export", "runs/NAME", "--out", "export/{tag}", "--precision", "fp32,fp16,int8",
                 "--calibration", "default"], ["export/{tag}/manifest.json"], 0),
+    "export --detector": (["export", "runs/NAME", "--out", "export/det-{tag}", "--detector", "runs/det",
+                           "--precision", "fp32,int8", "--detector-calibration-count", "8"],
+                          ["export/det-{tag}/manifest.json", "export/det-{tag}/detector/model.int8.onnx"], 0),
     "detector train": (["detector", "train", "--data", "data/synth", "--out", "runs/det-{tag}", "--epochs", "3",
                         "--input-width", "96", "--input-height", "64", "--batch-size", "4"],
                        ["runs/det-{tag}/weights.safetensors", "runs/det-{tag}/model.json",
@@ -151,7 +154,8 @@ CASES = {
 
 NEEDS_FLEET = {"keys generate", "bundle sign"}
 
-SLOW_ON_PTY = {"detector train", "train", "export", "export --device", "stability", "attack", "compare"}
+SLOW_ON_PTY = {"detector train", "train", "export", "export --device", "export --detector", "stability", "attack",
+               "compare"}
 
 
 def _params():
@@ -230,6 +234,8 @@ def _readme_commands() -> list:
                 name += " " + words[1]
             if name == "export" and "--device" in words:
                 name = "export --device"
+            if name == "export" and "--detector" in words:
+                name = "export --detector"
             names.append(name)
     return names
 

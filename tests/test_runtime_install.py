@@ -82,6 +82,7 @@ WORKSTATION_ONLY = [
     "edgemask.data.realfaces",
     "edgemask.export.bundle_writer",
     "edgemask.export.calibration",
+    "edgemask.export.detector_export",
     "edgemask.export.for_device",
     "edgemask.export.onnx_export",
     "edgemask.export.quantize",

@@ -4,7 +4,9 @@ A Runner is cheap to construct; heavy resources (sessions, engines, CUDA
 contexts) exist only between :meth:`activate` and :meth:`deactivate`. Use it as
 a context manager. :meth:`infer` takes either float32 NCHW pixels in [0, 1]
 or uint8 NHWC RGB images, validates them against the bundle's input spec,
-times the call, and returns float32 logits (N, K). Backends implement the
+times the call, and returns float32 logits (N, K) -- or, for a bundle's face
+detector (``Bundle.detector_view()``), its dense head (N, 5, h, w) on
+rectangular (H, W) inputs; :meth:`Runner.shape_io` sets those shapes. Backends implement the
 small ``*_impl`` hooks only, so every backend raises the same errors.
 """
 
@@ -33,6 +35,33 @@ class Runner(abc.ABC):
         self.precision = precision
         self.active = False
         self.latencies_ms: list[float] = []
+        self._input_hw: tuple[int, int] | None = None
+        self._output_tail: tuple[int, ...] | None = None
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(H, W) of an input image: square (``input_size``) for a classifier."""
+        return self._input_hw or (self.input_size, self.input_size)
+
+    @property
+    def output_tail(self) -> tuple[int, ...]:
+        """The output's shape after the batch axis: (K,) logits, or a detector head (5, h, w)."""
+        return self._output_tail or (self.num_classes,)
+
+    def shape_io(self, input_hw: Any, output_tail: Any) -> "Runner":
+        """Set a non-square input and a non-logits output (a detector's); returns self.
+
+        Call before :meth:`activate` (backends size their buffers there).
+        """
+        self._input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self._output_tail = tuple(int(v) for v in output_tail)
+        return self
+
+    def shaped_like(self, bundle: Any) -> "Runner":
+        """:meth:`shape_io` from a bundle (or its detector view); what every ``from_bundle`` ends with."""
+        hw = getattr(bundle, "input_hw", None)
+        tail = getattr(bundle, "output_tail", None)
+        return self.shape_io(hw, tail) if hw is not None and tail is not None else self
 
     # -- availability ----------------------------------------------------
     @classmethod
@@ -75,14 +104,14 @@ class Runner(abc.ABC):
             pass
         if not isinstance(batch, np.ndarray):
             raise BackendError(f"infer() takes a numpy array or torch tensor, got {type(batch).__name__}")
-        s = self.input_size
+        h, w = self.input_hw
         if batch.dtype == np.uint8:
-            if batch.ndim != 4 or batch.shape[1:] != (s, s, 3):
-                raise BackendError(f"uint8 input must be NHWC (N, {s}, {s}, 3) RGB, got shape {tuple(batch.shape)}")
+            if batch.ndim != 4 or batch.shape[1:] != (h, w, 3):
+                raise BackendError(f"uint8 input must be NHWC (N, {h}, {w}, 3) RGB, got shape {tuple(batch.shape)}")
             batch = batch.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
         elif batch.dtype in (np.float32, np.float64, np.float16):
-            if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
-                raise BackendError(f"float input must be NCHW (N, 3, {s}, {s}) in [0,1], got shape {tuple(batch.shape)}")
+            if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
+                raise BackendError(f"float input must be NCHW (N, 3, {h}, {w}) in [0,1], got shape {tuple(batch.shape)}")
             batch = batch.astype(np.float32, copy=False)
             if batch.size and (float(batch.min()) < -1e-3 or float(batch.max()) > 1.0 + 1e-3):
                 raise BackendError(f"float input must lie in [0, 1] (got {float(batch.min()):.3g}..{float(batch.max()):.3g}); "
@@ -94,15 +123,15 @@ class Runner(abc.ABC):
         return np.ascontiguousarray(batch)
 
     def infer(self, batch: Any) -> np.ndarray:
-        """Logits (N, K) float32 for a batch of images (see :meth:`prepare`)."""
+        """Logits (N, K) float32 -- or the detector head (N, *output_tail) -- for a batch of images (see :meth:`prepare`)."""
         if not self.active:
             raise BackendError(f"{self.name} runner is not active; use 'with runner:' or call activate() first")
         x = self.prepare(batch)
         t0 = time.perf_counter()
         out = np.asarray(self._infer_impl(x), dtype=np.float32)
         self.latencies_ms.append((time.perf_counter() - t0) * 1e3)
-        if out.shape != (x.shape[0], self.num_classes):
-            raise BackendError(f"{self.name} returned shape {out.shape}, expected {(x.shape[0], self.num_classes)}; "
+        if out.shape != (x.shape[0],) + self.output_tail:
+            raise BackendError(f"{self.name} returned shape {out.shape}, expected {(x.shape[0],) + self.output_tail}; "
                                "the model file does not match the bundle's manifest")
         return out
 

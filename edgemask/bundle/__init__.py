@@ -5,13 +5,14 @@ from edgemask.bundle.manifest import (
     MANIFEST_NAME,
     PRECISIONS,
     BundleManifest,
+    DetectorEntry,
     InputSpec,
     ModelEntry,
     Preprocessing,
     load_manifest,
 )
 
-__all__ = ["BUNDLE_FORMAT", "MANIFEST_NAME", "PRECISIONS", "BundleManifest", "InputSpec", "ModelEntry",
+__all__ = ["BUNDLE_FORMAT", "MANIFEST_NAME", "PRECISIONS", "BundleManifest", "DetectorEntry", "InputSpec", "ModelEntry",
            "Preprocessing", "load_manifest"]
 from edgemask.bundle.bundle import Bundle, load_bundle, verify_bundle  # noqa: E402
 

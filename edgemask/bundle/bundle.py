@@ -2,20 +2,58 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Tuple
 
 from edgemask.bundle.manifest import MANIFEST_NAME, BundleManifest, ModelEntry, load_manifest
+
+#: The two models a bundle may hold; ``Bundle.part`` says which one a Bundle object describes.
+PARTS = ("classifier", "detector")
 from edgemask.errors import BundleError
 from edgemask.utils.io import sha256_file
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A bundle on disk: its root folder and its parsed manifest."""
+    """A bundle on disk: its root folder and its parsed manifest.
+
+    ``part`` is ``"classifier"`` for a loaded bundle; :meth:`detector_view`
+    gives the same folder seen as its detector (the manifest's ``detector``
+    entry in the shape of a classifier's manifest), so every runner's
+    ``from_bundle`` and the engine builder run the detector's files unchanged.
+    """
 
     root: Path
     manifest: BundleManifest
+    part: str = "classifier"
+    #: the whole manifest, also in a detector view (its ``manifest`` is the detector's)
+    full_manifest: BundleManifest | None = None
+
+    @property
+    def has_detector(self) -> bool:
+        return (self.full_manifest or self.manifest).detector is not None
+
+    def detector_view(self) -> "Bundle":
+        """This bundle seen as its detector.
+
+        Raises:
+            BundleError: the bundle has no detector (the message says how to add one).
+        """
+        if self.part == "detector":
+            return self
+        det = self.manifest.detector
+        if det is None:
+            raise BundleError(f"bundle {self.manifest.name!r} ({self.root}) has no face detector; re-export it with "
+                              "'edgemask export RUN --detector DET_RUN' (a run of 'edgemask detector train'), or "
+                              "choose --detector haar-fusion")
+        m = self.manifest
+        view = dataclasses.replace(
+            m, name=f"{m.name}.detector", arch=det.arch, arch_args=dict(det.arch_args), class_names=["face"],
+            input=det.input, preprocessing=det.preprocessing, models=list(det.models), golden=det.golden,
+            calibration=det.calibration, detector=None, source_run=det.source_run)
+        return Bundle(root=self.root, manifest=view, part="detector", full_manifest=m)
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file named in the manifest (never outside the bundle)."""
@@ -51,6 +89,21 @@ class Bundle:
     def input_size(self) -> int:
         return self.manifest.input.size
 
+    @property
+    def input_hw(self) -> Tuple[int, int]:
+        """(H, W) of the model input (square for the classifier)."""
+        shape = self.manifest.input.shape
+        return int(shape[-2]), int(shape[-1])
+
+    @property
+    def output_tail(self) -> Tuple[int, ...]:
+        """The model output's shape after the batch axis: (K,) logits, or the detector's (5, h, w) head."""
+        if self.part == "detector":
+            det = (self.full_manifest or self.manifest).detector
+            assert det is not None
+            return tuple(int(v) for v in det.output["shape"][1:])
+        return (len(self.manifest.class_names),)
+
 
 def verify_bundle(bundle_dir: str | Path) -> list[str]:
     """Check the manifest and the SHA-256 of every file it lists.
@@ -72,7 +125,7 @@ def verify_bundle(bundle_dir: str | Path) -> list[str]:
         digest = sha256_file(p)
         if digest != meta.get("sha256"):
             problems.append(f"{rel}: SHA-256 {digest[:12]}… does not match the manifest's {str(meta.get('sha256'))[:12]}…")
-    for m in manifest.models:
+    for m in manifest.all_models():
         if m.file not in manifest.files:
             problems.append(f"{m.file}: model listed without a hash in 'files'")
     return problems
@@ -111,4 +164,4 @@ def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
     return Bundle(root=root, manifest=manifest)
 
 
-__all__ = ["Bundle", "MANIFEST_NAME", "load_bundle", "model_problems", "verify_bundle"]
+__all__ = ["PARTS", "Bundle", "MANIFEST_NAME", "load_bundle", "model_problems", "verify_bundle"]

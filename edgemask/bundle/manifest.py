@@ -66,6 +66,72 @@ class ModelEntry:
 
 
 @dataclass
+class DetectorEntry:
+    """The bundle's learned face detector (``manifest["detector"]``), beside the classifier.
+
+    Its files live under ``detector/`` and are hashed in the manifest's
+    ``files`` like every other file. The graph ends at the dense head; a
+    consumer letterboxes the frame as ``letterbox`` says, runs a model of
+    ``models`` and decodes with ``decode`` (:mod:`edgemask.vision.facedet_decode`).
+    """
+
+    arch: str
+    arch_args: dict[str, Any]
+    input: InputSpec                          # shape ["N", 3, H, W]
+    output: dict[str, Any]                    # {"name", "shape": ["N", 5, h, w], "channels": [...], "stride"}
+    letterbox: dict[str, Any]                 # {"align": "top-left", "pad_value": 114, "resize": ...}
+    preprocessing: Preprocessing
+    decode: dict[str, Any]                    # DecodeParams: stride, score_threshold, nms_iou, top_k, min_side
+    models: list[ModelEntry]
+    golden: dict[str, Any] | None = None      # {"inputs", "outputs", "count", "tolerance": {precision: {...}}}
+    calibration: dict[str, Any] | None = None  # {"source", "count", "seed", "images_sha256", "table", "cache", ...}
+    source_run: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # data sets and held-out split of the run
+
+    @property
+    def width(self) -> int:
+        return int(self.input.shape[-1])
+
+    @property
+    def height(self) -> int:
+        return int(self.input.shape[-2])
+
+    def model(self, precision: str, format: str = "onnx", device: str | None = None) -> ModelEntry:
+        """The detector model of a precision/format; a BundleError naming what exists otherwise."""
+        for m in self.models:
+            if m.precision == precision and m.format == format and (device is None or m.device == device):
+                return m
+        have = ", ".join(f"{m.format}:{m.precision}" + (f"@{m.device}" if m.device else "") for m in self.models)
+        raise BundleError(f"the bundle's detector has no {format} model at precision {precision!r} (it has: {have}); "
+                          f"re-export with --precision {precision}")
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "manifest") -> "DetectorEntry":
+        if not isinstance(d, dict):
+            raise BundleError(f"{where} field 'detector' is not a JSON object; re-export the bundle")
+        required = {"arch": str, "arch_args": dict, "input": dict, "output": dict, "letterbox": dict,
+                    "preprocessing": dict, "decode": dict, "models": list}
+        for key, typ in required.items():
+            if not isinstance(d.get(key), typ):
+                raise BundleError(f"{where} detector entry has no valid {key!r} ({typ.__name__}); re-export the bundle")
+        try:
+            models = [ModelEntry(**m) for m in d["models"]]
+            inp = InputSpec(**d["input"])
+            pre = Preprocessing(**d["preprocessing"])
+        except TypeError as e:
+            raise BundleError(f"{where} has a malformed detector entry ({e}); re-export the bundle") from None
+        for m in models:
+            if m.precision not in PRECISIONS:
+                raise BundleError(f"{where} lists detector model {m.file} with unknown precision {m.precision!r}; "
+                                  f"expected one of {', '.join(PRECISIONS)}")
+        if len(inp.shape) != 4:
+            raise BundleError(f"{where} detector input shape {inp.shape} is not [N, 3, H, W]; re-export the bundle")
+        kw = {k: d[k] for k in d if k in cls.__dataclass_fields__}
+        kw.update(models=models, input=inp, preprocessing=pre)
+        return cls(**kw)
+
+
+@dataclass
 class BundleManifest:
     """``manifest.json``. Field order is the order in the file."""
 
@@ -83,6 +149,7 @@ class BundleManifest:
     opset: int | None = None
     golden: dict[str, Any] | None = None      # {"inputs", "outputs", "count", "tolerance": {precision: max abs logit diff}}
     calibration: dict[str, Any] | None = None  # {"recipe", "recipe_sha256", "images_sha256", "count", "method", "table", "cache"}
+    detector: DetectorEntry | None = None     # the learned face detector, when exported with one
     signature: dict[str, Any] | None = None   # {"key_id", "algorithm", "file"} once signed
     source_run: str | None = None
     format: str = BUNDLE_FORMAT
@@ -171,7 +238,21 @@ class BundleManifest:
             c.str_(d["source_run"], "source_run")
         kw = {k: d[k] for k in d if k in cls.__dataclass_fields__}
         kw.update(models=models, input=inp, preprocessing=pre, schema_version=sv)
+        if d.get("detector") is not None:
+            det = DetectorEntry.from_dict(d["detector"], where)
+            for i, dm in enumerate(det.models):
+                c.path_(dm.file, f"detector.models[{i}].file")
+            for part, keys in (("golden", _GOLDEN_PATHS), ("calibration", _CALIBRATION_PATHS)):
+                sub = getattr(det, part) or {}
+                for k in keys:
+                    if isinstance(sub, dict) and sub.get(k) is not None:
+                        c.path_(sub[k], f"detector.{part}.{k}")
+            kw["detector"] = det
         return cls(**kw)
+
+    def all_models(self) -> list[ModelEntry]:
+        """The classifier's models and the detector's."""
+        return list(self.models) + (list(self.detector.models) if self.detector else [])
 
     def named_paths(self) -> list[tuple[str, str]]:
         """(field, relative path) of every file the manifest names (files, models, golden, calibration, signature)."""
@@ -185,6 +266,11 @@ class BundleManifest:
                 out.append((f"calibration.{k}", self.calibration[k]))
         if self.signature and isinstance(self.signature.get("file"), str):
             out.append(("signature.file", self.signature["file"]))
+        if self.detector:
+            out += [(f"detector.models[{i}].file", m.file) for i, m in enumerate(self.detector.models)]
+            for part, keys in (("golden", _GOLDEN_PATHS), ("calibration", _CALIBRATION_PATHS)):
+                sub = getattr(self.detector, part) or {}
+                out += [(f"detector.{part}.{k}", sub[k]) for k in keys if isinstance(sub.get(k), str)]
         return out
 
 

@@ -56,6 +56,41 @@ def models_table(m: BundleManifest, title: str | None = None):
     return t
 
 
+def detector_table(m: BundleManifest):
+    """The face detector's models: parity with torch (heatmap, decoded boxes) against the golden tolerance."""
+    from rich.table import Table
+
+    d = m.detector
+    assert d is not None
+    t = Table(title=f"detector {d.arch} {d.width}x{d.height} (stride {d.output.get('stride')}, score >= "
+                    f"{d.decode.get('score_threshold')}, NMS IoU {d.decode.get('nms_iou')})")
+    for col, just in (("precision", "left"), ("file", "left"), ("format", "left"), ("size KiB", "right"),
+                      ("max |Δheat| vs torch", "right"), ("boxes alike", "right"), ("tolerance", "left"),
+                      ("notes", "left")):
+        t.add_column(col, justify=just)
+    tol = (d.golden or {}).get("tolerance") or {}
+    for e in d.models:
+        x = e.extra or {}
+        par = x.get("parity_vs_torch") or {}
+        alike = _pct(par.get("box_agreement")) if par else "-"
+        if x.get("parity_vs_fp32_calibration_scenes"):
+            alike += f" (calib. scenes {_pct(x['parity_vs_fp32_calibration_scenes'].get('box_agreement'))})"
+        tp = tol.get(e.precision) if e.format == "onnx" else None
+        tol_s = (f"Δheat ≤ {_sci(tp.get('heat_max_abs'))}, boxes ≥ {_pct(tp.get('box_agreement'))}"
+                 if isinstance(tp, dict) else "-")
+        notes = []
+        if e.quantization:
+            notes.append(f"{e.quantization.get('format', '?')} {e.quantization.get('method', '?')}")
+        cv = x.get("opencv")
+        if isinstance(cv, dict):
+            notes.append(f"OpenCV {'ok' if cv.get('ok') else 'FAILED'}")
+        if e.device:
+            notes.append(f"device {e.device}")
+        t.add_row(e.precision, e.file, e.format, _kib(m.files.get(e.file, {}).get("bytes")),
+                  _sci(par.get("heat_max_abs")) if par else "-", alike, tol_s, "; ".join(notes))
+    return t
+
+
 def manifest_renderables(m: BundleManifest) -> list[Any]:
     """Everything ``bundle show`` prints: summary, models, preprocessing, calibration, files."""
     from rich.table import Table
@@ -86,6 +121,8 @@ def manifest_renderables(m: BundleManifest) -> list[Any]:
     s.add_row("signature", "unsigned" if not m.signature else f"{m.signature.get('algorithm')} key {m.signature.get('key_id')}")
     out.append(s)
     out.append(models_table(m))
+    if m.detector is not None:
+        out.append(detector_table(m))
     if m.calibration:
         c = m.calibration
         ct = Table(title="calibration", show_header=False)

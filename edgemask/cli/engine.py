@@ -39,18 +39,24 @@ def build_cmd(
     print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Print the equivalent trtexec command and exit without building (no TensorRT needed)."),
     tensorrt: Optional[str] = typer.Option(None, "--tensorrt", help="With --print-trtexec: plan for this TensorRT (e.g. 11.4; 11 has no --fp16/--int8). Default: the profile's."),
     verbose: bool = typer.Option(False, "--verbose", help="TensorRT verbose log."),
+    model: str = typer.Option("all", "--model", help="classifier, detector (the bundle's face detector), or all: "
+                              "the classifier and, when the bundle has one, the detector."),
 ) -> None:
-    """Build a TensorRT engine for DEVICE and add it to the bundle (run it on the device).
+    """Build TensorRT engines for DEVICE and add them to the bundle (run it on the device).
 
-    Python: edgemask.export.engine.build_engine(bundle, device, precision)
+    With a face detector in the bundle, its engine is built too (--model all, the default), by the same builder.
+
+    Python: edgemask.export.engine.build_engine(bundle, device, precision, part="classifier"|"detector")
     """
     with run_cli():
         from edgemask.bundle.engines import default_timing_cache
         from edgemask.export.engine import build_engine, engine_build_command, plan_engine_build
 
         from edgemask.errors import ConfigError
+        from edgemask.export.engine import bundle_parts
 
         b = _parse_batch(batch)
+        parts = bundle_parts(bundle, model)
         if tensorrt and not print_trtexec:
             raise ConfigError("--tensorrt only goes with --print-trtexec; a build uses this machine's TensorRT")
         if print_trtexec:
@@ -59,12 +65,13 @@ def build_cmd(
             if tensorrt and not load_profile(device).accepts_tensorrt(tensorrt):
                 raise ConfigError(f"device {device!r} does not run TensorRT {tensorrt} (it runs "
                                   f"{load_profile(device).tensorrt_text()})")
-            plan = plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
-                                     workspace_mib=workspace, tensorrt_version=tensorrt)
-            for w in plan.warnings:
-                err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-            tc = None if no_timing_cache else (timing_cache or default_timing_cache(plan.device, plan.tensorrt))
-            typer.echo(engine_build_command(plan, timing_cache=tc))
+            for part in parts:
+                plan = plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
+                                         workspace_mib=workspace, tensorrt_version=tensorrt, part=part)
+                for w in plan.warnings:
+                    err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+                tc = None if no_timing_cache else (timing_cache or default_timing_cache(plan.device, plan.tensorrt))
+                typer.echo(engine_build_command(plan, timing_cache=tc))
             return
         tc_opt = False if no_timing_cache else (timing_cache or True)
 
@@ -78,16 +85,20 @@ def build_cmd(
 
         seen: list = []
         warn = once_each(warn, seen)
-        for w in plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
-                                   workspace_mib=workspace).warnings:
-            warn(w)
+        for part in parts:  # every plan (and its bundle errors) before TensorRT is imported
+            for w in plan_engine_build(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
+                                       workspace_mib=workspace, part=part).warnings:
+                warn(w)
         require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line
-        with console.status(f"building {precision} engine for {device} (minutes on a Jetson)"):
-            result = build_engine(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
-                                  workspace_mib=workspace, timing_cache=tc_opt, verbose=verbose, on_warning=warn)
-        e = result.entry
-        console.print(f"[green]built[/] {result.path} ({e.precision}, TensorRT {e.tensorrt_version}, "
-                      f"compute capability {e.compute_capability}, {result.built.build_seconds:.1f} s)", highlight=False)
+        for part in parts:
+            with console.status(f"building {precision} {part} engine for {device} (minutes on a Jetson)"):
+                result = build_engine(bundle, device, precision, dla_core=dla_core, int8_mode=int8_mode, batch=b,
+                                      workspace_mib=workspace, timing_cache=tc_opt, verbose=verbose, on_warning=warn,
+                                      part=part)
+            e = result.entry
+            console.print(f"[green]built[/] {part} {result.path} ({e.precision}, TensorRT {e.tensorrt_version}, "
+                          f"compute capability {e.compute_capability}, {result.built.build_seconds:.1f} s)",
+                          highlight=False)
 
 
 def check_qdq_cmd(

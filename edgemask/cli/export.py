@@ -13,7 +13,9 @@ _D = ExportConfig()
 
 _STAGE_LABELS = {"load": "loading run + recipe", "calibration set": "selecting calibration images",
                  "fp32": "fp32 ONNX export + check", "opencv": "OpenCV DNN check", "fp16": "fp16 conversion",
-                 "int8": "int8 calibration + QDQ", "write": "golden set, manifest, verify"}
+                 "int8": "int8 calibration + QDQ", "detector scenes": "detector: calibration scenes",
+                 "detector fp32": "detector: fp32 ONNX + parity", "detector fp16": "detector: fp16 + parity",
+                 "detector int8": "detector: int8 QDQ + parity", "write": "golden set, manifest, verify"}
 
 
 def export_cmd(
@@ -43,11 +45,22 @@ def export_cmd(
     trt_cache_version: int = typer.Option(_D.trt_cache_version,
                                           help="TensorRT version in the legacy calibration cache header (8.2.1 → 8201)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the bundle in --out (its version goes up by one)."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Run folder of 'edgemask detector train': its face "
+                                           "detector goes into the same bundle at the same precisions."),
+    detector_calibration: str = typer.Option(_D.detector_calibration, "--detector-calibration",
+                                             help="Scenes that calibrate the detector's int8 model (whole frames, "
+                                                  "letterboxed): synth, or a VOC / 'data synth' folder."),
+    detector_calibration_count: int = typer.Option(_D.detector_calibration_count, "--detector-calibration-count",
+                                                   help="Scenes in the detector's calibration set."),
+    detector_golden_count: int = typer.Option(_D.detector_golden_count, "--detector-golden-count",
+                                              help="Golden scenes stored for the detector's self-tests."),
 ) -> None:
     """Export a trained run as a bundle: ONNX fp32/fp16/int8 (QDQ), calibration table, golden set, manifest.
 
     With --device the export targets one device profile; with --engine it
     also builds that device's TensorRT engines (run it on the device).
+    With --detector the bundle also holds the learned face detector, which
+    'edgemask run' then uses by default.
 
     Python: edgemask.export.export_bundle(RUN, OUT, precisions="fp32,fp16,int8", calibration="default");
     for a device: edgemask.export.for_device.export_for_device(RUN, OUT, "jetson-orin-nano", engine=True)
@@ -78,6 +91,10 @@ def export_cmd(
             options = dict(calibration=calibration, name=name, method=calibration_method, overwrite=overwrite,
                            progress=cb, int8_target=int8_target, percentile=percentile, golden_count=golden_count,
                            opencv_check=opencv_check, simplify=simplify, trt_cache_version=trt_cache_version)
+            if detector:
+                options.update(detector=detector, detector_calibration=detector_calibration,
+                               detector_calibration_count=detector_calibration_count,
+                               detector_golden_count=detector_golden_count)
             if device:
                 from edgemask.export.for_device import export_for_device
 
@@ -92,6 +109,10 @@ def export_cmd(
                 path = export_bundle(run, out, precisions=precision, opset=opset or _D.opset, **options)
         m = load_manifest(path)
         console.print(models_table(m, title=f"bundle {m.name} v{m.version} (opset {m.opset})"))
+        if m.detector is not None:
+            from edgemask.bundle.show import detector_table
+
+            console.print(detector_table(m))
         for e in m.models:
             cv = (e.extra or {}).get("opencv")
             if isinstance(cv, dict) and not cv.get("ok"):

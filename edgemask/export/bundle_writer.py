@@ -24,7 +24,8 @@ from edgemask.export.config import CALIBRATION_METHODS, EXPORT_PRECISIONS, Expor
 
 # progress(stage, done, total, info): stage is one of STAGES; done == total marks the end of a stage.
 ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
-STAGES = ("load", "calibration set", "fp32", "opencv", "fp16", "int8", "write")
+STAGES = ("load", "calibration set", "fp32", "opencv", "fp16", "int8", "detector scenes", "detector fp32",
+          "detector fp16", "detector int8", "write")
 
 MODEL_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 GOLDEN_INPUTS = "golden/inputs.npy"
@@ -72,6 +73,11 @@ def _check_config(cfg: ExportConfig) -> None:
         raise ConfigError(f"golden_count {cfg.golden_count!r} must be 1..1024 (16 is plenty for a self-test)")
     if not cfg.run:
         raise ConfigError("no run directory given; pass the --out folder of 'edgemask train'")
+    if cfg.detector:
+        for k in ("detector_calibration_count", "detector_golden_count"):
+            v = getattr(cfg, k)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1024:
+                raise ConfigError(f"--{k.replace('_', '-')} {v!r} must be 1..1024")
 
 
 def _previous_version(out: Path, overwrite: bool) -> int:
@@ -189,6 +195,10 @@ def export_bundle_from_config(cfg: ExportConfig, progress: ProgressFn | None = N
     model.eval()
     size, class_names = info.input_size, list(info.class_names)
     recipe = load_recipe(cfg.calibration)
+    if cfg.detector:
+        from edgemask.training.detector import load_detector_run
+
+        load_detector_run(cfg.detector)  # a wrong --detector fails before anything is written
     progress("load", 1, 1, {"arch": info.arch, "recipe": recipe.name})
 
     want_int8 = "int8" in cfg.precisions
@@ -318,6 +328,13 @@ def export_bundle_from_config(cfg: ExportConfig, progress: ProgressFn | None = N
         if "fp32" not in cfg.precisions:
             fp32_path.unlink()
 
+        # -- the face detector, into detector/ of the same bundle
+        detector_entry = None
+        if cfg.detector:
+            from edgemask.export.detector_export import export_detector_into
+
+            detector_entry = export_detector_into(tmp, cfg, progress, producer_extra)
+
         # -- golden set, config, manifest
         progress("write", 0, 1, {})
         (tmp / "golden").mkdir()
@@ -346,6 +363,7 @@ def export_bundle_from_config(cfg: ExportConfig, progress: ProgressFn | None = N
                     "tolerance": {p: tol[p] for p in cfg.precisions},
                     "agreement": {p: measured[p]["agreement_vs_torch"] for p in cfg.precisions if p in measured}},
             calibration=calibration_meta,
+            detector=detector_entry,
             source_run=str(cfg.run),
         )
         atomic_write_text(tmp / "manifest.json", manifest.to_json())

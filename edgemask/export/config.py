@@ -55,6 +55,17 @@ class ExportConfig:
         trt_cache_version: the ``TRT-<version>-EntropyCalibration2`` header of
             the legacy calibration cache, as TensorRT writes it (8.2.1 → 8201).
         overwrite: replace an existing bundle in ``out`` (its version + 1).
+        detector: run folder of ``edgemask detector train``: its face detector
+            goes into the same bundle (``detector/``, the manifest's ``detector``
+            entry) at the same precisions. None = a classifier-only bundle.
+        detector_calibration: scenes that calibrate the detector's int8 model and
+            make its golden inputs: ``synth`` (generated 640x480 scenes, offline)
+            or a VOC / ``data synth`` folder; whole frames, letterboxed to its input.
+        detector_calibration_count, detector_calibration_seed: how many scenes, and their seed.
+        detector_golden_count: golden scenes stored for on-device self-tests.
+        detector_tolerance: per precision ``{"heat_max_abs", "box_agreement"}``
+            overriding ``detector_export.DEFAULT_TOLERANCE``.
+        detector_decode: overrides of the run's decode parameters (score_threshold, nms_iou, ...).
     """
 
     run: str = ""
@@ -74,6 +85,13 @@ class ExportConfig:
     opencv_check: bool = True
     trt_cache_version: int = 8201
     overwrite: bool = False
+    detector: str | None = None
+    detector_calibration: str = "synth"
+    detector_calibration_count: int = 32
+    detector_calibration_seed: int = 4321
+    detector_golden_count: int = 4
+    detector_tolerance: dict[str, Any] = field(default_factory=dict)
+    detector_decode: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -85,8 +85,9 @@ class EnginePlan:
     batch: tuple[int, int, int]
     opset: int
     tensorrt: str                      # expected TensorRT (profile's, or this machine's when known)
-    engine_name: str
+    engine_name: str                   # the engine's path in the bundle (detector engines: under detector/)
     warnings: list[str] = field(default_factory=list)
+    part: str = "classifier"           # which model of the bundle: classifier | detector
     strongly_typed: bool = False       # TensorRT 11: precision from the ONNX types, no precision flags
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,10 +96,36 @@ class EnginePlan:
         return d
 
 
-def _bundle_of(bundle: Any) -> Any:
+#: What ``engine build --model`` accepts: one part of the bundle, or every part it has.
+ENGINE_MODELS = ("classifier", "detector", "all")
+
+
+def _bundle_of(bundle: Any, part: str = "classifier") -> Any:
+    """The bundle (loaded unverified if a path), seen as ``part``: its classifier or its detector."""
     from edgemask.bundle import Bundle, load_bundle
 
-    return bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=False)
+    if part not in ("classifier", "detector"):
+        raise ConfigError(f"unknown model {part!r} for an engine; choose classifier or detector")
+    bnd = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=False)
+    if part == "detector":
+        return bnd.detector_view()  # BundleError, one line, when the bundle has no detector
+    if bnd.part == "detector":
+        return Bundle(root=bnd.root, manifest=bnd.full_manifest or bnd.manifest)
+    return bnd
+
+
+def bundle_parts(bundle: Any, model: str = "all") -> list[str]:
+    """The parts ``engine build --model MODEL`` builds: ``all`` = the classifier and, if present, the detector."""
+    if model not in ENGINE_MODELS:
+        raise ConfigError(f"--model {model!r} is unknown; use one of {', '.join(ENGINE_MODELS)}")
+    if model != "all":
+        return [model]
+    bnd = _bundle_of(bundle)
+    return ["classifier", "detector"] if bnd.has_detector else ["classifier"]
+
+
+def _part_prefix(part: str) -> str:
+    return "detector/" if part == "detector" else ""
 
 
 def _onnx_io(path: Path) -> tuple[str, tuple[Any, ...], int]:
@@ -120,7 +147,7 @@ def _onnx_io(path: Path) -> tuple[str, tuple[Any, ...], int]:
 def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str = "fp16", *,
                       dla_core: int | None = None, int8_mode: str = "auto", batch: Sequence[int] = DEFAULT_BATCH,
                       workspace_mib: int | None = None, gpu_fallback: bool = True,
-                      tensorrt_version: str | None = None) -> EnginePlan:
+                      tensorrt_version: str | None = None, part: str = "classifier") -> EnginePlan:
     """Decide what :func:`build_engine` will build; needs no TensorRT.
 
     Args:
@@ -138,6 +165,8 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
         tensorrt_version: the TensorRT that will build (this machine's);
             defaults to the profile's. From 11 on the network is strongly
             typed: fp16 is built from the bundle's fp16 ONNX.
+        part: ``classifier`` (the bundle's models) or ``detector`` (its
+            ``detector`` entry; the engine goes to ``detector/`` and into that entry).
 
     Raises:
         ConfigError: unknown device, a device without TensorRT, bad options.
@@ -154,7 +183,7 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
     b = tuple(int(x) for x in batch)
     if len(b) != 3 or not (1 <= b[0] <= b[1] <= b[2]):
         raise ConfigError(f"batch profile {list(batch)} is invalid; give min <= opt <= max, all >= 1 (e.g. 1,8,32)")
-    bnd = _bundle_of(bundle)
+    bnd = _bundle_of(bundle, part)
     warnings: list[str] = []
 
     prec, w = plan_precision(profile, precision)
@@ -171,7 +200,8 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
     cache_rel: str | None = None
     if prec == "int8":
         cal = bnd.manifest.calibration or {}
-        cache_rel = cal.get("cache") or ("calibration/cache.txt" if (bnd.root / "calibration/cache.txt").is_file() else None)
+        default_cache = _part_prefix(part) + "calibration/cache.txt"
+        cache_rel = cal.get("cache") or (default_cache if (bnd.root / default_cache).is_file() else None)
         if int8_mode in ("auto", "qdq"):
             int8_path = bnd.model_path("int8")  # BundleError, one line, if the bundle has no int8 model
             report = check_qdq_for_tensorrt(int8_path, trt_ver)
@@ -231,7 +261,8 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
         source=source, calibration_cache=cache_rel if mode == "calibrator" else None, dla_core=dla,
         gpu_fallback=bool(gpu_fallback), workspace_mib=ws, input_name=input_name,
         input_chw=(int(dims[1]), int(dims[2]), int(dims[3])), batch=b, opset=opset, tensorrt=trt_ver,
-        engine_name=engine_file_name(profile.name, prec, trt_ver, dla), warnings=warnings, strongly_typed=strong)
+        engine_name=_part_prefix(part) + engine_file_name(profile.name, prec, trt_ver, dla), warnings=warnings,
+        strongly_typed=strong, part=part)
 
 
 def engine_build_command(plan: EnginePlan, out: str | Path | None = None, timing_cache: str | Path | None = None) -> str:
@@ -295,12 +326,14 @@ def _manifest_lock(root: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def add_engine_to_bundle(bundle_dir: str | Path, engine_path: str | Path, entry: Any) -> list[str]:
+def add_engine_to_bundle(bundle_dir: str | Path, engine_path: str | Path, entry: Any,
+                         part: str = "classifier") -> list[str]:
     """Put an engine into a bundle and record it in the manifest.
 
     The engine file is moved (or copied) to ``<bundle>/<entry.file>``, its
     SHA-256 and size go into ``files``, and ``entry`` replaces any engine for
-    the same device, precision and DLA core. The manifest is rewritten
+    the same device, precision and DLA core, in the classifier's ``models``
+    or (``part="detector"``) the detector entry's. The manifest is rewritten
     atomically under a lock. A signed bundle loses its signature (its
     manifest changed), with a warning.
 
@@ -319,6 +352,11 @@ def add_engine_to_bundle(bundle_dir: str | Path, engine_path: str | Path, entry:
     dest = root / entry.file
     with _manifest_lock(root):
         manifest = load_manifest(root)
+        holder: Any = manifest
+        if part == "detector":
+            if manifest.detector is None:
+                raise BundleError(f"bundle {manifest.name!r} has no detector to add a detector engine to")
+            holder = manifest.detector
         if engine_path.resolve() != dest.resolve():
             tmp = dest.with_name(f".{dest.name}.incoming")
             shutil.copyfile(engine_path, tmp)
@@ -326,9 +364,9 @@ def add_engine_to_bundle(bundle_dir: str | Path, engine_path: str | Path, entry:
                 os.fsync(f.fileno())
             os.replace(tmp, dest)
         key = (entry.device, (entry.extra or {}).get("dla_core"))
-        stale = [m for m in manifest.models if m.format == ENGINE_FORMAT and (m.device, (m.extra or {}).get("dla_core")) == key
+        stale = [m for m in holder.models if m.format == ENGINE_FORMAT and (m.device, (m.extra or {}).get("dla_core")) == key
                  and (m.precision == entry.precision or m.file == entry.file)]
-        manifest.models = [m for m in manifest.models if m not in stale] + [entry]
+        holder.models = [m for m in holder.models if m not in stale] + [entry]
         for m in stale:
             if m.file != entry.file:
                 manifest.files.pop(m.file, None)
@@ -339,7 +377,7 @@ def add_engine_to_bundle(bundle_dir: str | Path, engine_path: str | Path, entry:
             manifest.signature = None
         atomic_write_text(root / MANIFEST_NAME, manifest.to_json())
         for m in stale:
-            if m.file != entry.file and not any(x.file == m.file for x in manifest.models):
+            if m.file != entry.file and not any(x.file == m.file for x in manifest.all_models()):
                 with contextlib.suppress(FileNotFoundError):
                     (root / m.file).unlink()
                 warnings.append(f"replaced {m.file} (TensorRT {m.tensorrt_version}) with {entry.file}")
@@ -379,7 +417,7 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
                  int8_mode: str = "auto", batch: Sequence[int] = DEFAULT_BATCH, workspace_mib: int | None = None,
                  gpu_fallback: bool = True, timing_cache: str | Path | None | bool = True, out_dir: str | Path | None = None,
                  add_to_bundle: bool = True, verbose: bool = False,
-                 on_warning: Callable[[str], None] | None = None) -> EngineResult:
+                 on_warning: Callable[[str], None] | None = None, part: str = "classifier") -> EngineResult:
     """Plan, build and record one engine for ``device``; run this on the device.
 
     The plan is made (and its warnings reported) before TensorRT is imported,
@@ -394,6 +432,8 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
             must then be False.
         on_warning: called with each warning (one line) as soon as it is
             known; all of them are also in ``EngineResult.warnings``.
+        part: ``classifier`` or ``detector`` (the bundle's face detector;
+            the same builder, its engine recorded in the detector entry).
 
     Raises:
         NotAvailableError: no TensorRT here.
@@ -405,7 +445,7 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
         raise ConfigError("out_dir and add_to_bundle cannot be combined; an engine in a bundle lies in the bundle")
     profile = load_profile(device)
     opts = dict(dla_core=dla_core, int8_mode=int8_mode, batch=batch, workspace_mib=workspace_mib,
-                gpu_fallback=gpu_fallback)
+                gpu_fallback=gpu_fallback, part=part)
     warnings: list[str] = []
 
     def warn(items: Sequence[str]) -> None:
@@ -425,14 +465,17 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
         # The engine name, the QDQ rules and (11) the typed source follow the TensorRT that really builds.
         plan = plan_engine_build(bundle_dir, profile, precision, tensorrt_version=trt_here, **opts)
         warn(plan.warnings)
-    bnd = _bundle_of(bundle_dir)
+    bnd = _bundle_of(bundle_dir, part)
     tc: Path | None
     if timing_cache is True:
         tc = default_timing_cache(profile.name, trt_here)
     else:
         tc = Path(timing_cache) if timing_cache else None
-    target_dir = Path(out_dir) if out_dir else bnd.root
-    tmp_out = target_dir / f".{plan.engine_name}.building"
+    # In the bundle the engine lies at its manifest path (detector/... for the detector); in a cache
+    # folder (out_dir) under its own name.
+    final = Path(out_dir) / Path(plan.engine_name).name if out_dir else bnd.root / plan.engine_name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = final.with_name(f".{final.name}.building")
     built = engine_from_onnx(
         bnd.path(plan.source), tmp_out, precision=plan.precision, input_name=plan.input_name,
         input_chw=plan.input_chw, batch=plan.batch, workspace_mib=plan.workspace_mib, int8_mode=plan.int8_mode,
@@ -457,10 +500,9 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
                        device=profile.name, tensorrt_version=built.tensorrt_version,
                        compute_capability=info.get("compute_capability") or profile.compute_capability or None,
                        extra=extra)
-    final = target_dir / plan.engine_name
     try:
         if add_to_bundle:
-            warn(add_engine_to_bundle(bnd.root, tmp_out, entry))
+            warn(add_engine_to_bundle(bnd.root, tmp_out, entry, part=part))
         else:
             os.replace(tmp_out, final)
             import json
@@ -473,17 +515,21 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
 
 
 def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Sequence[str] = ("fp16", "int8"),
-                             *, on_warning: Callable[[str], None] | None = None, **options: Any) -> list[EngineResult]:
-    """Build one engine per requested precision (what ``export --device NAME --engine`` needs).
+                             *, on_warning: Callable[[str], None] | None = None, model: str = "all",
+                             **options: Any) -> list[EngineResult]:
+    """Build one engine per requested precision and part (what ``export --device NAME --engine`` needs).
 
-    Every precision is planned first, so all warnings (INT8 on a Nano, DLA on
-    an Orin Nano, ...) and all bundle errors (no int8 model) are reported
-    before TensorRT is imported or anything is built. Precisions the device
-    lowers to the same engine (int8 and fp16 on a Nano) are built once.
+    Every (part, precision) is planned first, so all warnings (INT8 on a Nano,
+    DLA on an Orin Nano, ...) and all bundle errors (no int8 model) are
+    reported before TensorRT is imported or anything is built. Precisions the
+    device lowers to the same engine (int8 and fp16 on a Nano) are built once.
 
     Args:
         precisions: requested precisions, e.g. the ones the bundle ships.
         on_warning: called with each warning as soon as it is known.
+        model: ``classifier``, ``detector`` or ``all`` (the classifier and,
+            when the bundle has one, its face detector: the whole pipeline on
+            one engine path).
         **options: those of :func:`build_engine` (dla_core, int8_mode, batch,
             workspace_mib, gpu_fallback, timing_cache, verbose).
 
@@ -494,24 +540,25 @@ def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Se
     plan_opts = {k: options[k] for k in ("dla_core", "int8_mode", "batch", "workspace_mib", "gpu_fallback")
                  if k in options}
     warn = once_each(on_warning, [])
-    todo: list[str] = []                     # requested precisions that get their own engine
-    served: dict[tuple[str, Any], str] = {}  # (engine precision, DLA core) -> the request that builds it
-    also: dict[str, list[str]] = {}          # that request -> the other requests its engine serves
-    for p in precisions:
-        plan = plan_engine_build(bundle_dir, profile, p, **plan_opts)
-        for w in plan.warnings:
-            warn(w)
-        key = (plan.precision, plan.dla_core)
-        if key in served:
-            also.setdefault(served[key], []).append(p)
-            continue
-        served[key] = p
-        todo.append(p)
+    todo: list[tuple[str, str]] = []                 # (part, requested precision) that get their own engine
+    served: dict[tuple[str, str, Any], tuple[str, str]] = {}  # (part, engine precision, DLA) -> its request
+    also: dict[tuple[str, str], list[str]] = {}      # that request -> the other requests its engine serves
+    for part in bundle_parts(bundle_dir, model):
+        for p in precisions:
+            plan = plan_engine_build(bundle_dir, profile, p, part=part, **plan_opts)
+            for w in plan.warnings:
+                warn(w)
+            key = (part, plan.precision, plan.dla_core)
+            if key in served:
+                also.setdefault(served[key], []).append(p)
+                continue
+            served[key] = (part, p)
+            todo.append((part, p))
     require_build_gpu()  # NotAvailableError (no TensorRT, or no GPU), one line, after the warnings above
     results = []
-    for p in todo:
-        r = build_engine(bundle_dir, device, p, on_warning=warn, **options)
-        for other in also.get(p, []):
+    for part, p in todo:
+        r = build_engine(bundle_dir, device, p, on_warning=warn, part=part, **options)
+        for other in also.get((part, p), []):
             note = f"{other} request served by the {r.entry.precision} engine {r.entry.file}"
             r.warnings.append(note)
             warn(note)
@@ -537,11 +584,13 @@ def first_use_engine(bundle: Any, device: str, precision: str, dla_core: int | N
         return found
     cache_dir = bundle_cache_dir(bundle)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    result = build_engine(bundle.root, device, precision, dla_core=dla_core, out_dir=cache_dir, add_to_bundle=False)
+    part = getattr(bundle, "part", "classifier")  # a detector view builds the detector's engine
+    result = build_engine(bundle.root, device, precision, dla_core=dla_core, out_dir=cache_dir, add_to_bundle=False,
+                          part=part)
     return result.path, result.entry
 
 
 __all__ = [
     "DEFAULT_BATCH", "EnginePlan", "EngineResult", "INT8_MODES", "add_engine_to_bundle", "build_engine",
-    "build_engines_for_bundle", "engine_build_command", "first_use_engine", "plan_engine_build",
+    "build_engines_for_bundle", "bundle_parts", "ENGINE_MODELS", "engine_build_command", "first_use_engine", "plan_engine_build",
 ]

@@ -112,7 +112,8 @@ def _simplify(model, enabled: bool) -> tuple[Any, str | None, str | None]:
 
 
 def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = 17, simplify: bool = True,
-                    in_chans: int = 3) -> OnnxExportInfo:
+                    in_chans: int = 3, input_hw: tuple[int, int] | None = None,
+                    output_name: str = OUTPUT_NAME) -> OnnxExportInfo:
     """Export a model as a self-contained fp32 ONNX file with a dynamic batch axis.
 
     The graph takes ``input`` (N, C, S, S) float32 in [0, 1] and returns
@@ -128,6 +129,8 @@ def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = 17
         opset: target ONNX opset, 11..18.
         simplify: try onnxslim / onnxsim if installed.
         in_chans: C.
+        input_hw: (H, W) of a non-square input (the face detector's); overrides ``input_size``.
+        output_name: the graph output's name (``logits``; the detector's is ``head``).
 
     Raises:
         ConfigError: unsupported opset.
@@ -139,15 +142,16 @@ def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = 17
     check_opset(opset)
     path = Path(path)
     model = model.eval()
-    dummy = torch.rand(2, in_chans, input_size, input_size)  # batch 2 so no dimension is specialised to 1
+    h, w = input_hw if input_hw is not None else (input_size, input_size)
+    dummy = torch.rand(2, in_chans, int(h), int(w))  # batch 2 so no dimension is specialised to 1
     with atomic_path(path, suffix=".onnx") as tmp:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 # The TorchScript exporter warns that it is deprecated; it is still the one that works (see above).
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                  dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
+                                  input_names=[INPUT_NAME], output_names=[output_name],
+                                  dynamic_axes={INPUT_NAME: {0: "N"}, output_name: {0: "N"}},
                                   do_constant_folding=True)
         except Exception as e:
             raise ExportError(f"torch.onnx.export failed at opset {opset} ({type(e).__name__}: "
@@ -220,7 +224,8 @@ print(json.dumps({"opencv": cv2.__version__}))
 """
 
 
-def opencv_check(path: str | Path, inputs: np.ndarray, reference: np.ndarray, timeout: float = 120.0) -> dict[str, Any]:
+def opencv_check(path: str | Path, inputs: np.ndarray, reference: np.ndarray, timeout: float = 120.0,
+                 return_outputs: bool = False) -> dict[str, Any]:
     """Load an ONNX file with ``cv2.dnn.readNetFromONNX`` and compare its logits.
 
     Many camera apps run ONNX through OpenCV's DNN module, so the fp32 export
@@ -228,7 +233,8 @@ def opencv_check(path: str | Path, inputs: np.ndarray, reference: np.ndarray, ti
 
     Args:
         inputs: (N, 3, S, S) float32 in [0, 1] (the blob OpenCV gets: NCHW float).
-        reference: (N, K) logits to compare with (ONNX Runtime or torch).
+        reference: (N, K) logits (or any (N, ...) output) to compare with (ONNX Runtime or torch).
+        return_outputs: also return OpenCV's outputs (``"outputs"``, not JSON-able).
 
     Returns:
         ``{"ok": bool, "opencv": version, "max_abs_diff", "agreement"}`` or
@@ -249,11 +255,13 @@ def opencv_check(path: str | Path, inputs: np.ndarray, reference: np.ndarray, ti
             return {"ok": False, "error": f"OpenCV failed ({why}) {tail}".strip()}
         got = np.load(out)
         version = json.loads(proc.stdout.strip().splitlines()[-1]).get("opencv", "?")
+    if got.size == reference.size and got.shape[0] == reference.shape[0]:
+        got = got.reshape(reference.shape)  # each forward was flattened; a detector head is (N, 5, h, w)
     if got.shape != reference.shape:
         return {"ok": False, "opencv": version, "error": f"output shape {got.shape} != {reference.shape}"}
-    return {
-        "ok": True,
-        "opencv": version,
-        "max_abs_diff": float(np.max(np.abs(got - reference))),
-        "agreement": float(np.mean(got.argmax(1) == reference.argmax(1))),
-    }
+    out = {"ok": True, "opencv": version, "max_abs_diff": float(np.max(np.abs(got - reference)))}
+    if reference.ndim == 2:  # logits: also the decisions
+        out["agreement"] = float(np.mean(got.argmax(1) == reference.argmax(1)))
+    if return_outputs:
+        out["outputs"] = got
+    return out

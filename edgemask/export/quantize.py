@@ -59,6 +59,10 @@ def fp16_from_onnx(src: str | Path, dst: str | Path) -> dict[str, Any]:
     from onnxconverter_common.float16 import convert_float_to_float16
 
     model = load_onnx(src)
+    # The converter keeps the float32 value_info of a tensor it reroutes through a Cast around an op it
+    # leaves in float32 (Resize, in the face detector's FPN), so the checker then finds an Add fed fp16
+    # and "float32"; without value_info the checker infers every type afresh.
+    del model.graph.value_info[:]
     try:
         # The converter warns when weights fall outside fp16's range (tiny ones become 0, huge
         # ones inf); that is worth recording in the manifest rather than printing mid-progress-bar.
@@ -327,7 +331,8 @@ def activation_table(qdq_model, fp32_tensor_names: set[str], raw: dict[str, tupl
 
 def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndarray, *, method: str = "minmax",
                    per_channel: bool = True, percentile: float = 99.999, quantize_output: bool = False,
-                   target: str = "tensorrt", preprocess: bool = True, batch_size: int = 32) -> Int8Info:
+                   target: str = "tensorrt", preprocess: bool = True, batch_size: int = 32,
+                   symbolic_shapes: bool = True) -> Int8Info:
     """Statically quantize an fp32 ONNX model to int8 QDQ with symmetric scales.
 
     Args:
@@ -342,6 +347,11 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
         preprocess: run ``quant_pre_process`` (symbolic shape inference +
             graph optimisation) first, as ORT recommends; skipped with a note if it fails.
         batch_size: calibration batch size.
+        symbolic_shapes: let ``quant_pre_process`` run ONNX Runtime's symbolic
+            shape inference. Off for the face detector: it cannot finish that
+            graph (Resize with a dynamic batch), and then leaves a
+            ``sym_shape_infer_temp.onnx`` in the current folder; ONNX's own
+            shape inference types the graph fully.
 
     Raises:
         ConfigError: unknown method.
@@ -367,7 +377,7 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
             pre = Path(td) / "pre.onnx"
             try:
                 with _quiet("onnxruntime"):
-                    quant_pre_process(str(src), str(pre))
+                    quant_pre_process(str(src), str(pre), skip_symbolic_shape=not symbolic_shapes)
                 model_in = pre
             except Exception as e:  # pre-processing is an optimisation, not a requirement
                 notes.append(f"quant_pre_process skipped: {type(e).__name__}: {str(e)[:120]}")

@@ -24,8 +24,9 @@ from edgemask.errors import ConfigError
 
 #: Classes that raise an alert by default.
 DEFAULT_ALERT_ON = ("no_mask", "mask_incorrect")
-#: ``--detector`` choices. ``auto`` = ``yunet`` with ``--face-model``, else ``haar-fusion``.
-DETECTORS = ("auto", "haar", "haar-fusion", "yunet", "none")
+#: ``--detector`` choices, and ``yunet:FILE``. ``auto`` = the bundle's learned detector when the
+#: bundle has one, else ``yunet`` with ``--face-model``, else ``haar-fusion``.
+DETECTORS = ("auto", "bundle", "haar", "haar-fusion", "yunet", "none")
 #: ``--detect-mode`` choices.
 DETECT_MODES = ("auto", "sync", "async")
 #: Names a config file may use for a field besides the field's own: the long option of
@@ -74,8 +75,10 @@ class RunConfig:
             default: a frame's batch is a few small crops, and the other cores
             decode and detect. Measured on 2 busy cores: torch with 2 threads
             took 108 ms per frame to classify, with 1 thread 2.9 ms.
-        detector: face detector, see :data:`DETECTORS`.
-        face_model: YuNet ONNX file for ``cv2.FaceDetectorYN``.
+        detector: face detector, see :data:`DETECTORS`; ``yunet:FILE`` names a YuNet model.
+        face_model: YuNet ONNX file for ``cv2.FaceDetectorYN`` (older spelling of ``yunet:FILE``).
+        detector_precision: precision of the bundle's detector ("" = ``precision``);
+            it runs on ``backend`` (onnxrt when that is ``null``).
         detect_width: frames are downscaled to this width for detection
             (0 = full size); boxes are scaled back.
         detect_every: run a detector pass on every k-th frame; frames in
@@ -143,6 +146,7 @@ class RunConfig:
     # detection
     detector: str = "auto"
     face_model: str = ""
+    detector_precision: str = ""
     detect_width: int = 320
     detect_every: int = 1
     detect_mode: str = "auto"
@@ -220,11 +224,15 @@ class RunConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)} "
                               "(lower case; the bundle must contain a model at that precision)")
-        if self.detector not in DETECTORS:
-            raise ConfigError(f"unknown --detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}")
-        if self.detector == "yunet" and not self.face_model:
-            raise ConfigError("--detector yunet needs --face-model PATH (a YuNet ONNX file, "
-                              "e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        from edgemask.vision.detectors import parse_detector
+
+        kind, _ = parse_detector(self.detector, self.face_model)  # unknown name, yunet without a file
+        if kind == "bundle" and not self.bundle:
+            raise ConfigError("--detector bundle needs --bundle DIR (a bundle exported with "
+                              "'edgemask export RUN --detector DET_RUN'); or choose --detector haar-fusion")
+        if self.detector_precision and self.detector_precision not in PRECISIONS:
+            raise ConfigError(f"unknown --detector-precision {self.detector_precision!r}; choose one of: "
+                              f"{', '.join(PRECISIONS)}, or leave it empty for --precision")
         if self.detect_mode not in DETECT_MODES:
             raise ConfigError(f"unknown --detect-mode {self.detect_mode!r}; choose one of: {', '.join(DETECT_MODES)}")
         if self.detect_every < 1:

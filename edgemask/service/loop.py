@@ -292,6 +292,7 @@ class PreparedRun:
     metrics: Any = None
     metrics_server: Any = None
     owns_runner: bool = True
+    owns_detector: bool = True
     final_pending: dict[str, int] = field(default_factory=dict)
     final_outbox: dict[str, Any] = field(default_factory=dict)
     created: list[Path] = field(default_factory=list)  # outputs made by prepare_run, removed if the start fails
@@ -314,6 +315,9 @@ class PreparedRun:
         if self.owns_runner and self.runner is not None:
             with contextlib.suppress(Exception):
                 self.runner.deactivate()
+        if self.owns_detector and hasattr(self.detector, "close"):
+            with contextlib.suppress(Exception):
+                self.detector.close()  # the bundle detector's runner
 
 
 # The backends whose intra-op thread count concerns only the classifier. (OpenCV DNN's is
@@ -327,8 +331,8 @@ def _ort_has_gpu_providers() -> bool:
     return bool({"TensorrtExecutionProvider", "CUDAExecutionProvider"} & set(onnxruntime.get_available_providers()))
 
 
-def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
-    """The active Runner and class names for ``cfg`` (bundle verified first).
+def make_runner(cfg: RunConfig, bundle: Any = None) -> tuple[Any, list[str]]:
+    """The active Runner and class names for ``cfg`` (bundle verified first, unless ``bundle`` is given loaded).
 
     Raises:
         BundleError / BackendError / ConfigError: a damaged bundle, a backend
@@ -344,7 +348,7 @@ def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
     else:
         from edgemask.bundle import load_bundle
 
-        bundle = load_bundle(cfg.bundle)
+        bundle = bundle if bundle is not None else load_bundle(cfg.bundle)
         option = _THREADS_OPTION.get(cfg.backend)
         opts: dict[str, Any] = {option: cfg.classify_threads} if option and cfg.classify_threads else {}
         if cfg.backend == "onnxrt" and _ort_has_gpu_providers():
@@ -362,6 +366,24 @@ def make_runner(cfg: RunConfig) -> tuple[Any, list[str]]:
     runner.infer(np.zeros((1, runner.input_size, runner.input_size, 3), np.uint8))  # warm-up outside the loop
     runner.latencies_ms.clear()
     return runner, names
+
+
+def make_bundle_detector(cfg: RunConfig, bundle: Any) -> Any:
+    """The bundle's learned detector for ``cfg``: on ``cfg.backend`` (onnxrt for null), at
+    ``cfg.detector_precision`` or ``cfg.precision``; active and warmed up."""
+    from edgemask.vision.bundle_detector import detector_backend, detector_from_bundle
+
+    backend = detector_backend(cfg.backend)
+    opts: dict[str, Any] = {}
+    if backend == "onnxrt" and _ort_has_gpu_providers():
+        opts["device"] = cfg.device_profile
+    if backend == "tensorrt":
+        # as for the classifier: no detector engine in the bundle -> built on first use into the engine cache
+        from edgemask.export.engine import first_use_engine
+
+        opts["engine_loader"] = first_use_engine
+    return detector_from_bundle(bundle, backend, cfg.detector_precision or cfg.precision, min_face=cfg.min_face,
+                                **opts)
 
 
 def build_sinks(cfg: RunConfig, secrets: Secrets) -> list[Any]:
@@ -428,13 +450,29 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     # so a start-up that fails leaves no empty events file or outbox behind.
     prepared = PreparedRun(cfg=cfg, source=None, detector=None, runner=None, class_names=[], alert_classes=())
     try:
-        # detector (cheap; a bad --face-model fails before the model loads)
+        # the bundle, verified once for the classifier and its detector
+        bundle_obj = None
+        if cfg.bundle and (runner is None or (detector is None and cfg.detector in ("auto", "bundle"))):
+            from edgemask.bundle import load_bundle
+
+            bundle_obj = load_bundle(cfg.bundle)
+        # detector: Haar/YuNet now (cheap; a bad model file fails before the classifier loads), the bundle's below
+        from edgemask.vision.detectors import resolve_detector
+
+        kind, yunet_model = resolve_detector(cfg.detector, cfg.face_model,
+                                             bundle_obj.has_detector if bundle_obj is not None else False)
+        if kind == "bundle" and detector is None and bundle_obj is not None and not bundle_obj.has_detector:
+            bundle_obj.detector_view()  # BundleError: this bundle has no detector (one line, with the fix)
         roi = parse_roi(cfg.roi) if cfg.roi else None
-        prepared.detector = detector or create_detector(cfg.detector, face_model=cfg.face_model,
-                                                        detect_width=cfg.detect_width, min_face=cfg.min_face, roi=roi)
+        if detector is not None:
+            prepared.detector, prepared.owns_detector = detector, False
+        elif kind != "bundle":
+            name = f"yunet:{yunet_model}" if cfg.detector.startswith("yunet:") else kind
+            prepared.detector = create_detector(name, face_model=cfg.face_model, detect_width=cfg.detect_width,
+                                                min_face=cfg.min_face, roi=roi)
         # model
         if runner is None:
-            runner, class_names = make_runner(cfg)
+            runner, class_names = make_runner(cfg, bundle_obj)
         else:
             prepared.owns_runner = False
             if not runner.active:
@@ -443,6 +481,8 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             if not class_names:
                 raise ConfigError("prepare_run(runner=...) needs class_names too")
         prepared.runner, prepared.class_names = runner, list(class_names)
+        if prepared.detector is None:
+            prepared.detector = make_bundle_detector(cfg, bundle_obj)
         missing = [c for c in cfg.alert_on if c not in class_names]
         if missing:
             raise ConfigError(f"--alert-on names {', '.join(missing)}, which the model does not know; "
@@ -977,6 +1017,7 @@ __all__ = [
     "RunSummary",
     "build_sinks",
     "check_writable",
+    "make_bundle_detector",
     "make_runner",
     "prepare_run",
     "run_service",

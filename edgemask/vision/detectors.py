@@ -23,51 +23,24 @@ Cascades we measured and left out: the profile cascade (1/10 of the frontal
 recall on these scenes at 3–5× its cost), the eye cascades (their 20 px
 window misses the eyes of faces under ~100 px and fires on texture) and the
 upper-body cascade (finds almost no heads). A CNN detector does much better
-on masked faces: pass a YuNet model with ``--face-model``.
+on masked faces: the bundle's own learned detector (``--detector bundle``, the
+default when the bundle has one; :mod:`edgemask.vision.bundle_detector`), or a
+YuNet model (``--detector yunet:FILE``, or ``--face-model FILE``).
 Each view is a named entry of :data:`HAAR_COMPONENTS`, so the recall
 benchmark can measure them one by one.
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from edgemask.errors import ConfigError, NotAvailableError
-
-
-@dataclass(frozen=True)
-class Detection:
-    """A face box (x0, y0, x1, y1) in frame pixels, a score, and which detector found it."""
-
-    box: tuple[float, float, float, float]
-    score: float = 1.0
-    source: str = ""
-
-
-class FaceDetector(abc.ABC):
-    """Base class: ``detect(bgr) -> list[Detection]``.
-
-    A detector made of several independent passes (the Haar fusion) has
-    ``phases > 1`` and runs only pass ``phase`` when given one: the run loop
-    spreads the passes over consecutive frames so that no single frame pays
-    for all of them (a flat per-frame cost keeps the p99 latency low).
-    """
-
-    name: ClassVar[str] = ""
-    phases: int = 1
-
-    @abc.abstractmethod
-    def detect(self, bgr: np.ndarray, phase: int | None = None) -> list[Detection]:
-        """Faces in a BGR uint8 (H, W, 3) frame (all passes, or only pass ``phase``)."""
-
-    def describe(self) -> dict[str, Any]:
-        return {"detector": self.name}
+from edgemask.vision.face_detector import Detection, FaceDetector
 
 
 # --------------------------------------------------------------------------- geometry
@@ -274,19 +247,20 @@ class YuNetDetector(FaceDetector):
     window = 12
 
     def __init__(self, model_path: str, detect_width: int = 320, min_face: int = 40, score_threshold: float = 0.6,
-                 nms_threshold: float = 0.3, top_k: int = 50):
+                 nms_threshold: float = 0.3, top_k: int = 50, option: str = "--face-model"):
         import cv2
 
         p = Path(model_path)
+        given = f"{option} {model_path}" if option == "--face-model" else f"{option}{model_path}"
         if not p.is_file():
-            raise ConfigError(f"--face-model {model_path} does not exist; pass a YuNet ONNX file "
+            raise ConfigError(f"{given}: {model_path} does not exist; pass a YuNet ONNX file "
                               "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
         if not hasattr(cv2, "FaceDetectorYN"):
             raise NotAvailableError("this OpenCV has no FaceDetectorYN (needs OpenCV >= 4.5.4); upgrade opencv-python-headless")
         try:
             self._det = cv2.FaceDetectorYN.create(str(p), "", (320, 240), score_threshold, nms_threshold, top_k)
         except cv2.error as e:
-            raise ConfigError(f"--face-model {model_path} is not a YuNet ONNX model OpenCV can load "
+            raise ConfigError(f"{given} is not a YuNet ONNX model OpenCV can load "
                               f"({_cv_reason(e)}); pass face_detection_yunet_2023mar.onnx from the OpenCV model zoo"
                               ) from None
         self.model_path = str(p)
@@ -364,32 +338,89 @@ class FixedRegionDetector(FaceDetector):
 
 # --------------------------------------------------------------------------- factory
 
+#: ``--detector`` names (besides ``yunet:FILE``).
+DETECTOR_NAMES = ("auto", "bundle", "haar", "haar-fusion", "yunet", "none")
 
-def create_detector(name: str = "auto", *, face_model: str = "", detect_width: int = 320, min_face: int = 40,
-                    roi: tuple[int, int, int, int] | None = None) -> FaceDetector:
-    """A detector by ``--detector`` name (``auto``: YuNet with a face model, else Haar fusion).
+
+def parse_detector(name: str, face_model: str = "") -> tuple[str, str]:
+    """(kind, yunet file) of a ``--detector`` value: ``yunet:FILE`` is ``("yunet", FILE)``.
+
+    ``--face-model FILE`` is the older spelling of ``--detector yunet:FILE``.
 
     Raises:
-        ConfigError: unknown name or unusable face model.
+        ConfigError: an unknown name, or yunet without a model file.
     """
-    if name == "auto":
-        name = "yunet" if face_model else "haar-fusion"
+    name = (name or "auto").strip()
+    if name.startswith("yunet:"):
+        path = name[len("yunet:"):].strip()
+        if not path:
+            raise ConfigError("--detector yunet: needs a file after the colon, e.g. "
+                              "--detector yunet:face_detection_yunet_2023mar.onnx")
+        if face_model and face_model != path:
+            raise ConfigError(f"--detector {name} and --face-model {face_model} name two YuNet files; give one")
+        return "yunet", path
+    if name not in DETECTOR_NAMES:
+        raise ConfigError(f"unknown --detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES[:-1])}, "
+                          f"yunet:FILE, {DETECTOR_NAMES[-1]}")
+    if name == "yunet" and not face_model:
+        raise ConfigError("--detector yunet needs --face-model FILE, or write --detector yunet:FILE (a YuNet ONNX "
+                          "file, e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+    return name, face_model
+
+
+def resolve_detector(name: str, face_model: str = "", bundle_has_detector: bool = False) -> tuple[str, str]:
+    """The detector ``--detector NAME`` means here: ``auto`` = the bundle's when it has one,
+    else YuNet with a model file, else the Haar fusion. Returns (kind, yunet file)."""
+    kind, model = parse_detector(name, face_model)
+    if kind == "auto":
+        kind = "bundle" if bundle_has_detector else ("yunet" if model else "haar-fusion")
+    return kind, model
+
+
+def create_detector(name: str = "auto", *, face_model: str = "", detect_width: int = 320, min_face: int = 40,
+                    roi: tuple[int, int, int, int] | None = None, bundle: Any = None, backend: str = "onnxrt",
+                    precision: str = "fp32", backend_options: dict[str, Any] | None = None) -> FaceDetector:
+    """A detector by ``--detector`` name.
+
+    Args:
+        name: ``auto`` (the bundle's learned detector when ``bundle`` has one,
+            else YuNet with ``face_model``, else Haar fusion), ``bundle``,
+            ``haar``, ``haar-fusion``, ``yunet`` (with ``face_model``), ``yunet:FILE`` or ``none``.
+        bundle: a bundle folder or loaded Bundle, for ``bundle`` / ``auto``.
+        backend, precision, backend_options: the runner of the bundle's detector.
+
+    Raises:
+        ConfigError: unknown name, unusable face model, ``bundle`` without a bundle.
+        BundleError: ``bundle`` on a bundle that has no detector.
+    """
+    has = False
+    if bundle is not None:
+        from edgemask.backends import as_bundle
+
+        bundle = as_bundle(bundle)
+        has = bundle.has_detector
+    kind, model = resolve_detector(name, face_model, has)
+    option = "--detector yunet:" if str(name).startswith("yunet:") else "--face-model"
+    if kind == "bundle":
+        if bundle is None:
+            raise ConfigError("--detector bundle needs --bundle DIR (a bundle exported with "
+                              "'edgemask export RUN --detector DET_RUN')")
+        from edgemask.vision.bundle_detector import detector_from_bundle
+
+        return detector_from_bundle(bundle, backend, precision, min_face=min_face, **(backend_options or {}))
     makers: dict[str, Callable[[], FaceDetector]] = {
         "haar": lambda: HaarDetector(("frontal",), detect_width, min_face),
         "haar-fusion": lambda: HaarDetector(FUSION, detect_width, min_face),
-        "yunet": lambda: YuNetDetector(face_model, detect_width, min_face),
+        "yunet": lambda: YuNetDetector(model, detect_width, min_face, option=option),
         "none": lambda: FixedRegionDetector(roi),
     }
-    if name not in makers:
-        raise ConfigError(f"unknown detector {name!r}; choose one of: auto, {', '.join(makers)}")
-    if name == "yunet" and not face_model:
-        raise ConfigError("the yunet detector needs --face-model PATH (a YuNet ONNX file)")
-    return makers[name]()
+    return makers[kind]()
 
 
 __all__ = [
     "FUSION",
     "HAAR_COMPONENTS",
+    "DETECTOR_NAMES",
     "Detection",
     "FaceDetector",
     "FixedRegionDetector",
@@ -399,4 +430,6 @@ __all__ = [
     "create_detector",
     "iou",
     "merge_detections",
+    "parse_detector",
+    "resolve_detector",
 ]

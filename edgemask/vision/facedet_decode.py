@@ -145,6 +145,60 @@ def postprocess(head: np.ndarray, params: DecodeParams, scale: float = 1.0,
     return boxes[keep], scores[keep]
 
 
+# --------------------------------------------------------------------------- parity
+
+
+def box_agreement(ref: Sequence[np.ndarray], test: Sequence[np.ndarray], iou_threshold: float = 0.5) -> float:
+    """How far two runs of a detector found the same boxes, over many images.
+
+    Boxes of each image are matched one to one (greedy, IoU >= ``iou_threshold``);
+    the result is matched / max(len(ref), len(test)) summed over images, 1.0
+    when neither run found anything: a box found by only one of them counts
+    against it, whichever it is.
+    """
+    matched = 0
+    total = 0
+    for r, t in zip(ref, test):
+        r = np.asarray(r, np.float32).reshape(-1, 4)
+        t = np.asarray(t, np.float32).reshape(-1, 4)
+        total += max(len(r), len(t))
+        if len(r) and len(t):
+            hit, _ = match_detections(r, t, np.arange(len(t), 0, -1, dtype=np.float32), iou_threshold)
+            matched += int(hit.sum())
+    return matched / total if total else 1.0
+
+
+def compare_heads(ref: np.ndarray, test: np.ndarray, params: DecodeParams) -> Dict[str, Any]:
+    """Parity of two batches of detector heads (N, 5, h, w) of the same inputs.
+
+    Returns:
+        ``heat_max_abs`` (largest heatmap difference), ``head_max_abs`` (any
+        channel), ``box_agreement`` (:func:`box_agreement` of the decoded,
+        NMS-ed boxes in input pixels) and the box counts.
+    """
+    ref = np.asarray(ref, np.float32)
+    test = np.asarray(test, np.float32)
+    if ref.shape != test.shape:
+        raise ValueError(f"detector heads differ in shape: {ref.shape} vs {test.shape}")
+    rb = [postprocess(h, params)[0] for h in ref]
+    tb = [postprocess(h, params)[0] for h in test]
+    d = np.abs(ref.astype(np.float64) - test.astype(np.float64))
+    return {"heat_max_abs": float(d[:, 0].max()) if d.size else 0.0, "head_max_abs": float(d.max()) if d.size else 0.0,
+            "box_agreement": box_agreement(rb, tb), "boxes_ref": int(sum(len(b) for b in rb)),
+            "boxes": int(sum(len(b) for b in tb)), "images": int(len(ref))}
+
+
+def within_tolerance(parity: Dict[str, Any], tolerance: Dict[str, Any] | None) -> List[str]:
+    """What breaks a per-precision tolerance ``{"heat_max_abs": x, "box_agreement": y}``; None/missing = not enforced."""
+    problems: List[str] = []
+    tol = tolerance or {}
+    if tol.get("heat_max_abs") is not None and parity["heat_max_abs"] > float(tol["heat_max_abs"]):
+        problems.append(f"heatmap differs by {parity['heat_max_abs']:.2e} (allowed {float(tol['heat_max_abs']):.0e})")
+    if tol.get("box_agreement") is not None and parity["box_agreement"] < float(tol["box_agreement"]):
+        problems.append(f"boxes agree {parity['box_agreement'] * 100:.1f}% (needs {float(tol['box_agreement']) * 100:.0f}%)")
+    return problems
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -244,5 +298,6 @@ def detection_metrics(samples: Sequence[Tuple[np.ndarray, Sequence[str], np.ndar
             "false_per_image": false / max(1, len(samples)), "ap50": average_precision(sc, tps, n_gt)}
 
 
-__all__ = ["SIZE_BUCKETS", "DecodeParams", "average_precision", "box_iou", "decode_heads", "detection_metrics",
+__all__ = ["SIZE_BUCKETS", "DecodeParams", "average_precision", "box_agreement", "box_iou", "compare_heads",
+           "decode_heads", "detection_metrics", "within_tolerance",
            "letterbox", "match_detections", "nms", "postprocess", "size_bucket", "to_input"]

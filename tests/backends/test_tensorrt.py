@@ -113,11 +113,13 @@ class FakeCuda(CudaApi):
 
 def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = False,
                   batch: tuple[int, int, int] = (1, 4, 8), dla_cores: int = 0, classes: int = K,
-                  context_ok: bool = True):
-    """A TensorRT-shaped module: Runtime → engine → context that runs ``reference_logits``."""
+                  context_ok: bool = True, in_chw: tuple[int, int, int] = (3, S, S), out_tail: tuple | None = None,
+                  fn=None):
+    """A TensorRT-shaped module: Runtime → engine → context that runs ``fn`` (default ``reference_logits``)."""
     log = {"shapes": [], "executes": 0}
     mode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-    shapes = {"input": (-1, 3, S, S), "logits": (-1, classes)}
+    fn = fn or reference_logits
+    shapes = {"input": (-1,) + tuple(in_chw), "logits": (-1,) + tuple(out_tail or (classes,))}
 
     class Context:
         def __init__(self):
@@ -132,8 +134,8 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = Fal
 
         def _run(self, in_ptr, out_ptr):
             n = self.shape[0]
-            x = cuda.mem[in_ptr][: n * 3 * S * S * 4].view(np.float32).reshape(self.shape)
-            y = reference_logits(x).astype(np.float32)
+            x = cuda.mem[in_ptr][: n * int(np.prod(in_chw)) * 4].view(np.float32).reshape(self.shape)
+            y = fn(x).astype(np.float32)
             cuda.mem[out_ptr][: y.nbytes] = y.reshape(-1).view(np.uint8)
             log["executes"] += 1
             return True
@@ -179,7 +181,7 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = Fal
             return shapes[name]
 
         def get_tensor_profile_shape(self, name, profile):
-            return [(b, 3, S, S) for b in batch]
+            return [(b,) + tuple(in_chw) for b in batch]
 
     class BindingEngine(Engine):
         num_bindings = 2
@@ -197,7 +199,7 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = Fal
             return shapes[self.get_binding_name(i)]
 
         def get_profile_shape(self, profile, i):
-            return [(b, 3, S, S) for b in batch]
+            return [(b,) + tuple(in_chw) for b in batch]
 
     if legacy:
         BindingEngine.create_execution_context = lambda self: _strip(Context())
@@ -275,6 +277,40 @@ def test_tensor_api_splits_batches_into_the_profile(tmp_path):
         d = r.describe()
         assert d["backend"] == "tensorrt" and d["tensorrt_version"] == "10.3.0.26" and d["emulated"] is False
     assert cuda.mem == {} and cuda.pinned_live == 0 and not cuda.active  # everything released
+
+
+def _reference_head(x: np.ndarray) -> np.ndarray:
+    """A detector-shaped output (N, 5, H/4, W/4): block means of the channels, then a fixed mix."""
+    n, c, h, w = x.shape
+    pooled = x.reshape(n, c, h // 4, 4, w // 4, 4).mean(axis=(3, 5))
+    return np.concatenate([pooled, pooled[:, :2] * 2.0], axis=1)
+
+
+def test_detector_engine_runs_rectangular_inputs_and_dense_heads(tmp_path):
+    """A bundle's face detector: input (N, 3, 96, 128), output (N, 5, 24, 32); buffers and shapes follow shape_io."""
+    cuda = FakeCuda()
+    trt, log = make_fake_trt(cuda, in_chw=(3, 96, 128), out_tail=(5, 24, 32), fn=_reference_head)
+    e = _entry(file="model.jetson-orin-nano.fp16.trt10.3.engine")
+    path = tmp_path / "detector" / e.file
+    path.parent.mkdir()
+    path.write_bytes(ENGINE_BYTES)
+    r = TensorRTRunner(path, 96, 1, "fp16", entry=e, device="jetson-orin-nano", bundle_root=tmp_path,
+                       input_name="input", _trt=trt, _cuda=cuda).shape_io((96, 128), (5, 24, 32))
+    with r:
+        x = np.random.default_rng(3).random((10, 3, 96, 128), dtype=np.float32)
+        np.testing.assert_allclose(r.infer(x), _reference_head(x), rtol=1e-6)
+        assert [s[0] for s in log["shapes"]] == [8, 2] and log["shapes"][0][1:] == (3, 96, 128)
+        u8 = np.zeros((1, 96, 128, 3), np.uint8)
+        assert r.infer(u8).shape == (1, 5, 24, 32)
+    assert cuda.mem == {} and cuda.pinned_live == 0
+    # a classifier engine in the detector's place is refused at activation, in one line
+    cuda2 = FakeCuda()
+    trt2, _ = make_fake_trt(cuda2)
+    bad = TensorRTRunner(path, 96, 1, "fp16", entry=e, device="jetson-orin-nano", bundle_root=tmp_path,
+                         input_name="input", _trt=trt2, _cuda=cuda2).shape_io((96, 128), (5, 24, 32))
+    with pytest.raises(BackendError, match=r"the bundle needs \(N, 3, 96, 128\)"):
+        bad.activate()
+    assert cuda2.mem == {} and not cuda2.active
 
 
 def test_static_engine_pads_small_batches(tmp_path):

@@ -361,3 +361,68 @@ def test_engine_build_cli_on_tensorrt_without_gpu_says_so_in_one_line(fake_trt, 
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "TensorRT 8.2.1.8 is installed but no CUDA device answers" in errors[0]
     assert res.output.index("no fast INT8") < res.output.index("error:") and "parsed" not in trt.rec
+
+
+# --------------------------------------------------------------------------- the bundle's face detector
+
+
+@pytest.mark.slow  # the session detector bundle (trained + exported once for all detector tests)
+def test_detector_engine_plan_and_build_through_the_same_builder(fake_trt, detector_bundle, monkeypatch, tmp_path):
+    import shutil
+
+    from edgemask.backends.tensorrt.runner import TensorRTRunner
+    from edgemask.bundle import load_bundle
+
+    monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "cache"))
+    b = shutil.copytree(detector_bundle, tmp_path / "b")
+    plan = E.plan_engine_build(b, "jetson-orin-nano", "int8", part="detector")
+    assert plan.part == "detector" and plan.source == "detector/model.int8.onnx" and plan.int8_mode == "qdq"
+    assert plan.input_chw == (3, 96, 128) and plan.engine_name == "detector/model.jetson-orin-nano.int8.trt10.3.engine"
+    calib = E.plan_engine_build(b, "jetson-orin-nano", "int8", part="detector", int8_mode="calibrator")
+    assert calib.source == "detector/model.fp32.onnx" and calib.calibration_cache == "detector/calibration/cache.txt"
+    cmd = E.engine_build_command(plan)
+    assert "detector/model.int8.onnx" in cmd and "input:8x3x96x128" in cmd
+    assert E.bundle_parts(b) == ["classifier", "detector"]
+
+    trt = fake_trt("10.3.0.26")
+    results = E.build_engines_for_bundle(b, "jetson-orin-nano", ["int8"], timing_cache=False)
+    assert [r.plan.part for r in results] == ["classifier", "detector"]
+    assert trt.rec["parsed"].endswith("detector/model.int8.onnx")  # the detector's engine was built last
+    m = load_manifest(b)
+    det_engine = m.detector.model("int8", "tensorrt", "jetson-orin-nano")
+    assert det_engine.file == "detector/model.jetson-orin-nano.int8.trt10.3.engine"
+    assert det_engine.extra["source"] == "detector/model.int8.onnx"
+    assert m.model("int8", "tensorrt", "jetson-orin-nano").file == "model.jetson-orin-nano.int8.trt10.3.engine"
+    assert verify_bundle(b) == [] and not list((b / "detector").glob(".*.building"))
+    # the runner finds the detector's engine (not the classifier's) in the detector view
+    r = TensorRTRunner.from_bundle(load_bundle(b).detector_view(), "int8", device="jetson-orin-nano")
+    assert r.engine_path.name == "model.jetson-orin-nano.int8.trt10.3.engine" and r.engine_path.parent.name == "detector"
+    assert r.input_hw == (96, 128) and r.output_tail == (5, 24, 32)
+    # rebuilding replaces the detector's engine in place; the classifier's stays
+    E.build_engine(b, "jetson-orin-nano", "int8", part="detector", timing_cache=False)
+    m = load_manifest(b)
+    assert len([e for e in m.detector.models if e.format == "tensorrt"]) == 1
+    assert len([e for e in m.models if e.format == "tensorrt"]) == 1 and verify_bundle(b) == []
+
+
+def test_detector_part_of_a_bundle_without_detector_is_one_line(make_bundle):
+    with pytest.raises(BundleError, match="has no face detector"):
+        E.plan_engine_build(make_bundle(), "jetson-orin-nano", "fp16", part="detector")
+    assert E.bundle_parts(make_bundle("nodet")) == ["classifier"]
+    with pytest.raises(ConfigError, match="--model 'everything' is unknown"):
+        E.bundle_parts(make_bundle("x"), "everything")
+
+
+@pytest.mark.slow
+def test_engine_build_cli_prints_both_trtexec_commands(detector_bundle, monkeypatch):
+    from typer.testing import CliRunner
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    res = CliRunner().invoke(_app(), ["engine", "build", str(detector_bundle), "--device", "jetson-orin-nano",
+                                      "--precision", "fp16", "--print-trtexec"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("trtexec")]
+    assert len(lines) == 2 and "model.fp32.onnx" in lines[0] and "detector/model.fp32.onnx" in lines[1]
+    res = CliRunner().invoke(_app(), ["engine", "build", str(detector_bundle), "--device", "jetson-orin-nano",
+                                      "--model", "detector"])
+    assert res.exit_code == 1 and "TensorRT is not importable here" in res.output and "Traceback" not in res.output

@@ -99,12 +99,19 @@ def test_create_detector_names(tmp_path):
     assert create_detector("auto").describe()["detector"] == "haar-fusion"
     assert create_detector("haar").describe()["components"] == ["frontal"]
     assert create_detector("none", roi=(1, 2, 3, 4)).describe() == {"detector": "none", "roi": [1, 2, 3, 4]}
-    with pytest.raises(ConfigError, match="unknown detector 'hog'"):
+    with pytest.raises(ConfigError, match=r"unknown --detector 'hog'; choose one of: auto, bundle, haar, "
+                                          r"haar-fusion, yunet, yunet:FILE, none"):
         create_detector("hog")
-    with pytest.raises(ConfigError, match="needs --face-model"):
+    with pytest.raises(ConfigError, match="needs --face-model FILE, or write --detector yunet:FILE"):
         create_detector("yunet")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="--face-model .*missing.onnx does not exist"):
         create_detector("auto", face_model=str(tmp_path / "missing.onnx"))  # auto + model = yunet
+    with pytest.raises(ConfigError, match=r"--detector yunet:.*missing.onnx: .*missing.onnx does not exist"):
+        create_detector(f"yunet:{tmp_path / 'missing.onnx'}")
+    with pytest.raises(ConfigError, match="needs a file after the colon"):
+        create_detector("yunet:")
+    with pytest.raises(ConfigError, match="needs --bundle DIR"):
+        create_detector("bundle")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not an onnx model")
     with pytest.raises(ConfigError, match="not a YuNet ONNX model") as e:
@@ -212,3 +219,42 @@ def test_small_real_face_is_found_with_a_small_min_face():
         assert [d.box for d in small] == [d.box for d in full] and len(small) == 1, (s, small)
         x0, y0, x1, y1 = small[0].box
         assert 300 <= x0 and x1 <= 300 + s and 40 <= x1 - x0 <= 80, (s, small[0].box)
+
+
+def test_resolve_detector_prefers_the_bundles_learned_detector():
+    from edgemask.vision.detectors import resolve_detector
+
+    assert resolve_detector("auto", "", bundle_has_detector=True) == ("bundle", "")
+    assert resolve_detector("auto", "y.onnx", bundle_has_detector=True) == ("bundle", "y.onnx")
+    assert resolve_detector("auto", "y.onnx") == ("yunet", "y.onnx")
+    assert resolve_detector("auto") == ("haar-fusion", "")
+    assert resolve_detector("yunet:m.onnx") == ("yunet", "m.onnx")
+    assert resolve_detector("haar", "", bundle_has_detector=True) == ("haar", "")
+    with pytest.raises(ConfigError, match="name two YuNet files"):
+        resolve_detector("yunet:a.onnx", "b.onnx")
+
+
+@pytest.mark.slow  # the session detector bundle
+def test_bundle_detector_finds_faces_in_frames(detector_bundle):
+    import cv2
+
+    from detector_assets import scenes
+    from edgemask.vision.bundle_detector import BundleFaceDetector
+
+    det = create_detector("auto", bundle=str(detector_bundle), min_face=0)
+    assert isinstance(det, BundleFaceDetector) and det.describe()["detector"] == "bundle"
+    assert det.describe()["precision"] == "fp32" and det.describe()["input"] == [128, 96]
+    hits = total = 0
+    for im in scenes(6, seed=31):
+        dets = det.detect(cv2.cvtColor(im.rgb, cv2.COLOR_RGB2BGR))
+        for d in dets:
+            x0, y0, x1, y1 = d.box
+            assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 480 and d.source == "bundle"
+        total += len(im.boxes)
+        hits += sum(any(iou(b, d.box) >= 0.3 for d in dets) for b in im.boxes)
+    assert hits >= 0.2 * total, (hits, total)  # a detector trained for seconds, but one that sees faces
+    big = create_detector("bundle", bundle=str(detector_bundle), min_face=400, precision="int8")
+    assert all(max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= 400
+               for im in scenes(3, seed=31) for d in big.detect(im.rgb[:, :, ::-1].copy()))
+    det.close()
+    big.close()

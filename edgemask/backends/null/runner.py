@@ -1,4 +1,4 @@
-"""NullRunner: a fixed random linear map from pixels to logits.
+"""NullRunner: a fixed random linear map from pixels to logits (or to a detector head).
 
 It needs no model file and no engine, so tests can exercise the Runner
 contract, the compare/bench plumbing and the camera pipeline anywhere, and
@@ -37,10 +37,15 @@ class NullRunner(Runner):
     def from_bundle(cls, bundle: "Bundle", precision: str = "fp32", **options: Any) -> "NullRunner":
         """A NullRunner shaped like the bundle's model (input size, class count)."""
         check_options(cls, options, ("seed",))
-        return cls(bundle.input_size, len(bundle.class_names), precision, **options)
+        return cls(bundle.input_size, len(bundle.class_names), precision, **options).shaped_like(bundle)
 
     def _activate_impl(self) -> None:
         rng = np.random.default_rng(self.seed)
+        if len(self.output_tail) == 3:  # a detector head (C, h, w): a 1x1 map of the block-averaged pixels
+            c = self.output_tail[0]
+            self._w = (rng.standard_normal((c, 3)) * 2.0).astype(np.float32)
+            self._b = (rng.standard_normal(c) - 2.0).astype(np.float32)
+            return
         d = 3 * self.input_size * self.input_size
         # Scaled so logits of [0,1] images are O(1), like a trained model's.
         self._w = (rng.standard_normal((d, self.num_classes)) / np.sqrt(d)).astype(np.float32)
@@ -51,6 +56,14 @@ class NullRunner(Runner):
 
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
         assert self._w is not None and self._b is not None
+        if len(self.output_tail) == 3:
+            c, h, w = self.output_tail
+            n, _, hh, ww = x.shape
+            pooled = x.reshape(n, 3, h, hh // h, w, ww // w).mean(axis=(3, 5))   # (N, 3, h, w)
+            y = np.einsum("kc,nchw->nkhw", self._w, pooled) + self._b[None, :, None, None]
+            y[:, 0] = 1.0 / (1.0 + np.exp(-y[:, 0]))                             # heat in [0, 1], like the model
+            y[:, 3:5] = 1.0 / (1.0 + np.exp(-y[:, 3:5]))
+            return y.astype(np.float32)                                         # (N, C, h, w)
         return x.reshape(x.shape[0], -1) @ self._w + self._b  # (N, 3SS) @ (3SS, K) -> (N, K)
 
     def describe(self) -> dict[str, Any]:

@@ -106,7 +106,8 @@ class OnnxRuntimeRunner(Runner):
         """The bundle's ``model.<precision>.onnx``."""
         check_precision(cls, precision)
         check_options(cls, options, ("providers", "intra_op_num_threads", "device"))
-        return cls(bundle.model_path(precision, "onnx"), bundle.input_size, len(bundle.class_names), precision, **options)
+        r = cls(bundle.model_path(precision, "onnx"), bundle.input_size, len(bundle.class_names), precision, **options)
+        return r.shaped_like(bundle)
 
     # -- lifecycle ---------------------------------------------------------
     def _activate_impl(self) -> None:

@@ -68,7 +68,8 @@ class OpenCVRunner(Runner):
         """The bundle's ONNX model of ``precision``."""
         check_precision(cls, precision)
         check_options(cls, options, ("num_threads",))
-        return cls(bundle.model_path(precision, "onnx"), bundle.input_size, len(bundle.class_names), precision, **options)
+        r = cls(bundle.model_path(precision, "onnx"), bundle.input_size, len(bundle.class_names), precision, **options)
+        return r.shaped_like(bundle)
 
     def _activate_impl(self) -> None:
         import cv2

@@ -171,7 +171,8 @@ class TensorRTRunner(Runner):
                       bundle_root=bnd.root, cuda_binding=cuda_binding)
         if entries:
             e = entries[0]
-            return cls(bnd.path(e.file), bnd.input_size, len(bnd.class_names), e.precision, entry=e, **common)
+            return cls(bnd.path(e.file), bnd.input_size, len(bnd.class_names), e.precision, entry=e,
+                       **common).shaped_like(bnd)
         from edgemask.backends.tensorrt.builder import import_tensorrt
 
         # No engine in the bundle: only this machine's TensorRT can make or pick one (NotAvailableError here).
@@ -181,9 +182,11 @@ class TensorRTRunner(Runner):
             found = engine_loader(bnd, device, precision, dla_core)
         if found is not None:
             path, entry = found
-            return cls(path, bnd.input_size, len(bnd.class_names), entry.precision, entry=entry, **common)
+            return cls(path, bnd.input_size, len(bnd.class_names), entry.precision, entry=entry,
+                       **common).shaped_like(bnd)
         have = ", ".join(f"{m.device}:{m.precision}" for m in bnd.manifest.models if m.format == "tensorrt") or "none"
-        raise BundleError(f"bundle {bnd.manifest.name!r} has no TensorRT engine for device {device!r} at precision "
+        what = "detector TensorRT" if getattr(bnd, "part", "classifier") == "detector" else "TensorRT"
+        raise BundleError(f"bundle {bnd.manifest.name!r} has no {what} engine for device {device!r} at precision "
                           f"{precision} (engines: {have}); build it on this device: "
                           f"{rebuild_command(bnd.root, device, precision, dla_core)}")
 
@@ -260,17 +263,19 @@ class TensorRTRunner(Runner):
             if self.input_name and self._in.name != self.input_name:
                 raise BackendError(f"{self.engine_path.name} input is {self._in.name!r}, the bundle says "
                                    f"{self.input_name!r}; the engine belongs to another model")
-            s = self.input_size
-            if tuple(self._in.shape[1:]) != (3, s, s):
-                raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {s}, {s})")
-            if tuple(self._out.shape[1:]) != (self.num_classes,):
-                raise BackendError(f"{self.engine_path.name} outputs {self._out.shape}, the bundle has "
-                                   f"{self.num_classes} classes; the engine belongs to another model")
+            h, w = self.input_hw
+            if tuple(self._in.shape[1:]) != (3, h, w):
+                raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {h}, {w})")
+            if tuple(self._out.shape[1:]) != self.output_tail:
+                has = (f"has {self.num_classes} classes" if self.output_tail == (self.num_classes,) else
+                       f"model gives (N, {', '.join(map(str, self.output_tail))})")
+                raise BackendError(f"{self.engine_path.name} outputs {self._out.shape}, the bundle {has}; "
+                                   "the engine belongs to another model")
             self.batch_range = profile_batch_range(engine, self._in)
             bmax = self.batch_range[2]
             self._stream = cuda.create_stream()
-            self._host_in = cuda.pinned_empty((bmax, 3, s, s), self._in.dtype)
-            self._host_out = cuda.pinned_empty((bmax, self.num_classes), self._out.dtype)
+            self._host_in = cuda.pinned_empty((bmax, 3, h, w), self._in.dtype)
+            self._host_out = cuda.pinned_empty((bmax,) + self.output_tail, self._out.dtype)
             self._dev_in = cuda.alloc(self._host_in.nbytes)
             self._dev_out = cuda.alloc(self._host_out.nbytes)
             self._bufs = [self._dev_in, self._dev_out]
@@ -318,7 +323,7 @@ class TensorRTRunner(Runner):
         host_in[:n] = x
         if m > n:
             host_in[n:] = 0
-        shape = (m, 3, self.input_size, self.input_size)
+        shape = (m, 3) + self.input_hw
         ctx = self._context
         if self._tensor_api:
             if not ctx.set_input_shape(self._in.name, shape):

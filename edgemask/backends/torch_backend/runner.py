@@ -87,7 +87,7 @@ class TorchRunner(Runner):
                               "torch backend needs; re-export it, or compare with onnxrt:fp32 as the reference") from None
         m = bundle.manifest
         return cls(bundle.path(entry.file), m.arch, m.arch_args, bundle.input_size, len(m.class_names),
-                   precision, **options)
+                   precision, **options).shaped_like(bundle)
 
     # -- lifecycle ---------------------------------------------------------
     def _activate_impl(self) -> None:
