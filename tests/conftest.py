@@ -88,35 +88,11 @@ def fake_trt(monkeypatch):
     return install
 
 
-def png_bomb_bytes(width: int = 20000, height: int = 20000) -> bytes:
-    """A valid black RGB PNG of width×height that is small on disk (~1.6 MB at 20000×20000).
-
-    Decoded it takes width*height*3 bytes (1.2 GB at 20000×20000): the image
-    bomb a dataset reader must refuse from the header alone. Built in
-    milliseconds: after a zlib full flush the compressor starts afresh, so
-    every further black row compresses to the same bytes and is repeated.
-    """
-    import struct
-    import zlib
-
-    row = b"\0" * (width * 3 + 1)  # filter byte 0 + black pixels
-    c = zlib.compressobj(9)
-    first = c.compress(row) + c.flush(zlib.Z_FULL_FLUSH)  # starts with the zlib header
-    same = c.compress(row) + c.flush(zlib.Z_FULL_FLUSH)
-    end = c.flush(zlib.Z_FINISH)[:-4]  # the final block, without this object's checksum
-    total = len(row) * height  # all zero bytes: adler32 = (total mod 65521) << 16 | 1
-    body = first + same * (height - 1) + end + struct.pack(">I", ((total % 65521) << 16) | 1)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-
-
 @pytest.fixture
 def png_bomb():
-    """``png_bomb(width, height) -> bytes``: see :func:`png_bomb_bytes`."""
+    """``png_bomb(width, height) -> bytes``: see :func:`hostile_files.png_bomb_bytes`."""
+    from hostile_files import png_bomb_bytes
+
     return png_bomb_bytes
 
 

@@ -63,7 +63,20 @@ class Bundle:
         return p
 
     def model_path(self, precision: str, format: str = "onnx", device: str | None = None) -> Path:
-        return self.path(self.manifest.model(precision, format, device).file)
+        """The model file of a precision; an ONNX file is first checked against the manifest.
+
+        Raises:
+            BundleError: no such model. ModelError: an ONNX file whose input
+                shape or precision is not the manifest's (one line, before any
+                session or inference; see :mod:`edgemask.bundle.modelcheck`).
+        """
+        entry = self.manifest.model(precision, format, device)
+        p = self.path(entry.file)
+        if entry.format == "onnx" and p.is_file():
+            from edgemask.bundle.modelcheck import check_onnx_model
+
+            check_onnx_model(p, entry, self.manifest)
+        return p
 
     def model_entry(self, precision: str, format: str = "onnx", device: str | None = None) -> ModelEntry:
         return self.manifest.model(precision, format, device)
@@ -137,6 +150,21 @@ def manifest_identity(bundle_dir: str | Path) -> dict:
             "path": str(root.resolve())}
 
 
+def model_problems(bundle_dir: str | Path) -> list[str]:
+    """One line per ONNX model file whose input or precision is not what the manifest says."""
+    from edgemask.bundle.modelcheck import onnx_model_problem
+
+    root = Path(bundle_dir)
+    manifest = load_manifest(root)
+    out = []
+    for m in manifest.models:
+        if m.format == "onnx" and (root / m.file).is_file():
+            why = onnx_model_problem(root / m.file, m, manifest)
+            if why:
+                out.append(why)
+    return out
+
+
 def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
     """Load a bundle; by default refuse one whose files do not match their hashes.
 
@@ -155,4 +183,4 @@ def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
     return Bundle(root=root, manifest=manifest)
 
 
-__all__ = ["PARTS", "Bundle", "MANIFEST_NAME", "load_bundle", "manifest_identity", "verify_bundle"]
+__all__ = ["PARTS", "Bundle", "MANIFEST_NAME", "load_bundle", "manifest_identity", "model_problems", "verify_bundle"]

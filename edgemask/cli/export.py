@@ -152,6 +152,10 @@ def verify_cmd(
                           f"{len(m.files)} files match their SHA-256", highlight=False)
             return
         problems = verify_bundle(path)
+        if not problems:  # the files are the ones hashed; are they what the manifest says they are?
+            from edgemask.bundle.bundle import model_problems
+
+            problems = model_problems(path)
         if problems:
             for p in problems:
                 err_console.print(f"[red]✗[/] {p}", highlight=False)

@@ -30,6 +30,15 @@ def metrics_table(m: dict, title: str):
     return t
 
 
+def _stamp(path: Path):
+    """(inode, size, mtime_ns) of a file, None if it does not exist."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def train_with_progress(cfg: TrainConfig, resume: bool = False) -> Path:
     """Run training with rich progress bars (shared with ``demo``)."""
     from edgemask.training import train
@@ -59,17 +68,15 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False) -> Path:
                 extra = f"val acc {info['val_accuracy'] * 100:.2f}% (best {info['best'] * 100:.2f}%)"
             bar.update(tasks[stage], completed=done, total=total, info=extra)
 
-        import time
-
-        started = time.time()
         ck = Path(cfg.out) / "checkpoint.json"
+        before = _stamp(ck)  # a checkpoint from an earlier session must not count as saved now
         try:
             return train(cfg, progress=cb, resume=resume)
         except KeyboardInterrupt:
-            try:
-                saved = ck.stat().st_mtime >= started - 1
-            except OSError:
-                saved = False
+            # train() writes a checkpoint only once the images are loaded, atomically (a new
+            # inode), so a changed stamp after loading is this session's save.
+            after = _stamp(ck)
+            saved = state["loaded"] and after is not None and after != before
             bar.stop()
             if saved:
                 err_console.print(f"interrupted: checkpoint saved in {cfg.out}; continue with "

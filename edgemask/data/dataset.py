@@ -157,15 +157,61 @@ class LabelResolver:
         return out
 
 
+SYNTH_FORMAT = "edgemask-synth"
+SYNTH_VERSION = 1
+
+
 def _read_synth_meta(root: Path) -> dict | None:
+    """``dataset.json`` of a synth folder, None when the folder is not one.
+
+    A ``dataset.json`` that is not ours (another tool's, with another
+    ``format``) is ignored and the folder read as the other layouts. One that
+    is damaged (not JSON, not an object, no ``format``, a mistyped field) is
+    an error when it sits beside a ``crops/`` folder or claims to be ours:
+    reading that folder as an ImageFolder would only report 'crops' and
+    'scenes' as unknown classes.
+    """
+    from edgemask.data.imagefile import Unreadable, read_small_file
+
     meta_path = root / "dataset.json"
     if not meta_path.is_file():
         return None
+    crops = (root / "crops").is_dir()
+    problem = None
+    meta = None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None  # not ours, or damaged: fall through to the other layouts
-    return meta if isinstance(meta, dict) and meta.get("format") == "edgemask-synth" else None
+        meta = json.loads(read_small_file(meta_path).decode("utf-8"))
+    except Unreadable as e:
+        problem = str(e.args[0])
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        problem = f"is not valid JSON ({type(e).__name__})"
+    if problem is None and not isinstance(meta, dict):
+        problem = f"holds a JSON {type(meta).__name__}, not an object"
+    if problem is None:
+        assert isinstance(meta, dict)
+        fmt = meta.get("format")
+        if fmt is None:
+            problem = "has no 'format' field"
+        elif fmt != SYNTH_FORMAT:
+            return None  # another tool's file: not ours to judge
+        else:
+            v = meta.get("version", SYNTH_VERSION)
+            if isinstance(v, bool) or not isinstance(v, int):
+                problem = f"has version {v!r}, not a whole number"
+            elif v > SYNTH_VERSION:
+                raise DataError(f"{meta_path} is synth dataset version {v}, newer than this edgemask reads "
+                                f"({SYNTH_VERSION}); upgrade edgemask or regenerate it with "
+                                f"`edgemask data synth --out {root} --overwrite`")
+            for key, typ in (("classes", list), ("counts", dict)):
+                if problem is None and key in meta and not isinstance(meta[key], typ):
+                    problem = f"has a mistyped {key!r} ({type(meta[key]).__name__}, expected {typ.__name__})"
+    if problem is None:
+        return meta
+    if not crops and not (isinstance(meta, dict) and meta.get("format") == SYNTH_FORMAT):
+        return None  # damaged, but nothing here says it is a synth folder: read the other layouts
+    read_crops = f", or read the crops as an ImageFolder with --data {root / 'crops'}" if crops else ""
+    raise DataError(f"{meta_path} {problem}; regenerate the dataset with "
+                    f"`edgemask data synth --out {root} --overwrite`{read_crops}")
 
 
 def detect_format(path: str | Path) -> tuple[str, Path]:

@@ -148,12 +148,31 @@ def load_detector_run(run_dir: str | Path):
     if not mj.is_file() or not (run / "weights.safetensors").is_file():
         raise ModelError(f"{run} is not a detector run (no model.json + weights.safetensors); "
                          "make one with 'edgemask detector train --data ... --out RUN'")
-    info = json.loads(mj.read_text(encoding="utf-8"))
+    fix = "re-run 'edgemask detector train' to regenerate it, or copy the whole run folder again"
+    try:
+        info = json.loads(mj.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ModelError(f"{mj} is not valid JSON ({type(e).__name__}); {fix}") from None
+    if not isinstance(info, dict):
+        raise ModelError(f"{mj} holds a JSON {type(info).__name__}, not an object; {fix}")
     if info.get("task") != "detect":
         raise ModelError(f"{run} holds a {info.get('task', 'classify')} model, not a face detector; "
                          "pass a run of 'edgemask detector train'")
-    model = create_model(info["arch"], **info["arch_args"])
-    model.load_state_dict(load_file(str(run / "weights.safetensors")))
+    if not isinstance(info.get("arch"), str) or not isinstance(info.get("arch_args"), dict):
+        raise ModelError(f"{mj} lacks or mistypes 'arch' (a string) / 'arch_args' (an object); {fix}")
+    try:
+        model = create_model(info["arch"], **info["arch_args"])
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{mj}: {info['arch']!r} cannot be built from its arch_args ({e}); {fix}") from None
+    from safetensors import SafetensorError
+
+    try:
+        model.load_state_dict(load_file(str(run / "weights.safetensors")))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{run / 'weights.safetensors'} is not a readable safetensors file ({e}); {fix}") from None
+    except RuntimeError as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ModelError(f"{run / 'weights.safetensors'} does not match architecture {info['arch']!r} ({first}); {fix}") from None
     return model.eval(), info
 
 

@@ -104,23 +104,51 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         raise ModelError(f"run directory {run_dir} does not exist; pass the --out folder of 'edgemask train'")
     if not mj.is_file():
         raise ModelError(f"{mj} is missing; {run_dir} is not a finished training run (train it, or --resume it)")
+    fix = "re-run 'edgemask train' to regenerate it, or copy the whole run folder again"
     try:
-        d = json.loads(mj.read_text())
-        if d.get("format") != RUN_FORMAT:
-            raise ValueError(f"format is {d.get('format')!r}, expected {RUN_FORMAT!r}")
-        pre = d["preprocessing"]
-        return RunInfo(
-            arch=d["arch"],
-            arch_args=dict(d["arch_args"]),
-            input_size=int(d["input_size"]),
-            class_names=list(d["class_names"]),
-            mean=list(pre["mean"]),
-            std=list(pre["std"]),
-            channel_order=pre.get("channel_order", "RGB"),
-            path=str(run_dir),
-        )
-    except (ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{mj} is malformed ({e}); re-run 'edgemask train' to regenerate it") from None
+        d = json.loads(mj.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{mj} is not valid JSON ({type(e).__name__}); {fix}") from None
+    except RecursionError:
+        raise ModelError(f"{mj} nests too deeply to be a model.json; {fix}") from None
+    if not isinstance(d, dict):
+        raise ModelError(f"{mj} holds a JSON {_json_kind(d)}, not an object; {fix}")
+    if d.get("format") != RUN_FORMAT:
+        raise ModelError(f"{mj} has format {d.get('format')!r}, expected {RUN_FORMAT!r}; {fix}")
+
+    def need(obj: dict, key: str, typ: type, where: str = "") -> Any:
+        name = f"{where}{key}"
+        if key not in obj:
+            raise ModelError(f"{mj} lacks the field {name!r}; {fix}")
+        v = obj[key]
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            want = {str: "a string", dict: "an object", list: "a list", int: "a whole number"}[typ]
+            raise ModelError(f"{mj} field {name!r} should be {want}, got the {_json_kind(v)} {str(v)[:40]!r}; {fix}")
+        return v
+
+    arch = need(d, "arch", str)
+    arch_args = need(d, "arch_args", dict)
+    size = need(d, "input_size", int)
+    if not 8 <= size <= 4096:
+        raise ModelError(f"{mj} field 'input_size' is {size}, not a side in pixels (8..4096); {fix}")
+    names = need(d, "class_names", list)
+    if len(names) < 2 or not all(isinstance(n, str) and n for n in names):
+        raise ModelError(f"{mj} field 'class_names' should list at least two class names, got {str(names)[:60]}; {fix}")
+    pre = need(d, "preprocessing", dict)
+    mean, std = need(pre, "mean", list, "preprocessing."), need(pre, "std", list, "preprocessing.")
+    for k, vals in (("mean", mean), ("std", std)):
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+            raise ModelError(f"{mj} field 'preprocessing.{k}' should hold numbers, got {str(vals)[:60]}; {fix}")
+    order = pre.get("channel_order", "RGB")
+    if order not in ("RGB", "BGR"):
+        raise ModelError(f"{mj} field 'preprocessing.channel_order' should be \"RGB\" or \"BGR\", got {order!r}; {fix}")
+    return RunInfo(arch=arch, arch_args=dict(arch_args), input_size=size, class_names=list(names),
+                   mean=[float(x) for x in mean], std=[float(x) for x in std], channel_order=order, path=str(run_dir))
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(v), type(v).__name__)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[EdgeMaskNet, RunInfo]:
@@ -136,7 +164,12 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[E
     wpath = Path(run_dir) / "weights.safetensors"
     if not wpath.is_file():
         raise ModelError(f"{wpath} is missing; re-run 'edgemask train' or copy the whole run folder")
-    model = create_model(info.arch, **info.arch_args)
+    try:
+        model = create_model(info.arch, **info.arch_args)
+    except (TypeError, ValueError, RuntimeError) as e:  # e.g. "num_classes": "three"
+        raise ModelError(f"{Path(run_dir) / 'model.json'}: architecture {info.arch!r} cannot be built from its "
+                         f"arch_args ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         "re-run 'edgemask train' to regenerate the run") from None
     try:
         state = load_file(str(wpath), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:

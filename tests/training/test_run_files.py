@@ -32,7 +32,7 @@ def test_missing_and_damaged_files_are_clear(tmp_path):
     with pytest.raises(ModelError, match="safetensors"):
         load_run(tmp_path)
     (tmp_path / "model.json").write_text("{not json")
-    with pytest.raises(ModelError, match="malformed"):
+    with pytest.raises(ModelError, match="not valid JSON"):
         load_run(tmp_path)
 
 
