@@ -237,6 +237,12 @@ class BundleManifest:
                 c.path_(sig["file"], "signature.file")
         if d.get("source_run") is not None:
             c.str_(d["source_run"], "source_run")
+        if d.get("probe") is not None:
+            probe = c.dict_(d["probe"], "probe")
+            if probe.get("inputs") is not None:
+                c.path_(probe["inputs"], "probe.inputs")
+            if "count" in probe:
+                c.int_(probe["count"], "probe.count", lo=0)
         kw = {k: d[k] for k in d if k in cls.__dataclass_fields__}
         kw.update(models=models, input=inp, preprocessing=pre, schema_version=sv)
         if d.get("detector") is not None:
