@@ -65,6 +65,16 @@ class ModelEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def find_model(models: Any, precision: str, format: str, device: Any, owner: str) -> ModelEntry:
+    """The entry of ``models`` at this precision/format (and device); a BundleError naming what exists otherwise."""
+    for m in models:
+        if m.precision == precision and m.format == format and (device is None or m.device == device):
+            return m
+    have = ", ".join(f"{m.format}:{m.precision}" + (f"@{m.device}" if m.device else "") for m in models)
+    raise BundleError(f"{owner} has no {format} model at precision {precision!r} (it has: {have}); "
+                      f"re-export with --precision {precision}")
+
+
 @dataclass
 class DetectorEntry:
     """The bundle's learned face detector (``manifest["detector"]``), beside the classifier.
@@ -98,12 +108,7 @@ class DetectorEntry:
 
     def model(self, precision: str, format: str = "onnx", device: str | None = None) -> ModelEntry:
         """The detector model of a precision/format; a BundleError naming what exists otherwise."""
-        for m in self.models:
-            if m.precision == precision and m.format == format and (device is None or m.device == device):
-                return m
-        have = ", ".join(f"{m.format}:{m.precision}" + (f"@{m.device}" if m.device else "") for m in self.models)
-        raise BundleError(f"the bundle's detector has no {format} model at precision {precision!r} (it has: {have}); "
-                          f"re-export with --precision {precision}")
+        return find_model(self.models, precision, format, device, "the bundle's detector")
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "manifest") -> "DetectorEntry":
@@ -159,12 +164,7 @@ class BundleManifest:
     # -- lookups ---------------------------------------------------------
     def model(self, precision: str, format: str = "onnx", device: str | None = None) -> ModelEntry:
         """The model entry of a precision/format; a BundleError naming what exists otherwise."""
-        for m in self.models:
-            if m.precision == precision and m.format == format and (device is None or m.device == device):
-                return m
-        have = ", ".join(f"{m.format}:{m.precision}" + (f"@{m.device}" if m.device else "") for m in self.models)
-        raise BundleError(f"bundle {self.name!r} has no {format} model at precision {precision!r} (it has: {have}); "
-                          f"re-export with --precision {precision}")
+        return find_model(self.models, precision, format, device, f"bundle {self.name!r}")
 
     def precisions(self, format: str = "onnx") -> list[str]:
         return [m.precision for m in self.models if m.format == format]
