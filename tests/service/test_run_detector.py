@@ -26,6 +26,7 @@ def app() -> typer.Typer:
 @pytest.fixture(scope="module")
 def scene_folder(tmp_path_factory):
     """Six 640x480 synthetic scenes with 1-4 faces each, as a folder of photos (each its own scene)."""
+    pytest.importorskip("skimage", reason="the synthetic scenes are drawn with the train extra (scikit-image)")
     from detector_assets import scenes
 
     d = tmp_path_factory.mktemp("scenes") / "photos"
