@@ -46,6 +46,8 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
     Raises:
         DataError: neither layout, or no usable image.
     """
+    import cv2
+
     from edgemask.data.imagefile import Unreadable, read_image_file, read_small_file
     from edgemask.data.imagefolder import rel_posix
     from edgemask.data.voc import _BadXml, _ImageIndex, _xml_files, clamp_box, find_voc_dirs, parse_voc_xml
@@ -66,9 +68,12 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
         img_path = index.find(ann.filename, xml.stem)
         if img_path is None:
             continue
-        img = read_image_file(img_path).bgr  # FIFOs unopened, oversized images undecoded
-        if img is None:
+        bgr = read_image_file(img_path).bgr  # FIFOs unopened, oversized images undecoded
+        if bgr is None:
             continue
+        # DetImage holds RGB, the detector's channel order (BundleDetector flips camera BGR to RGB);
+        # a BGR image here would train the detector on blue skin and break it on every real frame.
+        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = img.shape[:2]
         boxes, labels = [], []
         for o in ann.objects:

@@ -100,3 +100,20 @@ def test_real_voc_set_reads_every_photo_and_splits_by_image():
     for im in ims[:20]:
         h, w = im.rgb.shape[:2]
         assert (im.boxes[:, 2] <= w).all() and (im.boxes[:, 3] <= h).all()
+
+
+def test_detection_images_are_rgb_like_the_frames_the_detector_sees(tmp_path):
+    """A pure-red photo must come out red in channel 0: training on BGR broke the detector on live RGB frames."""
+    import cv2
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations").mkdir()
+    bgr = np.zeros((60, 80, 3), np.uint8)
+    bgr[:, :, 2] = 255  # red, in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "images" / "red.png"), bgr)
+    (tmp_path / "annotations" / "red.xml").write_text(
+        "<annotation><filename>red.png</filename><size><width>80</width><height>60</height><depth>3</depth></size>"
+        "<object><name>without_mask</name><bndbox><xmin>10</xmin><ymin>10</ymin><xmax>40</xmax><ymax>40</ymax>"
+        "</bndbox></object></annotation>")
+    (im,) = read_detection_set(tmp_path)
+    assert im.rgb[..., 0].min() == 255 and im.rgb[..., 2].max() == 0
