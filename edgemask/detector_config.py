@@ -24,7 +24,7 @@ class DetTrainConfig:
         split_seed, heldout: the held-out split of every data set, by image.
         threads: torch threads (0 = edgemask's default).
         resume: continue from OUT/state.pt.
-        max_minutes: stop after this many minutes (0 = no limit), still writing a finished run.
+        max_minutes: training time budget (0 = none); the learning-rate schedule anneals to end within it.
     """
 
     data: List[str] = field(default_factory=list)

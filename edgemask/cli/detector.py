@@ -49,7 +49,7 @@ def train_cmd(
     heldout: float = typer.Option(_D.heldout, help="Fraction of every data set's images held out (by image, seeded)."),
     split_seed: int = typer.Option(_D.split_seed, help="Seed of the held-out split."),
     seed: int = typer.Option(_D.seed, help="Initialisation and augmentation seed."),
-    max_minutes: float = typer.Option(_D.max_minutes, help="Stop after this many minutes (0 = no limit)."),
+    max_minutes: float = typer.Option(_D.max_minutes, help="Training time budget in minutes (0 = none): the learning rate anneals to end within it."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/state.pt."),
 ) -> None:
     """Train the face detector on VOC boxes and synthetic scenes; report held-out recall."""

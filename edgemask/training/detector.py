@@ -233,7 +233,7 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
+    sched = TimedSchedule(cfg.lr, total, 60.0 * cfg.max_minutes)
     start_epoch = 0
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.pt"
@@ -274,6 +274,8 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
             x = torch.from_numpy(to_input(crops))
             loss, parts = detector_loss(model.raw(x), torch.from_numpy(np.stack(hs)), torch.from_numpy(np.stack(rs)),
                                         torch.from_numpy(np.stack(ms)))
+            for g in opt.param_groups:
+                g["lr"] = sched.lr()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -283,7 +285,7 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
             if progress is not None:
                 progress(step, total, {"epoch": epoch + 1, "loss": float(loss.detach()), **parts})
         _save(model, opt, sched, epoch + 1, out, info, save_file)
-        if cfg.max_minutes and time.monotonic() - t_start > 60 * cfg.max_minutes:
+        if sched.done():
             break
     model.eval()
     params = DecodeParams.from_dict(info["decode"])
@@ -295,6 +297,49 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
                                                                cfg.input_height, params)
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+class TimedSchedule:
+    """Warm-up then cosine decay over whichever ends first: ``total_steps`` or ``budget_s`` seconds of training.
+
+    A run stopped by ``--max-minutes`` must still end at a low learning rate
+    (a one-cycle schedule cut in the middle leaves the weights at their
+    noisiest), so the schedule's progress is the larger of the step fraction
+    and the time fraction. The time spent so far travels in state.pt, so
+    ``--resume`` keeps the same budget.
+    """
+
+    def __init__(self, peak_lr: float, total_steps: int, budget_s: float = 0.0, warmup: float = 0.1):
+        self.peak_lr, self.total_steps, self.budget_s, self.warmup = float(peak_lr), max(1, total_steps), budget_s, warmup
+        self.steps = 0
+        self.spent_s = 0.0
+        self._t0 = time.monotonic()
+
+    def progress(self) -> float:
+        p = self.steps / self.total_steps
+        if self.budget_s > 0:
+            p = max(p, (self.spent_s + time.monotonic() - self._t0) / self.budget_s)
+        return min(1.0, p)
+
+    def lr(self) -> float:
+        p = self.progress()
+        if p < self.warmup:
+            return self.peak_lr * (0.04 + 0.96 * p / self.warmup)
+        return self.peak_lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * (p - self.warmup) / (1.0 - self.warmup))))
+
+    def step(self) -> None:
+        self.steps += 1
+
+    def done(self) -> bool:
+        return self.progress() >= 1.0
+
+    def state_dict(self) -> Dict[str, float]:
+        return {"steps": self.steps, "spent_s": self.spent_s + time.monotonic() - self._t0}
+
+    def load_state_dict(self, st: Dict[str, Any]) -> None:
+        self.steps = int(st.get("steps", 0))
+        self.spent_s = float(st.get("spent_s", 0.0))
+        self._t0 = time.monotonic()
 
 
 def _save(model, opt, sched, epoch: int, out: Path, info: Dict[str, Any], save_file) -> None:
