@@ -51,6 +51,7 @@ RUNTIME = [
     "edgemask.service",
     "edgemask.vision",
     "edgemask.fleet",  # the device agent (absent until the fleet issue lands)
+    "edgemask.pretrained",  # the shipped default bundle's location and card (not its rebuild script)
     # Dataset readers the camera service reuses for crops and labels (no torch).
     "edgemask.data",  # __init__ only
     "edgemask.data.dataset",
@@ -87,6 +88,7 @@ WORKSTATION_ONLY = [
     "edgemask.export.onnx_export",
     "edgemask.export.probe",
     "edgemask.export.quantize",
+    "edgemask.pretrained.rebuild",
 ]
 # Entries whose subpackages and modules do not come with them.
 _INIT_ONLY = {"edgemask", "edgemask.data", "edgemask.export"}

@@ -40,7 +40,7 @@ def run_cmd(
     loop_video: bool = typer.Option(_D.loop, "--loop", help="Start a video file or image folder again at its end."),
     as_video: bool = typer.Option(_D.as_video, "--as-video", help="Read an image folder as frames of one video (numbered frame dumps); by default each photo is its own scene, classified on its own."),
     device_profile: str = typer.Option(_D.device_profile, "--device", help="Device profile ('edgemask devices list'): the CSI pipeline csi://N uses and, with --backend onnxrt on a GPU build of ONNX Runtime, its TensorRT/CUDA provider options."),
-    bundle: str = typer.Option(_D.bundle, "--bundle", "-b", help="Exported bundle folder (verified before use). Not needed with --backend null."),
+    bundle: str = typer.Option(_D.bundle, "--bundle", "-b", help="Exported bundle folder (verified before use). Default: the pretrained detector + classifier shipped with edgemask (model card: edgemask/pretrained/MODEL_CARD.md). Not needed with --backend null."),
     backend: str = typer.Option(_D.backend, help="Inference backend: onnxrt, torch, opencv, tensorrt, or null (fake classifier, for timing the pipeline)."),
     precision: str = typer.Option(_D.precision, help="Model precision from the bundle: fp32, fp16 or int8."),
     classify_threads: int = typer.Option(_D.classify_threads, help="Threads of a torch or onnxrt classifier (0 = the backend's default); more only pay off with many faces per frame."),

@@ -224,6 +224,16 @@ class RunConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)} "
                               "(lower case; the bundle must contain a model at that precision)")
+        if not self.bundle and self.backend != "null":
+            # No --bundle: the pretrained defaults shipped in the package (edgemask/pretrained/).
+            from edgemask.pretrained import default_bundle
+
+            shipped = default_bundle()
+            if shipped is None:
+                raise ConfigError("--bundle is required: this install ships no pretrained bundle (rebuild it with "
+                                  "'python -m edgemask.pretrained.rebuild --install' or pass an exported bundle "
+                                  "folder, see 'edgemask export'); only --backend null runs without one")
+            self.bundle = str(shipped)
         from edgemask.vision.detectors import parse_detector
 
         kind, _ = parse_detector(self.detector, self.face_model)  # unknown name, yunet without a file
@@ -251,9 +261,6 @@ class RunConfig:
             raise ConfigError(f"--start-timeout must be >= 0 seconds (0 = keep retrying), got {self.start_timeout_s}")
         if self.debounce_s < 0 or self.max_missed < 0:
             raise ConfigError("--debounce and --max-missed must be >= 0")
-        if not self.bundle and self.backend != "null":
-            raise ConfigError("--bundle is required (an exported bundle folder, see 'edgemask export'); "
-                              "only --backend null runs without one")
         for name in ("stall_timeout_s", "open_timeout_s", "reconnect_min_s", "reconnect_max_s",
                      "sink_timeout_s", "retry_min_s", "retry_max_s", "health_stale_s"):
             if getattr(self, name) <= 0:

@@ -136,11 +136,15 @@ def test_damaged_bundle_is_refused(app, video, tmp_path, tiny_bundle):
     (["--precision", "FP16"], "unknown --precision 'FP16'"),
     ([], "--bundle is required"),
 ])
-def test_bad_options_fail_before_any_work(app, video, tmp_path, extra, fragment):
+def test_bad_options_fail_before_any_work(app, video, tmp_path, extra, fragment, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     extra = [e.replace("{blocker}", str(blocker)) for e in extra]
     backend = [] if fragment == "--bundle is required" else ["--backend", "null"]
+    if not backend:  # an install without the shipped pretrained bundle
+        import edgemask.pretrained
+
+        monkeypatch.setattr(edgemask.pretrained, "default_bundle", lambda: None)
     t0 = time.monotonic()
     code, out = invoke(app, "run", "--source", str(video), *backend, "--state-dir", str(tmp_path / "s"), *extra)
     line = one_line_error(code, out)

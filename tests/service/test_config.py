@@ -19,7 +19,6 @@ def ok(**kw) -> RunConfig:
 @pytest.mark.parametrize("kw, fragment", [
     ({"source": ""}, "exactly one video source"),
     ({"camera": 0}, "exactly one video source"),
-    ({"backend": "onnxrt"}, "--bundle is required"),
     ({"detector": "hog"}, "unknown --detector"),
     ({"detector": "yunet"}, "needs --face-model"),
     ({"detect_every": 0}, "--detect-every"),
@@ -36,6 +35,22 @@ def test_validate_rejects_bad_values_with_one_line(kw, fragment):
     with pytest.raises(ConfigError, match=fragment) as e:
         ok(**kw).validate()
     assert "\n" not in str(e.value) and "hunter2" not in str(e.value)
+
+
+def test_no_bundle_means_the_shipped_pretrained_one_or_a_one_line_error(monkeypatch):
+    import edgemask.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "default_bundle", lambda: None)
+    with pytest.raises(ConfigError, match="--bundle is required: this install ships no pretrained bundle") as e:
+        ok(backend="onnxrt").validate()
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(pretrained, "default_bundle", lambda: pretrained.BUNDLE_DIR)
+    cfg = ok(backend="onnxrt")
+    cfg.validate()
+    assert cfg.bundle == str(pretrained.BUNDLE_DIR)
+    cfg = ok(backend="null")
+    cfg.validate()
+    assert cfg.bundle == ""  # the fake classifier needs none
 
 
 def test_defaults_validate_and_round_trip():
