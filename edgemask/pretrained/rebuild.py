@@ -187,9 +187,12 @@ def make_card(bundle: Path, det_fig: Dict[str, Any], cls_fig: Dict[str, Any], ar
     from edgemask import __version__
     from edgemask.bundle import load_bundle
 
+    import hashlib
+
     b = load_bundle(bundle)
     return {
         "name": b.manifest.name,
+        "bundle_manifest_sha256": hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest(),
         "created": datetime.date.today().isoformat(),
         "edgemask": __version__,
         "rebuild": "python -m edgemask.pretrained.rebuild " + " ".join(argv),
