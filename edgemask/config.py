@@ -43,6 +43,16 @@ def num_threads() -> int:
 #: TrainConfig, ``--max-image-pixels`` on the command line.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 
+#: Context added on each side of a face box before the square crop, as a
+#: fraction of the box's longer side (:mod:`edgemask.data.crops`). Training
+#: records the margin it used in model.json, export copies it into the
+#: bundle's ``preprocessing.crop_margin``, and ``edgemask run`` crops with the
+#: bundle's, so training and serving frame faces alike. Bundles and runs older
+#: than that field were all made with 0.15: keep it if this default changes.
+CROP_MARGIN = 0.15
+#: How a face box becomes a crop (:func:`edgemask.data.crops.square_crop`), as model.json and the manifest say it.
+CROP_METHOD = "square, shifted inside the image"
+
 
 @dataclass
 class TrainConfig:
@@ -82,6 +92,7 @@ class TrainConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     label_map: dict[str, str] = field(default_factory=dict)
     crop_faces: bool | None = None  # ImageFolder: cut faces out of whole photos (None = when most are)
+    crop_margin: float = CROP_MARGIN  # VOC boxes and cut ImageFolder faces; travels to the bundle
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are skipped before decoding
     max_minutes: float = 0.0      # wall-clock budget; 0 = none
     overwrite: bool = False

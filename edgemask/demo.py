@@ -35,7 +35,7 @@ def real_faces_of_run(run_dir: str | Path) -> dict[str, dict]:
         with torch.no_grad():
             return model(x).argmax(1).numpy()
 
-    return real_face_check(classify, info.class_names, info.input_size)
+    return real_face_check(classify, info.class_names, info.input_size, margin=info.crop_margin)
 
 
 def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: bool = False) -> dict[str, Any]:

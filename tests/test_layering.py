@@ -3,6 +3,8 @@
 * ``edgemask.backends`` never imports ``edgemask.export`` (export plans engines and
   calls down into backends; the runner gets first-use building passed in).
 * ``edgemask.bundle`` and ``edgemask.devices`` import neither.
+* ``edgemask.data`` never imports ``edgemask.vision``: vision cuts its face crops
+  with ``data.crops``, and ``--crop-faces`` gets its face finder passed in.
 * Only ``edgemask/backends/tensorrt/`` imports ``tensorrt``, ``pycuda`` or ``cuda``.
 """
 
@@ -49,6 +51,7 @@ def test_the_scanner_sees_imports_inside_functions(tmp_path):
     ("backends", ("edgemask.export",)),
     ("bundle", ("edgemask.export", "edgemask.backends")),
     ("devices", ("edgemask.export", "edgemask.backends")),
+    ("data", ("edgemask.vision",)),
 ])
 def test_imports_run_one_way(folder, forbidden):
     assert _offenders(folder, forbidden) == []

@@ -62,6 +62,7 @@ RUNTIME = [
     "edgemask.data.voc",
     "edgemask.data.detection",
     "edgemask.data.facecrop",
+    "edgemask.data.crops",  # the service's face crops (through vision.crops)
     # engine build / engine check-qdq
     "edgemask.export",  # __init__ only
     "edgemask.export.config",

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgemask.config import CROP_MARGIN, CROP_METHOD
 from edgemask.errors import BundleError
 
 BUNDLE_FORMAT = "edgemask-bundle"
@@ -42,12 +43,20 @@ class InputSpec:
 
 @dataclass
 class Preprocessing:
-    """How a face crop becomes the input tensor; mean/std are applied inside the model."""
+    """How a face box becomes the input tensor; mean/std are applied inside the model.
+
+    ``crop`` and ``crop_margin`` say how the classifier's training crops were
+    cut from a face box (:mod:`edgemask.data.crops`), and so how ``edgemask
+    run`` must cut them: a manifest without them (older bundles) was made with
+    the defaults. The detector sees whole letterboxed frames: null there.
+    """
 
     resize: str = "cv2.INTER_AREA"
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     normalization_in_model: bool = True
+    crop: str | None = CROP_METHOD
+    crop_margin: float | None = CROP_MARGIN   # context per side, a fraction of the box's longer side
 
 
 @dataclass
@@ -286,6 +295,7 @@ _REQUIRED = ("name", "version", "created", "arch", "arch_args", "class_names", "
 _GOLDEN_PATHS = ("inputs", "outputs")
 _CALIBRATION_PATHS = ("recipe_file", "table", "cache")
 MODEL_FORMATS = ("onnx", "tensorrt", "safetensors")
+MAX_CROP_MARGIN = 2.0  # the largest margin training accepts (load_dataset)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REEXPORT = "re-export the bundle with 'edgemask export' (or correct that field)"
 
@@ -405,6 +415,12 @@ class _Checker:
                     self.fail(f"preprocessing.std[{i}]", f"should be positive, got {x}")
         if not isinstance(pre.normalization_in_model, bool):
             self.fail("preprocessing.normalization_in_model", f"should be true or false, got {_show(pre.normalization_in_model)}")
+        self.str_(pre.crop, "preprocessing.crop", empty=False)
+        margin = self.num_(pre.crop_margin, "preprocessing.crop_margin")
+        if not 0.0 <= margin <= MAX_CROP_MARGIN:
+            self.fail("preprocessing.crop_margin", f"should lie in [0, {MAX_CROP_MARGIN:g}] (a fraction of the face "
+                      f"box's longer side), got {margin:g}")
+        pre.crop_margin = margin
         return pre
 
     def model_(self, v: Any, name: str) -> ModelEntry:

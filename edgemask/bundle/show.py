@@ -109,6 +109,7 @@ def manifest_renderables(m: BundleManifest) -> list[Any]:
     s.add_row("preprocessing", f"resize {p.resize}; mean {[round(v, 4) for v in p.mean]}, "
                                f"std {[round(v, 4) for v in p.std]} "
                                f"({'inside the model' if p.normalization_in_model else 'apply before the model'})")
+    s.add_row("face crop", f"{p.crop}, margin {p.crop_margin:g} of the box's longer side per side")
     s.add_row("opset", str(m.opset))
     if m.golden:
         g = m.golden

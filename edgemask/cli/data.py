@@ -85,12 +85,13 @@ def summary_cmd(
         from rich.table import Table
 
         from edgemask.data import load_dataset, split_indices, summary
+        from edgemask.vision.detectors import face_finder
 
         with progress_bar(transient=True) as bar:
             task = bar.add_task("reading images", total=None, info="")
             ds = load_dataset(path, size=size, label_map=parse_label_map(label_map) or None,
                               progress=lambda done, total: bar.update(task, completed=done, total=total),
-                              crop_faces=crop_faces, max_pixels=max_image_pixels)
+                              crop_faces=crop_faces, find_faces=face_finder(), max_pixels=max_image_pixels)
         splits = split_indices(ds.labels, ds.groups, seed=seed)
         s = summary(ds, splits)
 

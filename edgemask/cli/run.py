@@ -52,7 +52,7 @@ def run_cmd(
     detect_mode: str = typer.Option(_D.detect_mode, help="sync: detect inside the frame loop (reproducible); async: detector on its own thread, frame latency excludes it; auto: async for cameras and streams, sync for files."),
     min_face: int = typer.Option(_D.min_face, help="Smallest face to detect (its longer side, in frame pixels); detection downscales less when needed so such faces stay findable."),
     roi: str = typer.Option(_D.roi, help="With --detector none: the fixed face region x,y,w,h (empty = whole frame)."),
-    crop_margin: float = typer.Option(_D.crop_margin, help="Context added per side of a face box before the square crop (as in training)."),
+    crop_margin: Optional[float] = typer.Option(_D.crop_margin, help="Context added per side of a face box before the square crop, a fraction of its longer side (default: the bundle's, as in training)."),
     alert_on: str = typer.Option(",".join(_D.alert_on), help="Comma-separated classes that raise alerts."),
     vote_window: int = typer.Option(_D.vote_window, help="Frames in each track's class vote (majority wins)."),
     min_confidence: float = typer.Option(_D.min_confidence, help="A frame votes only with at least this softmax confidence."),

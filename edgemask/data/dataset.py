@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
+from edgemask.config import CROP_MARGIN, DEFAULT_MAX_IMAGE_PIXELS
 from edgemask.data.imagefolder import (
     class_folders,
     has_images,
@@ -260,10 +260,11 @@ def load_dataset(
     *,
     size: int = 64,
     label_map: dict[str, str] | None = None,
-    margin: float = 0.15,
+    margin: float = CROP_MARGIN,
     class_names: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     crop_faces: bool | None = None,
+    find_faces: Callable[[np.ndarray], Sequence[Sequence[float]]] | None = None,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> FaceDataset:
     """Load any supported dataset as S×S RGB face crops.
@@ -273,8 +274,9 @@ def load_dataset(
         size: side length S of the returned crops.
         label_map: extra ``{raw label: class}`` spellings; they override the
             built-in aliases (e.g. ``{"face": "no_mask"}``).
-        margin: VOC only: context added on each side of a box, as a fraction
-            of its longer side.
+        margin: context added on each side of a VOC box or of a face cut
+            out of an ImageFolder photo, as a fraction of its longer side
+            (:mod:`edgemask.data.crops`; ``TrainConfig.crop_margin``).
         class_names: force the class list and order, e.g. a trained model's,
             so labels index that model's outputs. A dataset label outside it
             is an error.
@@ -282,6 +284,10 @@ def load_dataset(
         crop_faces: ImageFolder only: cut the largest face out of whole
             photos (True), never (False), or when most images are not square
             face crops (None, the default); see :mod:`edgemask.data.facecrop`.
+        find_faces: ``BGR image -> face boxes``, needed for ``crop_faces``
+            (``edgemask.vision.detectors.face_finder()``; ``data`` never
+            imports ``vision``). Without one, ``crop_faces=None`` uses every
+            image whole and ``crop_faces=True`` is a ConfigError.
         max_pixels: images whose header declares more pixels are skipped
             without being decoded (``TrainConfig.max_image_pixels``). Names
             that are not regular files (FIFOs, devices, sockets) are skipped
@@ -302,7 +308,7 @@ def load_dataset(
     if not isinstance(size, int) or not 8 <= size <= 1024:
         raise ConfigError(f"image size must be an integer from 8 to 1024 pixels, got {size!r}")
     if not 0.0 <= float(margin) <= 2.0:
-        raise ConfigError(f"VOC crop margin must be between 0 and 2 (a fraction of the box size), got {margin!r}")
+        raise ConfigError(f"crop margin must be between 0 and 2 (a fraction of the box size), got {margin!r}")
     from edgemask.data.imagefile import check_max_pixels
 
     check_max_pixels(max_pixels)
@@ -316,7 +322,7 @@ def load_dataset(
     else:
         raw = read_imagefolder(folder, size=size, resolve=resolve, rel_root=root, progress=progress,
                                crop_faces=crop_faces if fmt == "imagefolder" else False, margin=float(margin),
-                               max_pixels=max_pixels)
+                               find_faces=find_faces, max_pixels=max_pixels)
 
     if not raw.labels:
         reasons = "; ".join(f"{f}: {r}" for f, r in raw.skipped[:3])

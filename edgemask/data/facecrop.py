@@ -9,17 +9,19 @@ photo to 64×64 trains on scenery. So each image is looked at:
   fills at least :data:`CROP_FACE_SHARE` of the shorter side; a masked face
   crop often defeats the detector, so a square image without a face stays;
 * **scene** (cropped): a face smaller than that was found: the largest face is
-  cut square with the service's own margin (``vision.crops.face_crops``), so
-  training sees what ``edgemask run`` will feed the model;
+  cut square with the run's crop margin (:func:`edgemask.data.crops.face_crops`,
+  the service's own function), so training sees what ``edgemask run`` will
+  feed the model;
 * **skipped**: not square and no face found; listed with the reason.
 
 ``crop_faces=None`` ("auto") turns this on when most images are not square
 face crops (judged on aspect, then on a detector pass over a sample of the
 square ones); True / False force it.
 
-The detector: :func:`default_face_detector` uses a learned detector when the
-project provides one (``create_detector("bundle")``, the pretrained bundle's),
-else the Haar fusion at full resolution.
+The face finder is passed in (``find_faces``), so ``data`` never imports
+``vision``: the CLI and ``train()`` hand in
+:func:`edgemask.vision.detectors.face_finder`, the learned detector when the
+project provides one, else the Haar fusion at full resolution.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class CropReport:
     """What :func:`crop_decisions` did, for the summary and metrics.json."""
 
     mode: str = "off"            # "off" | "on" | "auto-on" | "auto-off"
-    detector: str = ""
+    detector: str = ""           # the face finder's ``name`` ("custom" when it has none)
     cropped: int = 0
     kept_whole: int = 0
     skipped: int = 0
@@ -56,27 +58,6 @@ class CropReport:
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "detector": self.detector, "cropped": self.cropped, "kept_whole": self.kept_whole,
                 "skipped": self.skipped, "no_face": list(self.no_face)}
-
-
-def default_face_detector() -> tuple[str, FindFaces]:
-    """(name, find_faces): the learned bundle detector when available, else Haar fusion at full size."""
-    from edgemask.errors import EdgemaskError
-    from edgemask.vision.detectors import create_detector
-
-    det = None
-    name = "haar-fusion"
-    try:
-        det = create_detector("bundle")  # the learned detector, where the project ships one
-        name = "bundle"
-    except (EdgemaskError, TypeError, ValueError):
-        det = None
-    if det is None:
-        det = create_detector("haar-fusion", detect_width=0, min_face=24)
-
-    def find(bgr: np.ndarray) -> list[tuple[float, float, float, float]]:
-        return [tuple(float(v) for v in d.box) for d in det.detect(bgr)]
-
-    return name, find
 
 
 def is_square(h: int, w: int) -> bool:
@@ -147,4 +128,4 @@ def report_line(d: dict[str, Any] | None) -> str | None:
     return line
 
 
-__all__ = ["report_line", "CropReport", "auto_wants_crops", "decide", "default_face_detector", "largest_face"]
+__all__ = ["report_line", "CropReport", "auto_wants_crops", "decide", "largest_face"]

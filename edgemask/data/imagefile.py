@@ -243,6 +243,23 @@ def image_shape(path: Path | str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) ->
     return h, w
 
 
+def decode_image(data: bytes) -> np.ndarray | None:
+    """Decode image bytes to an (H, W, 3) uint8 BGR array, or None if corrupt.
+
+    Gray and 16-bit images come back as 8-bit, 3-channel; alpha is dropped.
+    """
+    import cv2
+
+    if not data:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    # IMREAD_COLOR: always 3 channels, 8 bit; also applies JPEG EXIF rotation.
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
+        return None
+    return img
+
+
 def read_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageRead:
     """Read and decode one image file, refusing what could hang or exhaust memory.
 
@@ -253,8 +270,6 @@ def read_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     Returns:
         An :class:`ImageRead`; ``skip`` holds the reason when nothing usable came out.
     """
-    from edgemask.data.imagefolder import decode_image
-
     try:
         f, size = _open_regular(path)
     except Unreadable as e:
@@ -286,5 +301,5 @@ def read_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     return ImageRead(data=data, bgr=img)
 
 
-__all__ = ["HEADER_FORMATS", "ImageRead", "MAX_XML_BYTES", "Unreadable", "check_max_pixels", "header_size",
+__all__ = ["HEADER_FORMATS", "ImageRead", "MAX_XML_BYTES", "Unreadable", "check_max_pixels", "decode_image", "header_size",
            "image_shape", "not_regular_reason", "read_image_file", "read_small_file"]

@@ -9,8 +9,10 @@ Layout::
 
 Folder names are labels; they are resolved to canonical classes by the caller
 (see :func:`edgemask.data.dataset.load_dataset`), so this module only reads
-files. It also holds the image helpers the VOC importer shares (decode,
-resize, the per-run bookkeeping in :class:`ImportedSamples`).
+files. It also holds what the VOC importer shares: file listing, the per-run
+bookkeeping in :class:`ImportedSamples` and :func:`merge_groups`. Crops and
+resizing live in :mod:`edgemask.data.crops`, file reading in
+:mod:`edgemask.data.imagefile`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any, Callable, Dict, Sequence
 
 import numpy as np
 
-from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
+from edgemask.config import CROP_MARGIN, DEFAULT_MAX_IMAGE_PIXELS
+from edgemask.data.crops import face_crops, resize_square_rgb
 from edgemask.errors import DataError
 
 #: File extensions read as images (compared lower-case).
@@ -67,38 +70,38 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
-    """Decode image bytes to an (H, W, 3) uint8 BGR array, or None if corrupt.
+def merge_groups(keys: Sequence[Sequence[str]]) -> list[str]:
+    """One group id per sample, joining samples that share any key (union-find).
 
-    Gray and 16-bit images come back as 8-bit, 3-channel; alpha is dropped.
+    VOC crops use two keys each, their scene (the photo's pixels) and their
+    own pixels: crops of one photo join, and so does the same face cut from a
+    re-uploaded copy of another photo. The id is the SHA-256 of the
+    component's smallest key, so it does not depend on sample order.
+
+    Args:
+        keys: per sample, one or more strings.
+
+    Returns:
+        N group ids (hex strings).
     """
-    import cv2
+    import hashlib
 
-    if not data:
-        return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    # IMREAD_COLOR: always 3 channels, 8 bit; also applies JPEG EXIF rotation.
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
-        return None
-    return img
+    parent: dict[str, str] = {}
 
+    def find(k: str) -> str:
+        parent.setdefault(k, k)
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
 
-def resize_square_rgb(img_bgr: np.ndarray, size: int) -> np.ndarray:
-    """Resize a BGR image straight to ``size``×``size`` and convert it to RGB.
-
-    Face crops are roughly square already, so we resize directly instead of
-    padding (padding would shrink the face and add borders the camera never
-    produces). INTER_AREA when shrinking (no aliasing); INTER_LINEAR when
-    enlarging (INTER_AREA degenerates to blocky nearest-neighbour there).
-    """
-    import cv2
-
-    h, w = img_bgr.shape[:2]
-    if (h, w) != (size, size):
-        interp = cv2.INTER_AREA if (h >= size and w >= size) else cv2.INTER_LINEAR
-        img_bgr = cv2.resize(img_bgr, (size, size), interpolation=interp)
-    return np.ascontiguousarray(img_bgr[:, :, ::-1])
+    for ks in keys:
+        roots = [find(str(k)) for k in ks]
+        for r in roots[1:]:
+            a, b = find(roots[0]), find(r)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the smaller key is the root
+    return [hashlib.sha256(find(str(ks[0])).encode()).hexdigest() for ks in keys]
 
 
 def rel_posix(path: Path, root: Path) -> str:
@@ -146,7 +149,7 @@ def read_imagefolder(
     progress: ProgressFn | None = None,
     crop_faces: bool | None = False,
     find_faces: Any = None,
-    margin: float = 0.15,
+    margin: float = CROP_MARGIN,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ImportedSamples:
     """Read an ImageFolder tree into face crops of ``size``×``size``.
@@ -162,8 +165,11 @@ def read_imagefolder(
         crop_faces: True: cut the largest face out of photos that are not
             face crops (:mod:`edgemask.data.facecrop`); None: do so when most
             images are not square face crops; False: use every image whole.
-        find_faces: ``BGR image -> boxes`` (default: :func:`~edgemask.data.facecrop.default_face_detector`).
-        margin: context per side of a cut face, as in the service.
+        find_faces: ``BGR image -> boxes``, the face finder cropping needs
+            (the callers build it: ``edgemask.vision.detectors.face_finder()``);
+            its ``name`` attribute, if any, is reported. None: no cropping
+            (``crop_faces=None`` uses every image whole; True is an error).
+        margin: context per side of a cut face (:func:`edgemask.data.crops.face_crops`).
         max_pixels: an image whose header declares more pixels is skipped
             before decoding (:mod:`edgemask.data.imagefile`).
 
@@ -175,16 +181,57 @@ def read_imagefolder(
 
     Raises:
         DataError: a class folder name that ``resolve`` does not know.
+        ConfigError: ``crop_faces=True`` without ``find_faces``.
     """
-    from edgemask.data.imagefile import check_max_pixels, image_shape, not_regular_reason, read_image_file
+    from edgemask.data.imagefile import check_max_pixels, read_image_file
 
     check_max_pixels(max_pixels)
     folder = Path(folder)
     rel_root = Path(rel_root) if rel_root is not None else folder
     skipped: list[tuple[str, str]] = []
-
     # 1. List everything first and resolve labels, so an unknown class folder
     #    fails in milliseconds instead of after decoding thousands of images.
+    listing = _list_class_files(folder, rel_root, skipped)
+    class_of = resolve([name for name, _ in listing], f"class folders of {folder}") if listing else {}
+
+    # 2. Read, hash and decode. One read per file serves both the hash and the
+    #    decoder; 64×64 PNGs decode in ~50 µs, so thousands take about a second.
+    total = sum(len(files) for _, files in listing)
+    out = ImportedSamples(images=np.empty((total, size, size, 3), dtype=np.uint8), skipped=skipped)
+    cropper = _FaceCutter.start(listing, crop_faces, find_faces, size, margin, max_pixels)
+    out.face_crops = cropper.report if cropper is not None else None
+    n = 0
+    done = 0
+    for name, files in listing:
+        label = class_of[name]
+        for f in files:
+            rel = rel_posix(f, rel_root)
+            got = read_image_file(f, max_pixels)
+            img = got.bgr if got.ok else None
+            if not got.ok:
+                skipped.append((rel, got.skip or "unreadable"))
+            elif cropper is not None:
+                img = cropper.cut(img, rel, skipped)
+            if img is not None:
+                out.images[n] = resize_square_rgb(img, size)
+                out.labels.append(label)
+                out.sources.append(rel)
+                out.groups.append(hashlib.sha256(got.data or b"").hexdigest())
+                n += 1
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    if cropper is not None:
+        cropper.finish()
+    if n < total:  # copy so the unused tail of the buffer is freed
+        out.images = out.images[:n].copy()
+    return out
+
+
+def _list_class_files(folder: Path, rel_root: Path, skipped: list[tuple[str, str]]) -> list[tuple[str, list[Path]]]:
+    """(class folder name, its image files) per class folder; everything else goes to ``skipped`` with a reason."""
+    from edgemask.data.imagefile import not_regular_reason
+
     listing: list[tuple[str, list[Path]]] = []
     for sub in class_folders(folder):
         files = []
@@ -205,21 +252,34 @@ def read_imagefolder(
         listing.append((sub.name, images))
     for f in sorted(p for p in folder.iterdir() if not p.is_dir() and not is_hidden(p.name)):
         skipped.append((rel_posix(f, rel_root), "file outside any class folder (ImageFolder needs ROOT/<class>/<image>)"))
+    return listing
 
-    class_of = resolve([name for name, _ in listing], f"class folders of {folder}") if listing else {}
 
-    # 2. Read, hash and decode. One read per file serves both the hash and the
-    #    decoder; 64×64 PNGs decode in ~50 µs, so thousands take about a second.
-    total = sum(len(files) for _, files in listing)
-    out = ImportedSamples(images=np.empty((total, size, size, 3), dtype=np.uint8), skipped=skipped)
-    report = None
-    if crop_faces is None or crop_faces:
+@dataclass
+class _FaceCutter:
+    """Per-image face cropping of :func:`read_imagefolder` (``--crop-faces``), with its report."""
+
+    report: Any                  # facecrop.CropReport
+    find_faces: Any              # BGR image -> boxes; None once auto mode decided against cropping
+    name_of: Any                 # the finder, asked for its name at the end
+    size: int
+    margin: float
+
+    @classmethod
+    def start(cls, listing: list[tuple[str, list[Path]]], crop_faces: bool | None, find_faces: Any, size: int,
+              margin: float, max_pixels: int) -> _FaceCutter | None:
+        """None when cropping is off (``crop_faces=False``, or auto with no face finder)."""
         from edgemask.data import facecrop
+        from edgemask.data.imagefile import image_shape
 
-        det_name = "custom"
+        if crop_faces is False or (crop_faces is None and find_faces is None):
+            return None
         if find_faces is None:
-            det_name, find_faces = facecrop.default_face_detector()
-        report = facecrop.CropReport(mode="on", detector=det_name)
+            from edgemask.errors import ConfigError
+
+            raise ConfigError("crop_faces=True needs a face finder: pass find_faces=edgemask.vision.detectors."
+                              "face_finder() (the CLI and train() do), or crop_faces=None to use the images whole")
+        report = facecrop.CropReport(mode="on")
         if crop_faces is None:
             flat = [f for _, files in listing for f in files]
             shapes = [image_shape(f, max_pixels) for f in flat]  # headers only
@@ -227,50 +287,30 @@ def read_imagefolder(
             on = facecrop.auto_wants_crops([shapes[i] for i in ok],  # type: ignore[misc]
                                            lambda j: _load_bgr(flat[ok[j]], max_pixels), find_faces)
             report.mode = "auto-on" if on else "auto-off"
-            if not on:
-                find_faces = None
-        out.face_crops = report
-    n = 0
-    done = 0
-    for name, files in listing:
-        label = class_of[name]
-        for f in files:
-            rel = rel_posix(f, rel_root)
-            got = read_image_file(f, max_pixels)
-            if not got.ok:
-                skipped.append((rel, got.skip or "unreadable"))
-            else:
-                data, img = got.data or b"", got.bgr
-                if report is not None and find_faces is not None:
-                    from edgemask.data import facecrop
-                    from edgemask.vision.crops import face_crops
+            return cls(report, find_faces if on else None, find_faces, size, margin)
+        return cls(report, find_faces, find_faces, size, margin)
 
-                    what, box = facecrop.decide(img, find_faces)
-                    if what == "skip":
-                        report.skipped += 1
-                        report.no_face.append(rel)
-                        skipped.append((rel, "no face found in this whole photo (not a face crop); "
-                                             "crop it by hand, or use a VOC folder with boxes"))
-                        done += 1
-                        if progress is not None:
-                            progress(done, total)
-                        continue
-                    if what == "crop" and box is not None:
-                        report.cropped += 1
-                        img = face_crops(img, [box], size, margin)[0][:, :, ::-1]  # back to BGR
-                    else:
-                        report.kept_whole += 1
-                out.images[n] = resize_square_rgb(img, size)
-                out.labels.append(label)
-                out.sources.append(rel)
-                out.groups.append(hashlib.sha256(data).hexdigest())
-                n += 1
-            done += 1
-            if progress is not None:
-                progress(done, total)
-    if n < total:  # copy so the unused tail of the buffer is freed
-        out.images = out.images[:n].copy()
-    return out
+    def cut(self, img: np.ndarray, rel: str, skipped: list[tuple[str, str]]) -> np.ndarray | None:
+        """The image to use (BGR): cut to its largest face, or whole; None when skipped (listed in ``skipped``)."""
+        from edgemask.data import facecrop
+
+        if self.find_faces is None:
+            return img
+        what, box = facecrop.decide(img, self.find_faces)
+        if what == "skip":
+            self.report.skipped += 1
+            self.report.no_face.append(rel)
+            skipped.append((rel, "no face found in this whole photo (not a face crop); "
+                                 "crop it by hand, or use a VOC folder with boxes"))
+            return None
+        if what == "crop" and box is not None:
+            self.report.cropped += 1
+            return face_crops(img, [box], self.size, self.margin)[0][:, :, ::-1]  # back to BGR
+        self.report.kept_whole += 1
+        return img
+
+    def finish(self) -> None:
+        self.report.detector = str(getattr(self.name_of, "name", "custom"))
 
 
 def _load_bgr(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray | None:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edgemask.config import CROP_MARGIN
+
 # (x0, y0, x1, y1) of the astronaut's face in skimage.data.astronaut(): what
 # cv2.CascadeClassifier(haarcascade_frontalface_default).detectMultiScale(gray, 1.1, 5)
 # returns for it (x=177, y=66, w=h=95).
@@ -97,7 +99,7 @@ def jittered_boxes(box: tuple[float, float, float, float], n: int, seed: int = 0
 
 
 def real_face_check(classify: Callable[[np.ndarray], np.ndarray], class_names: list[str], size: int,
-                    n_jitter: int = 100, margin: float = 0.15, seed: int = 0) -> dict[str, dict[str, float | int]]:
+                    n_jitter: int = 100, margin: float = CROP_MARGIN, seed: int = 0) -> dict[str, dict[str, float | int]]:
     """Classify the real faces and say how often each got its expected class.
 
     Args:
@@ -106,14 +108,16 @@ def real_face_check(classify: Callable[[np.ndarray], np.ndarray], class_names: l
             lacks (e.g. ``mask_incorrect`` for a two-class model) is skipped.
         size: the model's input side.
         n_jitter: astronaut crops per variant, cut from jittered boxes.
-        margin: crop margin per side (the service's and the VOC importer's).
+        margin: crop margin per side: the model's (``RunInfo.crop_margin``, a
+            bundle's ``preprocessing.crop_margin``), so the check sees faces
+            framed as in training and in ``edgemask run``.
         seed: seed of the box jitter.
 
     Returns:
         ``{check: {"expected": class, "n": count, "rate": share predicted as expected,
         "counts": {class: count}}}`` for ``lfw_heldout`` and ``astronaut_<class>``.
     """
-    from edgemask.vision.crops import face_crops
+    from edgemask.data.crops import face_crops
 
     sets: dict[str, tuple[str, np.ndarray]] = {"lfw_heldout": ("no_mask", heldout_lfw_crops(size))}
     boxes = jittered_boxes(ASTRONAUT_FACE_BOX, n_jitter, seed=seed)

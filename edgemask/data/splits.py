@@ -106,40 +106,6 @@ def split_indices(
     return {s: np.array(sorted(v), dtype=np.int64) for s, v in out.items()}
 
 
-def merge_groups(keys: Sequence[Sequence[str]]) -> list[str]:
-    """One group id per sample, joining samples that share any key (union-find).
-
-    VOC crops use two keys each, their scene (the photo's pixels) and their
-    own pixels: crops of one photo join, and so does the same face cut from a
-    re-uploaded copy of another photo. The id is the SHA-256 of the
-    component's smallest key, so it does not depend on sample order.
-
-    Args:
-        keys: per sample, one or more strings.
-
-    Returns:
-        N group ids (hex strings).
-    """
-    import hashlib
-
-    parent: dict[str, str] = {}
-
-    def find(k: str) -> str:
-        parent.setdefault(k, k)
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for ks in keys:
-        roots = [find(str(k)) for k in ks]
-        for r in roots[1:]:
-            a, b = find(roots[0]), find(r)
-            if a != b:
-                parent[max(a, b)] = min(a, b)  # the smaller key is the root
-    return [hashlib.sha256(find(str(ks[0])).encode()).hexdigest() for ks in keys]
-
-
 def imbalance_warning(counts: Mapping[str, int]) -> str | None:
     """A one-line warning when classes are badly unbalanced or tiny, else None.
 

@@ -16,8 +16,9 @@ Each XML names its image in ``<filename>`` and lists ``<object>`` elements::
       </object>
     </annotation>
 
-Every object becomes one face crop: the box, grown by ``margin`` of its size on
-each side, made square around the box centre, resized to S×S. Broken files and
+Every object becomes one face crop (:mod:`edgemask.data.crops`): the box, grown
+by ``margin`` of its size on each side, made square, shifted inside the image,
+resized to S×S. Broken files and
 boxes are skipped with a reason, never raised.
 """
 
@@ -39,10 +40,11 @@ from edgemask.data.imagefolder import (
     ResolveFn,
     is_hidden,
     is_image_file,
+    merge_groups,
     rel_posix,
-    resize_square_rgb,
 )
-from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
+from edgemask.config import CROP_MARGIN, DEFAULT_MAX_IMAGE_PIXELS
+from edgemask.data.crops import resize_square_rgb, square_crop
 from edgemask.errors import DataError
 
 #: Folder names accepted for annotations / images (compared lower-case).
@@ -182,41 +184,6 @@ def clamp_box(
     return (cx0, cy0, cx1, cy1), None
 
 
-def square_crop(img: np.ndarray, box: tuple[float, float, float, float], margin: float) -> np.ndarray:
-    """Cut a square around ``box`` grown by ``margin`` (fraction of box size) per side.
-
-    The square is centred on the box and then *shifted* to lie inside the
-    image, which keeps real pixels and the face's aspect ratio (clamping it
-    instead would make it non-square, and resizing would squash the face).
-    Only a square larger than the image itself is padded (edge-replicated).
-
-    Args:
-        img: (H, W, C) image.
-        box: (x0, y0, x1, y1) already clamped to the image.
-        margin: extra context per side as a fraction of the box's longer side.
-
-    Returns:
-        (side, side, C) crop, a view or a padded copy of ``img``.
-    """
-    import cv2
-
-    h, w = img.shape[:2]
-    x0, y0, x1, y1 = box
-    side = max(1, round(max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)))
-    sx0 = round((x0 + x1) / 2 - side / 2)
-    sy0 = round((y0 + y1) / 2 - side / 2)
-    if side <= w:
-        sx0 = min(max(sx0, 0), w - side)
-    if side <= h:
-        sy0 = min(max(sy0, 0), h - side)
-    ix0, iy0, ix1, iy1 = max(sx0, 0), max(sy0, 0), min(sx0 + side, w), min(sy0 + side, h)
-    crop = img[iy0:iy1, ix0:ix1]
-    top, bottom, left, right = iy0 - sy0, sy0 + side - iy1, ix0 - sx0, sx0 + side - ix1
-    if top or bottom or left or right:
-        crop = cv2.copyMakeBorder(crop, top, bottom, left, right, cv2.BORDER_REPLICATE)
-    return crop
-
-
 class _ImageIndex:
     """Finds an annotation's image by exact name, then by stem with any image extension."""
 
@@ -245,7 +212,7 @@ def read_voc(
     *,
     size: int,
     resolve: ResolveFn,
-    margin: float = 0.15,
+    margin: float = CROP_MARGIN,
     progress: ProgressFn | None = None,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ImportedSamples:
@@ -264,7 +231,7 @@ def read_voc(
         Crops in sorted (XML name, object index) order; sources are
         ``images/<file>#<object index>``; groups join the crops of one
         photo (same decoded pixels) and crops with identical pixels, so a
-        scene never straddles splits (:func:`edgemask.data.splits.merge_groups`).
+        scene never straddles splits (:func:`edgemask.data.imagefolder.merge_groups`).
 
     Raises:
         DataError: not a VOC layout, or an object name ``resolve`` does not know.
@@ -349,7 +316,5 @@ def read_voc(
             skipped.append((rel_posix(p, root), "no annotation XML refers to this image"))
     if n < n_max:
         out.images = out.images[:n].copy()
-    from edgemask.data.splits import merge_groups
-
     out.groups = merge_groups(keys)
     return out

@@ -363,7 +363,7 @@ def export_bundle_from_config(cfg: ExportConfig, progress: ProgressFn | None = N
             class_names=class_names,
             input=InputSpec(shape=["N", 3, size, size], channel_order=info.channel_order),
             preprocessing=Preprocessing(resize="cv2.INTER_AREA", mean=list(info.mean), std=list(info.std),
-                                        normalization_in_model=True),
+                                        normalization_in_model=True, crop_margin=info.crop_margin),
             models=models,
             files=_hash_files(tmp),
             producer=_producer(producer_extra),

@@ -277,7 +277,7 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
                 "note": "heat and offsets after their sigmoid; log_w, log_h in log(cells)"},
         letterbox=dict(LETTERBOX),
         preprocessing=Preprocessing(resize="letterbox", mean=list(args.get("mean", [])), std=list(args.get("std", [])),
-                                    normalization_in_model=True),
+                                    normalization_in_model=True, crop=None, crop_margin=None),
         decode=params.to_dict(),
         models=models,
         golden={"inputs": GOLDEN_INPUTS, "outputs": GOLDEN_OUTPUTS, "count": int(len(golden_u8)),

@@ -94,7 +94,9 @@ class RunConfig:
         roi: ``x,y,w,h`` crop used as the one "face" with ``detector == "none"``
             (empty = whole frame).
         crop_margin: context added per side of a face box before the square
-            crop (same default as the VOC importer, so crops look like training crops).
+            crop, as a fraction of the box's longer side. None (the default):
+            the bundle's ``preprocessing.crop_margin``, the margin the model
+            was trained with, so live crops look like training crops.
         alert_on: classes that raise an alert.
         vote_window: K, the per-track vote window in frames.
         min_confidence: a frame's vote counts only when its softmax confidence
@@ -152,7 +154,7 @@ class RunConfig:
     detect_mode: str = "auto"
     min_face: int = 40
     roi: str = ""
-    crop_margin: float = 0.15
+    crop_margin: float | None = None  # None = the bundle's (resolved by validate())
     # tracking and alerts
     alert_on: tuple[str, ...] = DEFAULT_ALERT_ON
     vote_window: int = 5
@@ -199,7 +201,12 @@ class RunConfig:
         return cls(**typed_options(d, where, from_file=False))
 
     def validate(self) -> None:
-        """Check values that need no I/O; raise a one-line ConfigError on the first bad one."""
+        """Check values that need no I/O; raise a one-line ConfigError on the first bad one.
+
+        Then resolve ``crop_margin=None`` ("from the bundle") to the bundle's
+        margin, one read of its manifest.json (see :meth:`bundle_crop_margin`),
+        so everything after it, and ``run_config.json``, sees the number used.
+        """
         if (self.camera is None) == (not self.source):
             raise ConfigError("give exactly one video source: --camera N or --source PATH|URL|PIPELINE|csi://N")
         from edgemask.utils.redact import url_has_password
@@ -253,7 +260,7 @@ class RunConfig:
             raise ConfigError(f"--min-confidence must lie in [0, 1], got {self.min_confidence}")
         if not 0.0 < self.iou_threshold <= 1.0:
             raise ConfigError(f"--iou-threshold must lie in (0, 1], got {self.iou_threshold}")
-        if not 0.0 <= self.crop_margin <= 1.0:
+        if self.crop_margin is not None and not 0.0 <= self.crop_margin <= 1.0:
             raise ConfigError(f"--crop-margin must lie in [0, 1], got {self.crop_margin}")
         if self.mqtt_qos not in (0, 1, 2):
             raise ConfigError(f"--mqtt-qos must be 0, 1 or 2, got {self.mqtt_qos}")
@@ -267,6 +274,26 @@ class RunConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.roi:
             parse_roi(self.roi)
+        if self.crop_margin is None:
+            self.crop_margin = self.bundle_crop_margin()
+
+    def bundle_crop_margin(self) -> float | None:
+        """The crop margin the bundle's model was trained with (``preprocessing.crop_margin``).
+
+        Without a bundle (``--backend null``) the default; None when the
+        bundle cannot be read: opening it later reports why, in one line.
+        """
+        from edgemask.config import CROP_MARGIN
+
+        if not self.bundle:
+            return CROP_MARGIN
+        from edgemask.bundle.manifest import load_manifest
+        from edgemask.errors import BundleError
+
+        try:
+            return load_manifest(self.bundle).preprocessing.crop_margin
+        except BundleError:
+            return None
 
 
 def valid_option_names() -> list[str]:
@@ -329,6 +356,11 @@ def _typed(name: str, key: Any, value: Any, default: Any, where: str, redact: An
             raise ConfigError(f"{where}: [run] {key} = {shown} must be a camera index, a whole number >= 0 "
                               "(e.g. camera = 0)")
         return value
+    if name == "crop_margin":  # None (the bundle's) by default, a number when given
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: [run] {key} = {shown} must be a number (a fraction of the face box, "
+                              f"e.g. {key} = 0.15); leave it out to use the bundle's")
+        return float(value)
     if name == "alert_on":
         if isinstance(value, str):
             items = value.split(",")

@@ -39,8 +39,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", lab
     if split not in SPLITS + ("auto",):
         raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}, auto")
     model, info = load_run(run_dir)
+    from edgemask.vision.detectors import face_finder
+
     ds = load_dataset(data, size=info.input_size, label_map=label_map, class_names=info.class_names, progress=progress,
-                      crop_faces=crop_faces)
+                      crop_faces=crop_faces, find_faces=face_finder(), margin=info.crop_margin)
     splits_file = Path(run_dir) / "splits.json"
     same = False
     if splits_file.is_file():

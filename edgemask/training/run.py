@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from edgemask.config import CROP_MARGIN, CROP_METHOD
 from edgemask.errors import ModelError
 from edgemask.models import create_model
 from edgemask.models.registry import EdgeMaskNet
@@ -38,6 +39,7 @@ class RunInfo:
     channel_order: str = "RGB"
     path: str = ""
     operating_point: dict[str, Any] | None = None
+    crop_margin: float = CROP_MARGIN  # the face-box margin of the training crops (data/crops.py)
 
     def to_model_json(self) -> dict[str, Any]:
         extra = {"operating_point": self.operating_point} if self.operating_point else {}
@@ -58,14 +60,18 @@ class RunInfo:
                 "mean": self.mean,
                 "std": self.std,
                 "normalization_in_model": True,
+                # Face box -> crop (data/crops.py); export copies it into the bundle for `edgemask run`.
+                "crop": CROP_METHOD,
+                "crop_margin": self.crop_margin,
             },
             "torch_version": torch.__version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
 
 
-def run_info_for(model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class_names: list[str]) -> RunInfo:
-    """The RunInfo that describes ``model``."""
+def run_info_for(model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class_names: list[str],
+                 crop_margin: float = CROP_MARGIN) -> RunInfo:
+    """The RunInfo that describes ``model``, trained on crops cut with ``crop_margin``."""
     return RunInfo(
         arch=arch,
         arch_args=arch_args,
@@ -73,6 +79,7 @@ def run_info_for(model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class
         class_names=list(class_names),
         mean=[float(v) for v in model.normalize.mean.flatten()],
         std=[float(v) for v in model.normalize.std.flatten()],
+        crop_margin=float(crop_margin),
     )
 
 
@@ -142,8 +149,12 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     order = pre.get("channel_order", "RGB")
     if order not in ("RGB", "BGR"):
         raise ModelError(f"{mj} field 'preprocessing.channel_order' should be \"RGB\" or \"BGR\", got {order!r}; {fix}")
+    margin = pre.get("crop_margin", CROP_MARGIN)  # runs older than the field were cut with the default
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin <= 2.0:
+        raise ModelError(f"{mj} field 'preprocessing.crop_margin' should be a number from 0 to 2, got {margin!r}; {fix}")
     return RunInfo(arch=arch, arch_args=dict(arch_args), input_size=size, class_names=list(names),
-                   mean=[float(x) for x in mean], std=[float(x) for x in std], channel_order=order, path=str(run_dir))
+                   mean=[float(x) for x in mean], std=[float(x) for x in std], channel_order=order, path=str(run_dir),
+                   crop_margin=float(margin))
 
 
 def _json_kind(v: Any) -> str:

@@ -29,6 +29,7 @@ from edgemask.models.registry import resolved_args
 from edgemask.training.metrics import classification_metrics
 from edgemask.training.run import run_info_for, save_run_files
 from edgemask.utils.io import atomic_path, atomic_write_json
+from edgemask.vision.detectors import face_finder  # --crop-faces: data never imports vision, so it is handed in
 
 # progress(stage, done, total, info) — the CLI draws bars from it.
 ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
@@ -202,6 +203,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     np.random.seed(cfg.seed)
 
     ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None, crop_faces=cfg.crop_faces,
+                      find_faces=face_finder(), margin=cfg.crop_margin,
                       progress=lambda d, t: progress("load", d, t, {}), max_pixels=cfg.max_image_pixels)
     if len(ds.class_names) < 2:
         raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
@@ -214,7 +216,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     k = len(ds.class_names)
     arch_args = resolved_args(cfg.arch, **{**cfg.arch_args, "num_classes": k, "input_size": cfg.size})
     model = create_model(cfg.arch, **arch_args)
-    info = run_info_for(model, cfg.arch, arch_args, ds.class_names)
+    info = run_info_for(model, cfg.arch, arch_args, ds.class_names, crop_margin=cfg.crop_margin)
 
     tr = torch.from_numpy(splits["train"])
     from edgemask.training.operating_point import sample_weights

@@ -417,17 +417,57 @@ def create_detector(name: str = "auto", *, face_model: str = "", detect_width: i
     return makers[kind]()
 
 
+class FaceFinder:
+    """``find_faces(bgr) -> boxes`` for the dataset readers' ``--crop-faces`` (:mod:`edgemask.data.facecrop`).
+
+    ``data`` never imports ``vision``; the callers (the CLI, ``train()``,
+    ``evaluate_run()``) hand this in. The detector is built on the first call,
+    so loading a dataset that needs no cropping costs nothing: the learned
+    detector when the project provides one (``create_detector("bundle")``),
+    else the Haar fusion at full resolution. ``name`` says which.
+    """
+
+    def __init__(self) -> None:
+        self._det: FaceDetector | None = None
+        self._name = ""
+
+    @property
+    def name(self) -> str:
+        self._build()
+        return self._name
+
+    def _build(self) -> FaceDetector:
+        if self._det is None:
+            from edgemask.errors import EdgemaskError
+
+            try:
+                self._det, self._name = create_detector("bundle"), "bundle"  # the learned detector, where shipped
+            except (EdgemaskError, TypeError, ValueError):
+                self._det, self._name = create_detector("haar-fusion", detect_width=0, min_face=24), "haar-fusion"
+        return self._det
+
+    def __call__(self, bgr: np.ndarray) -> list[tuple[float, float, float, float]]:
+        return [tuple(float(v) for v in d.box) for d in self._build().detect(bgr)]  # type: ignore[misc]
+
+
+def face_finder() -> FaceFinder:
+    """The default face finder for ``--crop-faces`` (see :class:`FaceFinder`)."""
+    return FaceFinder()
+
+
 __all__ = [
     "FUSION",
     "HAAR_COMPONENTS",
     "DETECTOR_NAMES",
     "Detection",
     "FaceDetector",
+    "FaceFinder",
     "FixedRegionDetector",
     "HaarComponent",
     "HaarDetector",
     "YuNetDetector",
     "create_detector",
+    "face_finder",
     "iou",
     "merge_detections",
     "parse_detector",

@@ -107,7 +107,7 @@ def test_bad_cli_values(base, case):
 
 _INTERRUPT_HOOK = '''
 import os, signal
-import edgemask.data.imagefolder as _imf
+import edgemask.data.imagefile as _imf
 
 _real, _calls = _imf.decode_image, [0]
 

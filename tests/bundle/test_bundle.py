@@ -15,6 +15,7 @@ from edgemask.export import export_bundle
 
 CLASSES = ["mask", "no_mask", "mask_incorrect"]
 TINY_ARGS = dict(num_classes=3, input_size=32, widths=(8, 16), hidden=16)
+RUN_MARGIN = 0.25  # not the default, so the manifest can only have it from the run
 
 
 def _make_run(run_dir: Path) -> Path:
@@ -26,7 +27,8 @@ def _make_run(run_dir: Path) -> Path:
 
     torch.manual_seed(3)
     model = create_model("seed_cnn", **TINY_ARGS).eval()
-    save_run_files(run_dir, model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **TINY_ARGS), CLASSES))
+    info = run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **TINY_ARGS), CLASSES, crop_margin=RUN_MARGIN)
+    save_run_files(run_dir, model, info)
     return run_dir
 
 
@@ -56,6 +58,8 @@ def test_layout_and_manifest_fields(env):
     assert (m.name, m.version, m.arch, m.opset) == ("tiny", 1, "seed_cnn", 17)
     assert m.class_names == CLASSES and m.input.shape == ["N", 3, 32, 32] and m.input.channel_order == "RGB"
     assert m.preprocessing.normalization_in_model and len(m.preprocessing.mean) == 3
+    # the run's crop margin travels to the bundle, for `edgemask run` to crop like training did
+    assert (m.preprocessing.crop, m.preprocessing.crop_margin) == ("square, shifted inside the image", RUN_MARGIN)
     assert m.arch_args["widths"] == [8, 16]
     assert set(m.files) == set(files) - {"manifest.json"}  # every file but the manifest, hashed
     assert all(len(v["sha256"]) == 64 and v["bytes"] > 0 for v in m.files.values())

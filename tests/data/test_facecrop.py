@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgemask.data import load_dataset
+from edgemask.vision.detectors import face_finder
 
 
 def _scene_folder(root):
@@ -32,7 +33,7 @@ def _scene_folder(root):
 
 def test_whole_scene_imagefolder_is_cropped_and_counted(tmp_path):
     root = _scene_folder(tmp_path / "photos")
-    ds = load_dataset(root, size=32)  # auto: 4 of 7 images are not square face crops
+    ds = load_dataset(root, size=32, find_faces=face_finder())  # auto: 4 of 7 images are not square face crops
     fc = ds.face_crops
     assert fc["mode"] == "auto-on"
     assert (fc["cropped"], fc["kept_whole"], fc["skipped"]) == (3, 3, 1), fc
@@ -53,7 +54,7 @@ def test_crop_faces_off_and_auto_off(tmp_path, imagefolder):
     root = _scene_folder(tmp_path / "photos")
     ds = load_dataset(root, size=32, crop_faces=False)
     assert ds.face_crops is None and len(ds) == 7
-    auto = load_dataset(imagefolder, size=16)  # square crops: nothing to cut
+    auto = load_dataset(imagefolder, size=16, find_faces=face_finder())  # square crops: nothing to cut
     assert auto.face_crops["mode"] == "auto-off" and len(auto) == 6
 
 

@@ -66,7 +66,7 @@ def test_png_bomb_is_skipped_from_its_header_and_never_decoded(imagefolder, png_
     bomb = imagefolder / "with_mask" / "huge.png"
     bomb.write_bytes(png_bomb(20000, 20000))
     assert bomb.stat().st_size < 2_000_000
-    import edgemask.data.imagefolder as imf
+    import edgemask.data.imagefile as imf
 
     real = imf.decode_image
     seen = []

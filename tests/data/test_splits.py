@@ -116,7 +116,7 @@ def test_summary_counts():
 
 
 def test_merge_groups_joins_samples_sharing_any_key():
-    from edgemask.data.splits import merge_groups
+    from edgemask.data.imagefolder import merge_groups
 
     # Photo A has crops a1, a2; photo B has b1 and a copy of a2's pixels; photo C stands alone.
     keys = [("A", "a1"), ("A", "a2"), ("B", "b1"), ("B", "a2"), ("C", "c1")]

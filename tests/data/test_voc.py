@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgemask.data import load_dataset
-from edgemask.data.voc import clamp_box, square_crop
+from edgemask.data.crops import square_crop
+from edgemask.data.voc import clamp_box
 from edgemask.errors import DataError
 
 

@@ -43,3 +43,20 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match="does not match"):
         load_run(tmp_path)
+
+
+def test_crop_margin_is_recorded_and_old_runs_read_the_default(tmp_path):
+    from edgemask.training.run import read_run_info
+
+    args = resolved_args("seed_cnn", num_classes=3, input_size=32, widths=(8, 16), hidden=8)
+    m = create_model("seed_cnn", **args).eval()
+    save_run_files(tmp_path, m, run_info_for(m, "seed_cnn", args, ["mask", "no_mask"], crop_margin=0.3))
+    assert read_run_info(tmp_path).crop_margin == 0.3
+    d = json.loads((tmp_path / "model.json").read_text())
+    del d["preprocessing"]["crop_margin"]  # a run from before the field
+    (tmp_path / "model.json").write_text(json.dumps(d))
+    assert read_run_info(tmp_path).crop_margin == 0.15
+    d["preprocessing"]["crop_margin"] = "wide"
+    (tmp_path / "model.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="'preprocessing.crop_margin' should be a number from 0 to 2"):
+        read_run_info(tmp_path)

@@ -53,8 +53,7 @@ def test_no_display_without_display_variable(monkeypatch):
 
 
 def test_face_crops_match_the_training_crops():
-    from edgemask.data.imagefolder import resize_square_rgb
-    from edgemask.data.voc import square_crop
+    from edgemask.data.crops import resize_square_rgb, square_crop
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
