@@ -85,7 +85,7 @@ def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
     :class:`~edgemask.export.bundle_writer.ExportResult` (``bundle``,
     ``device``, ``opset``, ``warnings``, ``engines``).
     """
-    from edgemask.export.bundle_writer import export_bundle
+    from edgemask.export import export_bundle  # the public name: no file cycle with bundle_writer, which calls us
 
     return export_bundle(run_dir, out, on_warning=on_warning, device=device, engine=engine,
                          engine_options=dict(engine_options or {}), **export_options)
