@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from dataclasses import dataclass
+from typing import Any, Dict
 
 from edgemask.config import DemoConfig, TrainConfig
+from edgemask.progress import NO_PROGRESS, Progress, prefixed, staged
 from edgemask.utils.io import atomic_write_json
 
-# progress(stage, done, total, info)
-ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
 
+@dataclass
+class DemoSummary:
+    """What :func:`run_demo` did; ``to_dict()`` is ``summary.json``."""
 
-def _noop(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
-    pass
+    out: Path                        # the demo folder (data/, run/, heldout/, bundle/, report/, summary.json)
+    config: Dict[str, Any]           # the DemoConfig used
+    stages: Dict[str, Dict[str, Any]]  # per stage (synth, train, heldout, real_faces, export, stability): seconds, path, figures
+    seconds: float                   # wall time of the whole demo
+    study: Any                       # the stability study's StudyResult (not in summary.json)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"config": self.config, "stages": self.stages, "seconds": self.seconds}
 
 
 def real_faces_of_run(run_dir: str | Path) -> dict[str, dict]:
@@ -38,7 +47,7 @@ def real_faces_of_run(run_dir: str | Path) -> dict[str, dict]:
     return real_face_check(classify, info.class_names, info.input_size, margin=info.crop_margin)
 
 
-def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: bool = False) -> dict[str, Any]:
+def run_demo(cfg: DemoConfig, progress: Progress | None = None, overwrite: bool = False) -> DemoSummary:
     """Run every stage into ``cfg.out`` and return the summary (also saved as ``summary.json``).
 
     Layout of ``cfg.out``: ``data/`` (synthetic training set), ``run/``
@@ -46,13 +55,13 @@ def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: boo
     model is also tried on real photos, see :func:`real_faces_of_run`),
     ``bundle/`` (ONNX fp32/fp16/int8 + manifest) and ``report/`` (the
     stability study: report.json, samples.csv, report.md, report.html).
-    The returned dict also holds the study result under ``"_study"``.
+    The returned summary also holds the study result (``.study``).
     """
     from edgemask.data.synth import write_synth_dataset
     from edgemask.errors import ConfigError
     from edgemask.training import evaluate_run, train
 
-    progress = progress or _noop
+    progress = progress or NO_PROGRESS
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} is not empty; pass --overwrite to replace the demo there, or choose another --out")
@@ -63,13 +72,13 @@ def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: boo
     t = time.perf_counter()
     data_dir = out / "data"
     info = write_synth_dataset(data_dir, n=cfg.n, size=cfg.size, seed=cfg.seed, overwrite=True,
-                               progress=lambda d, n: progress("synth", d, n, {}))
+                               progress=staged(progress, "synth"))
     summary["stages"]["synth"] = {"seconds": round(time.perf_counter() - t, 1), "path": str(data_dir), "counts": info["counts"]}
 
     t = time.perf_counter()
     tcfg = TrainConfig(data=str(data_dir), out=str(out / "run"), arch=cfg.arch, epochs=cfg.epochs, size=cfg.size,
                        seed=cfg.seed, target_accuracy=cfg.target_accuracy, overwrite=True)
-    run_dir = train(tcfg, progress=progress)
+    run_dir = train(tcfg, progress=progress).run_dir
     m = evaluate_run(run_dir, data_dir, split="test")
     summary["stages"]["train"] = {"seconds": round(time.perf_counter() - t, 1), "path": str(run_dir),
                                   "test_accuracy": m["accuracy"],
@@ -80,7 +89,7 @@ def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: boo
     t = time.perf_counter()
     heldout = out / "heldout"
     write_synth_dataset(heldout, n=cfg.heldout_n, size=cfg.size, seed=cfg.seed + 1, n_scenes=0, overwrite=True,
-                        progress=lambda d, n: progress("heldout", d, n, {}))
+                        progress=staged(progress, "heldout"))
     mh = evaluate_run(run_dir, heldout, split="all")
     summary["stages"]["heldout"] = {"seconds": round(time.perf_counter() - t, 1), "path": str(heldout),
                                     "seed": cfg.seed + 1, "accuracy": mh["accuracy"]}
@@ -96,7 +105,7 @@ def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: boo
 
     t = time.perf_counter()
     bundle_dir = export_bundle(run_dir, out / "bundle", precisions=("fp32", "fp16", "int8"), overwrite=True,
-                               progress=lambda st, d, n, i: progress(f"export: {st}", d, n, i))
+                               progress=prefixed(progress, "export: ")).bundle
     cmp = compare_bundle(bundle_dir, heldout)
     summary["stages"]["export"] = {
         "seconds": round(time.perf_counter() - t, 1), "path": str(bundle_dir), "passed": cmp.passed,
@@ -109,11 +118,10 @@ def run_demo(cfg: DemoConfig, progress: ProgressFn | None = None, overwrite: boo
     t = time.perf_counter()
     result = stability_report(bundle_dir, heldout, out / "report",
                               StabilityConfig(n=cfg.stability_n, seed=cfg.seed, overwrite=True),
-                              progress=lambda st, d, n, i: progress(f"stability: {st}", d, n, i))
+                              progress=prefixed(progress, "stability: "))
     summary["stages"]["stability"] = {"seconds": round(time.perf_counter() - t, 1), "path": str(out / "report"),
                                       "headline": [r.to_dict() for r in headline_rows(result)]}
-    summary["_study"] = result
-
-    summary["seconds"] = round(time.perf_counter() - t_all, 1)
-    atomic_write_json(out / "summary.json", {k: v for k, v in summary.items() if not k.startswith("_")})
-    return summary
+    done = DemoSummary(out=out, config=summary["config"], stages=summary["stages"],
+                       seconds=round(time.perf_counter() - t_all, 1), study=result)
+    atomic_write_json(out / "summary.json", done.to_dict())
+    return done

@@ -41,6 +41,7 @@ _BLOCKER = textwrap.dedent(
 RUNTIME = [
     "edgemask",  # the package's __init__ only (lazy exports)
     "edgemask.errors",
+    "edgemask.progress",  # the Progress protocol of every long call (compare, cli)
     "edgemask.config",  # num_threads() for the runners
     "edgemask.doctor",
     "edgemask.cli",  # `edgemask --help` loads every command module

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import typer
 from rich.console import Console
@@ -97,3 +97,30 @@ def progress_bar(transient: bool = False):
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=err_console, transient=transient, disable=transient and not err_console.is_terminal)
+
+
+
+def progress_callback(bar: Any, labels: Mapping[str, str] | None = None, renamed: Sequence[str] = ()):
+    """A :class:`edgemask.progress.Progress` that draws one rich bar per stage.
+
+    ``labels`` maps a stage name to the bar's title (other stages show their
+    name); the note the library formatted goes in the info column unchanged.
+    A stage starting with one of ``renamed`` (e.g. ``"epoch "``: ``"epoch 1"``,
+    ``"epoch 2"``...) shares one bar slot: the next such stage replaces the
+    previous bar instead of stacking a new one under it.
+    """
+    labels = dict(labels or {})
+    tasks: dict[str, int] = {}  # slot -> rich task id
+    names: dict[str, str] = {}  # slot -> the stage drawn there now
+
+    def cb(stage: str, done: int, total: int, note: str = "") -> None:
+        slot = next((r for r in renamed if stage.startswith(r)), stage)
+        if slot in tasks and names[slot] != stage:
+            # Rich's ``Progress.tasks`` positions shift once a task is removed, hence ids kept by slot.
+            bar.remove_task(tasks.pop(slot))
+        if slot not in tasks:
+            tasks[slot] = bar.add_task(labels.get(stage, stage), total=max(total, 1), info="")
+            names[slot] = stage
+        bar.update(tasks[slot], completed=done, total=max(total, 1), info=note)
+
+    return cb

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgemask.cli._common import console, err_console, fail, parse_label_map, progress_bar, run_cli
+from edgemask.cli._common import console, err_console, fail, parse_label_map, progress_bar, progress_callback, run_cli
 from edgemask.compare.config import BenchConfig, CompareConfig
 
 _C = CompareConfig()
@@ -34,17 +34,6 @@ def _save(path: str | None, data: dict[str, Any]) -> None:
 
         atomic_write_json(path, data)
         err_console.print(f"result written to [bold]{path}[/]")
-
-
-def _progress_callback(bar: Any):
-    tasks: dict[str, int] = {}
-
-    def cb(engine: str, done: int, total: int) -> None:
-        if engine not in tasks:
-            tasks[engine] = bar.add_task("loading images" if engine == "load" else engine, total=total, info="")
-        bar.update(tasks[engine], completed=done, total=total)
-
-    return cb
 
 
 def compare_cmd(
@@ -76,7 +65,7 @@ def compare_cmd(
                             int8_min_agreement=int8_agreement, batch_size=batch_size, max_images=n)
         with progress_bar(transient=True) as bar:
             result = compare_bundle(bundle, data=data, engines=engines, config=cfg, options=_device_options(device),
-                                    label_map=parse_label_map(label_map), progress=_progress_callback(bar))
+                                    label_map=parse_label_map(label_map), progress=progress_callback(bar, {"load": "loading images"}))
         _save(out, result.to_dict())
         if json_out:
             typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -116,7 +105,7 @@ def bench_cmd(
         cfg = BenchConfig(batch=batch, warmup=warmup, iters=iters, batch_iters=batch_iters)
         with progress_bar(transient=True) as bar:
             result = bench_bundle(bundle, engines=engines, config=cfg, options=_device_options(device),
-                                  progress=_progress_callback(bar))
+                                  progress=progress_callback(bar, {"load": "loading images"}))
         _save(out, result.to_dict())
         if json_out:
             typer.echo(json.dumps(result.to_dict(), indent=2))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from edgemask.cli._common import console, progress_bar, run_cli
+from edgemask.cli._common import console, progress_bar, progress_callback, run_cli
 from edgemask.config import DemoConfig
 
 _D = DemoConfig()
+_STAGES = {"synth": "synthesizing faces", "heldout": "held-out faces", "load": "loading images", "epoch": "epochs"}
 
 
 def demo(
@@ -31,28 +32,14 @@ def demo(
     with run_cli():
         cfg = DemoConfig(out=out, n=n, size=size, epochs=epochs, arch=arch, seed=seed)
         with progress_bar() as bar:
-            tasks: dict[str, int] = {}
-
-            def cb(stage: str, done: int, total: int, info: dict) -> None:
-                label = {"synth": "synthesizing faces", "heldout": "held-out faces", "load": "loading images",
-                         "train": "training", "epoch": "epochs"}.get(stage, stage)
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(label, total=total, info="")
-                extra = ""
-                if "val_accuracy" in info:
-                    extra = f"val acc {info['val_accuracy'] * 100:.2f}%"
-                elif "loss" in info:
-                    extra = f"epoch {info['epoch']} loss {info['loss']:.3f}"
-                bar.update(tasks[stage], completed=done, total=total, info=extra)
-
-            summary = run_demo(cfg, progress=cb, overwrite=overwrite)
+            summary = run_demo(cfg, progress=progress_callback(bar, _STAGES, renamed=("epoch ",)), overwrite=overwrite)
 
         t = Table(title="edgemask demo")
         t.add_column("stage")
         t.add_column("result")
         t.add_column("seconds", justify="right")
         t.add_column("output")
-        st = summary["stages"]
+        st = summary.stages
         t.add_row("synth", ", ".join(f"{k} {v}" for k, v in st["synth"]["counts"].items()), f"{st['synth']['seconds']:.0f}", st["synth"]["path"])
         tr = st["train"]
         t.add_row("train", f"test accuracy {tr['test_accuracy'] * 100:.2f}%; recall "
@@ -74,9 +61,9 @@ def demo(
         console.print(t)
         from edgemask.cli.stability import print_headline
 
-        print_headline(summary["_study"])
+        print_headline(summary.study)
         console.print(f"report: [bold]{st['stability']['path']}/report.html[/] (open in a browser)")
-        console.print(f"total {summary['seconds']:.0f} s; summary in [bold]{out}/summary.json[/]")
+        console.print(f"total {summary.seconds:.0f} s; summary in [bold]{out}/summary.json[/]")
 
 
 def register(app: typer.Typer) -> None:

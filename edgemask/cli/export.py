@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from edgemask.cli._common import console, err_console, progress_bar, run_cli
-from edgemask.export.config import CALIBRATION_METHODS, ExportConfig
+from edgemask.cli._common import console, err_console, progress_bar, progress_callback, run_cli
+from edgemask.export.config import CALIBRATION_METHODS, DEFAULT_OPSET, ExportConfig
 
 _D = ExportConfig()
 
@@ -31,7 +31,7 @@ def export_cmd(
                                     help="Q/DQ placement of the int8 model: tensorrt (Conv/Gemm inputs; for TensorRT, "
                                          "exact emulation on ONNX Runtime) or cpu (ONNX Runtime integer kernels, 7-bit weights)."),
     percentile: float = typer.Option(_D.percentile, help="Percentile for --calibration-method percentile."),
-    opset: Optional[int] = typer.Option(None, help=f"Target ONNX opset (11..18); default {_D.opset}, or with --device the "
+    opset: Optional[int] = typer.Option(None, help=f"Target ONNX opset (11..18); default {DEFAULT_OPSET}, or with --device the "
                                                    "profile's maximum (13 for TensorRT 8.2 / JetPack 4.6)."),
     device: Optional[str] = typer.Option(None, "--device", help="Target device profile ('edgemask devices list'): "
                                          "lowers the opset to what its TensorRT reads and warns about precisions it "
@@ -64,68 +64,44 @@ def export_cmd(
     With --detector the bundle also holds the learned face detector, which
     'edgemask run' then uses by default.
 
-    Python: edgemask.export.export_bundle(RUN, OUT, precisions="fp32,fp16,int8", calibration="default");
-    for a device: edgemask.export.for_device.export_for_device(RUN, OUT, "jetson-orin-nano", engine=True)
+    Python: edgemask.export.export_bundle(RUN, OUT, ExportConfig(precisions=("fp32", "fp16", "int8")));
+    for a device: export_bundle(RUN, OUT, ExportConfig(device="jetson-orin-nano", engine=True))
     """
     with run_cli():
-        from edgemask.bundle import load_manifest
         from edgemask.bundle.show import models_table
-        from edgemask.errors import ConfigError
         from edgemask.export.bundle_writer import export_bundle
 
+        cfg = ExportConfig(run=run, out=out, precisions=tuple(precision.split(",")), calibration=calibration,
+                           method=calibration_method, int8_target=int8_target, percentile=percentile, opset=opset,
+                           name=name, golden_count=golden_count, probe_count=probe_count, opencv_check=opencv_check,
+                           simplify=simplify, trt_cache_version=trt_cache_version, overwrite=overwrite,
+                           detector=detector, detector_calibration=detector_calibration,
+                           detector_calibration_count=detector_calibration_count,
+                           detector_golden_count=detector_golden_count, device=device, engine=engine)
+        said: list[str] = []  # warnings known early are said at once: they must precede a refusal
+
+        def warn(w: str) -> None:
+            said.append(w)
+            err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+
         with progress_bar(transient=True) as bar:  # the summary table replaces it; an error stays one line
-            tasks: dict[str, int] = {}
-
-            def cb(stage: str, done: int, total: int, info: dict) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(_STAGE_LABELS.get(stage, stage), total=total, info="")
-                text = ""
-                if "max_abs_diff" in info:
-                    text = f"max |Δ| {info['max_abs_diff']:.1e}"
-                elif "agreement" in info:
-                    text = f"agreement {info['agreement'] * 100:.1f}%"
-                elif "count" in info:
-                    text = f"{info['count']} images"
-                elif "ok" in info:
-                    text = "ok" if info["ok"] else f"failed: {info.get('error', '')}"[:60]
-                bar.update(tasks[stage], completed=done, total=total, info=text)
-
-            options = dict(calibration=calibration, name=name, method=calibration_method, overwrite=overwrite,
-                           progress=cb, int8_target=int8_target, percentile=percentile, golden_count=golden_count, probe_count=probe_count,
-                           opencv_check=opencv_check, simplify=simplify, trt_cache_version=trt_cache_version)
-            if detector:
-                options.update(detector=detector, detector_calibration=detector_calibration,
-                               detector_calibration_count=detector_calibration_count,
-                               detector_golden_count=detector_golden_count)
-            if device:
-                from edgemask.export.for_device import export_for_device
-
-                done = export_for_device(run, out, device, precisions=precision, opset=opset, engine=engine,
-                                         on_warning=lambda w: err_console.print(f"[yellow]warning:[/] {w}",
-                                                                                highlight=False),
-                                         **options)
-                path = done.bundle
-            elif engine:
-                raise ConfigError("--engine needs --device NAME (see 'edgemask devices list')")
-            else:
-                path = export_bundle(run, out, precisions=precision, opset=opset or _D.opset, **options)
-        m = load_manifest(path)
+            result = export_bundle(run, out, cfg, progress_callback(bar, _STAGE_LABELS),
+                                   on_warning=warn if device else None)
+        m = result.manifest
         console.print(models_table(m, title=f"bundle {m.name} v{m.version} (opset {m.opset})"))
         if m.detector is not None:
             from edgemask.bundle.show import detector_table
 
             console.print(detector_table(m))
-        for e in m.models:
-            cv = (e.extra or {}).get("opencv")
-            if isinstance(cv, dict) and not cv.get("ok"):
-                err_console.print(f"[yellow]warning:[/] OpenCV's DNN module could not run {e.file}: {cv.get('error')}; "
-                                  "apps that use cv2.dnn need another --opset")
+        for w in result.warnings:
+            if w not in said:
+                err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
         if m.calibration:
             c = m.calibration
             console.print(f"calibration: recipe [bold]{c['recipe']}[/], {c['count']} images, {c['method']}; "
                           f"table {c['table']}, TensorRT cache {c['cache']}")
-        console.print(f"bundle written to [bold]{path}[/] ({len(m.files) + 1} files); "
-                      f"check it with 'edgemask bundle verify {path}'")
+        console.print(f"bundle written to [bold]{result.bundle}[/] ({len(m.files) + 1} files); "
+                      f"check it with 'edgemask bundle verify {result.bundle}'")
 
 
 bundle_app = typer.Typer(help="Inspect, verify, sign and pack exported bundles.", no_args_is_help=True)

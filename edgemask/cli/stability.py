@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgemask.cli._common import console, err_console, progress_bar, run_cli
+from edgemask.cli._common import console, err_console, progress_bar, progress_callback, run_cli
 from edgemask.stability.config import StabilityConfig
 
 _S = StabilityConfig()
@@ -18,22 +18,6 @@ _ENGINES_HELP = ("Engines as backend:precision\\[@target], comma-separated, e.g.
 
 _STAGES = {"load": "loading images", "attack": "DeepFool on the float model", "engines": "engines",
            "int8 attack": "DeepFool on the int8 twin", "report": "writing report", "png": "writing PNGs"}
-
-
-def _progress(bar: Any):
-    tasks: dict[str, int] = {}
-
-    def cb(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=max(total, 1), info="")
-        extra = ""
-        if "engine" in info:
-            extra = info["engine"]
-        elif "fooled" in info:
-            extra = f"fooled {info['fooled']}/{total}"
-        bar.update(tasks[stage], completed=done, total=max(total, 1), info=extra)
-
-    return cb
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -130,7 +114,7 @@ def stability_cmd(
                               int8_attack=int8_attack, twin_mode=twin_mode, device=device, examples=examples,
                               overwrite=overwrite).validate()
         with progress_bar(transient=True) as bar:
-            result = stability_report(bundle, data, out, cfg, progress=_progress(bar))
+            result = stability_report(bundle, data, out, cfg, progress=progress_callback(bar, _STAGES))
         print_headline(result)
         console.print(f"report in [bold]{out}/[/] (report.html, report.md, report.json, samples.csv)")
 
@@ -170,7 +154,7 @@ def attack_cmd(
             info = attack_to_folder(model, data, out, n=n, norm=norm, overshoot=overshoot, max_iter=max_iter,
                                     candidates=candidates, seed=seed,
                                     batch_size=batch_size, target=target, device=device, png=png, overwrite=overwrite,
-                                    progress=_progress(bar))
+                                    progress=progress_callback(bar, _STAGES))
         s = info["summary"]
         console.print(f"DeepFool {s['norm']} on {info['model']['target']} ({info['model']['source']}): fooled "
                       f"{pct(s['fooling_rate'])} of {s['n']}; ρ mean {num(s['mean_rho'])}, median {num(s['median_rho'])}; "

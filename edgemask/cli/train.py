@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgemask.cli._common import console, err_console, parse_label_map, progress_bar, run_cli
+from edgemask.cli._common import console, err_console, parse_label_map, progress_bar, progress_callback, run_cli
 from edgemask.config import TrainConfig
 
 _D = TrainConfig()
@@ -39,34 +39,21 @@ def _stamp(path: Path):
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def train_with_progress(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Run training with rich progress bars (shared with ``demo``)."""
+_TRAIN_STAGES = {"load": "loading images", "epoch": "epochs"}
+
+
+def train_with_progress(cfg: TrainConfig, resume: bool = False):
+    """Run training with rich progress bars; a Ctrl-C says whether a checkpoint was saved."""
     from edgemask.training import train
 
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-        labels: dict[str, str] = {}
+        draw = progress_callback(bar, _TRAIN_STAGES, renamed=("epoch ",))  # "epoch 3": one bar, replaced per epoch
         state = {"loaded": False}
 
-        def cb(stage: str, done: int, total: int, info: dict) -> None:
-            label = {"load": "loading images", "train": "epoch", "epoch": "epochs"}[stage]
-            if stage == "train":
-                label = f"epoch {info['epoch']}"
+        def cb(stage: str, done: int, total: int, note: str = "") -> None:
             if stage == "load":
                 state["loaded"] = done >= total
-            # Rich's ``Progress.tasks`` is a list whose positions shift once a task is
-            # removed, so the current label of each stage is kept here, by stage.
-            if stage not in tasks or labels.get(stage) != label:
-                if stage in tasks:
-                    bar.remove_task(tasks[stage])
-                tasks[stage] = bar.add_task(label, total=total, info="")
-                labels[stage] = label
-            extra = ""
-            if "loss" in info:
-                extra = f"loss {info['loss']:.3f}"
-            if "val_accuracy" in info:
-                extra = f"val acc {info['val_accuracy'] * 100:.2f}% (best {info['best'] * 100:.2f}%)"
-            bar.update(tasks[stage], completed=done, total=total, info=extra)
+            draw(stage, done, total, note)
 
         ck = Path(cfg.out) / "checkpoint.json"
         before = _stamp(ck)  # a checkpoint from an earlier session must not count as saved now
@@ -129,13 +116,10 @@ def train_cmd(
                           max_minutes=max_minutes, overwrite=overwrite)
         if resume and not data:
             cfg.data = "(from checkpoint)"
-        run_dir = train_with_progress(cfg, resume=resume)
-        import json
-
-        m = json.loads((run_dir / "metrics.json").read_text())
-        for split in ("val", "test"):
-            if split in m:
-                console.print(metrics_table(m[split], f"{split} split"))
+        result = train_with_progress(cfg, resume=resume)
+        m = result.metrics
+        for split, sm in result.splits.items():
+            console.print(metrics_table(sm, f"{split} split"))
         from edgemask.data.facecrop import report_line
 
         if report_line(m.get("face_crops")):
@@ -150,8 +134,8 @@ def train_cmd(
         if op.get("logit_bias"):
             console.print("operating point (chosen on val, folded into the weights): logit bias "
                           + ", ".join(f"{n} {v:+.2f}" for n, v in op["logit_bias"].items()))
-        console.print(f"best epoch {m['best_epoch']} of {m['epochs_run']} ({m['stopped']}), "
-                      f"{m['train_seconds']:.0f} s; run written to [bold]{run_dir}[/]")
+        console.print(f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped}), "
+                      f"{m['train_seconds']:.0f} s; run written to [bold]{result.run_dir}[/]")
 
 
 def eval_cmd(

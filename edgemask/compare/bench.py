@@ -23,12 +23,11 @@ import numpy as np
 from edgemask.compare.compare import EngineSpec, default_engines, parse_engines
 from edgemask.compare.config import BenchConfig
 from edgemask.errors import NotAvailableError
+from edgemask.progress import Progress  # called as progress(engine, done, total)
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgemask.bundle import Bundle
 
-#: called as progress(engine_label, calls_done, calls_total)
-Progress = Callable[[str, int, int], None]
 
 _VERSIONED = ("numpy", "torch", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "opencv-python",
               "tensorrt", "edgemask")

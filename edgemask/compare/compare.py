@@ -12,19 +12,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from edgemask.bundle import PRECISIONS
 from edgemask.compare.config import CompareConfig
 from edgemask.errors import BackendError, ConfigError
+from edgemask.progress import Progress  # called as progress(engine, done, total)
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgemask.bundle import Bundle
 
-#: called as progress(engine_label, images_done, images_total)
-Progress = Callable[[str, int, int], None]
 
 
 # -- engine specs --------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from edgemask.utils.lazy import lazy_exports
 
-from edgemask.export.config import CALIBRATION_METHODS, EXPORT_PRECISIONS, ExportConfig
+from edgemask.export.config import CALIBRATION_METHODS, DEFAULT_OPSET, EXPORT_PRECISIONS, ExportConfig
 
 _LAZY = {
     "export_bundle": "edgemask.export.bundle_writer",
@@ -42,4 +42,4 @@ _LAZY = {
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
-__all__ = ["CALIBRATION_METHODS", "EXPORT_PRECISIONS", "ExportConfig", *_LAZY]
+__all__ = ["CALIBRATION_METHODS", "DEFAULT_OPSET", "EXPORT_PRECISIONS", "ExportConfig", *_LAZY]

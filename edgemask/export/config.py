@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 #: Precisions a bundle can hold, in the order they are built.
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
@@ -16,6 +16,8 @@ EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 #: ONNX opsets the TorchScript exporter writes for our models and we test.
 MIN_OPSET, MAX_OPSET = 11, 18
+#: The opset written when neither the user nor a device profile lowers it (the one home of this number).
+DEFAULT_OPSET = 17
 
 
 @dataclass
@@ -31,9 +33,10 @@ class ExportConfig:
         calibration: recipe name (looked up in the calibration search path) or a TOML path.
         method: activation calibration method for int8: minmax | entropy | percentile.
         percentile: the percentile used by ``method="percentile"``.
-        opset: target ONNX opset. Older TensorRT parsers accept only older
-            opsets (TensorRT 8.2 / JetPack 4.6: up to 13), so device profiles
-            carry their maximum and pass it here.
+        opset: target ONNX opset; None = :data:`DEFAULT_OPSET`, or with
+            ``device`` the lower of it and the profile's maximum. Older
+            TensorRT parsers accept only older opsets (TensorRT 8.2 / JetPack
+            4.6: up to 13), so a higher opset for such a device is refused.
         per_channel: per-output-channel weight scales for int8 (TensorRT's
             explicit quantization supports them for Conv and Gemm weights).
         int8_target: where the int8 model's Q/DQ nodes go: ``tensorrt`` (on
@@ -68,6 +71,11 @@ class ExportConfig:
         detector_tolerance: per precision ``{"heat_max_abs", "box_agreement"}``
             overriding ``detector_export.DEFAULT_TOLERANCE``.
         detector_decode: overrides of the run's decode parameters (score_threshold, nms_iou, ...).
+        device: a device profile (``edgemask devices list``) to export for: its
+            opset limit, and warnings for precisions it does not run fast. None = generic.
+        engine: also build ``device``'s TensorRT engines into the bundle (needs
+            TensorRT and a GPU here; checked before exporting).
+        engine_options: passed to ``build_engines_for_bundle`` (dla_core, int8_mode, batch, workspace_mib, ...).
     """
 
     run: str = ""
@@ -77,7 +85,7 @@ class ExportConfig:
     calibration: str = "default"
     method: str = "minmax"
     percentile: float = 99.999
-    opset: int = 17
+    opset: Optional[int] = None
     per_channel: bool = True
     int8_target: str = "tensorrt"
     quantize_output: bool = False
@@ -95,6 +103,9 @@ class ExportConfig:
     detector_golden_count: int = 4
     detector_tolerance: dict[str, Any] = field(default_factory=dict)
     detector_decode: dict[str, Any] = field(default_factory=dict)
+    device: Optional[str] = None
+    engine: bool = False
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

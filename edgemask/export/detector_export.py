@@ -1,7 +1,7 @@
 """The face detector in a bundle: ONNX fp32/fp16/int8 beside the classifier, calibrated on scenes.
 
 :func:`export_detector_into` runs inside the bundle's temporary folder (see
-``bundle_writer.export_bundle_from_config``), so the detector's files are
+``bundle_writer.export_bundle``), so the detector's files are
 hashed, verified and published together with the classifier's, or not at all.
 Files, all under ``detector/``::
 
@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from edgemask.errors import ConfigError, DataError, ExportError
+from edgemask.progress import Progress
 
 DETECTOR_DIR = "detector"
 MODEL_FILES = {p: f"{DETECTOR_DIR}/model.{p}.onnx" for p in ("fp32", "fp16", "int8")}
@@ -52,7 +54,6 @@ DEFAULT_TOLERANCE: Dict[str, Dict[str, Optional[float]]] = {
     "int8": {"heat_max_abs": 0.25, "box_agreement": 0.6},
 }
 
-ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]
 
 
 def scene_frames(source: str, count: int, seed: int, skip: int = 0,
@@ -130,7 +131,7 @@ def _check(parity: Dict[str, Any], tolerance: Optional[Dict[str, Any]], what: st
         raise ExportError(f"the detector's {what}: {'; '.join(problems)}; {fix}")
 
 
-def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_extra: Dict[str, str]) -> Any:
+def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extra: Dict[str, str]) -> Any:
     """Export the detector run ``cfg.detector`` into the (temporary) bundle folder ``root``.
 
     Args:
@@ -148,9 +149,8 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
         ExportError: a precision outside its tolerance.
     """
     from edgemask.bundle.manifest import DetectorEntry, InputSpec, ModelEntry, Preprocessing
-    from edgemask.export.calibration import images_sha256, write_table, write_trt_cache
     from edgemask.export.onnx_export import onnx_from_torch, opencv_check, ort_logits
-    from edgemask.export.quantize import fp16_from_onnx, int8_from_onnx
+    from edgemask.export.quantize import fp16_from_onnx
     from edgemask.training.detector import load_detector_run
     from edgemask.vision.facedet_decode import DecodeParams, compare_heads
 
@@ -163,31 +163,17 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
     (root / DETECTOR_DIR).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(cfg.detector) / "weights.safetensors", root / WEIGHTS_FILE)
 
-    progress("detector scenes", 0, 1, {})
-    n_cal = int(cfg.detector_calibration_count) if want_int8 else 0
-    split = info.get("split") or {}
-    trained_on = {d.get("path") for d in info.get("data", [])}
-    train_split = ((int(split.get("seed", 0)), float(split.get("heldout", 0.0)))
-                   if cfg.detector_calibration.strip().lower() != "synth" and split.get("heldout")
-                   and Path(cfg.detector_calibration).name in trained_on else None)
-    cal_frames, cal_sources = scene_frames(cfg.detector_calibration, n_cal, cfg.detector_calibration_seed,
-                                           train_split=train_split)
-    gold_frames, gold_sources = scene_frames(cfg.detector_calibration, int(cfg.detector_golden_count),
-                                             cfg.detector_calibration_seed, skip=n_cal, train_split=train_split)
-    if not gold_frames:
-        raise ExportError(f"the detector's calibration source {cfg.detector_calibration!r} gave no golden scene")
-    golden_u8 = letterboxed(gold_frames, w, h)                 # (G, h, w, 3) uint8
-    golden_x = _nchw(golden_u8)                                # (G, 3, h, w) float32
-    golden_ref = _torch_heads(model, golden_x).astype(np.float32)  # (G, 5, h/4, w/4)
-    cal_x = _nchw(letterboxed(cal_frames, w, h)) if cal_frames else None
-    progress("detector scenes", 1, 1, {"count": len(cal_frames) + len(gold_frames)})
+    progress("detector scenes", 0, 1)
+    sc = _scenes(cfg, info, model, w, h, want_int8)
+    golden_u8, golden_x, golden_ref, cal_x = sc.golden_u8, sc.golden_x, sc.golden_ref, sc.cal_x
+    progress("detector scenes", 1, 1, f"{len(sc.cal_sources) + len(sc.gold_sources)} images")
 
     measured: Dict[str, Dict[str, Any]] = {}
     models: List[Any] = [ModelEntry(file=WEIGHTS_FILE, precision="fp32", format="safetensors",
                                     extra={"source": "detector run weights, copied unchanged"})]
 
     # fp32: always built (fp16 and int8 come from it), shipped only when asked for
-    progress("detector fp32", 0, 1, {})
+    progress("detector fp32", 0, 1)
     fp32_path = root / MODEL_FILES["fp32"]
     exp = onnx_from_torch(model, fp32_path, input_size=w, input_hw=(h, w), opset=cfg.opset, simplify=cfg.simplify,
                           output_name=OUTPUT_NAME)
@@ -204,7 +190,7 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
         if outs is not None:
             cv["parity_vs_torch"] = compare_heads(golden_ref, outs, params)
         extra32["opencv"] = cv
-    progress("detector fp32", 1, 1, {"max_abs_diff": par32["head_max_abs"]})
+    progress("detector fp32", 1, 1, f"max |Δ| {par32['head_max_abs']:.1e}")
     measured["fp32"] = par32
     if "fp32" in cfg.precisions:
         models.append(ModelEntry(file=MODEL_FILES["fp32"], precision="fp32", format="onnx", opset=exp.opset,
@@ -212,7 +198,7 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
     f32_cal = ort_logits(fp32_path, cal_x, batch_size=8) if cal_x is not None else None
 
     if "fp16" in cfg.precisions:
-        progress("detector fp16", 0, 1, {})
+        progress("detector fp16", 0, 1)
         fp16_path = root / MODEL_FILES["fp16"]
         conv = fp16_from_onnx(fp32_path, fp16_path)
         producer_extra.setdefault("onnxconverter-common", conv["converter"].split()[-1])
@@ -226,42 +212,13 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
         models.append(ModelEntry(file=MODEL_FILES["fp16"], precision="fp16", format="onnx", opset=exp.opset,
                                  extra=extra16))
         measured["fp16"] = par16
-        progress("detector fp16", 1, 1, {"max_abs_diff": par16["head_max_abs"]})
+        progress("detector fp16", 1, 1, f"max |Δ| {par16['head_max_abs']:.1e}")
 
     calibration: Optional[Dict[str, Any]] = None
     if want_int8:
-        assert cal_x is not None and f32_cal is not None
-        progress("detector int8", 0, 1, {"method": cfg.method})
-        int8_path = root / MODEL_FILES["int8"]
-        q = int8_from_onnx(fp32_path, int8_path, cal_x, method=cfg.method, per_channel=cfg.per_channel,
-                           percentile=cfg.percentile, quantize_output=False, target=cfg.int8_target,
-                           batch_size=4, symbolic_shapes=False)
-        par8 = compare_heads(golden_ref, ort_logits(int8_path, golden_x, batch_size=8), params)
-        par8_cal = compare_heads(f32_cal, ort_logits(int8_path, cal_x, batch_size=8), params)
-        _check(par8, tol.get("int8"), "int8 model differs from torch on the golden scenes",
-               "calibrate on more or other scenes (--detector-calibration), or export without int8")
-        _check(par8_cal, tol.get("int8"), "int8 model differs from fp32 on its calibration scenes",
-               "calibrate on more or other scenes (--detector-calibration), or export without int8")
-        models.append(ModelEntry(file=MODEL_FILES["int8"], precision="int8", format="onnx", opset=exp.opset,
-                                 quantization=q.quantization,
-                                 extra={"parity_vs_torch": par8, "parity_vs_fp32_calibration_scenes": par8_cal,
-                                        "max_abs_diff_vs_torch": par8["head_max_abs"]}))
-        measured["int8"] = par8
-        write_table(root / TABLE_FILE, q.table, {
-            "method": cfg.method, "source": cfg.detector_calibration, "count": len(cal_frames),
-            "images_sha256": images_sha256(cal_x), "images": cal_sources,
-            "note": "amax = scale * 127 (symmetric int8); names are tensors of detector/model.fp32.onnx where "
-                    "in_fp32_graph is true"})
-        write_trt_cache(root / CACHE_FILE, q.table, cfg.trt_cache_version)
-        calibration = {"source": cfg.detector_calibration, "count": len(cal_frames),
-                       "training_images_only": train_split is not None,
-                       "seed": cfg.detector_calibration_seed, "frames": "whole scenes letterboxed to the input",
-                       "images_sha256": images_sha256(cal_x), "method": cfg.method,
-                       "percentile": cfg.percentile if cfg.method == "percentile" else None,
-                       "table": TABLE_FILE, "cache": CACHE_FILE,
-                       "cache_header": f"TRT-{int(cfg.trt_cache_version)}-EntropyCalibration2",
-                       "tensors": len(q.table)}
-        progress("detector int8", 1, 1, {"agreement": par8_cal["box_agreement"]})
+        assert f32_cal is not None
+        entry8, measured["int8"], calibration = _int8(root, cfg, sc, f32_cal, params, tol, exp.opset, progress)
+        models.append(entry8)
     if "fp32" not in cfg.precisions:
         fp32_path.unlink()
 
@@ -282,13 +239,92 @@ def export_detector_into(root: Path, cfg: Any, progress: ProgressFn, producer_ex
         models=models,
         golden={"inputs": GOLDEN_INPUTS, "outputs": GOLDEN_OUTPUTS, "count": int(len(golden_u8)),
                 "layout": "NHWC uint8, letterboxed", "reference": "torch fp32, CPU, eval mode",
-                "sources": gold_sources, "tolerance": {p: tol.get(p) for p in cfg.precisions},
+                "sources": sc.gold_sources, "tolerance": {p: tol.get(p) for p in cfg.precisions},
                 "measured": measured},
         calibration=calibration,
         source_run=str(cfg.detector),
         training={"data": info.get("data", []), "split": info.get("split", {}),
                   "train_images": info.get("train_images"), "epochs_done": info.get("epochs_done")},
     )
+
+
+@dataclass
+class _Scenes:
+    """The detector's calibration and golden scenes, and the reference heads."""
+
+    cal_frames: List[np.ndarray]        # RGB frames calibrating int8 (empty without int8)
+    cal_sources: List[str]
+    gold_sources: List[str]
+    train_split: Optional[Tuple[int, float]]  # (seed, held-out share) when the source is the detector's training folder
+    golden_u8: np.ndarray               # (G, h, w, 3) uint8, letterboxed
+    golden_x: np.ndarray                # (G, 3, h, w) float32
+    golden_ref: np.ndarray              # (G, 5, h/4, w/4) torch heads
+    cal_x: Optional[np.ndarray]         # (N, 3, h, w) float32, None without int8
+
+
+def _scenes(cfg: Any, info: Dict[str, Any], model: Any, w: int, h: int, want_int8: bool) -> _Scenes:
+    n_cal = int(cfg.detector_calibration_count) if want_int8 else 0
+    split = info.get("split") or {}
+    trained_on = {d.get("path") for d in info.get("data", [])}
+    train_split = ((int(split.get("seed", 0)), float(split.get("heldout", 0.0)))
+                   if cfg.detector_calibration.strip().lower() != "synth" and split.get("heldout")
+                   and Path(cfg.detector_calibration).name in trained_on else None)
+    cal_frames, cal_sources = scene_frames(cfg.detector_calibration, n_cal, cfg.detector_calibration_seed,
+                                           train_split=train_split)
+    gold_frames, gold_sources = scene_frames(cfg.detector_calibration, int(cfg.detector_golden_count),
+                                             cfg.detector_calibration_seed, skip=n_cal, train_split=train_split)
+    if not gold_frames:
+        raise ExportError(f"the detector's calibration source {cfg.detector_calibration!r} gave no golden scene")
+    golden_u8 = letterboxed(gold_frames, w, h)
+    golden_x = _nchw(golden_u8)
+    return _Scenes(cal_frames=cal_frames, cal_sources=cal_sources, gold_sources=gold_sources, train_split=train_split,
+                   golden_u8=golden_u8, golden_x=golden_x,
+                   golden_ref=_torch_heads(model, golden_x).astype(np.float32),
+                   cal_x=_nchw(letterboxed(cal_frames, w, h)) if cal_frames else None)
+
+
+def _int8(root: Path, cfg: Any, sc: _Scenes, f32_cal: np.ndarray, params: Any, tol: Dict[str, Any], opset: int,
+          progress: Progress) -> Tuple[Any, Dict[str, Any], Dict[str, Any]]:
+    """The detector's int8 model, table and cache: (its ModelEntry, its golden parity, the calibration entry)."""
+    from edgemask.bundle.manifest import ModelEntry
+    from edgemask.export.calibration import images_sha256, write_table, write_trt_cache
+    from edgemask.export.onnx_export import ort_logits
+    from edgemask.export.quantize import int8_from_onnx
+    from edgemask.vision.facedet_decode import compare_heads
+
+    assert sc.cal_x is not None
+    cal_x = sc.cal_x
+    progress("detector int8", 0, 1, cfg.method)
+    int8_path = root / MODEL_FILES["int8"]
+    q = int8_from_onnx(root / MODEL_FILES["fp32"], int8_path, cal_x, method=cfg.method, per_channel=cfg.per_channel,
+                       percentile=cfg.percentile, quantize_output=False, target=cfg.int8_target,
+                       batch_size=4, symbolic_shapes=False)
+    par8 = compare_heads(sc.golden_ref, ort_logits(int8_path, sc.golden_x, batch_size=8), params)
+    par8_cal = compare_heads(f32_cal, ort_logits(int8_path, cal_x, batch_size=8), params)
+    _check(par8, tol.get("int8"), "int8 model differs from torch on the golden scenes",
+           "calibrate on more or other scenes (--detector-calibration), or export without int8")
+    _check(par8_cal, tol.get("int8"), "int8 model differs from fp32 on its calibration scenes",
+           "calibrate on more or other scenes (--detector-calibration), or export without int8")
+    entry = ModelEntry(file=MODEL_FILES["int8"], precision="int8", format="onnx", opset=opset,
+                       quantization=q.quantization,
+                       extra={"parity_vs_torch": par8, "parity_vs_fp32_calibration_scenes": par8_cal,
+                              "max_abs_diff_vs_torch": par8["head_max_abs"]})
+    write_table(root / TABLE_FILE, q.table, {
+        "method": cfg.method, "source": cfg.detector_calibration, "count": len(sc.cal_frames),
+        "images_sha256": images_sha256(cal_x), "images": sc.cal_sources,
+        "note": "amax = scale * 127 (symmetric int8); names are tensors of detector/model.fp32.onnx where "
+                "in_fp32_graph is true"})
+    write_trt_cache(root / CACHE_FILE, q.table, cfg.trt_cache_version)
+    calibration = {"source": cfg.detector_calibration, "count": len(sc.cal_frames),
+                   "training_images_only": sc.train_split is not None,
+                   "seed": cfg.detector_calibration_seed, "frames": "whole scenes letterboxed to the input",
+                   "images_sha256": images_sha256(cal_x), "method": cfg.method,
+                   "percentile": cfg.percentile if cfg.method == "percentile" else None,
+                   "table": TABLE_FILE, "cache": CACHE_FILE,
+                   "cache_header": f"TRT-{int(cfg.trt_cache_version)}-EntropyCalibration2",
+                   "tensors": len(q.table)}
+    progress("detector int8", 1, 1, f"agreement {par8_cal['box_agreement'] * 100:.1f}%")
+    return entry, par8, calibration
 
 
 __all__ = ["DEFAULT_TOLERANCE", "DETECTOR_DIR", "GOLDEN_INPUTS", "GOLDEN_OUTPUTS", "MODEL_FILES", "OUTPUT_NAME",

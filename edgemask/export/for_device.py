@@ -1,4 +1,4 @@
-"""``edgemask export --device NAME [--engine]``: a bundle made for one target device.
+"""``ExportConfig.device`` / ``.engine``: what ``export_bundle`` does for one target device.
 
 A device profile changes an export in three ways:
 
@@ -9,7 +9,8 @@ A device profile changes an export in three ways:
   is said up front, with what an engine for it will use instead;
 * with ``engine=True``, TensorRT engines are built from the finished bundle
   (on the device itself, or any machine with TensorRT and the same GPU
-  family) by :func:`edgemask.export.engine.build_engines_for_bundle`.
+  family) by :func:`edgemask.export.engine.build_engines_for_bundle`
+  (called by ``export_bundle`` after the bundle is written).
   TensorRT is imported *before* the export starts, so a machine without it
   fails at once with a one-line error, not after minutes of calibration.
 """
@@ -17,25 +18,12 @@ A device profile changes an export in three ways:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgemask.errors import ConfigError
+from edgemask.export.config import DEFAULT_OPSET
 
-#: The exporter's default opset when neither the user nor a profile lowers it.
-DEFAULT_OPSET = 17
-
-
-@dataclass
-class DeviceExport:
-    """What a device export did: the bundle, the opset used, warnings and engines built."""
-
-    bundle: Path
-    device: str
-    opset: int
-    warnings: list[str] = field(default_factory=list)
-    engines: list[Any] = field(default_factory=list)  # EngineResult per engine built
 
 
 def device_opset(profile: Any, opset: int | None) -> int:
@@ -62,57 +50,45 @@ def precision_warnings(profile: Any, precisions: Sequence[str]) -> list[str]:
     return out
 
 
-def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
-                      precisions: str | Sequence[str] = ("fp32", "fp16", "int8"), opset: int | None = None,
-                      engine: bool = False, on_warning: Callable[[str], None] | None = None,
-                      engine_options: dict[str, Any] | None = None, **export_options: Any) -> DeviceExport:
-    """Export ``run_dir`` as a bundle for ``device``, and optionally build its TensorRT engines.
+def prepare_device_export(cfg: Any, warn: Callable[[str], None]) -> tuple[Any, int]:
+    """Everything ``export_bundle`` does for ``cfg.device`` before exporting: (profile, opset to use).
 
-    Args:
-        run_dir, out: as for :func:`edgemask.export.export_bundle`.
-        device: a device profile name (``edgemask devices list``).
-        precisions: the ONNX precisions to ship; with ``engine``, also the
-            engines to build (each lowered to what the device runs fast).
-        opset: target opset; default the lower of 17 and the profile's maximum.
-        engine: build TensorRT engines into the bundle after exporting it.
-        on_warning: called with each warning as soon as it is known.
-        engine_options: passed to ``build_engines_for_bundle`` (dla_core,
-            int8_mode, batch, workspace_mib, ...).
-        **export_options: any other ``export_bundle`` keyword (calibration,
-            method, name, overwrite, progress, golden_count, ...).
+    Says each precision warning through ``warn``, and with ``cfg.engine``
+    checks TensorRT and the GPU now, not after minutes of calibration.
 
     Raises:
-        ConfigError: unknown device (the known ones are listed), opset too high.
-        NotAvailableError: ``engine`` on a machine without TensorRT (before exporting).
+        ConfigError: unknown device (the known ones are listed), opset too high, engine for a device without TensorRT.
+        NotAvailableError: ``cfg.engine`` on a machine without TensorRT or a GPU.
     """
     from edgemask.devices.profiles import load_profile
-    from edgemask.export.bundle_writer import export_bundle, parse_precisions
 
-    profile = load_profile(device)
-    if engine and not profile.has_tensorrt:
+    profile = load_profile(cfg.device)
+    if cfg.engine and not profile.has_tensorrt:
         raise ConfigError(f"{profile.name} has no TensorRT; --engine is for TensorRT targets "
                           "(see 'edgemask devices list')")
-    wanted = parse_precisions(precisions)
-    used_opset = device_opset(profile, opset)
-    from edgemask.utils.warn import once_each
-
-    warnings: list[str] = []
-    warn = once_each(on_warning, warnings)
-
-    for w in precision_warnings(profile, wanted):
-        warn(w if engine else f"{w} when its engine is built (the bundle still ships the ONNX models asked for)")
-    if engine:
+    opset = device_opset(profile, cfg.opset)
+    for w in precision_warnings(profile, cfg.precisions):
+        warn(w if cfg.engine else f"{w} when its engine is built (the bundle still ships the ONNX models asked for)")
+    if cfg.engine:
         from edgemask.backends.tensorrt.builder import require_build_gpu
 
         require_build_gpu()  # no TensorRT, or no GPU: fail now, not after the export and calibration
-    path = export_bundle(run_dir, out, precisions=wanted, opset=used_opset, **export_options)
-    result = DeviceExport(bundle=Path(path), device=profile.name, opset=used_opset, warnings=warnings)
-    if engine:
-        from edgemask.export.engine import build_engines_for_bundle
-
-        result.engines = build_engines_for_bundle(path, profile.name, wanted, on_warning=warn,
-                                                  **(engine_options or {}))
-    return result
+    return profile, opset
 
 
-__all__ = ["DEFAULT_OPSET", "DeviceExport", "device_opset", "export_for_device", "precision_warnings"]
+def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
+                      engine: bool = False, on_warning: Callable[[str], None] | None = None,
+                      engine_options: dict[str, Any] | None = None, **export_options: Any) -> Any:
+    """The keyword form of ``export_bundle(run_dir, out, ExportConfig(device=device, engine=engine))``.
+
+    Kept for callers written before ``ExportConfig.device``; returns the same
+    :class:`~edgemask.export.bundle_writer.ExportResult` (``bundle``,
+    ``device``, ``opset``, ``warnings``, ``engines``).
+    """
+    from edgemask.export import export_bundle  # the public name: no file cycle with bundle_writer, which calls us
+
+    return export_bundle(run_dir, out, on_warning=on_warning, device=device, engine=engine,
+                         engine_options=dict(engine_options or {}), **export_options)
+
+
+__all__ = ["device_opset", "export_for_device", "precision_warnings", "prepare_device_export"]

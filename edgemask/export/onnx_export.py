@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgemask.errors import ConfigError, ExportError
-from edgemask.export.config import MAX_OPSET, MIN_OPSET
+from edgemask.export.config import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edgemask.utils.io import atomic_path
 
 INPUT_NAME = "input"
@@ -49,7 +49,7 @@ def check_opset(opset: int) -> int:
     """Validate a target opset; a ConfigError naming the supported range otherwise."""
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConfigError(f"ONNX opset {opset!r} is not supported; choose {MIN_OPSET}..{MAX_OPSET} "
-                          f"(17 by default, 13 for TensorRT 8.2 / JetPack 4.6)")
+                          f"({DEFAULT_OPSET} by default, 13 for TensorRT 8.2 / JetPack 4.6)")
     return opset
 
 
@@ -111,7 +111,7 @@ def _simplify(model, enabled: bool) -> tuple[Any, str | None, str | None]:
         return model, None, f"onnxsim failed: {type(e).__name__}: {str(e)[:120]}"
 
 
-def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = 17, simplify: bool = True,
+def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = DEFAULT_OPSET, simplify: bool = True,
                     in_chans: int = 3, input_hw: tuple[int, int] | None = None,
                     output_name: str = OUTPUT_NAME) -> OnnxExportInfo:
     """Export a model as a self-contained fp32 ONNX file with a dynamic batch axis.

@@ -17,19 +17,15 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any
 
 import numpy as np
 
 from edgemask.errors import ConfigError, ModelError
+from edgemask.progress import NO_PROGRESS, Progress, staged
 from edgemask.stability.config import NORMS
 
-ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
 TARGETS = ("float", "int8")
-
-
-def _noop(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
-    pass
 
 
 def load_attack_target(path: str | Path, target: str = "float", device: str = "cpu") -> tuple[Any, int, list[str], dict[str, Any]]:
@@ -82,7 +78,7 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
                      overshoot: float = 0.02, max_iter: int = 50, candidates: int = 0, seed: int = 0,
                      batch_size: int = 128,
                      target: str = "float", device: str = "auto", png: bool = True, overwrite: bool = False,
-                     progress: ProgressFn | None = None) -> dict[str, Any]:
+                     progress: Progress | None = None) -> dict[str, Any]:
     """Run DeepFool on ``n`` images of ``data_dir`` against a bundle or run; save the adversarial set.
 
     Returns:
@@ -101,7 +97,7 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     from edgemask.stability.result import to_jsonable
     from edgemask.utils.io import atomic_dir
 
-    progress = progress or _noop
+    progress = progress or NO_PROGRESS
     if norm not in NORMS:
         raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)} (e.g. --norm l2)")
     if n < 0:
@@ -121,7 +117,7 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
     dev = resolve_device(device)
     model, size, class_names, what = load_attack_target(path, target, dev)
-    ds = load_dataset(data_dir, size=size, class_names=class_names, progress=lambda d, t: progress("load", d, t, {}))
+    ds = load_dataset(data_dir, size=size, class_names=class_names, progress=staged(progress, "load"))
     if n > len(ds):
         raise ConfigError(f"dataset {data_dir} has only {len(ds)} images but --n is {n}; lower --n to at most "
                           f"{len(ds)} (or --n 0 for all)")
@@ -132,11 +128,11 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     torch.manual_seed(seed)
     t = time.perf_counter()
     with tf32_pinned_off() as tf32_before:
-        progress("attack", 0, len(x), {})
+        progress("attack", 0, len(x))
         res = deepfool(model, torch.from_numpy(x).to(dev), norm=norm, overshoot=float(overshoot), max_iter=int(max_iter),
                        candidates=candidates or None,
                        clip=(0.0, 1.0), labels=torch.from_numpy(y).to(dev), batch_size=batch_size or None)
-        progress("attack", len(x), len(x), {"fooled": int(res.success.sum())})
+        progress("attack", len(x), len(x), f"fooled {int(res.success.sum())}/{len(x)}")
     seconds = time.perf_counter() - t
     x_adv = res.x_adv.detach().float().cpu().numpy()
     r = x_adv - x
@@ -194,7 +190,7 @@ def _write_attack_csv(path: Path, res: Any, y: np.ndarray, sources: list[str], c
                         d["zero_grad"][i]])
 
 
-def _write_pngs(folder: Path, x8: np.ndarray, y: np.ndarray, class_names: list[str], progress: ProgressFn) -> None:
+def _write_pngs(folder: Path, x8: np.ndarray, y: np.ndarray, class_names: list[str], progress: Progress) -> None:
     import cv2
 
     for c in np.unique(y):      # only classes present: an empty class folder would be an empty class
@@ -206,8 +202,8 @@ def _write_pngs(folder: Path, x8: np.ndarray, y: np.ndarray, class_names: list[s
             raise ConfigError(f"could not encode adversarial image {i} as PNG")
         (folder / class_names[int(y[i])] / f"{i:06d}.png").write_bytes(buf.tobytes())
         if i % 64 == 0:
-            progress("png", i + 1, len(x8), {})
-    progress("png", len(x8), len(x8), {})
+            progress("png", i + 1, len(x8))
+    progress("png", len(x8), len(x8))
 
 
 __all__ = ["TARGETS", "attack_to_folder", "load_attack_target"]

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 import numpy as np
 
 from edgemask.errors import BundleError, ConfigError
+from edgemask.progress import NO_PROGRESS, Progress
 from edgemask.stability.config import TWIN_BACKEND, StabilityConfig, engine_key
-
-# progress(stage, done, total, info): the CLI draws bars from it.
-ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]
-
-
-def no_progress(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
-    """A progress callback that draws nothing."""
-
 
 class StudyEngine:
     """One engine of the study: a Runner, or the fake-quant twin, behind ``logits(x)``."""
@@ -138,11 +131,11 @@ class StudySetup:
     batch_size: int                          # images per engine call
     twin_mode: str = "reference"             # fake-quant arithmetic (see fakequant.TWIN_MODES)
     twin_info: dict[str, Any] | None = None  # how twin_mode was chosen, with its agreement figures
-    progress: ProgressFn = no_progress
+    progress: Progress = NO_PROGRESS
 
     def open(self, backend: str, precision: str, target: str | None = None) -> StudyEngine:
         """An activated engine of this study's bundle; ``close()`` it after use."""
         return open_engine(self.bundle, backend, precision, target, self.device, self.twin_mode)
 
 
-__all__ = ["ProgressFn", "StudyEngine", "StudySetup", "check_engines", "default_engines", "no_progress", "open_engine", "check_engines", "default_engines", "open_engine"]
+__all__ = ["StudyEngine", "StudySetup", "check_engines", "default_engines", "open_engine"]

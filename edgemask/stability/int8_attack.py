@@ -58,11 +58,11 @@ def attack_int8(setup: StudySetup, fa: FloatAttack, y: np.ndarray) -> tuple[dict
 
     n = len(x)
     twin = FakeQuantTwin(bundle.model_path("int8"), mode=mode).eval().to(device)
-    progress("int8 attack", 0, n, {})
+    progress("int8 attack", 0, n)
     res = deepfool(twin, torch.from_numpy(x).to(device), norm=cfg.norm, overshoot=float(cfg.overshoot),
                    max_iter=int(cfg.max_iter), candidates=cfg.candidates or None, clip=(0.0, 1.0),
                    batch_size=cfg.batch_size or None)
-    progress("int8 attack", n, n, {"fooled": int(res.success.sum())})
+    progress("int8 attack", n, n, f"fooled {int(res.success.sum())}/{n}")
     x_adv = res.x_adv.detach().float().cpu().numpy()
     ok = res.success.cpu().numpy().astype(bool)
     rho = res.rho.detach().double().cpu().numpy()

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgemask.errors import ConfigError
 from edgemask.stability.config import StabilityConfig
-from edgemask.stability.engines import ProgressFn, no_progress
+from edgemask.progress import NO_PROGRESS, Progress, staged
 from edgemask.stability.inputs import stratified_sample
 from edgemask.stability.report import write_report
 from edgemask.stability.result import StudyResult
@@ -37,7 +37,7 @@ def load_study_data(data_dir: str | Path, bundle: Any, n: int, seed: int,
 
 
 def stability_report(bundle_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
-                     cfg: StabilityConfig | None = None, progress: ProgressFn | None = None) -> StudyResult:
+                     cfg: StabilityConfig | None = None, progress: Progress | None = None) -> StudyResult:
     """Load a bundle and a dataset, run the study, write the report folder (atomically).
 
     Writes ``report.json``, ``samples.csv``, ``report.md``, ``report.html`` and
@@ -54,13 +54,13 @@ def stability_report(bundle_dir: str | Path, data_dir: str | Path, out_dir: str 
     if out.exists() and not cfg.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
     bundle = load_bundle(bundle_dir)
-    progress = progress or no_progress
+    progress = progress or NO_PROGRESS
     images, labels, sources, info = load_study_data(data_dir, bundle, cfg.n, cfg.seed,
-                                                    progress=lambda d, t: progress("load", d, t, {}))
+                                                    progress=staged(progress, "load"))
     result = run_study(bundle, images, labels, cfg, progress=progress, sources=sources, dataset=info)
-    progress("report", 0, 1, {})
+    progress("report", 0, 1)
     write_report(result, out, overwrite=True)
-    progress("report", 1, 1, {})
+    progress("report", 1, 1)
     return result
 
 

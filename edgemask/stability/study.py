@@ -27,7 +27,8 @@ import numpy as np
 
 from edgemask.errors import ConfigError
 from edgemask.stability.config import TWIN_BACKEND, StabilityConfig, engine_key, parse_engines
-from edgemask.stability.engines import ProgressFn, StudySetup, check_engines, default_engines, no_progress
+from edgemask.progress import NO_PROGRESS, Progress
+from edgemask.stability.engines import StudySetup, check_engines, default_engines
 from edgemask.stability.inputs import load_float_model, looks_like_probabilities, to_nchw_float
 from edgemask.stability.int8_attack import attack_int8, choose_twin_mode
 from edgemask.stability.metrics import engine_metrics, rate
@@ -37,7 +38,7 @@ from edgemask.stability.samples import pick_examples, sample_rows
 
 
 def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: StabilityConfig,
-              progress: ProgressFn | None = None, sources: list[str] | None = None,
+              progress: Progress | None = None, sources: list[str] | None = None,
               dataset: dict[str, Any] | None = None) -> StudyResult:
     """Run the whole study on already-sampled images. Computes only; writes nothing.
 
@@ -46,7 +47,7 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
         images: (N, S, S, 3) uint8 RGB, or (N, 3, S, S) float32 in [0, 1].
         labels: (N,) ground-truth class indices into the bundle's class names.
         cfg: the study's settings (validated here).
-        progress: ``progress(stage, done, total, info)`` callback.
+        progress: ``progress(stage, done, total, note)`` (:class:`edgemask.progress.Progress`).
         sources: per-image file names, copied into the per-sample table.
         dataset: provenance of the images (path, format, counts) for the report.
 
@@ -63,7 +64,7 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
     bundle = as_bundle(bundle)
     x, y = _check_inputs(bundle, images, labels)
     setup = StudySetup(bundle, cfg, resolve_device(cfg.device), cfg.batch_size or 256,
-                       progress=progress or no_progress)
+                       progress=progress or NO_PROGRESS)
     specs, warn = _engine_specs(bundle, cfg)
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
@@ -126,11 +127,11 @@ def attack_float(setup: StudySetup, x: np.ndarray, y: np.ndarray, warn: list[str
         warn.append("the float model's outputs look like probabilities (rows >= 0 summing to 1), not logits; "
                     "DeepFool linearises logits, so ρ and transfer numbers are unreliable; export the model "
                     "without its final softmax")
-    setup.progress("attack", 0, n, {})
+    setup.progress("attack", 0, n)
     res = deepfool(model, xt, norm=cfg.norm, overshoot=float(cfg.overshoot), max_iter=int(cfg.max_iter),
                    candidates=cfg.candidates or None,
                    clip=(0.0, 1.0), labels=torch.from_numpy(y).to(device), batch_size=cfg.batch_size or None)
-    setup.progress("attack", n, n, {"fooled": int(res.success.sum())})
+    setup.progress("attack", n, n, f"fooled {int(res.success.sum())}/{n}")
     x_adv = res.x_adv.detach().float().cpu().numpy()
     r = x_adv - x                                          # what was applied: x + 1·r == x_adv
     summary = res.summary()
@@ -181,7 +182,7 @@ def measure_engine(setup: StudySetup, spec: tuple[str, str, str | None], fa: Flo
     backend, precision, target = spec
     key = engine_key(backend, precision, target)
     t = time.perf_counter()
-    setup.progress("engines", index, count, {"engine": key})
+    setup.progress("engines", index, count, key)
     fidx, x = fa.fooled, fa.x
     noise_ratio: np.ndarray | None = None
     eng = setup.open(backend, precision, target)
@@ -222,7 +223,7 @@ def measure_engine(setup: StudySetup, spec: tuple[str, str, str | None], fa: Flo
     m["seconds"] = round(time.perf_counter() - t, 2)
     entry = {"key": key, "backend": backend, "precision": precision, "target": target, "source": eng.source,
              "label": eng.label, **m}
-    setup.progress("engines", index + 1, count, {"engine": key})
+    setup.progress("engines", index + 1, count, key)
     return EngineRun(key, entry, p, sens, noise_ratio)
 
 

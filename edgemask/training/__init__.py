@@ -2,7 +2,7 @@
 
 from edgemask.training.metrics import classification_metrics
 from edgemask.training.run import RunInfo, load_run, save_run_files
-from edgemask.training.train import train
+from edgemask.training.train import TrainResult, train
 from edgemask.training.evaluate import evaluate_run
 
-__all__ = ["RunInfo", "classification_metrics", "evaluate_run", "load_run", "save_run_files", "train"]
+__all__ = ["RunInfo", "classification_metrics", "evaluate_run", "load_run", "save_run_files", "train", "TrainResult"]

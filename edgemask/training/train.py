@@ -1,4 +1,4 @@
-"""``train(config) -> run dir``: AdamW + warmup/cosine, early stopping, resumable.
+"""``train(config) -> TrainResult``: AdamW + warmup/cosine, early stopping, resumable.
 
 Defaults suit a few thousand real crops with a rare class: a capped balanced
 sampler, early stopping on validation loss (patience 8) with the learning
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -28,16 +29,10 @@ from edgemask.models import create_model
 from edgemask.models.registry import resolved_args
 from edgemask.training.metrics import classification_metrics
 from edgemask.training.run import run_info_for, save_run_files
+from edgemask.progress import NO_PROGRESS, Progress, staged
 from edgemask.utils.io import atomic_path, atomic_write_json
+from edgemask.utils.results import FolderResult
 from edgemask.vision.detectors import face_finder  # --crop-faces: data never imports vision, so it is handed in
-
-# progress(stage, done, total, info) — the CLI draws bars from it.
-ProgressFn = Callable[[str, int, int, Dict[str, Any]], None]  # typing.Dict: evaluated at import, also on 3.8
-
-
-def _noop(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
-    pass
-
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -149,18 +144,51 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"--max-false-positive must be in (0, 1], e.g. 0.05 (got {cfg.max_false_positive})")
 
 
-def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = False) -> Path:
+@dataclass
+class TrainResult(FolderResult):
+    """What :func:`train` wrote and measured (also saved as ``metrics.json``).
+
+    Stands for the run folder where a path is expected (``Path(result)``,
+    ``result / "model.json"``), as ``train`` returned before this type existed.
+    """
+
+    run_dir: Path                 # the run folder: weights.safetensors, model.json, metrics.json, ...
+    metrics: Dict[str, Any]       # metrics.json as written: best_epoch, epochs_run, stopped, val/test, ...
+
+    @property
+    def folder(self) -> Path:
+        return self.run_dir
+
+    @property
+    def best_epoch(self) -> int:     # epoch whose weights were kept (lowest validation loss)
+        return int(self.metrics["best_epoch"])
+
+    @property
+    def epochs_run(self) -> int:     # epochs trained, resumed ones included
+        return int(self.metrics["epochs_run"])
+
+    @property
+    def stopped(self) -> str:        # why training ended: epochs | early_stopping | target_accuracy | max_minutes
+        return str(self.metrics["stopped"])
+
+    @property
+    def splits(self) -> Dict[str, Dict[str, Any]]:  # classification metrics per split present ("val", "test")
+        return {s: self.metrics[s] for s in ("val", "test") if s in self.metrics}
+
+
+def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = False) -> TrainResult:
     """Train a classifier and write its run directory.
 
     Args:
         cfg: the resolved training config (saved as ``config.json``).
-        progress: optional callback for progress bars.
+        progress: ``progress(stage, done, total, note)``; stages ``load``,
+            ``epoch N`` (steps of epoch N) and ``epoch`` (epochs done).
         resume: continue from ``checkpoint.*`` in ``cfg.out``.
 
     Returns:
-        The run directory, holding ``weights.safetensors`` (best validation
-        accuracy), ``model.json``, ``metrics.json``, ``config.json``,
-        ``history.json`` and ``splits.json``.
+        A :class:`TrainResult`. The run directory holds ``weights.safetensors``
+        (best validation accuracy), ``model.json``, ``metrics.json``,
+        ``config.json``, ``history.json`` and ``splits.json``.
 
     Raises:
         EdgemaskError: bad data or options. On Ctrl-C a checkpoint is saved
@@ -168,11 +196,66 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     """
     from edgemask.data import load_dataset
     from edgemask.data.splits import split_indices
-    from edgemask.data.transforms import augment_batch, to_tensor
 
-    progress = progress or _noop
+    progress = progress or NO_PROGRESS
     _check_config(cfg)
     out = Path(cfg.out)
+    cfg, raised = _resolve_config(cfg, out, resume)
+    torch.set_num_threads(num_threads())
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None, crop_faces=cfg.crop_faces,
+                      find_faces=face_finder(), margin=cfg.crop_margin,
+                      progress=staged(progress, "load"), max_pixels=cfg.max_image_pixels)
+    if len(ds.class_names) < 2:
+        raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
+    splits = split_indices(ds.labels, ds.groups, fractions=cfg.split, seed=cfg.seed)
+    if len(splits["train"]) == 0 or len(splits["val"]) == 0:
+        raise ConfigError(f"{cfg.data} has too few images ({len(ds.labels)}) for a train/val split; add data")
+
+    images = torch.from_numpy(ds.images)  # (N,S,S,3) uint8
+    labels = torch.from_numpy(ds.labels.astype(np.int64))
+    k = len(ds.class_names)
+    arch_args = resolved_args(cfg.arch, **{**cfg.arch_args, "num_classes": k, "input_size": cfg.size})
+    model = create_model(cfg.arch, **arch_args)
+    info = run_info_for(model, cfg.arch, arch_args, ds.class_names, crop_margin=cfg.crop_margin)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(splits["train"]) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    out.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_loss": 1e30, "best_epoch": 0, "bad_epochs": 0,
+                             "lr_scale": 1.0, "history": [], "seconds": 0.0}
+    if resume:
+        state = {**state, **_load_checkpoint(out, model, opt)}
+        if raised:  # only once the checkpoint is known good: a refused resume changes nothing
+            atomic_write_json(out / "config.json", cfg.to_dict())
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state), last_epoch=state["epoch"] * steps_per_epoch - 1)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state))
+        atomic_write_json(out / "config.json", cfg.to_dict())
+        atomic_write_json(out / "splits.json", {
+            "dataset": str(cfg.data), "format": ds.format, "class_names": ds.class_names,
+            "fingerprint": _fingerprint(ds.groups),
+            **{name: [ds.sources[i] for i in idx] for name, idx in splits.items()},
+        })
+    fit = _Fit(cfg, out, model, opt, sched, info, images, labels, splits, ds.labels, k, progress)
+    try:
+        stop_reason = fit.run(state, steps_per_epoch)
+    except KeyboardInterrupt:
+        _save_checkpoint(out, model, opt, state)
+        raise
+    metrics = _final_metrics(cfg, out, info, images, ds, splits, state, stop_reason)
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "history.json", state["history"])
+    return TrainResult(run_dir=out, metrics=metrics)
+
+
+def _resolve_config(cfg: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig, bool]:
+    """The config to train with, and whether a resume raised the epoch count; refuses what must not run."""
+    raised = False
     if resume:
         saved = out / "config.json"
         if not saved.is_file():
@@ -198,122 +281,103 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
     if not resume:
         # Stored resolved, so that '--resume' works from any working directory.
         cfg = TrainConfig(**{**cfg.__dict__, "data": str(Path(cfg.data).expanduser().resolve())})
-    torch.set_num_threads(num_threads())
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    return cfg, raised
 
-    ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None, crop_faces=cfg.crop_faces,
-                      find_faces=face_finder(), margin=cfg.crop_margin,
-                      progress=lambda d, t: progress("load", d, t, {}), max_pixels=cfg.max_image_pixels)
-    if len(ds.class_names) < 2:
-        raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
-    splits = split_indices(ds.labels, ds.groups, fractions=cfg.split, seed=cfg.seed)
-    if len(splits["train"]) == 0 or len(splits["val"]) == 0:
-        raise ConfigError(f"{cfg.data} has too few images ({len(ds.labels)}) for a train/val split; add data")
 
-    images = torch.from_numpy(ds.images)  # (N,S,S,3) uint8
-    labels = torch.from_numpy(ds.labels.astype(np.int64))
-    k = len(ds.class_names)
-    arch_args = resolved_args(cfg.arch, **{**cfg.arch_args, "num_classes": k, "input_size": cfg.size})
-    model = create_model(cfg.arch, **arch_args)
-    info = run_info_for(model, cfg.arch, arch_args, ds.class_names, crop_margin=cfg.crop_margin)
+class _Fit:
+    """The epoch loop of :func:`train`: what one epoch needs, held once instead of passed around."""
 
-    tr = torch.from_numpy(splits["train"])
-    from edgemask.training.operating_point import sample_weights
+    def __init__(self, cfg: TrainConfig, out: Path, model: nn.Module, opt: Any, sched: Any, info: Any,
+                 images: torch.Tensor, labels: torch.Tensor, splits: dict, ds_labels: np.ndarray, k: int,
+                 progress: Progress):
+        from edgemask.training.operating_point import sample_weights
 
-    # Capped balanced sampler: a rare class is drawn up to balance_cap times
-    # its natural share (inverse-frequency loss weights flooded the common
-    # classes with false positives on real sets). All ones → plain shuffling.
-    draw = sample_weights(ds.labels[splits["train"]], k, cfg.balance_cap if cfg.balance else 1.0)
-    oversample = bool(np.any(draw != 1.0))
-    draw_t = torch.from_numpy(draw)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+        self.cfg, self.out, self.model, self.opt, self.sched, self.info = cfg, out, model, opt, sched, info
+        self.images, self.labels, self.progress = images, labels, progress
+        self.tr = torch.from_numpy(splits["train"])
+        self.val_idx = torch.from_numpy(splits["val"])
+        # Capped balanced sampler: a rare class is drawn up to balance_cap times
+        # its natural share (inverse-frequency loss weights flooded the common
+        # classes with false positives on real sets). All ones → plain shuffling.
+        draw = sample_weights(ds_labels[splits["train"]], k, cfg.balance_cap if cfg.balance else 1.0)
+        self.oversample = bool(np.any(draw != 1.0))
+        self.draw_t = torch.from_numpy(draw)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    out.mkdir(parents=True, exist_ok=True)
-    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_loss": 1e30, "best_epoch": 0, "bad_epochs": 0,
-                             "lr_scale": 1.0, "history": [], "seconds": 0.0}
-    if resume:
-        state = {**state, **_load_checkpoint(out, model, opt)}
-        if raised:  # only once the checkpoint is known good: a refused resume changes nothing
-            atomic_write_json(out / "config.json", cfg.to_dict())
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state), last_epoch=state["epoch"] * steps_per_epoch - 1)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state))
-        atomic_write_json(out / "config.json", cfg.to_dict())
-        atomic_write_json(out / "splits.json", {
-            "dataset": str(cfg.data), "format": ds.format, "class_names": ds.class_names,
-            "fingerprint": _fingerprint(ds.groups),
-            **{name: [ds.sources[i] for i in idx] for name, idx in splits.items()},
-        })
-    val_idx = torch.from_numpy(splits["val"])
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + state["epoch"])
-    t0 = time.perf_counter() - state["seconds"]
-    stop_reason = "epochs"
-    try:
+    def run(self, state: dict[str, Any], steps_per_epoch: int) -> str:
+        """Train from ``state["epoch"] + 1``, updating ``state``; returns why it stopped."""
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + state["epoch"])
+        t0 = time.perf_counter() - state["seconds"]
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            model.train()
-            if oversample:
-                perm = tr[torch.multinomial(draw_t, len(tr), replacement=True, generator=gen)]
-            else:
-                perm = tr[torch.randperm(len(tr), generator=gen)]
-            run_loss, seen = 0.0, 0
-            for step in range(steps_per_epoch):
-                idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                x = to_tensor(images[idx])            # (B,3,S,S) float in [0,1]
-                if cfg.augment:
-                    x = augment_batch(x, gen, box_jitter=cfg.box_jitter, blur_p=cfg.blur_p, low_light_p=cfg.low_light_p)
-                loss = loss_fn(model(x), labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                run_loss += loss.item() * len(idx)
-                seen += len(idx)
-                progress("train", step + 1, steps_per_epoch, {"epoch": epoch, "loss": run_loss / seen})
-            val_logits = predict_logits(model, images[val_idx])
-            val_acc = float((val_logits.argmax(1) == labels[val_idx]).float().mean())
+            run_loss, seen = self._epoch(epoch, gen, steps_per_epoch)
+            val_logits = predict_logits(self.model, self.images[self.val_idx])
+            val_y = self.labels[self.val_idx]
+            val_acc = float((val_logits.argmax(1) == val_y).float().mean())
             # Plain cross-entropy on the natural class mix: smoother than
             # accuracy on a few hundred crops, so early stopping keeps the
             # right epoch instead of a lucky one.
-            val_loss = float(nn.functional.cross_entropy(val_logits, labels[val_idx]))
+            val_loss = float(nn.functional.cross_entropy(val_logits, val_y))
             state["epoch"] = epoch
             state["seconds"] = time.perf_counter() - t0
             state["history"].append({"epoch": epoch, "train_loss": run_loss / max(1, seen), "val_loss": val_loss,
-                                     "val_accuracy": val_acc, "lr": sched.get_last_lr()[0],
+                                     "val_accuracy": val_acc, "lr": self.sched.get_last_lr()[0],
                                      "seconds": round(state["seconds"], 2)})
             state["best_acc"] = max(state["best_acc"], val_acc)
             reached = val_acc >= cfg.target_accuracy
             if val_loss < state["best_loss"] or reached:
                 state.update(best_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-                save_run_files(out, model, info)
+                save_run_files(self.out, self.model, self.info)
             else:
                 state["bad_epochs"] += 1
                 if cfg.plateau_epochs and state["bad_epochs"] % cfg.plateau_epochs == 0:
                     state["lr_scale"] *= cfg.plateau_factor
-            _save_checkpoint(out, model, opt, state)
-            progress("epoch", epoch, cfg.epochs, dict(state["history"][-1], best=state["best_acc"]))
+            _save_checkpoint(self.out, self.model, self.opt, state)
+            self.progress("epoch", epoch, cfg.epochs,
+                          f"val acc {val_acc * 100:.2f}% (best {state['best_acc'] * 100:.2f}%)")
             if reached:
-                stop_reason = "target_accuracy"
-                break
+                return "target_accuracy"
             if state["bad_epochs"] >= cfg.patience:
-                stop_reason = "early_stopping"
-                break
+                return "early_stopping"
             if cfg.max_minutes and state["seconds"] > cfg.max_minutes * 60:
-                stop_reason = "max_minutes"
-                break
-    except KeyboardInterrupt:
-        _save_checkpoint(out, model, opt, state)
-        raise
+                return "max_minutes"
+        return "epochs"
 
-    # Final metrics come from the best weights, not the last epoch's.
+    def _epoch(self, epoch: int, gen: torch.Generator, steps_per_epoch: int) -> tuple[float, int]:
+        """One pass over the training split; returns (summed loss, images seen)."""
+        from edgemask.data.transforms import augment_batch, to_tensor
+
+        cfg, tr = self.cfg, self.tr
+        self.model.train()
+        if self.oversample:
+            perm = tr[torch.multinomial(self.draw_t, len(tr), replacement=True, generator=gen)]
+        else:
+            perm = tr[torch.randperm(len(tr), generator=gen)]
+        run_loss, seen = 0.0, 0
+        for step in range(steps_per_epoch):
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = to_tensor(self.images[idx])            # (B,3,S,S) float in [0,1]
+            if cfg.augment:
+                x = augment_batch(x, gen, box_jitter=cfg.box_jitter, blur_p=cfg.blur_p, low_light_p=cfg.low_light_p)
+            loss = self.loss_fn(self.model(x), self.labels[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            run_loss += loss.item() * len(idx)
+            seen += len(idx)
+            self.progress(f"epoch {epoch}", step + 1, steps_per_epoch, f"loss {run_loss / seen:.3f}")
+        return run_loss, seen
+
+
+def _final_metrics(cfg: TrainConfig, out: Path, info: Any, images: torch.Tensor, ds: Any, splits: dict,
+                   state: dict[str, Any], stop_reason: str) -> dict[str, Any]:
+    """metrics.json: computed from the best weights, not the last epoch's (the operating point folded in)."""
     from edgemask.training.run import load_run
 
     best, _ = load_run(out)
     op = None
+    val_idx = torch.from_numpy(splits["val"])
     if cfg.operating_point and len(val_idx):
         from edgemask.training.operating_point import choose_logit_bias, fold_logit_bias, operating_point_record
 
@@ -335,9 +399,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None, resume: bool = F
         if len(idx):
             pred = predict_logits(best, images[idx]).argmax(1).numpy()
             metrics[name] = classification_metrics(ds.labels[splits[name]], pred, ds.class_names)
-    atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_json(out / "history.json", state["history"])
-    return out
+    return metrics
 
 
 def _fingerprint(groups: list[str]) -> str:

@@ -47,7 +47,7 @@ def test_interrupt_saves_checkpoint_and_resume_continues(synth_small, tmp_path):
     out = tmp_path / "run"
     calls = {"n": 0}
 
-    def boom(stage, done, total, info):
+    def boom(stage, done, total, note=""):
         if stage == "epoch" and done == 2:
             raise KeyboardInterrupt
 
