@@ -18,7 +18,7 @@ openers rather than replacing it.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Union
+from typing import Protocol
 
 from edgemask.vision.captures import Capture, FolderCapture, check_source, open_capture
 from edgemask.vision.frame_source import END_OF_STREAM, EndOfStream, Frame, FrameSource, SourceStats
@@ -49,14 +49,14 @@ class FrameSourceLike(Protocol):
     spec: SourceSpec
     stats: SourceStats
     connected: bool
-    last_change_t: Optional[float]
+    last_change_t: float | None
 
     @property
     def opened(self) -> bool: ...
 
     def open(self) -> None: ...
 
-    def read(self, timeout: float = 0.5) -> Union[Frame, EndOfStream, None]:
+    def read(self, timeout: float = 0.5) -> Frame | EndOfStream | None:
         """The next frame; None when none came within ``timeout``; END_OF_STREAM at the end of a file."""
         ...
 
