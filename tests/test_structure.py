@@ -36,7 +36,6 @@ KNOWN_LONG_FUNCTIONS = {
     ("edgemask/stability/fakequant.py", "_run"),
     ("edgemask/export/detector_export.py", "export_detector_into"),
     ("edgemask/backends/tensorrt/builder.py", "engine_from_onnx"),
-    ("edgemask/data/imagefolder.py", "read_imagefolder"),
     ("edgemask/attacks/deepfool.py", "_deepfool"),
     ("edgemask/fleet/agent.py", "install"),
 }
