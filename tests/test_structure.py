@@ -25,7 +25,20 @@ S = _structure()
 R = S.analyse()
 
 # Known exceptions, to be removed (structure issue); the test fails if one is fixed and not removed here.
-KNOWN_LONG_MODULES = {"edgemask/service/loop.py", "edgemask/vision/sources.py"}  # export/engine.py: 550 lines since trt11
+# service/loop.py and vision/sources.py were split (issue 12 step 5); export/engine.py: 550 lines since trt11.
+KNOWN_LONG_MODULES: set = set()
+# Functions over the limit, as (file, function): may only shrink. service/loop.py's _loop and
+# prepare_run were split (issue 12 step 5); the rest belong to the other structure steps.
+KNOWN_LONG_FUNCTIONS = {
+    ("edgemask/export/bundle_writer.py", "export_bundle_from_config"),
+    ("edgemask/export/qdq_check.py", "check_qdq_for_tensorrt"),
+    ("edgemask/training/train.py", "train"),
+    ("edgemask/stability/fakequant.py", "_run"),
+    ("edgemask/export/detector_export.py", "export_detector_into"),
+    ("edgemask/backends/tensorrt/builder.py", "engine_from_onnx"),
+    ("edgemask/attacks/deepfool.py", "_deepfool"),
+    ("edgemask/fleet/agent.py", "install"),
+}
 
 
 def test_nothing_outside_cli_imports_cli():
@@ -52,6 +65,15 @@ def test_stability_has_no_cycle():
 def test_no_new_module_over_the_limit():
     over = {name for name, _ in R["modules_over_limit"]}
     assert over <= KNOWN_LONG_MODULES, f"modules over {S.MAX_MODULE_LINES} lines: {sorted(over - KNOWN_LONG_MODULES)}"
+
+
+def test_no_new_function_over_the_limit():
+    over = set()
+    for where, _ in R["functions_over_limit"]:  # "path:line name"
+        path_line, name = where.split(" ", 1)
+        over.add((path_line.rsplit(":", 1)[0], name))
+    new = sorted(over - KNOWN_LONG_FUNCTIONS)
+    assert not new, f"functions over {S.MAX_FUNCTION_LINES} lines: {new}"
 
 
 def test_cycle_finder_finds_a_cycle():

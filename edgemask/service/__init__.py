@@ -22,7 +22,7 @@ from edgemask.service.config import RunConfig, Secrets, load_secrets
 
 _LAZY = {
     "run_service": "edgemask.service.loop",
-    "prepare_run": "edgemask.service.loop",
+    "prepare_run": "edgemask.service.prepare",
     "RunSummary": "edgemask.service.loop",
     "Outbox": "edgemask.service.outbox",
     "AlertDispatcher": "edgemask.service.alerts",

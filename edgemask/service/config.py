@@ -189,6 +189,22 @@ class RunConfig:
     reconnect_max_s: float = 30.0
     config_file: str = ""
 
+    # -- views: each subsystem gets its own options, not the other fifty ----------
+    def source_options(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~edgemask.vision.sources.FrameSource`: its watchdog and reconnect timing."""
+        return {"stall_timeout_s": self.stall_timeout_s, "freeze_timeout_s": self.freeze_timeout_s,
+                "open_timeout_s": self.open_timeout_s, "reconnect_min_s": self.reconnect_min_s,
+                "reconnect_max_s": self.reconnect_max_s, "start_timeout_s": self.start_timeout_s}
+
+    def tracker_options(self, alert_classes: tuple[int, ...]) -> dict[str, Any]:
+        """Keyword arguments of :class:`~edgemask.vision.tracker.IoUTracker`.
+
+        Args:
+            alert_classes: the class indices of ``alert_on``, resolved against the bundle's class names.
+        """
+        return {"iou_threshold": self.iou_threshold, "max_missed": self.max_missed, "vote_window": self.vote_window,
+                "min_confidence": self.min_confidence, "alert_classes": alert_classes, "debounce_s": self.debounce_s}
+
     # ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

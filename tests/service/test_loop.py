@@ -262,7 +262,7 @@ def test_start_is_logged_in_one_line(tmp_path, video, caplog):
 def test_onnxrt_on_a_gpu_build_gets_the_device_profile(tmp_path, video, tiny_bundle, monkeypatch):
     """With TensorRT/CUDA providers in ONNX Runtime, --device picks their options; a CPU build runs as before."""
     import edgemask.backends as backends
-    from edgemask.service import loop
+    from edgemask.service import prepare
 
     seen = []
     real = backends.runner_from_bundle
@@ -273,10 +273,10 @@ def test_onnxrt_on_a_gpu_build_gets_the_device_profile(tmp_path, video, tiny_bun
 
     monkeypatch.setattr(backends, "runner_from_bundle", spy)
     cfg = cfg_for(tmp_path, video, backend="onnxrt", bundle=str(tiny_bundle), device_profile="jetson-xavier-nx")
-    runner, _ = loop.make_runner(cfg)
+    runner, _ = prepare.make_runner(cfg)
     runner.deactivate()
-    monkeypatch.setattr(loop, "_ort_has_gpu_providers", lambda: True)
-    runner, _ = loop.make_runner(cfg)
+    monkeypatch.setattr(prepare, "_ort_has_gpu_providers", lambda: True)
+    runner, _ = prepare.make_runner(cfg)
     runner.deactivate()
     assert "device" not in seen[0] and seen[1]["device"] == "jetson-xavier-nx"
 
