@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from edgemask.config import EDGEMASK_AGENT_DIE_AFTER, setting
 from edgemask.errors import BundleError, ConfigError, EdgemaskError
 from edgemask.fleet.agent_config import AgentConfig, load_agent_config
 from edgemask.fleet.layout import Layout, check_sha256, release_id
@@ -49,7 +50,7 @@ from edgemask.utils.io import atomic_write_text, sha256_bytes, sha256_file
 
 STEPS = ("received", "verified", "engine", "selftest", "pending", "switched", "restarted", "healthy", "committed",
          "cleaned")
-DIE_ENV = "EDGEMASK_AGENT_DIE_AFTER"
+DIE_ENV = EDGEMASK_AGENT_DIE_AFTER
 
 LogFn = Callable[[str], None]
 
@@ -69,7 +70,7 @@ def _quiet(msg: str) -> None:
 def _step_done(step: str, log: LogFn, steps: List[str]) -> None:
     steps.append(step)
     log(f"step {step}: done")
-    if os.environ.get(DIE_ENV) == step:
+    if setting(DIE_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
