@@ -61,6 +61,7 @@ RUNTIME = [
     "edgemask.data.voc",
     "edgemask.data.detection",
     "edgemask.data.facecrop",
+    "edgemask.data.transforms",  # to_nchw_float for the runners; torch only inside the augmentation
     # engine build / engine check-qdq
     "edgemask.export",  # __init__ only
     "edgemask.export.config",
@@ -78,7 +79,6 @@ WORKSTATION_ONLY = [
     "edgemask.compare",
     "edgemask.backends.torch_backend",
     "edgemask.data.synth",
-    "edgemask.data.transforms",
     "edgemask.data.realfaces",
     "edgemask.export.bundle_writer",
     "edgemask.export.calibration",
