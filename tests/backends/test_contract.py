@@ -81,7 +81,7 @@ def test_constructor_is_cheap_and_loads_nothing(case, tmp_path):
     copy = shutil.copytree(bundle.root, tmp_path / "b")
     b = load_bundle(copy)
     r = _make(cls, b, precision)
-    assert r.active is False and r.latencies_ms == []
+    assert r.active is False and len(r.latencies_ms) == 0
     assert r.precision == precision and r.num_classes == 3 and r.input_size == SIZE
     # Damage every model file after construction: a runner that had loaded
     # its model in __init__ would still activate; one that loads in
