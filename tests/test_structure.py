@@ -28,6 +28,16 @@ R = S.analyse()
 # The data loaders cut face crops through vision.crops, which calls back into data (voc, imagefolder).
 KNOWN_CYCLE_THROUGH = "edgemask.vision.crops"
 KNOWN_LONG_MODULES = {"edgemask/service/loop.py", "edgemask/vision/sources.py"}  # export/engine.py: 550 lines since trt11
+# Functions over the limit, by file and name (line numbers move). Issue 12 split qdq_check, fakequant's
+# interpreter, the TensorRT builder, DeepFool and the agent's install; these are owned by other steps.
+KNOWN_LONG_FUNCTIONS = {
+    "edgemask/service/loop.py _loop",                                  # issue 12 step 5 (FramePipeline)
+    "edgemask/service/loop.py prepare_run",
+    "edgemask/export/bundle_writer.py export_bundle_from_config",      # issue 12 step 2 (ExportConfig)
+    "edgemask/export/detector_export.py export_detector_into",
+    "edgemask/training/train.py train",
+    "edgemask/data/imagefolder.py read_imagefolder",                   # issue 12 step 2 (data/crops.py)
+}
 
 
 def test_nothing_outside_cli_imports_cli():
@@ -46,6 +56,23 @@ def test_stability_has_no_cycle():
 def test_no_new_module_over_the_limit():
     over = {name for name, _ in R["modules_over_limit"]}
     assert over <= KNOWN_LONG_MODULES, f"modules over {S.MAX_MODULE_LINES} lines: {sorted(over - KNOWN_LONG_MODULES)}"
+
+
+def _function_key(where: str) -> str:
+    """"edgemask/x.py:12 name" -> "edgemask/x.py name"."""
+    path, name = where.split(" ", 1)
+    return f"{path.rsplit(':', 1)[0]} {name}"
+
+
+def test_no_new_function_over_the_limit():
+    over = {_function_key(name) for name, _ in R["functions_over_limit"]}
+    assert over <= KNOWN_LONG_FUNCTIONS, f"functions over {S.MAX_FUNCTION_LINES} lines: {sorted(over - KNOWN_LONG_FUNCTIONS)}"
+
+
+def test_known_long_functions_are_still_long():
+    """The ratchet only shrinks: a function split below the limit leaves the list."""
+    over = {_function_key(name) for name, _ in R["functions_over_limit"]}
+    assert KNOWN_LONG_FUNCTIONS <= over, f"no longer over the limit, remove from KNOWN_LONG_FUNCTIONS: {sorted(KNOWN_LONG_FUNCTIONS - over)}"
 
 
 def test_cycle_finder_finds_a_cycle():
