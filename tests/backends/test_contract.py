@@ -15,7 +15,7 @@ from edgemask.backends import get_backend, list_backends
 from edgemask.bundle import load_bundle
 from edgemask.errors import BackendError, BundleError, EdgemaskError, NotAvailableError
 
-SIZE = 32  # the tiny bundle's input size (tests/backends/conftest.py)
+SIZE = 32  # the tiny bundle's input size (tests/assets.py)
 
 # Same rules as `edgemask compare` (see CompareConfig): fp32 tight, fp16 loose, int8 by decisions.
 MAX_ABS_DIFF = {"fp32": 1e-3, "fp16": 5e-2}

@@ -18,16 +18,9 @@ TINY_ARGS = dict(num_classes=3, input_size=32, widths=(8, 16), hidden=16)
 
 
 def _make_run(run_dir: Path) -> Path:
-    import torch
+    from assets import untrained_run
 
-    from edgemask.models import create_model
-    from edgemask.models.registry import resolved_args
-    from edgemask.training.run import run_info_for, save_run_files
-
-    torch.manual_seed(3)
-    model = create_model("seed_cnn", **TINY_ARGS).eval()
-    save_run_files(run_dir, model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **TINY_ARGS), CLASSES))
-    return run_dir
+    return untrained_run(run_dir, TINY_ARGS, seed=3)
 
 
 @pytest.fixture(scope="module")
