@@ -3,23 +3,42 @@
 The CLI reads its ``--help`` defaults from these dataclasses, and every
 output directory gets the resolved config saved beside it.
 
-Environment knobs (documented here, read nowhere else):
+Environment knobs: documented in this table, read nowhere else. Modules name
+them by the constants below and read them through :func:`setting` (a string)
+or :func:`env_int` (a whole number).
 
-* ``EDGEMASK_NUM_THREADS`` — torch / ONNX Runtime intra-op threads (default:
-  the number of cores). ``edgemask run`` classifies on one thread unless
-  ``--classify-threads 0`` hands the choice to this variable.
-* ``EDGEMASK_DEVICES_DIR`` — extra folder searched first for device profiles.
-* ``EDGEMASK_CALIBRATION_DIR`` — extra folder searched first for calibration recipes.
-* ``EDGEMASK_ENGINE_CACHE`` — where first-use TensorRT engines and timing
-  caches are kept (default ``~/.cache/edgemask/engines``).
-* ``EDGEMASK_MQTT_PASSWORD`` / ``EDGEMASK_WEBHOOK_TOKEN`` — alert-sink secrets
-  for ``edgemask run`` (never taken from the command line).
-* ``EDGEMASK_SOURCE_PASSWORD`` — password of an RTSP/HTTP camera
-  (``--source rtsp://USER@host/...``); a password inside ``--source`` is refused.
+====================================  ===========================================================
+variable                              what it sets
+====================================  ===========================================================
+``EDGEMASK_NUM_THREADS``              torch / ONNX Runtime intra-op threads (default: the number
+                                      of cores). ``edgemask run`` classifies on one thread unless
+                                      ``--classify-threads 0`` hands the choice to this variable.
+``EDGEMASK_DEVICES_DIR``              extra folders (``os.pathsep``-separated) searched first for
+                                      device profiles.
+``EDGEMASK_CALIBRATION_DIR``          extra folders searched first for calibration recipes.
+``EDGEMASK_ENGINE_CACHE``             where first-use TensorRT engines and timing caches are kept
+                                      (default ``$XDG_CACHE_HOME/edgemask/engines``, else
+                                      ``~/.cache/edgemask/engines``).
+``EDGEMASK_MQTT_PASSWORD``            alert-sink secrets for ``edgemask run`` (never taken from
+``EDGEMASK_WEBHOOK_TOKEN``            the command line; a ``--config`` file's ``[secrets]`` is
+                                      the other place).
+``EDGEMASK_SOURCE_PASSWORD``          password of an RTSP/HTTP camera (``--source
+                                      rtsp://USER@host/...``); a password inside ``--source`` is
+                                      refused.
+``EDGEMASK_FLEET_CUT_AFTER_BYTES``    fault injection (tests, benchmarks): ``fleet deploy`` drops
+                                      the connection after this many uploaded bytes.
+``EDGEMASK_AGENT_DIE_AFTER``          fault injection (tests, benchmarks): the device agent
+                                      SIGKILLs itself right after this install step.
+====================================  ===========================================================
 
-``edgemask run`` also sets OpenCV's ``OPENCV_FFMPEG_LOGLEVEL`` and
-``OPENCV_LOG_LEVEL`` to quiet FFmpeg's and OpenCV's own stderr lines, unless
+Variables that are not edgemask's own stay where they are used: ``XDG_CACHE_HOME``
+(bundle/engines.py), ``OMP_NUM_THREADS`` (export/onnx_export.py), ``DISPLAY`` /
+``WAYLAND_DISPLAY`` (vision/overlay.py), ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC``
+(service/systemd.py). ``edgemask run`` also sets OpenCV's ``OPENCV_FFMPEG_LOGLEVEL``
+and ``OPENCV_LOG_LEVEL`` to quiet FFmpeg's and OpenCV's own stderr lines, unless
 ``--log-level debug``.
+
+This module is part of the device runtime: importable without torch, on Python 3.8.
 """
 
 from __future__ import annotations
@@ -27,12 +46,66 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
+
+
+EDGEMASK_NUM_THREADS = "EDGEMASK_NUM_THREADS"
+EDGEMASK_DEVICES_DIR = "EDGEMASK_DEVICES_DIR"
+EDGEMASK_CALIBRATION_DIR = "EDGEMASK_CALIBRATION_DIR"
+EDGEMASK_ENGINE_CACHE = "EDGEMASK_ENGINE_CACHE"
+EDGEMASK_MQTT_PASSWORD = "EDGEMASK_MQTT_PASSWORD"
+EDGEMASK_WEBHOOK_TOKEN = "EDGEMASK_WEBHOOK_TOKEN"
+EDGEMASK_SOURCE_PASSWORD = "EDGEMASK_SOURCE_PASSWORD"
+EDGEMASK_FLEET_CUT_AFTER_BYTES = "EDGEMASK_FLEET_CUT_AFTER_BYTES"
+EDGEMASK_AGENT_DIE_AFTER = "EDGEMASK_AGENT_DIE_AFTER"
+#: Every knob of the table above.
+SETTINGS = (EDGEMASK_NUM_THREADS, EDGEMASK_DEVICES_DIR, EDGEMASK_CALIBRATION_DIR, EDGEMASK_ENGINE_CACHE,
+            EDGEMASK_MQTT_PASSWORD, EDGEMASK_WEBHOOK_TOKEN, EDGEMASK_SOURCE_PASSWORD,
+            EDGEMASK_FLEET_CUT_AFTER_BYTES, EDGEMASK_AGENT_DIE_AFTER)
+
+
+def setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of knob ``name`` (one of :data:`SETTINGS`), or None when it is unset or empty.
+
+    Args:
+        name: a constant of this module, e.g. :data:`EDGEMASK_ENGINE_CACHE`.
+        environ: where to look instead of ``os.environ`` (tests, an
+            EnvironmentFile already read).
+
+    Raises:
+        ValueError: ``name`` is not in the table (add it there first).
+    """
+    if name not in SETTINGS:
+        raise ValueError(f"{name!r} is not an edgemask setting; add it to edgemask/config.py's table "
+                         f"(known: {', '.join(SETTINGS)})")
+    value = (os.environ if environ is None else environ).get(name)
+    return value if value else None
+
+
+def env_int(name: str, default: int | None = None, environ: Mapping[str, str] | None = None) -> int | None:
+    """Knob ``name`` as a whole number; ``default`` when it is unset or empty.
+
+    Raises:
+        ConfigError: the variable holds something other than a whole number.
+    """
+    value = setting(name, environ)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        from edgemask.errors import ConfigError
+
+        raise ConfigError(f"${name} is {value!r}, not a whole number; set it to one or unset it") from None
 
 
 def num_threads() -> int:
-    """Intra-op thread count: ``EDGEMASK_NUM_THREADS`` or the core count."""
-    env = os.environ.get("EDGEMASK_NUM_THREADS")
+    """Intra-op thread count: ``EDGEMASK_NUM_THREADS`` or the core count.
+
+    A value that is not a positive whole number is ignored (the core count):
+    a typo in a box's environment must not stop the service.
+    """
+    env = setting(EDGEMASK_NUM_THREADS)
     if env and env.isdigit() and int(env) > 0:
         return int(env)
     return os.cpu_count() or 1

@@ -19,22 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 ENV = "EDGEMASK_TEST_BUNDLES"
-_TESTS = Path(__file__).resolve().parent
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def builders() -> dict[str, Callable[[Path], Path]]:
     """kind -> builder(root) that writes a bundle to ``root / "bundle"`` and returns that path."""
-    sys.path.insert(0, str(_TESTS / "service"))  # the service conftest imports service_fakes
-    backends = _load("_edgemask_backends_conftest", _TESTS / "backends" / "conftest.py")
-    service = _load("_edgemask_service_conftest", _TESTS / "service" / "conftest.py")
-    return {"backends": backends.make_tiny_bundle, "service": service.make_service_bundle}
+    from assets import make_service_bundle, make_tiny_bundle
+
+    return {"backends": make_tiny_bundle, "service": make_service_bundle}
 
 
 def test_bundle(kind: str, build: Callable[[Path], Path], tmp_path_factory) -> Path:

@@ -1,4 +1,4 @@
-"""Root fixtures shared by every test area."""
+"""Root fixtures shared by every test area; the assets themselves are made in tests/assets.py."""
 
 from __future__ import annotations
 
@@ -51,9 +51,28 @@ def backends_bundle(tmp_path_factory):
     Python 3.8 job) it is the copy the main interpreter exported, see
     tests/bundle_cache.py.
     """
-    from bundle_cache import builders, test_bundle
+    from assets import make_tiny_bundle
+    from bundle_cache import test_bundle
 
-    return test_bundle("backends", builders()["backends"], tmp_path_factory)
+    return test_bundle("backends", make_tiny_bundle, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(backends_bundle):
+    """A read-only tiny bundle (copy it before changing anything): ``backends_bundle``.
+
+    The backend and compare tests use it; the service, stability and export
+    areas override ``tiny_bundle`` with bundles of their own.
+    """
+    return backends_bundle
+
+
+@pytest.fixture(scope="session")
+def images():
+    """``images(n, seed=0)`` -> (uint8 NHWC at the tiny bundle's size, labels) it classifies well."""
+    from assets import tiny_images
+
+    return tiny_images
 
 
 @pytest.fixture(autouse=True)

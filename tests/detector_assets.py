@@ -85,21 +85,14 @@ def train_tiny_detector(out: Path, steps: int = 60, seed: int = 0) -> Path:
 
 
 def make_detector_bundle(tmp: Path, detector_run: Path, **options) -> Path:
-    """A tiny classifier (tests/backends/conftest.py's recipe) and ``detector_run`` in one bundle."""
-    from edgemask.export import export_bundle
-    from edgemask.models import create_model
-    from edgemask.models.registry import resolved_args
-    from edgemask.training.run import run_info_for, save_run_files
+    """A tiny classifier (untrained, tests/assets.py's ARCH_ARGS) and ``detector_run`` in one bundle."""
+    from assets import ARCH_ARGS, untrained_run
 
-    import torch
+    from edgemask.export import export_bundle
 
     tmp = Path(tmp)
     out_name = options.pop("out_name", "bundle")
-    torch.manual_seed(0)
-    cls_args = {"num_classes": 3, "input_size": 32, "widths": [8, 16], "hidden": 16}
-    model = create_model("seed_cnn", **cls_args).eval()
-    save_run_files(tmp / "run", model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **cls_args),
-                                                    ["mask", "no_mask", "mask_incorrect"]))
+    untrained_run(tmp / "run", ARCH_ARGS, seed=0)
     recipe = tmp / "recipe.toml"
     recipe.write_text('source = "synth"\ncount = 12\nstratified = true\nseed = 0\n')
     kw = dict(calibration=str(recipe), name="withdet", golden_count=4, opencv_check=True, detector=str(detector_run),

@@ -64,6 +64,7 @@ RUNTIME = [
     "edgemask.data.detection",
     "edgemask.data.facecrop",
     "edgemask.data.crops",  # the service's face crops (through vision.crops)
+    "edgemask.data.transforms",  # to_nchw_float for the runners; torch only inside the augmentation
     # engine build / engine check-qdq
     "edgemask.export",  # __init__ only
     "edgemask.export.config",
@@ -81,7 +82,6 @@ WORKSTATION_ONLY = [
     "edgemask.compare",
     "edgemask.backends.torch_backend",
     "edgemask.data.synth",
-    "edgemask.data.transforms",
     "edgemask.data.realfaces",
     "edgemask.export.bundle_writer",
     "edgemask.export.calibration",

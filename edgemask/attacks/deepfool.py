@@ -412,19 +412,7 @@ def _deepfool(
     x0, fmt = _pick_layout(model, x0, ws)
 
     # ---- clean pass: reference label, margin, candidate classes (once) ----
-    logits0 = _logits(model, x0, ws)  # (N, K)
-    num_classes = logits0.shape[1]
-    _warn_if_probabilities(logits0)
-    k0 = logits0.argmax(dim=1)  # (N,)
-    top2 = logits0.topk(2, dim=1).values
-    margin = top2[:, 0] - top2[:, 1]  # (N,)
-    m = num_classes if candidates is None else min(candidates, num_classes)
-    # Rank the other classes by clean logit; masking k0 (not topk(m)[1:]) keeps
-    # k0 out of the list even when logits tie.
-    masked = logits0.masked_fill(
-        torch.nn.functional.one_hot(k0, num_classes).bool(), float("-inf")
-    )
-    others = masked.topk(m - 1, dim=1).indices  # (N, m-1)
+    k0, margin, others = _clean_pass(model, x0, ws, candidates)  # (N,), (N,), (N, m-1)
 
     # ---- per-sample state, all on device ----
     r_tot = torch.zeros_like(x0)  # accumulated (un-overshot) steps
@@ -450,17 +438,7 @@ def _deepfool(
         others_a = others[active]  # (A, m-1)
         w, f, zg = _best_direction(model, x_cur[active], k0_a, others_a, norm)
 
-        # ---- DeepFool step; zero-gradient rows take no step ----
-        if norm == "l2":
-            wn = w.flatten(1).norm(dim=1)  # (A,)
-            scale = (f.abs() + _STEP_EPS) / (wn + _DEN_EPS) / (wn + _DEN_EPS)
-            step = w * _bcast(scale, w)
-        else:
-            wn = w.flatten(1).abs().sum(dim=1)  # ‖w‖₁, dual of L∞
-            scale = (f.abs() + _STEP_EPS) / (wn + _DEN_EPS)
-            step = w.sign() * _bcast(scale, w)
-        step = step.masked_fill(_bcast(zg, step), 0.0)
-
+        step = _step(w, f, zg, norm)  # (A, C, H, W)
         r_a = r_tot[active] + step
         r_tot[active] = r_a
         x_a = x0[active] + (1.0 + overshoot) * r_a
@@ -483,24 +461,11 @@ def _deepfool(
         active = active[keep]
 
     # ---- re-check every final iterate with a fresh forward pass ----
-    logits_adv = _logits(model, x_cur, ws)  # (N, K)
-    pred_adv = logits_adv.argmax(dim=1)
+    pred_adv, margin_adv = _recheck(model, x_cur, k0, ws)  # (N,), (N,)
     success = pred_adv != k0
-    f_k0_adv = logits_adv.gather(1, k0[:, None]).squeeze(1)
-    margin_adv = logits_adv.masked_fill(
-        torch.nn.functional.one_hot(k0, num_classes).bool(), float("-inf")
-    ).amax(dim=1) - f_k0_adv  # (N,)
 
     x_adv = x_cur.contiguous(memory_format=fmt)
-    r = x_adv - x.detach()
-    x_norm = x.detach().flatten(1).double().norm(dim=1)
-    l2 = r.flatten(1).norm(dim=1)
-    linf = r.flatten(1).abs().amax(dim=1)
-    rho = torch.where(
-        x_norm > 0,
-        l2.double() / x_norm.clamp_min(torch.finfo(torch.float64).tiny),
-        torch.where(l2 > 0, math.inf, 0.0).double(),
-    ).to(l2.dtype)
+    r, l2, linf, rho = _perturbation_sizes(x, x_adv)  # (N, C, H, W), then (N,) each
     return DeepFoolResult(
         x_adv=x_adv,
         r=r,
@@ -519,6 +484,71 @@ def _deepfool(
         max_iter=max_iter,
         labels=None if labels is None else labels.detach().to(device=device, dtype=torch.int64),
     )
+
+
+def _clean_pass(
+    model: nn.Module, x0: torch.Tensor, ws: int, candidates: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reference label k0 (N,), logit margin (N,) and the candidate classes (N, m-1) of the clean images."""
+    logits0 = _logits(model, x0, ws)  # (N, K)
+    num_classes = logits0.shape[1]
+    _warn_if_probabilities(logits0)
+    k0 = logits0.argmax(dim=1)  # (N,)
+    top2 = logits0.topk(2, dim=1).values
+    margin = top2[:, 0] - top2[:, 1]  # (N,)
+    m = num_classes if candidates is None else min(candidates, num_classes)
+    # Rank the other classes by clean logit; masking k0 (not topk(m)[1:]) keeps
+    # k0 out of the list even when logits tie.
+    masked = logits0.masked_fill(
+        torch.nn.functional.one_hot(k0, num_classes).bool(), float("-inf")
+    )
+    others = masked.topk(m - 1, dim=1).indices  # (N, m-1)
+    return k0, margin, others
+
+
+def _step(w: torch.Tensor, f: torch.Tensor, zg: torch.Tensor, norm: str) -> torch.Tensor:
+    """The DeepFool step towards the closest boundary; zero-gradient rows take no step.
+
+    w: (A, C, H, W) gradient difference, f: (A,) logit difference, zg: (A,) bool.
+    """
+    if norm == "l2":
+        wn = w.flatten(1).norm(dim=1)  # (A,)
+        scale = (f.abs() + _STEP_EPS) / (wn + _DEN_EPS) / (wn + _DEN_EPS)
+        step = w * _bcast(scale, w)
+    else:
+        wn = w.flatten(1).abs().sum(dim=1)  # ‖w‖₁, dual of L∞
+        scale = (f.abs() + _STEP_EPS) / (wn + _DEN_EPS)
+        step = w.sign() * _bcast(scale, w)
+    return step.masked_fill(_bcast(zg, step), 0.0)
+
+
+def _recheck(
+    model: nn.Module, x_cur: torch.Tensor, k0: torch.Tensor, ws: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction (N,) and margin past the boundary (N,) of the final iterates: best other logit - f_k0."""
+    logits_adv = _logits(model, x_cur, ws)  # (N, K)
+    pred_adv = logits_adv.argmax(dim=1)
+    f_k0_adv = logits_adv.gather(1, k0[:, None]).squeeze(1)
+    margin_adv = logits_adv.masked_fill(
+        torch.nn.functional.one_hot(k0, logits_adv.shape[1]).bool(), float("-inf")
+    ).amax(dim=1) - f_k0_adv  # (N,)
+    return pred_adv, margin_adv
+
+
+def _perturbation_sizes(
+    x: torch.Tensor, x_adv: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """r = x_adv - x, and per sample ‖r‖₂, ‖r‖∞ and ρ = ‖r‖₂/‖x‖₂ (inf for a black image that moved)."""
+    r = x_adv - x.detach()
+    x_norm = x.detach().flatten(1).double().norm(dim=1)
+    l2 = r.flatten(1).norm(dim=1)
+    linf = r.flatten(1).abs().amax(dim=1)
+    rho = torch.where(
+        x_norm > 0,
+        l2.double() / x_norm.clamp_min(torch.finfo(torch.float64).tiny),
+        torch.where(l2 > 0, math.inf, 0.0).double(),
+    ).to(l2.dtype)
+    return r, l2, linf, rho
 
 
 def _best_direction(

@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import abc
 import time
-from typing import Any, ClassVar
+from collections import deque
+from typing import Any, ClassVar, Deque
 
 import numpy as np
 
+from edgemask.data.transforms import to_nchw_float
 from edgemask.errors import BackendError
+
+
+#: How many per-call latencies a runner keeps, newest last: a camera service calls infer() for
+#: months, so the history is a ring, not a list that grows until the box runs out of memory.
+LATENCY_HISTORY = 4096
 
 
 class Runner(abc.ABC):
@@ -34,7 +41,8 @@ class Runner(abc.ABC):
         self.num_classes = int(num_classes)
         self.precision = precision
         self.active = False
-        self.latencies_ms: list[float] = []
+        #: infer() wall time per call in ms, the newest :data:`LATENCY_HISTORY` calls (oldest dropped).
+        self.latencies_ms: Deque[float] = deque(maxlen=LATENCY_HISTORY)
         self._input_hw: tuple[int, int] | None = None
         self._output_tail: tuple[int, ...] | None = None
 
@@ -108,7 +116,7 @@ class Runner(abc.ABC):
         if batch.dtype == np.uint8:
             if batch.ndim != 4 or batch.shape[1:] != (h, w, 3):
                 raise BackendError(f"uint8 input must be NHWC (N, {h}, {w}, 3) RGB, got shape {tuple(batch.shape)}")
-            batch = batch.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+            batch = to_nchw_float(batch)  # (N, 3, H, W) float32 in [0, 1]
         elif batch.dtype in (np.float32, np.float64, np.float16):
             if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
                 raise BackendError(f"float input must be NCHW (N, 3, {h}, {w}) in [0,1], got shape {tuple(batch.shape)}")

@@ -37,9 +37,12 @@ def engine_cache_dir() -> Path:
     else ``~/.cache/edgemask/engines``. Kept outside bundles because a
     deployed bundle may be read-only and is verified by hash.
     """
-    env = os.environ.get("EDGEMASK_ENGINE_CACHE")
+    from edgemask.config import EDGEMASK_ENGINE_CACHE, setting
+
+    env = setting(EDGEMASK_ENGINE_CACHE)
     if env:
         return Path(env).expanduser()
+    # XDG_CACHE_HOME is not an edgemask knob (see edgemask/config.py): read where it is used.
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgemask" / "engines"
 

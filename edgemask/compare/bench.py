@@ -119,15 +119,15 @@ class BenchResult:
 def _timed_calls(runner: Any, x: np.ndarray, n: int,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Call ``runner.infer(x)`` n times; (call ms, engine ms) per call."""
-    calls = np.empty(n)
-    start = len(runner.latencies_ms)
+    calls, engine = np.empty(n), np.empty(n)
     for i in range(n):
         t0 = time.perf_counter()
         runner.infer(x)
         calls[i] = (time.perf_counter() - t0) * 1e3
+        engine[i] = runner.latencies_ms[-1]  # read per call: the runner keeps only its newest latencies
         if progress and (i + 1) % 10 == 0:
             progress(i + 1)
-    return calls, np.asarray(runner.latencies_ms[start:start + n], dtype=np.float64)
+    return calls, engine
 
 
 def bench_engine(bundle: "Bundle", spec: EngineSpec, config: BenchConfig | None = None,

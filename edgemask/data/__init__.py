@@ -31,6 +31,7 @@ _LAZY = {
     "real_face_check": "edgemask.data.realfaces",
     "augment_batch": "edgemask.data.transforms",
     "to_tensor": "edgemask.data.transforms",
+    "to_nchw_float": "edgemask.data.transforms",
     "write_synth_dataset": "edgemask.data.synth",
 }
 
@@ -50,6 +51,7 @@ __all__ = [
     "real_face_check",
     "split_indices",
     "summary",
+    "to_nchw_float",
     "to_tensor",
     "write_synth_dataset",
 ]

@@ -1,6 +1,10 @@
-"""Training augmentation on whole batches, in torch (no torchvision).
+"""Image layout conversion (numpy) and training augmentation on whole batches (torch, no torchvision).
 
-Everything works on float NCHW tensors in [0, 1] on any device and draws all
+:func:`to_nchw_float` is the one uint8 NHWC -> float32 NCHW conversion; it is
+numpy only because runners on the box use it, so this module imports torch
+inside the functions that need it, never at the top (Python 3.8, no torch).
+
+The augmentation works on float NCHW tensors in [0, 1] on any device and draws all
 randomness from one ``torch.Generator``, so a seeded training run is
 reproducible. One ``grid_sample`` call does flip + rotation + scale +
 translation for the whole batch; the colour jitter is a few broadcasts.
@@ -9,10 +13,12 @@ translation for the whole batch; the colour jitter is a few broadcasts.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 #: Augmentation strengths (the defaults training uses).
 MAX_ROTATION_DEG = 10.0
@@ -27,6 +33,32 @@ GRAYSCALE_P = 0.15  # share of images turned grey: night-mode / IR cameras, grey
 _LUMA = (0.299, 0.587, 0.114)
 
 
+def to_nchw_float(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB images -> contiguous float32 NCHW in [0, 1]; float NCHW is copied as float32.
+
+    The one place pixels change layout for a model (``Runner.prepare``,
+    ``CalibrationSet.as_nchw_float``, the stability study). Callers check the
+    shape they expect first, with their own error and fix-it line.
+
+    Args:
+        images: (N, H, W, 3) uint8, or (N, 3, H, W) float already in [0, 1].
+
+    Returns:
+        (N, 3, H, W) float32, C-contiguous, a new array.
+
+    Raises:
+        ValueError: a uint8 array not shaped (N, H, W, 3) or a float one not shaped (N, 3, H, W).
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be NHWC (N, H, W, 3), got shape {images.shape}")
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0  # (N, 3, H, W)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"float images must be NCHW (N, 3, H, W), got shape {images.shape}")
+    return np.array(images, dtype=np.float32, order="C")
+
+
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 NHWC images → float32 NCHW in [0, 1].
 
@@ -36,6 +68,8 @@ def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     Returns:
         (N, C, H, W) float32 tensor, contiguous, on the input's device (CPU for numpy).
     """
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     if t.ndim != 4 or t.dtype != torch.uint8:
         raise ValueError(f"to_tensor expects uint8 images shaped (N, H, W, C), got {tuple(t.shape)} {t.dtype}")
@@ -43,6 +77,8 @@ def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return lo + (hi - lo) * torch.rand(n, generator=g, device=like.device, dtype=like.dtype)
 
 
@@ -74,6 +110,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, *, box_jitter: fl
     Returns:
         New tensor, same shape, dtype and device as ``x``. ``x`` is not modified.
     """
+    import torch
+    import torch.nn.functional as F
+
     if x.ndim != 4 or not x.is_floating_point():
         raise ValueError(f"augment_batch expects a float NCHW tensor, got {tuple(x.shape)} {x.dtype}")
     n, c = x.shape[:2]
@@ -130,6 +169,8 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, *, box_jitter: fl
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) → (N, 1, H, W) luma (the mean for non-RGB inputs)."""
+    import torch
+
     if x.shape[1] != 3:
         return x.mean(dim=1, keepdim=True)
     w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

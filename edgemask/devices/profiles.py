@@ -148,9 +148,10 @@ def profile_dirs() -> list[Path]:
     ``$EDGEMASK_DEVICES_DIR``, then the checkout's ``devices/``, then the
     installed wheel's ``share/edgemask/devices`` (see :mod:`edgemask.utils.datadirs`).
     """
+    from edgemask.config import EDGEMASK_DEVICES_DIR
     from edgemask.utils.datadirs import search_dirs
 
-    return search_dirs("devices", "EDGEMASK_DEVICES_DIR")
+    return search_dirs("devices", EDGEMASK_DEVICES_DIR)
 
 
 def _profile_files() -> dict[str, Path]:

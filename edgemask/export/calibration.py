@@ -26,12 +26,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgemask.config import EDGEMASK_CALIBRATION_DIR
 from edgemask.errors import ConfigError, DataError, ExportError
 
 from edgemask.utils.io import atomic_write_json, atomic_write_text, sha256_bytes
 from edgemask.utils.toml_compat import tomllib
 
-ENV_DIR = "EDGEMASK_CALIBRATION_DIR"
+ENV_DIR = EDGEMASK_CALIBRATION_DIR
 TABLE_FORMAT = "edgemask-calibration-table"
 TABLE_VERSION = 1
 #: Largest calibration set we accept; ORT keeps every activation of every image in memory for entropy/percentile.
@@ -92,7 +93,9 @@ class CalibrationSet:
 
     def as_nchw_float(self) -> np.ndarray:
         """(N, 3, S, S) float32 in [0, 1]: the model's input."""
-        return np.ascontiguousarray(self.images.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+        from edgemask.data.transforms import to_nchw_float
+
+        return to_nchw_float(self.images)
 
 
 # ------------------------------------------------------------------ recipes

@@ -243,6 +243,7 @@ def opencv_check(path: str | Path, inputs: np.ndarray, reference: np.ndarray, ti
     with tempfile.TemporaryDirectory(prefix="edgemask-cv2-") as td:
         inp, out = Path(td) / "inputs.npy", Path(td) / "out.npy"
         np.save(inp, np.asarray(inputs, dtype=np.float32))
+        # OMP_NUM_THREADS is OpenMP's, not an edgemask knob (edgemask/config.py): set for the child only.
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         try:
             proc = subprocess.run([sys.executable, "-c", _OPENCV_SCRIPT, str(path), str(inp), str(out)],

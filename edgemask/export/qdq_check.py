@@ -144,6 +144,29 @@ def _trt_major(version: str | None) -> int | None:
         return None
 
 
+@dataclass
+class _Graph:
+    """What the checks look up: constants with their ONNX types, who makes and who reads each tensor."""
+
+    consts: dict[str, np.ndarray]
+    const_types: dict[str, int]
+    producer: dict[str, Any]
+    consumers: dict[str, list[Any]]
+    major: int | None           # the target TensorRT major version, None = the strictest (8.x)
+    tensorrt_version: str | None
+
+
+_Add = Any  # add(severity, code, node name, message)
+
+
+def _name_of(n: Any) -> str:
+    return n.name or f"{n.op_type}({','.join(n.output)})"
+
+
+def _attr(n: Any, key: str, default: Any = None) -> Any:
+    return n.attr(key, default)
+
+
 def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None = None) -> QDQReport:
     """Check an INT8 QDQ ONNX model against TensorRT's explicit-quantization rules.
 
@@ -174,9 +197,40 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
     opset = model.opset()
     report = QDQReport(path=str(path), opset=opset, tensorrt_target=tensorrt_version)
     add = lambda sev, code, node, msg: report.issues.append(QDQIssue(sev, code, node, msg))  # noqa: E731
-    major = _trt_major(tensorrt_version)
+    g = _index_graph(graph, path, tensorrt_version)
 
-    # Constants: initializers and Constant nodes.
+    if opset < 10:
+        add("error", "opset", "model", f"opset {opset} has no QuantizeLinear/DequantizeLinear; export with opset >= 13")
+    _check_importable(graph, g, add)
+
+    q_nodes = [n for n in graph.nodes if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx")]
+    dq_nodes = [n for n in graph.nodes if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx")]
+    report.stats.update(q_nodes=len(q_nodes), dq_nodes=len(dq_nodes))
+    if not q_nodes and not dq_nodes and not report.codes() & {"qoperator"}:
+        add("error", "no-qdq", "model", "no QuantizeLinear/DequantizeLinear nodes: this is not an explicitly "
+            f"quantized (QDQ) model, TensorRT would build it in float; {FIX_ORT}")
+
+    per_channel_seen = False
+    for n in q_nodes + dq_nodes:
+        _check_scale(n, g, add)
+        _check_zero_point(n, g, add)
+        per_channel_seen |= _check_per_channel(n, g, add)
+        if n.op_type == "QuantizeLinear":
+            _check_q_output(n, g, add)
+        else:
+            _check_dq_input(n, g, add)
+
+    if per_channel_seen and opset < 13:
+        add("error", "opset", "model", f"per-channel quantization needs opset >= 13 (model has {opset}); "
+            "export with opset 13 or newer")
+    _check_coverage(graph, g, bool(q_nodes or dq_nodes), report, add)
+    return report
+
+
+def _index_graph(graph: Any, path: Path, tensorrt_version: str | None) -> _Graph:
+    """Constants (initializers and Constant nodes), producers and consumers of every tensor."""
+    from edgemask.utils.onnx_graph import OnnxFormatError
+
     consts: dict[str, np.ndarray] = {}
     const_types: dict[str, int] = {}
     tensors = [(t.name, t) for t in graph.initializers]
@@ -193,154 +247,147 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
     for n in graph.nodes:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
+    return _Graph(consts, const_types, producer, consumers, _trt_major(tensorrt_version), tensorrt_version)
 
-    def name_of(n: Any) -> str:
-        return n.name or f"{n.op_type}({','.join(n.output)})"
 
-    def attr(n: Any, key: str, default: Any = None) -> Any:
-        return n.attr(key, default)
-
-    if opset < 10:
-        add("error", "opset", "model", f"opset {opset} has no QuantizeLinear/DequantizeLinear; export with opset >= 13")
-
-    # Ops TensorRT cannot import at all.
-    importable = TENSORRT_ONNX_OPS | (TENSORRT_10_EXTRA_OPS if major is not None and major >= 10 else frozenset())
+def _check_importable(graph: Any, g: _Graph, add: _Add) -> None:
+    """Ops TensorRT cannot import at all."""
+    importable = TENSORRT_ONNX_OPS | (TENSORRT_10_EXTRA_OPS if g.major is not None and g.major >= 10 else frozenset())
     for n in graph.nodes:
         if n.op_type in QOPERATOR_OPS or n.domain not in ("", "ai.onnx"):
             if n.op_type in QOPERATOR_OPS:
-                add("error", "qoperator", name_of(n), f"{n.op_type} is ONNX Runtime's QOperator format, which TensorRT "
+                add("error", "qoperator", _name_of(n), f"{n.op_type} is ONNX Runtime's QOperator format, which TensorRT "
                     f"does not import; {FIX_ORT}")
             else:
-                add("error", "custom-domain", name_of(n), f"op {n.domain}::{n.op_type} is not a standard ONNX op; "
+                add("error", "custom-domain", _name_of(n), f"op {n.domain}::{n.op_type} is not a standard ONNX op; "
                     "TensorRT imports only the default domain")
         elif n.op_type not in importable:
-            target = f"TensorRT {tensorrt_version}" if tensorrt_version else "TensorRT 8.x"
-            add("error", "unsupported-op", name_of(n), f"{target}'s ONNX parser has no importer for {n.op_type}")
+            target = f"TensorRT {g.tensorrt_version}" if g.tensorrt_version else "TensorRT 8.x"
+            add("error", "unsupported-op", _name_of(n), f"{target}'s ONNX parser has no importer for {n.op_type}")
 
-    q_nodes = [n for n in graph.nodes if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx")]
-    dq_nodes = [n for n in graph.nodes if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx")]
-    report.stats.update(q_nodes=len(q_nodes), dq_nodes=len(dq_nodes))
-    if not q_nodes and not dq_nodes and not report.codes() & {"qoperator"}:
-        add("error", "no-qdq", "model", "no QuantizeLinear/DequantizeLinear nodes: this is not an explicitly "
-            f"quantized (QDQ) model, TensorRT would build it in float; {FIX_ORT}")
 
-    per_channel_seen = False
-    for n in q_nodes + dq_nodes:
-        nm = name_of(n)
-        is_q = n.op_type == "QuantizeLinear"
-        scale_name = n.input[1] if len(n.input) > 1 else ""
-        zp_name = n.input[2] if len(n.input) > 2 else ""
+def _check_scale(n: Any, g: _Graph, add: _Add) -> None:
+    """A Q/DQ scale: constant, positive, finite."""
+    scale_name = n.input[1] if len(n.input) > 1 else ""
+    scale = g.consts.get(scale_name)
+    if scale is None:
+        add("error", "scale-not-constant", _name_of(n), f"scale {scale_name!r} is computed at run time; "
+            "TensorRT needs scales as initializers")
+        return
+    s = np.asarray(scale, dtype=np.float64)
+    if not np.all(np.isfinite(s)):
+        add("error", "scale-not-finite", _name_of(n), f"scale {scale_name!r} has NaN/Inf values; re-calibrate")
+    elif np.any(s <= 0):
+        add("error", "scale-not-positive", _name_of(n), f"scale {scale_name!r} has values <= 0 (min {s.min():.3g}); "
+            "re-calibrate (an all-zero calibration range gives scale 0)")
 
-        # --- scale: constant, positive, finite
-        scale = consts.get(scale_name)
-        if scale is None:
-            add("error", "scale-not-constant", nm, f"scale {scale_name!r} is computed at run time; "
-                "TensorRT needs scales as initializers")
-        else:
-            s = np.asarray(scale, dtype=np.float64)
-            if not np.all(np.isfinite(s)):
-                add("error", "scale-not-finite", nm, f"scale {scale_name!r} has NaN/Inf values; re-calibrate")
-            elif np.any(s <= 0):
-                add("error", "scale-not-positive", nm, f"scale {scale_name!r} has values <= 0 (min {s.min():.3g}); "
-                    "re-calibrate (an all-zero calibration range gives scale 0)")
 
-        # --- zero point: present, constant int8, all zero
-        if not zp_name:
-            if is_q:
-                add("error", "uint8", nm, "QuantizeLinear without a zero point outputs uint8 (ONNX default); "
-                    "TensorRT supports signed INT8 only — give it an int8 zero point of 0")
-        else:
-            zp = consts.get(zp_name)
-            zp_type = const_types.get(zp_name)
-            if zp is None:
-                add("error", "zero-point-not-constant", nm, f"zero point {zp_name!r} is not an initializer")
-            else:
-                if zp_type == _ONNX_UINT8:
-                    add("error", "uint8", nm, "uint8 quantization; TensorRT explicit quantization supports signed "
-                        f"INT8 only: quantize with QuantType.QInt8; {FIX_ORT}")
-                elif zp_type not in (_ONNX_INT8, _ONNX_INT32) and zp_type is not None:
-                    add("error", "quant-type", nm, f"quantized type {_TYPE_NAMES.get(zp_type, zp_type)} is not INT8")
-                if np.any(np.asarray(zp) != 0):
-                    nz = int(np.count_nonzero(np.asarray(zp)))
-                    add("error", "zero-point-nonzero", nm, f"{nz} non-zero zero point(s) in {zp_name!r}; TensorRT "
-                        "quantization is symmetric (zero point 0): use ActivationSymmetric/WeightSymmetric=True")
+def _check_zero_point(n: Any, g: _Graph, add: _Add) -> None:
+    """A Q/DQ zero point: present, constant int8, all zero."""
+    nm = _name_of(n)
+    zp_name = n.input[2] if len(n.input) > 2 else ""
+    if not zp_name:
+        if n.op_type == "QuantizeLinear":
+            add("error", "uint8", nm, "QuantizeLinear without a zero point outputs uint8 (ONNX default); "
+                "TensorRT supports signed INT8 only — give it an int8 zero point of 0")
+        return
+    zp = g.consts.get(zp_name)
+    zp_type = g.const_types.get(zp_name)
+    if zp is None:
+        add("error", "zero-point-not-constant", nm, f"zero point {zp_name!r} is not an initializer")
+        return
+    if zp_type == _ONNX_UINT8:
+        add("error", "uint8", nm, "uint8 quantization; TensorRT explicit quantization supports signed "
+            f"INT8 only: quantize with QuantType.QInt8; {FIX_ORT}")
+    elif zp_type not in (_ONNX_INT8, _ONNX_INT32) and zp_type is not None:
+        add("error", "quant-type", nm, f"quantized type {_TYPE_NAMES.get(zp_type, zp_type)} is not INT8")
+    if np.any(np.asarray(zp) != 0):
+        nz = int(np.count_nonzero(np.asarray(zp)))
+        add("error", "zero-point-nonzero", nm, f"{nz} non-zero zero point(s) in {zp_name!r}; TensorRT "
+            "quantization is symmetric (zero point 0): use ActivationSymmetric/WeightSymmetric=True")
 
-        # --- per-channel placement
-        size = int(np.asarray(scale).size) if scale is not None else 1
-        if size > 1:
-            per_channel_seen = True
-            axis = int(attr(n, "axis", 1))
-            data_name = n.input[0]
-            data = consts.get(data_name)
-            if data is None and is_q:
-                add("error", "per-channel-activation", nm, f"per-channel scale ({size} values) on an activation; "
-                    "TensorRT supports per-channel quantization of weights only")
-            else:
-                # Find the weight tensor this Q/DQ quantizes and the op that consumes it.
-                w_shape = data.shape if data is not None else _weight_shape_through(n, producer, consts)
-                user = _final_consumer(n, consumers)
-                want = _expected_axis(user, attr) if user is not None else None
-                if w_shape is not None:
-                    ax = axis % len(w_shape) if len(w_shape) else axis
-                    if len(w_shape) and w_shape[ax] != size:
-                        add("error", "per-channel-size", nm, f"{size} scales but the weight has {w_shape[ax]} "
-                            f"channels along axis {axis}")
-                    if want is not None and ax != want:
-                        add("error", "per-channel-axis", nm, f"per-channel axis {axis} for {user.op_type} weights; "
-                            f"TensorRT expects the output-channel axis {want}")
 
-        # --- what a DQ reads
-        if not is_q:
-            src = n.input[0]
-            if src in consts:
-                t = const_types.get(src)
-                if t == _ONNX_INT32:
-                    add("error", "int32-dq", nm, "DequantizeLinear of an int32 initializer (a quantized bias); "
-                        "TensorRT accepts only activations as DQ input ('only activation types allowed'): "
-                        "quantize with extra_options QuantizeBias=False")
-                elif t == _ONNX_INT8:
-                    if major is None or major < 10:
-                        sev = "error"
-                        when = "TensorRT 8.x rejects" if major is None else f"TensorRT {tensorrt_version} rejects"
-                        add(sev, "int8-weight-initializer", nm, f"{when} int8 weight initializers feeding a "
-                            "DequantizeLinear (TensorRT 10 accepts them): store weights as float with a Q/DQ "
-                            "pair, extra_options AddQDQPairToWeight=True")
-                else:
-                    add("error", "dq-input-type", nm, f"DequantizeLinear of a "
-                        f"{_TYPE_NAMES.get(t, t)} initializer; expected an INT8 activation")
-            else:
-                p = producer.get(src)
-                if p is None or p.op_type != "QuantizeLinear":
-                    what = "a graph input" if p is None else f"{p.op_type}"
-                    add("error", "dq-without-q", nm, f"DequantizeLinear reads {what}, not a QuantizeLinear; "
-                        "TensorRT needs Q→DQ pairs")
-        else:
-            bad = [c.op_type for c in consumers.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
-            if bad:
-                add("error", "q-without-dq", nm, f"QuantizeLinear output feeds {', '.join(sorted(set(bad)))} "
-                    "instead of a DequantizeLinear; TensorRT needs Q→DQ pairs")
+def _check_per_channel(n: Any, g: _Graph, add: _Add) -> bool:
+    """Per-channel placement: weights only, one scale per output channel. True when ``n`` is per-channel."""
+    scale_name = n.input[1] if len(n.input) > 1 else ""
+    scale = g.consts.get(scale_name)
+    size = int(np.asarray(scale).size) if scale is not None else 1
+    if size <= 1:
+        return False
+    nm = _name_of(n)
+    axis = int(_attr(n, "axis", 1))
+    data = g.consts.get(n.input[0])
+    if data is None and n.op_type == "QuantizeLinear":
+        add("error", "per-channel-activation", nm, f"per-channel scale ({size} values) on an activation; "
+            "TensorRT supports per-channel quantization of weights only")
+        return True
+    # Find the weight tensor this Q/DQ quantizes and the op that consumes it.
+    w_shape = data.shape if data is not None else _weight_shape_through(n, g.producer, g.consts)
+    user = _final_consumer(n, g.consumers)
+    want = _expected_axis(user, _attr) if user is not None else None
+    if w_shape is not None:
+        ax = axis % len(w_shape) if len(w_shape) else axis
+        if len(w_shape) and w_shape[ax] != size:
+            add("error", "per-channel-size", nm, f"{size} scales but the weight has {w_shape[ax]} "
+                f"channels along axis {axis}")
+        if want is not None and ax != want:
+            add("error", "per-channel-axis", nm, f"per-channel axis {axis} for {user.op_type} weights; "
+                f"TensorRT expects the output-channel axis {want}")
+    return True
 
-    if per_channel_seen and opset < 13:
-        add("error", "opset", "model", f"per-channel quantization needs opset >= 13 (model has {opset}); "
-            "export with opset 13 or newer")
 
-    # --- coverage: do Conv/Gemm/MatMul actually get INT8 inputs?
+def _check_dq_input(n: Any, g: _Graph, add: _Add) -> None:
+    """What a DequantizeLinear reads: an INT8 activation from a QuantizeLinear (or, on TensorRT 10, int8 weights)."""
+    nm = _name_of(n)
+    src = n.input[0]
+    if src not in g.consts:
+        p = g.producer.get(src)
+        if p is None or p.op_type != "QuantizeLinear":
+            what = "a graph input" if p is None else f"{p.op_type}"
+            add("error", "dq-without-q", nm, f"DequantizeLinear reads {what}, not a QuantizeLinear; "
+                "TensorRT needs Q→DQ pairs")
+        return
+    t = g.const_types.get(src)
+    if t == _ONNX_INT32:
+        add("error", "int32-dq", nm, "DequantizeLinear of an int32 initializer (a quantized bias); "
+            "TensorRT accepts only activations as DQ input ('only activation types allowed'): "
+            "quantize with extra_options QuantizeBias=False")
+    elif t == _ONNX_INT8:
+        if g.major is None or g.major < 10:
+            when = "TensorRT 8.x rejects" if g.major is None else f"TensorRT {g.tensorrt_version} rejects"
+            add("error", "int8-weight-initializer", nm, f"{when} int8 weight initializers feeding a "
+                "DequantizeLinear (TensorRT 10 accepts them): store weights as float with a Q/DQ "
+                "pair, extra_options AddQDQPairToWeight=True")
+    else:
+        add("error", "dq-input-type", nm, f"DequantizeLinear of a "
+            f"{_TYPE_NAMES.get(t, t)} initializer; expected an INT8 activation")
+
+
+def _check_q_output(n: Any, g: _Graph, add: _Add) -> None:
+    """A QuantizeLinear must feed DequantizeLinear nodes only."""
+    bad = [c.op_type for c in g.consumers.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
+    if bad:
+        add("error", "q-without-dq", _name_of(n), f"QuantizeLinear output feeds {', '.join(sorted(set(bad)))} "
+            "instead of a DequantizeLinear; TensorRT needs Q→DQ pairs")
+
+
+def _check_coverage(graph: Any, g: _Graph, has_qdq: bool, report: QDQReport, add: _Add) -> None:
+    """Do Conv/Gemm/MatMul actually get INT8 inputs?"""
     quantizable = [n for n in graph.nodes if n.op_type in QUANTIZABLE_OPS]
     covered = 0
     for n in quantizable:
         ins = [i for i in n.input[:2] if i]
-        from_dq = [producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in ins]
+        from_dq = [g.producer.get(i) is not None and g.producer[i].op_type == "DequantizeLinear" for i in ins]
         if all(from_dq):
             covered += 1
         else:
             which = " and ".join(w for w, ok in zip(("data", "weight"), from_dq) if not ok)
-            add("warning", "not-quantized", name_of(n), f"{n.op_type} has no DequantizeLinear on its {which} input; "
+            add("warning", "not-quantized", _name_of(n), f"{n.op_type} has no DequantizeLinear on its {which} input; "
                 "it will run in float")
     report.stats.update(quantizable_ops=len(quantizable), quantized_ops=covered)
-    if quantizable and covered == 0 and (q_nodes or dq_nodes):
+    if quantizable and covered == 0 and has_qdq:
         add("error", "nothing-quantized", "model", "no Conv/Gemm/MatMul has Q/DQ on both inputs: an INT8 engine "
             "would run entirely in float")
-    return report
 
 
 def _weight_shape_through(dq: Any, producer: dict[str, Any], consts: dict[str, np.ndarray]) -> tuple | None:

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from edgemask.config import EDGEMASK_AGENT_DIE_AFTER, setting
 from edgemask.errors import BundleError, ConfigError, EdgemaskError
 from edgemask.fleet.agent_config import AgentConfig, load_agent_config
 from edgemask.fleet.layout import Layout, check_sha256, release_id
@@ -49,7 +50,7 @@ from edgemask.utils.io import atomic_write_text, sha256_bytes, sha256_file
 
 STEPS = ("received", "verified", "engine", "selftest", "pending", "switched", "restarted", "healthy", "committed",
          "cleaned")
-DIE_ENV = "EDGEMASK_AGENT_DIE_AFTER"
+DIE_ENV = EDGEMASK_AGENT_DIE_AFTER
 
 LogFn = Callable[[str], None]
 
@@ -69,7 +70,7 @@ def _quiet(msg: str) -> None:
 def _step_done(step: str, log: LogFn, steps: List[str]) -> None:
     steps.append(step)
     log(f"step {step}: done")
-    if os.environ.get(DIE_ENV) == step:
+    if setting(DIE_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -246,9 +247,7 @@ def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: O
             self-test) or rolled back (restart, health); ``.result`` says more.
         ConfigError: bad agent.toml or arguments, or another agent is running.
     """
-    from edgemask.bundle.pack import read_packed_manifest, unpack_bundle
-    from edgemask.bundle.signing import verify_signature
-    from edgemask.utils.io import atomic_dir
+    from edgemask.bundle.pack import read_packed_manifest
 
     layout = Layout.at(root)
     cfg = load_agent_config(layout, overrides)
@@ -259,96 +258,41 @@ def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: O
             _rollback_pending(layout, state, cfg, "an earlier install did not finish", log, restart=True)
         _repair_current(layout, state, log)
         pkg = _locate_package(layout, package, sha256)
-        _step_done("received", log, steps)
+        _step_done("received", log, steps)  # 1
 
         manifest, mbytes = read_packed_manifest(pkg)
         rid = release_id(manifest.version, sha256_bytes(mbytes))
         base = {"release": rid, "version": manifest.version, "name": manifest.name, "from": state.current,
                 "steps": steps}
         if rid == state.current:
-            # Same manifest as the committed release: nothing to switch, but the package is still checked
-            # (a damaged or unsigned copy of it is refused, not reported as installed).
-            try:
-                with tempfile.TemporaryDirectory(prefix=".check-", dir=layout.releases) as tmp:
-                    unpack_bundle(pkg, Path(tmp) / "b")
-                    verify_signature(Path(tmp) / "b", layout.trusted)
-            except BundleError as e:
-                _drop_upload(layout, pkg)
-                msg = str(e).splitlines()[0]
-                state.last_error = msg
-                state.record("refused", release=rid, reason=msg)
-                save_state(layout, state)
-                raise AgentError(msg, {**base, "action": "refused", "error": msg}) from None
-            _drop_upload(layout, pkg)
-            log(f"release {rid} is already installed and committed; nothing to do")
-            return {**base, "action": "already_installed", "selftest": state.last_selftest}
+            return _reinstall_of_committed(layout, state, pkg, rid, base, log)
 
-        def refuse(msg: str, **more: Any) -> AgentError:
-            state.last_error = msg
-            state.record("refused", release=rid, reason=msg)
-            save_state(layout, state)
-            return AgentError(msg, {**base, "action": "refused", "error": msg, **more})
-
-        rel = layout.release(rid)
-        try:
-            _check_compatible(manifest, cfg)
-            if not rel.is_dir():
-                _check_space(layout, manifest, cfg)
-                with atomic_dir(rel) as tmp:  # releases/.<rid>.*.partial until verified
-                    unpack_bundle(pkg, tmp, overwrite=True)
-                    verify_signature(tmp, layout.trusted, installed_version=state.current_version,
-                                     allow_downgrade=cfg.allow_downgrade)
-            else:  # unpacked by an earlier, interrupted run: check it again all the same
-                verify_signature(rel, layout.trusted, installed_version=state.current_version,
-                                 allow_downgrade=cfg.allow_downgrade)
-        except BundleError as e:
-            _drop_upload(layout, pkg)
-            if rel.is_dir() and rid not in (state.current, state.previous):
-                shutil.rmtree(rel, ignore_errors=True)
-            raise refuse(str(e).splitlines()[0]) from None
-        _step_done("verified", log, steps)
+        rel = _unpack_and_verify(layout, state, cfg, pkg, manifest, rid, base)
+        _step_done("verified", log, steps)  # 2
 
         base["engine"] = _build_engine(rel, cfg, log)
-        _step_done("engine", log, steps)
+        _step_done("engine", log, steps)  # 3
 
-        from edgemask.fleet.selftest import selftest_release
-
-        st = selftest_release(rel, cfg.backend, cfg.precision).to_dict()
-        st.update(release=rid, t=round(time.time(), 3))
-        atomic_write_text(layout.selftests / f"{rid}.json", json.dumps(st, indent=2) + "\n")
-        state.last_selftest = st
-        if not st["ok"]:
-            shutil.rmtree(rel, ignore_errors=True)
-            raise refuse(f"self-test of {rid} failed on {cfg.backend}/{cfg.precision}: {st['problems'][0]}",
-                         selftest=st)
-        log(f"self-test ok: golden max |Δ| {st['golden_max_abs_diff']}, probe flip rate {st['probe_flip_rate']}")
-        save_state(layout, state)
-        base["selftest"] = st
-        _step_done("selftest", log, steps)
+        base["selftest"] = _selftest(layout, state, cfg, rel, rid, base, log)
+        _step_done("selftest", log, steps)  # 4
 
         state.pending = {"release": rid, "version": manifest.version, "from": state.current, "step": "pending",
                          "t": round(time.time(), 3)}
         save_state(layout, state)
-        _step_done("pending", log, steps)
+        _step_done("pending", log, steps)  # 5
 
         switch_current(layout, rid)
         _set_step(layout, state, "switched")
-        _step_done("switched", log, steps)
+        _step_done("switched", log, steps)  # 6
 
         err = _restart(cfg, log)
         if err is None:
             _set_step(layout, state, "restarted")
-            _step_done("restarted", log, steps)
-            if cfg.health_url:
-                from edgemask.fleet.health import wait_healthy
-
-                h = wait_healthy(cfg.health_url, _manifest_sha(rel), cfg.health_timeout_s, cfg.health_poll_s)
-                base["health"] = {"ok": h.ok, "reason": h.reason, "seconds": h.seconds}
-                if not h.ok:
-                    err = f"health check failed: {h.reason}"
+            _step_done("restarted", log, steps)  # 7
+            err = _health_error(cfg, rel, base)
             if err is None:
                 _set_step(layout, state, "healthy")
-                _step_done("healthy", log, steps)
+                _step_done("healthy", log, steps)  # 8
         if err is not None:
             rb = _rollback_pending(layout, state, cfg, err, log, restart=True)
             raise AgentError(f"{rid} rolled back: {err}", {**base, "action": "rolled_back", "error": err, **rb})
@@ -356,11 +300,94 @@ def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: O
             log(f"{rid} runs and is healthy; commit it with 'edgemask device commit' (boot-check rolls it back otherwise)")
             return {**base, "action": "pending"}
         _commit(layout, state)
-        _step_done("committed", log, steps)
+        _step_done("committed", log, steps)  # 9
         removed = _prune(layout, state, cfg.keep, log)
         _drop_upload(layout, pkg)
-        _step_done("cleaned", log, steps)
+        _step_done("cleaned", log, steps)  # 10
         return {**base, "action": "installed", "removed": removed}
+
+
+def _refuse(layout: Layout, state: AgentState, rid: str, base: Dict[str, Any], msg: str, **more: Any) -> AgentError:
+    """Record a refused install in state.json; the error to raise."""
+    state.last_error = msg
+    state.record("refused", release=rid, reason=msg)
+    save_state(layout, state)
+    return AgentError(msg, {**base, "action": "refused", "error": msg, **more})
+
+
+def _reinstall_of_committed(layout: Layout, state: AgentState, pkg: Path, rid: str, base: Dict[str, Any],
+                            log: LogFn) -> Dict[str, Any]:
+    """Same manifest as the committed release: nothing to switch, but the package is still checked
+    (a damaged or unsigned copy of it is refused, not reported as installed)."""
+    from edgemask.bundle.pack import unpack_bundle
+    from edgemask.bundle.signing import verify_signature
+
+    try:
+        with tempfile.TemporaryDirectory(prefix=".check-", dir=layout.releases) as tmp:
+            unpack_bundle(pkg, Path(tmp) / "b")
+            verify_signature(Path(tmp) / "b", layout.trusted)
+    except BundleError as e:
+        _drop_upload(layout, pkg)
+        raise _refuse(layout, state, rid, base, str(e).splitlines()[0]) from None
+    _drop_upload(layout, pkg)
+    log(f"release {rid} is already installed and committed; nothing to do")
+    return {**base, "action": "already_installed", "selftest": state.last_selftest}
+
+
+def _unpack_and_verify(layout: Layout, state: AgentState, cfg: AgentConfig, pkg: Path, manifest: Any, rid: str,
+                       base: Dict[str, Any]) -> Path:
+    """Step 2: compatibility, space, unpack into ``releases/<rid>`` and verify signature, hashes, version."""
+    from edgemask.bundle.pack import unpack_bundle
+    from edgemask.bundle.signing import verify_signature
+    from edgemask.utils.io import atomic_dir
+
+    rel = layout.release(rid)
+    try:
+        _check_compatible(manifest, cfg)
+        if not rel.is_dir():
+            _check_space(layout, manifest, cfg)
+            with atomic_dir(rel) as tmp:  # releases/.<rid>.*.partial until verified
+                unpack_bundle(pkg, tmp, overwrite=True)
+                verify_signature(tmp, layout.trusted, installed_version=state.current_version,
+                                 allow_downgrade=cfg.allow_downgrade)
+        else:  # unpacked by an earlier, interrupted run: check it again all the same
+            verify_signature(rel, layout.trusted, installed_version=state.current_version,
+                             allow_downgrade=cfg.allow_downgrade)
+    except BundleError as e:
+        _drop_upload(layout, pkg)
+        if rel.is_dir() and rid not in (state.current, state.previous):
+            shutil.rmtree(rel, ignore_errors=True)
+        raise _refuse(layout, state, rid, base, str(e).splitlines()[0]) from None
+    return rel
+
+
+def _selftest(layout: Layout, state: AgentState, cfg: AgentConfig, rel: Path, rid: str, base: Dict[str, Any],
+              log: LogFn) -> Dict[str, Any]:
+    """Step 4: golden outputs and probe on this box's runner, recorded; a failure removes the release."""
+    from edgemask.fleet.selftest import selftest_release
+
+    st = selftest_release(rel, cfg.backend, cfg.precision).to_dict()
+    st.update(release=rid, t=round(time.time(), 3))
+    atomic_write_text(layout.selftests / f"{rid}.json", json.dumps(st, indent=2) + "\n")
+    state.last_selftest = st
+    if not st["ok"]:
+        shutil.rmtree(rel, ignore_errors=True)
+        raise _refuse(layout, state, rid, base,
+                      f"self-test of {rid} failed on {cfg.backend}/{cfg.precision}: {st['problems'][0]}", selftest=st)
+    log(f"self-test ok: golden max |Δ| {st['golden_max_abs_diff']}, probe flip rate {st['probe_flip_rate']}")
+    save_state(layout, state)
+    return st
+
+
+def _health_error(cfg: AgentConfig, rel: Path, base: Dict[str, Any]) -> Optional[str]:
+    """Step 8: why ``/healthz`` does not report the new release (None when healthy or not configured)."""
+    if not cfg.health_url:
+        return None
+    from edgemask.fleet.health import wait_healthy
+
+    h = wait_healthy(cfg.health_url, _manifest_sha(rel), cfg.health_timeout_s, cfg.health_poll_s)
+    base["health"] = {"ok": h.ok, "reason": h.reason, "seconds": h.seconds}
+    return None if h.ok else f"health check failed: {h.reason}"
 
 
 def _commit(layout: Layout, state: AgentState) -> None:

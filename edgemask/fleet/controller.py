@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from edgemask.config import EDGEMASK_FLEET_CUT_AFTER_BYTES, env_int
 from edgemask.errors import ConfigError, EdgemaskError
 from edgemask.fleet.inventory import Box, Inventory
 from edgemask.fleet.journal import Journal, replay
@@ -32,7 +33,7 @@ from edgemask.fleet.waves import over_threshold, plan_waves
 
 CHUNK = 256 * 1024
 #: Fault injection for tests and benchmarks: drop the connection after this many uploaded bytes.
-CUT_ENV = "EDGEMASK_FLEET_CUT_AFTER_BYTES"
+CUT_ENV = EDGEMASK_FLEET_CUT_AFTER_BYTES
 
 ProgressFn = Callable[[str, Dict[str, Any]], None]
 
@@ -110,7 +111,7 @@ async def _upload(conn: Any, box: Box, package: Path, sha: str) -> tuple:
     incoming = f"{box.install_dir.rstrip('/')}/incoming"
     part, done = f"{incoming}/{sha}.part", f"{incoming}/{sha}.embundle"
     size = package.stat().st_size
-    cut = int(os.environ.get(CUT_ENV, "0") or 0)
+    cut = env_int(CUT_ENV, 0)
     async with conn.start_sftp_client() as sftp:
         await sftp.makedirs(incoming, exist_ok=True)
         if await sftp.exists(done):

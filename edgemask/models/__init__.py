@@ -7,6 +7,7 @@ engines all work in pixel space and cannot disagree about preprocessing.
 
 from edgemask.models.registry import ModelSpec, create_model, get_model_spec, list_models, register_model
 from edgemask.models.flops import count_flops, count_parameters
+from edgemask.models.weights import load_weights
 
 # Importing the architecture modules registers them.
 from edgemask.models import baselines as _baselines  # noqa: F401,E402
@@ -21,5 +22,6 @@ __all__ = [
     "create_model",
     "get_model_spec",
     "list_models",
+    "load_weights",
     "register_model",
 ]

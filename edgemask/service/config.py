@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgemask.config import EDGEMASK_MQTT_PASSWORD, EDGEMASK_SOURCE_PASSWORD, EDGEMASK_WEBHOOK_TOKEN, setting
 from edgemask.errors import ConfigError
 
 #: Classes that raise an alert by default.
@@ -46,10 +47,10 @@ OPTION_ALIASES = {
     "reconnect_min": "reconnect_min_s",
     "reconnect_max": "reconnect_max_s",
 }
-#: Environment variables holding secrets.
-ENV_MQTT_PASSWORD = "EDGEMASK_MQTT_PASSWORD"
-ENV_WEBHOOK_TOKEN = "EDGEMASK_WEBHOOK_TOKEN"
-ENV_SOURCE_PASSWORD = "EDGEMASK_SOURCE_PASSWORD"  # of an rtsp:// / http:// camera: --source rtsp://USER@host/...
+#: Environment variables holding secrets (documented in edgemask/config.py's table).
+ENV_MQTT_PASSWORD = EDGEMASK_MQTT_PASSWORD
+ENV_WEBHOOK_TOKEN = EDGEMASK_WEBHOOK_TOKEN
+ENV_SOURCE_PASSWORD = EDGEMASK_SOURCE_PASSWORD  # of an rtsp:// / http:// camera: --source rtsp://USER@host/...
 
 
 @dataclass
@@ -467,7 +468,6 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
     A config file holding secrets that other users can read is refused: fix
     it with ``chmod 600``.
     """
-    env = os.environ if environ is None else environ
     file_secrets: dict[str, Any] = {}
     if config_file:
         data = read_config_file(config_file)
@@ -489,9 +489,9 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
                 raise ConfigError(f"config file {config_file} holds secrets but other users can read it; "
                                   f"run 'chmod 600 {config_file}'")
     secrets = Secrets(
-        mqtt_password=env.get(ENV_MQTT_PASSWORD) or str(file_secrets.get("mqtt_password", "")),
-        webhook_token=env.get(ENV_WEBHOOK_TOKEN) or str(file_secrets.get("webhook_token", "")),
-        source_password=env.get(ENV_SOURCE_PASSWORD) or str(file_secrets.get("source_password", "")),
+        mqtt_password=setting(ENV_MQTT_PASSWORD, environ) or str(file_secrets.get("mqtt_password", "")),
+        webhook_token=setting(ENV_WEBHOOK_TOKEN, environ) or str(file_secrets.get("webhook_token", "")),
+        source_password=setting(ENV_SOURCE_PASSWORD, environ) or str(file_secrets.get("source_password", "")),
     )
     from edgemask.utils.redact import register_secret
 

@@ -36,6 +36,7 @@ class SdNotifier:
     """
 
     def __init__(self, environ: dict[str, str] | None = None):
+        # systemd's variables, not edgemask knobs (edgemask/config.py): read where they are used.
         env = os.environ if environ is None else environ
         addr = env.get("NOTIFY_SOCKET", "")
         self.address: str | bytes | None = None

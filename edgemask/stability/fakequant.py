@@ -19,7 +19,7 @@ reports that agreement next to every number the twin produced.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List, NamedTuple
 
 import numpy as np
 import torch
@@ -328,164 +328,248 @@ class FakeQuantTwin(nn.Module):
     def _run(self, node: tuple, get: Callable[[str], torch.Tensor | None]) -> list[torch.Tensor]:
         op, ins, outs, a, name = node
         x = [get(i) for i in ins]
-        where = f"node {name or op} ({op})"
-        if op == "QuantizeLinear":
-            scale, zp = x[1].float(), (x[2] if len(x) > 2 and x[2] is not None else None)
-            qt = self._qtype.get(ins[2], 2) if len(ins) > 2 and ins[2] else int(a.get("output_dtype", 2) or 2)
-            if qt not in _QRANGE:
-                raise ExportError(f"{where}: quantized type {qt} is not supported by the twin (int8/uint8/int16/uint16 are)")
-            qmin, qmax = _QRANGE[qt]
-            axis = int(a.get("axis", 1))
-            s = _per_axis(scale, x[0], axis)
-            z = _per_axis(zp.float(), x[0], axis) if zp is not None else 0.0
-            # The integer value, kept in float: clamp(round(x/s) + z); STE through round.
-            return [torch.clamp(_RoundSTE.apply(x[0] / s) + z, qmin, qmax)]
-        if op == "DequantizeLinear":
-            axis = int(a.get("axis", 1))
-            q = x[0].float()
-            s = _per_axis(x[1].float(), q, axis)
-            z = _per_axis(x[2].float(), q, axis) if len(x) > 2 and x[2] is not None else 0.0
-            return [(q - z) * s]
-        if op == "Conv":
-            if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                raise ExportError(f"{where}: auto_pad={a['auto_pad']!r} is not supported by the twin; export with explicit pads")
-            w = x[1]
-            nd = w.ndim - 2
-            sym, begin, fpad = _pads_to_torch(list(a.get("pads", [0] * (2 * nd))))
-            inp = x[0] if sym else F.pad(x[0], fpad)
-            conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
-            return [conv(inp, w, x[2] if len(x) > 2 else None, stride=list(a.get("strides", [1] * nd)),
-                         padding=begin if sym else 0, dilation=list(a.get("dilations", [1] * nd)), groups=int(a.get("group", 1)))]
-        if op == "Relu":
-            return [F.relu(x[0])]
-        if op == "Clip":
-            lo = x[1] if len(x) > 1 and x[1] is not None else a.get("min")
-            hi = x[2] if len(x) > 2 and x[2] is not None else a.get("max")
-            lo = float(lo) if lo is not None else None
-            hi = float(hi) if hi is not None else None
-            return [torch.clamp(x[0], lo, hi)]
-        if op in ("MaxPool", "AveragePool"):
-            if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                raise ExportError(f"{where}: auto_pad is not supported by the twin; export with explicit pads")
-            k = list(a["kernel_shape"])
-            nd = len(k)
-            strides = list(a.get("strides", [1] * nd))
-            sym, begin, fpad = _pads_to_torch(list(a.get("pads", [0] * (2 * nd))))
-            ceil = bool(a.get("ceil_mode", 0))
-            if op == "MaxPool":
-                inp = x[0] if sym else F.pad(x[0], fpad, value=float("-inf"))
-                fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
-                return [fn(inp, k, strides, begin if sym else 0, dilation=list(a.get("dilations", [1] * nd)), ceil_mode=ceil)]
-            include = bool(a.get("count_include_pad", 0))
-            if not sym:
-                if not include and any(fpad):
-                    raise ExportError(f"{where}: asymmetric padding without count_include_pad is not supported by the twin")
-                inp, begin = F.pad(x[0], fpad), [0] * nd
-            else:
-                inp = x[0]
-            fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
-            return [fn(inp, k, strides, begin, ceil_mode=ceil, count_include_pad=include)]
-        if op == "GlobalAveragePool":
-            return [x[0].mean(dim=tuple(range(2, x[0].ndim)), keepdim=True)]
-        if op == "Gemm":
-            A, B = x[0], x[1]
-            if a.get("transA", 0):
-                A = A.t()
-            if a.get("transB", 0):
-                B = B.t()
-            y = float(a.get("alpha", 1.0)) * (A @ B)
-            if len(x) > 2 and x[2] is not None:
-                y = y + float(a.get("beta", 1.0)) * x[2]
-            return [y]
-        if op == "MatMul":
-            return [torch.matmul(x[0], x[1])]
-        if op in ("Add", "Mul", "Sub", "Div"):
-            p, q = x[0], x[1]
-            if op == "Div" and not p.is_floating_point() and not q.is_floating_point():
-                return [torch.div(p, q, rounding_mode="trunc")]
-            return [{"Add": torch.add, "Mul": torch.mul, "Sub": torch.sub, "Div": torch.div}[op](p, q)]
-        if op == "Flatten":
-            axis = int(a.get("axis", 1)) % max(1, x[0].ndim)
-            lead = int(np.prod(x[0].shape[:axis])) if axis else 1
-            return [x[0].reshape(lead, -1)]
-        if op == "Reshape":
-            shape = [int(v) for v in x[1].tolist()]
-            if not a.get("allowzero", 0):
-                shape = [x[0].shape[i] if v == 0 else v for i, v in enumerate(shape)]
-            return [x[0].reshape(shape)]
-        if op == "Transpose":
-            perm = a.get("perm") or list(reversed(range(x[0].ndim)))
-            return [x[0].permute(*perm)]
-        if op == "Concat":
-            return [torch.cat([t for t in x if t is not None], dim=int(a["axis"]))]
-        if op in ("Identity", "Dropout"):  # Dropout is inference-mode identity
-            return [x[0]] + ([torch.ones_like(x[0], dtype=torch.bool)] if len(outs) > 1 else [])
-        if op == "Constant":
-            from onnx import numpy_helper
+        n = _Node(op, ins, outs, a, f"node {name or op} ({op})")
+        handler = _OPS.get(op)
+        if handler is None:
+            raise ExportError(f"{n.where} is not supported by the fake-quant twin")
+        return handler(self, n, x)
 
-            if "value" in a:
-                return [self._to_torch(numpy_helper.to_array(a["value"]))]
-            for key in ("value_float", "value_int"):
-                if key in a:
-                    return [torch.tensor(a[key], dtype=torch.float32 if key == "value_float" else torch.int64)]
-            for key in ("value_floats", "value_ints"):
-                if key in a:
-                    return [torch.tensor(list(a[key]), dtype=torch.float32 if key == "value_floats" else torch.int64)]
-            raise ExportError(f"{where}: Constant with attributes {sorted(a)} is not supported by the twin")
-        if op == "Shape":
-            dims = list(x[0].shape)
-            start, end = int(a.get("start", 0)), a.get("end")
-            dims = dims[start:] if end is None else dims[start:int(end)]
-            return [torch.tensor(dims, dtype=torch.int64)]
-        if op == "Gather":
-            idx = x[1].long()
-            axis = int(a.get("axis", 0)) % x[0].ndim
-            idx = torch.where(idx < 0, idx + x[0].shape[axis], idx).to(x[0].device)
-            out = torch.index_select(x[0], axis, idx.reshape(-1))
-            new_shape = list(x[0].shape[:axis]) + list(idx.shape) + list(x[0].shape[axis + 1:])
-            return [out.reshape(new_shape)]
-        if op in ("Unsqueeze", "Squeeze"):
-            axes = x[1].tolist() if len(x) > 1 and x[1] is not None else a.get("axes")
-            t = x[0]
-            if op == "Unsqueeze":
-                rank = t.ndim + len(axes)
-                for ax in sorted(int(v) % rank for v in axes):
-                    t = t.unsqueeze(ax)
-                return [t]
-            if axes is None:
-                return [t.squeeze()]
-            for ax in sorted((int(v) % t.ndim for v in axes), reverse=True):
-                t = t.squeeze(ax)
-            return [t]
-        if op == "BatchNormalization":
-            xs, sc, b, mean, var = x[:5]
-            shape = [1, -1] + [1] * (xs.ndim - 2)
-            eps = float(a.get("epsilon", 1e-5))
-            return [(xs - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps) * sc.reshape(shape) + b.reshape(shape)]
-        if op == "Sigmoid":
-            return [torch.sigmoid(x[0])]
-        if op == "Softmax":
-            return [torch.softmax(x[0], dim=int(a.get("axis", -1)))]
-        if op in ("ReduceMean", "ReduceMax", "ReduceSum"):
-            # opset < 18 (ReduceSum < 13): axes attribute; later: optional second input.
-            axes = a.get("axes") if "axes" in a else (x[1].tolist() if len(x) > 1 and x[1] is not None else None)
-            keep = bool(a.get("keepdims", 1))
-            if axes is None or len(axes) == 0:
-                if a.get("noop_with_empty_axes", 0):
-                    return [x[0]]
-                axes = list(range(x[0].ndim))
-            dims = tuple(int(v) for v in axes)
-            if op == "ReduceMax":
-                return [x[0].amax(dim=dims, keepdim=keep)]
-            return [x[0].mean(dim=dims, keepdim=keep) if op == "ReduceMean" else x[0].sum(dim=dims, keepdim=keep)]
-        if op == "Cast":
-            from onnx import TensorProto
 
-            to = int(a["to"])
-            if to in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE):
-                return [x[0].float()]
-            return [x[0].long() if not x[0].is_floating_point() else torch.trunc(x[0]).long()]
-        raise ExportError(f"{where} is not supported by the fake-quant twin")
+class _Node(NamedTuple):
+    """One ONNX node as an op handler sees it."""
+
+    op: str
+    ins: list[str]
+    outs: list[str]
+    a: dict[str, Any]  # attributes
+    where: str         # "node NAME (OP)", for error messages
+
+
+# One handler per op (or family of ops): (twin, node, inputs) -> outputs. ``_OPS`` below maps names to them.
+_Inputs = List[Any]  # torch.Tensor | None per node input, in order
+
+
+def _quantize_linear(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    ins, a = n.ins, n.a
+    scale, zp = x[1].float(), (x[2] if len(x) > 2 and x[2] is not None else None)
+    qt = twin._qtype.get(ins[2], 2) if len(ins) > 2 and ins[2] else int(a.get("output_dtype", 2) or 2)
+    if qt not in _QRANGE:
+        raise ExportError(f"{n.where}: quantized type {qt} is not supported by the twin (int8/uint8/int16/uint16 are)")
+    qmin, qmax = _QRANGE[qt]
+    axis = int(a.get("axis", 1))
+    s = _per_axis(scale, x[0], axis)
+    z = _per_axis(zp.float(), x[0], axis) if zp is not None else 0.0
+    # The integer value, kept in float: clamp(round(x/s) + z); STE through round.
+    return [torch.clamp(_RoundSTE.apply(x[0] / s) + z, qmin, qmax)]
+
+
+def _dequantize_linear(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    axis = int(n.a.get("axis", 1))
+    q = x[0].float()
+    s = _per_axis(x[1].float(), q, axis)
+    z = _per_axis(x[2].float(), q, axis) if len(x) > 2 and x[2] is not None else 0.0
+    return [(q - z) * s]
+
+
+def _conv(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    a = n.a
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise ExportError(f"{n.where}: auto_pad={a['auto_pad']!r} is not supported by the twin; export with explicit pads")
+    w = x[1]
+    nd = w.ndim - 2
+    sym, begin, fpad = _pads_to_torch(list(a.get("pads", [0] * (2 * nd))))
+    inp = x[0] if sym else F.pad(x[0], fpad)
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    return [conv(inp, w, x[2] if len(x) > 2 else None, stride=list(a.get("strides", [1] * nd)),
+                 padding=begin if sym else 0, dilation=list(a.get("dilations", [1] * nd)), groups=int(a.get("group", 1)))]
+
+
+def _clip(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    lo = x[1] if len(x) > 1 and x[1] is not None else n.a.get("min")
+    hi = x[2] if len(x) > 2 and x[2] is not None else n.a.get("max")
+    lo = float(lo) if lo is not None else None
+    hi = float(hi) if hi is not None else None
+    return [torch.clamp(x[0], lo, hi)]
+
+
+def _pool(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    a = n.a
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise ExportError(f"{n.where}: auto_pad is not supported by the twin; export with explicit pads")
+    k = list(a["kernel_shape"])
+    nd = len(k)
+    strides = list(a.get("strides", [1] * nd))
+    sym, begin, fpad = _pads_to_torch(list(a.get("pads", [0] * (2 * nd))))
+    ceil = bool(a.get("ceil_mode", 0))
+    if n.op == "MaxPool":
+        inp = x[0] if sym else F.pad(x[0], fpad, value=float("-inf"))
+        fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
+        return [fn(inp, k, strides, begin if sym else 0, dilation=list(a.get("dilations", [1] * nd)), ceil_mode=ceil)]
+    include = bool(a.get("count_include_pad", 0))
+    if not sym:
+        if not include and any(fpad):
+            raise ExportError(f"{n.where}: asymmetric padding without count_include_pad is not supported by the twin")
+        inp, begin = F.pad(x[0], fpad), [0] * nd
+    else:
+        inp = x[0]
+    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
+    return [fn(inp, k, strides, begin, ceil_mode=ceil, count_include_pad=include)]
+
+
+def _gemm(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    a = n.a
+    A, B = x[0], x[1]
+    if a.get("transA", 0):
+        A = A.t()
+    if a.get("transB", 0):
+        B = B.t()
+    y = float(a.get("alpha", 1.0)) * (A @ B)
+    if len(x) > 2 and x[2] is not None:
+        y = y + float(a.get("beta", 1.0)) * x[2]
+    return [y]
+
+
+def _arithmetic(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    p, q = x[0], x[1]
+    if n.op == "Div" and not p.is_floating_point() and not q.is_floating_point():
+        return [torch.div(p, q, rounding_mode="trunc")]
+    return [{"Add": torch.add, "Mul": torch.mul, "Sub": torch.sub, "Div": torch.div}[n.op](p, q)]
+
+
+def _flatten(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    axis = int(n.a.get("axis", 1)) % max(1, x[0].ndim)
+    lead = int(np.prod(x[0].shape[:axis])) if axis else 1
+    return [x[0].reshape(lead, -1)]
+
+
+def _reshape(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    shape = [int(v) for v in x[1].tolist()]
+    if not n.a.get("allowzero", 0):
+        shape = [x[0].shape[i] if v == 0 else v for i, v in enumerate(shape)]
+    return [x[0].reshape(shape)]
+
+
+def _transpose(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    perm = n.a.get("perm") or list(reversed(range(x[0].ndim)))
+    return [x[0].permute(*perm)]
+
+
+def _identity(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    # Dropout is inference-mode identity (its optional mask output: all kept).
+    return [x[0]] + ([torch.ones_like(x[0], dtype=torch.bool)] if len(n.outs) > 1 else [])
+
+
+def _constant(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    from onnx import numpy_helper
+
+    a = n.a
+    if "value" in a:
+        return [twin._to_torch(numpy_helper.to_array(a["value"]))]
+    for key in ("value_float", "value_int"):
+        if key in a:
+            return [torch.tensor(a[key], dtype=torch.float32 if key == "value_float" else torch.int64)]
+    for key in ("value_floats", "value_ints"):
+        if key in a:
+            return [torch.tensor(list(a[key]), dtype=torch.float32 if key == "value_floats" else torch.int64)]
+    raise ExportError(f"{n.where}: Constant with attributes {sorted(a)} is not supported by the twin")
+
+
+def _shape(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    dims = list(x[0].shape)
+    start, end = int(n.a.get("start", 0)), n.a.get("end")
+    dims = dims[start:] if end is None else dims[start:int(end)]
+    return [torch.tensor(dims, dtype=torch.int64)]
+
+
+def _gather(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    idx = x[1].long()
+    axis = int(n.a.get("axis", 0)) % x[0].ndim
+    idx = torch.where(idx < 0, idx + x[0].shape[axis], idx).to(x[0].device)
+    out = torch.index_select(x[0], axis, idx.reshape(-1))
+    new_shape = list(x[0].shape[:axis]) + list(idx.shape) + list(x[0].shape[axis + 1:])
+    return [out.reshape(new_shape)]
+
+
+def _squeeze_unsqueeze(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    axes = x[1].tolist() if len(x) > 1 and x[1] is not None else n.a.get("axes")
+    t = x[0]
+    if n.op == "Unsqueeze":
+        rank = t.ndim + len(axes)
+        for ax in sorted(int(v) % rank for v in axes):
+            t = t.unsqueeze(ax)
+        return [t]
+    if axes is None:
+        return [t.squeeze()]
+    for ax in sorted((int(v) % t.ndim for v in axes), reverse=True):
+        t = t.squeeze(ax)
+    return [t]
+
+
+def _batch_norm(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    xs, sc, b, mean, var = x[:5]
+    shape = [1, -1] + [1] * (xs.ndim - 2)
+    eps = float(n.a.get("epsilon", 1e-5))
+    return [(xs - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps) * sc.reshape(shape) + b.reshape(shape)]
+
+
+def _reduce(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    a = n.a
+    # opset < 18 (ReduceSum < 13): axes attribute; later: optional second input.
+    axes = a.get("axes") if "axes" in a else (x[1].tolist() if len(x) > 1 and x[1] is not None else None)
+    keep = bool(a.get("keepdims", 1))
+    if axes is None or len(axes) == 0:
+        if a.get("noop_with_empty_axes", 0):
+            return [x[0]]
+        axes = list(range(x[0].ndim))
+    dims = tuple(int(v) for v in axes)
+    if n.op == "ReduceMax":
+        return [x[0].amax(dim=dims, keepdim=keep)]
+    return [x[0].mean(dim=dims, keepdim=keep) if n.op == "ReduceMean" else x[0].sum(dim=dims, keepdim=keep)]
+
+
+def _cast(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
+    from onnx import TensorProto
+
+    to = int(n.a["to"])
+    if to in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE):
+        return [x[0].float()]
+    return [x[0].long() if not x[0].is_floating_point() else torch.trunc(x[0]).long()]
+
+
+_OPS: dict[str, Callable[[FakeQuantTwin, _Node, _Inputs], list[torch.Tensor]]] = {
+    "QuantizeLinear": _quantize_linear,
+    "DequantizeLinear": _dequantize_linear,
+    "Conv": _conv,
+    "Relu": lambda twin, n, x: [F.relu(x[0])],
+    "Clip": _clip,
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "GlobalAveragePool": lambda twin, n, x: [x[0].mean(dim=tuple(range(2, x[0].ndim)), keepdim=True)],
+    "Gemm": _gemm,
+    "MatMul": lambda twin, n, x: [torch.matmul(x[0], x[1])],
+    "Add": _arithmetic,
+    "Mul": _arithmetic,
+    "Sub": _arithmetic,
+    "Div": _arithmetic,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Transpose": _transpose,
+    "Concat": lambda twin, n, x: [torch.cat([t for t in x if t is not None], dim=int(n.a["axis"]))],
+    "Identity": _identity,
+    "Dropout": _identity,
+    "Constant": _constant,
+    "Shape": _shape,
+    "Gather": _gather,
+    "Unsqueeze": _squeeze_unsqueeze,
+    "Squeeze": _squeeze_unsqueeze,
+    "BatchNormalization": _batch_norm,
+    "Sigmoid": lambda twin, n, x: [torch.sigmoid(x[0])],
+    "Softmax": lambda twin, n, x: [torch.softmax(x[0], dim=int(n.a.get("axis", -1)))],
+    "ReduceMean": _reduce,
+    "ReduceMax": _reduce,
+    "ReduceSum": _reduce,
+    "Cast": _cast,
+}
 
 
 def twin_from_bundle(bundle: Any, precision: str = "int8") -> FakeQuantTwin:

@@ -6,19 +6,18 @@ from typing import Any
 
 import numpy as np
 
-from edgemask.errors import BundleError, ConfigError, EdgemaskError
+from edgemask.data import transforms
+from edgemask.errors import BundleError, ConfigError
 
 
 def load_float_model(bundle: Any, device: str = "cpu") -> Any:
     """The bundle's float model in torch, eval mode, from ``weights.safetensors`` + manifest arch.
 
     Raises:
-        BundleError: no float weights in the bundle, or weights that do not fit the architecture.
+        BundleError: no float weights in the bundle.
+        ModelError: weights that do not load into the manifest's architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from edgemask.models import create_model
+    from edgemask.models import load_weights
 
     entry = next((m for m in bundle.manifest.models if m.format == "safetensors"), None)
     path = bundle.path(entry.file) if entry is not None else None
@@ -26,16 +25,8 @@ def load_float_model(bundle: Any, device: str = "cpu") -> Any:
         raise BundleError(f"bundle {bundle.root} has no float weights (weights.safetensors); the stability study "
                           "attacks the float model, so re-export the bundle with 'edgemask export RUN --out "
                           f"{bundle.root} --overwrite'")
-    try:
-        model = create_model(bundle.manifest.arch, **bundle.manifest.arch_args)
-    except EdgemaskError as e:
-        raise BundleError(f"bundle {bundle.root}: {e}") from None
-    try:
-        state = load_file(str(path), device="cpu")
-        model.load_state_dict(state, strict=True)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BundleError(f"{path} does not load into {bundle.manifest.arch!r} ({first}); re-export the bundle") from None
+    model = load_weights(bundle.manifest.arch, bundle.manifest.arch_args, path, fix="re-export the bundle",
+                         described_by=bundle.root / "manifest.json")
     return model.to(device).eval()
 
 
@@ -67,15 +58,19 @@ def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def to_nchw_float(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC (a FaceDataset's images) or float NCHW in [0,1] → contiguous float32 NCHW."""
+    """uint8 NHWC (a FaceDataset's images) or float NCHW in [0,1] → contiguous float32 NCHW.
+
+    Checks what a user's data must look like (ConfigError with the fix), then
+    converts with :func:`edgemask.data.transforms.to_nchw_float`.
+    """
     images = np.asarray(images)
     if images.dtype == np.uint8:
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ConfigError(f"uint8 images must be (N, S, S, 3) RGB, got shape {images.shape}")
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+        return transforms.to_nchw_float(images)
     if images.ndim != 4 or images.shape[1] != 3:
         raise ConfigError(f"float images must be (N, 3, S, S) in [0, 1], got shape {images.shape}")
-    x = np.ascontiguousarray(images.astype(np.float32))
+    x = transforms.to_nchw_float(images)
     if x.size and (x.min() < 0 or x.max() > 1):
         raise ConfigError(f"float images must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g}); divide 8-bit pixels by 255")
     return x

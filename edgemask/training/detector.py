@@ -138,10 +138,8 @@ def detector_loss(raw, heat, reg, mask):
 
 def load_detector_run(run_dir: str | Path):
     """(model in eval mode, model.json dict) of a detector run folder."""
-    from safetensors.torch import load_file
-
     from edgemask.errors import ModelError
-    from edgemask.models import create_model
+    from edgemask.models import load_weights
 
     run = Path(run_dir)
     mj = run / "model.json"
@@ -160,19 +158,7 @@ def load_detector_run(run_dir: str | Path):
                          "pass a run of 'edgemask detector train'")
     if not isinstance(info.get("arch"), str) or not isinstance(info.get("arch_args"), dict):
         raise ModelError(f"{mj} lacks or mistypes 'arch' (a string) / 'arch_args' (an object); {fix}")
-    try:
-        model = create_model(info["arch"], **info["arch_args"])
-    except (TypeError, ValueError) as e:
-        raise ModelError(f"{mj}: {info['arch']!r} cannot be built from its arch_args ({e}); {fix}") from None
-    from safetensors import SafetensorError
-
-    try:
-        model.load_state_dict(load_file(str(run / "weights.safetensors")))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{run / 'weights.safetensors'} is not a readable safetensors file ({e}); {fix}") from None
-    except RuntimeError as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise ModelError(f"{run / 'weights.safetensors'} does not match architecture {info['arch']!r} ({first}); {fix}") from None
+    model = load_weights(info["arch"], info["arch_args"], run / "weights.safetensors", fix=fix, described_by=mj)
     return model.eval(), info
 
 

@@ -18,7 +18,7 @@ import torch
 
 from edgemask.config import CROP_MARGIN, CROP_METHOD
 from edgemask.errors import ModelError
-from edgemask.models import create_model
+from edgemask.models import load_weights
 from edgemask.models.registry import EdgeMaskNet
 from edgemask.utils.io import atomic_path, atomic_write_json
 
@@ -168,27 +168,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[E
     Raises:
         ModelError: missing/malformed files, or weights that do not fit the architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     info = read_run_info(run_dir)
-    wpath = Path(run_dir) / "weights.safetensors"
-    if not wpath.is_file():
-        raise ModelError(f"{wpath} is missing; re-run 'edgemask train' or copy the whole run folder")
-    try:
-        model = create_model(info.arch, **info.arch_args)
-    except (TypeError, ValueError, RuntimeError) as e:  # e.g. "num_classes": "three"
-        raise ModelError(f"{Path(run_dir) / 'model.json'}: architecture {info.arch!r} cannot be built from its "
-                         f"arch_args ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                         "re-run 'edgemask train' to regenerate the run") from None
-    try:
-        state = load_file(str(wpath), device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{wpath} is not a readable safetensors file ({e}); re-run 'edgemask train'") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ModelError(f"{wpath} does not match architecture {info.arch!r} ({first}); the run folder is inconsistent") from None
+    model = load_weights(info.arch, info.arch_args, Path(run_dir) / "weights.safetensors",
+                         fix="re-run 'edgemask train', or copy the whole run folder again",
+                         described_by=Path(run_dir) / "model.json")
     model.to(device).eval()
     return model, info

@@ -44,7 +44,9 @@ def search_dirs(kind: str, env_var: str) -> list[Path]:
     2. the checkout's ``<kind>/``,
     3. the installed wheel's ``share/edgemask/<kind>`` (see :func:`installed_dirs`).
     """
-    dirs = [Path(p).expanduser() for p in os.environ.get(env_var, "").split(os.pathsep) if p.strip()]
+    from edgemask.config import setting
+
+    dirs = [Path(p).expanduser() for p in (setting(env_var) or "").split(os.pathsep) if p.strip()]
     checkout = checkout_dir(kind)
     if checkout is not None:
         dirs.append(checkout)

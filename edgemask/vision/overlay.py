@@ -56,6 +56,7 @@ def draw_overlay(bgr: np.ndarray, faces: Iterable[dict[str, Any]], fps: float | 
 
 def has_display() -> bool:
     """True when a window can be shown: a display is set and OpenCV has a GUI backend."""
+    # DISPLAY / WAYLAND_DISPLAY are not edgemask knobs (edgemask/config.py): read where they matter.
     if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
     import cv2

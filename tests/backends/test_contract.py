@@ -15,7 +15,7 @@ from edgemask.backends import get_backend, list_backends
 from edgemask.bundle import load_bundle
 from edgemask.errors import BackendError, BundleError, EdgemaskError, NotAvailableError
 
-SIZE = 32  # the tiny bundle's input size (tests/backends/conftest.py)
+SIZE = 32  # the tiny bundle's input size (tests/assets.py)
 
 # Same rules as `edgemask compare` (see CompareConfig): fp32 tight, fp16 loose, int8 by decisions.
 MAX_ABS_DIFF = {"fp32": 1e-3, "fp16": 5e-2}
@@ -81,7 +81,7 @@ def test_constructor_is_cheap_and_loads_nothing(case, tmp_path):
     copy = shutil.copytree(bundle.root, tmp_path / "b")
     b = load_bundle(copy)
     r = _make(cls, b, precision)
-    assert r.active is False and r.latencies_ms == []
+    assert r.active is False and len(r.latencies_ms) == 0
     assert r.precision == precision and r.num_classes == 3 and r.input_size == SIZE
     # Damage every model file after construction: a runner that had loaded
     # its model in __init__ would still activate; one that loads in

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgemask.data.transforms import augment_batch, to_tensor
+from edgemask.data.transforms import augment_batch, to_nchw_float, to_tensor
 
 
 def test_to_tensor_layout_and_scale():
@@ -19,6 +19,20 @@ def test_to_tensor_layout_and_scale():
     assert torch.equal(to_tensor(torch.from_numpy(imgs)), t)
     with pytest.raises(ValueError):
         to_tensor(imgs.astype(np.float32))
+
+
+def test_to_nchw_float_layout_scale_and_copy():
+    imgs = np.zeros((2, 4, 5, 3), np.uint8)
+    imgs[1, 2, 3] = (255, 51, 0)
+    x = to_nchw_float(imgs)
+    assert x.shape == (2, 3, 4, 5) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert np.array_equal(x, to_tensor(imgs).numpy())  # the numpy and the torch conversion agree bit for bit
+    f = np.full((1, 3, 2, 2), 0.5, np.float32)
+    y = to_nchw_float(f)
+    assert np.array_equal(y, f) and not np.shares_memory(y, f)
+    for bad in (np.zeros((2, 3, 4, 5), np.uint8), np.zeros((2, 4, 5, 3), np.float32), np.zeros((4, 5, 3), np.uint8)):
+        with pytest.raises(ValueError):
+            to_nchw_float(bad)
 
 
 def _batch(n=64, s=32):

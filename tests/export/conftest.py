@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from assets import CLASS_NAMES
 
-CLASSES = ["mask", "no_mask", "mask_incorrect"]
+CLASSES = CLASS_NAMES
 TINY_ARGS = dict(num_classes=3, input_size=32, widths=(8, 16), hidden=16)
 
 
@@ -26,11 +27,9 @@ def _synth_data(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.n
 
 
 def _make_run(run_dir: Path, model) -> Path:
-    from edgemask.models.registry import resolved_args
-    from edgemask.training.run import run_info_for, save_run_files
+    from assets import save_run
 
-    save_run_files(run_dir, model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **TINY_ARGS), CLASSES))
-    return run_dir
+    return save_run(run_dir, model, TINY_ARGS, CLASSES)
 
 
 @pytest.fixture(scope="session", name="synth_data")
@@ -42,13 +41,9 @@ def synth_data_fixture():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """An untrained (seeded) 3-class seed_cnn at 32×32 saved as a run dir."""
-    import torch
+    from assets import untrained_run
 
-    from edgemask.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("seed_cnn", **TINY_ARGS).eval()
-    return _make_run(tmp_path_factory.mktemp("export_run") / "run", model)
+    return untrained_run(tmp_path_factory.mktemp("export_run") / "run", TINY_ARGS, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from fleet_helpers import make_box, stop_service
 
 pytest.importorskip("cryptography")
 
-CLASSES = ["mask", "no_mask", "mask_incorrect"]
 TINY_ARGS = dict(num_classes=3, input_size=32, widths=(8, 16), hidden=16)
 
 
@@ -32,20 +31,14 @@ def _rehash_and_sign(bundle: Path, key: Path, version: int | None = None) -> Non
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory):
     """Keys, bundles v1/v2 (signed, packed), and refused variants of v2."""
-    import torch
+    from assets import untrained_run
 
     from edgemask.bundle.pack import pack_bundle
     from edgemask.bundle.signing import generate_key, sign_bundle
     from edgemask.export import export_bundle
-    from edgemask.models import create_model
-    from edgemask.models.registry import resolved_args
-    from edgemask.training.run import run_info_for, save_run_files
 
     root = tmp_path_factory.mktemp("fleet")
-    torch.manual_seed(0)
-    model = create_model("seed_cnn", **TINY_ARGS).eval()
-    run = root / "run"
-    save_run_files(run, model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **TINY_ARGS), CLASSES))
+    run = untrained_run(root / "run", TINY_ARGS, seed=0)
     recipe = root / "r.toml"
     recipe.write_text('source = "synth"\ncount = 24\nstratified = true\nseed = 7\n')
     key = generate_key(root / "keys")

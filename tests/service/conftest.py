@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from service_fakes import (
-    CLASS_NAMES,
     Mosquitto,
     WebhookServer,
     mosquitto_binary,
@@ -35,28 +34,10 @@ def broker(tmp_path):
     b.stop()
 
 
-def make_service_bundle(root: Path) -> Path:
-    """A real exported bundle (untrained 3-class seed_cnn at 32×32, fp32 ONNX only) at ``root / "bundle"``."""
-    import torch
-
-    from edgemask.export import export_bundle
-    from edgemask.models import create_model
-    from edgemask.models.registry import resolved_args
-    from edgemask.training.run import run_info_for, save_run_files
-
-    root = Path(root)
-    args = dict(num_classes=3, input_size=32, widths=(8, 16), hidden=16)
-    torch.manual_seed(3)
-    model = create_model("seed_cnn", **args).eval()
-    save_run_files(root / "run", model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **args), CLASS_NAMES))
-    recipe = root / "recipe.toml"
-    recipe.write_text('source = "synth"\ncount = 8\nstratified = true\nseed = 7\n')
-    return export_bundle(root / "run", root / "bundle", calibration=str(recipe), precisions="fp32", opencv_check=False)
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    """The bundle of :func:`make_service_bundle` (prebuilt on the Python 3.8 job: tests/bundle_cache.py)."""
+    """``assets.make_service_bundle`` (prebuilt on the Python 3.8 job: tests/bundle_cache.py)."""
+    from assets import make_service_bundle
     from bundle_cache import test_bundle
 
     return test_bundle("service", make_service_bundle, tmp_path_factory)

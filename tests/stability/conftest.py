@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from assets import CLASS_NAMES
 
-CLASSES = ["mask", "no_mask", "mask_incorrect"]
+CLASSES = CLASS_NAMES
 TINY_ARGS = {"num_classes": 3, "input_size": 32, "widths": (8, 16), "hidden": 16, "dropout": 0.0}
 STUDY_N = 24
 
@@ -48,11 +49,9 @@ def train_tiny(seed: int = 0, n: int = 480, epochs: int = 8):
 
 
 def make_run(run_dir: Path, model) -> Path:
-    from edgemask.models.registry import resolved_args
-    from edgemask.training.run import run_info_for, save_run_files
+    from assets import save_run
 
-    save_run_files(run_dir, model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **TINY_ARGS), CLASSES))
-    return run_dir
+    return save_run(run_dir, model, TINY_ARGS, CLASSES)
 
 
 @pytest.fixture(scope="session", name="synth_xy")

@@ -208,3 +208,10 @@ def test_unsupported_op_is_an_export_error_naming_it(tmp_path):
         FakeQuantTwin(tmp_path / "junk.onnx")
     with pytest.raises(ExportError, match="unknown twin mode"):
         FakeQuantTwin(path, mode="fast")
+
+
+def test_every_supported_op_has_a_handler():
+    """SUPPORTED_OPS (what the twin promises before it runs) and the interpreter's dispatch table agree."""
+    from edgemask.stability import fakequant
+
+    assert set(fakequant.SUPPORTED_OPS) == set(fakequant._OPS)

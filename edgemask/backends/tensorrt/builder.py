@@ -163,65 +163,18 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     builder = trt.Builder(logger)
     if builder is None:  # some releases return None instead of raising
         raise NotAvailableError(f"TensorRT {trt.__version__} could not create a builder (no CUDA device answers)")
-    if strongly_typed(major):
-        # 11: every tensor keeps the type the ONNX gives it (the flag is accepted and implied there).
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif explicit_batch_flag(major):
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # 8.x: the ONNX parser needs it
-    else:
-        flags = 0  # 10.x: implicit batch is gone, explicit batch is the only kind
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
     onnx_path = Path(onnx_path)
-    ok = parser.parse_from_file(str(onnx_path)) if hasattr(parser, "parse_from_file") else parser.parse(onnx_path.read_bytes())
-    if not ok:
-        errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        first = errs[0].splitlines()[0] if errs else "unknown parser error"
-        raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path.name}: {first} "
-                          f"({len(errs)} error(s)); check the opset and 'edgemask engine check-qdq'")
-
+    # The parser owns the network's weights: keep it referenced until the build is done.
+    network, parser = _parse_onnx(trt, builder, logger, major, onnx_path)
     config = builder.create_builder_config()
-    ws = int(workspace_mib) << 20
-    if hasattr(config, "set_memory_pool_limit"):
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, ws)
-    else:  # TensorRT < 8.4
-        config.max_workspace_size = ws
-    if not strongly_typed(major):  # 11 has no precision flags: the ONNX's types decide
-        if precision == "fp16" or (precision == "int8" and fp16_fallback):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            # Explicit (QDQ) networks also need the INT8 flag in 8.x to pick INT8 kernels.
-            config.set_flag(trt.BuilderFlag.INT8)
-
-    # Dynamic batch: one optimisation profile over the image input.
-    inp = None
-    for i in range(network.num_inputs):
-        if network.get_input(i).name == input_name:
-            inp = network.get_input(i)
-    if inp is None:
-        names = [network.get_input(i).name for i in range(network.num_inputs)]
-        raise ExportError(f"{onnx_path.name} has no input {input_name!r} (it has {names}); re-export the bundle")
-    c, h, w = (int(x) for x in input_chw)
-    bmin, bopt, bmax = (int(x) for x in batch)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, (bmin, c, h, w), (bopt, c, h, w), (bmax, c, h, w))
-    config.add_optimization_profile(profile)
+    _set_workspace_and_precision(trt, config, major, workspace_mib, precision, fp16_fallback)
+    profile = _add_batch_profile(builder, config, network, onnx_path, input_name, input_chw, batch)
 
     warnings: list[str] = []
-    calibrator = cuda = None
+    calibrator = cuda = None  # the calibrator too must outlive the build
     if precision == "int8" and int8_mode == "calibrator":  # 8.x / 10.x only (refused above on 11)
-        cache = read_calibration_cache(calibration_cache) if calibration_cache else None
-        if calibration_batches is not None:
-            from edgemask.backends.tensorrt.cuda_api import get_cuda_api
-
-            cuda = get_cuda_api()
-            cuda.activate()
-        logic = CalibratorLogic(cache, calibration_batches, batch_size=bopt,
-                                header_code=trt_version_code(trt.__version__))
-        calibrator = make_calibrator(trt, logic, cuda)
-        config.int8_calibrator = calibrator  # deprecated in TensorRT 10.1 (implicit INT8), still honoured
-        if hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(profile)  # dynamic shapes: calibrate at the profile's opt shape
+        calibrator, cuda = _attach_calibrator(trt, config, profile, calibration_cache, calibration_batches,
+                                              batch_size=int(batch[1]))
 
     if dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
@@ -230,17 +183,7 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
     tc_path = Path(timing_cache) if timing_cache else None
-    cache_obj = None
-    if tc_path is not None:
-        blob = tc_path.read_bytes() if tc_path.is_file() else b""
-        cache_obj = config.create_timing_cache(blob)  # an empty buffer makes a new, empty cache
-        # ignore_mismatch=False: a cache written on another GPU or TensorRT is refused (returns
-        # False) rather than trusted; start a fresh one then, and overwrite the file afterwards.
-        if config.set_timing_cache(cache_obj, False) is False and blob:
-            warnings.append(f"timing cache {tc_path} was written by another GPU or TensorRT version; "
-                            "starting a new one (the file is replaced after this build)")
-            cache_obj = config.create_timing_cache(b"")
-            config.set_timing_cache(cache_obj, False)
+    cache_obj = _attach_timing_cache(config, tc_path, warnings) if tc_path is not None else None
 
     t0 = time.perf_counter()
     try:
@@ -249,6 +192,7 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
         if cuda is not None:
             cuda.deactivate()
     seconds = time.perf_counter() - t0
+    del parser, calibrator
     if serialized is None:
         hint = (" — the calibration cache did not match this network (tensor names or TensorRT version); "
                 "use --int8-mode qdq or re-export the bundle") if int8_mode == "calibrator" else ""
@@ -263,6 +207,92 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     return BuiltEngine(path=str(out_path), bytes=len(data), sha256=sha256_file(out_path),
                        tensorrt_version=str(trt.__version__), build_seconds=round(seconds, 3),
                        timing_cache=str(tc_path) if tc_path else None, warnings=warnings)
+
+
+def _parse_onnx(trt: Any, builder: Any, logger: Any, major: int, onnx_path: Path) -> tuple[Any, Any]:
+    """(network, parser) of ``onnx_path``, with the network flags this TensorRT major wants."""
+    if strongly_typed(major):
+        # 11: every tensor keeps the type the ONNX gives it (the flag is accepted and implied there).
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif explicit_batch_flag(major):
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # 8.x: the ONNX parser needs it
+    else:
+        flags = 0  # 10.x: implicit batch is gone, explicit batch is the only kind
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    ok = parser.parse_from_file(str(onnx_path)) if hasattr(parser, "parse_from_file") else parser.parse(onnx_path.read_bytes())
+    if not ok:
+        errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        first = errs[0].splitlines()[0] if errs else "unknown parser error"
+        raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path.name}: {first} "
+                          f"({len(errs)} error(s)); check the opset and 'edgemask engine check-qdq'")
+    return network, parser
+
+
+def _set_workspace_and_precision(trt: Any, config: Any, major: int, workspace_mib: int, precision: str,
+                                 fp16_fallback: bool) -> None:
+    ws = int(workspace_mib) << 20
+    if hasattr(config, "set_memory_pool_limit"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, ws)
+    else:  # TensorRT < 8.4
+        config.max_workspace_size = ws
+    if not strongly_typed(major):  # 11 has no precision flags: the ONNX's types decide
+        if precision == "fp16" or (precision == "int8" and fp16_fallback):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            # Explicit (QDQ) networks also need the INT8 flag in 8.x to pick INT8 kernels.
+            config.set_flag(trt.BuilderFlag.INT8)
+
+
+def _add_batch_profile(builder: Any, config: Any, network: Any, onnx_path: Path, input_name: str,
+                       input_chw: Sequence[int], batch: Sequence[int]) -> Any:
+    """Dynamic batch: one optimisation profile over the image input; returns the profile."""
+    inp = None
+    for i in range(network.num_inputs):
+        if network.get_input(i).name == input_name:
+            inp = network.get_input(i)
+    if inp is None:
+        names = [network.get_input(i).name for i in range(network.num_inputs)]
+        raise ExportError(f"{onnx_path.name} has no input {input_name!r} (it has {names}); re-export the bundle")
+    c, h, w = (int(x) for x in input_chw)
+    bmin, bopt, bmax = (int(x) for x in batch)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, (bmin, c, h, w), (bopt, c, h, w), (bmax, c, h, w))
+    config.add_optimization_profile(profile)
+    return profile
+
+
+def _attach_calibrator(trt: Any, config: Any, profile: Any, calibration_cache: str | Path | None,
+                       calibration_batches: np.ndarray | None, batch_size: int) -> tuple[Any, Any]:
+    """Legacy INT8 calibration (8.x / 10.x): (calibrator, CUDA API or None); the caller deactivates the API."""
+    cache = read_calibration_cache(calibration_cache) if calibration_cache else None
+    cuda = None
+    if calibration_batches is not None:
+        from edgemask.backends.tensorrt.cuda_api import get_cuda_api
+
+        cuda = get_cuda_api()
+        cuda.activate()
+    logic = CalibratorLogic(cache, calibration_batches, batch_size=batch_size,
+                            header_code=trt_version_code(trt.__version__))
+    calibrator = make_calibrator(trt, logic, cuda)
+    config.int8_calibrator = calibrator  # deprecated in TensorRT 10.1 (implicit INT8), still honoured
+    if hasattr(config, "set_calibration_profile"):
+        config.set_calibration_profile(profile)  # dynamic shapes: calibrate at the profile's opt shape
+    return calibrator, cuda
+
+
+def _attach_timing_cache(config: Any, tc_path: Path, warnings: list[str]) -> Any:
+    """Load ``tc_path`` (or start empty) as the build's timing cache; returns the ITimingCache to save after."""
+    blob = tc_path.read_bytes() if tc_path.is_file() else b""
+    cache_obj = config.create_timing_cache(blob)  # an empty buffer makes a new, empty cache
+    # ignore_mismatch=False: a cache written on another GPU or TensorRT is refused (returns
+    # False) rather than trusted; start a fresh one then, and overwrite the file afterwards.
+    if config.set_timing_cache(cache_obj, False) is False and blob:
+        warnings.append(f"timing cache {tc_path} was written by another GPU or TensorRT version; "
+                        "starting a new one (the file is replaced after this build)")
+        cache_obj = config.create_timing_cache(b"")
+        config.set_timing_cache(cache_obj, False)
+    return cache_obj
 
 
 __all__ = ["BuiltEngine", "DEFAULT_BATCH", "engine_from_onnx", "import_tensorrt", "local_tensorrt_info",

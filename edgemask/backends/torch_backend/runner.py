@@ -14,7 +14,6 @@ one by ~1e-3, which is the fp32 tolerance itself.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from edgemask.backends import check_options, check_precision
 from edgemask.backends.base import Runner
-from edgemask.errors import BackendError, BundleError, ModelError, NotAvailableError
+from edgemask.errors import BackendError, BundleError, NotAvailableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgemask.bundle import Bundle
@@ -92,11 +91,8 @@ class TorchRunner(Runner):
     # -- lifecycle ---------------------------------------------------------
     def _activate_impl(self) -> None:
         import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from edgemask.config import num_threads
-        from edgemask.models import create_model
+        from edgemask.config import EDGEMASK_NUM_THREADS, num_threads, setting
+        from edgemask.models import load_weights
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             hint = ("torch fp16 needs CUDA; use the onnxrt backend for fp16 on a CPU" if self.precision == "fp16"
@@ -107,26 +103,15 @@ class TorchRunner(Runner):
         torch.backends.cudnn.allow_tf32 = False
         self._tf32 = {"matmul": bool(torch.backends.cuda.matmul.allow_tf32),
                       "cudnn": bool(torch.backends.cudnn.allow_tf32)}
-        if not self.weights.is_file():
-            raise ModelError(f"{self.weights} is missing; copy the whole bundle folder again or re-export it")
-        model = create_model(self.arch, **self.arch_args)
-        try:
-            state = load_file(str(self.weights), device="cpu")
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ModelError(f"{self.weights} is not a readable safetensors file ({e}); re-export the bundle") from None
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
-            raise ModelError(f"{self.weights} does not fit architecture {self.arch!r} ({first}); "
-                             "the bundle's manifest and weights disagree, re-export it") from None
+        model = load_weights(self.arch, self.arch_args, self.weights, described_by="the bundle's manifest",
+                             fix="copy the whole bundle folder again, or re-export it")
         model.eval().to(self.device)
         if self.precision == "fp16":
             model.half()
         self._model = model
         self._torch = torch
         # Last, so a failed activate leaves the process-wide setting untouched.
-        threads = self.num_threads or (num_threads() if os.environ.get("EDGEMASK_NUM_THREADS") else None)
+        threads = self.num_threads or (num_threads() if setting(EDGEMASK_NUM_THREADS) else None)
         if threads:
             self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(int(threads))

@@ -1,11 +1,17 @@
-"""A tiny bundle (3-class seed_cnn at 32×32, all three precisions) shared by backend and compare tests.
+"""Tiny models, runs, bundles and images shared by every test area (through tests/conftest.py).
 
-``make_tiny_bundle`` trains the model for a second on images whose class is
-their dominant colour (so logit margins are large and int8/fp16
-disagreements would be real bugs, not coin flips), saves it as a run and
-exports it with ``edgemask.export.export_bundle``, calibrated on the same
-kind of images. Where that function is absent (a checkout without the
-export package) it builds the same files by hand.
+Polygraphy's ``tests/models/meta.py`` idea: one module knows how the test
+assets are made, conftests only turn them into fixtures, and helpers
+(tests/bundle_cache.py for the Python 3.8 job) import it by name, never by
+path. Importing this module needs numpy only: torch, ONNX and OpenCV are
+imported inside the builders, so the device-runtime job (no torch) can import
+it and skip, or use prebuilt bundles (tests/bundle_cache.py).
+
+* ``tiny_images`` -- uint8 NHWC images whose class is their dominant colour.
+* ``save_run`` / ``untrained_run`` -- a run folder as ``edgemask train`` writes it.
+* ``make_tiny_bundle`` -- the trained 3-class seed_cnn at 32x32, fp32/fp16/int8
+  (the ``backends_bundle`` / ``tiny_bundle`` fixtures).
+* ``make_service_bundle`` -- an untrained fp32-only bundle for the service tests.
 """
 
 from __future__ import annotations
@@ -13,13 +19,34 @@ from __future__ import annotations
 import datetime as _dt
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytest
 
 SIZE = 32
 ARCH_ARGS = {"num_classes": 3, "input_size": SIZE, "widths": [8, 16], "hidden": 16}
 CLASS_NAMES = ["mask", "no_mask", "mask_incorrect"]
+
+
+def save_run(run_dir: Path, model: Any, arch_args: dict[str, Any], class_names: list[str] | None = None,
+             arch: str = "seed_cnn") -> Path:
+    """Write ``model`` as a run folder (``weights.safetensors`` + ``model.json``); returns ``run_dir``."""
+    from edgemask.models.registry import resolved_args
+    from edgemask.training.run import run_info_for, save_run_files
+
+    names = list(CLASS_NAMES if class_names is None else class_names)
+    save_run_files(Path(run_dir), model, run_info_for(model, arch, resolved_args(arch, **arch_args), names))
+    return Path(run_dir)
+
+
+def untrained_run(run_dir: Path, arch_args: dict[str, Any], seed: int = 0) -> Path:
+    """A seeded, untrained ``seed_cnn`` with ``arch_args`` saved as a run folder."""
+    import torch
+
+    from edgemask.models import create_model
+
+    torch.manual_seed(seed)
+    return save_run(run_dir, create_model("seed_cnn", **arch_args).eval(), arch_args)
 
 
 def tiny_images(n: int, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +64,7 @@ def tiny_images(n: int, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, np
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), labels
 
 
-def _train_tiny_model():
+def train_tiny_model():
     import torch
 
     from edgemask.models import create_model
@@ -80,13 +107,9 @@ def make_tiny_bundle(tmp_path: Path) -> Path:
     import cv2
 
     from edgemask.export import export_bundle
-    from edgemask.models.registry import resolved_args
-    from edgemask.training.run import run_info_for, save_run_files
 
     tmp_path = Path(tmp_path)
-    model = _train_tiny_model()
-    save_run_files(tmp_path / "run", model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", **ARCH_ARGS),
-                                                         CLASS_NAMES))
+    save_run(tmp_path / "run", train_tiny_model(), ARCH_ARGS)
     # Calibrate on images like the ones the tests feed (an ImageFolder, one folder per class).
     x, y = tiny_images(48, seed=2)
     for i, (img, label) in enumerate(zip(x, y)):
@@ -119,7 +142,7 @@ def _make_tiny_bundle_by_hand(tmp_path: Path) -> Path:
 
     out = Path(tmp_path) / "bundle"
     out.mkdir(parents=True, exist_ok=False)
-    model = _train_tiny_model()
+    model = train_tiny_model()
     args = resolved_args("seed_cnn", **ARCH_ARGS)
     info = run_info_for(model, "seed_cnn", args, CLASS_NAMES)
     save_run_files(out, model, info)
@@ -186,13 +209,12 @@ def _make_tiny_bundle_by_hand(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle(backends_bundle) -> Path:
-    """A read-only tiny bundle (copy it before changing anything): the root conftest's, built by make_tiny_bundle."""
-    return backends_bundle
+def make_service_bundle(root: Path) -> Path:
+    """A real exported bundle (untrained 3-class seed_cnn at 32×32, fp32 ONNX only) at ``root / "bundle"``."""
+    from edgemask.export import export_bundle
 
-
-@pytest.fixture(scope="session")
-def images():
-    """``images(n, seed=0)`` -> (uint8 NHWC at the tiny bundle's size, labels) it classifies well."""
-    return tiny_images
+    root = Path(root)
+    untrained_run(root / "run", dict(num_classes=3, input_size=32, widths=(8, 16), hidden=16), seed=3)
+    recipe = root / "recipe.toml"
+    recipe.write_text('source = "synth"\ncount = 8\nstratified = true\nseed = 7\n')
+    return export_bundle(root / "run", root / "bundle", calibration=str(recipe), precisions="fp32", opencv_check=False)
