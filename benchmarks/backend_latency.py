@@ -51,8 +51,7 @@ def build_bundle(work: Path, epochs: int = 2, n: int = 900) -> tuple[Path, Path]
         return work / "bundle", work / "bundle-int8-cpu"
     print(f"building a bundle in {work} (synthetic data, {epochs} epochs) ...", file=sys.stderr)
     write_synth_dataset(work / "data", n=n, size=64, seed=0, n_scenes=0)
-    run = train(TrainConfig(data=str(work / "data"), out=str(work / "run"), size=64, epochs=epochs,
-                            max_minutes=3.0))
+    run = train(TrainConfig(data=str(work / "data"), out=str(work / "run"), size=64, epochs=epochs, max_minutes=3.0))
     bundle = export_bundle(run, work / "bundle", name="bench")
     cpu_int8 = export_bundle(run, work / "bundle-int8-cpu", precisions=("int8",), int8_target="cpu", name="bench-cpu")
     return bundle, cpu_int8
@@ -72,13 +71,20 @@ def u8_asym_int8(bundle_dir: Path, out: Path) -> Path:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter([{"input": x[i:i + 8]} for i in range(0, len(x), 8)])
+            self._it = iter([{"input": x[i : i + 8]} for i in range(0, len(x), 8)])
 
         def get_next(self):
             return next(self._it, None)
 
-    quantize_static(str(b.model_path("fp32")), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(b.model_path("fp32")),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     return out
 
 
@@ -98,15 +104,21 @@ def _median_of(label: str, runs: list):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", nargs="?", help="bundle folder (default: build one)")
-    ap.add_argument("--work", help="where to build the bundles, or reuse them from an earlier run (default: a temporary folder)")
+    ap.add_argument(
+        "--work", help="where to build the bundles, or reuse them from an earlier run (default: a temporary folder)"
+    )
     ap.add_argument("--iters", type=int, default=300, help="timed batch-1 calls per engine")
     ap.add_argument("--batch", type=int, default=32, help="batch size of the throughput run")
     ap.add_argument("--batch-iters", type=int, default=30, help="timed batch-N calls per engine")
     ap.add_argument("--warmup", type=int, default=30, help="untimed calls before each timed run")
     ap.add_argument("--epochs", type=int, default=2, help="training epochs when building the bundle")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="time every engine this many times, interleaved, and report each number's median "
-                         "(a busy shared machine hits engines unevenly)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="time every engine this many times, interleaved, and report each number's median "
+        "(a busy shared machine hits engines unevenly)",
+    )
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
 
@@ -146,8 +158,9 @@ def main() -> int:
             else:
                 runs[label].append(bench_engine(b, spec, cfg))
     rows = [_median_of(label, rs) for label, rs in runs.items()]
-    result = BenchResult(bundle=str(bundle_dir), engines=rows, config={**cfg.to_dict(), "rounds": args.rounds},
-                         machine=machine_info())
+    result = BenchResult(
+        bundle=str(bundle_dir), engines=rows, config={**cfg.to_dict(), "rounds": args.rounds}, machine=machine_info()
+    )
 
     by = {e.engine: e for e in rows}
     targets = {}

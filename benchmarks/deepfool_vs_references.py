@@ -92,9 +92,7 @@ class SeedCNN(nn.Module):
             ]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(
-            nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes)
-        )
+        self.head = nn.Sequential(nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes))
         # Normalisation inside the model: attacks stay in pixel space.
         self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, 3, 1, 1), 0.25))
@@ -189,9 +187,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def score(
-    row: Row, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, pred: torch.Tensor
-) -> None:
+def score(row: Row, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, pred: torch.Tensor) -> None:
     """Judge every library the same way: fresh forward on its x_adv."""
     with torch.no_grad():
         pred_adv = model(x_adv).argmax(1)
@@ -308,9 +304,7 @@ def prep_foolbox(model, x, pred, device) -> Contender | Row:
         row.note = f"not installed ({type(e).__name__})"
         return row
     fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=device)
-    atk = fb.attacks.L2DeepFoolAttack(
-        steps=STEPS, candidates=NUM_CLASSES, overshoot=OVERSHOOT, loss="logits"
-    )
+    atk = fb.attacks.L2DeepFoolAttack(steps=STEPS, candidates=NUM_CLASSES, overshoot=OVERSHOOT, loss="logits")
     crit = fb.criteria.Misclassification(pred)
     atk.run(fmodel, x[:4], fb.criteria.Misclassification(pred[:4]))
     return Contender(row, lambda: atk.run(fmodel, x, crit), x, pred)
@@ -335,8 +329,12 @@ def prep_art(model, x, pred, device, batch_size: int) -> Contender | Row:
     # ART's overshoot is `epsilon`; nb_grads = all classes. ART keeps every
     # sample of a batch in its gradient passes until the whole batch is done.
     atk = DeepFool(
-        clf, max_iter=STEPS, epsilon=OVERSHOOT, nb_grads=NUM_CLASSES,
-        batch_size=batch_size, verbose=False,
+        clf,
+        max_iter=STEPS,
+        epsilon=OVERSHOOT,
+        nb_grads=NUM_CLASSES,
+        batch_size=batch_size,
+        verbose=False,
     )
     xn = x.cpu().numpy()
     atk.generate(xn[:4])
@@ -381,9 +379,17 @@ def print_table(rows: list[Row], n: int, header: str) -> None:
     def fmt(v: float | None, spec: str) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
-    cols = ["library", "wall s", "speedup vs torchattacks", "fooling rate",
-            "median ‖r‖₂ (succ.)", "median ρ (succ.)", "edgemask ‖r‖₂ / this (paired n)",
-            "other CPU load", "notes"]
+    cols = [
+        "library",
+        "wall s",
+        "speedup vs torchattacks",
+        "fooling rate",
+        "median ‖r‖₂ (succ.)",
+        "median ρ (succ.)",
+        "edgemask ‖r‖₂ / this (paired n)",
+        "other CPU load",
+        "notes",
+    ]
     table = []
     for r in rows:
         if r.seconds is None:
@@ -392,11 +398,19 @@ def print_table(rows: list[Row], n: int, header: str) -> None:
         sec = fmt(r.seconds, ".2f") + (" (extrap.)" if r.extrapolated else "")
         speed = fmt(base / r.seconds, ".1f") + "x" if base else "-"
         paired = "-" if r.paired_l2_ratio is None else f"{r.paired_l2_ratio:.4f} ({r.paired_n})"
-        table.append([
-            r.library, sec, speed, fmt(r.fooling_rate, ".4f"),
-            fmt(r.median_l2, ".5f"), fmt(r.median_rho, ".6f"), paired,
-            "-" if r.other_load is None else f"{100 * r.other_load:.0f}%", r.note,
-        ])
+        table.append(
+            [
+                r.library,
+                sec,
+                speed,
+                fmt(r.fooling_rate, ".4f"),
+                fmt(r.median_l2, ".5f"),
+                fmt(r.median_rho, ".6f"),
+                paired,
+                "-" if r.other_load is None else f"{100 * r.other_load:.0f}%",
+                r.note,
+            ]
+        )
     try:
         from rich.console import Console
         from rich.table import Table
@@ -418,26 +432,45 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=256, help="inputs to attack (default 256)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    ap.add_argument("--weights", type=Path, default=None,
-                    help="SeedCNN weights (.safetensors or state_dict); default: train here")
-    ap.add_argument("--save-weights", type=Path, default=None,
-                    help="write the trained weights here (.safetensors) for later --weights")
-    ap.add_argument("--train-steps", type=int, default=300,
-                    help="Adam steps (batch 32) when no --weights (default 300); a fixed count "
-                         "gives the same model however busy the machine is")
-    ap.add_argument("--train-seconds", type=float, default=None,
-                    help="also stop training after this many seconds (default: no limit; "
-                         "for quick smoke runs, at the price of a load-dependent model)")
-    ap.add_argument("--n-reference", type=int, default=64,
-                    help="inputs torchattacks is timed on; per-sample time is "
-                         "extrapolated to --n (default 64)")
-    ap.add_argument("--art-batch-size", type=int, default=None,
-                    help="ART's batch_size (default: --n, its fastest setting here)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="time each library this many times, round-robin, and keep "
-                         "its fastest run (default 1)")
-    ap.add_argument("--skip", default="", help="comma list of libraries to skip: "
-                    "torchattacks,foolbox,art")
+    ap.add_argument(
+        "--weights", type=Path, default=None, help="SeedCNN weights (.safetensors or state_dict); default: train here"
+    )
+    ap.add_argument(
+        "--save-weights",
+        type=Path,
+        default=None,
+        help="write the trained weights here (.safetensors) for later --weights",
+    )
+    ap.add_argument(
+        "--train-steps",
+        type=int,
+        default=300,
+        help="Adam steps (batch 32) when no --weights (default 300); a fixed count "
+        "gives the same model however busy the machine is",
+    )
+    ap.add_argument(
+        "--train-seconds",
+        type=float,
+        default=None,
+        help="also stop training after this many seconds (default: no limit; "
+        "for quick smoke runs, at the price of a load-dependent model)",
+    )
+    ap.add_argument(
+        "--n-reference",
+        type=int,
+        default=64,
+        help="inputs torchattacks is timed on; per-sample time is extrapolated to --n (default 64)",
+    )
+    ap.add_argument(
+        "--art-batch-size", type=int, default=None, help="ART's batch_size (default: --n, its fastest setting here)"
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time each library this many times, round-robin, and keep its fastest run (default 1)",
+    )
+    ap.add_argument("--skip", default="", help="comma list of libraries to skip: torchattacks,foolbox,art")
     ap.add_argument("--seed", type=int, default=0, help="seed for data, training (default 0)")
     args = ap.parse_args(argv)
 
@@ -511,12 +544,16 @@ def print_targets(rows: list[Row]) -> None:
         print(f"  >= {want:g}x faster than {r.library}: {got:.1f}x  {'met' if got >= want else 'NOT met'}")
     paired = [r.paired_l2_ratio for r in rows[1:] if r.paired_l2_ratio is not None]
     if paired:
-        worst = max(paired)   # against the library with the smallest perturbations
-        print(f"  median ||r||2 <= 1.01 x the best reference (paired, same inputs): {worst:.4f}  "
-              f"{'met' if worst <= 1.01 else 'NOT met'}")
+        worst = max(paired)  # against the library with the smallest perturbations
+        print(
+            f"  median ||r||2 <= 1.01 x the best reference (paired, same inputs): {worst:.4f}  "
+            f"{'met' if worst <= 1.01 else 'NOT met'}"
+        )
     if ours.fooling_rate is not None:
-        print(f"  fooling rate >= 99% within {STEPS} iterations: {100 * ours.fooling_rate:.2f}%  "
-              f"{'met' if ours.fooling_rate >= 0.99 else 'NOT met'}")
+        print(
+            f"  fooling rate >= 99% within {STEPS} iterations: {100 * ours.fooling_rate:.2f}%  "
+            f"{'met' if ours.fooling_rate >= 0.99 else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,14 @@ def synth_scenes(n: int, seed: int):
     while len(out) < n:
         img, objs = render_scene(rng, 640, 480, 4)
         if objs:
-            out.append((f"synth{len(out)}", np.ascontiguousarray(img[:, :, ::-1]),
-                        np.float32([o["box"] for o in objs]), [o["label"] for o in objs]))
+            out.append(
+                (
+                    f"synth{len(out)}",
+                    np.ascontiguousarray(img[:, :, ::-1]),
+                    np.float32([o["box"] for o in objs]),
+                    [o["label"] for o in objs],
+                )
+            )
     return out
 
 
@@ -96,14 +102,17 @@ def detectors(args, bundle):
     """(row name, factory) of every detector to measure."""
     from edgemask.vision.detectors import FUSION, HaarDetector, YuNetDetector
 
-    rows = [("haar (frontal, --min-face 24, full size)", lambda: HaarDetector(("frontal",), 0, 24)),
-            ("haar-fusion (--min-face 24, full size)", lambda: HaarDetector(FUSION, 0, 24))]
+    rows = [
+        ("haar (frontal, --min-face 24, full size)", lambda: HaarDetector(("frontal",), 0, 24)),
+        ("haar-fusion (--min-face 24, full size)", lambda: HaarDetector(FUSION, 0, 24)),
+    ]
     if bundle is not None and bundle.has_detector:
         from edgemask.vision.bundle_detector import detector_from_bundle
 
         for p in bundle.detector_view().manifest.precisions("onnx"):
-            rows.append((f"learned {args.backend}:{p}",
-                         lambda p=p: detector_from_bundle(bundle, args.backend, p, min_face=0)))
+            rows.append(
+                (f"learned {args.backend}:{p}", lambda p=p: detector_from_bundle(bundle, args.backend, p, min_face=0))
+            )
     if args.face_model:
         rows.append(("yunet (--min-face 24, full size)", lambda: YuNetDetector(args.face_model, 0, 24)))
     return rows
@@ -117,7 +126,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--face-model", help="YuNet ONNX model to add as a row")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU for a face to count as found")
-    ap.add_argument("--backend", default="onnxrt", help="runner of the learned detector (onnxrt, opencv, torch, tensorrt)")
+    ap.add_argument(
+        "--backend", default="onnxrt", help="runner of the learned detector (onnxrt, opencv, torch, tensorrt)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -137,8 +148,10 @@ def main() -> None:
     if voc.is_dir():
         sets["real held-out"] = real_heldout(voc, split)
     else:
-        print(f"skipping the real split: {voc} is absent (the VOC face-mask photos are not in a fresh clone; "
-              "pass --voc DIR)")
+        print(
+            f"skipping the real split: {voc} is absent (the VOC face-mask photos are not in a fresh clone; "
+            "pass --voc DIR)"
+        )
     sets["synth 640x480"] = synth_scenes(args.scenes, args.seed)
     load0 = os.getloadavg()[0]
     rows = []
@@ -149,38 +162,67 @@ def main() -> None:
             rows.append({"detector": name, "data": set_name, **m})
         if hasattr(det, "close"):
             det.close()
-    env = {"opencv": cv2.__version__, "cpus": os.cpu_count(), "load_before": round(load0, 2),
-           "load_after": round(os.getloadavg()[0], 2), "iou": args.iou, "split": split,
-           "bundle": args.bundle, "threads": os.environ.get("EDGEMASK_NUM_THREADS", "all cores")}
+    env = {
+        "opencv": cv2.__version__,
+        "cpus": os.cpu_count(),
+        "load_before": round(load0, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "iou": args.iou,
+        "split": split,
+        "bundle": args.bundle,
+        "threads": os.environ.get("EDGEMASK_NUM_THREADS", "all cores"),
+    }
     if args.json:
         print(json.dumps({"env": env, "rows": rows}, indent=2, default=float))
         return
     buckets = [b for b, _, _ in SIZE_BUCKETS]
-    print(f"# detector recall at IoU >= {args.iou}; OpenCV {env['opencv']}, {env['cpus']} CPUs, "
-          f"load avg {env['load_before']} -> {env['load_after']}")
+    print(
+        f"# detector recall at IoU >= {args.iou}; OpenCV {env['opencv']}, {env['cpus']} CPUs, "
+        f"load avg {env['load_before']} -> {env['load_after']}"
+    )
     for set_name, data in sets.items():
         sub = [r for r in rows if r["data"] == set_name]
         faces = sub[0]["faces"] if sub else 0
         counts = sub[0]["counts"] if sub else {}
         extra = f", held out by image (seed {split.get('seed')}, {split.get('heldout')})" if "real" in set_name else ""
-        print(f"\n## {set_name}: {len(data)} images, {faces} faces{extra}; "
-              + "; ".join(f"{c}: " + "/".join(str(counts[c].get(b, 0)) for b in buckets) for c in sorted(counts))
-              + " faces per size bucket\n")
-        print(f"| {'detector':42} | {'class':22} | " + " | ".join(f"{b + ' px':>8}" for b in buckets)
-              + " | >=24 px | false/img | AP50  | ms/frame |")
-        print("|" + "-" * 44 + "|" + "-" * 24 + "|" + "|".join("-" * 10 for _ in buckets)
-              + "|---------|-----------|-------|----------|")
+        print(
+            f"\n## {set_name}: {len(data)} images, {faces} faces{extra}; "
+            + "; ".join(f"{c}: " + "/".join(str(counts[c].get(b, 0)) for b in buckets) for c in sorted(counts))
+            + " faces per size bucket\n"
+        )
+        print(
+            f"| {'detector':42} | {'class':22} | "
+            + " | ".join(f"{b + ' px':>8}" for b in buckets)
+            + " | >=24 px | false/img | AP50  | ms/frame |"
+        )
+        print(
+            "|"
+            + "-" * 44
+            + "|"
+            + "-" * 24
+            + "|"
+            + "|".join("-" * 10 for _ in buckets)
+            + "|---------|-----------|-------|----------|"
+        )
         for r in sub:
             for i, c in enumerate(sorted(r["recall"])):
                 cells = [f"{r['recall'][c][b] * 100:7.1f}%" if b in r["recall"][c] else f"{'-':>8}" for b in buckets]
                 big = r["recall_min_side"][c]
-                tail = (f"{r['false_per_image']:9.3f} | {r['ap50'] * 100:5.1f} | {r['ms']:8.1f}" if i == 0
-                        else f"{'':9} | {'':5} | {'':8}")
-                print(f"| {r['detector'] if i == 0 else '':42} | {c:22} | " + " | ".join(cells)
-                      + f" | {('-' if big != big else f'{big * 100:6.1f}%'):>7} | {tail} |")
+                tail = (
+                    f"{r['false_per_image']:9.3f} | {r['ap50'] * 100:5.1f} | {r['ms']:8.1f}"
+                    if i == 0
+                    else f"{'':9} | {'':5} | {'':8}"
+                )
+                print(
+                    f"| {r['detector'] if i == 0 else '':42} | {c:22} | "
+                    + " | ".join(cells)
+                    + f" | {('-' if big != big else f'{big * 100:6.1f}%'):>7} | {tail} |"
+                )
     print("\nms/frame: mean time of one detect() on that set's images (the synth rows are 640x480 frames).")
-    print("Targets (issue 10): recall >= 0.90 at >= 24 px for every class, <= 0.25 false boxes per image; "
-          "int8 within 1 point of fp32.")
+    print(
+        "Targets (issue 10): recall >= 0.90 at >= 24 px for every class, <= 0.25 false boxes per image; "
+        "int8 within 1 point of fp32."
+    )
 
 
 if __name__ == "__main__":

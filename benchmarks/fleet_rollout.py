@@ -37,7 +37,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fleet"))
 
-import numpy as np  # noqa: E402
 
 CLASSES = ["mask", "no_mask", "mask_incorrect"]
 ARGS = dict(num_classes=3, input_size=32, widths=(8, 16), hidden=16)
@@ -86,8 +85,17 @@ def make_bundles(work: Path, probe_count: int):
     out = work / "export" / "mask"
     bundles, pk = {}, {}
     for v in (1, 2):
-        export_bundle(run, out, calibration=str(recipe), precisions="fp32,fp16,int8", opencv_check=False,
-                      simplify=False, overwrite=v > 1, name="mask", probe_count=probe_count)
+        export_bundle(
+            run,
+            out,
+            calibration=str(recipe),
+            precisions="fp32,fp16,int8",
+            opencv_check=False,
+            simplify=False,
+            overwrite=v > 1,
+            name="mask",
+            probe_count=probe_count,
+        )
         bundles[v] = work / f"b{v}"
         shutil.copytree(out, bundles[v])
         sign_bundle(bundles[v], key.private_path)
@@ -133,10 +141,11 @@ def bad_packages(work: Path, b: dict) -> dict:
 
 
 def refusals(work: Path, b: dict):
+    from fleet_helpers import make_box
+
     from edgemask.errors import EdgemaskError
     from edgemask.fleet import agent
     from edgemask.fleet.layout import Layout
-    from fleet_helpers import make_box
 
     rows, refused = [], 0
     bad = bad_packages(work, b)
@@ -151,19 +160,23 @@ def refusals(work: Path, b: dict):
             verdict, why = "refused", str(e).splitlines()[0][:90]
             refused += Layout.at(box["root"]).current_release() == before
         rows.append((name, verdict, why))
-    table(f"1. bad bundles: {refused}/{len(bad)} refused ({100.0 * refused / len(bad):.0f} %), box stayed on v2",
-          ["bundle", "agent", "why"], rows)
+    table(
+        f"1. bad bundles: {refused}/{len(bad)} refused ({100.0 * refused / len(bad):.0f} %), box stayed on v2",
+        ["bundle", "agent", "why"],
+        rows,
+    )
     return refused, len(bad)
 
 
 def kill_every_step(work: Path, b: dict):
+    from fleet_helpers import edgemask_exe, make_box, stop_service
+
     from edgemask.bundle import verify_bundle
     from edgemask.fleet import agent
     from edgemask.fleet.agent import DIE_ENV, STEPS
     from edgemask.fleet.agent_config import load_agent_config
     from edgemask.fleet.layout import Layout
     from edgemask.fleet.state import load_state
-    from fleet_helpers import edgemask_exe, make_box, stop_service
 
     tpl = make_box(work / "kill" / "template", b["trusted"], service=False)
     r1 = agent.install(tpl["root"], package=str(b["packages"][1]))["release"]
@@ -174,8 +187,11 @@ def kill_every_step(work: Path, b: dict):
         make_box(root, b["trusted"])
         try:
             subprocess.run(load_agent_config(Layout.at(root)).restart, check=True)
-            p = subprocess.run([edgemask_exe(), "device", "install", "--root", str(root), "--package",
-                                str(b["packages"][2])], env={**os.environ, DIE_ENV: step}, capture_output=True)
+            p = subprocess.run(
+                [edgemask_exe(), "device", "install", "--root", str(root), "--package", str(b["packages"][2])],
+                env={**os.environ, DIE_ENV: step},
+                capture_output=True,
+            )
             lay = Layout.at(root)
             on = lay.current_release()
             intact = on is not None and not verify_bundle(lay.release(on))
@@ -188,18 +204,22 @@ def kill_every_step(work: Path, b: dict):
             rows.append((step, p.returncode, which, after, again))
         finally:
             stop_service(root)
-    table(f"2. agent SIGKILLed after each step: {neither} of {len(STEPS)} boxes on neither release",
-          ["killed after", "rc", "on (at kill)", "after boot-check", "re-run install"], rows)
+    table(
+        f"2. agent SIGKILLed after each step: {neither} of {len(STEPS)} boxes on neither release",
+        ["killed after", "rc", "on (at kill)", "after boot-check", "re-run install"],
+        rows,
+    )
     return neither, len(STEPS)
 
 
 def rollout(work: Path, b: dict, n_boxes: int, n_sites: int, fail_idx):
+    from fleet_helpers import make_box, stop_service, write_inventory
+    from sshd import Sshd
+
     from edgemask.fleet.controller import deploy
     from edgemask.fleet.inventory import load_inventory
     from edgemask.fleet.layout import Layout
     from edgemask.fleet.state import load_state
-    from fleet_helpers import make_box, stop_service, write_inventory
-    from sshd import Sshd
 
     sites = [Sshd(work / "sshd" / "s0")]
     for i in range(1, n_sites):
@@ -211,16 +231,24 @@ def rollout(work: Path, b: dict, n_boxes: int, n_sites: int, fail_idx):
             boxes.append((f"box{i:02d}", sites[i % n_sites], bx["root"], {}))
         for i in fail_idx:
             (boxes[i][2] / "service.mode").write_text("fail-restart")
-        rollout_cfg = {"canary": 1, "waves": [10, 30, 60, 100], "max_fail_percent": 20, "concurrency": 4,
-                       "deadline_s": 180}
+        rollout_cfg = {
+            "canary": 1,
+            "waves": [10, 30, 60, 100],
+            "max_fail_percent": 20,
+            "concurrency": 4,
+            "deadline_s": 180,
+        }
         inv = load_inventory(write_inventory(work / "fleet.toml", boxes, rollout_cfg))
         j = str(work / "rollout.jsonl")
         rows = []
 
         def row(label, rep, t):
             ok = sum(1 for r in rep.results.values() if r.get("ok"))
-            halted = f"after wave {rep.halted['wave']} ({rep.halted['failed']}/{rep.halted['attempted']} failed)" \
-                if rep.halted else "no"
+            halted = (
+                f"after wave {rep.halted['wave']} ({rep.halted['failed']}/{rep.halted['attempted']} failed)"
+                if rep.halted
+                else "no"
+            )
             rows.append((label, ok, len(rep.failed), len(rep.not_attempted), len(rep.skipped), halted, f"{t:.0f}"))
 
         t = time.time()
@@ -235,11 +263,14 @@ def rollout(work: Path, b: dict, n_boxes: int, n_sites: int, fail_idx):
         t = time.time()
         rep = deploy(inv, b["packages"][1], journal=j, resume=True, retry_failed=True)
         row("--resume --retry-failed (fixed)", rep, time.time() - t)
-        installs = [sum(1 for h in load_state(Layout.at(root)).history if h["event"] == "committed")
-                    for _, _, root, _ in boxes]
-        print(f"\n3. rollout to {n_boxes} boxes behind {n_sites} sshd; failing: "
-              f"{', '.join(boxes[i][0] for i in fail_idx)}; waves {[len(w) for w in waves]} "
-              f"(canary 1, then 10/30/60/100 %), halt above 20 % of boxes attempted")
+        installs = [
+            sum(1 for h in load_state(Layout.at(root)).history if h["event"] == "committed") for _, _, root, _ in boxes
+        ]
+        print(
+            f"\n3. rollout to {n_boxes} boxes behind {n_sites} sshd; failing: "
+            f"{', '.join(boxes[i][0] for i in fail_idx)}; waves {[len(w) for w in waves]} "
+            f"(canary 1, then 10/30/60/100 %), halt above 20 % of boxes attempted"
+        )
         table("", ["run", "ok", "failed", "not attempted", "skipped (done before)", "halted", "s"], rows)
         print(f"installs committed per box: min {min(installs)}, max {max(installs)} (1 = no box done twice)")
     finally:
@@ -257,20 +288,34 @@ def flip_rates(work: Path, b: dict, n_study: int):
     bundle = b["bundles"][2]
     dev = {p: selftest_release(bundle, "onnxrt", p) for p in ("fp32", "fp16", "int8")}
     s = synth_images(CLASSES, 32, n_study, seed=123)
-    cfg = StabilityConfig(n=n_study, engines=("onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8"), noise_trials=1,
-                          sensitivity_trials=1, examples=0, alphas=(1.0,))
+    cfg = StabilityConfig(
+        n=n_study,
+        engines=("onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8"),
+        noise_trials=1,
+        sensitivity_trials=1,
+        examples=0,
+        alphas=(1.0,),
+    )
     res = run_study(bundle, s.as_nchw_float(), s.labels, cfg)
     ws = {r["engine"]: r for r in headline_rows(res)}
     rows = []
     for p, st in dev.items():
         w = next((v for k, v in ws.items() if k.endswith(p) and "onnxrt" in k), None)
         adv = w.get("adv_agreement") if w else None
-        rows.append((f"onnxrt {p}", f"{st.probe_flips}/{st.probe_count}",
-                     "-" if st.probe_flip_rate is None else f"{st.probe_flip_rate:.1%}",
-                     "-" if adv is None else f"{1 - adv:.1%}",
-                     "-" if not w or w.get("transfer_rate") is None else f"{w['transfer_rate']:.1%}"))
-    table(f"4. probe flip rate on the box's runner vs the workstation study (n={n_study}, same bundle)",
-          ["engine", "probe flips", "box flip rate", "workstation 1 - adv agreement", "workstation transfer"], rows)
+        rows.append(
+            (
+                f"onnxrt {p}",
+                f"{st.probe_flips}/{st.probe_count}",
+                "-" if st.probe_flip_rate is None else f"{st.probe_flip_rate:.1%}",
+                "-" if adv is None else f"{1 - adv:.1%}",
+                "-" if not w or w.get("transfer_rate") is None else f"{w['transfer_rate']:.1%}",
+            )
+        )
+    table(
+        f"4. probe flip rate on the box's runner vs the workstation study (n={n_study}, same bundle)",
+        ["engine", "probe flips", "box flip rate", "workstation 1 - adv agreement", "workstation transfer"],
+        rows,
+    )
 
 
 def main() -> None:

@@ -67,7 +67,6 @@ class Boxes(FaceDetector):
         return [Detection(b, 1.0, "boxes") for b in ((10, 10, 60, 60), (100, 20, 160, 90), (200, 100, 260, 170))]
 
 
-
 def fill(root: Path) -> None:
     fd = os.open(root / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     for chunk in (1 << 16, 4096, 512, 1):
@@ -104,19 +103,45 @@ def scenario(work: Path, name: str, free_at: int | None, webhook_status: int, fr
             out[:, 1] = 6.0
             return out
 
-    cfg = RunConfig(source=str(video), loop=True, backend="null", headless=True, state_dir=str(disk / "state"),
-                    log_alerts=False, webhook=rx.url, max_frames=frames, debounce_s=0.0, max_missed=0,
-                    events=str(events), retry_min_s=0.05, retry_max_s=0.2)
+    cfg = RunConfig(
+        source=str(video),
+        loop=True,
+        backend="null",
+        headless=True,
+        state_dir=str(disk / "state"),
+        log_alerts=False,
+        webhook=rx.url,
+        max_frames=frames,
+        debounce_s=0.0,
+        max_missed=0,
+        events=str(events),
+        retry_min_s=0.05,
+        retry_max_s=0.2,
+    )
     try:
-        s = run_service(cfg, runner=Runner(input_size=32, num_classes=3), class_names=["mask", "no_mask", "mask_incorrect"],
-                        detector=Boxes(), install_signal_handlers=False, secrets=Secrets(), on_frame=on_frame)
+        s = run_service(
+            cfg,
+            runner=Runner(input_size=32, num_classes=3),
+            class_names=["mask", "no_mask", "mask_incorrect"],
+            detector=Boxes(),
+            install_signal_handlers=False,
+            secrets=Secrets(),
+            on_frame=on_frame,
+        )
     finally:
         rx.close()
         subprocess.run(["umount", "-l", str(disk)], check=False)
     accepted = [json.loads(ln)["alert_id"] for ln in open(events) if json.loads(ln)["type"] == "alert"]
-    return {"scenario": name, "accepted": len(accepted), "delivered": len(set(rx.ids) & set(accepted)),
-            "twice": len(rx.ids) - len(set(rx.ids)), "not durable": s.alerts_not_durable, "lost": s.alerts_lost,
-            "queued on disk": sum(s.outbox_pending.values()), "frames": s.frames}
+    return {
+        "scenario": name,
+        "accepted": len(accepted),
+        "delivered": len(set(rx.ids) & set(accepted)),
+        "twice": len(rx.ids) - len(set(rx.ids)),
+        "not durable": s.alerts_not_durable,
+        "lost": s.alerts_lost,
+        "queued on disk": sum(s.outbox_pending.values()),
+        "frames": s.frames,
+    }
 
 
 def main() -> int:

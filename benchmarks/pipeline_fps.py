@@ -83,13 +83,17 @@ def make_bundle(work: Path, detector_run: str | None = None) -> Path:
 
     torch.manual_seed(0)
     model = create_model("seed_cnn", num_classes=3).eval()  # the default architecture at its default 64×64
-    save_run_files(work / "run", model, run_info_for(model, "seed_cnn", resolved_args("seed_cnn", num_classes=3),
-                                                     list(CLASS_NAMES)))
+    save_run_files(
+        work / "run",
+        model,
+        run_info_for(model, "seed_cnn", resolved_args("seed_cnn", num_classes=3), list(CLASS_NAMES)),
+    )
     recipe = work / "recipe.toml"
     recipe.write_text('source = "synth"\ncount = 32\nstratified = true\nseed = 0\n')
     det = {"detector": detector_run} if detector_run else {}
-    return export_bundle(work / "run", work / "bundle", calibration=str(recipe), precisions=("fp32", "int8"),
-                         opencv_check=False, **det)
+    return export_bundle(
+        work / "run", work / "bundle", calibration=str(recipe), precisions=("fp32", "int8"), opencv_check=False, **det
+    )
 
 
 def run_config(video: Path, bundle: Path, work: Path, name: str, args: argparse.Namespace, **kw) -> dict:
@@ -100,20 +104,41 @@ def run_config(video: Path, bundle: Path, work: Path, name: str, args: argparse.
     live = kw.pop("live", False)
     events = work / f"events-{name}.jsonl"
     events.unlink(missing_ok=True)
-    cfg = RunConfig(source=str(video), bundle=str(bundle), backend=args.backend, precision=args.precision,
-                    headless=True, events=str(events), log_alerts=False, state_dir=str(work / "state"),
-                    max_frames=args.frames, **kw)
+    cfg = RunConfig(
+        source=str(video),
+        bundle=str(bundle),
+        backend=args.backend,
+        precision=args.precision,
+        headless=True,
+        events=str(events),
+        log_alerts=False,
+        state_dir=str(work / "state"),
+        max_frames=args.frames,
+        **kw,
+    )
     # live: the recording replayed as a 30 FPS camera (a reader that drops stale frames, never waits for us)
     source = FrameSource(SourceSpec("file", str(video), fps=30.0, as_live=True)) if live else None
     s = run_service(cfg, source=source, install_signal_handlers=False, secrets=Secrets())
     lat = s.latency_ms
-    return {"config": name, "mode": "live" if live else "max", "detect_mode": s.detect_mode, "fps": s.fps,
-            "frames": s.frames, "faces": s.faces, "detector_runs": s.detector_runs, "dropped": s.dropped_frames,
-            "work_p50": lat["total"]["p50"], "work_p99": lat["total"]["p99"],
-            "e2e_p50": lat["e2e"]["p50"] if live else None, "e2e_p99": lat["e2e"]["p99"] if live else None,
-            "detector_pass_p50": s.detector_pass_ms.get("p50"), "detection_age_frames": s.detection_age_frames,
-            **{f"{k}_mean": lat[k]["mean"] for k in STAGES}, **{f"{k}_p99": lat[k]["p99"] for k in STAGES},
-            "options": kw}
+    return {
+        "config": name,
+        "mode": "live" if live else "max",
+        "detect_mode": s.detect_mode,
+        "fps": s.fps,
+        "frames": s.frames,
+        "faces": s.faces,
+        "detector_runs": s.detector_runs,
+        "dropped": s.dropped_frames,
+        "work_p50": lat["total"]["p50"],
+        "work_p99": lat["total"]["p99"],
+        "e2e_p50": lat["e2e"]["p50"] if live else None,
+        "e2e_p99": lat["e2e"]["p99"] if live else None,
+        "detector_pass_p50": s.detector_pass_ms.get("p50"),
+        "detection_age_frames": s.detection_age_frames,
+        **{f"{k}_mean": lat[k]["mean"] for k in STAGES},
+        **{f"{k}_p99": lat[k]["p99"] for k in STAGES},
+        "options": kw,
+    }
 
 
 FUSION = {"detector": "haar-fusion"}  # what 'auto' is for a bundle without a detector
@@ -122,8 +147,11 @@ CONFIGS = [
     # name, options, live
     ("bundle detector fp32, sync", {**LEARNED, "detector_precision": "fp32"}, False),
     ("bundle detector int8, sync", {**LEARNED, "detector_precision": "int8"}, False),
-    ("bundle detector fp32, every 2nd frame, sync", {**LEARNED, "detector_precision": "fp32", "detect_every": 2},
-     False),
+    (
+        "bundle detector fp32, every 2nd frame, sync",
+        {**LEARNED, "detector_precision": "fp32", "detect_every": 2},
+        False,
+    ),
     ("live 30 FPS camera, bundle detector fp32, auto", {**LEARNED, "detector_precision": "fp32"}, True),
     ("fusion 1 view/frame, 320 px, sync", dict(FUSION), False),
     ("fusion, async detector", {**FUSION, "detect_mode": "async"}, False),
@@ -159,8 +187,10 @@ def main() -> None:
 
         has_detector = load_manifest(bundle).detector is not None
         if not has_detector:
-            print("note: the bundle has no learned detector: 'bundle detector' rows skipped (pass --detector-run RUN, "
-                  "or a --bundle exported with --detector)")
+            print(
+                "note: the bundle has no learned detector: 'bundle detector' rows skipped (pass --detector-run RUN, "
+                "or a --bundle exported with --detector)"
+            )
         load0 = os.getloadavg()[0]
         rows = []
         for name, opts, live in CONFIGS:
@@ -170,17 +200,29 @@ def main() -> None:
                 continue
             rows.append(run_config(video, bundle, work, f"c{len(rows)}", args, live=live, **opts))
             rows[-1]["config"] = name
-        env = {"cpus": os.cpu_count(), "opencv": cv2.__version__, "cv2_threads": cv2.getNumThreads(),
-               "numpy": np.__version__, "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
-               "video": {"size": "640x480", **stats}, "backend": f"{args.backend}:{args.precision}"}
+        env = {
+            "cpus": os.cpu_count(),
+            "opencv": cv2.__version__,
+            "cv2_threads": cv2.getNumThreads(),
+            "numpy": np.__version__,
+            "load_before": round(load0, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+            "video": {"size": "640x480", **stats},
+            "backend": f"{args.backend}:{args.precision}",
+        }
     if args.json:
         print(json.dumps({"env": env, "rows": rows}, indent=2))
         return
-    print(f"# pipeline FPS, 640×480, {stats['frames']} frames, {stats['faces_per_frame']} faces/frame, "
-          f"{env['backend']}, {env['cpus']} CPUs, OpenCV {env['opencv']} ({env['cv2_threads']} threads), "
-          f"load avg {env['load_before']} → {env['load_after']}")
-    head = (f"| {'configuration':42} | mode | det   | FPS   | passes | work p50 | work p99 | e2e p50 | e2e p99 | pass p50 | "
-            + " | ".join(f"{s} ms" for s in STAGES) + " |")
+    print(
+        f"# pipeline FPS, 640×480, {stats['frames']} frames, {stats['faces_per_frame']} faces/frame, "
+        f"{env['backend']}, {env['cpus']} CPUs, OpenCV {env['opencv']} ({env['cv2_threads']} threads), "
+        f"load avg {env['load_before']} → {env['load_after']}"
+    )
+    head = (
+        f"| {'configuration':42} | mode | det   | FPS   | passes | work p50 | work p99 | e2e p50 | e2e p99 | pass p50 | "
+        + " | ".join(f"{s} ms" for s in STAGES)
+        + " |"
+    )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
 
@@ -188,19 +230,26 @@ def main() -> None:
         return f"{v:{width}.1f}" if v is not None else " " * (width - 1) + "–"
 
     for r in rows:
-        print(f"| {r['config']:42} | {r['mode']:4} | {r['detect_mode']:5} | {r['fps']:5.1f} | {r['detector_runs']:6d} | "
-              f"{r['work_p50']:8.1f} | "
-              f"{r['work_p99']:8.1f} | {opt(r['e2e_p50'], 7)} | {opt(r['e2e_p99'], 7)} | {opt(r['detector_pass_p50'], 8)} | "
-              + " | ".join(f"{r[s + '_mean']:{len(s) + 3}.2f}" for s in STAGES) + " |")
-    print("\npasses = detector passes applied (the fusion runs one of its 3 views per pass); work = decode + detect +"
-          "\nclassify + track + output of one frame; e2e = capture → events written (live only); pass p50 = one"
-          "\ndetector pass on the async thread (not part of a frame's work); stage columns are means per frame."
-          "\nAn async run on a file at full speed ('max') outruns its detector: few passes, so its FPS is not"
-          "\ncomparable; async is meant for live sources.")
+        print(
+            f"| {r['config']:42} | {r['mode']:4} | {r['detect_mode']:5} | {r['fps']:5.1f} | {r['detector_runs']:6d} | "
+            f"{r['work_p50']:8.1f} | "
+            f"{r['work_p99']:8.1f} | {opt(r['e2e_p50'], 7)} | {opt(r['e2e_p99'], 7)} | {opt(r['detector_pass_p50'], 8)} | "
+            + " | ".join(f"{r[s + '_mean']:{len(s) + 3}.2f}" for s in STAGES)
+            + " |"
+        )
+    print(
+        "\npasses = detector passes applied (the fusion runs one of its 3 views per pass); work = decode + detect +"
+        "\nclassify + track + output of one frame; e2e = capture → events written (live only); pass p50 = one"
+        "\ndetector pass on the async thread (not part of a frame's work); stage columns are means per frame."
+        "\nAn async run on a file at full speed ('max') outruns its detector: few passes, so its FPS is not"
+        "\ncomparable; async is meant for live sources."
+    )
     for r in rows:
         if r["mode"] == "live":
-            print(f"{r['config']}: {r['fps']:.1f} FPS, e2e p99 {r['e2e_p99']:.1f} ms, {r['dropped']} frames dropped, "
-                  f"{r['detector_runs']} detector passes, detections applied {r['detection_age_frames']:.1f} frames late")
+            print(
+                f"{r['config']}: {r['fps']:.1f} FPS, e2e p99 {r['e2e_p99']:.1f} ms, {r['dropped']} frames dropped, "
+                f"{r['detector_runs']} detector passes, detections applied {r['detection_age_frames']:.1f} frames late"
+            )
     print("\nTarget (issue 5): >= 30 FPS and p99 frame latency <= 60 ms (work p99 for files, e2e p99 for live):")
     for r in rows:
         if r["mode"] == "max" and r["detect_mode"] == "async":

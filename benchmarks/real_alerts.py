@@ -92,9 +92,25 @@ def main() -> int:
             cv2.imwrite(str(photos / name), np.ascontiguousarray(im.rgb[:, :, ::-1]))
             truth[name] = im
         events = Path(tmp) / "events.jsonl"
-        cmd = [_edgemask(), "run", "--source", str(photos), "--bundle", str(bundle), "--precision", args.precision,
-               "--detector", args.detector, "--headless", "--events", str(events), "--state-dir", str(Path(tmp) / "s"),
-               "--log-level", "warning"]
+        cmd = [
+            _edgemask(),
+            "run",
+            "--source",
+            str(photos),
+            "--bundle",
+            str(bundle),
+            "--precision",
+            args.precision,
+            "--detector",
+            args.detector,
+            "--headless",
+            "--events",
+            str(events),
+            "--state-dir",
+            str(Path(tmp) / "s"),
+            "--log-level",
+            "warning",
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OPENCV_LOG_LEVEL": "ERROR"})
         if r.returncode != 0:
             print(f"error: edgemask run failed ({r.returncode}): {r.stderr.strip()[-400:]}", file=sys.stderr)
@@ -129,27 +145,43 @@ def main() -> int:
         if im.labels and all(lab == "with_mask" for lab in im.labels):
             masked_photos += 1
             false_alerts += len(alerts.get(name, []))
-    res = {"bundle": str(bundle), "precision": args.precision, "detector": args.detector, "photos": len(truth),
-           "faces_classified": faces_seen, "min_side": args.min_side,
-           "unmasked_faces": unmasked, "unmasked_alerted": found_un / unmasked if unmasked else None,
-           "incorrect_faces": incorrect, "incorrect_alerted": found_inc / incorrect if incorrect else None,
-           "masked_photos": masked_photos,
-           "false_alerts_per_masked_photo": false_alerts / masked_photos if masked_photos else None}
+    res = {
+        "bundle": str(bundle),
+        "precision": args.precision,
+        "detector": args.detector,
+        "photos": len(truth),
+        "faces_classified": faces_seen,
+        "min_side": args.min_side,
+        "unmasked_faces": unmasked,
+        "unmasked_alerted": found_un / unmasked if unmasked else None,
+        "incorrect_faces": incorrect,
+        "incorrect_alerted": found_inc / incorrect if incorrect else None,
+        "masked_photos": masked_photos,
+        "false_alerts_per_masked_photo": false_alerts / masked_photos if masked_photos else None,
+    }
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
     pct = lambda v: "–" if v is None else f"{v * 100:.1f} %"  # noqa: E731
-    print(f"held-out real photos: {len(truth)} (split seed {split.get('seed', 0)}, {split.get('heldout', 0.2)}), "
-          f"bundle {bundle}, {args.precision}, --detector {args.detector}")
+    print(
+        f"held-out real photos: {len(truth)} (split seed {split.get('seed', 0)}, {split.get('heldout', 0.2)}), "
+        f"bundle {bundle}, {args.precision}, --detector {args.detector}"
+    )
     print("| figure | value | target |")
     print("|---|---|---|")
-    print(f"| unmasked faces >= {args.min_side} px with a no_mask alert | {pct(res['unmasked_alerted'])} "
-          f"(of {unmasked}) | >= 95 % |")
+    print(
+        f"| unmasked faces >= {args.min_side} px with a no_mask alert | {pct(res['unmasked_alerted'])} "
+        f"(of {unmasked}) | >= 95 % |"
+    )
     fa = res["false_alerts_per_masked_photo"]
-    print(f"| false alerts per masked photo | {'–' if fa is None else f'{fa:.3f}'} (of {masked_photos} photos) "
-          "| <= 0.05 |")
-    print(f"| incorrectly masked faces >= {args.min_side} px alerted | {pct(res['incorrect_alerted'])} "
-          f"(of {incorrect}) | – |")
+    print(
+        f"| false alerts per masked photo | {'–' if fa is None else f'{fa:.3f}'} (of {masked_photos} photos) "
+        "| <= 0.05 |"
+    )
+    print(
+        f"| incorrectly masked faces >= {args.min_side} px alerted | {pct(res['incorrect_alerted'])} "
+        f"(of {incorrect}) | – |"
+    )
     return 0
 
 

@@ -47,16 +47,26 @@ def run_variant(data: Path, name: str, out: Path, size: int, epochs: int, max_mi
     from edgemask.training import train
 
     kw = {"size": size, **VARIANTS[name]}
-    cfg = TrainConfig(data=str(data), out=str(out / name), epochs=epochs, max_minutes=max_minutes, seed=seed,
-                      overwrite=True, **kw)
+    cfg = TrainConfig(
+        data=str(data), out=str(out / name), epochs=epochs, max_minutes=max_minutes, seed=seed, overwrite=True, **kw
+    )
     run = train(cfg)
     m = json.loads((run / "metrics.json").read_text())
     t = m["test"]
     names = t["class_names"]
     conf = t["confusion"]
-    row = {"variant": name, "size": cfg.size, "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
-           "train_seconds": m["train_seconds"], "n_test": t["n"], "accuracy": t["accuracy"],
-           "class_names": names, "per_class": t["per_class"], "logit_bias": (m.get("operating_point") or {}).get("logit_bias")}
+    row = {
+        "variant": name,
+        "size": cfg.size,
+        "epochs_run": m["epochs_run"],
+        "best_epoch": m["best_epoch"],
+        "train_seconds": m["train_seconds"],
+        "n_test": t["n"],
+        "accuracy": t["accuracy"],
+        "class_names": names,
+        "per_class": t["per_class"],
+        "logit_bias": (m.get("operating_point") or {}).get("logit_bias"),
+    }
     if "no_mask" in names and "mask" in names:
         i, j = names.index("no_mask"), names.index("mask")
         row["unmasked_called_mask"] = conf[i][j] / max(1, sum(conf[i]))
@@ -66,23 +76,32 @@ def run_variant(data: Path, name: str, out: Path, size: int, epochs: int, max_mi
 def print_table(rows: list[dict]) -> None:
     classes = list(rows[0]["class_names"])
     short = {"mask": "mask", "no_mask": "no_mask", "mask_incorrect": "incorr"}
-    head = f"{'variant':<11} {'size':>4} {'ep':>5} {'acc':>6} " + " ".join(
-        f"{short.get(c, c) + ' P/R':>15}" for c in classes) + f" {'unmasked→mask':>14}"
+    head = (
+        f"{'variant':<11} {'size':>4} {'ep':>5} {'acc':>6} "
+        + " ".join(f"{short.get(c, c) + ' P/R':>15}" for c in classes)
+        + f" {'unmasked→mask':>14}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        pcs = " ".join(f"{r['per_class'][c]['precision'] * 100:6.1f}/{r['per_class'][c]['recall'] * 100:5.1f}%"
-                       f"{'':>2}" for c in classes)
+        pcs = " ".join(
+            f"{r['per_class'][c]['precision'] * 100:6.1f}/{r['per_class'][c]['recall'] * 100:5.1f}%{'':>2}"
+            for c in classes
+        )
         um = r.get("unmasked_called_mask")
-        print(f"{r['variant']:<11} {r['size']:>4} {str(r['best_epoch']) + '/' + str(r['epochs_run']):>5} "
-              f"{r['accuracy'] * 100:5.1f}% {pcs} {'' if um is None else f'{um * 100:13.1f}%'}")
+        print(
+            f"{r['variant']:<11} {r['size']:>4} {str(r['best_epoch']) + '/' + str(r['epochs_run']):>5} "
+            f"{r['accuracy'] * 100:5.1f}% {pcs} {'' if um is None else f'{um * 100:13.1f}%'}"
+        )
     n = rows[0]["n_test"]
     sup = ", ".join(f"{c} {rows[0]['per_class'][c]['support']}" for c in classes)
     print(f"\ntest split: {n} crops from held-out photos ({sup}); ep = best/run epochs")
     for r in rows:
         if r["logit_bias"]:
-            print(f"{r['variant']}: operating point (logit bias) "
-                  + ", ".join(f"{k} {v:+.2f}" for k, v in r["logit_bias"].items()))
+            print(
+                f"{r['variant']}: operating point (logit bias) "
+                + ", ".join(f"{k} {v:+.2f}" for k, v in r["logit_bias"].items())
+            )
     print("targets: accuracy >= 95%, unmasked called mask <= 2%")
 
 
@@ -100,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     data = Path(a.data)
     if not data.is_dir():
-        print(f"no VOC folder at {data}; pass the face-mask VOC folder (annotations/ + images/) as the first argument",
-              file=sys.stderr)
+        print(
+            f"no VOC folder at {data}; pass the face-mask VOC folder (annotations/ + images/) as the first argument",
+            file=sys.stderr,
+        )
         return 1
     names = [v.strip() for v in a.variants.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]

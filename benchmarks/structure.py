@@ -119,27 +119,34 @@ def analyse() -> dict:
     graph = {module_name(f): imports_of(f, modules) for f in files}
     # Packages' __init__ re-export their children; a child importing a sibling through the
     # package is not a cycle of design, so file cycles ignore edges into a package __init__.
-    file_graph = {m: {d for d in deps if not (PKG / Path(*d.split(".")[1:]) / "__init__.py").is_file()}
-                  for m, deps in graph.items()}
+    file_graph = {
+        m: {d for d in deps if not (PKG / Path(*d.split(".")[1:]) / "__init__.py").is_file()}
+        for m, deps in graph.items()
+    }
     sub = defaultdict(set)
     for m, deps in graph.items():
         for d in deps:
             a, b = subpackage(m), subpackage(d)
             if a != b and a != "edgemask" and b != "edgemask":
                 sub[a].add(b)
-    sizes = sorted(((str(f.relative_to(ROOT)), len(f.read_text(encoding="utf-8").splitlines())) for f in files),
-                   key=lambda t: -t[1])
+    sizes = sorted(
+        ((str(f.relative_to(ROOT)), len(f.read_text(encoding="utf-8").splitlines())) for f in files),
+        key=lambda t: -t[1],
+    )
     return {
         "subpackage_edges": {k: sorted(v) for k, v in sorted(sub.items())},
         "subpackage_cycles": sccs({k: set(v) for k, v in sub.items()}),
         "file_cycles": sccs(file_graph),
         "rules": {
-            "backends imports export": sorted(d for m, ds in graph.items() if subpackage(m) == "backends"
-                                              for d in ds if subpackage(d) == "export"),
-            "data imports vision": sorted(d for m, ds in graph.items() if subpackage(m) == "data"
-                                          for d in ds if subpackage(d) == "vision"),
-            "outside cli imports cli": sorted(f"{m} -> {d}" for m, ds in graph.items() if subpackage(m) != "cli"
-                                              for d in ds if subpackage(d) == "cli"),
+            "backends imports export": sorted(
+                d for m, ds in graph.items() if subpackage(m) == "backends" for d in ds if subpackage(d) == "export"
+            ),
+            "data imports vision": sorted(
+                d for m, ds in graph.items() if subpackage(m) == "data" for d in ds if subpackage(d) == "vision"
+            ),
+            "outside cli imports cli": sorted(
+                f"{m} -> {d}" for m, ds in graph.items() if subpackage(m) != "cli" for d in ds if subpackage(d) == "cli"
+            ),
         },
         "modules_over_limit": [s for s in sizes if s[1] > MAX_MODULE_LINES],
         "functions_over_limit": sorted((x for f in files for x in long_functions(f)), key=lambda t: -t[1]),

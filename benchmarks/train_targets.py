@@ -75,9 +75,14 @@ def main() -> None:
     synth_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    cfg = TrainConfig(data=str(work / "data"), out=str(work / "run"), epochs=args.epochs or DemoConfig().epochs,
-                      seed=args.seed,
-                      target_accuracy=DemoConfig().target_accuracy, overwrite=True)
+    cfg = TrainConfig(
+        data=str(work / "data"),
+        out=str(work / "run"),
+        epochs=args.epochs or DemoConfig().epochs,
+        seed=args.seed,
+        target_accuracy=DemoConfig().target_accuracy,
+        overwrite=True,
+    )
     run = train(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     history = json.loads((run / "history.json").read_text())
@@ -101,23 +106,41 @@ def main() -> None:
     val = metrics["val"]
     rows = [
         ("validation accuracy", f"{val['accuracy']:.2%}", "≥ 98%", val["accuracy"] >= 0.98),
-        ("mask_incorrect recall (val)", f"{val['per_class']['mask_incorrect']['recall']:.2%}", "≥ 95%",
-         val["per_class"]["mask_incorrect"]["recall"] >= 0.95),
+        (
+            "mask_incorrect recall (val)",
+            f"{val['per_class']['mask_incorrect']['recall']:.2%}",
+            "≥ 95%",
+            val["per_class"]["mask_incorrect"]["recall"] >= 0.95,
+        ),
         ("test accuracy", f"{test['accuracy']:.2%}", "", None),
-        (f"fresh set (seed {args.seed + 1}, {args.fresh_n} crops)", f"{fresh['accuracy']:.2%}",
-         "within 2 pts of val", abs(fresh["accuracy"] - val["accuracy"]) <= 0.02),
-        ("training s to val ≥ 97%", "never" if reach97 is None else f"{reach97:.0f}", "≤ 120 s",
-         reach97 is not None and reach97 <= 120),
-        (f"training s, {metrics['epochs_run']} epochs ({metrics['stopped']})", f"{metrics['train_seconds']:.0f}",
-         "", None),
+        (
+            f"fresh set (seed {args.seed + 1}, {args.fresh_n} crops)",
+            f"{fresh['accuracy']:.2%}",
+            "within 2 pts of val",
+            abs(fresh["accuracy"] - val["accuracy"]) <= 0.02,
+        ),
+        (
+            "training s to val ≥ 97%",
+            "never" if reach97 is None else f"{reach97:.0f}",
+            "≤ 120 s",
+            reach97 is not None and reach97 <= 120,
+        ),
+        (
+            f"training s, {metrics['epochs_run']} epochs ({metrics['stopped']})",
+            f"{metrics['train_seconds']:.0f}",
+            "",
+            None,
+        ),
         ("synth + train + evaluate s", f"{demo_part_s:.0f}", "≤ 180 s", demo_part_s <= 180),
     ]
     for name, r in real.items():
         rows.append((f"real: {name} → {r['expected']} (n={r['n']})", f"{r['rate']:.1%}", "", None))
 
-    print(f"# training targets: seed_cnn 64×64, {args.n} synthetic crops (seed {args.seed}), "
-          f"{num_threads()} threads on {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}; synth {synth_s:.0f} s; load avg {load_before:.2f} → {load_after:.2f}")
+    print(
+        f"# training targets: seed_cnn 64×64, {args.n} synthetic crops (seed {args.seed}), "
+        f"{num_threads()} threads on {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}; synth {synth_s:.0f} s; load avg {load_before:.2f} → {load_after:.2f}"
+    )
     w = max(len(r[0]) for r in rows)
     print(f"| {'measure':{w}} | value   | target              | met |")
     print(f"|{'-' * (w + 2)}|---------|---------------------|-----|")
@@ -127,9 +150,20 @@ def main() -> None:
     for name, r in real.items():
         print(f"{name}: " + ", ".join(f"{c} {k}" for c, k in r["counts"].items()))
     if args.json:
-        print(json.dumps({"val": val["accuracy"], "test": test["accuracy"], "fresh": fresh["accuracy"],
-                          "reach97_s": reach97, "train_s": metrics["train_seconds"], "demo_part_s": demo_part_s,
-                          "real": real}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "val": val["accuracy"],
+                    "test": test["accuracy"],
+                    "fresh": fresh["accuracy"],
+                    "reach97_s": reach97,
+                    "train_s": metrics["train_seconds"],
+                    "demo_part_s": demo_part_s,
+                    "real": real,
+                },
+                indent=2,
+            )
+        )
     if tmp is not None:
         tmp.cleanup()
 

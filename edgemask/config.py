@@ -48,7 +48,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-
 EDGEMASK_NUM_THREADS = "EDGEMASK_NUM_THREADS"
 EDGEMASK_DEVICES_DIR = "EDGEMASK_DEVICES_DIR"
 EDGEMASK_CALIBRATION_DIR = "EDGEMASK_CALIBRATION_DIR"
@@ -59,9 +58,17 @@ EDGEMASK_SOURCE_PASSWORD = "EDGEMASK_SOURCE_PASSWORD"
 EDGEMASK_FLEET_CUT_AFTER_BYTES = "EDGEMASK_FLEET_CUT_AFTER_BYTES"
 EDGEMASK_AGENT_DIE_AFTER = "EDGEMASK_AGENT_DIE_AFTER"
 #: Every knob of the table above.
-SETTINGS = (EDGEMASK_NUM_THREADS, EDGEMASK_DEVICES_DIR, EDGEMASK_CALIBRATION_DIR, EDGEMASK_ENGINE_CACHE,
-            EDGEMASK_MQTT_PASSWORD, EDGEMASK_WEBHOOK_TOKEN, EDGEMASK_SOURCE_PASSWORD,
-            EDGEMASK_FLEET_CUT_AFTER_BYTES, EDGEMASK_AGENT_DIE_AFTER)
+SETTINGS = (
+    EDGEMASK_NUM_THREADS,
+    EDGEMASK_DEVICES_DIR,
+    EDGEMASK_CALIBRATION_DIR,
+    EDGEMASK_ENGINE_CACHE,
+    EDGEMASK_MQTT_PASSWORD,
+    EDGEMASK_WEBHOOK_TOKEN,
+    EDGEMASK_SOURCE_PASSWORD,
+    EDGEMASK_FLEET_CUT_AFTER_BYTES,
+    EDGEMASK_AGENT_DIE_AFTER,
+)
 
 
 def setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -76,8 +83,9 @@ def setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
         ValueError: ``name`` is not in the table (add it there first).
     """
     if name not in SETTINGS:
-        raise ValueError(f"{name!r} is not an edgemask setting; add it to edgemask/config.py's table "
-                         f"(known: {', '.join(SETTINGS)})")
+        raise ValueError(
+            f"{name!r} is not an edgemask setting; add it to edgemask/config.py's table (known: {', '.join(SETTINGS)})"
+        )
     value = (os.environ if environ is None else environ).get(name)
     return value if value else None
 
@@ -167,7 +175,7 @@ class TrainConfig:
     crop_faces: bool | None = None  # ImageFolder: cut faces out of whole photos (None = when most are)
     crop_margin: float = CROP_MARGIN  # VOC boxes and cut ImageFolder faces; travels to the bundle
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are skipped before decoding
-    max_minutes: float = 0.0      # wall-clock budget; 0 = none
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none
     overwrite: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -67,6 +67,8 @@ class DetTrainConfig:
         self.validate()
         for p in self.data:
             if voc_root(Path(p)) is None:
-                raise ConfigError(f"{p} is neither a VOC folder (annotations/*.xml + images/) nor a 'data synth' "
-                                  "folder with scenes/; pass e.g. ../shared/data/face-mask-voc or an "
-                                  "'edgemask data synth' output")
+                raise ConfigError(
+                    f"{p} is neither a VOC folder (annotations/*.xml + images/) nor a 'data synth' "
+                    "folder with scenes/; pass e.g. ../shared/data/face-mask-voc or an "
+                    "'edgemask data synth' output"
+                )

@@ -28,8 +28,9 @@ ARCH_ARGS = {"num_classes": 3, "input_size": SIZE, "widths": [8, 16], "hidden": 
 CLASS_NAMES = ["mask", "no_mask", "mask_incorrect"]
 
 
-def save_run(run_dir: Path, model: Any, arch_args: dict[str, Any], class_names: list[str] | None = None,
-             arch: str = "seed_cnn") -> Path:
+def save_run(
+    run_dir: Path, model: Any, arch_args: dict[str, Any], class_names: list[str] | None = None, arch: str = "seed_cnn"
+) -> Path:
     """Write ``model`` as a run folder (``weights.safetensors`` + ``model.json``); returns ``run_dir``."""
     from edgemask.models.registry import resolved_args
     from edgemask.training.run import run_info_for, save_run_files
@@ -151,9 +152,16 @@ def _make_tiny_bundle_by_hand(tmp_path: Path) -> Path:
     dummy = torch.zeros(1, 3, SIZE, SIZE)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated, but it is the one OpenCV reads
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (dummy,), str(out / "model.fp32.onnx"), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(out / "model.fp32.onnx"),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        )
     fp16 = float16.convert_float_to_float16(onnx.load(str(out / "model.fp32.onnx")), keep_io_types=True)
     onnx.save(fp16, str(out / "model.fp16.onnx"))
 
@@ -162,15 +170,21 @@ def _make_tiny_bundle_by_hand(tmp_path: Path) -> Path:
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter([{"input": calib[i:i + 8]} for i in range(0, len(calib), 8)])
+            self._it = iter([{"input": calib[i : i + 8]} for i in range(0, len(calib), 8)])
 
         def get_next(self):
             return next(self._it, None)
 
-    quantize_static(str(out / "model.fp32.onnx"), str(out / "model.int8.onnx"), _Reader(),
-                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    quantize_static(
+        str(out / "model.fp32.onnx"),
+        str(out / "model.int8.onnx"),
+        _Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
 
     golden_u8, _ = tiny_images(8, seed=3)
     golden = golden_u8.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
@@ -190,20 +204,35 @@ def _make_tiny_bundle_by_hand(tmp_path: Path) -> Path:
             rel = p.relative_to(out).as_posix()
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     manifest = BundleManifest(
-        name="tiny", version=1, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        arch="seed_cnn", arch_args=args, class_names=list(CLASS_NAMES),
+        name="tiny",
+        version=1,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        arch="seed_cnn",
+        arch_args=args,
+        class_names=list(CLASS_NAMES),
         input=InputSpec(shape=["N", 3, SIZE, SIZE]),
         preprocessing=Preprocessing(mean=info.mean, std=info.std),
         models=[
             ModelEntry(file="weights.safetensors", precision="fp32", format="safetensors"),
             ModelEntry(file="model.fp32.onnx", precision="fp32", format="onnx", opset=17),
             ModelEntry(file="model.fp16.onnx", precision="fp16", format="onnx", opset=17),
-            ModelEntry(file="model.int8.onnx", precision="int8", format="onnx", opset=17,
-                       quantization={"format": "QDQ", "method": "minmax", "per_channel": True, "symmetric": True}),
+            ModelEntry(
+                file="model.int8.onnx",
+                precision="int8",
+                format="onnx",
+                opset=17,
+                quantization={"format": "QDQ", "method": "minmax", "per_channel": True, "symmetric": True},
+            ),
         ],
-        files=files, producer={"torch": torch.__version__, "onnx": onnx.__version__}, opset=17,
-        golden={"inputs": "golden/inputs.npy", "outputs": "golden/outputs.fp32.npy", "count": len(golden),
-                "tolerance": {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.5}},
+        files=files,
+        producer={"torch": torch.__version__, "onnx": onnx.__version__},
+        opset=17,
+        golden={
+            "inputs": "golden/inputs.npy",
+            "outputs": "golden/outputs.fp32.npy",
+            "count": len(golden),
+            "tolerance": {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.5},
+        },
     )
     atomic_write_bytes(out / "manifest.json", manifest.to_json().encode())
     return out

@@ -33,8 +33,9 @@ def scenes(n: int, seed: int):
         img, objs = render_scene(np.random.default_rng([seed, i]), 640, 480, 4)
         i += 1
         if objs:
-            out.append(DetImage(f"s{i}", img, np.float32([o["box"] for o in objs]).reshape(-1, 4),
-                                [o["label"] for o in objs]))
+            out.append(
+                DetImage(f"s{i}", img, np.float32([o["box"] for o in objs]).reshape(-1, 4), [o["label"] for o in objs])
+            )
     return out
 
 
@@ -66,8 +67,12 @@ def train_tiny_detector(out: Path, steps: int = 60, seed: int = 0) -> Path:
             hs.append(hm)
             rs.append(rg)
             ms.append(mk)
-        loss, _ = detector_loss(model.raw(torch.from_numpy(to_input(crops))), torch.from_numpy(np.stack(hs)),
-                                torch.from_numpy(np.stack(rs)), torch.from_numpy(np.stack(ms)))
+        loss, _ = detector_loss(
+            model.raw(torch.from_numpy(to_input(crops))),
+            torch.from_numpy(np.stack(hs)),
+            torch.from_numpy(np.stack(rs)),
+            torch.from_numpy(np.stack(ms)),
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -75,12 +80,27 @@ def train_tiny_detector(out: Path, steps: int = 60, seed: int = 0) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
-    atomic_write_json(out / "model.json", {
-        "arch": "facedet", "arch_args": args, "task": "detect", "stride": 4,
-        "input": {"width": W, "height": H, "channel_order": "RGB", "range": [0.0, 1.0],
-                  "letterbox": "top-left, pad 114"},
-        "decode": DecodeParams.from_dict(DECODE).to_dict(), "data": [{"path": "synth", "images": len(ims)}],
-        "split": {"seed": 0, "heldout": 0.0, "by": "image"}, "train_images": len(ims), "epochs_done": 1})
+    atomic_write_json(
+        out / "model.json",
+        {
+            "arch": "facedet",
+            "arch_args": args,
+            "task": "detect",
+            "stride": 4,
+            "input": {
+                "width": W,
+                "height": H,
+                "channel_order": "RGB",
+                "range": [0.0, 1.0],
+                "letterbox": "top-left, pad 114",
+            },
+            "decode": DecodeParams.from_dict(DECODE).to_dict(),
+            "data": [{"path": "synth", "images": len(ims)}],
+            "split": {"seed": 0, "heldout": 0.0, "by": "image"},
+            "train_images": len(ims),
+            "epochs_done": 1,
+        },
+    )
     return out
 
 
@@ -95,8 +115,15 @@ def make_detector_bundle(tmp: Path, detector_run: Path, **options) -> Path:
     untrained_run(tmp / "run", ARCH_ARGS, seed=0)
     recipe = tmp / "recipe.toml"
     recipe.write_text('source = "synth"\ncount = 12\nstratified = true\nseed = 0\n')
-    kw = dict(calibration=str(recipe), name="withdet", golden_count=4, opencv_check=True, detector=str(detector_run),
-              detector_calibration_count=12, detector_golden_count=3)
+    kw = dict(
+        calibration=str(recipe),
+        name="withdet",
+        golden_count=4,
+        opencv_check=True,
+        detector=str(detector_run),
+        detector_calibration_count=12,
+        detector_golden_count=3,
+    )
     kw.update(options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

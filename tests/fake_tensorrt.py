@@ -23,8 +23,14 @@ class FakeTensorRT:
     imports but ``trt.Builder`` raises as the real one does without a GPU.
     """
 
-    def __init__(self, version: str = "10.3.0.26", parse_ok: bool = True, build_ok: bool = True,
-                 timing_cache_accepted: bool = True, builder_fails: bool = False):
+    def __init__(
+        self,
+        version: str = "10.3.0.26",
+        parse_ok: bool = True,
+        build_ok: bool = True,
+        timing_cache_accepted: bool = True,
+        builder_fails: bool = False,
+    ):
         self.__version__ = version
         self.parse_ok, self.build_ok, self.builder_fails = parse_ok, build_ok, builder_fails
         self.timing_cache_accepted = timing_cache_accepted
@@ -47,11 +53,16 @@ class FakeTensorRT:
             self.NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=0)
             self.BuilderFlag = SimpleNamespace(GPU_FALLBACK="GPU_FALLBACK")
         else:
-            self.NetworkDefinitionCreationFlag = SimpleNamespace(EXPLICIT_BATCH=0, **({"STRONGLY_TYPED": 1}
-                                                                                      if major_minor[0] >= 10 else {}))
+            self.NetworkDefinitionCreationFlag = SimpleNamespace(
+                EXPLICIT_BATCH=0, **({"STRONGLY_TYPED": 1} if major_minor[0] >= 10 else {})
+            )
             self.BuilderFlag = SimpleNamespace(FP16="FP16", INT8="INT8", GPU_FALLBACK="GPU_FALLBACK")
-            for n in ("IInt8EntropyCalibrator2", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator",
-                      "IInt8LegacyCalibrator"):
+            for n in (
+                "IInt8EntropyCalibrator2",
+                "IInt8EntropyCalibrator",
+                "IInt8MinMaxCalibrator",
+                "IInt8LegacyCalibrator",
+            ):
                 setattr(self, n, type(n, (), {"__init__": lambda s: None}))
         self.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
         self.DeviceType = SimpleNamespace(DLA="DLA", GPU="GPU")
@@ -88,7 +99,6 @@ class FakeTensorRT:
                 ok = fake.timing_cache_accepted or not cache.blob or ignore_mismatch
                 rec.setdefault("timing_attached", []).append((bytes(cache.blob), ok))
                 return ok
-
 
         if not v11:
             Config.set_calibration_profile = lambda self, p: rec.__setitem__("calibration_profile", p.shapes)

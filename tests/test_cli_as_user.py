@@ -35,8 +35,15 @@ def _env() -> dict:
 
 
 def run_pipe(args: list, cwd: Path, timeout: float = 600):
-    p = subprocess.run([str(EXE), *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       stdin=subprocess.DEVNULL, timeout=timeout)
+    p = subprocess.run(
+        [str(EXE), *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
     return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
 
 
@@ -87,12 +94,39 @@ def world(tmp_path_factory):
     steps = [
         ["data", "synth", "--out", "data/synth", "--n", "96", "--size", "32", "--seed", "0", "--scenes", "3"],
         # README: --epochs 15; here 3 epochs of several steps (64 training crops, batch 16).
-        ["train", "--data", "data/synth", "--arch", "seed_cnn", "--epochs", "3", "--size", "32",
-         "--batch-size", "16", "--out", "runs/NAME"],
+        [
+            "train",
+            "--data",
+            "data/synth",
+            "--arch",
+            "seed_cnn",
+            "--epochs",
+            "3",
+            "--size",
+            "32",
+            "--batch-size",
+            "16",
+            "--out",
+            "runs/NAME",
+        ],
         ["export", "runs/NAME", "--out", "export/NAME", "--precision", "fp32,fp16,int8", "--calibration", "default"],
         # A tiny detector run (3 epochs on the synthetic scenes, small input) for 'detector eval'.
-        ["detector", "train", "--data", "data/synth", "--out", "runs/det", "--epochs", "3",
-         "--input-width", "96", "--input-height", "64", "--batch-size", "4"],
+        [
+            "detector",
+            "train",
+            "--data",
+            "data/synth",
+            "--out",
+            "runs/det",
+            "--epochs",
+            "3",
+            "--input-width",
+            "96",
+            "--input-height",
+            "64",
+            "--batch-size",
+            "4",
+        ],
     ]
     for args in steps:
         rc, out = run_pipe(args, base)
@@ -109,23 +143,74 @@ def world(tmp_path_factory):
 # name in the README table -> (args, files that must exist afterwards, expected exit code)
 # {tag} is "pipe" or "pty", so each way of running writes its own outputs.
 CASES = {
-    "data synth": (["data", "synth", "--out", "fresh/{tag}", "--n", "30", "--size", "32", "--seed", "0", "--scenes", "2"],
-                   ["fresh/{tag}/dataset.json", "fresh/{tag}/crops"], 0),
+    "data synth": (
+        ["data", "synth", "--out", "fresh/{tag}", "--n", "30", "--size", "32", "--seed", "0", "--scenes", "2"],
+        ["fresh/{tag}/dataset.json", "fresh/{tag}/crops"],
+        0,
+    ),
     "data summary": (["data", "summary", "data/synth"], [], 0),
     "models": (["models"], [], 0),
-    "train": (["train", "--data", "data/synth", "--arch", "seed_cnn", "--epochs", "3", "--size", "32",
-               "--batch-size", "16", "--out", "runs/{tag}"],
-              ["runs/{tag}/weights.safetensors", "runs/{tag}/model.json", "runs/{tag}/metrics.json"], 0),
+    "train": (
+        [
+            "train",
+            "--data",
+            "data/synth",
+            "--arch",
+            "seed_cnn",
+            "--epochs",
+            "3",
+            "--size",
+            "32",
+            "--batch-size",
+            "16",
+            "--out",
+            "runs/{tag}",
+        ],
+        ["runs/{tag}/weights.safetensors", "runs/{tag}/model.json", "runs/{tag}/metrics.json"],
+        0,
+    ),
     "eval": (["eval", "runs/NAME", "--data", "data/synth"], [], 0),
-    "export": (["export", "runs/NAME", "--out", "export/{tag}", "--precision", "fp32,fp16,int8",
-                "--calibration", "default"], ["export/{tag}/manifest.json"], 0),
-    "export --detector": (["export", "runs/NAME", "--out", "export/det-{tag}", "--detector", "runs/det",
-                           "--precision", "fp32,int8", "--detector-calibration-count", "8"],
-                          ["export/det-{tag}/manifest.json", "export/det-{tag}/detector/model.int8.onnx"], 0),
-    "detector train": (["detector", "train", "--data", "data/synth", "--out", "runs/det-{tag}", "--epochs", "3",
-                        "--input-width", "96", "--input-height", "64", "--batch-size", "4"],
-                       ["runs/det-{tag}/weights.safetensors", "runs/det-{tag}/model.json",
-                        "runs/det-{tag}/metrics.json"], 0),
+    "export": (
+        ["export", "runs/NAME", "--out", "export/{tag}", "--precision", "fp32,fp16,int8", "--calibration", "default"],
+        ["export/{tag}/manifest.json"],
+        0,
+    ),
+    "export --detector": (
+        [
+            "export",
+            "runs/NAME",
+            "--out",
+            "export/det-{tag}",
+            "--detector",
+            "runs/det",
+            "--precision",
+            "fp32,int8",
+            "--detector-calibration-count",
+            "8",
+        ],
+        ["export/det-{tag}/manifest.json", "export/det-{tag}/detector/model.int8.onnx"],
+        0,
+    ),
+    "detector train": (
+        [
+            "detector",
+            "train",
+            "--data",
+            "data/synth",
+            "--out",
+            "runs/det-{tag}",
+            "--epochs",
+            "3",
+            "--input-width",
+            "96",
+            "--input-height",
+            "64",
+            "--batch-size",
+            "4",
+        ],
+        ["runs/det-{tag}/weights.safetensors", "runs/det-{tag}/model.json", "runs/det-{tag}/metrics.json"],
+        0,
+    ),
     # Three scenes hold no held-out image, so the whole set is scored.
     "detector eval": (["detector", "eval", "runs/det", "--data", "data/synth", "--split", "all"], [], 0),
     "keys generate": (["keys", "generate", "--out", "keys-{tag}"], ["keys-{tag}"], 0),
@@ -134,28 +219,87 @@ CASES = {
     "bundle show": (["bundle", "show", "export/NAME"], [], 0),
     "bundle pack": (["bundle", "pack", "export/NAME", "--out", "pkg-{tag}.embundle"], ["pkg-{tag}.embundle"], 0),
     "device status": (["device", "status", "--root", "box-{tag}"], [], 0),
-    "fleet deploy": (["fleet", "deploy", "x.embundle", "--inventory", str(ROOT / "devices" / "fleet.example.toml"),
-                      "--dry-run"], [], 0),
+    "fleet deploy": (
+        ["fleet", "deploy", "x.embundle", "--inventory", str(ROOT / "devices" / "fleet.example.toml"), "--dry-run"],
+        [],
+        0,
+    ),
     # A box that refuses connections: one per-box error, exit 1.
     "fleet status": (["fleet", "status", "--inventory", str(ROOT / "tests" / "fleet" / "unreachable.toml")], [], 1),
     "fleet rollback": (["fleet", "rollback", "--inventory", str(ROOT / "tests" / "fleet" / "unreachable.toml")], [], 1),
-    "fleet export-ansible": (["fleet", "export-ansible", "pkg-{tag}.embundle", "--inventory",
-                              str(ROOT / "devices" / "fleet.example.toml"), "--out", "ansible-{tag}"],
-                             ["ansible-{tag}/deploy.yml", "ansible-{tag}/inventory.yml"], 0),
+    "fleet export-ansible": (
+        [
+            "fleet",
+            "export-ansible",
+            "pkg-{tag}.embundle",
+            "--inventory",
+            str(ROOT / "devices" / "fleet.example.toml"),
+            "--out",
+            "ansible-{tag}",
+        ],
+        ["ansible-{tag}/deploy.yml", "ansible-{tag}/inventory.yml"],
+        0,
+    ),
     "compare": (["compare", "export/NAME", "--data", "data/synth", "--n", "24"], [], 0),
     "bench": (["bench", "export/NAME", "--warmup", "1", "--iters", "3", "--batch-iters", "2"], [], 0),
     "attack": (["attack", "export/NAME", "--data", "data/synth", "--out", "adv/{tag}", "--n", "4"], ["adv/{tag}"], 0),
-    "stability": (["stability", "export/NAME", "--data", "data/synth", "--n", "6", "--out", "reports/{tag}",
-                   "--noise-trials", "1"], ["reports/{tag}"], 0),
+    "stability": (
+        [
+            "stability",
+            "export/NAME",
+            "--data",
+            "data/synth",
+            "--n",
+            "6",
+            "--out",
+            "reports/{tag}",
+            "--noise-trials",
+            "1",
+        ],
+        ["reports/{tag}"],
+        0,
+    ),
     # No camera here: the same service on a photo folder, bounded by --max-frames.
-    "run": (["run", "--source", "data/synth/scenes/images", "--bundle", "export/NAME", "--headless",
-             "--events", "events-{tag}.jsonl", "--max-frames", "3", "--state-dir", "state-{tag}"], [], 0),
-    "service install": (["service", "install", "--output", "unit-{tag}.service", "--", "--camera", "0",
-                         "--bundle", "/opt/edgemask/bundle"], ["unit-{tag}.service"], 0),
+    "run": (
+        [
+            "run",
+            "--source",
+            "data/synth/scenes/images",
+            "--bundle",
+            "export/NAME",
+            "--headless",
+            "--events",
+            "events-{tag}.jsonl",
+            "--max-frames",
+            "3",
+            "--state-dir",
+            "state-{tag}",
+        ],
+        [],
+        0,
+    ),
+    "service install": (
+        [
+            "service",
+            "install",
+            "--output",
+            "unit-{tag}.service",
+            "--",
+            "--camera",
+            "0",
+            "--bundle",
+            "/opt/edgemask/bundle",
+        ],
+        ["unit-{tag}.service"],
+        0,
+    ),
     "devices list": (["devices", "list"], [], 0),
     "devices show": (["devices", "show", "jetson-nano"], [], 0),
-    "export --device": (["export", "runs/NAME", "--out", "export/dev-{tag}", "--device", "jetson-nano"],
-                        ["export/dev-{tag}/manifest.json"], 0),
+    "export --device": (
+        ["export", "runs/NAME", "--out", "export/dev-{tag}", "--device", "jetson-nano"],
+        ["export/dev-{tag}/manifest.json"],
+        0,
+    ),
     # No TensorRT here: one clean line saying so, exit 1.
     "engine build": (["engine", "build", "export/NAME", "--device", "jetson-orin-nano", "--precision", "int8"], [], 1),
     "engine check-qdq": (["engine", "check-qdq", "export/NAME", "--device", "jetson-xavier-nx"], [], 0),
@@ -164,8 +308,16 @@ CASES = {
 
 NEEDS_FLEET = {"keys generate", "bundle sign"}
 
-SLOW_ON_PTY = {"detector train", "train", "export", "export --device", "export --detector", "stability", "attack",
-               "compare"}
+SLOW_ON_PTY = {
+    "detector train",
+    "train",
+    "export",
+    "export --device",
+    "export --detector",
+    "stability",
+    "attack",
+    "compare",
+}
 
 
 def _params():
@@ -240,7 +392,17 @@ def _readme_commands() -> list:
         for cmd in re.findall(r"`edgemask ([^`]+)`", cols[1]):
             words = cmd.split()
             name = words[0]
-            if len(words) > 1 and name in {"data", "bundle", "devices", "service", "engine", "detector", "keys", "device", "fleet"}:
+            if len(words) > 1 and name in {
+                "data",
+                "bundle",
+                "devices",
+                "service",
+                "engine",
+                "detector",
+                "keys",
+                "device",
+                "fleet",
+            }:
                 name += " " + words[1]
             if name == "export" and "--device" in words:
                 name = "export --device"

@@ -38,7 +38,9 @@ def test_no_module_but_config_reads_an_edgemask_variable():
     for f in sorted(PKG.rglob("*.py")):
         if f == PKG / "config.py":
             continue
-        bad += [f"{f.relative_to(PKG.parent)}:{line}: {what}" for line, what in _environ_reads(ast.parse(f.read_text()))]
+        bad += [
+            f"{f.relative_to(PKG.parent)}:{line}: {what}" for line, what in _environ_reads(ast.parse(f.read_text()))
+        ]
     assert bad == [], "read EDGEMASK_* variables through edgemask.config.setting / env_int"
 
 

@@ -22,17 +22,32 @@ def test_tiny_demo_writes_every_output_and_prints_the_summary(tmp_path, monkeypa
     app = typer.Typer()
     register(app)
     out = tmp_path / "demo"
-    res = CliRunner().invoke(app, ["--out", str(out), "--n", "240", "--size", "32", "--epochs", "2"],
-                             env={"COLUMNS": "200"})
+    res = CliRunner().invoke(
+        app, ["--out", str(out), "--n", "240", "--size", "32", "--epochs", "2"], env={"COLUMNS": "200"}
+    )
     assert res.exit_code == 0, res.output
-    for rel in ("data/dataset.json", "run/weights.safetensors", "run/metrics.json", "heldout/dataset.json",
-                "bundle/manifest.json", "bundle/model.int8.onnx", "report/report.json", "report/report.html",
-                "report/report.md", "report/samples.csv", "summary.json"):
+    for rel in (
+        "data/dataset.json",
+        "run/weights.safetensors",
+        "run/metrics.json",
+        "heldout/dataset.json",
+        "bundle/manifest.json",
+        "bundle/model.int8.onnx",
+        "report/report.json",
+        "report/report.html",
+        "report/report.md",
+        "report/samples.csv",
+        "summary.json",
+    ):
         assert (out / rel).is_file(), rel
     s = json.loads((out / "summary.json").read_text())
     assert set(s["stages"]) == {"synth", "train", "heldout", "real_faces", "export", "stability"}
-    assert set(s["stages"]["real_faces"]["checks"]) == {"lfw_heldout", "astronaut_no_mask", "astronaut_mask",
-                                                         "astronaut_mask_incorrect"}
+    assert set(s["stages"]["real_faces"]["checks"]) == {
+        "lfw_heldout",
+        "astronaut_no_mask",
+        "astronaut_mask",
+        "astronaut_mask_incorrect",
+    }
     assert s["stages"]["export"]["passed"] in (True, False) and "onnxrt:int8" in s["stages"]["export"]["engines"]
     for word in ("synth", "train", "held-out", "real faces", "export", "stability", "report.html", "summary.json"):
         assert word in res.stdout, word

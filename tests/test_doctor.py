@@ -12,8 +12,10 @@ from edgemask import doctor as D
 
 
 def test_parsers():
-    assert D.parse_nv_tegra_release("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64") \
+    assert (
+        D.parse_nv_tegra_release("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64")
         == "R35.4.1"
+    )
     assert D.parse_nv_tegra_release("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref") == "R32.7.1"
     assert D.parse_nv_tegra_release("garbage") is None
     assert D.parse_nvpmodel("NV Fan Mode:quiet\nNV Power Mode: MAXN_SUPER\n2") == "MAXN_SUPER"
@@ -90,11 +92,20 @@ RELEASES = {  # /etc/nv_tegra_release of each JetPack line
 
 def test_l4t_from_the_l4t_core_package():
     assert D.parse_l4t_core_version(DPKG_STATUS) == "R35.4.1"
-    assert D.parse_l4t_core_version(DPKG_STATUS.replace("Package: nvidia-l4t-core\nStatus: install", "Package: x\nStatus: install")) is None
-    assert D.parse_l4t_core_version("Package: nvidia-l4t-core\nStatus: install ok installed\nVersion: 36.4.3-2025\n") == "R36.4.3"
+    assert (
+        D.parse_l4t_core_version(
+            DPKG_STATUS.replace("Package: nvidia-l4t-core\nStatus: install", "Package: x\nStatus: install")
+        )
+        is None
+    )
+    assert (
+        D.parse_l4t_core_version("Package: nvidia-l4t-core\nStatus: install ok installed\nVersion: 36.4.3-2025\n")
+        == "R36.4.3"
+    )
     assert D.parse_l4t_core_version("") is None
-    assert [D.jetpack_of(v).name if D.jetpack_of(v) else None for v in ("R32.7.1", "R35.4.1", "R36.4", "R38.2", None)] \
-        == ["JetPack 4.6", "JetPack 5", "JetPack 6", None, None]
+    assert [
+        D.jetpack_of(v).name if D.jetpack_of(v) else None for v in ("R32.7.1", "R35.4.1", "R36.4", "R38.2", None)
+    ] == ["JetPack 4.6", "JetPack 5", "JetPack 6", None, None]
 
 
 def _fake_l4t(monkeypatch, tmp_path, release: str | None, dpkg: str | None) -> None:
@@ -107,14 +118,34 @@ def _fake_l4t(monkeypatch, tmp_path, release: str | None, dpkg: str | None) -> N
     monkeypatch.setattr(D, "_run", lambda cmd, timeout=5.0: (0, "NV Power Mode: MAXN\n0"))
 
 
-@pytest.mark.parametrize("jetpack, profile, python, status, words", [
-    ("6", "jetson-orin-nano", (3, 10), "pass", ["JetPack 6", "Python 3.10"]),
-    ("6", "jetson-orin-nano", (3, 8), "warn", ["built for Python 3.10", "this is Python 3.8", "--system-site-packages"]),
-    ("5", "jetson-xavier-nx", (3, 8), "pass", ["JetPack 5", "Python 3.8", "8.5"]),
-    ("5", "jetson-xavier-nx", (3, 11), "warn", ["built for Python 3.8", "/usr/bin/python3 (3.8)"]),
-    ("4.6", "jetson-nano", (3, 8), "warn", ["JetPack 4.6 ships Python 3.6", "does not support", "not the tensorrt backend",
-                                            "L4T r32.7 container with Python 3.8+", "docs/jetson.md#jetpack-46"]),
-])
+@pytest.mark.parametrize(
+    "jetpack, profile, python, status, words",
+    [
+        ("6", "jetson-orin-nano", (3, 10), "pass", ["JetPack 6", "Python 3.10"]),
+        (
+            "6",
+            "jetson-orin-nano",
+            (3, 8),
+            "warn",
+            ["built for Python 3.10", "this is Python 3.8", "--system-site-packages"],
+        ),
+        ("5", "jetson-xavier-nx", (3, 8), "pass", ["JetPack 5", "Python 3.8", "8.5"]),
+        ("5", "jetson-xavier-nx", (3, 11), "warn", ["built for Python 3.8", "/usr/bin/python3 (3.8)"]),
+        (
+            "4.6",
+            "jetson-nano",
+            (3, 8),
+            "warn",
+            [
+                "JetPack 4.6 ships Python 3.6",
+                "does not support",
+                "not the tensorrt backend",
+                "L4T r32.7 container with Python 3.8+",
+                "docs/jetson.md#jetpack-46",
+            ],
+        ),
+    ],
+)
 def test_jetpack_python_per_jetpack(monkeypatch, tmp_path, jetpack, profile, python, status, words):
     from edgemask.devices import load_profile
 
@@ -150,8 +181,9 @@ def test_unknown_l4t_release_is_a_warning(monkeypatch, tmp_path):
     assert c.status == "warn" and "R38.2.0" in c.detail and "(4.6, 5, 6)" in c.detail
 
 
-@pytest.mark.parametrize("python, status", [((3, 6, 9), "fail"), ((3, 8, 18), "pass"), ((3, 10, 12), "pass"),
-                                            ((3, 12, 3), "pass")])
+@pytest.mark.parametrize(
+    "python, status", [((3, 6, 9), "fail"), ((3, 8, 18), "pass"), ((3, 10, 12), "pass"), ((3, 12, 3), "pass")]
+)
 def test_python_versions(python, status):
     [c] = D.check_python(python)
     assert c.status == status and f"Python {'.'.join(map(str, python))}" in c.detail
@@ -178,13 +210,32 @@ def _bundle_with_engine(root, entry_kw):
     from edgemask.utils.io import sha256_file
 
     root.mkdir()
-    e = ModelEntry(**{"file": "model.jetson-orin-nano.fp16.trt10.3.engine", "precision": "fp16", "format": "tensorrt",
-                      "device": "jetson-orin-nano", "tensorrt_version": "10.3.0.26", "compute_capability": "8.7",
-                      "extra": {}, **entry_kw})
+    e = ModelEntry(
+        **{
+            "file": "model.jetson-orin-nano.fp16.trt10.3.engine",
+            "precision": "fp16",
+            "format": "tensorrt",
+            "device": "jetson-orin-nano",
+            "tensorrt_version": "10.3.0.26",
+            "compute_capability": "8.7",
+            "extra": {},
+            **entry_kw,
+        }
+    )
     (root / e.file).write_bytes(b"engine")
-    m = BundleManifest(name="b", version=1, created="2026-01-01T00:00:00+00:00", arch="seed_cnn", arch_args={},
-                       class_names=["a", "b", "c"], input=InputSpec(shape=["N", 3, 32, 32]), preprocessing=Preprocessing(),
-                       models=[e], files={e.file: {"sha256": sha256_file(root / e.file), "bytes": 6}}, producer={})
+    m = BundleManifest(
+        name="b",
+        version=1,
+        created="2026-01-01T00:00:00+00:00",
+        arch="seed_cnn",
+        arch_args={},
+        class_names=["a", "b", "c"],
+        input=InputSpec(shape=["N", 3, 32, 32]),
+        preprocessing=Preprocessing(),
+        models=[e],
+        files={e.file: {"sha256": sha256_file(root / e.file), "bytes": 6}},
+        producer={},
+    )
     (root / "manifest.json").write_text(m.to_json())
     return root
 
@@ -203,7 +254,9 @@ def test_bundle_checks(monkeypatch, tmp_path):
     assert c.fix.startswith("edgemask engine build") and "--device jetson-orin-nano" in c.fix
     (old / "model.jetson-orin-nano.fp16.trt10.3.engine").write_bytes(b"tampered")
     assert {c.name: c for c in D.check_bundle(old, orin)}["bundle hashes"].status == "fail"
-    other = {c.name: c for c in D.check_bundle(_bundle_with_engine(tmp_path / "x", {}), load_profile("jetson-agx-orin"))}
+    other = {
+        c.name: c for c in D.check_bundle(_bundle_with_engine(tmp_path / "x", {}), load_profile("jetson-agx-orin"))
+    }
     assert other["engines"].status == "warn" and "--device jetson-agx-orin" in other["engines"].fix
     assert D.check_bundle(tmp_path / "nothing", orin)[0].status == "fail"
     cpu = {c.name: c for c in D.check_bundle(tmp_path / "good", load_profile("x86-cpu"))}

@@ -47,12 +47,15 @@ def test_the_scanner_sees_imports_inside_functions(tmp_path):
     assert imports_of(p) == [(2, "edgemask.export.engine"), (2, "edgemask.export.engine.build_engine"), (3, "tensorrt")]
 
 
-@pytest.mark.parametrize("folder,forbidden", [
-    ("backends", ("edgemask.export",)),
-    ("bundle", ("edgemask.export", "edgemask.backends")),
-    ("devices", ("edgemask.export", "edgemask.backends")),
-    ("data", ("edgemask.vision",)),
-])
+@pytest.mark.parametrize(
+    "folder,forbidden",
+    [
+        ("backends", ("edgemask.export",)),
+        ("bundle", ("edgemask.export", "edgemask.backends")),
+        ("devices", ("edgemask.export", "edgemask.backends")),
+        ("data", ("edgemask.vision",)),
+    ],
+)
 def test_imports_run_one_way(folder, forbidden):
     assert _offenders(folder, forbidden) == []
 

@@ -20,12 +20,11 @@ def _bounds(spec: str) -> dict[str, str]:
 
 def test_every_tensorrt_requirement_stops_below_12():
     extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
-    trt = {name: req for name, reqs in extras.items() for req in reqs
-           if re.match(r"^tensorrt(-cu\d+)?\b", req)}
+    trt = {name: req for name, reqs in extras.items() for req in reqs if re.match(r"^tensorrt(-cu\d+)?\b", req)}
     assert set(trt) == {"tensorrt", "tensorrt-cu12", "tensorrt-cu13"}, trt
     for name, req in trt.items():
         b = _bounds(req)
-        assert b.get("<") == "12", (name, req)                  # no TensorRT 12 until the code knows it
+        assert b.get("<") == "12", (name, req)  # no TensorRT 12 until the code knows it
         assert tuple(int(x) for x in b[">="].split(".")) >= (8, 5), (name, req)
     # the CUDA binding of each CUDA-major extra matches that major
     for name, major in (("tensorrt-cu12", "12"), ("tensorrt-cu13", "13")):

@@ -201,8 +201,22 @@ def test_runtime_modules_keep_to_python_38():
     except ModuleNotFoundError:
         pytest.fail("vermin is missing: install the test extra (pip install -e '.[test]')")
     files = [str(f) for f in runtime_modules().values()]
-    r = subprocess.run([sys.executable, "-c", "import sys, vermin; sys.exit(vermin.main())", "-t=3.8-", "--violations", "--no-tips", "--no-make-paths-absolute",
-                        "--processes=1", *files], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, vermin; sys.exit(vermin.main())",
+            "-t=3.8-",
+            "--violations",
+            "--no-tips",
+            "--no-make-paths-absolute",
+            "--processes=1",
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
 
 
@@ -211,11 +225,16 @@ def test_runtime_modules_defer_annotations():
     missing = []
     for name, f in sorted(runtime_modules().items()):
         tree = ast.parse(f.read_text(encoding="utf-8"))
-        has_future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
-                         and any(a.name == "annotations" for a in n.names) for n in tree.body)
-        annotated = any(isinstance(n, ast.AnnAssign) or (isinstance(n, ast.arg) and n.annotation is not None)
-                        or (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.returns is not None)
-                        for n in ast.walk(tree))
+        has_future = any(
+            isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
+            for n in tree.body
+        )
+        annotated = any(
+            isinstance(n, ast.AnnAssign)
+            or (isinstance(n, ast.arg) and n.annotation is not None)
+            or (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.returns is not None)
+            for n in ast.walk(tree)
+        )
         if annotated and not has_future:
             missing.append(name)
     assert not missing, f"add 'from __future__ import annotations' to {missing}"
@@ -241,9 +260,16 @@ def test_cli_signatures_evaluate_on_python_38():
 
     walk(app)
     assert len(callbacks) > 20
-    bad = [f"{fn.__module__}.{fn.__qualname__}: {k}: {v}" for fn in callbacks if callable(fn)
-           for k, v in fn.__annotations__.items() if isinstance(v, str) and _NEWER_THAN_38.search(v)]
-    assert not bad, "use typing.Optional / List / Tuple in typer signatures (Python 3.8 evaluates them): " + "; ".join(bad)
+    bad = [
+        f"{fn.__module__}.{fn.__qualname__}: {k}: {v}"
+        for fn in callbacks
+        if callable(fn)
+        for k, v in fn.__annotations__.items()
+        if isinstance(v, str) and _NEWER_THAN_38.search(v)
+    ]
+    assert not bad, "use typing.Optional / List / Tuple in typer signatures (Python 3.8 evaluates them): " + "; ".join(
+        bad
+    )
 
 
 @pytest.mark.parametrize(
@@ -278,14 +304,30 @@ def photos(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.mark.parametrize("args, says", [
-    (["bundle", "verify", "{b}"], "files match their SHA-256"),
-    (["bundle", "show", "{b}"], "model.int8.onnx"),
-    (["engine", "check-qdq", "{b}", "--device", "jetson-xavier-nx"], "PASS for TensorRT 8.5"),
-    (["engine", "build", "{b}", "--device", "jetson-orin-nano", "--print-trtexec"], "trtexec --onnx="),
-    (["run", "--source", "{photos}", "--bundle", "{b}", "--headless", "--max-frames", "3", "--state-dir", "{t}/state"],
-     "detector runs"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["bundle", "verify", "{b}"], "files match their SHA-256"),
+        (["bundle", "show", "{b}"], "model.int8.onnx"),
+        (["engine", "check-qdq", "{b}", "--device", "jetson-xavier-nx"], "PASS for TensorRT 8.5"),
+        (["engine", "build", "{b}", "--device", "jetson-orin-nano", "--print-trtexec"], "trtexec --onnx="),
+        (
+            [
+                "run",
+                "--source",
+                "{photos}",
+                "--bundle",
+                "{b}",
+                "--headless",
+                "--max-frames",
+                "3",
+                "--state-dir",
+                "{t}/state",
+            ],
+            "detector runs",
+        ),
+    ],
+)
 def test_device_commands_on_an_exported_bundle(backends_bundle, photos, tmp_path, args, says):
     """What a box does with a bundle a workstation exported, with no torch or onnx package importable."""
     r = _cli(*[a.format(b=backends_bundle, photos=photos, t=tmp_path) for a in args])

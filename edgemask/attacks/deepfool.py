@@ -311,8 +311,7 @@ def _check_args(
     """Validate user arguments; return the normalised norm name."""
     if not isinstance(norm, str) or norm.lower() not in NORMS:
         raise ConfigError(
-            f"unknown DeepFool norm {norm!r}; expected one of {', '.join(NORMS)}; "
-            "pass norm='l2' or norm='linf'"
+            f"unknown DeepFool norm {norm!r}; expected one of {', '.join(NORMS)}; pass norm='l2' or norm='linf'"
         )
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -326,21 +325,15 @@ def _check_args(
             "space; convert with x.float() / 255"
         )
     if isinstance(overshoot, bool) or not isinstance(overshoot, (int, float)) or not overshoot >= 0:
-        raise ConfigError(
-            f"overshoot={overshoot!r} is invalid; expected a number >= 0 (the paper uses 0.02)"
-        )
+        raise ConfigError(f"overshoot={overshoot!r} is invalid; expected a number >= 0 (the paper uses 0.02)")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ConfigError(f"max_iter={max_iter!r} is invalid; expected an integer >= 1 (default 50)")
-    if candidates is not None and (
-        isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2
-    ):
+    if candidates is not None and (isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2):
         raise ConfigError(
             f"candidates={candidates!r} is invalid; expected an integer >= 2 "
             "(the predicted class plus at least one other) or None for all classes"
         )
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ConfigError(f"batch_size={batch_size!r} is invalid; expected an integer >= 1 or None")
     if clip is not None:
         try:
@@ -378,8 +371,7 @@ def _check_device(model: nn.Module, x: torch.Tensor) -> None:
     for p in model.parameters():
         if p.device != x.device:
             raise ConfigError(
-                f"model is on {p.device} but x is on {x.device}; move one of them, "
-                f"e.g. model.to(x.device)"
+                f"model is on {p.device} but x is on {x.device}; move one of them, e.g. model.to(x.device)"
             )
         break
 
@@ -499,9 +491,7 @@ def _clean_pass(
     m = num_classes if candidates is None else min(candidates, num_classes)
     # Rank the other classes by clean logit; masking k0 (not topk(m)[1:]) keeps
     # k0 out of the list even when logits tie.
-    masked = logits0.masked_fill(
-        torch.nn.functional.one_hot(k0, num_classes).bool(), float("-inf")
-    )
+    masked = logits0.masked_fill(torch.nn.functional.one_hot(k0, num_classes).bool(), float("-inf"))
     others = masked.topk(m - 1, dim=1).indices  # (N, m-1)
     return k0, margin, others
 
@@ -522,16 +512,15 @@ def _step(w: torch.Tensor, f: torch.Tensor, zg: torch.Tensor, norm: str) -> torc
     return step.masked_fill(_bcast(zg, step), 0.0)
 
 
-def _recheck(
-    model: nn.Module, x_cur: torch.Tensor, k0: torch.Tensor, ws: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _recheck(model: nn.Module, x_cur: torch.Tensor, k0: torch.Tensor, ws: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prediction (N,) and margin past the boundary (N,) of the final iterates: best other logit - f_k0."""
     logits_adv = _logits(model, x_cur, ws)  # (N, K)
     pred_adv = logits_adv.argmax(dim=1)
     f_k0_adv = logits_adv.gather(1, k0[:, None]).squeeze(1)
-    margin_adv = logits_adv.masked_fill(
-        torch.nn.functional.one_hot(k0, logits_adv.shape[1]).bool(), float("-inf")
-    ).amax(dim=1) - f_k0_adv  # (N,)
+    margin_adv = (
+        logits_adv.masked_fill(torch.nn.functional.one_hot(k0, logits_adv.shape[1]).bool(), float("-inf")).amax(dim=1)
+        - f_k0_adv
+    )  # (N,)
     return pred_adv, margin_adv
 
 
@@ -591,9 +580,7 @@ def _best_direction(
         # torch.func.vmap(jacrev(...)) (~2-5x slower).
         if fdiff.requires_grad:
             # allow_unused: an output that ignores x gives None, i.e. w = 0.
-            (g,) = torch.autograd.grad(
-                fdiff[:, j].sum(), xa, retain_graph=j < n_cand - 1, allow_unused=True
-            )
+            (g,) = torch.autograd.grad(fdiff[:, j].sum(), xa, retain_graph=j < n_cand - 1, allow_unused=True)
         else:  # output does not depend on x (nor on anything with grad)
             g = None
         if g is None:
@@ -632,9 +619,7 @@ def _working_set_size(x: torch.Tensor, batch_size: int | None) -> int:
     return max(1, min(n, _CPU_WORKING_SET_ELEMS // per_sample))
 
 
-def _pick_layout(
-    model: nn.Module, x0: torch.Tensor, ws: int
-) -> tuple[torch.Tensor, torch.memory_format]:
+def _pick_layout(model: nn.Module, x0: torch.Tensor, ws: int) -> tuple[torch.Tensor, torch.memory_format]:
     """Use channels_last on CPU for conv nets that accept it.
 
     Returns the (possibly re-laid-out) input and the layout to hand back.

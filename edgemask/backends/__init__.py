@@ -43,7 +43,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 # What to tell the user when a backend's module or its engine cannot be imported.
 _INSTALL_HINT: dict[str, str] = {
     "tensorrt": "TensorRT is not installed here; on a Jetson it comes with JetPack, on x86 "
-                "'pip install edgemask[tensorrt-cu12]' (or -cu13) with a CUDA driver, or use --engines onnxrt:int8 instead",
+    "'pip install edgemask[tensorrt-cu12]' (or -cu13) with a CUDA driver, or use --engines onnxrt:int8 instead",
     "onnxrt": "onnxruntime is not installed here; 'pip install onnxruntime' (or onnxruntime-gpu)",
     "opencv": "OpenCV is not installed here; 'pip install opencv-python-headless'",
     "torch": "PyTorch is not installed here; 'pip install torch', or use --engines onnxrt:fp32",
@@ -107,8 +107,9 @@ def get_backend(name: str) -> type[Runner]:
     return cls
 
 
-def runner_from_bundle(bundle: "str | Path | Bundle", backend: str = "onnxrt", precision: str = "fp32",
-                       **options: Any) -> Runner:
+def runner_from_bundle(
+    bundle: "str | Path | Bundle", backend: str = "onnxrt", precision: str = "fp32", **options: Any
+) -> Runner:
     """A (not yet active) Runner for one model of a bundle.
 
     Args:
@@ -137,8 +138,10 @@ def check_precision(cls: type[Runner], precision: str) -> None:
     """Raise a BackendError unless ``cls`` runs models at ``precision``."""
     supported = tuple(getattr(cls, "precisions", ("fp32",)))
     if precision not in supported:
-        raise BackendError(f"backend {cls.name!r} does not run {precision!r} models (it runs: {', '.join(supported)}); "
-                           f"use e.g. onnxrt:{precision}")
+        raise BackendError(
+            f"backend {cls.name!r} does not run {precision!r} models (it runs: {', '.join(supported)}); "
+            f"use e.g. onnxrt:{precision}"
+        )
 
 
 def check_options(cls: type[Runner], options: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -193,5 +196,13 @@ def _unavailable_backend(name: str, why: str) -> type[Runner]:
     return type(f"Unavailable_{name}", (Runner,), ns)
 
 
-__all__ = ["Runner", "as_bundle", "check_options", "check_precision", "get_backend", "list_backends", "register_backend",
-           "runner_from_bundle"]
+__all__ = [
+    "Runner",
+    "as_bundle",
+    "check_options",
+    "check_precision",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+    "runner_from_bundle",
+]

@@ -22,7 +22,6 @@ import numpy as np
 from edgemask.data.transforms import to_nchw_float
 from edgemask.errors import BackendError
 
-
 #: How many per-call latencies a runner keeps, newest last: a camera service calls infer() for
 #: months, so the history is a ring, not a list that grows until the box runs out of memory.
 LATENCY_HISTORY = 4096
@@ -119,11 +118,15 @@ class Runner(abc.ABC):
             batch = to_nchw_float(batch)  # (N, 3, H, W) float32 in [0, 1]
         elif batch.dtype in (np.float32, np.float64, np.float16):
             if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
-                raise BackendError(f"float input must be NCHW (N, 3, {h}, {w}) in [0,1], got shape {tuple(batch.shape)}")
+                raise BackendError(
+                    f"float input must be NCHW (N, 3, {h}, {w}) in [0,1], got shape {tuple(batch.shape)}"
+                )
             batch = batch.astype(np.float32, copy=False)
             if batch.size and (float(batch.min()) < -1e-3 or float(batch.max()) > 1.0 + 1e-3):
-                raise BackendError(f"float input must lie in [0, 1] (got {float(batch.min()):.3g}..{float(batch.max()):.3g}); "
-                                   "divide 8-bit pixels by 255, do not normalise: mean/std are inside the model")
+                raise BackendError(
+                    f"float input must lie in [0, 1] (got {float(batch.min()):.3g}..{float(batch.max()):.3g}); "
+                    "divide 8-bit pixels by 255, do not normalise: mean/std are inside the model"
+                )
         else:
             raise BackendError(f"input dtype {batch.dtype} not supported; use float32 NCHW in [0,1] or uint8 NHWC")
         if batch.shape[0] == 0:
@@ -139,8 +142,10 @@ class Runner(abc.ABC):
         out = np.asarray(self._infer_impl(x), dtype=np.float32)
         self.latencies_ms.append((time.perf_counter() - t0) * 1e3)
         if out.shape != (x.shape[0],) + self.output_tail:
-            raise BackendError(f"{self.name} returned shape {out.shape}, expected {(x.shape[0],) + self.output_tail}; "
-                               "the model file does not match the bundle's manifest")
+            raise BackendError(
+                f"{self.name} returned shape {out.shape}, expected {(x.shape[0],) + self.output_tail}; "
+                "the model file does not match the bundle's manifest"
+            )
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Tuple
 
 from edgemask.bundle.manifest import MANIFEST_NAME, BundleManifest, ModelEntry, load_manifest
+from edgemask.errors import BundleError
+from edgemask.utils.io import sha256_file
 
 #: The two models a bundle may hold; ``Bundle.part`` says which one a Bundle object describes.
 PARTS = ("classifier", "detector")
-from edgemask.errors import BundleError
-from edgemask.utils.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,26 @@ class Bundle:
             return self
         det = self.manifest.detector
         if det is None:
-            raise BundleError(f"bundle {self.manifest.name!r} ({self.root}) has no face detector; re-export it with "
-                              "'edgemask export RUN --detector DET_RUN' (a run of 'edgemask detector train'), or "
-                              "choose --detector haar-fusion")
+            raise BundleError(
+                f"bundle {self.manifest.name!r} ({self.root}) has no face detector; re-export it with "
+                "'edgemask export RUN --detector DET_RUN' (a run of 'edgemask detector train'), or "
+                "choose --detector haar-fusion"
+            )
         m = self.manifest
         view = dataclasses.replace(
-            m, name=f"{m.name}.detector", arch=det.arch, arch_args=dict(det.arch_args), class_names=["face"],
-            input=det.input, preprocessing=det.preprocessing, models=list(det.models), golden=det.golden,
-            calibration=det.calibration, detector=None, source_run=det.source_run)
+            m,
+            name=f"{m.name}.detector",
+            arch=det.arch,
+            arch_args=dict(det.arch_args),
+            class_names=["face"],
+            input=det.input,
+            preprocessing=det.preprocessing,
+            models=list(det.models),
+            golden=det.golden,
+            calibration=det.calibration,
+            detector=None,
+            source_run=det.source_run,
+        )
         return Bundle(root=self.root, manifest=view, part="detector", full_manifest=m)
 
     def path(self, rel: str) -> Path:
@@ -120,11 +132,15 @@ def verify_bundle(bundle_dir: str | Path) -> list[str]:
             problems.append(f"{rel}: missing")
             continue
         if "bytes" in meta and p.stat().st_size != meta["bytes"]:
-            problems.append(f"{rel}: size {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated or replaced)")
+            problems.append(
+                f"{rel}: size {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated or replaced)"
+            )
             continue
         digest = sha256_file(p)
         if digest != meta.get("sha256"):
-            problems.append(f"{rel}: SHA-256 {digest[:12]}… does not match the manifest's {str(meta.get('sha256'))[:12]}…")
+            problems.append(
+                f"{rel}: SHA-256 {digest[:12]}… does not match the manifest's {str(meta.get('sha256'))[:12]}…"
+            )
     for m in manifest.all_models():
         if m.file not in manifest.files:
             problems.append(f"{m.file}: model listed without a hash in 'files'")
@@ -146,8 +162,12 @@ def manifest_identity(bundle_dir: str | Path) -> dict:
         d = json.loads(data.decode("utf-8"))
     except ValueError:
         d = {}
-    return {"name": d.get("name"), "version": d.get("version"), "manifest_sha256": hashlib.sha256(data).hexdigest(),
-            "path": str(root.resolve())}
+    return {
+        "name": d.get("name"),
+        "version": d.get("version"),
+        "manifest_sha256": hashlib.sha256(data).hexdigest(),
+        "path": str(root.resolve()),
+    }
 
 
 def model_problems(bundle_dir: str | Path) -> list[str]:
@@ -178,8 +198,10 @@ def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
         problems = verify_bundle(root)
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise BundleError(f"bundle {root} failed verification: {problems[0]}{more}; "
-                              f"re-export it or copy it again ('edgemask bundle verify {root}' lists all)")
+            raise BundleError(
+                f"bundle {root} failed verification: {problems[0]}{more}; "
+                f"re-export it or copy it again ('edgemask bundle verify {root}' lists all)"
+            )
     return Bundle(root=root, manifest=manifest)
 
 

@@ -26,8 +26,10 @@ from typing import Any, List, Optional, Tuple
 from edgemask.errors import BackendError
 
 ENGINE_FORMAT = "tensorrt"
-_ENGINE_RE = re.compile(r"^model\.(?P<device>[a-z0-9-]+)\.(?P<precision>fp32|fp16|int8)"
-                        r"(?:\.dla(?P<dla>\d+))?\.trt(?P<trt>\d+(?:\.\d+)*)\.engine$")
+_ENGINE_RE = re.compile(
+    r"^model\.(?P<device>[a-z0-9-]+)\.(?P<precision>fp32|fp16|int8)"
+    r"(?:\.dla(?P<dla>\d+))?\.trt(?P<trt>\d+(?:\.\d+)*)\.engine$"
+)
 
 
 def engine_cache_dir() -> Path:
@@ -53,13 +55,13 @@ def default_timing_cache(device: str, trt_version: str) -> Path:
 
 
 def trt_tag(version: str) -> str:
-    """"10.3.0.26" → "10.3" (what a profile pins and what goes in file names)."""
+    """ "10.3.0.26" → "10.3" (what a profile pins and what goes in file names)."""
     parts = str(version).split(".")
     return ".".join(parts[:2])
 
 
 def trt_major(version: str) -> int:
-    """"10.3.0.26" → 10."""
+    """ "10.3.0.26" → 10."""
     return int(str(version).split(".")[0])
 
 
@@ -86,8 +88,12 @@ def parse_engine_file_name(name: "str | Path") -> Optional[dict]:
     m = _ENGINE_RE.match(Path(name).name)
     if not m:
         return None
-    return {"device": m.group("device"), "precision": m.group("precision"),
-            "dla_core": int(m.group("dla")) if m.group("dla") is not None else None, "tensorrt": m.group("trt")}
+    return {
+        "device": m.group("device"),
+        "precision": m.group("precision"),
+        "dla_core": int(m.group("dla")) if m.group("dla") is not None else None,
+        "tensorrt": m.group("trt"),
+    }
 
 
 def rebuild_command(bundle_dir: "str | Path", device: str, precision: str, dla_core: Optional[int] = None) -> str:
@@ -98,8 +104,14 @@ def rebuild_command(bundle_dir: "str | Path", device: str, precision: str, dla_c
     return shlex.join(cmd)
 
 
-def check_engine_compatible(entry: Any, runtime_trt: Optional[str], *, compute_capability: Optional[str] = None,
-                            device: Optional[str] = None, bundle_dir: "str | Path" = "BUNDLE") -> None:
+def check_engine_compatible(
+    entry: Any,
+    runtime_trt: Optional[str],
+    *,
+    compute_capability: Optional[str] = None,
+    device: Optional[str] = None,
+    bundle_dir: "str | Path" = "BUNDLE",
+) -> None:
     """Refuse an engine that was built for another TensorRT version, GPU or device.
 
     Args:
@@ -121,12 +133,16 @@ def check_engine_compatible(entry: Any, runtime_trt: Optional[str], *, compute_c
     if not built_trt:
         raise BackendError(f"{file} records no TensorRT version, so it cannot be checked; {fix}")
     if runtime_trt is not None and str(built_trt) != str(runtime_trt):
-        raise BackendError(f"{file} was built with TensorRT {built_trt} but this machine has TensorRT "
-                           f"{runtime_trt}; engines are not portable across TensorRT versions; {fix}")
+        raise BackendError(
+            f"{file} was built with TensorRT {built_trt} but this machine has TensorRT "
+            f"{runtime_trt}; engines are not portable across TensorRT versions; {fix}"
+        )
     built_cc = get("compute_capability")
     if built_cc and compute_capability and str(built_cc) != str(compute_capability):
-        raise BackendError(f"{file} was built for compute capability {built_cc} but this GPU is "
-                           f"{compute_capability}; engines are not portable across GPUs; {fix}")
+        raise BackendError(
+            f"{file} was built for compute capability {built_cc} but this GPU is "
+            f"{compute_capability}; engines are not portable across GPUs; {fix}"
+        )
     if device and built_dev != "?" and built_dev != device:
         raise BackendError(f"{file} was built for device {built_dev!r} but this machine is {device!r}; {fix}")
 
@@ -143,7 +159,11 @@ def engine_entries(manifest: Any, device: Optional[str] = None, precision: Optio
             continue
         if device is not None and m.device != device:
             continue
-        if precision is not None and m.precision != precision and (m.extra or {}).get("requested_precision") != precision:
+        if (
+            precision is not None
+            and m.precision != precision
+            and (m.extra or {}).get("requested_precision") != precision
+        ):
             continue
         out.append(m)
     # exact precision first, GPU engines before DLA ones
@@ -162,8 +182,9 @@ def bundle_cache_dir(bundle: Any) -> Path:
     return engine_cache_dir() / f"{m.name}-v{m.version}-{hashlib.sha256(content).hexdigest()[:12]}"
 
 
-def find_cached_engine(bundle: Any, device: str, precision: str, dla_core: Optional[int],
-                       trt_version: str) -> Optional[Tuple[Path, Any]]:
+def find_cached_engine(
+    bundle: Any, device: str, precision: str, dla_core: Optional[int], trt_version: str
+) -> Optional[Tuple[Path, Any]]:
     """(engine path, ModelEntry) of an engine built on first use for this bundle, or None.
 
     Only an engine of this exact TensorRT version counts, so one from before a
@@ -177,15 +198,30 @@ def find_cached_engine(bundle: Any, device: str, precision: str, dla_core: Optio
         except (ValueError, TypeError):
             continue
         extra = entry.extra or {}
-        if entry.device == device and entry.tensorrt_version == trt_version \
-                and (entry.precision == precision or extra.get("requested_precision") == precision) \
-                and (dla_core is None or extra.get("dla_core") == dla_core):
-            engine = meta.with_name(meta.name[:-len(".json")])
+        if (
+            entry.device == device
+            and entry.tensorrt_version == trt_version
+            and (entry.precision == precision or extra.get("requested_precision") == precision)
+            and (dla_core is None or extra.get("dla_core") == dla_core)
+        ):
+            engine = meta.with_name(meta.name[: -len(".json")])
             if engine.is_file():
                 return engine, entry
     return None
 
 
-__all__ = ["ENGINE_FORMAT", "bundle_cache_dir", "check_engine_compatible", "default_timing_cache",
-           "engine_cache_dir", "engine_entries", "engine_file_name", "find_cached_engine", "parse_engine_file_name",
-           "rebuild_command", "trt_major", "trt_tag", "trt_version_code"]
+__all__ = [
+    "ENGINE_FORMAT",
+    "bundle_cache_dir",
+    "check_engine_compatible",
+    "default_timing_cache",
+    "engine_cache_dir",
+    "engine_entries",
+    "engine_file_name",
+    "find_cached_engine",
+    "parse_engine_file_name",
+    "rebuild_command",
+    "trt_major",
+    "trt_tag",
+    "trt_version_code",
+]

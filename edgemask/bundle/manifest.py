@@ -56,19 +56,19 @@ class Preprocessing:
     std: list[float] = field(default_factory=list)
     normalization_in_model: bool = True
     crop: str | None = CROP_METHOD
-    crop_margin: float | None = CROP_MARGIN   # context per side, a fraction of the box's longer side
+    crop_margin: float | None = CROP_MARGIN  # context per side, a fraction of the box's longer side
 
 
 @dataclass
 class ModelEntry:
     """One runnable model file of the bundle."""
 
-    file: str                       # relative to the bundle root
-    precision: str                  # fp32 | fp16 | int8
-    format: str                     # onnx | tensorrt | safetensors
+    file: str  # relative to the bundle root
+    precision: str  # fp32 | fp16 | int8
+    format: str  # onnx | tensorrt | safetensors
     opset: int | None = None
-    quantization: dict[str, Any] | None = None   # int8: {"format": "QDQ", "method", "per_channel", "symmetric", ...}
-    device: str | None = None                    # tensorrt engines: device profile name
+    quantization: dict[str, Any] | None = None  # int8: {"format": "QDQ", "method", "per_channel", "symmetric", ...}
+    device: str | None = None  # tensorrt engines: device profile name
     tensorrt_version: str | None = None
     compute_capability: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -80,8 +80,10 @@ def find_model(models: Any, precision: str, format: str, device: Any, owner: str
         if m.precision == precision and m.format == format and (device is None or m.device == device):
             return m
     have = ", ".join(f"{m.format}:{m.precision}" + (f"@{m.device}" if m.device else "") for m in models)
-    raise BundleError(f"{owner} has no {format} model at precision {precision!r} (it has: {have}); "
-                      f"re-export with --precision {precision}")
+    raise BundleError(
+        f"{owner} has no {format} model at precision {precision!r} (it has: {have}); "
+        f"re-export with --precision {precision}"
+    )
 
 
 @dataclass
@@ -96,13 +98,13 @@ class DetectorEntry:
 
     arch: str
     arch_args: dict[str, Any]
-    input: InputSpec                          # shape ["N", 3, H, W]
-    output: dict[str, Any]                    # {"name", "shape": ["N", 5, h, w], "channels": [...], "stride"}
-    letterbox: dict[str, Any]                 # {"align": "top-left", "pad_value": 114, "resize": ...}
+    input: InputSpec  # shape ["N", 3, H, W]
+    output: dict[str, Any]  # {"name", "shape": ["N", 5, h, w], "channels": [...], "stride"}
+    letterbox: dict[str, Any]  # {"align": "top-left", "pad_value": 114, "resize": ...}
     preprocessing: Preprocessing
-    decode: dict[str, Any]                    # DecodeParams: stride, score_threshold, nms_iou, top_k, min_side
+    decode: dict[str, Any]  # DecodeParams: stride, score_threshold, nms_iou, top_k, min_side
     models: list[ModelEntry]
-    golden: dict[str, Any] | None = None      # {"inputs", "outputs", "count", "tolerance": {precision: {...}}}
+    golden: dict[str, Any] | None = None  # {"inputs", "outputs", "count", "tolerance": {precision: {...}}}
     calibration: dict[str, Any] | None = None  # {"source", "count", "seed", "images_sha256", "table", "cache", ...}
     source_run: str | None = None
     training: dict[str, Any] = field(default_factory=dict)  # data sets and held-out split of the run
@@ -123,8 +125,16 @@ class DetectorEntry:
     def from_dict(cls, d: Any, where: str = "manifest") -> "DetectorEntry":
         if not isinstance(d, dict):
             raise BundleError(f"{where} field 'detector' is not a JSON object; re-export the bundle")
-        required = {"arch": str, "arch_args": dict, "input": dict, "output": dict, "letterbox": dict,
-                    "preprocessing": dict, "decode": dict, "models": list}
+        required = {
+            "arch": str,
+            "arch_args": dict,
+            "input": dict,
+            "output": dict,
+            "letterbox": dict,
+            "preprocessing": dict,
+            "decode": dict,
+            "models": list,
+        }
         for key, typ in required.items():
             if not isinstance(d.get(key), typ):
                 raise BundleError(f"{where} detector entry has no valid {key!r} ({typ.__name__}); re-export the bundle")
@@ -136,8 +146,10 @@ class DetectorEntry:
             raise BundleError(f"{where} has a malformed detector entry ({e}); re-export the bundle") from None
         for m in models:
             if m.precision not in PRECISIONS:
-                raise BundleError(f"{where} lists detector model {m.file} with unknown precision {m.precision!r}; "
-                                  f"expected one of {', '.join(PRECISIONS)}")
+                raise BundleError(
+                    f"{where} lists detector model {m.file} with unknown precision {m.precision!r}; "
+                    f"expected one of {', '.join(PRECISIONS)}"
+                )
         if len(inp.shape) != 4:
             raise BundleError(f"{where} detector input shape {inp.shape} is not [N, 3, H, W]; re-export the bundle")
         kw = {k: d[k] for k in d if k in cls.__dataclass_fields__}
@@ -150,22 +162,26 @@ class BundleManifest:
     """``manifest.json``. Field order is the order in the file."""
 
     name: str
-    version: int                    # monotonically increasing per bundle name
-    created: str                    # ISO 8601 UTC
+    version: int  # monotonically increasing per bundle name
+    created: str  # ISO 8601 UTC
     arch: str
     arch_args: dict[str, Any]
     class_names: list[str]
     input: InputSpec
     preprocessing: Preprocessing
     models: list[ModelEntry]
-    files: dict[str, dict[str, Any]]          # relative path -> {"sha256", "bytes"}; every file but the manifest
-    producer: dict[str, str]                  # library versions that made the bundle
+    files: dict[str, dict[str, Any]]  # relative path -> {"sha256", "bytes"}; every file but the manifest
+    producer: dict[str, str]  # library versions that made the bundle
     opset: int | None = None
-    golden: dict[str, Any] | None = None      # {"inputs", "outputs", "count", "tolerance": {precision: max abs logit diff}}
-    calibration: dict[str, Any] | None = None  # {"recipe", "recipe_sha256", "images_sha256", "count", "method", "table", "cache"}
-    detector: DetectorEntry | None = None     # the learned face detector, when exported with one
-    probe: dict[str, Any] | None = None       # stability probe: {"inputs", "count", "attack", "float_pred_adv", "margin_clean", ...}
-    signature: dict[str, Any] | None = None   # {"key_id", "algorithm", "file"} once signed
+    golden: dict[str, Any] | None = None  # {"inputs", "outputs", "count", "tolerance": {precision: max abs logit diff}}
+    calibration: dict[str, Any] | None = (
+        None  # {"recipe", "recipe_sha256", "images_sha256", "count", "method", "table", "cache"}
+    )
+    detector: DetectorEntry | None = None  # the learned face detector, when exported with one
+    probe: dict[str, Any] | None = (
+        None  # stability probe: {"inputs", "count", "attack", "float_pred_adv", "margin_clean", ...}
+    )
+    signature: dict[str, Any] | None = None  # {"key_id", "algorithm", "file"} once signed
     source_run: str | None = None
     format: str = BUNDLE_FORMAT
     schema_version: int = SCHEMA_VERSION
@@ -191,14 +207,18 @@ class BundleManifest:
         if not isinstance(d, dict):
             raise BundleError(f"{where} is not a JSON object; re-export the bundle")
         if d.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{where} has format {_show(d.get('format'))}, expected {BUNDLE_FORMAT!r}; "
-                              "is this an edgemask bundle? Re-export it with 'edgemask export'")
+            raise BundleError(
+                f"{where} has format {_show(d.get('format'))}, expected {BUNDLE_FORMAT!r}; "
+                "is this an edgemask bundle? Re-export it with 'edgemask export'"
+            )
         c = _Checker(where)
         sv = d.get("schema_version", SCHEMA_VERSION)
         c.int_(sv, "schema_version", lo=1)
         if sv > SCHEMA_VERSION:
-            raise BundleError(f"{where} has schema version {sv}, newer than this edgemask "
-                              f"understands ({SCHEMA_VERSION}); upgrade edgemask")
+            raise BundleError(
+                f"{where} has schema version {sv}, newer than this edgemask "
+                f"understands ({SCHEMA_VERSION}); upgrade edgemask"
+            )
         for key in _REQUIRED:
             if key not in d:
                 raise BundleError(f"{where} is missing the field {key!r}; re-export the bundle with 'edgemask export'")
@@ -290,8 +310,19 @@ class BundleManifest:
         return out
 
 
-_REQUIRED = ("name", "version", "created", "arch", "arch_args", "class_names", "input", "preprocessing", "models",
-             "files", "producer")
+_REQUIRED = (
+    "name",
+    "version",
+    "created",
+    "arch",
+    "arch_args",
+    "class_names",
+    "input",
+    "preprocessing",
+    "models",
+    "files",
+    "producer",
+)
 _GOLDEN_PATHS = ("inputs", "outputs")
 _CALIBRATION_PATHS = ("recipe_file", "table", "cache")
 MODEL_FORMATS = ("onnx", "tensorrt", "safetensors")
@@ -302,8 +333,15 @@ _REEXPORT = "re-export the bundle with 'edgemask export' (or correct that field)
 
 def _show(v: Any) -> str:
     """A value for a message: its repr, cut short, with its JSON type."""
-    kind = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    kind = {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "object",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
     r = repr(v)
     return f"{kind} {r[:40] + '…' if len(r) > 40 else r}"
 
@@ -315,15 +353,21 @@ def check_relative_path(rel: Any, field_name: str, where: str = "manifest") -> s
     component, NUL bytes. Symlinks are checked against the folder by :func:`load_manifest`.
     """
     if not isinstance(rel, str) or not rel.strip():
-        raise BundleError(f"{where}: field {field_name!r} should be a path inside the bundle, got {_show(rel)}; {_REEXPORT}")
+        raise BundleError(
+            f"{where}: field {field_name!r} should be a path inside the bundle, got {_show(rel)}; {_REEXPORT}"
+        )
     if "\x00" in rel:
         raise BundleError(f"{where}: field {field_name!r} holds a NUL byte; {_REEXPORT}")
     if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel):
-        raise BundleError(f"{where}: field {field_name!r} is the absolute path {rel!r}; a bundle may only name "
-                          "files inside itself (relative paths): the bundle is not trustworthy, re-export it")
+        raise BundleError(
+            f"{where}: field {field_name!r} is the absolute path {rel!r}; a bundle may only name "
+            "files inside itself (relative paths): the bundle is not trustworthy, re-export it"
+        )
     if ".." in re.split(r"[\\/]", rel):
-        raise BundleError(f"{where}: field {field_name!r} is {rel!r}, which climbs out with '..'; a bundle may only "
-                          "name files inside itself: the bundle is not trustworthy, re-export it")
+        raise BundleError(
+            f"{where}: field {field_name!r} is {rel!r}, which climbs out with '..'; a bundle may only "
+            "name files inside itself: the bundle is not trustworthy, re-export it"
+        )
     return rel
 
 
@@ -379,11 +423,11 @@ class _Checker:
         spec = InputSpec(**d)
         self.str_(spec.name, "input.name", empty=False)
         shape = spec.shape
-        example = "[\"N\", 3, 64, 64]"
+        example = '["N", 3, 64, 64]'
         if not isinstance(shape, list) or len(shape) != 4:
             self.fail("input.shape", f"should be a list of 4 sizes like {example}, got {_show(shape)}")
         if not (shape[0] == "N" or (isinstance(shape[0], int) and not isinstance(shape[0], bool) and shape[0] >= 1)):
-            self.fail("input.shape[0]", f"should be \"N\" (any batch) or a batch size ≥ 1, got {_show(shape[0])}")
+            self.fail("input.shape[0]", f'should be "N" (any batch) or a batch size ≥ 1, got {_show(shape[0])}')
         for i in (1, 2, 3):
             self.int_(shape[i], f"input.shape[{i}]", lo=1)
         if shape[1] != 3:
@@ -391,14 +435,14 @@ class _Checker:
         if shape[2] != shape[3] or shape[2] < 8:
             self.fail("input.shape", f"should be square and at least 8 pixels like {example}, got {shape}")
         if spec.dtype not in ("float32",):
-            self.fail("input.dtype", f"should be \"float32\", got {_show(spec.dtype)}")
+            self.fail("input.dtype", f'should be "float32", got {_show(spec.dtype)}')
         if spec.layout != "NCHW":
-            self.fail("input.layout", f"should be \"NCHW\", got {_show(spec.layout)}")
+            self.fail("input.layout", f'should be "NCHW", got {_show(spec.layout)}')
         rng = self.list_(spec.range, "input.range")
         if len(rng) != 2 or self.num_(rng[0], "input.range[0]") >= self.num_(rng[1], "input.range[1]"):
             self.fail("input.range", f"should be [low, high] like [0.0, 1.0], got {_show(rng)}")
         if spec.channel_order not in ("RGB", "BGR"):
-            self.fail("input.channel_order", f"should be \"RGB\" or \"BGR\", got {_show(spec.channel_order)}")
+            self.fail("input.channel_order", f'should be "RGB" or "BGR", got {_show(spec.channel_order)}')
         return spec
 
     def preprocessing_(self, v: Any) -> Preprocessing:
@@ -414,12 +458,17 @@ class _Checker:
                 if self.num_(x, f"preprocessing.{k}[{i}]") <= 0 and k == "std":
                     self.fail(f"preprocessing.std[{i}]", f"should be positive, got {x}")
         if not isinstance(pre.normalization_in_model, bool):
-            self.fail("preprocessing.normalization_in_model", f"should be true or false, got {_show(pre.normalization_in_model)}")
+            self.fail(
+                "preprocessing.normalization_in_model",
+                f"should be true or false, got {_show(pre.normalization_in_model)}",
+            )
         self.str_(pre.crop, "preprocessing.crop", empty=False)
         margin = self.num_(pre.crop_margin, "preprocessing.crop_margin")
         if not 0.0 <= margin <= MAX_CROP_MARGIN:
-            self.fail("preprocessing.crop_margin", f"should lie in [0, {MAX_CROP_MARGIN:g}] (a fraction of the face "
-                      f"box's longer side), got {margin:g}")
+            self.fail(
+                "preprocessing.crop_margin",
+                f"should lie in [0, {MAX_CROP_MARGIN:g}] (a fraction of the face box's longer side), got {margin:g}",
+            )
         pre.crop_margin = margin
         return pre
 
@@ -495,13 +544,17 @@ def load_manifest(bundle_dir: str | Path) -> BundleManifest:
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST_NAME
     if not bundle_dir.exists():
-        raise BundleError(f"bundle {bundle_dir} does not exist; create one with 'edgemask export RUN --out {bundle_dir}'")
+        raise BundleError(
+            f"bundle {bundle_dir} does not exist; create one with 'edgemask export RUN --out {bundle_dir}'"
+        )
     if not path.is_file():
         raise BundleError(f"{path} not found; {bundle_dir} is not a bundle (create one with 'edgemask export')")
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON ({e.__class__.__name__}); the bundle is damaged, re-export or re-copy it") from None
+        raise BundleError(
+            f"{path} is not valid JSON ({e.__class__.__name__}); the bundle is damaged, re-export or re-copy it"
+        ) from None
     except RecursionError:
         raise BundleError(f"{path} nests too deeply to be a manifest; the bundle is damaged, re-export it") from None
     m = BundleManifest.from_dict(d, where=str(path))
@@ -515,5 +568,7 @@ def check_paths_inside(bundle_dir: str | Path, m: BundleManifest, where: str = "
     for name, rel in m.named_paths():
         target = os.path.realpath(os.path.join(root, rel))
         if target != root and not target.startswith(root + os.sep):
-            raise BundleError(f"{where}: field {name!r} is {rel!r}, which a symlink takes outside the bundle; "
-                              "a bundle may only hold its own files: the bundle is not trustworthy, re-export it")
+            raise BundleError(
+                f"{where}: field {name!r} is {rel!r}, which a symlink takes outside the bundle; "
+                "a bundle may only hold its own files: the bundle is not trustworthy, re-export it"
+            )

@@ -22,8 +22,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _FLOAT, _FLOAT16 = 1, 10
 #: Op types that mark a quantized graph (QDQ, or ONNX Runtime's QOperator form).
-QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
-                       "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
+QUANT_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "QGemm",
+        "ConvInteger",
+        "MatMulInteger",
+        "DynamicQuantizeLinear",
+    }
+)
 
 
 def _elem_name(t: int) -> str:
@@ -58,17 +68,23 @@ def onnx_model_problem(path: Path, entry: "ModelEntry", manifest: "BundleManifes
         return f"{rel} is not a readable ONNX model (its graph has no nodes); re-export the bundle or copy it again"
     inputs = graph.real_inputs()
     if len(inputs) != 1:
-        return (f"{rel} has {len(inputs)} graph inputs, an edgemask model has one ({manifest.input.name!r}); "
-                "it is not this bundle's model, re-export the bundle")
+        return (
+            f"{rel} has {len(inputs)} graph inputs, an edgemask model has one ({manifest.input.name!r}); "
+            "it is not this bundle's model, re-export the bundle"
+        )
     elem, dims = inputs[0].elem_type, list(inputs[0].shape or ())
     want = list(manifest.input.shape)
     if not _shape_matches(dims, want):
-        return (f"{rel} takes input {_fmt(dims)} but the manifest says {_fmt(want)}; the model file does not belong "
-                "to this bundle, re-export it")
+        return (
+            f"{rel} takes input {_fmt(dims)} but the manifest says {_fmt(want)}; the model file does not belong "
+            "to this bundle, re-export it"
+        )
     allowed = (_FLOAT, _FLOAT16) if entry.precision == "fp16" else (_FLOAT,)
     if elem not in allowed:
-        return (f"{rel} takes {_elem_name(elem)} input but a {entry.precision} edgemask model takes float32 pixels; "
-                "the model file does not belong to this bundle, re-export it")
+        return (
+            f"{rel} takes {_elem_name(elem)} input but a {entry.precision} edgemask model takes float32 pixels; "
+            "the model file does not belong to this bundle, re-export it"
+        )
     if any(n.op_type in QUANT_OPS for n in graph.nodes):
         held = "int8 (quantized, with QuantizeLinear/DequantizeLinear)"
     elif any(t.data_type == _FLOAT16 for t in graph.initializers):
@@ -76,8 +92,10 @@ def onnx_model_problem(path: Path, entry: "ModelEntry", manifest: "BundleManifes
     else:
         held = "fp32 (float32 weights, no quantization)"
     if held.split()[0] != entry.precision:
-        return (f"{rel} holds an {held} model but the manifest lists it as {entry.precision}; the bundle's model files "
-                "are mixed up, re-export it")
+        return (
+            f"{rel} holds an {held} model but the manifest lists it as {entry.precision}; the bundle's model files "
+            "are mixed up, re-export it"
+        )
     return None
 
 

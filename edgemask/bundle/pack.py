@@ -83,8 +83,14 @@ def pack_bundle(bundle_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 def _check_name(rel: str) -> None:
     p = PurePosixPath(rel)
-    if (not rel or rel.startswith("/") or "\\" in rel or "\x00" in rel or p.is_absolute()
-            or any(part in ("", ".", "..") for part in rel.split("/"))):
+    if (
+        not rel
+        or rel.startswith("/")
+        or "\\" in rel
+        or "\x00" in rel
+        or p.is_absolute()
+        or any(part in ("", ".", "..") for part in rel.split("/"))
+    ):
         raise BundleError(f"bundle member name {rel!r} is not a plain relative path; the package is not trustworthy")
 
 
@@ -127,14 +133,18 @@ def unpack_bundle(package: str | os.PathLike, dest: str | os.PathLike, overwrite
                 seen.add(name)
                 if i == 0:
                     if name != MANIFEST_NAME:
-                        raise BundleError(f"package {package} does not start with {MANIFEST_NAME}; pack it with "
-                                          "'edgemask bundle pack'")
+                        raise BundleError(
+                            f"package {package} does not start with {MANIFEST_NAME}; pack it with "
+                            "'edgemask bundle pack'"
+                        )
                     data = _read_member(tar, ti, MAX_MANIFEST_BYTES)
                     try:
                         m = BundleManifest.from_dict(json.loads(data.decode("utf-8")), where=f"{package}:{name}")
                     except (ValueError, UnicodeDecodeError) as e:
-                        raise BundleError(f"{package}: {MANIFEST_NAME} is not valid JSON ({e.__class__.__name__}); "
-                                          "the package is damaged") from None
+                        raise BundleError(
+                            f"{package}: {MANIFEST_NAME} is not valid JSON ({e.__class__.__name__}); "
+                            "the package is damaged"
+                        ) from None
                     expected = {}
                     for rel, meta in m.files.items():
                         _check_name(rel)
@@ -147,11 +157,13 @@ def unpack_bundle(package: str | os.PathLike, dest: str | os.PathLike, overwrite
                 elif name in expected:
                     limit = expected[name] if expected[name] >= 0 else ti.size
                 else:
-                    raise BundleError(f"package member {name!r} is not listed in its manifest; the package is not "
-                                      "trustworthy")
+                    raise BundleError(
+                        f"package member {name!r} is not listed in its manifest; the package is not trustworthy"
+                    )
                 if ti.size > limit:
-                    raise BundleError(f"package member {name} is {ti.size} bytes, the manifest says {limit}; "
-                                      "the package is damaged")
+                    raise BundleError(
+                        f"package member {name} is {ti.size} bytes, the manifest says {limit}; the package is damaged"
+                    )
                 target = tmp / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(ti)
@@ -162,15 +174,18 @@ def unpack_bundle(package: str | os.PathLike, dest: str | os.PathLike, overwrite
                     f.flush()
                     os.fsync(f.fileno())
         except (tarfile.TarError, EOFError, OSError) as e:
-            raise BundleError(f"package {package} is truncated or damaged ({e.__class__.__name__}: {e}); "
-                              "copy it again") from None
+            raise BundleError(
+                f"package {package} is truncated or damaged ({e.__class__.__name__}: {e}); copy it again"
+            ) from None
         if expected is None:
             raise BundleError(f"package {package} is empty; pack it with 'edgemask bundle pack'")
         missing = sorted(set(expected) - seen)
         if missing:
-            raise BundleError(f"package {package} lacks {missing[0]}"
-                              + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-                              + " (truncated?); copy it again")
+            raise BundleError(
+                f"package {package} lacks {missing[0]}"
+                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                + " (truncated?); copy it again"
+            )
     return dest
 
 
@@ -181,8 +196,9 @@ def read_packed_manifest(package: str | os.PathLike) -> tuple[BundleManifest, by
         with tarfile.open(package, mode="r:") as tar:
             ti = tar.next()
             if ti is None or ti.name != MANIFEST_NAME or not ti.isreg():
-                raise BundleError(f"package {package} does not start with {MANIFEST_NAME}; pack it with "
-                                  "'edgemask bundle pack'")
+                raise BundleError(
+                    f"package {package} does not start with {MANIFEST_NAME}; pack it with 'edgemask bundle pack'"
+                )
             data = _read_member(tar, ti, MAX_MANIFEST_BYTES)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BundleError(f"{package} is not a bundle package ({e}); pack one with 'edgemask bundle pack'") from None

@@ -27,9 +27,16 @@ def models_table(m: BundleManifest, title: str | None = None):
     from rich.table import Table
 
     t = Table(title=title or f"{m.name} v{m.version}: models")
-    for col, just in (("precision", "left"), ("file", "left"), ("format", "left"), ("opset", "right"),
-                      ("size KiB", "right"), ("max |Δlogit| vs torch", "right"), ("agreement", "right"),
-                      ("notes", "left")):
+    for col, just in (
+        ("precision", "left"),
+        ("file", "left"),
+        ("format", "left"),
+        ("opset", "right"),
+        ("size KiB", "right"),
+        ("max |Δlogit| vs torch", "right"),
+        ("agreement", "right"),
+        ("notes", "left"),
+    ):
         t.add_column(col, justify=just)
     for e in m.models:
         size = m.files.get(e.file, {}).get("bytes")
@@ -40,19 +47,31 @@ def models_table(m: BundleManifest, title: str | None = None):
         notes = []
         if e.quantization:
             q = e.quantization
-            notes.append(f"{q.get('format', '?')} {q.get('method', '?')}"
-                         f"{', per-channel' if q.get('per_channel') else ''}"
-                         f"{', symmetric' if q.get('symmetric') else ''}")
+            notes.append(
+                f"{q.get('format', '?')} {q.get('method', '?')}"
+                f"{', per-channel' if q.get('per_channel') else ''}"
+                f"{', symmetric' if q.get('symmetric') else ''}"
+            )
         cv = x.get("opencv")
         if isinstance(cv, dict):
-            notes.append(f"OpenCV {'ok' if cv.get('ok') else 'FAILED'}"
-                         + (f" (Δ {_sci(cv.get('max_abs_diff'))})" if cv.get("ok") else f": {cv.get('error', '')}"))
+            notes.append(
+                f"OpenCV {'ok' if cv.get('ok') else 'FAILED'}"
+                + (f" (Δ {_sci(cv.get('max_abs_diff'))})" if cv.get("ok") else f": {cv.get('error', '')}")
+            )
         if x.get("simplified_by"):
             notes.append(f"simplified by {x['simplified_by']}")
         if e.device:
             notes.append(f"device {e.device}")
-        t.add_row(e.precision, e.file, e.format, "-" if e.opset is None else str(e.opset), _kib(size),
-                  _sci(x.get("max_abs_diff_vs_torch")), agree if x else "-", "; ".join(notes))
+        t.add_row(
+            e.precision,
+            e.file,
+            e.format,
+            "-" if e.opset is None else str(e.opset),
+            _kib(size),
+            _sci(x.get("max_abs_diff_vs_torch")),
+            agree if x else "-",
+            "; ".join(notes),
+        )
     return t
 
 
@@ -62,11 +81,20 @@ def detector_table(m: BundleManifest):
 
     d = m.detector
     assert d is not None
-    t = Table(title=f"detector {d.arch} {d.width}x{d.height} (stride {d.output.get('stride')}, score >= "
-                    f"{d.decode.get('score_threshold')}, NMS IoU {d.decode.get('nms_iou')})")
-    for col, just in (("precision", "left"), ("file", "left"), ("format", "left"), ("size KiB", "right"),
-                      ("max |Δheat| vs torch", "right"), ("boxes alike", "right"), ("tolerance", "left"),
-                      ("notes", "left")):
+    t = Table(
+        title=f"detector {d.arch} {d.width}x{d.height} (stride {d.output.get('stride')}, score >= "
+        f"{d.decode.get('score_threshold')}, NMS IoU {d.decode.get('nms_iou')})"
+    )
+    for col, just in (
+        ("precision", "left"),
+        ("file", "left"),
+        ("format", "left"),
+        ("size KiB", "right"),
+        ("max |Δheat| vs torch", "right"),
+        ("boxes alike", "right"),
+        ("tolerance", "left"),
+        ("notes", "left"),
+    ):
         t.add_column(col, justify=just)
     tol = (d.golden or {}).get("tolerance") or {}
     for e in d.models:
@@ -76,8 +104,11 @@ def detector_table(m: BundleManifest):
         if x.get("parity_vs_fp32_calibration_scenes"):
             alike += f" (calib. scenes {_pct(x['parity_vs_fp32_calibration_scenes'].get('box_agreement'))})"
         tp = tol.get(e.precision) if e.format == "onnx" else None
-        tol_s = (f"Δheat ≤ {_sci(tp.get('heat_max_abs'))}, boxes ≥ {_pct(tp.get('box_agreement'))}"
-                 if isinstance(tp, dict) else "-")
+        tol_s = (
+            f"Δheat ≤ {_sci(tp.get('heat_max_abs'))}, boxes ≥ {_pct(tp.get('box_agreement'))}"
+            if isinstance(tp, dict)
+            else "-"
+        )
         notes = []
         if e.quantization:
             notes.append(f"{e.quantization.get('format', '?')} {e.quantization.get('method', '?')}")
@@ -86,8 +117,16 @@ def detector_table(m: BundleManifest):
             notes.append(f"OpenCV {'ok' if cv.get('ok') else 'FAILED'}")
         if e.device:
             notes.append(f"device {e.device}")
-        t.add_row(e.precision, e.file, e.format, _kib(m.files.get(e.file, {}).get("bytes")),
-                  _sci(par.get("heat_max_abs")) if par else "-", alike, tol_s, "; ".join(notes))
+        t.add_row(
+            e.precision,
+            e.file,
+            e.format,
+            _kib(m.files.get(e.file, {}).get("bytes")),
+            _sci(par.get("heat_max_abs")) if par else "-",
+            alike,
+            tol_s,
+            "; ".join(notes),
+        )
     return t
 
 
@@ -103,23 +142,36 @@ def manifest_renderables(m: BundleManifest) -> list[Any]:
     s.add_row("created", m.created)
     s.add_row("arch", f"{m.arch} " + ", ".join(f"{k}={v}" for k, v in m.arch_args.items() if k not in ("mean", "std")))
     s.add_row("classes", ", ".join(m.class_names))
-    s.add_row("input", f"{m.input.name}: {m.input.dtype} {m.input.layout} {m.input.shape}, {m.input.channel_order}, "
-                       f"range {m.input.range}")
+    s.add_row(
+        "input",
+        f"{m.input.name}: {m.input.dtype} {m.input.layout} {m.input.shape}, {m.input.channel_order}, "
+        f"range {m.input.range}",
+    )
     p = m.preprocessing
-    s.add_row("preprocessing", f"resize {p.resize}; mean {[round(v, 4) for v in p.mean]}, "
-                               f"std {[round(v, 4) for v in p.std]} "
-                               f"({'inside the model' if p.normalization_in_model else 'apply before the model'})")
+    s.add_row(
+        "preprocessing",
+        f"resize {p.resize}; mean {[round(v, 4) for v in p.mean]}, "
+        f"std {[round(v, 4) for v in p.std]} "
+        f"({'inside the model' if p.normalization_in_model else 'apply before the model'})",
+    )
     s.add_row("face crop", f"{p.crop}, margin {p.crop_margin:g} of the box's longer side per side")
     s.add_row("opset", str(m.opset))
     if m.golden:
         g = m.golden
-        s.add_row("golden", f"{g.get('count')} inputs ({g.get('inputs')}), reference {g.get('outputs')}; tolerance "
-                            + ", ".join(f"{k} {('not enforced' if v is None else _sci(v))}"
-                                        for k, v in (g.get("tolerance") or {}).items()))
+        s.add_row(
+            "golden",
+            f"{g.get('count')} inputs ({g.get('inputs')}), reference {g.get('outputs')}; tolerance "
+            + ", ".join(
+                f"{k} {('not enforced' if v is None else _sci(v))}" for k, v in (g.get("tolerance") or {}).items()
+            ),
+        )
     s.add_row("producer", ", ".join(f"{k} {v}" for k, v in m.producer.items()))
     if m.source_run:
         s.add_row("source run", m.source_run)
-    s.add_row("signature", "unsigned" if not m.signature else f"{m.signature.get('algorithm')} key {m.signature.get('key_id')}")
+    s.add_row(
+        "signature",
+        "unsigned" if not m.signature else f"{m.signature.get('algorithm')} key {m.signature.get('key_id')}",
+    )
     out.append(s)
     out.append(models_table(m))
     if m.detector is not None:
@@ -131,8 +183,11 @@ def manifest_renderables(m: BundleManifest) -> list[Any]:
         ct.add_column("value")
         ct.add_row("recipe", f"{c.get('recipe')} (sha256 {str(c.get('recipe_sha256'))[:12]}…)")
         ct.add_row("source", f"{c.get('source')}" + (f" via {c['generator']}" if c.get("generator") else ""))
-        ct.add_row("images", f"{c.get('count')} ({', '.join(f'{k} {v}' for k, v in (c.get('per_class') or {}).items())}), "
-                             f"{'stratified' if c.get('stratified') else 'random'}, seed {c.get('seed')}")
+        ct.add_row(
+            "images",
+            f"{c.get('count')} ({', '.join(f'{k} {v}' for k, v in (c.get('per_class') or {}).items())}), "
+            f"{'stratified' if c.get('stratified') else 'random'}, seed {c.get('seed')}",
+        )
         ct.add_row("images sha256", str(c.get("images_sha256")))
         ct.add_row("method", str(c.get("method")) + (f" ({c['percentile']})" if c.get("percentile") else ""))
         ct.add_row("table / cache", f"{c.get('table')} / {c.get('cache')} ({c.get('cache_header')})")

@@ -41,8 +41,9 @@ def _crypto():
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:
-        raise BundleError("signing needs the 'cryptography' package; install it with "
-                          "pip install 'edgemask[fleet]'") from None
+        raise BundleError(
+            "signing needs the 'cryptography' package; install it with pip install 'edgemask[fleet]'"
+        ) from None
     return serialization, ed25519
 
 
@@ -66,8 +67,9 @@ def generate_key(out_dir: str | os.PathLike) -> KeyPair:
     priv = ed25519.Ed25519PrivateKey.generate()
     raw_pub = priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     kid = key_id_of(raw_pub)
-    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    pem = priv.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     key_path = out / f"{kid}.key"
     pub_path = out / f"{kid}.pub"
     atomic_write_bytes(key_path, pem)
@@ -83,8 +85,9 @@ def _load_private(path: Path):
     except FileNotFoundError:
         raise BundleError(f"signing key {path} not found; make one with 'edgemask keys generate --out DIR'") from None
     except (ValueError, TypeError) as e:
-        raise BundleError(f"{path} is not an unencrypted PEM private key ({e}); "
-                          "make one with 'edgemask keys generate'") from None
+        raise BundleError(
+            f"{path} is not an unencrypted PEM private key ({e}); make one with 'edgemask keys generate'"
+        ) from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise BundleError(f"{path} is not an Ed25519 key; make one with 'edgemask keys generate'")
     return key
@@ -100,8 +103,9 @@ def load_trusted_keys(trusted_dir: str | os.PathLike) -> Dict[str, bytes]:
         try:
             raw = base64.b64decode(p.read_text(encoding="ascii").strip(), validate=True)
         except (ValueError, UnicodeDecodeError):
-            raise BundleError(f"trusted key {p} is not a base64 Ed25519 public key; "
-                              "copy the .pub made by 'edgemask keys generate'") from None
+            raise BundleError(
+                f"trusted key {p} is not a base64 Ed25519 public key; copy the .pub made by 'edgemask keys generate'"
+            ) from None
         if len(raw) != 32:
             raise BundleError(f"trusted key {p} has {len(raw)} bytes, an Ed25519 public key has 32")
         keys[key_id_of(raw)] = raw
@@ -120,15 +124,19 @@ def sign_bundle(bundle_dir: str | os.PathLike, key_path: str | os.PathLike) -> s
     m = load_manifest(root)
     problems = verify_bundle(root)
     if problems:
-        raise BundleError(f"bundle {root} failed verification before signing: {problems[0]}; "
-                          "re-export it, then sign")
+        raise BundleError(f"bundle {root} failed verification before signing: {problems[0]}; re-export it, then sign")
     priv = _load_private(Path(key_path))
     raw_pub = priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     kid = key_id_of(raw_pub)
     data = (root / MANIFEST_NAME).read_bytes()
-    sig = {"algorithm": ALGORITHM, "key_id": kid, "name": m.name, "version": m.version,
-           "manifest_sha256": hashlib.sha256(data).hexdigest(),
-           "signature": base64.b64encode(priv.sign(data)).decode("ascii")}
+    sig = {
+        "algorithm": ALGORITHM,
+        "key_id": kid,
+        "name": m.name,
+        "version": m.version,
+        "manifest_sha256": hashlib.sha256(data).hexdigest(),
+        "signature": base64.b64encode(priv.sign(data)).decode("ascii"),
+    }
     atomic_write_text(root / SIGNATURE_NAME, json.dumps(sig, indent=2) + "\n")
     return kid
 
@@ -141,8 +149,12 @@ class Verified:
     manifest_sha256: str
 
 
-def verify_signature(bundle_dir: str | os.PathLike, trusted_dir: str | os.PathLike,
-                     installed_version: Optional[int] = None, allow_downgrade: bool = False) -> Verified:
+def verify_signature(
+    bundle_dir: str | os.PathLike,
+    trusted_dir: str | os.PathLike,
+    installed_version: Optional[int] = None,
+    allow_downgrade: bool = False,
+) -> Verified:
     """Check signature (by a trusted key), every file hash, and the version rule.
 
     Args:
@@ -159,8 +171,10 @@ def verify_signature(bundle_dir: str | os.PathLike, trusted_dir: str | os.PathLi
     keys = load_trusted_keys(trusted_dir)
     sig_path = root / SIGNATURE_NAME
     if not sig_path.is_file():
-        raise BundleError(f"bundle {root} is not signed ({SIGNATURE_NAME} missing); "
-                          "sign it with 'edgemask bundle sign BUNDLE --key KEY'")
+        raise BundleError(
+            f"bundle {root} is not signed ({SIGNATURE_NAME} missing); "
+            "sign it with 'edgemask bundle sign BUNDLE --key KEY'"
+        )
     try:
         sig = json.loads(sig_path.read_text(encoding="utf-8"))
         kid = str(sig["key_id"])
@@ -170,23 +184,37 @@ def verify_signature(bundle_dir: str | os.PathLike, trusted_dir: str | os.PathLi
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise BundleError(f"{sig_path} is malformed ({e}); sign the bundle again") from None
     if kid not in keys:
-        raise BundleError(f"bundle {root} is signed by key {kid}, which is not among the trusted keys in "
-                          f"{trusted_dir} ({', '.join(sorted(keys))}); add its .pub there if you trust it")
+        raise BundleError(
+            f"bundle {root} is signed by key {kid}, which is not among the trusted keys in "
+            f"{trusted_dir} ({', '.join(sorted(keys))}); add its .pub there if you trust it"
+        )
     data = (root / MANIFEST_NAME).read_bytes() if (root / MANIFEST_NAME).is_file() else b""
     try:
         ed25519.Ed25519PublicKey.from_public_bytes(keys[kid]).verify(raw_sig, data)
     except InvalidSignature:
-        raise BundleError(f"bundle {root}: the signature by key {kid} does not match manifest.json "
-                          "(the manifest was changed after signing); do not install it") from None
+        raise BundleError(
+            f"bundle {root}: the signature by key {kid} does not match manifest.json "
+            "(the manifest was changed after signing); do not install it"
+        ) from None
     m = load_manifest(root)
     problems = verify_bundle(root)
     if problems:
         raise BundleError(f"bundle {root} is signed but its files do not match: {problems[0]}; copy it again")
     if installed_version is not None and m.version < installed_version and not allow_downgrade:
-        raise BundleError(f"bundle {m.name} v{m.version} is older than the installed v{installed_version}; "
-                          "refusing a downgrade (pass --allow-downgrade to accept it)")
+        raise BundleError(
+            f"bundle {m.name} v{m.version} is older than the installed v{installed_version}; "
+            "refusing a downgrade (pass --allow-downgrade to accept it)"
+        )
     return Verified(m.name, m.version, kid, hashlib.sha256(data).hexdigest())
 
 
-__all__ = ["SIGNATURE_NAME", "KeyPair", "Verified", "generate_key", "key_id_of", "load_trusted_keys",
-           "sign_bundle", "verify_signature"]
+__all__ = [
+    "SIGNATURE_NAME",
+    "KeyPair",
+    "Verified",
+    "generate_key",
+    "key_id_of",
+    "load_trusted_keys",
+    "sign_bundle",
+    "verify_signature",
+]

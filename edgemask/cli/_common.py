@@ -56,9 +56,11 @@ def train_extra_message(missing: str) -> str:
     """What a workstation command says when ``missing`` (a train-extra package) cannot be imported."""
     if sys.version_info < (3, 10):
         # The train extra is Python 3.10+ only (torch); JetPack 5's 3.8 runs the device runtime.
-        return (f"this command needs the train extra ({missing} is not installed), which needs Python 3.10+ "
-                f"(this is Python {sys.version_info[0]}.{sys.version_info[1]}); run it on a workstation: "
-                "pip install 'edgemask[train]'")
+        return (
+            f"this command needs the train extra ({missing} is not installed), which needs Python 3.10+ "
+            f"(this is Python {sys.version_info[0]}.{sys.version_info[1]}); run it on a workstation: "
+            "pip install 'edgemask[train]'"
+        )
     return f"this command needs the train extra ({missing} is not installed): pip install 'edgemask[train]'"
 
 
@@ -81,7 +83,9 @@ def parse_label_map(text: str | None) -> dict[str, str]:
         if not item:
             continue
         if "=" not in item:
-            raise ConfigError(f"--label-map entry {item!r} has no '='; write it as dataset_label=class, e.g. face=no_mask")
+            raise ConfigError(
+                f"--label-map entry {item!r} has no '='; write it as dataset_label=class, e.g. face=no_mask"
+            )
         src, dst = (s.strip() for s in item.split("=", 1))
         if not src or not dst:
             raise ConfigError(f"--label-map entry {item!r} is incomplete; write it as dataset_label=class")
@@ -91,13 +95,27 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 
 def progress_bar(transient: bool = False):
     """A rich Progress with the columns every long command uses."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     # A transient bar on a non-terminal (a log, a pipe) would leave only a blank line behind.
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=err_console, transient=transient, disable=transient and not err_console.is_terminal)
-
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+        disable=transient and not err_console.is_terminal,
+    )
 
 
 def progress_callback(bar: Any, labels: Mapping[str, str] | None = None, renamed: Sequence[str] = ()):

@@ -12,8 +12,10 @@ from edgemask.compare.config import BenchConfig, CompareConfig
 
 _C = CompareConfig()
 _B = BenchConfig()
-_ENGINES_HELP = ("Engines as backend:precision, comma-separated, e.g. 'torch:fp32,onnxrt:fp32,onnxrt:fp16,onnxrt:int8,"
-                 "opencv:fp32'. Default: every engine that can run here for the bundle's precisions.")
+_ENGINES_HELP = (
+    "Engines as backend:precision, comma-separated, e.g. 'torch:fp32,onnxrt:fp32,onnxrt:fp16,onnxrt:int8,"
+    "opencv:fp32'. Default: every engine that can run here for the bundle's precisions."
+)
 _DEVICE_HELP = "cpu, or cuda: torch on the GPU and ONNX Runtime with its CUDA execution provider."
 
 
@@ -38,19 +40,34 @@ def _save(path: str | None, data: dict[str, Any]) -> None:
 
 def compare_cmd(
     bundle: str = typer.Argument(..., help="Bundle folder written by 'edgemask export' (its hashes are verified)."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset in any layout 'train' reads (labels give accuracy). Default: the bundle's golden inputs, without labels."),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Dataset in any layout 'train' reads (labels give accuracy). Default: the bundle's golden inputs, without labels.",
+    ),
     engines: Optional[str] = typer.Option(None, "--engines", "-e", help=_ENGINES_HELP),
-    n: int = typer.Option(_C.max_images, "--n", help="Use at most this many images, spread over the dataset (0 = all)."),
+    n: int = typer.Option(
+        _C.max_images, "--n", help="Use at most this many images, spread over the dataset (0 = all)."
+    ),
     batch_size: int = typer.Option(_C.batch_size, help="Images per inference call."),
-    fp32_tol: float = typer.Option(_C.fp32_max_abs_diff, help="fp32 engines: largest allowed max |Δlogit| vs the float reference."),
+    fp32_tol: float = typer.Option(
+        _C.fp32_max_abs_diff, help="fp32 engines: largest allowed max |Δlogit| vs the float reference."
+    ),
     fp16_tol: float = typer.Option(_C.fp16_max_abs_diff, help="fp16 engines pass with max |Δlogit| up to this ..."),
-    fp16_agreement: float = typer.Option(_C.fp16_min_agreement, help="... or with at least this top-1 agreement (fraction)."),
-    int8_agreement: float = typer.Option(_C.int8_min_agreement, help="int8 engines: least top-1 agreement with the float model (fraction)."),
+    fp16_agreement: float = typer.Option(
+        _C.fp16_min_agreement, help="... or with at least this top-1 agreement (fraction)."
+    ),
+    int8_agreement: float = typer.Option(
+        _C.int8_min_agreement, help="int8 engines: least top-1 agreement with the float model (fraction)."
+    ),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
     label_map: Optional[str] = typer.Option(None, help="Extra dataset label aliases, e.g. 'face=no_mask'."),
     confusion: bool = typer.Option(False, "--confusion", help="Also print per-engine confusion matrices."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON (for scripts)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Also write the result (with its config) to this JSON file."),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", help="Also write the result (with its config) to this JSON file."
+    ),
 ) -> None:
     """Run every engine on the same images and check it against the float model.
 
@@ -61,11 +78,24 @@ def compare_cmd(
     with run_cli():
         from edgemask.compare import compare_bundle
 
-        cfg = CompareConfig(fp32_max_abs_diff=fp32_tol, fp16_max_abs_diff=fp16_tol, fp16_min_agreement=fp16_agreement,
-                            int8_min_agreement=int8_agreement, batch_size=batch_size, max_images=n)
+        cfg = CompareConfig(
+            fp32_max_abs_diff=fp32_tol,
+            fp16_max_abs_diff=fp16_tol,
+            fp16_min_agreement=fp16_agreement,
+            int8_min_agreement=int8_agreement,
+            batch_size=batch_size,
+            max_images=n,
+        )
         with progress_bar(transient=True) as bar:
-            result = compare_bundle(bundle, data=data, engines=engines, config=cfg, options=_device_options(device),
-                                    label_map=parse_label_map(label_map), progress=progress_callback(bar, {"load": "loading images"}))
+            result = compare_bundle(
+                bundle,
+                data=data,
+                engines=engines,
+                config=cfg,
+                options=_device_options(device),
+                label_map=parse_label_map(label_map),
+                progress=progress_callback(bar, {"load": "loading images"}),
+            )
         _save(out, result.to_dict())
         if json_out:
             typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -92,7 +122,9 @@ def bench_cmd(
     batch_iters: int = typer.Option(_B.batch_iters, help="Timed batch-N calls."),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON (for scripts)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Also write the result (with its config and machine info) to this JSON file."),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", help="Also write the result (with its config and machine info) to this JSON file."
+    ),
 ) -> None:
     """Time each engine: batch-1 latency p50/p99 and batch-N throughput, after warm-up.
 
@@ -104,8 +136,13 @@ def bench_cmd(
 
         cfg = BenchConfig(batch=batch, warmup=warmup, iters=iters, batch_iters=batch_iters)
         with progress_bar(transient=True) as bar:
-            result = bench_bundle(bundle, engines=engines, config=cfg, options=_device_options(device),
-                                  progress=progress_callback(bar, {"load": "loading images"}))
+            result = bench_bundle(
+                bundle,
+                engines=engines,
+                config=cfg,
+                options=_device_options(device),
+                progress=progress_callback(bar, {"load": "loading images"}),
+            )
         _save(out, result.to_dict())
         if json_out:
             typer.echo(json.dumps(result.to_dict(), indent=2))

@@ -31,12 +31,17 @@ Classes: mask, no_mask, mask_incorrect. Common spellings are understood
 map others with --label-map, e.g. --label-map face=no_mask,chin=mask_incorrect
 """
 
+
 def synth_cmd(
-    out: str = typer.Option(..., "--out", "-o", help="Folder to write (dataset.json, crops/<class>/, crops.jsonl, scenes/)."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Folder to write (dataset.json, crops/<class>/, crops.jsonl, scenes/)."
+    ),
     n: int = typer.Option(SYNTH_N, "--n", help="Number of face crops, spread over the three classes."),
     size: int = typer.Option(SYNTH_SIZE, "--size", help="Side of each square crop in pixels."),
     seed: int = typer.Option(SYNTH_SEED, "--seed", help="Random seed; the same seed writes the same files."),
-    scenes: int = typer.Option(SYNTH_SCENES, "--scenes", help="Number of whole scenes with VOC XML boxes (scenes/images, scenes/annotations)."),
+    scenes: int = typer.Option(
+        SYNTH_SCENES, "--scenes", help="Number of whole scenes with VOC XML boxes (scenes/images, scenes/annotations)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
 ) -> None:
     """Write a synthetic face-mask dataset (offline, no download).
@@ -53,7 +58,12 @@ def synth_cmd(
         with progress_bar(transient=True) as bar:
             task = bar.add_task("synthesizing faces", total=n, info="")
             info = write_synth_dataset(
-                out, n=n, size=size, seed=seed, n_scenes=scenes, overwrite=overwrite,
+                out,
+                n=n,
+                size=size,
+                seed=seed,
+                n_scenes=scenes,
+                overwrite=overwrite,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         counts = dict(info.get("counts") or {})
@@ -64,17 +74,30 @@ def synth_cmd(
             t.add_row(str(name), str(c))
         t.add_row("[bold]all[/]", f"[bold]{sum(int(c) for c in counts.values())}[/]")
         console.print(t)
-        console.print(f"written to [bold]{out}[/] (crops/ = ImageFolder, scenes/ = VOC); next: edgemask train --data {out}",
-                      soft_wrap=True)
+        console.print(
+            f"written to [bold]{out}[/] (crops/ = ImageFolder, scenes/ = VOC); next: edgemask train --data {out}",
+            soft_wrap=True,
+        )
 
 
 def summary_cmd(
-    path: str = typer.Argument(..., help="Dataset folder: ImageFolder, VOC (annotations/ + images/) or synth (dataset.json)."),
+    path: str = typer.Argument(
+        ..., help="Dataset folder: ImageFolder, VOC (annotations/ + images/) or synth (dataset.json)."
+    ),
     size: int = typer.Option(SYNTH_SIZE, "--size", help="Side the crops are resized to (as training would)."),
-    label_map: Optional[str] = typer.Option(None, "--label-map", help="Extra label spellings, LABEL=CLASS pairs: 'face=no_mask,mask_chin=mask_incorrect'."),
+    label_map: Optional[str] = typer.Option(
+        None, "--label-map", help="Extra label spellings, LABEL=CLASS pairs: 'face=no_mask,mask_chin=mask_incorrect'."
+    ),
     seed: int = typer.Option(SYNTH_SEED, "--seed", help="Split seed (the one you will train with)."),
-    crop_faces: Optional[bool] = typer.Option(None, "--crop-faces/--no-crop-faces", help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops)."),
-    max_image_pixels: int = typer.Option(DEFAULT_MAX_IMAGE_PIXELS, help="Skip images whose header declares more pixels than this (checked before decoding)."),
+    crop_faces: Optional[bool] = typer.Option(
+        None,
+        "--crop-faces/--no-crop-faces",
+        help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops).",
+    ),
+    max_image_pixels: int = typer.Option(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        help="Skip images whose header declares more pixels than this (checked before decoding).",
+    ),
 ) -> None:
     """Count images per class and train/val/test split, and list what was skipped.
 
@@ -89,25 +112,40 @@ def summary_cmd(
 
         with progress_bar(transient=True) as bar:
             task = bar.add_task("reading images", total=None, info="")
-            ds = load_dataset(path, size=size, label_map=parse_label_map(label_map) or None,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total),
-                              crop_faces=crop_faces, find_faces=face_finder(), max_pixels=max_image_pixels)
+            ds = load_dataset(
+                path,
+                size=size,
+                label_map=parse_label_map(label_map) or None,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                crop_faces=crop_faces,
+                find_faces=face_finder(),
+                max_pixels=max_image_pixels,
+            )
         splits = split_indices(ds.labels, ds.groups, seed=seed)
         s = summary(ds, splits)
 
-        console.print(f"[bold]{path}[/]: {s['format']} layout, {s['n_samples']} crops resized to {size}x{size}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold]{path}[/]: {s['format']} layout, {s['n_samples']} crops resized to {size}x{size}",
+            highlight=False,
+            soft_wrap=True,
+        )
         t = Table()
         t.add_column("class")
         for col in ("train", "val", "test", "total"):
             t.add_column(col, justify="right")
         for name in s["classes"]:
             t.add_row(name, *(str(s["counts"][col][name]) for col in ("train", "val", "test", "total")))
-        t.add_row("[bold]all[/]", *(f"[bold]{sum(s['counts'][col].values())}[/]" for col in ("train", "val", "test", "total")))
+        t.add_row(
+            "[bold]all[/]", *(f"[bold]{sum(s['counts'][col].values())}[/]" for col in ("train", "val", "test", "total"))
+        )
         console.print(t)
         dup = s["n_duplicates"]
-        console.print(f"{s['n_groups']} distinct images; {dup} duplicate{'s' if dup != 1 else ''} "
-                      f"(each kept in one split); split seed {seed}", highlight=False, soft_wrap=True)
+        console.print(
+            f"{s['n_groups']} distinct images; {dup} duplicate{'s' if dup != 1 else ''} "
+            f"(each kept in one split); split seed {seed}",
+            highlight=False,
+            soft_wrap=True,
+        )
         from edgemask.data.facecrop import report_line
 
         if report_line(ds.face_crops):

@@ -12,7 +12,9 @@ _STAGES = {"synth": "synthesizing faces", "heldout": "held-out faces", "load": "
 
 
 def demo(
-    out: str = typer.Option(_D.out, "--out", "-o", help="Folder for everything the demo writes (data/, run/, bundle/, report/)."),
+    out: str = typer.Option(
+        _D.out, "--out", "-o", help="Folder for everything the demo writes (data/, run/, bundle/, report/)."
+    ),
     n: int = typer.Option(_D.n, help="Number of synthetic face crops."),
     size: int = typer.Option(_D.size, help="Crop side in pixels (32 for a quick try; the targets are for 64)."),
     epochs: int = typer.Option(_D.epochs, help="Maximum training epochs."),
@@ -40,24 +42,55 @@ def demo(
         t.add_column("seconds", justify="right")
         t.add_column("output")
         st = summary.stages
-        t.add_row("synth", ", ".join(f"{k} {v}" for k, v in st["synth"]["counts"].items()), f"{st['synth']['seconds']:.0f}", st["synth"]["path"])
+        t.add_row(
+            "synth",
+            ", ".join(f"{k} {v}" for k, v in st["synth"]["counts"].items()),
+            f"{st['synth']['seconds']:.0f}",
+            st["synth"]["path"],
+        )
         tr = st["train"]
-        t.add_row("train", f"test accuracy {tr['test_accuracy'] * 100:.2f}%; recall "
-                  + ", ".join(f"{k} {v * 100:.1f}%" for k, v in tr["recall"].items()), f"{tr['seconds']:.0f}", tr["path"])
+        t.add_row(
+            "train",
+            f"test accuracy {tr['test_accuracy'] * 100:.2f}%; recall "
+            + ", ".join(f"{k} {v * 100:.1f}%" for k, v in tr["recall"].items()),
+            f"{tr['seconds']:.0f}",
+            tr["path"],
+        )
         h = st["heldout"]
-        t.add_row("held-out", f"accuracy {h['accuracy'] * 100:.2f}% on fresh synthetic faces (seed {h['seed']})",
-                  f"{h['seconds']:.0f}", h["path"])
+        t.add_row(
+            "held-out",
+            f"accuracy {h['accuracy'] * 100:.2f}% on fresh synthetic faces (seed {h['seed']})",
+            f"{h['seconds']:.0f}",
+            h["path"],
+        )
         rf = st["real_faces"]
-        t.add_row("real faces", "; ".join(f"{k.replace('_', ' ')} → {v['expected']} {v['rate'] * 100:.0f}% of {v['n']}"
-                                          for k, v in rf["checks"].items()), f"{rf['seconds']:.0f}",
-                  "photos shipped with scikit-image")
+        t.add_row(
+            "real faces",
+            "; ".join(
+                f"{k.replace('_', ' ')} → {v['expected']} {v['rate'] * 100:.0f}% of {v['n']}"
+                for k, v in rf["checks"].items()
+            ),
+            f"{rf['seconds']:.0f}",
+            "photos shipped with scikit-image",
+        )
         ex = st["export"]
-        t.add_row("export", "; ".join(
-            f"{k} acc {v['accuracy'] * 100:.2f}% agree {v['agreement'] * 100:.2f}%"
-            for k, v in ex["engines"].items() if v.get("accuracy") is not None and v.get("agreement") is not None)
-            + ("" if ex["passed"] else " [red](tolerance exceeded)[/]"), f"{ex['seconds']:.0f}", ex["path"])
-        t.add_row("stability", "DeepFool on float → every engine (table below)", f"{st['stability']['seconds']:.0f}",
-                  st["stability"]["path"])
+        t.add_row(
+            "export",
+            "; ".join(
+                f"{k} acc {v['accuracy'] * 100:.2f}% agree {v['agreement'] * 100:.2f}%"
+                for k, v in ex["engines"].items()
+                if v.get("accuracy") is not None and v.get("agreement") is not None
+            )
+            + ("" if ex["passed"] else " [red](tolerance exceeded)[/]"),
+            f"{ex['seconds']:.0f}",
+            ex["path"],
+        )
+        t.add_row(
+            "stability",
+            "DeepFool on float → every engine (table below)",
+            f"{st['stability']['seconds']:.0f}",
+            st["stability"]["path"],
+        )
         console.print(t)
         from edgemask.cli.stability import print_headline
 

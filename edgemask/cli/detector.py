@@ -10,8 +10,9 @@ from edgemask.cli._common import console, err_console, progress_bar, run_cli
 from edgemask.detector_config import DetTrainConfig
 
 _D = DetTrainConfig()
-app = typer.Typer(help="Train and evaluate the learned face detector (any VOC box counts as a face).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Train and evaluate the learned face detector (any VOC box counts as a face).", no_args_is_help=True
+)
 
 
 def recall_table(name: str, m: dict):
@@ -38,8 +39,12 @@ def recall_table(name: str, m: dict):
 
 @app.command("train")
 def train_cmd(
-    data: List[str] = typer.Option(..., "--data", "-d", help="VOC folder or 'data synth' folder (its scenes/); repeat for several."),
-    out: str = typer.Option(_D.out, "--out", "-o", help="Run folder to write (model.json, weights.safetensors, metrics.json)."),
+    data: List[str] = typer.Option(
+        ..., "--data", "-d", help="VOC folder or 'data synth' folder (its scenes/); repeat for several."
+    ),
+    out: str = typer.Option(
+        _D.out, "--out", "-o", help="Run folder to write (model.json, weights.safetensors, metrics.json)."
+    ),
     arch: str = typer.Option(_D.arch, help="Detector architecture."),
     epochs: int = typer.Option(_D.epochs, help="Epochs over the training images."),
     batch_size: int = typer.Option(_D.batch_size, help="Crops per step."),
@@ -49,23 +54,36 @@ def train_cmd(
     heldout: float = typer.Option(_D.heldout, help="Fraction of every data set's images held out (by image, seeded)."),
     split_seed: int = typer.Option(_D.split_seed, help="Seed of the held-out split."),
     seed: int = typer.Option(_D.seed, help="Initialisation and augmentation seed."),
-    max_minutes: float = typer.Option(_D.max_minutes, help="Training time budget in minutes (0 = none): the learning rate anneals to end within it."),
+    max_minutes: float = typer.Option(
+        _D.max_minutes, help="Training time budget in minutes (0 = none): the learning rate anneals to end within it."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/state.pt."),
 ) -> None:
     """Train the face detector on VOC boxes and synthetic scenes; report held-out recall."""
     with run_cli():
         from edgemask.training.detector import train_detector
 
-        cfg = DetTrainConfig(data=list(data), out=out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
-                             input_width=input_width, input_height=input_height, heldout=heldout,
-                             split_seed=split_seed, seed=seed, max_minutes=max_minutes, resume=resume)
+        cfg = DetTrainConfig(
+            data=list(data),
+            out=out,
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            input_width=input_width,
+            input_height=input_height,
+            heldout=heldout,
+            split_seed=split_seed,
+            seed=seed,
+            max_minutes=max_minutes,
+            resume=resume,
+        )
         cfg.check_data()  # a wrong --data fails before the progress bar appears
         with progress_bar() as bar:
             task = bar.add_task("training", total=1, info="")
 
             def cb(step: int, total: int, info: dict) -> None:
-                bar.update(task, completed=step, total=total,
-                           info=f"epoch {info['epoch']} loss {info['loss']:.3f}")
+                bar.update(task, completed=step, total=total, info=f"epoch {info['epoch']} loss {info['loss']:.3f}")
 
             try:
                 m = train_detector(cfg, progress=cb)

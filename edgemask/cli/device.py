@@ -10,8 +10,9 @@ import typer
 
 from edgemask.cli._common import console, err_console, run_cli
 
-device_app = typer.Typer(help="The on-box agent: install a signed bundle safely, commit, roll back.",
-                         no_args_is_help=True)
+device_app = typer.Typer(
+    help="The on-box agent: install a signed bundle safely, commit, roll back.", no_args_is_help=True
+)
 
 _ROOT = typer.Option("/opt/edgemask", "--root", help="Install root of this box (releases/, current, state.json).")
 
@@ -33,9 +34,15 @@ def init_cmd(
     device: str = typer.Option("x86-cpu", "--device", help="Device profile of this box ('edgemask devices list')."),
     backend: str = typer.Option("onnxrt", "--backend", help="Runner the service uses (onnxrt, tensorrt, ...)."),
     precision: str = typer.Option("fp32", "--precision", help="Precision the service runs."),
-    restart: str = typer.Option("", "--restart", help="Command that restarts the service, e.g. "
-                                "'systemctl restart edgemask' (split into argv here; never run by a shell)."),
-    health_url: str = typer.Option("", "--health-url", help="The service's /healthz, e.g. http://127.0.0.1:9108/healthz."),
+    restart: str = typer.Option(
+        "",
+        "--restart",
+        help="Command that restarts the service, e.g. "
+        "'systemctl restart edgemask' (split into argv here; never run by a shell).",
+    ),
+    health_url: str = typer.Option(
+        "", "--health-url", help="The service's /healthz, e.g. http://127.0.0.1:9108/healthz."
+    ),
     trusted_key: List[str] = typer.Option([], "--trusted-key", help="A signer's .pub to trust (repeatable)."),
     keep: int = typer.Option(3, "--keep", help="Releases kept on disk."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing agent.toml."),
@@ -56,8 +63,14 @@ def init_cmd(
         layout = Layout.at(root)
         if layout.config.exists() and not overwrite:
             raise ConfigError(f"{layout.config} exists; pass --overwrite to replace it")
-        cfg = AgentConfig(device=device, backend=backend, precision=precision, restart=shlex.split(restart),
-                          health_url=health_url, keep=keep).validate("--options")
+        cfg = AgentConfig(
+            device=device,
+            backend=backend,
+            precision=precision,
+            restart=shlex.split(restart),
+            health_url=health_url,
+            keep=keep,
+        ).validate("--options")
         from edgemask.devices.profiles import load_profile
 
         load_profile(device)
@@ -69,8 +82,10 @@ def init_cmd(
         for k in trusted_key:
             shutil.copyfile(k, layout.trusted / Path(k).name)
         atomic_write_text(layout.config, config_toml(cfg))
-        console.print(f"wrote {layout.config}; {len(list(layout.trusted.glob('*.pub')))} trusted key(s) in "
-                      f"{layout.trusted}", highlight=False)
+        console.print(
+            f"wrote {layout.config}; {len(list(layout.trusted.glob('*.pub')))} trusted key(s) in {layout.trusted}",
+            highlight=False,
+        )
 
 
 @device_app.command("install")
@@ -79,7 +94,9 @@ def install_cmd(
     package: Optional[str] = typer.Option(None, "--package", help="A packed bundle ('edgemask bundle pack')."),
     sha256: Optional[str] = typer.Option(None, "--sha256", help="SHA-256 of an upload in <root>/incoming/<sha>.part."),
     no_commit: bool = typer.Option(False, "--no-commit", help="Stop once healthy; commit with 'device commit'."),
-    allow_downgrade: bool = typer.Option(False, "--allow-downgrade", help="Accept a bundle older than the committed one."),
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="Accept a bundle older than the committed one."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON line (for the controller)."),
 ) -> None:
     """Verify, unpack, self-test, switch, restart, health-check, then commit (or roll back).
@@ -90,16 +107,25 @@ def install_cmd(
 
     with run_cli():
         try:
-            r = install(root, package=package, sha256=sha256, commit=not no_commit, log=_log,
-                        overrides={"allow_downgrade": True} if allow_downgrade else None)
+            r = install(
+                root,
+                package=package,
+                sha256=sha256,
+                commit=not no_commit,
+                log=_log,
+                overrides={"allow_downgrade": True} if allow_downgrade else None,
+            )
         except AgentError as e:
             if as_json:
                 typer.echo(json.dumps({"ok": False, **e.result}, sort_keys=True, default=str))
             raise
     st = r.get("selftest") or {}
-    _emit({"ok": True, **r}, as_json,
-          f"{r['action'].replace('_', ' ')}: {r['name']} v{r['version']} ({r['release']}); "
-          f"probe flip rate {st.get('probe_flip_rate')}")
+    _emit(
+        {"ok": True, **r},
+        as_json,
+        f"{r['action'].replace('_', ' ')}: {r['name']} v{r['version']} ({r['release']}); "
+        f"probe flip rate {st.get('probe_flip_rate')}",
+    )
 
 
 @device_app.command("status")
@@ -113,11 +139,14 @@ def status_cmd(root: str = _ROOT, as_json: bool = typer.Option(False, "--json", 
 
         s = status(root)
         st = s.get("last_selftest") or {}
-        _emit({"ok": True, **s}, as_json,
-              f"committed {s['committed']} (v{s['version']}), {s['backend']}/{s['precision']} on {s['device']}; "
-              f"pending {s['pending'] and s['pending'].get('release')}; last self-test "
-              f"{'ok' if st.get('ok') else st.get('problems') if st else 'none'}, probe flip rate "
-              f"{st.get('probe_flip_rate')}")
+        _emit(
+            {"ok": True, **s},
+            as_json,
+            f"committed {s['committed']} (v{s['version']}), {s['backend']}/{s['precision']} on {s['device']}; "
+            f"pending {s['pending'] and s['pending'].get('release')}; last self-test "
+            f"{'ok' if st.get('ok') else st.get('problems') if st else 'none'}, probe flip rate "
+            f"{st.get('probe_flip_rate')}",
+        )
 
 
 def _simple(fn_name: str, root: str, as_json: bool) -> None:
@@ -169,8 +198,11 @@ def unit_cmd(
         from edgemask.utils.io import atomic_write_text
 
         atomic_write_text(output, boot_check_unit_text(root, service=service))
-        console.print(f"wrote {output}; install it with: sudo cp {output} /etc/systemd/system/ && "
-                      f"sudo systemctl enable {output.rsplit('/', 1)[-1]}", highlight=False)
+        console.print(
+            f"wrote {output}; install it with: sudo cp {output} /etc/systemd/system/ && "
+            f"sudo systemctl enable {output.rsplit('/', 1)[-1]}",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

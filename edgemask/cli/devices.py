@@ -32,8 +32,17 @@ def list_cmd() -> None:
             except ConfigError as e:
                 broken.append(str(e))
                 continue
-            t.add_row(p.name, p.jetpack or "-", p.l4t or "-", p.tensorrt or "-", p.compute_capability or "auto",
-                      ", ".join(p.fast_precisions), str(p.dla_cores), str(p.max_onnx_opset), p.description)
+            t.add_row(
+                p.name,
+                p.jetpack or "-",
+                p.l4t or "-",
+                p.tensorrt or "-",
+                p.compute_capability or "auto",
+                ", ".join(p.fast_precisions),
+                str(p.dla_cores),
+                str(p.max_onnx_opset),
+                p.description,
+            )
         console.print(t)
         for msg in broken:
             err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
@@ -61,7 +70,9 @@ def show_cmd(
         for k, v in d.items():
             if isinstance(v, list):
                 v = ", ".join(v)
-            console.print(f"[bold]{k:<{width}}[/]  {v if v not in ('', None) else '-'}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold]{k:<{width}}[/]  {v if v not in ('', None) else '-'}", highlight=False, soft_wrap=True
+            )
 
 
 def detect_cmd() -> None:

@@ -14,9 +14,15 @@ _STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
 def doctor_cmd(
-    bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="Also check this bundle: hashes, int8 QDQ model, engines for this device."),
-    device: Optional[str] = typer.Option(None, "--device", "-d", help="Device profile to check against. Default: detected."),
-    camera_probe: bool = typer.Option(True, "--camera-probe/--no-camera-probe", help="Open each /dev/video* with OpenCV and read a frame."),
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", "-b", help="Also check this bundle: hashes, int8 QDQ model, engines for this device."
+    ),
+    device: Optional[str] = typer.Option(
+        None, "--device", "-d", help="Device profile to check against. Default: detected."
+    ),
+    camera_probe: bool = typer.Option(
+        True, "--camera-probe/--no-camera-probe", help="Open each /dev/video* with OpenCV and read a frame."
+    ),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:

@@ -11,51 +11,100 @@ from edgemask.export.config import CALIBRATION_METHODS, DEFAULT_OPSET, ExportCon
 
 _D = ExportConfig()
 
-_STAGE_LABELS = {"load": "loading run + recipe", "calibration set": "selecting calibration images",
-                 "fp32": "fp32 ONNX export + check", "opencv": "OpenCV DNN check", "fp16": "fp16 conversion",
-                 "int8": "int8 calibration + QDQ", "detector scenes": "detector: calibration scenes",
-                 "detector fp32": "detector: fp32 ONNX + parity", "detector fp16": "detector: fp16 + parity",
-                 "detector int8": "detector: int8 QDQ + parity", "write": "golden set, manifest, verify"}
+_STAGE_LABELS = {
+    "load": "loading run + recipe",
+    "calibration set": "selecting calibration images",
+    "fp32": "fp32 ONNX export + check",
+    "opencv": "OpenCV DNN check",
+    "fp16": "fp16 conversion",
+    "int8": "int8 calibration + QDQ",
+    "detector scenes": "detector: calibration scenes",
+    "detector fp32": "detector: fp32 ONNX + parity",
+    "detector fp16": "detector: fp16 + parity",
+    "detector int8": "detector: int8 QDQ + parity",
+    "write": "golden set, manifest, verify",
+}
 
 
 def export_cmd(
-    run: str = typer.Argument(..., help="Run directory written by 'edgemask train' (weights.safetensors + model.json)."),
+    run: str = typer.Argument(
+        ..., help="Run directory written by 'edgemask train' (weights.safetensors + model.json)."
+    ),
     out: str = typer.Option(_D.out, "--out", "-o", help="Bundle folder to write, e.g. export/mask-v1."),
-    precision: str = typer.Option(",".join(_D.precisions), "--precision", "-p",
-                                  help="Comma-separated precisions to ship: fp32, fp16, int8."),
-    calibration: str = typer.Option(_D.calibration, "--calibration", "-c",
-                                    help="Calibration recipe: a name from calibration/ (or $EDGEMASK_CALIBRATION_DIR) or a .toml path."),
-    calibration_method: str = typer.Option(_D.method, "--calibration-method",
-                                           help=f"int8 activation calibration: {', '.join(CALIBRATION_METHODS)}."),
-    int8_target: str = typer.Option(_D.int8_target, "--int8-target",
-                                    help="Q/DQ placement of the int8 model: tensorrt (Conv/Gemm inputs; for TensorRT, "
-                                         "exact emulation on ONNX Runtime) or cpu (ONNX Runtime integer kernels, 7-bit weights)."),
+    precision: str = typer.Option(
+        ",".join(_D.precisions), "--precision", "-p", help="Comma-separated precisions to ship: fp32, fp16, int8."
+    ),
+    calibration: str = typer.Option(
+        _D.calibration,
+        "--calibration",
+        "-c",
+        help="Calibration recipe: a name from calibration/ (or $EDGEMASK_CALIBRATION_DIR) or a .toml path.",
+    ),
+    calibration_method: str = typer.Option(
+        _D.method, "--calibration-method", help=f"int8 activation calibration: {', '.join(CALIBRATION_METHODS)}."
+    ),
+    int8_target: str = typer.Option(
+        _D.int8_target,
+        "--int8-target",
+        help="Q/DQ placement of the int8 model: tensorrt (Conv/Gemm inputs; for TensorRT, "
+        "exact emulation on ONNX Runtime) or cpu (ONNX Runtime integer kernels, 7-bit weights).",
+    ),
     percentile: float = typer.Option(_D.percentile, help="Percentile for --calibration-method percentile."),
-    opset: Optional[int] = typer.Option(None, help=f"Target ONNX opset (11..18); default {DEFAULT_OPSET}, or with --device the "
-                                                   "profile's maximum (13 for TensorRT 8.2 / JetPack 4.6)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Target device profile ('edgemask devices list'): "
-                                         "lowers the opset to what its TensorRT reads and warns about precisions it "
-                                         "does not run fast (INT8 on a Jetson Nano)."),
-    engine: bool = typer.Option(False, "--engine", help="Also build TensorRT engines for --device into the bundle "
-                                "(needs TensorRT: run it on the device; checked before exporting)."),
+    opset: Optional[int] = typer.Option(
+        None,
+        help=f"Target ONNX opset (11..18); default {DEFAULT_OPSET}, or with --device the "
+        "profile's maximum (13 for TensorRT 8.2 / JetPack 4.6).",
+    ),
+    device: Optional[str] = typer.Option(
+        None,
+        "--device",
+        help="Target device profile ('edgemask devices list'): "
+        "lowers the opset to what its TensorRT reads and warns about precisions it "
+        "does not run fast (INT8 on a Jetson Nano).",
+    ),
+    engine: bool = typer.Option(
+        False,
+        "--engine",
+        help="Also build TensorRT engines for --device into the bundle "
+        "(needs TensorRT: run it on the device; checked before exporting).",
+    ),
     name: Optional[str] = typer.Option(None, help="Bundle name in the manifest (default: the --out folder name)."),
     golden_count: int = typer.Option(_D.golden_count, help="Golden input images stored for on-device self-tests."),
-    probe_count: int = typer.Option(_D.probe_count, help="Images attacked with DeepFool on the float model for the "
-                                    "stability probe a box runs after install (0 = none)."),
-    opencv_check: bool = typer.Option(_D.opencv_check, help="Also load the fp32 model with OpenCV's DNN module and compare."),
-    simplify: bool = typer.Option(_D.simplify, help="Simplify the fp32 graph with onnxslim/onnxsim if one is installed."),
-    trt_cache_version: int = typer.Option(_D.trt_cache_version,
-                                          help="TensorRT version in the legacy calibration cache header (8.2.1 → 8201)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the bundle in --out (its version goes up by one)."),
-    detector: Optional[str] = typer.Option(None, "--detector", help="Run folder of 'edgemask detector train': its face "
-                                           "detector goes into the same bundle at the same precisions."),
-    detector_calibration: str = typer.Option(_D.detector_calibration, "--detector-calibration",
-                                             help="Scenes that calibrate the detector's int8 model (whole frames, "
-                                                  "letterboxed): synth, or a VOC / 'data synth' folder."),
-    detector_calibration_count: int = typer.Option(_D.detector_calibration_count, "--detector-calibration-count",
-                                                   help="Scenes in the detector's calibration set."),
-    detector_golden_count: int = typer.Option(_D.detector_golden_count, "--detector-golden-count",
-                                              help="Golden scenes stored for the detector's self-tests."),
+    probe_count: int = typer.Option(
+        _D.probe_count,
+        help="Images attacked with DeepFool on the float model for the "
+        "stability probe a box runs after install (0 = none).",
+    ),
+    opencv_check: bool = typer.Option(
+        _D.opencv_check, help="Also load the fp32 model with OpenCV's DNN module and compare."
+    ),
+    simplify: bool = typer.Option(
+        _D.simplify, help="Simplify the fp32 graph with onnxslim/onnxsim if one is installed."
+    ),
+    trt_cache_version: int = typer.Option(
+        _D.trt_cache_version, help="TensorRT version in the legacy calibration cache header (8.2.1 → 8201)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the bundle in --out (its version goes up by one)."
+    ),
+    detector: Optional[str] = typer.Option(
+        None,
+        "--detector",
+        help="Run folder of 'edgemask detector train': its face "
+        "detector goes into the same bundle at the same precisions.",
+    ),
+    detector_calibration: str = typer.Option(
+        _D.detector_calibration,
+        "--detector-calibration",
+        help="Scenes that calibrate the detector's int8 model (whole frames, "
+        "letterboxed): synth, or a VOC / 'data synth' folder.",
+    ),
+    detector_calibration_count: int = typer.Option(
+        _D.detector_calibration_count, "--detector-calibration-count", help="Scenes in the detector's calibration set."
+    ),
+    detector_golden_count: int = typer.Option(
+        _D.detector_golden_count, "--detector-golden-count", help="Golden scenes stored for the detector's self-tests."
+    ),
 ) -> None:
     """Export a trained run as a bundle: ONNX fp32/fp16/int8 (QDQ), calibration table, golden set, manifest.
 
@@ -71,13 +120,29 @@ def export_cmd(
         from edgemask.bundle.show import models_table
         from edgemask.export.bundle_writer import export_bundle
 
-        cfg = ExportConfig(run=run, out=out, precisions=tuple(precision.split(",")), calibration=calibration,
-                           method=calibration_method, int8_target=int8_target, percentile=percentile, opset=opset,
-                           name=name, golden_count=golden_count, probe_count=probe_count, opencv_check=opencv_check,
-                           simplify=simplify, trt_cache_version=trt_cache_version, overwrite=overwrite,
-                           detector=detector, detector_calibration=detector_calibration,
-                           detector_calibration_count=detector_calibration_count,
-                           detector_golden_count=detector_golden_count, device=device, engine=engine)
+        cfg = ExportConfig(
+            run=run,
+            out=out,
+            precisions=tuple(precision.split(",")),
+            calibration=calibration,
+            method=calibration_method,
+            int8_target=int8_target,
+            percentile=percentile,
+            opset=opset,
+            name=name,
+            golden_count=golden_count,
+            probe_count=probe_count,
+            opencv_check=opencv_check,
+            simplify=simplify,
+            trt_cache_version=trt_cache_version,
+            overwrite=overwrite,
+            detector=detector,
+            detector_calibration=detector_calibration,
+            detector_calibration_count=detector_calibration_count,
+            detector_golden_count=detector_golden_count,
+            device=device,
+            engine=engine,
+        )
         said: list[str] = []  # warnings known early are said at once: they must precede a refusal
 
         def warn(w: str) -> None:
@@ -85,8 +150,9 @@ def export_cmd(
             err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
 
         with progress_bar(transient=True) as bar:  # the summary table replaces it; an error stays one line
-            result = export_bundle(run, out, cfg, progress_callback(bar, _STAGE_LABELS),
-                                   on_warning=warn if device else None)
+            result = export_bundle(
+                run, out, cfg, progress_callback(bar, _STAGE_LABELS), on_warning=warn if device else None
+            )
         m = result.manifest
         console.print(models_table(m, title=f"bundle {m.name} v{m.version} (opset {m.opset})"))
         if m.detector is not None:
@@ -98,10 +164,14 @@ def export_cmd(
                 err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
         if m.calibration:
             c = m.calibration
-            console.print(f"calibration: recipe [bold]{c['recipe']}[/], {c['count']} images, {c['method']}; "
-                          f"table {c['table']}, TensorRT cache {c['cache']}")
-        console.print(f"bundle written to [bold]{result.bundle}[/] ({len(m.files) + 1} files); "
-                      f"check it with 'edgemask bundle verify {result.bundle}'")
+            console.print(
+                f"calibration: recipe [bold]{c['recipe']}[/], {c['count']} images, {c['method']}; "
+                f"table {c['table']}, TensorRT cache {c['cache']}"
+            )
+        console.print(
+            f"bundle written to [bold]{result.bundle}[/] ({len(m.files) + 1} files); "
+            f"check it with 'edgemask bundle verify {result.bundle}'"
+        )
 
 
 bundle_app = typer.Typer(help="Inspect, verify, sign and pack exported bundles.", no_args_is_help=True)
@@ -111,9 +181,12 @@ bundle_app = typer.Typer(help="Inspect, verify, sign and pack exported bundles."
 def verify_cmd(
     path: str = typer.Argument(..., help="Bundle folder (holding manifest.json)."),
     trusted: str = typer.Option(None, "--trusted", help="Folder of trusted *.pub keys: also check the signature."),
-    installed_version: int = typer.Option(None, "--installed-version",
-                                          help="With --trusted: refuse a bundle older than this version."),
-    allow_downgrade: bool = typer.Option(False, "--allow-downgrade", help="Accept a bundle older than --installed-version."),
+    installed_version: int = typer.Option(
+        None, "--installed-version", help="With --trusted: refuse a bundle older than this version."
+    ),
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="Accept a bundle older than --installed-version."
+    ),
 ) -> None:
     """Check the manifest and the SHA-256 and size of every file; exit 1 listing the problems."""
     with run_cli():
@@ -124,8 +197,11 @@ def verify_cmd(
             from edgemask.bundle.signing import verify_signature
 
             v = verify_signature(path, trusted, installed_version=installed_version, allow_downgrade=allow_downgrade)
-            console.print(f"[green]ok[/]: bundle {v.name} v{v.version} signed by trusted key {v.key_id}, "
-                          f"{len(m.files)} files match their SHA-256", highlight=False)
+            console.print(
+                f"[green]ok[/]: bundle {v.name} v{v.version} signed by trusted key {v.key_id}, "
+                f"{len(m.files)} files match their SHA-256",
+                highlight=False,
+            )
             return
         problems = verify_bundle(path)
         if not problems:  # the files are the ones hashed; are they what the manifest says they are?
@@ -135,11 +211,14 @@ def verify_cmd(
         if problems:
             for p in problems:
                 err_console.print(f"[red]✗[/] {p}", highlight=False)
-            err_console.print(f"[bold red]error:[/] bundle {path} has {len(problems)} problem(s); re-export it or copy it "
-                              "again", highlight=False)
+            err_console.print(
+                f"[bold red]error:[/] bundle {path} has {len(problems)} problem(s); re-export it or copy it again",
+                highlight=False,
+            )
             raise typer.Exit(code=1)
-        console.print(f"[green]ok[/]: bundle {m.name} v{m.version}, {len(m.files)} files match their SHA-256",
-                      highlight=False)
+        console.print(
+            f"[green]ok[/]: bundle {m.name} v{m.version}, {len(m.files)} files match their SHA-256", highlight=False
+        )
 
 
 @bundle_app.command("sign")
@@ -169,8 +248,9 @@ def pack_cmd(
 
         n = len(pack_members(path))
         p = pack_bundle(path, out)
-        console.print(f"packed {n} files into {p} ({p.stat().st_size} bytes, sha256 {package_sha256(p)})",
-                      highlight=False)
+        console.print(
+            f"packed {n} files into {p} ({p.stat().st_size} bytes, sha256 {package_sha256(p)})", highlight=False
+        )
 
 
 @bundle_app.command("unpack")

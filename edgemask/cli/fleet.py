@@ -21,19 +21,27 @@ def _progress(ev: str, d: dict) -> None:
     elif ev == "done":
         ok = d.get("ok")
         what = d.get("action") or ""
-        err_console.print(f"  {d.get('host')}: {'ok' if ok else 'FAILED'} {what} "
-                          f"{'' if ok else d.get('error', '')}".rstrip(), highlight=False, markup=False)
+        err_console.print(
+            f"  {d.get('host')}: {'ok' if ok else 'FAILED'} {what} {'' if ok else d.get('error', '')}".rstrip(),
+            highlight=False,
+            markup=False,
+        )
     elif ev == "halt":
-        err_console.print(f"halted after wave {d['wave']}: {d['failed']} of {d['attempted']} boxes failed "
-                          f"(threshold {d['max_fail_percent']} %{', canary' if d.get('canary') else ''})",
-                          highlight=False, markup=False)
+        err_console.print(
+            f"halted after wave {d['wave']}: {d['failed']} of {d['attempted']} boxes failed "
+            f"(threshold {d['max_fail_percent']} %{', canary' if d.get('canary') else ''})",
+            highlight=False,
+            markup=False,
+        )
 
 
 @fleet_app.command("deploy")
 def deploy_cmd(
     package: str = typer.Argument(..., help="A signed, packed bundle ('edgemask bundle pack')."),
     inventory: str = _INV,
-    journal: Optional[str] = typer.Option(None, "--journal", help="Journal file (default fleet-journal-<sha12>.jsonl)."),
+    journal: Optional[str] = typer.Option(
+        None, "--journal", help="Journal file (default fleet-journal-<sha12>.jsonl)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the deploy in the journal; boxes done are skipped."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: try failed boxes again."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the wave plan and exit."),
@@ -52,21 +60,34 @@ def deploy_cmd(
         if dry_run:
             waves = plan_text(inv, host or None)
             r = inv.rollout
-            console.print(f"{sum(map(len, waves))} boxes in {len(waves)} waves; halt when failures exceed "
-                          f"{r.max_fail_percent:g} % of boxes attempted (any canary failure); {r.concurrency} at "
-                          f"a time, {r.deadline_s:g} s per box", highlight=False)
+            console.print(
+                f"{sum(map(len, waves))} boxes in {len(waves)} waves; halt when failures exceed "
+                f"{r.max_fail_percent:g} % of boxes attempted (any canary failure); {r.concurrency} at "
+                f"a time, {r.deadline_s:g} s per box",
+                highlight=False,
+            )
             for i, w in enumerate(waves):
                 label = "canary" if i == 0 and r.canary else f"wave {i}"
                 console.print(f"  {label}: {', '.join(w)}", highlight=False)
             return
-        rep = deploy(inv, package, journal=journal, resume=resume, retry_failed=retry_failed, hosts=host or None,
-                     progress=_progress)
+        rep = deploy(
+            inv,
+            package,
+            journal=journal,
+            resume=resume,
+            retry_failed=retry_failed,
+            hosts=host or None,
+            progress=_progress,
+        )
         if as_json:
             typer.echo(json.dumps(rep.to_dict(), sort_keys=True, default=str))
         else:
             done = [h for h, v in rep.results.items() if v.get("ok")]
-            console.print(f"{len(done)} ok ({len(rep.skipped)} from before), {len(rep.failed)} failed, "
-                          f"{len(rep.not_attempted)} not attempted; journal {rep.journal}", highlight=False)
+            console.print(
+                f"{len(done)} ok ({len(rep.skipped)} from before), {len(rep.failed)} failed, "
+                f"{len(rep.not_attempted)} not attempted; journal {rep.journal}",
+                highlight=False,
+            )
             for h in rep.failed:
                 err_console.print(f"  {h}: {rep.results[h].get('error')}", highlight=False, markup=False)
         if not rep.ok:
@@ -74,8 +95,9 @@ def deploy_cmd(
 
 
 @fleet_app.command("status")
-def status_cmd(inventory: str = _INV, host: List[str] = _HOSTS,
-               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def status_cmd(
+    inventory: str = _INV, host: List[str] = _HOSTS, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Each box's committed version, engine precision, last self-test and probe flip rate.
 
     Python: edgemask.fleet.controller.fleet_status(inv)
@@ -99,11 +121,15 @@ def status_cmd(inventory: str = _INV, host: List[str] = _HOSTS,
                     continue
                 st = s.get("last_selftest") or {}
                 fr = st.get("probe_flip_rate")
-                t.add_row(h, str(s.get("version", "-")), str(s.get("committed", "-")),
-                          f"{s.get('backend', '-')}/{s.get('precision', '-')}",
-                          "-" if not st else ("ok" if st.get("ok") else "failed"),
-                          "-" if fr is None else f"{fr:.1%} of {st.get('probe_count')}",
-                          str((s.get("pending") or {}).get("release", "")))
+                t.add_row(
+                    h,
+                    str(s.get("version", "-")),
+                    str(s.get("committed", "-")),
+                    f"{s.get('backend', '-')}/{s.get('precision', '-')}",
+                    "-" if not st else ("ok" if st.get("ok") else "failed"),
+                    "-" if fr is None else f"{fr:.1%} of {st.get('probe_count')}",
+                    str((s.get("pending") or {}).get("release", "")),
+                )
             console.print(t)
             for h, s in res.items():
                 if not s.get("ok"):

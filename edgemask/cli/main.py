@@ -52,8 +52,16 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
-                                       callback=_print_version, expose_value=True)) -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+        expose_value=True,
+    ),
+) -> None:
     """Face-mask detection for edge cameras."""
 
 

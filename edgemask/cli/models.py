@@ -23,8 +23,9 @@ def models(
         for name in list_models():
             spec = get_model_spec(name)
             net = create_model(name, num_classes=num_classes, input_size=size)
-            table.add_row(name, spec.family, f"{count_parameters(net):,}", f"{count_flops(net, size) / 1e6:.1f}",
-                          spec.description)
+            table.add_row(
+                name, spec.family, f"{count_parameters(net):,}", f"{count_flops(net, size) / 1e6:.1f}", spec.description
+            )
         console.print(table)
 
 

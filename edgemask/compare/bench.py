@@ -29,8 +29,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgemask.bundle import Bundle
 
 
-_VERSIONED = ("numpy", "torch", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "opencv-python",
-              "tensorrt", "edgemask")
+_VERSIONED = (
+    "numpy",
+    "torch",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "opencv-python-headless",
+    "opencv-python",
+    "tensorrt",
+    "edgemask",
+)
 
 
 def cpu_model() -> str:
@@ -67,9 +75,16 @@ def machine_info() -> dict[str, Any]:
         load = [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         load = []
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu_model(),
-            "cores": os.cpu_count() or 1, "usable_cores": usable, "threads": num_threads(),
-            "load_average": load, "versions": versions}
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "usable_cores": usable,
+        "threads": num_threads(),
+        "load_average": load,
+        "versions": versions,
+    }
 
 
 @dataclass
@@ -79,15 +94,15 @@ class EngineBench:
     engine: str
     backend: str
     precision: str
-    skipped: str = ""                    # why it did not run (not available here), else ""
-    p50_ms: float = float("nan")         # batch-1 engine time (inside the backend)
+    skipped: str = ""  # why it did not run (not available here), else ""
+    p50_ms: float = float("nan")  # batch-1 engine time (inside the backend)
     p99_ms: float = float("nan")
     mean_ms: float = float("nan")
     min_ms: float = float("nan")
-    call_p50_ms: float = float("nan")    # batch-1 infer() incl. input validation: what a caller sees
+    call_p50_ms: float = float("nan")  # batch-1 infer() incl. input validation: what a caller sees
     batch: int = 0
-    batch_ms: float = float("nan")       # median time of one batch-N call
-    per_image_ms: float = float("nan")   # batch_ms / batch
+    batch_ms: float = float("nan")  # median time of one batch-N call
+    per_image_ms: float = float("nan")  # batch_ms / batch
     throughput_ips: float = float("nan")
     describe: dict[str, Any] = field(default_factory=dict)
 
@@ -112,12 +127,17 @@ class BenchResult:
         raise KeyError(label)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bundle": self.bundle, "config": dict(self.config), "machine": dict(self.machine),
-                "engines": [e.to_dict() for e in self.engines]}
+        return {
+            "bundle": self.bundle,
+            "config": dict(self.config),
+            "machine": dict(self.machine),
+            "engines": [e.to_dict() for e in self.engines],
+        }
 
 
-def _timed_calls(runner: Any, x: np.ndarray, n: int,
-                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _timed_calls(
+    runner: Any, x: np.ndarray, n: int, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Call ``runner.infer(x)`` n times; (call ms, engine ms) per call."""
     calls, engine = np.empty(n), np.empty(n)
     for i in range(n):
@@ -130,8 +150,13 @@ def _timed_calls(runner: Any, x: np.ndarray, n: int,
     return calls, engine
 
 
-def bench_engine(bundle: "Bundle", spec: EngineSpec, config: BenchConfig | None = None,
-                 options: dict[str, Any] | None = None, progress: Progress | None = None) -> EngineBench:
+def bench_engine(
+    bundle: "Bundle",
+    spec: EngineSpec,
+    config: BenchConfig | None = None,
+    options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> EngineBench:
     """Time one engine of a bundle: batch-1 latency percentiles, then batch-N throughput."""
     from edgemask.backends import runner_from_bundle
 
@@ -139,8 +164,9 @@ def bench_engine(bundle: "Bundle", spec: EngineSpec, config: BenchConfig | None 
     return bench_runner(runner, spec.label, config, progress)
 
 
-def bench_runner(runner: Any, label: str | None = None, config: BenchConfig | None = None,
-                 progress: Progress | None = None) -> EngineBench:
+def bench_runner(
+    runner: Any, label: str | None = None, config: BenchConfig | None = None, progress: Progress | None = None
+) -> EngineBench:
     """Time any (inactive) Runner; it is activated and deactivated here.
 
     Inputs are random float32 NCHW pixels at the runner's input size, the
@@ -150,8 +176,8 @@ def bench_runner(runner: Any, label: str | None = None, config: BenchConfig | No
     label = label or f"{runner.name}:{runner.precision}"
     rng = np.random.default_rng(cfg.seed)
     s = runner.input_size
-    x1 = rng.random((1, 3, s, s), dtype=np.float32)           # (1,3,S,S) in [0,1)
-    xn = rng.random((cfg.batch, 3, s, s), dtype=np.float32)   # (N,3,S,S)
+    x1 = rng.random((1, 3, s, s), dtype=np.float32)  # (1,3,S,S) in [0,1)
+    xn = rng.random((cfg.batch, 3, s, s), dtype=np.float32)  # (N,3,S,S)
     res = EngineBench(label, runner.name, runner.precision, batch=cfg.batch)
     warm_n = max(2, cfg.warmup // 5)  # batch-N warm-up: new shapes allocate and re-plan
     total = cfg.warmup + cfg.iters + warm_n + cfg.batch_iters
@@ -188,10 +214,17 @@ def bench_runner(runner: Any, label: str | None = None, config: BenchConfig | No
     return res
 
 
-def bench_bundle(bundle: "str | Path | Bundle", engines: str | Sequence[str | EngineSpec] | None = None,
-                 config: BenchConfig | None = None, options: dict[str, dict[str, Any]] | None = None,
-                 progress: Progress | None = None, *, batch: int | None = None, warmup: int | None = None,
-                 iters: int | None = None) -> BenchResult:
+def bench_bundle(
+    bundle: "str | Path | Bundle",
+    engines: str | Sequence[str | EngineSpec] | None = None,
+    config: BenchConfig | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+    *,
+    batch: int | None = None,
+    warmup: int | None = None,
+    iters: int | None = None,
+) -> BenchResult:
     """Time every engine of a bundle on random inputs.
 
     Args:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgemask.bundle import Bundle
 
 
-
 # -- engine specs --------------------------------------------------------------
 @dataclass(frozen=True)
 class EngineSpec:
@@ -63,11 +62,13 @@ def parse_engines(text: str | Iterable[str | EngineSpec]) -> list[EngineSpec]:
             backend, _, precision = item.partition(":")
             spec = EngineSpec(backend.strip(), (precision.strip() or "fp32").lower())
         if spec.backend not in list_backends():
-            raise BackendError(f"unknown backend {spec.backend!r} in engine {spec.label!r}; "
-                               f"choose from: {', '.join(list_backends())}")
+            raise BackendError(
+                f"unknown backend {spec.backend!r} in engine {spec.label!r}; choose from: {', '.join(list_backends())}"
+            )
         if spec.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {spec.precision!r} in engine {spec.label!r}; "
-                              f"use one of: {', '.join(PRECISIONS)}")
+            raise ConfigError(
+                f"unknown precision {spec.precision!r} in engine {spec.label!r}; use one of: {', '.join(PRECISIONS)}"
+            )
         if spec not in specs:
             specs.append(spec)
     if not specs:
@@ -80,8 +81,10 @@ def _spec_of(label: str) -> EngineSpec:
     backend, _, precision = label.partition(":")
     precision = precision or "fp32"
     if precision not in PRECISIONS:
-        raise ConfigError(f"engine label {label!r} has unknown precision {precision!r}; "
-                          f"label outputs as backend:precision with one of: {', '.join(PRECISIONS)}")
+        raise ConfigError(
+            f"engine label {label!r} has unknown precision {precision!r}; "
+            f"label outputs as backend:precision with one of: {', '.join(PRECISIONS)}"
+        )
     return EngineSpec(backend, precision)
 
 
@@ -116,9 +119,14 @@ def reference_engine(bundle: "Bundle") -> EngineSpec:
 
 
 # -- running -------------------------------------------------------------------
-def run_engine(bundle: "Bundle", images: np.ndarray, spec: EngineSpec, batch_size: int = 64,
-               options: dict[str, dict[str, Any]] | None = None,
-               progress: Progress | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def run_engine(
+    bundle: "Bundle",
+    images: np.ndarray,
+    spec: EngineSpec,
+    batch_size: int = 64,
+    options: dict[str, dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Logits (N, K) of one engine on ``images``, and its ``describe()``."""
     from edgemask.backends import runner_from_bundle
 
@@ -127,16 +135,21 @@ def run_engine(bundle: "Bundle", images: np.ndarray, spec: EngineSpec, batch_siz
     chunks = []
     with runner:
         for i in range(0, n, batch_size):
-            chunks.append(runner.infer(images[i:i + batch_size]))
+            chunks.append(runner.infer(images[i : i + batch_size]))
             if progress:
                 progress(spec.label, min(i + batch_size, n), n)
         info = runner.describe()
     return np.concatenate(chunks, axis=0), info
 
 
-def run_backends(bundle: "str | Path | Bundle", images: np.ndarray, engines: str | Sequence[str | EngineSpec],
-                 batch_size: int = 64, options: dict[str, dict[str, Any]] | None = None,
-                 progress: Progress | None = None) -> dict[str, np.ndarray]:
+def run_backends(
+    bundle: "str | Path | Bundle",
+    images: np.ndarray,
+    engines: str | Sequence[str | EngineSpec],
+    batch_size: int = 64,
+    options: dict[str, dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
     """Run every engine on the same images.
 
     Args:
@@ -171,16 +184,16 @@ class EngineStats:
     backend: str
     precision: str
     is_reference: bool
-    agreement: float                     # top-1 equal to the reference's, fraction
-    max_abs_diff: float                  # max |Δlogit| over all samples and classes
+    agreement: float  # top-1 equal to the reference's, fraction
+    max_abs_diff: float  # max |Δlogit| over all samples and classes
     mean_abs_diff: float
-    accuracy: float | None               # vs labels, None without labels
+    accuracy: float | None  # vs labels, None without labels
     per_class_recall: dict[str, float | None] | None
-    confusion: list[list[int]] | None    # rows = label, cols = this engine's prediction
+    confusion: list[list[int]] | None  # rows = label, cols = this engine's prediction
     confusion_vs_reference: list[list[int]]  # rows = reference prediction, cols = this engine's
     tolerance: dict[str, float]
     passed: bool
-    reason: str                          # one line: why it failed, or what it met
+    reason: str  # one line: why it failed, or what it met
     describe: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,7 +212,7 @@ class ComparisonResult:
     has_labels: bool
     engines: list[EngineStats]
     config: dict[str, Any]
-    source: str = ""                     # where the images came from
+    source: str = ""  # where the images came from
 
     @property
     def passed(self) -> bool:
@@ -216,13 +229,21 @@ class ComparisonResult:
         raise KeyError(label)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reference": self.reference, "n": self.n, "source": self.source,
-                "class_names": list(self.class_names), "has_labels": self.has_labels, "config": dict(self.config),
-                "engines": [e.to_dict() for e in self.engines]}
+        return {
+            "passed": self.passed,
+            "reference": self.reference,
+            "n": self.n,
+            "source": self.source,
+            "class_names": list(self.class_names),
+            "has_labels": self.has_labels,
+            "config": dict(self.config),
+            "engines": [e.to_dict() for e in self.engines],
+        }
 
 
-def check_tolerance(precision: str, max_abs_diff: float, agreement: float,
-                    config: CompareConfig | None = None) -> tuple[bool, str]:
+def check_tolerance(
+    precision: str, max_abs_diff: float, agreement: float, config: CompareConfig | None = None
+) -> tuple[bool, str]:
     """Whether an engine meets its precision's rule (see :class:`CompareConfig`), and a one-line why."""
     cfg = config or CompareConfig()
     rule = cfg.rule(precision)
@@ -236,16 +257,21 @@ def check_tolerance(precision: str, max_abs_diff: float, agreement: float,
         return diff_ok, f"{d} {'<=' if diff_ok else '>'} {rule['max_abs_diff']:g}"
     if precision == "fp16":
         if diff_ok or agree_ok:
-            return True, (f"{d} <= {rule['max_abs_diff']:g}" if diff_ok
-                          else f"{a} >= {rule['min_agreement'] * 100:g}%")
+            return True, (f"{d} <= {rule['max_abs_diff']:g}" if diff_ok else f"{a} >= {rule['min_agreement'] * 100:g}%")
         return False, f"{d} > {rule['max_abs_diff']:g} and {a} < {rule['min_agreement'] * 100:g}%"
     return agree_ok, f"{a} {'>=' if agree_ok else '<'} {rule['min_agreement'] * 100:g}%"
 
 
-def compare_outputs(outputs: dict[str, np.ndarray], *, reference: str | None = None,
-                    labels: np.ndarray | None = None, class_names: Sequence[str] | None = None,
-                    config: CompareConfig | None = None, details: dict[str, dict[str, Any]] | None = None,
-                    source: str = "") -> ComparisonResult:
+def compare_outputs(
+    outputs: dict[str, np.ndarray],
+    *,
+    reference: str | None = None,
+    labels: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    config: CompareConfig | None = None,
+    details: dict[str, dict[str, Any]] | None = None,
+    source: str = "",
+) -> ComparisonResult:
     """Statistics of each engine's logits against the reference's.
 
     Args:
@@ -288,8 +314,10 @@ def compare_outputs(outputs: dict[str, np.ndarray], *, reference: str | None = N
     for label, logits in outputs.items():
         out = np.asarray(logits, dtype=np.float64)
         if out.shape != ref.shape:
-            raise ConfigError(f"{label} gave logits of shape {out.shape}, the reference {reference} {ref.shape}; "
-                              "they did not run on the same inputs")
+            raise ConfigError(
+                f"{label} gave logits of shape {out.shape}, the reference {reference} {ref.shape}; "
+                "they did not run on the same inputs"
+            )
         spec = specs[label]
         pred = out.argmax(1)
         diff = np.abs(out - ref)
@@ -309,15 +337,36 @@ def compare_outputs(outputs: dict[str, np.ndarray], *, reference: str | None = N
             cm = _confusion(labels, pred, k)
             # None (JSON null) for a class absent from the labels.
             recall = {names[i]: (cm[i][i] / sum(cm[i]) if sum(cm[i]) else None) for i in range(k)}
-        stats.append(EngineStats(
-            engine=label, backend=spec.backend, precision=spec.precision, is_reference=is_ref,
-            agreement=agreement, max_abs_diff=max_d, mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
-            accuracy=acc, per_class_recall=recall, confusion=cm, confusion_vs_reference=_confusion(ref_pred, pred, k),
-            tolerance=tol, passed=ok, reason=why, describe=dict((details or {}).get(label, {}))))
+        stats.append(
+            EngineStats(
+                engine=label,
+                backend=spec.backend,
+                precision=spec.precision,
+                is_reference=is_ref,
+                agreement=agreement,
+                max_abs_diff=max_d,
+                mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+                accuracy=acc,
+                per_class_recall=recall,
+                confusion=cm,
+                confusion_vs_reference=_confusion(ref_pred, pred, k),
+                tolerance=tol,
+                passed=ok,
+                reason=why,
+                describe=dict((details or {}).get(label, {})),
+            )
+        )
     # Reference first, then the order given.
     stats.sort(key=lambda s: not s.is_reference)
-    return ComparisonResult(reference=reference, n=int(n), class_names=names, has_labels=labels is not None,
-                            engines=stats, config=cfg.to_dict(), source=source)
+    return ComparisonResult(
+        reference=reference,
+        n=int(n),
+        class_names=names,
+        has_labels=labels is not None,
+        engines=stats,
+        config=cfg.to_dict(),
+        source=source,
+    )
 
 
 # -- the one call --------------------------------------------------------------
@@ -329,10 +378,15 @@ def select_images(n_total: int, max_images: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n_total)[:max_images])
 
 
-def compare_bundle(bundle: "str | Path | Bundle", data: str | Path | None = None,
-                   engines: str | Sequence[str | EngineSpec] | None = None, config: CompareConfig | None = None,
-                   options: dict[str, dict[str, Any]] | None = None, label_map: dict[str, str] | None = None,
-                   progress: Progress | None = None) -> ComparisonResult:
+def compare_bundle(
+    bundle: "str | Path | Bundle",
+    data: str | Path | None = None,
+    engines: str | Sequence[str | EngineSpec] | None = None,
+    config: CompareConfig | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    label_map: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ComparisonResult:
     """Run every engine of a bundle on a dataset and compare them with the float model.
 
     Args:
@@ -375,8 +429,9 @@ def compare_bundle(bundle: "str | Path | Bundle", data: str | Path | None = None
         from edgemask.data import load_dataset
 
         load_progress = (lambda done, total: progress("load", done, total)) if progress else None
-        ds = load_dataset(data, size=b.input_size, class_names=b.class_names, label_map=label_map,
-                          progress=load_progress)
+        ds = load_dataset(
+            data, size=b.input_size, class_names=b.class_names, label_map=label_map, progress=load_progress
+        )
         images, labels = ds.images, ds.labels
         source = str(data)
     idx = select_images(len(images), cfg.max_images, cfg.seed)
@@ -386,5 +441,12 @@ def compare_bundle(bundle: "str | Path | Bundle", data: str | Path | None = None
     details: dict[str, dict[str, Any]] = {}
     for s in specs:
         outputs[s.label], details[s.label] = run_engine(b, images, s, cfg.batch_size, options, progress)
-    return compare_outputs(outputs, reference=ref.label, labels=labels, class_names=b.class_names, config=cfg,
-                           details=details, source=source)
+    return compare_outputs(
+        outputs,
+        reference=ref.label,
+        labels=labels,
+        class_names=b.class_names,
+        config=cfg,
+        details=details,
+        source=source,
+    )

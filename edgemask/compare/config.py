@@ -28,9 +28,9 @@ class CompareConfig:
     fp16_max_abs_diff: float = 5e-2
     fp16_min_agreement: float = 0.99
     int8_min_agreement: float = 0.98
-    batch_size: int = 64          # images per infer() call
-    max_images: int = 0           # 0 = every image of --data
-    seed: int = 0                 # which images --n keeps
+    batch_size: int = 64  # images per infer() call
+    max_images: int = 0  # 0 = every image of --data
+    seed: int = 0  # which images --n keeps
 
     def __post_init__(self) -> None:
         for f in ("fp32_max_abs_diff", "fp16_max_abs_diff"):
@@ -60,16 +60,18 @@ class CompareConfig:
 class BenchConfig:
     """How ``edgemask bench`` times each engine."""
 
-    batch: int = 32               # images per call for the throughput run
-    warmup: int = 20              # untimed calls before each timed run (allocations, kernel selection)
-    iters: int = 200              # timed batch-1 calls (p99 needs >= 100 to mean anything)
-    batch_iters: int = 20         # timed batch-N calls
-    seed: int = 0                 # random input pixels
+    batch: int = 32  # images per call for the throughput run
+    warmup: int = 20  # untimed calls before each timed run (allocations, kernel selection)
+    iters: int = 200  # timed batch-1 calls (p99 needs >= 100 to mean anything)
+    batch_iters: int = 20  # timed batch-N calls
+    seed: int = 0  # random input pixels
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.iters < 1 or self.batch_iters < 1 or self.warmup < 0:
-            raise ConfigError(f"bench needs batch, iters, batch_iters >= 1 and warmup >= 0; got batch={self.batch}, "
-                              f"iters={self.iters}, batch_iters={self.batch_iters}, warmup={self.warmup}")
+            raise ConfigError(
+                f"bench needs batch, iters, batch_iters >= 1 and warmup >= 0; got batch={self.batch}, "
+                f"iters={self.iters}, batch_iters={self.batch_iters}, warmup={self.warmup}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

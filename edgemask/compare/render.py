@@ -93,8 +93,7 @@ def bench_table(result: BenchResult) -> Table:
     """One row per engine: batch-1 p50/p99 and batch-N per-image time and throughput."""
     b = result.config.get("batch", 0)
     n = result.machine.get("threads")
-    t = Table(title=f"latency (ms) and throughput; {n} thread{'' if n == 1 else 's'}",
-              caption_justify="left")
+    t = Table(title=f"latency (ms) and throughput; {n} thread{'' if n == 1 else 's'}", caption_justify="left")
     t.add_column("engine", no_wrap=True)
     for col in ("b1 p50", "b1 p99", "b1 call", f"b{b} ms/img", f"b{b} img/s", "thr"):
         t.add_column(col, justify="right", no_wrap=True)
@@ -104,8 +103,15 @@ def bench_table(result: BenchResult) -> Table:
             t.add_row(e.engine, "[yellow]skipped[/]", "", "", "", "", "")
             skipped.append(f"{e.engine}: {e.skipped}")
             continue
-        t.add_row(e.engine, _ms(e.p50_ms), _ms(e.p99_ms), _ms(e.call_p50_ms), _ms(e.per_image_ms),
-                  f"{e.throughput_ips:,.0f}", str(e.describe.get("num_threads", "-")))
+        t.add_row(
+            e.engine,
+            _ms(e.p50_ms),
+            _ms(e.p99_ms),
+            _ms(e.call_p50_ms),
+            _ms(e.per_image_ms),
+            f"{e.throughput_ips:,.0f}",
+            str(e.describe.get("num_threads", "-")),
+        )
     if skipped:
         t.caption = "\n".join(skipped)
     return t

@@ -82,8 +82,7 @@ def resize_square_rgb(img_bgr: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(img_bgr[:, :, ::-1])
 
 
-def face_crops(bgr: np.ndarray, boxes: Iterable[Sequence[float]], size: int,
-               margin: float = CROP_MARGIN) -> np.ndarray:
+def face_crops(bgr: np.ndarray, boxes: Iterable[Sequence[float]], size: int, margin: float = CROP_MARGIN) -> np.ndarray:
     """Square RGB crops of ``boxes`` from a BGR frame.
 
     Args:

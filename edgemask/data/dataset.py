@@ -199,9 +199,11 @@ def _read_synth_meta(root: Path) -> dict | None:
             if isinstance(v, bool) or not isinstance(v, int):
                 problem = f"has version {v!r}, not a whole number"
             elif v > SYNTH_VERSION:
-                raise DataError(f"{meta_path} is synth dataset version {v}, newer than this edgemask reads "
-                                f"({SYNTH_VERSION}); upgrade edgemask or regenerate it with "
-                                f"`edgemask data synth --out {root} --overwrite`")
+                raise DataError(
+                    f"{meta_path} is synth dataset version {v}, newer than this edgemask reads "
+                    f"({SYNTH_VERSION}); upgrade edgemask or regenerate it with "
+                    f"`edgemask data synth --out {root} --overwrite`"
+                )
             for key, typ in (("classes", list), ("counts", dict)):
                 if problem is None and key in meta and not isinstance(meta[key], typ):
                     problem = f"has a mistyped {key!r} ({type(meta[key]).__name__}, expected {typ.__name__})"
@@ -210,8 +212,9 @@ def _read_synth_meta(root: Path) -> dict | None:
     if not crops and not (isinstance(meta, dict) and meta.get("format") == SYNTH_FORMAT):
         return None  # damaged, but nothing here says it is a synth folder: read the other layouts
     read_crops = f", or read the crops as an ImageFolder with --data {root / 'crops'}" if crops else ""
-    raise DataError(f"{meta_path} {problem}; regenerate the dataset with "
-                    f"`edgemask data synth --out {root} --overwrite`{read_crops}")
+    raise DataError(
+        f"{meta_path} {problem}; regenerate the dataset with `edgemask data synth --out {root} --overwrite`{read_crops}"
+    )
 
 
 def detect_format(path: str | Path) -> tuple[str, Path]:
@@ -229,11 +232,15 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
         raise DataError(f"dataset path {str(root)!r} does not exist; pass a folder holding {LAYOUTS_HELP}")
     if not root.is_dir():
         hint = " (extract the archive first)" if root.suffix.lower() in (".zip", ".tar", ".gz", ".tgz") else ""
-        raise DataError(f"dataset path {str(root)!r} is a file, not a folder{hint}; pass a folder holding {LAYOUTS_HELP}")
+        raise DataError(
+            f"dataset path {str(root)!r} is a file, not a folder{hint}; pass a folder holding {LAYOUTS_HELP}"
+        )
     if _read_synth_meta(root) is not None:
         crops = root / "crops"
         if not crops.is_dir():
-            raise DataError(f"synth dataset {root} has dataset.json but no crops/ folder; regenerate it with `edgemask data synth --out {root} --overwrite`")
+            raise DataError(
+                f"synth dataset {root} has dataset.json but no crops/ folder; regenerate it with `edgemask data synth --out {root} --overwrite`"
+            )
         return "synth", crops
     if find_voc_dirs(root) is not None:
         return "voc", root
@@ -244,14 +251,18 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
     names = {s.name.lower() for s in subs}
     if names & {"annotations"}:
         if not names & {"images", "jpegimages"}:
-            raise DataError(f"{root} has annotations/ but no images/ (or JPEGImages/) folder beside it; a VOC dataset needs both")
+            raise DataError(
+                f"{root} has annotations/ but no images/ (or JPEGImages/) folder beside it; a VOC dataset needs both"
+            )
         raise DataError(f"{root} looks like a VOC dataset but its annotations/ folder has no .xml files")
     try:
         loose = any(p.is_file() and is_image_file(p) and not is_hidden(p.name) for p in root.iterdir())
     except OSError:
         loose = False
     if loose:
-        raise DataError(f"{root} holds images directly; an ImageFolder needs one subfolder per class (e.g. {root}/with_mask/, {root}/without_mask/)")
+        raise DataError(
+            f"{root} holds images directly; an ImageFolder needs one subfolder per class (e.g. {root}/with_mask/, {root}/without_mask/)"
+        )
     raise DataError(f"{root} is not a dataset edgemask can read; expected {LAYOUTS_HELP}")
 
 
@@ -317,12 +328,21 @@ def load_dataset(
     root = Path(path)
 
     if fmt == "voc":
-        raw = read_voc(folder, size=size, resolve=resolve, margin=float(margin), progress=progress,
-                       max_pixels=max_pixels)
+        raw = read_voc(
+            folder, size=size, resolve=resolve, margin=float(margin), progress=progress, max_pixels=max_pixels
+        )
     else:
-        raw = read_imagefolder(folder, size=size, resolve=resolve, rel_root=root, progress=progress,
-                               crop_faces=crop_faces if fmt == "imagefolder" else False, margin=float(margin),
-                               find_faces=find_faces, max_pixels=max_pixels)
+        raw = read_imagefolder(
+            folder,
+            size=size,
+            resolve=resolve,
+            rel_root=root,
+            progress=progress,
+            crop_faces=crop_faces if fmt == "imagefolder" else False,
+            margin=float(margin),
+            find_faces=find_faces,
+            max_pixels=max_pixels,
+        )
 
     if not raw.labels:
         reasons = "; ".join(f"{f}: {r}" for f, r in raw.skipped[:3])
@@ -369,8 +389,12 @@ def _forced_class_names(class_names: Sequence[str]) -> list[str]:
         raise ConfigError("class_names is empty; pass the model's class names, e.g. ['mask', 'no_mask']")
     bad = [n for n in names if canonical_class(n) is None]
     if bad:
-        raise ConfigError(f"unknown class name(s) {', '.join(map(repr, bad))} in class_names; expected names from {', '.join(CLASS_NAMES)}")
+        raise ConfigError(
+            f"unknown class name(s) {', '.join(map(repr, bad))} in class_names; expected names from {', '.join(CLASS_NAMES)}"
+        )
     canon = [canonical_class(n) for n in names]
     if len(set(canon)) != len(canon):
-        raise ConfigError(f"class_names {names} name the same class twice; each of {', '.join(CLASS_NAMES)} may appear once")
+        raise ConfigError(
+            f"class_names {names} name the same class twice; each of {', '.join(CLASS_NAMES)} may appear once"
+        )
     return names

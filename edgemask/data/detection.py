@@ -55,8 +55,10 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
     path = Path(path)
     root = voc_root(path)
     if root is None:
-        raise DataError(f"{path} is neither a VOC folder (annotations/*.xml + images/) nor a 'data synth' folder "
-                        "with scenes/; pass e.g. ../shared/data/face-mask-voc or the output of 'edgemask data synth'")
+        raise DataError(
+            f"{path} is neither a VOC folder (annotations/*.xml + images/) nor a 'data synth' folder "
+            "with scenes/; pass e.g. ../shared/data/face-mask-voc or the output of 'edgemask data synth'"
+        )
     ann_dir, img_dir = find_voc_dirs(root)  # type: ignore[misc]
     index = _ImageIndex(img_dir)
     out: List[DetImage] = []
@@ -83,8 +85,14 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
             if b is not None:
                 boxes.append(b)
                 labels.append(o.name)
-        out.append(DetImage(f"{path.name}/{rel_posix(img_path, root)}", img,
-                            np.asarray(boxes, dtype=np.float32).reshape(-1, 4), labels))
+        out.append(
+            DetImage(
+                f"{path.name}/{rel_posix(img_path, root)}",
+                img,
+                np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                labels,
+            )
+        )
     if not out:
         raise DataError(f"{path} holds no readable annotated image; check its annotations/ and images/")
     return out
@@ -96,8 +104,9 @@ def is_heldout(name: str, seed: int = 0, fraction: float = 0.2) -> bool:
     return int.from_bytes(h[:8], "big") / 2.0**64 < fraction
 
 
-def split_images(images: Sequence[DetImage], seed: int = 0, fraction: float = 0.2
-                 ) -> Tuple[List[DetImage], List[DetImage]]:
+def split_images(
+    images: Sequence[DetImage], seed: int = 0, fraction: float = 0.2
+) -> Tuple[List[DetImage], List[DetImage]]:
     """(train, held-out) by image; see :func:`is_heldout`."""
     train = [im for im in images if not is_heldout(im.name, seed, fraction)]
     held = [im for im in images if is_heldout(im.name, seed, fraction)]

@@ -48,16 +48,22 @@ FindFaces = Callable[[np.ndarray], Sequence[Sequence[float]]]
 class CropReport:
     """What :func:`crop_decisions` did, for the summary and metrics.json."""
 
-    mode: str = "off"            # "off" | "on" | "auto-on" | "auto-off"
-    detector: str = ""           # the face finder's ``name`` ("custom" when it has none)
+    mode: str = "off"  # "off" | "on" | "auto-on" | "auto-off"
+    detector: str = ""  # the face finder's ``name`` ("custom" when it has none)
     cropped: int = 0
     kept_whole: int = 0
     skipped: int = 0
     no_face: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "detector": self.detector, "cropped": self.cropped, "kept_whole": self.kept_whole,
-                "skipped": self.skipped, "no_face": list(self.no_face)}
+        return {
+            "mode": self.mode,
+            "detector": self.detector,
+            "cropped": self.cropped,
+            "kept_whole": self.kept_whole,
+            "skipped": self.skipped,
+            "no_face": list(self.no_face),
+        }
 
 
 def is_square(h: int, w: int) -> bool:
@@ -90,8 +96,9 @@ def decide(bgr: np.ndarray, find: FindFaces) -> tuple[str, tuple[float, float, f
     return "crop", box
 
 
-def auto_wants_crops(shapes: Sequence[tuple[int, int]], sample: Callable[[int], np.ndarray | None],
-                     find: FindFaces) -> bool:
+def auto_wants_crops(
+    shapes: Sequence[tuple[int, int]], sample: Callable[[int], np.ndarray | None], find: FindFaces
+) -> bool:
     """True when most images are not square face crops.
 
     Args:
@@ -123,8 +130,10 @@ def report_line(d: dict[str, Any] | None) -> str | None:
     if d["mode"] == "auto-off":
         return "face crops: most images are square face crops; all used whole (--crop-faces forces cropping)"
     how = "auto: most images are not face crops" if d["mode"] == "auto-on" else "--crop-faces"
-    line = (f"face crops ({how}; detector {d['detector']}): {d['cropped']} cropped to their largest face, "
-            f"{d['kept_whole']} kept whole, {d['skipped']} skipped (no face found)")
+    line = (
+        f"face crops ({how}; detector {d['detector']}): {d['cropped']} cropped to their largest face, "
+        f"{d['kept_whole']} kept whole, {d['skipped']} skipped (no face found)"
+    )
     return line
 
 

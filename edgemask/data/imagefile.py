@@ -62,9 +62,19 @@ def not_regular_reason(path: Path | str) -> Optional[str]:
 def _mode_reason(mode: int) -> Optional[str]:
     if stat.S_ISREG(mode):
         return None
-    what = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a folder" if stat.S_ISDIR(mode) else "not a regular file")
+    what = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a folder"
+        if stat.S_ISDIR(mode)
+        else "not a regular file"
+    )
     return f"{what}, not a regular file; skipped without opening it"
 
 
@@ -97,10 +107,12 @@ def read_small_file(path: Path | str, max_bytes: int = MAX_XML_BYTES) -> bytes:
     f, size = _open_regular(path)
     with f:
         if size > max_bytes:
-            raise Unreadable(f"file of {size / 2**20:.1f} MiB, far larger than an annotation can be "
-                             f"(limit {max_bytes / 2**20:.0f} MiB); not read")
+            raise Unreadable(
+                f"file of {size / 2**20:.1f} MiB, far larger than an annotation can be "
+                f"(limit {max_bytes / 2**20:.0f} MiB); not read"
+            )
         try:
-            return f.read(max_bytes + 1)[:max_bytes + 1]
+            return f.read(max_bytes + 1)[: max_bytes + 1]
         except OSError as e:
             raise Unreadable(f"cannot read: {e.strerror or e}") from None
 
@@ -204,9 +216,9 @@ def header_size(f: BinaryIO) -> Tuple[str, int, int]:
 class ImageRead:
     """What :func:`read_image_file` found: the bytes and pixels, or why the file was skipped."""
 
-    data: Optional[bytes] = None      # the file's bytes (for the content hash)
+    data: Optional[bytes] = None  # the file's bytes (for the content hash)
     bgr: Optional[np.ndarray] = None  # (H, W, 3) uint8 BGR
-    skip: Optional[str] = None        # set when bgr is None
+    skip: Optional[str] = None  # set when bgr is None
 
     @property
     def ok(self) -> bool:
@@ -218,8 +230,10 @@ def check_max_pixels(max_pixels: int) -> int:
     from edgemask.errors import ConfigError
 
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ConfigError(f"the image pixel cap must be a whole number ≥ 1 (got {max_pixels!r}); "
-                          f"e.g. --max-image-pixels {DEFAULT_MAX_IMAGE_PIXELS}")
+        raise ConfigError(
+            f"the image pixel cap must be a whole number ≥ 1 (got {max_pixels!r}); "
+            f"e.g. --max-image-pixels {DEFAULT_MAX_IMAGE_PIXELS}"
+        )
     return max_pixels
 
 
@@ -286,10 +300,14 @@ def read_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
         if w < 1 or h < 1:
             return ImageRead(skip=f"corrupt image ({fmt} header declares an empty {w}x{h} picture)")
         if w * h > max_pixels:
-            return ImageRead(skip=f"{fmt} header declares {w}x{h} = {_mp(w * h)}, above the cap of {_mp(max_pixels)}; "
-                                  "not decoded (raise it with --max-image-pixels / max_image_pixels)")
+            return ImageRead(
+                skip=f"{fmt} header declares {w}x{h} = {_mp(w * h)}, above the cap of {_mp(max_pixels)}; "
+                "not decoded (raise it with --max-image-pixels / max_image_pixels)"
+            )
         if size > max_pixels * _MAX_BYTES_PER_PIXEL + _SLACK_BYTES:
-            return ImageRead(skip=f"file of {size / 2**20:.0f} MiB is larger than any image under the pixel cap; not read")
+            return ImageRead(
+                skip=f"file of {size / 2**20:.0f} MiB is larger than any image under the pixel cap; not read"
+            )
         try:
             f.seek(0)
             data = f.read()
@@ -301,5 +319,16 @@ def read_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     return ImageRead(data=data, bgr=img)
 
 
-__all__ = ["HEADER_FORMATS", "ImageRead", "MAX_XML_BYTES", "Unreadable", "check_max_pixels", "decode_image", "header_size",
-           "image_shape", "not_regular_reason", "read_image_file", "read_small_file"]
+__all__ = [
+    "HEADER_FORMATS",
+    "ImageRead",
+    "MAX_XML_BYTES",
+    "Unreadable",
+    "check_max_pixels",
+    "decode_image",
+    "header_size",
+    "image_shape",
+    "not_regular_reason",
+    "read_image_file",
+    "read_small_file",
+]

@@ -245,13 +245,17 @@ def _list_class_files(folder: Path, rel_root: Path, skipped: list[tuple[str, str
         for f in files:
             if not is_image_file(f):
                 ext = f.suffix.lower() or "no extension"
-                skipped.append((rel_posix(f, rel_root), f"not an image file ({ext}); accepted: {', '.join(IMAGE_EXTENSIONS)}"))
+                skipped.append(
+                    (rel_posix(f, rel_root), f"not an image file ({ext}); accepted: {', '.join(IMAGE_EXTENSIONS)}")
+                )
         if not images:
             skipped.append((rel_posix(sub, rel_root) + "/", "folder has no image files"))
             continue
         listing.append((sub.name, images))
     for f in sorted(p for p in folder.iterdir() if not p.is_dir() and not is_hidden(p.name)):
-        skipped.append((rel_posix(f, rel_root), "file outside any class folder (ImageFolder needs ROOT/<class>/<image>)"))
+        skipped.append(
+            (rel_posix(f, rel_root), "file outside any class folder (ImageFolder needs ROOT/<class>/<image>)")
+        )
     return listing
 
 
@@ -259,15 +263,22 @@ def _list_class_files(folder: Path, rel_root: Path, skipped: list[tuple[str, str
 class _FaceCutter:
     """Per-image face cropping of :func:`read_imagefolder` (``--crop-faces``), with its report."""
 
-    report: Any                  # facecrop.CropReport
-    find_faces: Any              # BGR image -> boxes; None once auto mode decided against cropping
-    name_of: Any                 # the finder, asked for its name at the end
+    report: Any  # facecrop.CropReport
+    find_faces: Any  # BGR image -> boxes; None once auto mode decided against cropping
+    name_of: Any  # the finder, asked for its name at the end
     size: int
     margin: float
 
     @classmethod
-    def start(cls, listing: list[tuple[str, list[Path]]], crop_faces: bool | None, find_faces: Any, size: int,
-              margin: float, max_pixels: int) -> _FaceCutter | None:
+    def start(
+        cls,
+        listing: list[tuple[str, list[Path]]],
+        crop_faces: bool | None,
+        find_faces: Any,
+        size: int,
+        margin: float,
+        max_pixels: int,
+    ) -> _FaceCutter | None:
         """None when cropping is off (``crop_faces=False``, or auto with no face finder)."""
         from edgemask.data import facecrop
         from edgemask.data.imagefile import image_shape
@@ -277,15 +288,20 @@ class _FaceCutter:
         if find_faces is None:
             from edgemask.errors import ConfigError
 
-            raise ConfigError("crop_faces=True needs a face finder: pass find_faces=edgemask.vision.detectors."
-                              "face_finder() (the CLI and train() do), or crop_faces=None to use the images whole")
+            raise ConfigError(
+                "crop_faces=True needs a face finder: pass find_faces=edgemask.vision.detectors."
+                "face_finder() (the CLI and train() do), or crop_faces=None to use the images whole"
+            )
         report = facecrop.CropReport(mode="on")
         if crop_faces is None:
             flat = [f for _, files in listing for f in files]
             shapes = [image_shape(f, max_pixels) for f in flat]  # headers only
             ok = [i for i, s in enumerate(shapes) if s is not None]
-            on = facecrop.auto_wants_crops([shapes[i] for i in ok],  # type: ignore[misc]
-                                           lambda j: _load_bgr(flat[ok[j]], max_pixels), find_faces)
+            on = facecrop.auto_wants_crops(
+                [shapes[i] for i in ok],  # type: ignore[misc]
+                lambda j: _load_bgr(flat[ok[j]], max_pixels),
+                find_faces,
+            )
             report.mode = "auto-on" if on else "auto-off"
             return cls(report, find_faces if on else None, find_faces, size, margin)
         return cls(report, find_faces, find_faces, size, margin)
@@ -300,8 +316,13 @@ class _FaceCutter:
         if what == "skip":
             self.report.skipped += 1
             self.report.no_face.append(rel)
-            skipped.append((rel, "no face found in this whole photo (not a face crop); "
-                                 "crop it by hand, or use a VOC folder with boxes"))
+            skipped.append(
+                (
+                    rel,
+                    "no face found in this whole photo (not a face crop); "
+                    "crop it by hand, or use a VOC folder with boxes",
+                )
+            )
             return None
         if what == "crop" and box is not None:
             self.report.cropped += 1

@@ -79,12 +79,20 @@ def astronaut_variants() -> dict[str, np.ndarray]:
     from skimage import data as skdata
 
     bare = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
-    return {"no_mask": bare, "mask": _paint_mask(bare, ASTRONAUT_FACE_BOX, _MASK_OVER_NOSE),
-            "mask_incorrect": _paint_mask(bare, ASTRONAUT_FACE_BOX, _MASK_BELOW_NOSE)}
+    return {
+        "no_mask": bare,
+        "mask": _paint_mask(bare, ASTRONAUT_FACE_BOX, _MASK_OVER_NOSE),
+        "mask_incorrect": _paint_mask(bare, ASTRONAUT_FACE_BOX, _MASK_BELOW_NOSE),
+    }
 
 
-def jittered_boxes(box: tuple[float, float, float, float], n: int, seed: int = 0,
-                   scale: tuple[float, float] = (0.8, 1.3), shift: float = 0.1) -> np.ndarray:
+def jittered_boxes(
+    box: tuple[float, float, float, float],
+    n: int,
+    seed: int = 0,
+    scale: tuple[float, float] = (0.8, 1.3),
+    shift: float = 0.1,
+) -> np.ndarray:
     """``n`` square boxes around ``box``: side × U(scale), centre moved by ±``shift`` of the side.
 
     Returns:
@@ -98,8 +106,14 @@ def jittered_boxes(box: tuple[float, float, float, float], n: int, seed: int = 0
     return np.stack([cx + d[:, 0] - s / 2, cy + d[:, 1] - s / 2, cx + d[:, 0] + s / 2, cy + d[:, 1] + s / 2], 1)
 
 
-def real_face_check(classify: Callable[[np.ndarray], np.ndarray], class_names: list[str], size: int,
-                    n_jitter: int = 100, margin: float = CROP_MARGIN, seed: int = 0) -> dict[str, dict[str, float | int]]:
+def real_face_check(
+    classify: Callable[[np.ndarray], np.ndarray],
+    class_names: list[str],
+    size: int,
+    n_jitter: int = 100,
+    margin: float = CROP_MARGIN,
+    seed: int = 0,
+) -> dict[str, dict[str, float | int]]:
     """Classify the real faces and say how often each got its expected class.
 
     Args:
@@ -129,9 +143,12 @@ def real_face_check(classify: Callable[[np.ndarray], np.ndarray], class_names: l
             continue
         pred = np.asarray(classify(crops)).astype(int)
         counts = np.bincount(pred, minlength=len(class_names))
-        out[name] = {"expected": label, "n": int(len(pred)),
-                     "rate": float(np.mean(pred == class_names.index(label))),
-                     "counts": {c: int(k) for c, k in zip(class_names, counts)}}
+        out[name] = {
+            "expected": label,
+            "n": int(len(pred)),
+            "rate": float(np.mean(pred == class_names.index(label))),
+            "counts": {c: int(k) for c, k in zip(class_names, counts)},
+        }
     return out
 
 

@@ -34,7 +34,9 @@ def _round_half_up(x: float) -> int:
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     fr = np.asarray(list(fractions), dtype=np.float64)
     if fr.shape != (3,) or not np.all(np.isfinite(fr)) or np.any(fr < 0) or abs(fr.sum() - 1.0) > 1e-6:
-        raise ConfigError(f"split fractions must be three non-negative numbers (train, val, test) summing to 1, got {tuple(fractions)}; e.g. (0.8, 0.1, 0.1)")
+        raise ConfigError(
+            f"split fractions must be three non-negative numbers (train, val, test) summing to 1, got {tuple(fractions)}; e.g. (0.8, 0.1, 0.1)"
+        )
     return fr
 
 

@@ -82,8 +82,14 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator, like: torch.Tenso
     return lo + (hi - lo) * torch.rand(n, generator=g, device=like.device, dtype=like.dtype)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, *, box_jitter: float = 0.0,
-                  blur_p: float = 0.0, low_light_p: float = 0.0) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    box_jitter: float = 0.0,
+    blur_p: float = 0.0,
+    low_light_p: float = 0.0,
+) -> torch.Tensor:
     """Randomly flip, rotate, scale, shift and colour-jitter every image.
 
     Per image: horizontal flip with p=0.5; rotation in ±10°, scale in

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemask.config import CROP_MARGIN, DEFAULT_MAX_IMAGE_PIXELS
+from edgemask.data.crops import resize_square_rgb, square_crop
 from edgemask.data.imagefolder import (
     IMAGE_EXTENSIONS,
     ImportedSamples,
@@ -43,8 +45,6 @@ from edgemask.data.imagefolder import (
     merge_groups,
     rel_posix,
 )
-from edgemask.config import CROP_MARGIN, DEFAULT_MAX_IMAGE_PIXELS
-from edgemask.data.crops import resize_square_rgb, square_crop
 from edgemask.errors import DataError
 
 #: Folder names accepted for annotations / images (compared lower-case).
@@ -101,7 +101,9 @@ def find_voc_dirs(root: Path | str) -> tuple[Path, Path] | None:
 
 def _xml_files(ann_dir: Path) -> list[Path]:
     try:
-        return sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml" and not is_hidden(p.name))
+        return sorted(
+            p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml" and not is_hidden(p.name)
+        )
     except OSError:
         return []
 
@@ -165,7 +167,9 @@ def parse_voc_xml(data: bytes, xml_path: Path) -> VocAnnotation:
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             ann.objects.append(VocObject(i, name, None, "box with a missing coordinate (xmin/ymin/xmax/ymax)"))
         elif x0 >= x1 or y0 >= y1:
-            ann.objects.append(VocObject(i, name, None, f"empty or inverted box (xmin={x0:g} xmax={x1:g} ymin={y0:g} ymax={y1:g})"))
+            ann.objects.append(
+                VocObject(i, name, None, f"empty or inverted box (xmin={x0:g} xmax={x1:g} ymin={y0:g} ymax={y1:g})")
+            )
         else:
             ann.objects.append(VocObject(i, name, (x0, y0, x1, y1)))
     return ann
@@ -239,7 +243,9 @@ def read_voc(
     root = Path(root)
     dirs = find_voc_dirs(root)
     if dirs is None:
-        raise DataError(f"{root} is not a VOC dataset: expected annotations/*.xml and images/ (or Annotations/ and JPEGImages/) inside it")
+        raise DataError(
+            f"{root} is not a VOC dataset: expected annotations/*.xml and images/ (or Annotations/ and JPEGImages/) inside it"
+        )
     from edgemask.data.imagefile import Unreadable, check_max_pixels, read_image_file, read_small_file
 
     check_max_pixels(max_pixels)
@@ -282,7 +288,12 @@ def read_voc(
         img = None
         if boxes and img_path is None:
             want = ann.filename or ann.xml.stem
-            skipped.append((xml_rel, f"image {want!r} not found in {rel_posix(img_dir, root)}/ (tried that name and the same stem with {', '.join(IMAGE_EXTENSIONS)})"))
+            skipped.append(
+                (
+                    xml_rel,
+                    f"image {want!r} not found in {rel_posix(img_dir, root)}/ (tried that name and the same stem with {', '.join(IMAGE_EXTENSIONS)})",
+                )
+            )
         elif boxes and img_path is not None:
             got = read_image_file(img_path, max_pixels)
             img = got.bgr

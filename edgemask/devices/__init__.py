@@ -17,7 +17,17 @@ from edgemask.devices.profiles import (
 )
 
 __all__ = [
-    "DeviceProfile", "KINDS", "PRECISIONS", "detect_profile_name", "list_profiles", "load_all_profiles",
-    "load_profile", "parse_profile", "plan_dla", "plan_precision", "profile_dirs", "profile_name_for",
+    "DeviceProfile",
+    "KINDS",
+    "PRECISIONS",
+    "detect_profile_name",
+    "list_profiles",
+    "load_all_profiles",
+    "load_profile",
+    "parse_profile",
+    "plan_dla",
+    "plan_precision",
+    "profile_dirs",
+    "profile_name_for",
     "tensorrt_version_matches",
 ]

@@ -67,19 +67,19 @@ class DeviceProfile:
 
     name: str
     description: str
-    kind: str                       # jetson | x86
+    kind: str  # jetson | x86
     jetpack: str
     l4t: str
     cuda: str
-    tensorrt: str                   # expected TensorRT "major.minor" (or "major"); "" = no TensorRT
-    max_onnx_opset: int             # highest opset the target's ONNX importer accepts
-    compute_capability: str         # "5.3"; "" = read from the GPU at build time
+    tensorrt: str  # expected TensorRT "major.minor" (or "major"); "" = no TensorRT
+    max_onnx_opset: int  # highest opset the target's ONNX importer accepts
+    compute_capability: str  # "5.3"; "" = read from the GPU at build time
     fast_precisions: tuple[str, ...]
     dla_cores: int
     workspace_mib: int
-    camera_csi: str                 # GStreamer pipeline with {index} {width} {height} {fps}; "" = none
-    camera_usb: str                 # GStreamer pipeline, or "v4l2:{index}" for an OpenCV device index
-    backends: tuple[str, ...]       # preferred inference backends, best first
+    camera_csi: str  # GStreamer pipeline with {index} {width} {height} {fps}; "" = none
+    camera_usb: str  # GStreamer pipeline, or "v4l2:{index}" for an OpenCV device index
+    backends: tuple[str, ...]  # preferred inference backends, best first
     source: str = field(default="", compare=False)  # file it was read from
     # Other TensorRT releases this device really runs (another JetPack for the module; 11 beside 10 on x86).
     tensorrt_also: tuple[str, ...] = ()
@@ -117,8 +117,9 @@ class DeviceProfile:
     def is_jetson(self) -> bool:
         return self.kind == "jetson"
 
-    def camera_pipeline(self, kind: str = "usb", index: int = 0, width: int = 640, height: int = 480,
-                        fps: int = 30) -> str:
+    def camera_pipeline(
+        self, kind: str = "usb", index: int = 0, width: int = 640, height: int = 480, fps: int = 30
+    ) -> str:
         """The camera source string for OpenCV, placeholders filled in.
 
         Returns a GStreamer pipeline (open with ``cv2.CAP_GSTREAMER``) or
@@ -238,13 +239,23 @@ def parse_profile(text: str, where: str = "profile", expected_name: str | None =
             raise ConfigError(f"{where} field {dotted!r} should be a list of strings")
 
     p = DeviceProfile(
-        name=flat["name"], description=flat["description"], kind=flat["kind"],
-        jetpack=flat["software.jetpack"], l4t=flat["software.l4t"], cuda=flat["software.cuda"],
-        tensorrt=flat["software.tensorrt"], max_onnx_opset=flat["software.max_onnx_opset"],
-        compute_capability=flat["gpu.compute_capability"], fast_precisions=tuple(flat["gpu.fast_precisions"]),
-        dla_cores=flat["gpu.dla_cores"], workspace_mib=flat["gpu.workspace_mib"],
-        camera_csi=flat["camera.csi"], camera_usb=flat["camera.usb"], backends=tuple(flat["runtime.backends"]),
-        source=where, tensorrt_also=tuple(flat.get("software.tensorrt_also") or ()),
+        name=flat["name"],
+        description=flat["description"],
+        kind=flat["kind"],
+        jetpack=flat["software.jetpack"],
+        l4t=flat["software.l4t"],
+        cuda=flat["software.cuda"],
+        tensorrt=flat["software.tensorrt"],
+        max_onnx_opset=flat["software.max_onnx_opset"],
+        compute_capability=flat["gpu.compute_capability"],
+        fast_precisions=tuple(flat["gpu.fast_precisions"]),
+        dla_cores=flat["gpu.dla_cores"],
+        workspace_mib=flat["gpu.workspace_mib"],
+        camera_csi=flat["camera.csi"],
+        camera_usb=flat["camera.usb"],
+        backends=tuple(flat["runtime.backends"]),
+        source=where,
+        tensorrt_also=tuple(flat.get("software.tensorrt_also") or ()),
     )
     _check_values(p, where, expected_name)
     return p
@@ -266,8 +277,9 @@ def _check_values(p: DeviceProfile, where: str, expected_name: str | None) -> No
         raise bad("name", f"is {p.name!r} but the file is {expected_name}.toml; they must match")
     if p.kind not in KINDS:
         raise bad("kind", f"is {p.kind!r}; expected one of {', '.join(KINDS)}")
-    for f_, v in [("software.tensorrt", p.tensorrt), ("software.cuda", p.cuda)] + \
-            [("software.tensorrt_also", v) for v in p.tensorrt_also]:
+    for f_, v in [("software.tensorrt", p.tensorrt), ("software.cuda", p.cuda)] + [
+        ("software.tensorrt_also", v) for v in p.tensorrt_also
+    ]:
         if v and not _VERSION_RE.match(v):
             raise bad(f_, f"is {v!r}; write a version like '10.3'")
     if p.tensorrt_also and not p.tensorrt:
@@ -275,8 +287,10 @@ def _check_values(p: DeviceProfile, where: str, expected_name: str | None) -> No
     if p.compute_capability and not _CC_RE.match(p.compute_capability):
         raise bad("gpu.compute_capability", f"is {p.compute_capability!r}; write it like '8.7'")
     if p.is_jetson and not (p.jetpack and p.l4t and p.tensorrt and p.compute_capability):
-        raise ConfigError(f"{where}: a jetson profile needs software.jetpack, software.l4t, software.tensorrt "
-                          "and gpu.compute_capability")
+        raise ConfigError(
+            f"{where}: a jetson profile needs software.jetpack, software.l4t, software.tensorrt "
+            "and gpu.compute_capability"
+        )
     if not 7 <= p.max_onnx_opset <= 30:
         raise bad("software.max_onnx_opset", f"is {p.max_onnx_opset}; expected an ONNX opset such as 17")
     if not p.fast_precisions or "fp32" not in p.fast_precisions:
@@ -317,11 +331,13 @@ def plan_precision(profile: DeviceProfile, requested: str) -> tuple[str, list[st
         raise ConfigError(f"precision {requested!r} is unknown; use one of {', '.join(PRECISIONS)}")
     if requested in profile.fast_precisions:
         return requested, []
-    order = list(PRECISIONS[PRECISIONS.index(requested) - 1::-1]) if requested != "fp32" else []
+    order = list(PRECISIONS[PRECISIONS.index(requested) - 1 :: -1]) if requested != "fp32" else []
     fallback = next((p for p in order if p in profile.fast_precisions), "fp32")
     cc = f" (compute capability {profile.compute_capability})" if profile.compute_capability else ""
-    return fallback, [f"{profile.name}{cc} has no fast {requested.upper()}: building {fallback} instead "
-                      f"(it runs: {', '.join(profile.fast_precisions)})"]
+    return fallback, [
+        f"{profile.name}{cc} has no fast {requested.upper()}: building {fallback} instead "
+        f"(it runs: {', '.join(profile.fast_precisions)})"
+    ]
 
 
 def plan_dla(profile: DeviceProfile, dla_core: int | None, precision: str) -> tuple[int | None, str, list[str]]:
@@ -337,10 +353,16 @@ def plan_dla(profile: DeviceProfile, dla_core: int | None, precision: str) -> tu
     if dla_core < 0:
         raise ConfigError(f"--dla-core must be >= 0, got {dla_core}")
     if profile.dla_cores == 0:
-        return None, precision, [f"{profile.name} has no DLA cores: building a GPU engine instead of DLA core {dla_core}"]
+        return (
+            None,
+            precision,
+            [f"{profile.name} has no DLA cores: building a GPU engine instead of DLA core {dla_core}"],
+        )
     if dla_core >= profile.dla_cores:
-        raise ConfigError(f"{profile.name} has {profile.dla_cores} DLA core(s) (0..{profile.dla_cores - 1}); "
-                          f"there is no DLA core {dla_core}")
+        raise ConfigError(
+            f"{profile.name} has {profile.dla_cores} DLA core(s) (0..{profile.dla_cores - 1}); "
+            f"there is no DLA core {dla_core}"
+        )
     if precision == "fp32":
         return dla_core, "fp16", [f"DLA runs fp16 and int8 only: building fp16 on DLA core {dla_core} instead of fp32"]
     return dla_core, precision, []
@@ -373,8 +395,10 @@ def profile_name_for(model: str | None, mem_total_gib: float | None = None, has_
             return "jetson-tx2"
         if "nano" in m:
             return "jetson-nano"
-        raise ConfigError(f"this Jetson ({model!r}) has no device profile; add one (devices/README.md, "
-                          "'Adding a profile') and pass its name with --device")
+        raise ConfigError(
+            f"this Jetson ({model!r}) has no device profile; add one (devices/README.md, "
+            "'Adding a profile') and pass its name with --device"
+        )
     return "x86-cuda" if has_nvidia_gpu else "x86-cpu"
 
 
@@ -422,7 +446,19 @@ def tensorrt_version_matches(expected: str, actual: str) -> bool:
 
 
 __all__ = [
-    "DeviceProfile", "KINDS", "PRECISIONS", "detect_profile_name", "has_nvidia_gpu", "jetson_model",
-    "list_profiles", "load_all_profiles", "load_profile", "parse_profile", "plan_dla", "plan_precision",
-    "profile_dirs", "profile_name_for", "tensorrt_version_matches",
+    "DeviceProfile",
+    "KINDS",
+    "PRECISIONS",
+    "detect_profile_name",
+    "has_nvidia_gpu",
+    "jetson_model",
+    "list_profiles",
+    "load_all_profiles",
+    "load_profile",
+    "parse_profile",
+    "plan_dla",
+    "plan_precision",
+    "profile_dirs",
+    "profile_name_for",
+    "tensorrt_version_matches",
 ]

@@ -12,9 +12,8 @@ the functions that need them.
 
 from __future__ import annotations
 
-from edgemask.utils.lazy import lazy_exports
-
 from edgemask.export.config import CALIBRATION_METHODS, DEFAULT_OPSET, EXPORT_PRECISIONS, ExportConfig
+from edgemask.utils.lazy import lazy_exports
 
 _LAZY = {
     "export_bundle": "edgemask.export.bundle_writer",

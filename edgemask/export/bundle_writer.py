@@ -20,15 +20,26 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgemask.errors import ConfigError, ExportError
 from edgemask.bundle.manifest import BundleManifest, InputSpec, ModelEntry, Preprocessing
+from edgemask.errors import ConfigError, ExportError
 from edgemask.export.config import CALIBRATION_METHODS, DEFAULT_OPSET, EXPORT_PRECISIONS, ExportConfig
 from edgemask.progress import NO_PROGRESS, Progress
 from edgemask.utils.results import FolderResult
 
 # The stages export_bundle reports through its Progress, in order (those of models not asked for are skipped).
-STAGES = ("load", "calibration set", "fp32", "opencv", "fp16", "int8", "detector scenes", "detector fp32",
-          "detector fp16", "detector int8", "write")
+STAGES = (
+    "load",
+    "calibration set",
+    "fp32",
+    "opencv",
+    "fp16",
+    "int8",
+    "detector scenes",
+    "detector fp32",
+    "detector fp16",
+    "detector int8",
+    "write",
+)
 
 MODEL_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 GOLDEN_INPUTS = "golden/inputs.npy"
@@ -50,8 +61,10 @@ def parse_precisions(precisions: str | Sequence[str]) -> tuple[str, ...]:
     items = [str(p).strip().lower() for p in items if str(p).strip()]
     bad = [p for p in items if p not in EXPORT_PRECISIONS]
     if bad:
-        raise ConfigError(f"unknown precision {', '.join(map(repr, bad))}; choose from {', '.join(EXPORT_PRECISIONS)} "
-                          "(comma-separated, e.g. --precision fp32,int8)")
+        raise ConfigError(
+            f"unknown precision {', '.join(map(repr, bad))}; choose from {', '.join(EXPORT_PRECISIONS)} "
+            "(comma-separated, e.g. --precision fp32,int8)"
+        )
     if not items:
         raise ConfigError(f"no precision given; pass e.g. --precision {','.join(EXPORT_PRECISIONS)}")
     return tuple(p for p in EXPORT_PRECISIONS if p in items)
@@ -64,8 +77,10 @@ def _check_config(cfg: ExportConfig) -> None:
     if cfg.method not in CALIBRATION_METHODS:
         raise ConfigError(f"unknown calibration method {cfg.method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     if cfg.int8_target not in ("tensorrt", "cpu"):
-        raise ConfigError(f"unknown int8 target {cfg.int8_target!r}; choose tensorrt (Q/DQ for TensorRT, the "
-                          "default) or cpu (ONNX Runtime integer kernels)")
+        raise ConfigError(
+            f"unknown int8 target {cfg.int8_target!r}; choose tensorrt (Q/DQ for TensorRT, the "
+            "default) or cpu (ONNX Runtime integer kernels)"
+        )
     if not 0.0 < float(cfg.percentile) <= 100.0:
         raise ConfigError(f"percentile {cfg.percentile} must be in (0, 100], e.g. 99.999")
     if not isinstance(cfg.golden_count, int) or not 1 <= cfg.golden_count <= 1024:
@@ -91,11 +106,15 @@ def _previous_version(out: Path, overwrite: bool) -> int:
         return 0
     manifest = out / "manifest.json"
     if not manifest.is_file():
-        raise ConfigError(f"--out {out} exists, is not empty and is not an edgemask bundle; choose another --out "
-                          "(it will not be overwritten)")
+        raise ConfigError(
+            f"--out {out} exists, is not empty and is not an edgemask bundle; choose another --out "
+            "(it will not be overwritten)"
+        )
     if not overwrite:
-        raise ExportError(f"a bundle already exists in {out}; pass --overwrite to replace it (as a new version) "
-                          "or choose another --out")
+        raise ExportError(
+            f"a bundle already exists in {out}; pass --overwrite to replace it (as a new version) "
+            "or choose another --out"
+        )
     try:  # the raw number is enough here; a damaged manifest must not block replacing the bundle
         return int(json.loads(manifest.read_text(encoding="utf-8")).get("version", 0))
     except (ValueError, TypeError, AttributeError, OSError):
@@ -109,8 +128,14 @@ def _producer(extra: dict[str, str]) -> dict[str, str]:
 
     import edgemask
 
-    out = {"edgemask": edgemask.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
-           "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    out = {
+        "edgemask": edgemask.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
     out.update(extra)
     return out
 
@@ -141,21 +166,29 @@ class ExportResult(FolderResult):
     ``result / "manifest.json"``), as ``export_bundle`` returned before this type existed.
     """
 
-    bundle: Path                     # the bundle folder (verified)
-    manifest: BundleManifest         # its manifest.json, as written
-    opset: int                       # the ONNX opset used (the config's, or the device profile's maximum)
-    device: Optional[str] = None     # the device profile exported for (``ExportConfig.device``), None = generic
-    warnings: List[str] = field(default_factory=list)  # one line each: precisions the device runs slowly, a failed OpenCV check, engine notes
-    engines: List[Any] = field(default_factory=list)   # EngineResult per TensorRT engine built (``ExportConfig.engine``)
+    bundle: Path  # the bundle folder (verified)
+    manifest: BundleManifest  # its manifest.json, as written
+    opset: int  # the ONNX opset used (the config's, or the device profile's maximum)
+    device: Optional[str] = None  # the device profile exported for (``ExportConfig.device``), None = generic
+    warnings: List[str] = field(
+        default_factory=list
+    )  # one line each: precisions the device runs slowly, a failed OpenCV check, engine notes
+    engines: List[Any] = field(default_factory=list)  # EngineResult per TensorRT engine built (``ExportConfig.engine``)
 
     @property
     def folder(self) -> Path:
         return self.bundle
 
 
-def export_bundle(run_dir: str | Path, out: str | Path, cfg: ExportConfig | None = None,
-                  progress: Progress | None = None, *, on_warning: Callable[[str], None] | None = None,
-                  **options: Any) -> ExportResult:
+def export_bundle(
+    run_dir: str | Path,
+    out: str | Path,
+    cfg: ExportConfig | None = None,
+    progress: Progress | None = None,
+    *,
+    on_warning: Callable[[str], None] | None = None,
+    **options: Any,
+) -> ExportResult:
     """Export a training run as a bundle folder (for one device, with its engines, when ``cfg`` says so).
 
     Args:
@@ -198,13 +231,19 @@ def export_bundle(run_dir: str | Path, out: str | Path, cfg: ExportConfig | None
     path, manifest = _write_bundle(cfg, progress or NO_PROGRESS)
     for w in _opencv_warnings(manifest):
         warn(w)
-    result = ExportResult(bundle=path, manifest=manifest, opset=int(cfg.opset), warnings=warnings,
-                          device=profile.name if profile is not None else None)
+    result = ExportResult(
+        bundle=path,
+        manifest=manifest,
+        opset=int(cfg.opset),
+        warnings=warnings,
+        device=profile.name if profile is not None else None,
+    )
     if cfg.engine:
         from edgemask.export.engine import build_engines_for_bundle
 
-        result.engines = build_engines_for_bundle(path, profile.name, cfg.precisions, on_warning=warn,
-                                                  **cfg.engine_options)
+        result.engines = build_engines_for_bundle(
+            path, profile.name, cfg.precisions, on_warning=warn, **cfg.engine_options
+        )
     return result
 
 
@@ -234,8 +273,10 @@ def _opencv_warnings(manifest: BundleManifest) -> List[str]:
     for e in manifest.models:
         cv = (e.extra or {}).get("opencv")
         if isinstance(cv, dict) and not cv.get("ok"):
-            out.append(f"OpenCV's DNN module could not run {e.file}: {cv.get('error')}; "
-                       "apps that use cv2.dnn need another --opset")
+            out.append(
+                f"OpenCV's DNN module could not run {e.file}: {cv.get('error')}; "
+                "apps that use cv2.dnn need another --opset"
+            )
     return out
 
 
@@ -245,15 +286,15 @@ class _Build:
 
     cfg: ExportConfig
     tmp: Path
-    model: Any                        # torch model, eval mode
-    golden_x: np.ndarray              # (G, 3, S, S) float32 [0,1]
-    golden_ref: np.ndarray            # (G, K) torch fp32 logits of golden_x
-    tol: Dict[str, Optional[float]]   # max |Δlogit| vs torch per precision; None = not enforced
+    model: Any  # torch model, eval mode
+    golden_x: np.ndarray  # (G, 3, S, S) float32 [0,1]
+    golden_ref: np.ndarray  # (G, K) torch fp32 logits of golden_x
+    tol: Dict[str, Optional[float]]  # max |Δlogit| vs torch per precision; None = not enforced
     progress: Progress
-    models: List[Any] = field(default_factory=list)              # ModelEntry per file shipped
+    models: List[Any] = field(default_factory=list)  # ModelEntry per file shipped
     producer_extra: Dict[str, str] = field(default_factory=dict)  # tool versions for the manifest's producer
     measured: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per precision: the checks' numbers
-    opset: int = 0                    # what the fp32 export wrote
+    opset: int = 0  # what the fp32 export wrote
 
     @property
     def fp32_path(self) -> Path:
@@ -285,13 +326,26 @@ def _write_bundle(cfg: ExportConfig, progress: Progress) -> Tuple[Path, BundleMa
     # An empty folder (e.g. made by hand for --out) is replaced without --overwrite; anything else was checked above.
     replace = cfg.overwrite or (out.is_dir() and not any(out.iterdir()))
     with atomic_dir(out, overwrite=replace) as tmp:
-        b = _Build(cfg=cfg, tmp=tmp, model=model, golden_x=golden.as_nchw_float(), golden_ref=np.zeros(0),
-                   tol={p: cfg.tolerance.get(p) for p in EXPORT_PRECISIONS}, progress=progress)
+        b = _Build(
+            cfg=cfg,
+            tmp=tmp,
+            model=model,
+            golden_x=golden.as_nchw_float(),
+            golden_ref=np.zeros(0),
+            tol={p: cfg.tolerance.get(p) for p in EXPORT_PRECISIONS},
+            progress=progress,
+        )
         b.golden_ref = _torch_logits(model, b.golden_x)
         shutil.copyfile(Path(cfg.run) / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
-        b.models.append(ModelEntry(file=WEIGHTS_FILE, precision="fp32", format="safetensors",
-                                   extra={"source": "training run weights, copied unchanged"}))
-        _add_fp32(b, info.input_size)          # always built: fp16 and int8 are made from it
+        b.models.append(
+            ModelEntry(
+                file=WEIGHTS_FILE,
+                precision="fp32",
+                format="safetensors",
+                extra={"source": "training run weights, copied unchanged"},
+            )
+        )
+        _add_fp32(b, info.input_size)  # always built: fp16 and int8 are made from it
         if "fp16" in cfg.precisions:
             _add_fp16(b)
         calibration_meta = _add_int8(b, calib, recipe) if calib is not None else None
@@ -321,15 +375,29 @@ def _image_sets(cfg: ExportConfig, recipe: Any, class_names: List[str], size: in
 
     progress("calibration set", 0, 1)
     calib = select_images(recipe, class_names, size) if "int8" in cfg.precisions else None
-    golden = select_images(recipe, class_names, size, count=cfg.golden_count, seed=recipe.seed + 1,
-                           exclude_sources=calib.sources if calib is not None else ())
+    golden = select_images(
+        recipe,
+        class_names,
+        size,
+        count=cfg.golden_count,
+        seed=recipe.seed + 1,
+        exclude_sources=calib.sources if calib is not None else (),
+    )
     if len(golden.images) == 0:
-        raise ExportError(f"calibration recipe {recipe.name!r} yielded no golden images; point its source at a "
-                          "folder with images of the model's classes")
+        raise ExportError(
+            f"calibration recipe {recipe.name!r} yielded no golden images; point its source at a "
+            "folder with images of the model's classes"
+        )
     probe_set = None
     if cfg.probe_count:
-        probe_set = select_images(recipe, class_names, size, count=cfg.probe_count, seed=recipe.seed + 2,
-                                  exclude_sources=list(golden.sources) + (list(calib.sources) if calib is not None else []))
+        probe_set = select_images(
+            recipe,
+            class_names,
+            size,
+            count=cfg.probe_count,
+            seed=recipe.seed + 2,
+            exclude_sources=list(golden.sources) + (list(calib.sources) if calib is not None else []),
+        )
     progress("calibration set", 1, 1, f"{len(calib.images) if calib is not None else 0} images")
     return calib, golden, probe_set
 
@@ -347,12 +415,19 @@ def _add_fp32(b: _Build, size: int) -> None:
     fp32_golden = ort_logits(b.fp32_path, b.golden_x)
     d32 = _max_abs(fp32_golden, b.golden_ref)
     if b.tol["fp32"] is not None and d32 > b.tol["fp32"]:
-        raise ExportError(f"the fp32 ONNX model differs from torch by {d32:.2e} on the golden inputs "
-                          f"(allowed {b.tol['fp32']:.0e}); try another --opset, or report a bug")
-    fp32_extra: dict[str, Any] = {"max_abs_diff_vs_torch": d32, "agreement_vs_torch": _agreement(fp32_golden, b.golden_ref),
-                                  "exporter": exp.exporter, "simplified_by": exp.simplified_by,
-                                  "nodes": exp.nodes, "op_types": exp.op_types,
-                                  "export_seconds": round(time.perf_counter() - t, 2)}
+        raise ExportError(
+            f"the fp32 ONNX model differs from torch by {d32:.2e} on the golden inputs "
+            f"(allowed {b.tol['fp32']:.0e}); try another --opset, or report a bug"
+        )
+    fp32_extra: dict[str, Any] = {
+        "max_abs_diff_vs_torch": d32,
+        "agreement_vs_torch": _agreement(fp32_golden, b.golden_ref),
+        "exporter": exp.exporter,
+        "simplified_by": exp.simplified_by,
+        "nodes": exp.nodes,
+        "op_types": exp.op_types,
+        "export_seconds": round(time.perf_counter() - t, 2),
+    }
     if exp.simplify_error:
         fp32_extra["simplify_error"] = exp.simplify_error
     progress("fp32", 1, 1, f"max |Δ| {d32:.1e}")
@@ -364,8 +439,9 @@ def _add_fp32(b: _Build, size: int) -> None:
             b.producer_extra["opencv"] = str(cv["opencv"])
         progress("opencv", 1, 1, "ok" if cv.get("ok") else f"failed: {cv.get('error', '')}"[:60])
     if "fp32" in cfg.precisions:
-        b.models.append(ModelEntry(file=MODEL_FILES["fp32"], precision="fp32", format="onnx", opset=exp.opset,
-                                   extra=fp32_extra))
+        b.models.append(
+            ModelEntry(file=MODEL_FILES["fp32"], precision="fp32", format="onnx", opset=exp.opset, extra=fp32_extra)
+        )
     b.measured["fp32"] = fp32_extra
 
 
@@ -380,11 +456,12 @@ def _add_fp16(b: _Build) -> None:
     fp16_golden = ort_logits(fp16_path, b.golden_x)
     d16 = _max_abs(fp16_golden, b.golden_ref)
     if b.tol["fp16"] is not None and d16 > b.tol["fp16"]:
-        raise ExportError(f"the fp16 ONNX model differs from torch by {d16:.2e} on the golden inputs "
-                          f"(allowed {b.tol['fp16']:.0e}); the model may overflow fp16, export without fp16")
+        raise ExportError(
+            f"the fp16 ONNX model differs from torch by {d16:.2e} on the golden inputs "
+            f"(allowed {b.tol['fp16']:.0e}); the model may overflow fp16, export without fp16"
+        )
     extra16 = {"max_abs_diff_vs_torch": d16, "agreement_vs_torch": _agreement(fp16_golden, b.golden_ref), **conv}
-    b.models.append(ModelEntry(file=MODEL_FILES["fp16"], precision="fp16", format="onnx", opset=b.opset,
-                               extra=extra16))
+    b.models.append(ModelEntry(file=MODEL_FILES["fp16"], precision="fp16", format="onnx", opset=b.opset, extra=extra16))
     b.measured["fp16"] = extra16
     b.progress("fp16", 1, 1, f"max |Δ| {d16:.1e}")
 
@@ -398,9 +475,17 @@ def _add_int8(b: _Build, calib: Any, recipe: Any) -> Dict[str, Any]:
     cfg = b.cfg
     b.progress("int8", 0, 1, cfg.method)
     int8_path = b.tmp / MODEL_FILES["int8"]
-    calib_x = calib.as_nchw_float()                # (N, 3, S, S)
-    q = int8_from_onnx(b.fp32_path, int8_path, calib_x, method=cfg.method, per_channel=cfg.per_channel,
-                       percentile=cfg.percentile, quantize_output=cfg.quantize_output, target=cfg.int8_target)
+    calib_x = calib.as_nchw_float()  # (N, 3, S, S)
+    q = int8_from_onnx(
+        b.fp32_path,
+        int8_path,
+        calib_x,
+        method=cfg.method,
+        per_channel=cfg.per_channel,
+        percentile=cfg.percentile,
+        quantize_output=cfg.quantize_output,
+        target=cfg.int8_target,
+    )
     int8_golden = ort_logits(int8_path, b.golden_x)
     # Agreement on the (labelled) calibration images too: 16 golden images say little about int8.
     f32_cal, i8_cal = ort_logits(b.fp32_path, calib_x), ort_logits(int8_path, calib_x)
@@ -408,11 +493,21 @@ def _add_int8(b: _Build, calib: Any, recipe: Any) -> Dict[str, Any]:
         "max_abs_diff_vs_torch": _max_abs(int8_golden, b.golden_ref),
         "agreement_vs_torch": _agreement(int8_golden, b.golden_ref),
         "agreement_vs_fp32_calibration_set": _agreement(i8_cal, f32_cal),
-        "accuracy_calibration_set": {"fp32": float(np.mean(f32_cal.argmax(1) == calib.labels)),
-                                     "int8": float(np.mean(i8_cal.argmax(1) == calib.labels))},
+        "accuracy_calibration_set": {
+            "fp32": float(np.mean(f32_cal.argmax(1) == calib.labels)),
+            "int8": float(np.mean(i8_cal.argmax(1) == calib.labels)),
+        },
     }
-    b.models.append(ModelEntry(file=MODEL_FILES["int8"], precision="int8", format="onnx", opset=b.opset,
-                               quantization=q.quantization, extra=extra8))
+    b.models.append(
+        ModelEntry(
+            file=MODEL_FILES["int8"],
+            precision="int8",
+            format="onnx",
+            opset=b.opset,
+            quantization=q.quantization,
+            extra=extra8,
+        )
+    )
     b.measured["int8"] = extra8
     header = f"TRT-{int(cfg.trt_cache_version)}-EntropyCalibration2"
     meta = {
@@ -433,20 +528,36 @@ def _add_int8(b: _Build, calib: Any, recipe: Any) -> Dict[str, Any]:
         "cache_header": header,
         "tensors": len(q.table),
     }
-    write_table(b.tmp / TABLE_FILE, q.table, {
-        "method": cfg.method, "recipe": recipe.name, "recipe_sha256": recipe.sha256,
-        "images_sha256": calib.images_sha256, "count": int(len(calib.images)),
-        "note": "amax = scale * 127 (symmetric int8); names are tensors of model.fp32.onnx where "
-                "in_fp32_graph is true",
-        "images": calib.sources})
+    write_table(
+        b.tmp / TABLE_FILE,
+        q.table,
+        {
+            "method": cfg.method,
+            "recipe": recipe.name,
+            "recipe_sha256": recipe.sha256,
+            "images_sha256": calib.images_sha256,
+            "count": int(len(calib.images)),
+            "note": "amax = scale * 127 (symmetric int8); names are tensors of model.fp32.onnx where "
+            "in_fp32_graph is true",
+            "images": calib.sources,
+        },
+    )
     write_trt_cache(b.tmp / CACHE_FILE, q.table, cfg.trt_cache_version)
     shutil.copyfile(recipe.path, b.tmp / RECIPE_FILE)
     b.progress("int8", 1, 1, f"agreement {extra8['agreement_vs_fp32_calibration_set'] * 100:.1f}%")
     return meta
 
 
-def _write_manifest(b: _Build, info: Any, golden: Any, probe_set: Any, recipe: Any,
-                    calibration_meta: Optional[Dict[str, Any]], detector_entry: Any, version: int) -> BundleManifest:
+def _write_manifest(
+    b: _Build,
+    info: Any,
+    golden: Any,
+    probe_set: Any,
+    recipe: Any,
+    calibration_meta: Optional[Dict[str, Any]],
+    detector_entry: Any,
+    version: int,
+) -> BundleManifest:
     """Golden set, probe, resolved config and the manifest, then the bundle's own verification."""
     from edgemask.bundle.bundle import verify_bundle
     from edgemask.utils.io import atomic_write_json, atomic_write_text
@@ -472,19 +583,28 @@ def _write_manifest(b: _Build, info: Any, golden: Any, probe_set: Any, recipe: A
         arch_args=dict(info.arch_args),
         class_names=list(info.class_names),
         input=InputSpec(shape=["N", 3, size, size], channel_order=info.channel_order),
-        preprocessing=Preprocessing(resize="cv2.INTER_AREA", mean=list(info.mean), std=list(info.std),
-                                    normalization_in_model=True, crop_margin=info.crop_margin),
+        preprocessing=Preprocessing(
+            resize="cv2.INTER_AREA",
+            mean=list(info.mean),
+            std=list(info.std),
+            normalization_in_model=True,
+            crop_margin=info.crop_margin,
+        ),
         models=b.models,
         files=_hash_files(tmp),
         producer=_producer(b.producer_extra),
         opset=b.opset,
-        golden={"inputs": GOLDEN_INPUTS, "outputs": GOLDEN_OUTPUTS, "count": int(len(b.golden_x)),
-                "reference": "torch fp32, CPU, eval mode",
-                "sources": golden.sources,
-                "labels": [int(v) for v in golden.labels],
-                # max |Δlogit| vs outputs.fp32.npy a runner must meet; None = not enforced (int8: see agreement)
-                "tolerance": {p: b.tol[p] for p in cfg.precisions},
-                "agreement": {p: b.measured[p]["agreement_vs_torch"] for p in cfg.precisions if p in b.measured}},
+        golden={
+            "inputs": GOLDEN_INPUTS,
+            "outputs": GOLDEN_OUTPUTS,
+            "count": int(len(b.golden_x)),
+            "reference": "torch fp32, CPU, eval mode",
+            "sources": golden.sources,
+            "labels": [int(v) for v in golden.labels],
+            # max |Δlogit| vs outputs.fp32.npy a runner must meet; None = not enforced (int8: see agreement)
+            "tolerance": {p: b.tol[p] for p in cfg.precisions},
+            "agreement": {p: b.measured[p]["agreement_vs_torch"] for p in cfg.precisions if p in b.measured},
+        },
         calibration=calibration_meta,
         detector=detector_entry,
         probe=probe_meta,

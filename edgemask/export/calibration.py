@@ -28,7 +28,6 @@ import numpy as np
 
 from edgemask.config import EDGEMASK_CALIBRATION_DIR
 from edgemask.errors import ConfigError, DataError, ExportError
-
 from edgemask.utils.io import atomic_write_json, atomic_write_text, sha256_bytes
 from edgemask.utils.toml_compat import tomllib
 
@@ -135,19 +134,30 @@ def find_recipe(name_or_path: str | Path) -> Path:
     if p.is_file():
         return p
     if looks_like_path:
-        raise ConfigError(f"calibration recipe file {s} does not exist; pass an existing .toml or a recipe name "
-                          f"({', '.join(sorted(list_recipes())) or 'none found'})")
+        raise ConfigError(
+            f"calibration recipe file {s} does not exist; pass an existing .toml or a recipe name "
+            f"({', '.join(sorted(list_recipes())) or 'none found'})"
+        )
     for d in calibration_search_dirs():
         cand = d / f"{s}.toml"
         if cand.is_file():
             return cand
     known = ", ".join(sorted(list_recipes())) or "none"
-    raise ConfigError(f"unknown calibration recipe {s!r}; known recipes: {known} (searched "
-                      f"${ENV_DIR}, the checkout's calibration/ and <prefix>/share/edgemask/calibration)")
+    raise ConfigError(
+        f"unknown calibration recipe {s!r}; known recipes: {known} (searched "
+        f"${ENV_DIR}, the checkout's calibration/ and <prefix>/share/edgemask/calibration)"
+    )
 
 
-_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "source": str, "count": int, "stratified": bool,
-                                               "seed": int, "label_map": dict, "description": str}
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "source": str,
+    "count": int,
+    "stratified": bool,
+    "seed": int,
+    "label_map": dict,
+    "description": str,
+}
 
 
 def load_recipe(name_or_path: str | Path) -> CalibrationRecipe:
@@ -161,28 +171,42 @@ def load_recipe(name_or_path: str | Path) -> CalibrationRecipe:
     try:
         d = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"calibration recipe {path} is not valid TOML ({e}); fix the file "
-                          "(see calibration/README.md)") from None
+        raise ConfigError(
+            f"calibration recipe {path} is not valid TOML ({e}); fix the file (see calibration/README.md)"
+        ) from None
     unknown = sorted(set(d) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"calibration recipe {path} has unknown field(s) {', '.join(unknown)}; "
-                          f"allowed: {', '.join(_FIELDS)} (see calibration/README.md)")
+        raise ConfigError(
+            f"calibration recipe {path} has unknown field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(_FIELDS)} (see calibration/README.md)"
+        )
     if "source" not in d:
         raise ConfigError(f"calibration recipe {path} has no 'source'; set source = \"synth\" or a dataset folder")
     for key, typ in _FIELDS.items():
         if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
-            raise ConfigError(f"calibration recipe {path}: field {key!r} should be {typ.__name__}, "
-                              f"got {type(d[key]).__name__} {d[key]!r}")
+            raise ConfigError(
+                f"calibration recipe {path}: field {key!r} should be {typ.__name__}, "
+                f"got {type(d[key]).__name__} {d[key]!r}"
+            )
     count = int(d.get("count", 256))
     if not 1 <= count <= MAX_COUNT:
-        raise ConfigError(f"calibration recipe {path}: count {count} is out of range; the calibration set "
-                          f"needs 1..{MAX_COUNT} images (a few hundred is typical)")
+        raise ConfigError(
+            f"calibration recipe {path}: count {count} is out of range; the calibration set "
+            f"needs 1..{MAX_COUNT} images (a few hundred is typical)"
+        )
     if not d["source"].strip():
-        raise ConfigError(f"calibration recipe {path}: source is empty; set source = \"synth\" or a dataset folder")
+        raise ConfigError(f'calibration recipe {path}: source is empty; set source = "synth" or a dataset folder')
     return CalibrationRecipe(
-        name=d.get("name", path.stem), source=d["source"], count=count, stratified=d.get("stratified", True),
-        seed=int(d.get("seed", 1234)), label_map={str(k): str(v) for k, v in d.get("label_map", {}).items()},
-        description=d.get("description", ""), path=str(path), sha256=sha256_bytes(raw))
+        name=d.get("name", path.stem),
+        source=d["source"],
+        count=count,
+        stratified=d.get("stratified", True),
+        seed=int(d.get("seed", 1234)),
+        label_map={str(k): str(v) for k, v in d.get("label_map", {}).items()},
+        description=d.get("description", ""),
+        path=str(path),
+        sha256=sha256_bytes(raw),
+    )
 
 
 # ------------------------------------------------------------------ selection
@@ -194,8 +218,9 @@ def images_sha256(images: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def stratified_indices(labels: np.ndarray, count: int, seed: int, stratified: bool = True,
-                       exclude: Sequence[int] = ()) -> np.ndarray:
+def stratified_indices(
+    labels: np.ndarray, count: int, seed: int, stratified: bool = True, exclude: Sequence[int] = ()
+) -> np.ndarray:
     """Pick ``count`` indices, evenly across classes when ``stratified``.
 
     Each class is shuffled with the seed, then classes are visited
@@ -218,8 +243,9 @@ def stratified_indices(labels: np.ndarray, count: int, seed: int, stratified: bo
     return np.array(picked, dtype=np.int64)
 
 
-def synth_images(class_names: Sequence[str], size: int, count: int, seed: int,
-                 stratified: bool = True) -> CalibrationSet:
+def synth_images(
+    class_names: Sequence[str], size: int, count: int, seed: int, stratified: bool = True
+) -> CalibrationSet:
     """Generate ``count`` synthetic crops of the model's classes, seeded.
 
     Stratified: classes in turn (0, 1, 2, 0, ...); otherwise a seeded random class each.
@@ -229,28 +255,45 @@ def synth_images(class_names: Sequence[str], size: int, count: int, seed: int,
 
     unknown = [c for c in class_names if c not in CLASS_NAMES]
     if unknown:
-        raise ConfigError(f"the synth calibration source only draws {', '.join(CLASS_NAMES)}, but the model has "
-                          f"class(es) {', '.join(unknown)}; use a recipe whose source is a dataset of those classes")
+        raise ConfigError(
+            f"the synth calibration source only draws {', '.join(CLASS_NAMES)}, but the model has "
+            f"class(es) {', '.join(unknown)}; use a recipe whose source is a dataset of those classes"
+        )
     from edgemask.data.synth import render_face
 
     rng = np.random.default_rng(seed)
     k = len(class_names)
     labels = np.array([i % k for i in range(count)] if stratified else rng.integers(0, k, count), dtype=np.int64)
     # Image i has its own stream [seed, i], so the first images do not change when count does.
-    images = np.stack([render_face(np.random.default_rng([seed, i]), class_names[c], size)[0]
-                       for i, c in enumerate(labels)]) if count else np.zeros((0, size, size, 3), np.uint8)
+    images = (
+        np.stack([render_face(np.random.default_rng([seed, i]), class_names[c], size)[0] for i, c in enumerate(labels)])
+        if count
+        else np.zeros((0, size, size, 3), np.uint8)
+    )
     if images.shape[1:] != (size, size, 3):
-        raise ExportError(f"the synthetic generator made images of shape {images.shape[1:]}, expected "
-                          f"({size}, {size}, 3); this is a bug in edgemask.data.synth")
-    return CalibrationSet(images=images, labels=labels, sources=[f"synth:{seed}:{i}" for i in range(count)],
-                          images_sha256=images_sha256(images),
-                          per_class={n: int((labels == i).sum()) for i, n in enumerate(class_names)},
-                          generator="edgemask.data.synth.render_face")
+        raise ExportError(
+            f"the synthetic generator made images of shape {images.shape[1:]}, expected "
+            f"({size}, {size}, 3); this is a bug in edgemask.data.synth"
+        )
+    return CalibrationSet(
+        images=images,
+        labels=labels,
+        sources=[f"synth:{seed}:{i}" for i in range(count)],
+        images_sha256=images_sha256(images),
+        per_class={n: int((labels == i).sum()) for i, n in enumerate(class_names)},
+        generator="edgemask.data.synth.render_face",
+    )
 
 
-def select_images(recipe: CalibrationRecipe, class_names: Sequence[str], size: int, *,
-                  count: int | None = None, seed: int | None = None,
-                  exclude_sources: Sequence[str] = ()) -> CalibrationSet:
+def select_images(
+    recipe: CalibrationRecipe,
+    class_names: Sequence[str],
+    size: int,
+    *,
+    count: int | None = None,
+    seed: int | None = None,
+    exclude_sources: Sequence[str] = (),
+) -> CalibrationSet:
     """The images a recipe selects, at the model's input size.
 
     Args:
@@ -273,9 +316,11 @@ def select_images(recipe: CalibrationRecipe, class_names: Sequence[str], size: i
 
     src = Path(recipe.source).expanduser()
     if not src.exists():
-        raise ConfigError(f"calibration recipe {recipe.name!r} ({recipe.path or 'in code'}) points at {recipe.source}, "
-                          "which does not exist (relative paths are taken from the current directory); "
-                          "fix its 'source' or use --calibration default (synthetic images)")
+        raise ConfigError(
+            f"calibration recipe {recipe.name!r} ({recipe.path or 'in code'}) points at {recipe.source}, "
+            "which does not exist (relative paths are taken from the current directory); "
+            "fix its 'source' or use --calibration default (synthetic images)"
+        )
     ds = load_dataset(src, size=size, label_map=recipe.label_map or None, class_names=list(class_names))
     excl = set(exclude_sources)
     exclude_idx = [i for i, s in enumerate(ds.sources) if s in excl]
@@ -283,12 +328,18 @@ def select_images(recipe: CalibrationRecipe, class_names: Sequence[str], size: i
         exclude_idx = []  # too small to keep golden and calibration apart; overlap beats too few images
     idx = stratified_indices(ds.labels, count, seed, recipe.stratified, exclude=exclude_idx)
     if len(idx) == 0:
-        raise DataError(f"calibration recipe {recipe.name!r} selected no images from {src}; the dataset is empty "
-                        "for the model's classes, point 'source' at a folder with images")
+        raise DataError(
+            f"calibration recipe {recipe.name!r} selected no images from {src}; the dataset is empty "
+            "for the model's classes, point 'source' at a folder with images"
+        )
     images, labels = ds.images[idx], ds.labels[idx]
-    return CalibrationSet(images=images, labels=labels, sources=[ds.sources[i] for i in idx],
-                          images_sha256=images_sha256(images),
-                          per_class={n: int((labels == i).sum()) for i, n in enumerate(class_names)})
+    return CalibrationSet(
+        images=images,
+        labels=labels,
+        sources=[ds.sources[i] for i in idx],
+        images_sha256=images_sha256(images),
+        per_class={n: int((labels == i).sum()) for i, n in enumerate(class_names)},
+    )
 
 
 # ------------------------------------------------------------------ table and TensorRT cache
@@ -328,7 +379,9 @@ def read_trt_cache(text: str) -> tuple[str, dict[str, float]]:
     """Parse a legacy calibration cache: (header, tensor name → scale)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines or not lines[0].startswith("TRT-"):
-        raise ExportError("not a TensorRT calibration cache (first line should start with 'TRT-'); re-export the bundle")
+        raise ExportError(
+            "not a TensorRT calibration cache (first line should start with 'TRT-'); re-export the bundle"
+        )
     scales: dict[str, float] = {}
     for ln in lines[1:]:
         name, _, hexval = ln.rpartition(": ")

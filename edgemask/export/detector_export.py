@@ -22,8 +22,8 @@ per-precision tolerances written into the manifest for on-device self-tests.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -40,9 +40,13 @@ TABLE_FILE = f"{DETECTOR_DIR}/calibration/table.json"
 CACHE_FILE = f"{DETECTOR_DIR}/calibration/cache.txt"
 OUTPUT_NAME = "head"
 HEAD_CHANNELS = ("heat", "log_w", "log_h", "off_x", "off_y")
-LETTERBOX = {"align": "top-left", "keep_aspect": True, "pad_value": 114,
-             "resize": "cv2.INTER_AREA when shrinking, cv2.INTER_LINEAR when enlarging",
-             "function": "edgemask.vision.facedet_decode.letterbox"}
+LETTERBOX = {
+    "align": "top-left",
+    "keep_aspect": True,
+    "pad_value": 114,
+    "resize": "cv2.INTER_AREA when shrinking, cv2.INTER_LINEAR when enlarging",
+    "function": "edgemask.vision.facedet_decode.letterbox",
+}
 
 #: Per precision, what a runner's heads must meet against ``golden/outputs.fp32.npy`` (torch fp32):
 #: the largest heatmap difference and the share of decoded boxes found alike (see ``box_agreement``).
@@ -55,9 +59,9 @@ DEFAULT_TOLERANCE: Dict[str, Dict[str, Optional[float]]] = {
 }
 
 
-
-def scene_frames(source: str, count: int, seed: int, skip: int = 0,
-                 train_split: Optional[Tuple[int, float]] = None) -> Tuple[List[np.ndarray], List[str]]:
+def scene_frames(
+    source: str, count: int, seed: int, skip: int = 0, train_split: Optional[Tuple[int, float]] = None
+) -> Tuple[List[np.ndarray], List[str]]:
     """``count`` whole RGB frames for calibration or golden inputs, seeded.
 
     Args:
@@ -88,15 +92,17 @@ def scene_frames(source: str, count: int, seed: int, skip: int = 0,
 
     p = Path(source).expanduser()
     if not p.exists():
-        raise ConfigError(f"--detector-calibration {source} does not exist; pass a VOC or 'data synth' folder, "
-                          "or synth (generated scenes)")
+        raise ConfigError(
+            f"--detector-calibration {source} does not exist; pass a VOC or 'data synth' folder, "
+            "or synth (generated scenes)"
+        )
     ims = read_detection_set(p)  # DataError, one line, for a folder of another layout
     if train_split is not None:
         from edgemask.data.detection import split_images
 
         ims = split_images(ims, int(train_split[0]), float(train_split[1]))[0] or ims
     order = np.random.default_rng(seed).permutation(len(ims))
-    picked = [ims[int(i)] for i in order[skip:skip + count]]
+    picked = [ims[int(i)] for i in order[skip : skip + count]]
     if not picked and skip:  # too few images to keep golden and calibration apart
         picked = [ims[int(i)] for i in order[:count]]
     if not picked:
@@ -108,8 +114,11 @@ def letterboxed(frames: List[np.ndarray], width: int, height: int) -> np.ndarray
     """uint8 NHWC canvases (N, height, width, 3) of ``frames`` (the detector's input)."""
     from edgemask.vision.facedet_decode import letterbox
 
-    return np.stack([letterbox(f, width, height)[0] for f in frames]) if frames else \
-        np.zeros((0, height, width, 3), np.uint8)
+    return (
+        np.stack([letterbox(f, width, height)[0] for f in frames])
+        if frames
+        else np.zeros((0, height, width, 3), np.uint8)
+    )
 
 
 def _nchw(canvases: np.ndarray) -> np.ndarray:
@@ -120,7 +129,7 @@ def _torch_heads(model: Any, x: np.ndarray, batch: int = 8) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+        return np.concatenate([model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)])
 
 
 def _check(parity: Dict[str, Any], tolerance: Optional[Dict[str, Any]], what: str, fix: str) -> None:
@@ -169,21 +178,37 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
     progress("detector scenes", 1, 1, f"{len(sc.cal_sources) + len(sc.gold_sources)} images")
 
     measured: Dict[str, Dict[str, Any]] = {}
-    models: List[Any] = [ModelEntry(file=WEIGHTS_FILE, precision="fp32", format="safetensors",
-                                    extra={"source": "detector run weights, copied unchanged"})]
+    models: List[Any] = [
+        ModelEntry(
+            file=WEIGHTS_FILE,
+            precision="fp32",
+            format="safetensors",
+            extra={"source": "detector run weights, copied unchanged"},
+        )
+    ]
 
     # fp32: always built (fp16 and int8 come from it), shipped only when asked for
     progress("detector fp32", 0, 1)
     fp32_path = root / MODEL_FILES["fp32"]
-    exp = onnx_from_torch(model, fp32_path, input_size=w, input_hw=(h, w), opset=cfg.opset, simplify=cfg.simplify,
-                          output_name=OUTPUT_NAME)
+    exp = onnx_from_torch(
+        model, fp32_path, input_size=w, input_hw=(h, w), opset=cfg.opset, simplify=cfg.simplify, output_name=OUTPUT_NAME
+    )
     fp32_golden = ort_logits(fp32_path, golden_x, batch_size=8)
     par32 = compare_heads(golden_ref, fp32_golden, params)
-    _check(par32, tol.get("fp32"), "fp32 ONNX model differs from torch on the golden scenes",
-           "try another --opset, or report a bug")
-    extra32: Dict[str, Any] = {"parity_vs_torch": par32, "exporter": exp.exporter, "simplified_by": exp.simplified_by,
-                               "nodes": exp.nodes, "op_types": exp.op_types,
-                               "max_abs_diff_vs_torch": par32["head_max_abs"]}
+    _check(
+        par32,
+        tol.get("fp32"),
+        "fp32 ONNX model differs from torch on the golden scenes",
+        "try another --opset, or report a bug",
+    )
+    extra32: Dict[str, Any] = {
+        "parity_vs_torch": par32,
+        "exporter": exp.exporter,
+        "simplified_by": exp.simplified_by,
+        "nodes": exp.nodes,
+        "op_types": exp.op_types,
+        "max_abs_diff_vs_torch": par32["head_max_abs"],
+    }
     if cfg.opencv_check:
         cv = opencv_check(fp32_path, golden_x, golden_ref, return_outputs=True)
         outs = cv.pop("outputs", None)
@@ -193,8 +218,9 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
     progress("detector fp32", 1, 1, f"max |Δ| {par32['head_max_abs']:.1e}")
     measured["fp32"] = par32
     if "fp32" in cfg.precisions:
-        models.append(ModelEntry(file=MODEL_FILES["fp32"], precision="fp32", format="onnx", opset=exp.opset,
-                                 extra=extra32))
+        models.append(
+            ModelEntry(file=MODEL_FILES["fp32"], precision="fp32", format="onnx", opset=exp.opset, extra=extra32)
+        )
     f32_cal = ort_logits(fp32_path, cal_x, batch_size=8) if cal_x is not None else None
 
     if "fp16" in cfg.precisions:
@@ -203,14 +229,20 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
         conv = fp16_from_onnx(fp32_path, fp16_path)
         producer_extra.setdefault("onnxconverter-common", conv["converter"].split()[-1])
         par16 = compare_heads(golden_ref, ort_logits(fp16_path, golden_x, batch_size=8), params)
-        _check(par16, tol.get("fp16"), "fp16 model differs from torch on the golden scenes",
-               "the model may overflow fp16: export without fp16")
+        _check(
+            par16,
+            tol.get("fp16"),
+            "fp16 model differs from torch on the golden scenes",
+            "the model may overflow fp16: export without fp16",
+        )
         extra16: Dict[str, Any] = {"parity_vs_torch": par16, "max_abs_diff_vs_torch": par16["head_max_abs"], **conv}
         if f32_cal is not None:
             extra16["parity_vs_fp32_calibration_scenes"] = compare_heads(
-                f32_cal, ort_logits(fp16_path, cal_x, batch_size=8), params)
-        models.append(ModelEntry(file=MODEL_FILES["fp16"], precision="fp16", format="onnx", opset=exp.opset,
-                                 extra=extra16))
+                f32_cal, ort_logits(fp16_path, cal_x, batch_size=8), params
+            )
+        models.append(
+            ModelEntry(file=MODEL_FILES["fp16"], precision="fp16", format="onnx", opset=exp.opset, extra=extra16)
+        )
         measured["fp16"] = par16
         progress("detector fp16", 1, 1, f"max |Δ| {par16['head_max_abs']:.1e}")
 
@@ -227,24 +259,45 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
     np.save(root / GOLDEN_OUTPUTS, golden_ref)
     args = dict(info["arch_args"])
     return DetectorEntry(
-        arch=info["arch"], arch_args=args,
+        arch=info["arch"],
+        arch_args=args,
         input=InputSpec(shape=["N", 3, h, w], channel_order="RGB"),
-        output={"name": OUTPUT_NAME, "shape": ["N", len(HEAD_CHANNELS), h // stride, w // stride],
-                "channels": list(HEAD_CHANNELS), "stride": stride,
-                "note": "heat and offsets after their sigmoid; log_w, log_h in log(cells)"},
+        output={
+            "name": OUTPUT_NAME,
+            "shape": ["N", len(HEAD_CHANNELS), h // stride, w // stride],
+            "channels": list(HEAD_CHANNELS),
+            "stride": stride,
+            "note": "heat and offsets after their sigmoid; log_w, log_h in log(cells)",
+        },
         letterbox=dict(LETTERBOX),
-        preprocessing=Preprocessing(resize="letterbox", mean=list(args.get("mean", [])), std=list(args.get("std", [])),
-                                    normalization_in_model=True, crop=None, crop_margin=None),
+        preprocessing=Preprocessing(
+            resize="letterbox",
+            mean=list(args.get("mean", [])),
+            std=list(args.get("std", [])),
+            normalization_in_model=True,
+            crop=None,
+            crop_margin=None,
+        ),
         decode=params.to_dict(),
         models=models,
-        golden={"inputs": GOLDEN_INPUTS, "outputs": GOLDEN_OUTPUTS, "count": int(len(golden_u8)),
-                "layout": "NHWC uint8, letterboxed", "reference": "torch fp32, CPU, eval mode",
-                "sources": sc.gold_sources, "tolerance": {p: tol.get(p) for p in cfg.precisions},
-                "measured": measured},
+        golden={
+            "inputs": GOLDEN_INPUTS,
+            "outputs": GOLDEN_OUTPUTS,
+            "count": int(len(golden_u8)),
+            "layout": "NHWC uint8, letterboxed",
+            "reference": "torch fp32, CPU, eval mode",
+            "sources": sc.gold_sources,
+            "tolerance": {p: tol.get(p) for p in cfg.precisions},
+            "measured": measured,
+        },
         calibration=calibration,
         source_run=str(cfg.detector),
-        training={"data": info.get("data", []), "split": info.get("split", {}),
-                  "train_images": info.get("train_images"), "epochs_done": info.get("epochs_done")},
+        training={
+            "data": info.get("data", []),
+            "split": info.get("split", {}),
+            "train_images": info.get("train_images"),
+            "epochs_done": info.get("epochs_done"),
+        },
     )
 
 
@@ -252,39 +305,63 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
 class _Scenes:
     """The detector's calibration and golden scenes, and the reference heads."""
 
-    cal_frames: List[np.ndarray]        # RGB frames calibrating int8 (empty without int8)
+    cal_frames: List[np.ndarray]  # RGB frames calibrating int8 (empty without int8)
     cal_sources: List[str]
     gold_sources: List[str]
     train_split: Optional[Tuple[int, float]]  # (seed, held-out share) when the source is the detector's training folder
-    golden_u8: np.ndarray               # (G, h, w, 3) uint8, letterboxed
-    golden_x: np.ndarray                # (G, 3, h, w) float32
-    golden_ref: np.ndarray              # (G, 5, h/4, w/4) torch heads
-    cal_x: Optional[np.ndarray]         # (N, 3, h, w) float32, None without int8
+    golden_u8: np.ndarray  # (G, h, w, 3) uint8, letterboxed
+    golden_x: np.ndarray  # (G, 3, h, w) float32
+    golden_ref: np.ndarray  # (G, 5, h/4, w/4) torch heads
+    cal_x: Optional[np.ndarray]  # (N, 3, h, w) float32, None without int8
 
 
 def _scenes(cfg: Any, info: Dict[str, Any], model: Any, w: int, h: int, want_int8: bool) -> _Scenes:
     n_cal = int(cfg.detector_calibration_count) if want_int8 else 0
     split = info.get("split") or {}
     trained_on = {d.get("path") for d in info.get("data", [])}
-    train_split = ((int(split.get("seed", 0)), float(split.get("heldout", 0.0)))
-                   if cfg.detector_calibration.strip().lower() != "synth" and split.get("heldout")
-                   and Path(cfg.detector_calibration).name in trained_on else None)
-    cal_frames, cal_sources = scene_frames(cfg.detector_calibration, n_cal, cfg.detector_calibration_seed,
-                                           train_split=train_split)
-    gold_frames, gold_sources = scene_frames(cfg.detector_calibration, int(cfg.detector_golden_count),
-                                             cfg.detector_calibration_seed, skip=n_cal, train_split=train_split)
+    train_split = (
+        (int(split.get("seed", 0)), float(split.get("heldout", 0.0)))
+        if cfg.detector_calibration.strip().lower() != "synth"
+        and split.get("heldout")
+        and Path(cfg.detector_calibration).name in trained_on
+        else None
+    )
+    cal_frames, cal_sources = scene_frames(
+        cfg.detector_calibration, n_cal, cfg.detector_calibration_seed, train_split=train_split
+    )
+    gold_frames, gold_sources = scene_frames(
+        cfg.detector_calibration,
+        int(cfg.detector_golden_count),
+        cfg.detector_calibration_seed,
+        skip=n_cal,
+        train_split=train_split,
+    )
     if not gold_frames:
         raise ExportError(f"the detector's calibration source {cfg.detector_calibration!r} gave no golden scene")
     golden_u8 = letterboxed(gold_frames, w, h)
     golden_x = _nchw(golden_u8)
-    return _Scenes(cal_frames=cal_frames, cal_sources=cal_sources, gold_sources=gold_sources, train_split=train_split,
-                   golden_u8=golden_u8, golden_x=golden_x,
-                   golden_ref=_torch_heads(model, golden_x).astype(np.float32),
-                   cal_x=_nchw(letterboxed(cal_frames, w, h)) if cal_frames else None)
+    return _Scenes(
+        cal_frames=cal_frames,
+        cal_sources=cal_sources,
+        gold_sources=gold_sources,
+        train_split=train_split,
+        golden_u8=golden_u8,
+        golden_x=golden_x,
+        golden_ref=_torch_heads(model, golden_x).astype(np.float32),
+        cal_x=_nchw(letterboxed(cal_frames, w, h)) if cal_frames else None,
+    )
 
 
-def _int8(root: Path, cfg: Any, sc: _Scenes, f32_cal: np.ndarray, params: Any, tol: Dict[str, Any], opset: int,
-          progress: Progress) -> Tuple[Any, Dict[str, Any], Dict[str, Any]]:
+def _int8(
+    root: Path,
+    cfg: Any,
+    sc: _Scenes,
+    f32_cal: np.ndarray,
+    params: Any,
+    tol: Dict[str, Any],
+    opset: int,
+    progress: Progress,
+) -> Tuple[Any, Dict[str, Any], Dict[str, Any]]:
     """The detector's int8 model, table and cache: (its ModelEntry, its golden parity, the calibration entry)."""
     from edgemask.bundle.manifest import ModelEntry
     from edgemask.export.calibration import images_sha256, write_table, write_trt_cache
@@ -296,36 +373,84 @@ def _int8(root: Path, cfg: Any, sc: _Scenes, f32_cal: np.ndarray, params: Any, t
     cal_x = sc.cal_x
     progress("detector int8", 0, 1, cfg.method)
     int8_path = root / MODEL_FILES["int8"]
-    q = int8_from_onnx(root / MODEL_FILES["fp32"], int8_path, cal_x, method=cfg.method, per_channel=cfg.per_channel,
-                       percentile=cfg.percentile, quantize_output=False, target=cfg.int8_target,
-                       batch_size=4, symbolic_shapes=False)
+    q = int8_from_onnx(
+        root / MODEL_FILES["fp32"],
+        int8_path,
+        cal_x,
+        method=cfg.method,
+        per_channel=cfg.per_channel,
+        percentile=cfg.percentile,
+        quantize_output=False,
+        target=cfg.int8_target,
+        batch_size=4,
+        symbolic_shapes=False,
+    )
     par8 = compare_heads(sc.golden_ref, ort_logits(int8_path, sc.golden_x, batch_size=8), params)
     par8_cal = compare_heads(f32_cal, ort_logits(int8_path, cal_x, batch_size=8), params)
-    _check(par8, tol.get("int8"), "int8 model differs from torch on the golden scenes",
-           "calibrate on more or other scenes (--detector-calibration), or export without int8")
-    _check(par8_cal, tol.get("int8"), "int8 model differs from fp32 on its calibration scenes",
-           "calibrate on more or other scenes (--detector-calibration), or export without int8")
-    entry = ModelEntry(file=MODEL_FILES["int8"], precision="int8", format="onnx", opset=opset,
-                       quantization=q.quantization,
-                       extra={"parity_vs_torch": par8, "parity_vs_fp32_calibration_scenes": par8_cal,
-                              "max_abs_diff_vs_torch": par8["head_max_abs"]})
-    write_table(root / TABLE_FILE, q.table, {
-        "method": cfg.method, "source": cfg.detector_calibration, "count": len(sc.cal_frames),
-        "images_sha256": images_sha256(cal_x), "images": sc.cal_sources,
-        "note": "amax = scale * 127 (symmetric int8); names are tensors of detector/model.fp32.onnx where "
-                "in_fp32_graph is true"})
+    _check(
+        par8,
+        tol.get("int8"),
+        "int8 model differs from torch on the golden scenes",
+        "calibrate on more or other scenes (--detector-calibration), or export without int8",
+    )
+    _check(
+        par8_cal,
+        tol.get("int8"),
+        "int8 model differs from fp32 on its calibration scenes",
+        "calibrate on more or other scenes (--detector-calibration), or export without int8",
+    )
+    entry = ModelEntry(
+        file=MODEL_FILES["int8"],
+        precision="int8",
+        format="onnx",
+        opset=opset,
+        quantization=q.quantization,
+        extra={
+            "parity_vs_torch": par8,
+            "parity_vs_fp32_calibration_scenes": par8_cal,
+            "max_abs_diff_vs_torch": par8["head_max_abs"],
+        },
+    )
+    write_table(
+        root / TABLE_FILE,
+        q.table,
+        {
+            "method": cfg.method,
+            "source": cfg.detector_calibration,
+            "count": len(sc.cal_frames),
+            "images_sha256": images_sha256(cal_x),
+            "images": sc.cal_sources,
+            "note": "amax = scale * 127 (symmetric int8); names are tensors of detector/model.fp32.onnx where "
+            "in_fp32_graph is true",
+        },
+    )
     write_trt_cache(root / CACHE_FILE, q.table, cfg.trt_cache_version)
-    calibration = {"source": cfg.detector_calibration, "count": len(sc.cal_frames),
-                   "training_images_only": sc.train_split is not None,
-                   "seed": cfg.detector_calibration_seed, "frames": "whole scenes letterboxed to the input",
-                   "images_sha256": images_sha256(cal_x), "method": cfg.method,
-                   "percentile": cfg.percentile if cfg.method == "percentile" else None,
-                   "table": TABLE_FILE, "cache": CACHE_FILE,
-                   "cache_header": f"TRT-{int(cfg.trt_cache_version)}-EntropyCalibration2",
-                   "tensors": len(q.table)}
+    calibration = {
+        "source": cfg.detector_calibration,
+        "count": len(sc.cal_frames),
+        "training_images_only": sc.train_split is not None,
+        "seed": cfg.detector_calibration_seed,
+        "frames": "whole scenes letterboxed to the input",
+        "images_sha256": images_sha256(cal_x),
+        "method": cfg.method,
+        "percentile": cfg.percentile if cfg.method == "percentile" else None,
+        "table": TABLE_FILE,
+        "cache": CACHE_FILE,
+        "cache_header": f"TRT-{int(cfg.trt_cache_version)}-EntropyCalibration2",
+        "tensors": len(q.table),
+    }
     progress("detector int8", 1, 1, f"agreement {par8_cal['box_agreement'] * 100:.1f}%")
     return entry, par8, calibration
 
 
-__all__ = ["DEFAULT_TOLERANCE", "DETECTOR_DIR", "GOLDEN_INPUTS", "GOLDEN_OUTPUTS", "MODEL_FILES", "OUTPUT_NAME",
-           "export_detector_into", "letterboxed", "scene_frames"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "DETECTOR_DIR",
+    "GOLDEN_INPUTS",
+    "GOLDEN_OUTPUTS",
+    "MODEL_FILES",
+    "OUTPUT_NAME",
+    "export_detector_into",
+    "letterboxed",
+    "scene_frames",
+]

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from edgemask.backends.tensorrt.api import strongly_typed
 from edgemask.backends.tensorrt.builder import (
     DEFAULT_BATCH,
     BuiltEngine,
@@ -39,7 +40,6 @@ from edgemask.backends.tensorrt.builder import (
     local_tensorrt_info,
     require_build_gpu,
 )
-from edgemask.backends.tensorrt.api import strongly_typed
 from edgemask.backends.tensorrt.calibrator import read_calibration_cache
 from edgemask.bundle.engines import (
     ENGINE_FORMAT,
@@ -74,9 +74,9 @@ class EnginePlan:
     device: str
     requested_precision: str
     precision: str
-    int8_mode: str | None              # "qdq" (explicit, QDQ model) | "calibrator" (implicit + cache) | None
-    source: str                        # ONNX file parsed, relative to the bundle
-    calibration_cache: str | None      # relative to the bundle, for "calibrator"
+    int8_mode: str | None  # "qdq" (explicit, QDQ model) | "calibrator" (implicit + cache) | None
+    source: str  # ONNX file parsed, relative to the bundle
+    calibration_cache: str | None  # relative to the bundle, for "calibrator"
     dla_core: int | None
     gpu_fallback: bool
     workspace_mib: int
@@ -84,11 +84,11 @@ class EnginePlan:
     input_chw: tuple[int, int, int]
     batch: tuple[int, int, int]
     opset: int
-    tensorrt: str                      # expected TensorRT (profile's, or this machine's when known)
-    engine_name: str                   # the engine's path in the bundle (detector engines: under detector/)
+    tensorrt: str  # expected TensorRT (profile's, or this machine's when known)
+    engine_name: str  # the engine's path in the bundle (detector engines: under detector/)
     warnings: list[str] = field(default_factory=list)
-    part: str = "classifier"           # which model of the bundle: classifier | detector
-    strongly_typed: bool = False       # TensorRT 11: precision from the ONNX types, no precision flags
+    part: str = "classifier"  # which model of the bundle: classifier | detector
+    strongly_typed: bool = False  # TensorRT 11: precision from the ONNX types, no precision flags
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -144,10 +144,19 @@ def _onnx_io(path: Path) -> tuple[str, tuple[Any, ...], int]:
     return inputs[0].name, dims, model.opset()
 
 
-def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str = "fp16", *,
-                      dla_core: int | None = None, int8_mode: str = "auto", batch: Sequence[int] = DEFAULT_BATCH,
-                      workspace_mib: int | None = None, gpu_fallback: bool = True,
-                      tensorrt_version: str | None = None, part: str = "classifier") -> EnginePlan:
+def plan_engine_build(
+    bundle: Any,
+    device: str | DeviceProfile,
+    precision: str = "fp16",
+    *,
+    dla_core: int | None = None,
+    int8_mode: str = "auto",
+    batch: Sequence[int] = DEFAULT_BATCH,
+    workspace_mib: int | None = None,
+    gpu_fallback: bool = True,
+    tensorrt_version: str | None = None,
+    part: str = "classifier",
+) -> EnginePlan:
     """Decide what :func:`build_engine` will build; needs no TensorRT.
 
     Args:
@@ -176,8 +185,10 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
 
     profile = device if isinstance(device, DeviceProfile) else load_profile(device)
     if not profile.has_tensorrt:
-        raise ConfigError(f"device {profile.name!r} has no TensorRT (no NVIDIA GPU); TensorRT engines need a CUDA "
-                          "device; run the ONNX model with the onnxrt backend instead")
+        raise ConfigError(
+            f"device {profile.name!r} has no TensorRT (no NVIDIA GPU); TensorRT engines need a CUDA "
+            "device; run the ONNX model with the onnxrt backend instead"
+        )
     if int8_mode not in INT8_MODES:
         raise ConfigError(f"--int8-mode {int8_mode!r} is unknown; use one of {', '.join(INT8_MODES)}")
     b = tuple(int(x) for x in batch)
@@ -193,8 +204,10 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
     trt_ver = tensorrt_version or profile.tensorrt
     strong = strongly_typed(trt_major(trt_ver))
     if strong and int8_mode == "calibrator" and prec == "int8":
-        raise ConfigError(f"TensorRT {trt_ver} has no INT8 calibrator (removed in 11): use --int8-mode qdq "
-                          "(the bundle's QDQ model) or auto")
+        raise ConfigError(
+            f"TensorRT {trt_ver} has no INT8 calibrator (removed in 11): use --int8-mode qdq "
+            "(the bundle's QDQ model) or auto"
+        )
 
     mode: str | None = None
     cache_rel: str | None = None
@@ -208,18 +221,24 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
             if report.passed:
                 mode = "qdq"
             elif int8_mode == "qdq" or not cache_rel or strong:
-                raise ExportError(f"{int8_path.name} will not build as explicit INT8 on TensorRT {trt_ver}: "
-                                  f"{report.errors[0].message} ({len(report.errors)} problem(s); "
-                                  f"'edgemask engine check-qdq {bnd.root}' lists them"
-                                  f"{'; TensorRT 11 has no calibrator to fall back on' if strong else ''})")
+                raise ExportError(
+                    f"{int8_path.name} will not build as explicit INT8 on TensorRT {trt_ver}: "
+                    f"{report.errors[0].message} ({len(report.errors)} problem(s); "
+                    f"'edgemask engine check-qdq {bnd.root}' lists them"
+                    f"{'; TensorRT 11 has no calibrator to fall back on' if strong else ''})"
+                )
             else:
                 mode = "calibrator"
-                warnings.append(f"{int8_path.name} fails the TensorRT QDQ check ({report.errors[0].code}); "
-                                f"building implicit INT8 from the fp32 model and {cache_rel} instead")
+                warnings.append(
+                    f"{int8_path.name} fails the TensorRT QDQ check ({report.errors[0].code}); "
+                    f"building implicit INT8 from the fp32 model and {cache_rel} instead"
+                )
         else:
             if not cache_rel:
-                raise ExportError(f"bundle {bnd.manifest.name!r} has no calibration cache for --int8-mode calibrator; "
-                                  "re-export it with int8 or use --int8-mode qdq")
+                raise ExportError(
+                    f"bundle {bnd.manifest.name!r} has no calibration cache for --int8-mode calibrator; "
+                    "re-export it with int8 or use --int8-mode qdq"
+                )
             mode = "calibrator"
         if mode == "calibrator":
             read_calibration_cache(bnd.path(cache_rel))  # validate now, fail before a long build
@@ -230,9 +249,11 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
         try:
             source = bnd.model_entry("fp16").file
         except BundleError:
-            raise BundleError(f"bundle {bnd.manifest.name!r} has no fp16 ONNX model, and TensorRT {trt_ver} builds "
-                              "fp16 only from one (strongly typed networks, no FP16 flag); re-export with "
-                              "--precision fp32,fp16,int8, or build --precision fp32") from None
+            raise BundleError(
+                f"bundle {bnd.manifest.name!r} has no fp16 ONNX model, and TensorRT {trt_ver} builds "
+                "fp16 only from one (strongly typed networks, no FP16 flag); re-export with "
+                "--precision fp32,fp16,int8, or build --precision fp32"
+            ) from None
     else:
         source = bnd.model_entry("fp32").file
     src_path = bnd.path(source)
@@ -251,21 +272,39 @@ def plan_engine_build(bundle: Any, device: str | DeviceProfile, precision: str =
         warnings.append(f"DLA engines use a fixed batch: building batch {b[0]} (the runner splits larger batches)")
     max_opset = profile.max_onnx_opset_for(trt_ver)
     if opset > max_opset:
-        warnings.append(f"{source} is opset {opset} but TensorRT {trt_ver} on {profile.name} documents "
-                        f"opsets up to {max_opset}; if parsing fails, re-export with --opset {max_opset}")
+        warnings.append(
+            f"{source} is opset {opset} but TensorRT {trt_ver} on {profile.name} documents "
+            f"opsets up to {max_opset}; if parsing fails, re-export with --opset {max_opset}"
+        )
     ws = int(workspace_mib if workspace_mib is not None else profile.workspace_mib)
     if ws < 16:
         raise ConfigError(f"workspace {ws} MiB is too small; give at least 16")
     return EnginePlan(
-        bundle=str(bnd.root), device=profile.name, requested_precision=precision, precision=prec, int8_mode=mode,
-        source=source, calibration_cache=cache_rel if mode == "calibrator" else None, dla_core=dla,
-        gpu_fallback=bool(gpu_fallback), workspace_mib=ws, input_name=input_name,
-        input_chw=(int(dims[1]), int(dims[2]), int(dims[3])), batch=b, opset=opset, tensorrt=trt_ver,
-        engine_name=_part_prefix(part) + engine_file_name(profile.name, prec, trt_ver, dla), warnings=warnings,
-        strongly_typed=strong, part=part)
+        bundle=str(bnd.root),
+        device=profile.name,
+        requested_precision=precision,
+        precision=prec,
+        int8_mode=mode,
+        source=source,
+        calibration_cache=cache_rel if mode == "calibrator" else None,
+        dla_core=dla,
+        gpu_fallback=bool(gpu_fallback),
+        workspace_mib=ws,
+        input_name=input_name,
+        input_chw=(int(dims[1]), int(dims[2]), int(dims[3])),
+        batch=b,
+        opset=opset,
+        tensorrt=trt_ver,
+        engine_name=_part_prefix(part) + engine_file_name(profile.name, prec, trt_ver, dla),
+        warnings=warnings,
+        strongly_typed=strong,
+        part=part,
+    )
 
 
-def engine_build_command(plan: EnginePlan, out: str | Path | None = None, timing_cache: str | Path | None = None) -> str:
+def engine_build_command(
+    plan: EnginePlan, out: str | Path | None = None, timing_cache: str | Path | None = None
+) -> str:
     """The ``trtexec`` command that builds the same engine as :func:`engine_from_onnx`.
 
     TensorRT 8.2 takes ``--workspace=MiB``; 8.4+ ``--memPoolSize=workspace:MiB``
@@ -290,8 +329,11 @@ def engine_build_command(plan: EnginePlan, out: str | Path | None = None, timing
         cmd += ["--int8", "--fp16"]
         if plan.int8_mode == "calibrator" and plan.calibration_cache:
             cmd.append(f"--calib={root / plan.calibration_cache}")
-    cmd += [f"--minShapes={shape(plan.batch[0])}", f"--optShapes={shape(plan.batch[1])}",
-            f"--maxShapes={shape(plan.batch[2])}"]
+    cmd += [
+        f"--minShapes={shape(plan.batch[0])}",
+        f"--optShapes={shape(plan.batch[1])}",
+        f"--maxShapes={shape(plan.batch[2])}",
+    ]
     if (major, minor) >= (8, 4):
         cmd.append(f"--memPoolSize=workspace:{plan.workspace_mib}")
     else:
@@ -326,8 +368,9 @@ def _manifest_lock(root: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def add_engine_to_bundle(bundle_dir: str | Path, engine_path: str | Path, entry: Any,
-                         part: str = "classifier") -> list[str]:
+def add_engine_to_bundle(
+    bundle_dir: str | Path, engine_path: str | Path, entry: Any, part: str = "classifier"
+) -> list[str]:
     """Put an engine into a bundle and record it in the manifest.
 
     The engine file is moved (or copied) to ``<bundle>/<entry.file>``, its
@@ -364,16 +407,23 @@ def add_engine_to_bundle(bundle_dir: str | Path, engine_path: str | Path, entry:
                 os.fsync(f.fileno())
             os.replace(tmp, dest)
         key = (entry.device, (entry.extra or {}).get("dla_core"))
-        stale = [m for m in holder.models if m.format == ENGINE_FORMAT and (m.device, (m.extra or {}).get("dla_core")) == key
-                 and (m.precision == entry.precision or m.file == entry.file)]
+        stale = [
+            m
+            for m in holder.models
+            if m.format == ENGINE_FORMAT
+            and (m.device, (m.extra or {}).get("dla_core")) == key
+            and (m.precision == entry.precision or m.file == entry.file)
+        ]
         holder.models = [m for m in holder.models if m not in stale] + [entry]
         for m in stale:
             if m.file != entry.file:
                 manifest.files.pop(m.file, None)
         manifest.files[entry.file] = {"sha256": sha256_file(dest), "bytes": dest.stat().st_size}
         if manifest.signature:
-            warnings.append(f"bundle {manifest.name!r} was signed; adding an engine changed its manifest, so the "
-                            "signature was dropped: sign the bundle again before deploying it")
+            warnings.append(
+                f"bundle {manifest.name!r} was signed; adding an engine changed its manifest, so the "
+                "signature was dropped: sign the bundle again before deploying it"
+            )
             manifest.signature = None
         atomic_write_text(root / MANIFEST_NAME, manifest.to_json())
         for m in stale:
@@ -399,25 +449,43 @@ def _check_build_host(plan: EnginePlan, profile: DeviceProfile, info: dict[str, 
     """Refuse to build for a profile this machine is not; returns warnings."""
     trt_here = info["tensorrt"]
     if not profile.accepts_tensorrt(trt_here):
-        raise ExportError(f"this machine has TensorRT {trt_here} but device {profile.name!r} runs TensorRT "
-                          f"{profile.tensorrt_text()}; engines only run on the TensorRT that built them: build on the "
-                          "device itself, or pick the profile of this machine ('edgemask devices list')")
+        raise ExportError(
+            f"this machine has TensorRT {trt_here} but device {profile.name!r} runs TensorRT "
+            f"{profile.tensorrt_text()}; engines only run on the TensorRT that built them: build on the "
+            "device itself, or pick the profile of this machine ('edgemask devices list')"
+        )
     warnings = []
     cc = info.get("compute_capability")
     if profile.compute_capability and cc and cc != profile.compute_capability:
-        raise ExportError(f"this GPU has compute capability {cc} but device {profile.name!r} is "
-                          f"{profile.compute_capability}; build on the device itself")
+        raise ExportError(
+            f"this GPU has compute capability {cc} but device {profile.name!r} is "
+            f"{profile.compute_capability}; build on the device itself"
+        )
     if not cc:
-        warnings.append(f"could not read this GPU's compute capability ({info.get('cuda_error')}); "
-                        "install pycuda or cuda-python so the engine records it")
+        warnings.append(
+            f"could not read this GPU's compute capability ({info.get('cuda_error')}); "
+            "install pycuda or cuda-python so the engine records it"
+        )
     return warnings
 
 
-def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *, dla_core: int | None = None,
-                 int8_mode: str = "auto", batch: Sequence[int] = DEFAULT_BATCH, workspace_mib: int | None = None,
-                 gpu_fallback: bool = True, timing_cache: str | Path | None | bool = True, out_dir: str | Path | None = None,
-                 add_to_bundle: bool = True, verbose: bool = False,
-                 on_warning: Callable[[str], None] | None = None, part: str = "classifier") -> EngineResult:
+def build_engine(
+    bundle_dir: str | Path,
+    device: str,
+    precision: str = "fp16",
+    *,
+    dla_core: int | None = None,
+    int8_mode: str = "auto",
+    batch: Sequence[int] = DEFAULT_BATCH,
+    workspace_mib: int | None = None,
+    gpu_fallback: bool = True,
+    timing_cache: str | Path | None | bool = True,
+    out_dir: str | Path | None = None,
+    add_to_bundle: bool = True,
+    verbose: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+    part: str = "classifier",
+) -> EngineResult:
     """Plan, build and record one engine for ``device``; run this on the device.
 
     The plan is made (and its warnings reported) before TensorRT is imported,
@@ -444,8 +512,14 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
     if add_to_bundle and out_dir:
         raise ConfigError("out_dir and add_to_bundle cannot be combined; an engine in a bundle lies in the bundle")
     profile = load_profile(device)
-    opts = dict(dla_core=dla_core, int8_mode=int8_mode, batch=batch, workspace_mib=workspace_mib,
-                gpu_fallback=gpu_fallback, part=part)
+    opts = dict(
+        dla_core=dla_core,
+        int8_mode=int8_mode,
+        batch=batch,
+        workspace_mib=workspace_mib,
+        gpu_fallback=gpu_fallback,
+        part=part,
+    )
     warnings: list[str] = []
 
     def warn(items: Sequence[str]) -> None:
@@ -477,29 +551,53 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = final.with_name(f".{final.name}.building")
     built = engine_from_onnx(
-        bnd.path(plan.source), tmp_out, precision=plan.precision, input_name=plan.input_name,
-        input_chw=plan.input_chw, batch=plan.batch, workspace_mib=plan.workspace_mib, int8_mode=plan.int8_mode,
+        bnd.path(plan.source),
+        tmp_out,
+        precision=plan.precision,
+        input_name=plan.input_name,
+        input_chw=plan.input_chw,
+        batch=plan.batch,
+        workspace_mib=plan.workspace_mib,
+        int8_mode=plan.int8_mode,
         calibration_cache=bnd.path(plan.calibration_cache) if plan.calibration_cache else None,
-        dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback, timing_cache=tc, verbose=verbose, trt=trt)
+        dla_core=plan.dla_core,
+        gpu_fallback=plan.gpu_fallback,
+        timing_cache=tc,
+        verbose=verbose,
+        trt=trt,
+    )
     warn(built.warnings)
     src_entry = bnd.model_entry(plan.precision if plan.int8_mode == "qdq" else "fp32")
     extra = {
-        "requested_precision": plan.requested_precision, "int8_mode": plan.int8_mode, "dla_core": plan.dla_core,
+        "requested_precision": plan.requested_precision,
+        "int8_mode": plan.int8_mode,
+        "dla_core": plan.dla_core,
         "gpu_fallback": plan.gpu_fallback if plan.dla_core is not None else None,
         "batch": {"min": plan.batch[0], "opt": plan.batch[1], "max": plan.batch[2]},
-        "workspace_mib": plan.workspace_mib, "source": plan.source,
-        "source_sha256": (bnd.manifest.files.get(plan.source) or {}).get("sha256") or sha256_file(bnd.path(plan.source)),
-        "build_seconds": built.build_seconds, "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": info.get("gpu"), "timing_cache": bool(tc), "python": sys.version.split()[0],
+        "workspace_mib": plan.workspace_mib,
+        "source": plan.source,
+        "source_sha256": (bnd.manifest.files.get(plan.source) or {}).get("sha256")
+        or sha256_file(bnd.path(plan.source)),
+        "build_seconds": built.build_seconds,
+        "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": info.get("gpu"),
+        "timing_cache": bool(tc),
+        "python": sys.version.split()[0],
         "strongly_typed": plan.strongly_typed,
     }
     if plan.calibration_cache:
         extra["calibration_cache_sha256"] = sha256_file(bnd.path(plan.calibration_cache))
-    entry = ModelEntry(file=plan.engine_name, precision=plan.precision, format=ENGINE_FORMAT, opset=plan.opset,
-                       quantization=dict(src_entry.quantization or {}, mode=plan.int8_mode) if plan.precision == "int8" else None,
-                       device=profile.name, tensorrt_version=built.tensorrt_version,
-                       compute_capability=info.get("compute_capability") or profile.compute_capability or None,
-                       extra=extra)
+    entry = ModelEntry(
+        file=plan.engine_name,
+        precision=plan.precision,
+        format=ENGINE_FORMAT,
+        opset=plan.opset,
+        quantization=dict(src_entry.quantization or {}, mode=plan.int8_mode) if plan.precision == "int8" else None,
+        device=profile.name,
+        tensorrt_version=built.tensorrt_version,
+        compute_capability=info.get("compute_capability") or profile.compute_capability or None,
+        extra=extra,
+    )
     try:
         if add_to_bundle:
             warn(add_engine_to_bundle(bnd.root, tmp_out, entry, part=part))
@@ -514,9 +612,15 @@ def build_engine(bundle_dir: str | Path, device: str, precision: str = "fp16", *
     return EngineResult(entry=entry, path=final, plan=plan, warnings=warnings, built=built)
 
 
-def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Sequence[str] = ("fp16", "int8"),
-                             *, on_warning: Callable[[str], None] | None = None, model: str = "all",
-                             **options: Any) -> list[EngineResult]:
+def build_engines_for_bundle(
+    bundle_dir: str | Path,
+    device: str,
+    precisions: Sequence[str] = ("fp16", "int8"),
+    *,
+    on_warning: Callable[[str], None] | None = None,
+    model: str = "all",
+    **options: Any,
+) -> list[EngineResult]:
     """Build one engine per requested precision and part (what ``export --device NAME --engine`` needs).
 
     Every (part, precision) is planned first, so all warnings (INT8 on a Nano,
@@ -537,12 +641,13 @@ def build_engines_for_bundle(bundle_dir: str | Path, device: str, precisions: Se
         NotAvailableError: no TensorRT here (after the planning warnings).
     """
     profile = load_profile(device)
-    plan_opts = {k: options[k] for k in ("dla_core", "int8_mode", "batch", "workspace_mib", "gpu_fallback")
-                 if k in options}
+    plan_opts = {
+        k: options[k] for k in ("dla_core", "int8_mode", "batch", "workspace_mib", "gpu_fallback") if k in options
+    }
     warn = once_each(on_warning, [])
-    todo: list[tuple[str, str]] = []                 # (part, requested precision) that get their own engine
+    todo: list[tuple[str, str]] = []  # (part, requested precision) that get their own engine
     served: dict[tuple[str, str, Any], tuple[str, str]] = {}  # (part, engine precision, DLA) -> its request
-    also: dict[tuple[str, str], list[str]] = {}      # that request -> the other requests its engine serves
+    also: dict[tuple[str, str], list[str]] = {}  # that request -> the other requests its engine serves
     for part in bundle_parts(bundle_dir, model):
         for p in precisions:
             plan = plan_engine_build(bundle_dir, profile, p, part=part, **plan_opts)
@@ -585,12 +690,23 @@ def first_use_engine(bundle: Any, device: str, precision: str, dla_core: int | N
     cache_dir = bundle_cache_dir(bundle)
     cache_dir.mkdir(parents=True, exist_ok=True)
     part = getattr(bundle, "part", "classifier")  # a detector view builds the detector's engine
-    result = build_engine(bundle.root, device, precision, dla_core=dla_core, out_dir=cache_dir, add_to_bundle=False,
-                          part=part)
+    result = build_engine(
+        bundle.root, device, precision, dla_core=dla_core, out_dir=cache_dir, add_to_bundle=False, part=part
+    )
     return result.path, result.entry
 
 
 __all__ = [
-    "DEFAULT_BATCH", "EnginePlan", "EngineResult", "INT8_MODES", "add_engine_to_bundle", "build_engine",
-    "build_engines_for_bundle", "bundle_parts", "ENGINE_MODELS", "engine_build_command", "first_use_engine", "plan_engine_build",
+    "DEFAULT_BATCH",
+    "EnginePlan",
+    "EngineResult",
+    "INT8_MODES",
+    "add_engine_to_bundle",
+    "build_engine",
+    "build_engines_for_bundle",
+    "bundle_parts",
+    "ENGINE_MODELS",
+    "engine_build_command",
+    "first_use_engine",
+    "plan_engine_build",
 ]

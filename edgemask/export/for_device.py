@@ -25,7 +25,6 @@ from edgemask.errors import ConfigError
 from edgemask.export.config import DEFAULT_OPSET
 
 
-
 def device_opset(profile: Any, opset: int | None) -> int:
     """The opset to export for ``profile``: its maximum by default; a higher request is an error."""
     limit = min(DEFAULT_OPSET, profile.max_onnx_opset)
@@ -33,8 +32,10 @@ def device_opset(profile: Any, opset: int | None) -> int:
         return limit
     if opset > profile.max_onnx_opset:
         reader = f"TensorRT {profile.tensorrt}" if profile.has_tensorrt else "its runtime"
-        raise ConfigError(f"--opset {opset} is above what {reader} on {profile.name} reads "
-                          f"(at most {profile.max_onnx_opset}); use --opset {profile.max_onnx_opset} or leave it out")
+        raise ConfigError(
+            f"--opset {opset} is above what {reader} on {profile.name} reads "
+            f"(at most {profile.max_onnx_opset}); use --opset {profile.max_onnx_opset} or leave it out"
+        )
     return opset
 
 
@@ -64,8 +65,9 @@ def prepare_device_export(cfg: Any, warn: Callable[[str], None]) -> tuple[Any, i
 
     profile = load_profile(cfg.device)
     if cfg.engine and not profile.has_tensorrt:
-        raise ConfigError(f"{profile.name} has no TensorRT; --engine is for TensorRT targets "
-                          "(see 'edgemask devices list')")
+        raise ConfigError(
+            f"{profile.name} has no TensorRT; --engine is for TensorRT targets (see 'edgemask devices list')"
+        )
     opset = device_opset(profile, cfg.opset)
     for w in precision_warnings(profile, cfg.precisions):
         warn(w if cfg.engine else f"{w} when its engine is built (the bundle still ships the ONNX models asked for)")
@@ -76,9 +78,16 @@ def prepare_device_export(cfg: Any, warn: Callable[[str], None]) -> tuple[Any, i
     return profile, opset
 
 
-def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
-                      engine: bool = False, on_warning: Callable[[str], None] | None = None,
-                      engine_options: dict[str, Any] | None = None, **export_options: Any) -> Any:
+def export_for_device(
+    run_dir: str | Path,
+    out: str | Path,
+    device: str,
+    *,
+    engine: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+    engine_options: dict[str, Any] | None = None,
+    **export_options: Any,
+) -> Any:
     """The keyword form of ``export_bundle(run_dir, out, ExportConfig(device=device, engine=engine))``.
 
     Kept for callers written before ``ExportConfig.device``; returns the same
@@ -87,8 +96,15 @@ def export_for_device(run_dir: str | Path, out: str | Path, device: str, *,
     """
     from edgemask.export import export_bundle  # the public name: no file cycle with bundle_writer, which calls us
 
-    return export_bundle(run_dir, out, on_warning=on_warning, device=device, engine=engine,
-                         engine_options=dict(engine_options or {}), **export_options)
+    return export_bundle(
+        run_dir,
+        out,
+        on_warning=on_warning,
+        device=device,
+        engine=engine,
+        engine_options=dict(engine_options or {}),
+        **export_options,
+    )
 
 
 __all__ = ["device_opset", "export_for_device", "precision_warnings", "prepare_device_export"]

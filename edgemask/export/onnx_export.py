@@ -36,8 +36,8 @@ class OnnxExportInfo:
     path: str
     opset: int
     exporter: str = "torch.onnx (TorchScript, dynamo=False)"
-    simplified_by: str | None = None          # "onnxslim 0.1.98" / "onnxsim 0.4.36" / None
-    simplify_error: str | None = None         # why a simplifier that was present was not used
+    simplified_by: str | None = None  # "onnxslim 0.1.98" / "onnxsim 0.4.36" / None
+    simplify_error: str | None = None  # why a simplifier that was present was not used
     nodes: int = 0
     op_types: dict[str, int] = field(default_factory=dict)
 
@@ -48,8 +48,10 @@ class OnnxExportInfo:
 def check_opset(opset: int) -> int:
     """Validate a target opset; a ConfigError naming the supported range otherwise."""
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"ONNX opset {opset!r} is not supported; choose {MIN_OPSET}..{MAX_OPSET} "
-                          f"({DEFAULT_OPSET} by default, 13 for TensorRT 8.2 / JetPack 4.6)")
+        raise ConfigError(
+            f"ONNX opset {opset!r} is not supported; choose {MIN_OPSET}..{MAX_OPSET} "
+            f"({DEFAULT_OPSET} by default, 13 for TensorRT 8.2 / JetPack 4.6)"
+        )
     return opset
 
 
@@ -72,8 +74,10 @@ def load_onnx(path: str | Path):
         onnx.checker.check_model(model)
     except Exception as e:  # DecodeError, ValidationError, OSError: all mean "this file is damaged"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ExportError(f"{path} is not a valid ONNX model ({type(e).__name__}: {first}); the file is truncated "
-                          "or corrupted, re-export it with 'edgemask export' or copy it again") from None
+        raise ExportError(
+            f"{path} is not a valid ONNX model ({type(e).__name__}: {first}); the file is truncated "
+            "or corrupted, re-export it with 'edgemask export' or copy it again"
+        ) from None
     if len(model.graph.node) == 0:
         raise ExportError(f"{path} has an empty graph; re-export it with 'edgemask export'")
     return model
@@ -111,9 +115,17 @@ def _simplify(model, enabled: bool) -> tuple[Any, str | None, str | None]:
         return model, None, f"onnxsim failed: {type(e).__name__}: {str(e)[:120]}"
 
 
-def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = DEFAULT_OPSET, simplify: bool = True,
-                    in_chans: int = 3, input_hw: tuple[int, int] | None = None,
-                    output_name: str = OUTPUT_NAME) -> OnnxExportInfo:
+def onnx_from_torch(
+    model,
+    path: str | Path,
+    *,
+    input_size: int,
+    opset: int = DEFAULT_OPSET,
+    simplify: bool = True,
+    in_chans: int = 3,
+    input_hw: tuple[int, int] | None = None,
+    output_name: str = OUTPUT_NAME,
+) -> OnnxExportInfo:
     """Export a model as a self-contained fp32 ONNX file with a dynamic batch axis.
 
     The graph takes ``input`` (N, C, S, S) float32 in [0, 1] and returns
@@ -149,14 +161,23 @@ def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = DE
             with warnings.catch_warnings(), torch.no_grad():
                 # The TorchScript exporter warns that it is deprecated; it is still the one that works (see above).
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT_NAME], output_names=[output_name],
-                                  dynamic_axes={INPUT_NAME: {0: "N"}, output_name: {0: "N"}},
-                                  do_constant_folding=True)
+                torch.onnx.export(
+                    model,
+                    (dummy,),
+                    str(tmp),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[output_name],
+                    dynamic_axes={INPUT_NAME: {0: "N"}, output_name: {0: "N"}},
+                    do_constant_folding=True,
+                )
         except Exception as e:
-            raise ExportError(f"torch.onnx.export failed at opset {opset} ({type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
-                              f"try another --opset ({MIN_OPSET}..{MAX_OPSET})") from e
+            raise ExportError(
+                f"torch.onnx.export failed at opset {opset} ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
+                f"try another --opset ({MIN_OPSET}..{MAX_OPSET})"
+            ) from e
         proto = onnx.load(str(tmp))
         proto, simplified_by, simplify_error = _simplify(proto, simplify)
         try:
@@ -164,17 +185,27 @@ def onnx_from_torch(model, path: str | Path, *, input_size: int, opset: int = DE
             onnx.save(proto, str(tmp))
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as e:
-            raise ExportError(f"the exported ONNX graph failed the ONNX checker ({type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0][:200]}); try another --opset or report a bug") from e
+            raise ExportError(
+                f"the exported ONNX graph failed the ONNX checker ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0][:200]}); try another --opset or report a bug"
+            ) from e
         written_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
         if written_opset != opset:
-            raise ExportError(f"asked for opset {opset} but the exporter wrote {written_opset}; "
-                              f"pick an opset in {MIN_OPSET}..{MAX_OPSET} this torch supports")
+            raise ExportError(
+                f"asked for opset {opset} but the exporter wrote {written_opset}; "
+                f"pick an opset in {MIN_OPSET}..{MAX_OPSET} this torch supports"
+            )
         op_types: dict[str, int] = {}
         for n in proto.graph.node:
             op_types[n.op_type] = op_types.get(n.op_type, 0) + 1
-    return OnnxExportInfo(path=str(path), opset=written_opset, simplified_by=simplified_by,
-                          simplify_error=simplify_error, nodes=len(proto.graph.node), op_types=op_types)
+    return OnnxExportInfo(
+        path=str(path),
+        opset=written_opset,
+        simplified_by=simplified_by,
+        simplify_error=simplify_error,
+        nodes=len(proto.graph.node),
+        op_types=op_types,
+    )
 
 
 def onnx_opset(model) -> int:
@@ -198,11 +229,15 @@ def ort_logits(path: str | Path, inputs: np.ndarray, batch_size: int = 64) -> np
     try:
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise ExportError(f"ONNX Runtime cannot load {path} ({type(e).__name__}: {str(e)[:200]}); "
-                          "re-export it, or try another --opset") from None
+        raise ExportError(
+            f"ONNX Runtime cannot load {path} ({type(e).__name__}: {str(e)[:200]}); "
+            "re-export it, or try another --opset"
+        ) from None
     name = sess.get_inputs()[0].name
-    outs = [sess.run(None, {name: np.ascontiguousarray(inputs[i:i + batch_size], dtype=np.float32)})[0]
-            for i in range(0, len(inputs), batch_size)]
+    outs = [
+        sess.run(None, {name: np.ascontiguousarray(inputs[i : i + batch_size], dtype=np.float32)})[0]
+        for i in range(0, len(inputs), batch_size)
+    ]
     return np.concatenate(outs, axis=0).astype(np.float32)
 
 
@@ -224,8 +259,9 @@ print(json.dumps({"opencv": cv2.__version__}))
 """
 
 
-def opencv_check(path: str | Path, inputs: np.ndarray, reference: np.ndarray, timeout: float = 120.0,
-                 return_outputs: bool = False) -> dict[str, Any]:
+def opencv_check(
+    path: str | Path, inputs: np.ndarray, reference: np.ndarray, timeout: float = 120.0, return_outputs: bool = False
+) -> dict[str, Any]:
     """Load an ONNX file with ``cv2.dnn.readNetFromONNX`` and compare its logits.
 
     Many camera apps run ONNX through OpenCV's DNN module, so the fp32 export
@@ -246,8 +282,13 @@ def opencv_check(path: str | Path, inputs: np.ndarray, reference: np.ndarray, ti
         # OMP_NUM_THREADS is OpenMP's, not an edgemask knob (edgemask/config.py): set for the child only.
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         try:
-            proc = subprocess.run([sys.executable, "-c", _OPENCV_SCRIPT, str(path), str(inp), str(out)],
-                                  capture_output=True, text=True, timeout=timeout, env=env)
+            proc = subprocess.run(
+                [sys.executable, "-c", _OPENCV_SCRIPT, str(path), str(inp), str(out)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+            )
         except subprocess.TimeoutExpired:
             return {"ok": False, "error": f"OpenCV did not finish within {timeout:.0f} s"}
         if proc.returncode != 0:

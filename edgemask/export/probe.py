@@ -23,8 +23,9 @@ import numpy as np
 PROBE_INPUTS = "probe/inputs.npy"
 
 
-def probe_from_model(model: Any, images: np.ndarray, sources: Optional[Sequence[str]] = None, overshoot: float = 0.02,
-                     max_iter: int = 50) -> Tuple[np.ndarray, Dict[str, Any]]:
+def probe_from_model(
+    model: Any, images: np.ndarray, sources: Optional[Sequence[str]] = None, overshoot: float = 0.02, max_iter: int = 50
+) -> Tuple[np.ndarray, Dict[str, Any]]:
     """DeepFool (L2) on ``model`` for ``images``; returns (adversarial inputs, manifest ``probe`` entry).
 
     Args:
@@ -52,8 +53,13 @@ def probe_from_model(model: Any, images: np.ndarray, sources: Optional[Sequence[
         "inputs": PROBE_INPUTS,
         "count": int(len(x_adv)),
         "attempted": int(len(images)),
-        "attack": {"name": "deepfool", "norm": "l2", "overshoot": float(overshoot), "max_iter": int(max_iter),
-                   "model": "torch fp32, CPU, eval mode"},
+        "attack": {
+            "name": "deepfool",
+            "norm": "l2",
+            "overshoot": float(overshoot),
+            "max_iter": int(max_iter),
+            "model": "torch fp32, CPU, eval mode",
+        },
         "float_pred_clean": [int(v) for v in res.pred_orig.cpu().numpy()[ok]],
         "float_pred_adv": [int(v) for v in pred_adv],
         "margin_clean": [round(float(v), 6) for v in res.margin.detach().cpu().numpy()[ok]],

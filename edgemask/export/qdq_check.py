@@ -42,7 +42,8 @@ from edgemask.errors import ExportError
 
 # Ops TensorRT's ONNX parser imports (onnx-tensorrt docs/operators.md, 8.5 release:
 # "Supported: Y"). A model with anything else fails on the device.
-TENSORRT_ONNX_OPS = frozenset("""
+TENSORRT_ONNX_OPS = frozenset(
+    """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Celu Clip
 Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear Div Dropout
 Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gemm GlobalAveragePool
@@ -54,27 +55,55 @@ Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean R
 ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter ScatterElements
 ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt
 Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
-""".split())
+""".split()
+)
 
 # Importers newer than that list: all are "Supported: Y" in the operators.md of TensorRT 9.2,
 # so every 10.x (JetPack 6) has them; TensorRT 8.x targets (JetPack 4/5) are held to the list above.
 TENSORRT_10_EXTRA_OPS = frozenset({"CastLike", "GroupNormalization", "Hardmax", "IsInf", "LayerNormalization"})
 
 # Integer-arithmetic ("QOperator") ops: ONNX Runtime's other quantized format. Not importable.
-QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm",
-                           "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
-                           "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax",
-                           "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "QAttention"})
+QOPERATOR_OPS = frozenset(
+    {
+        "QLinearConv",
+        "QLinearMatMul",
+        "ConvInteger",
+        "MatMulInteger",
+        "QGemm",
+        "QLinearAdd",
+        "QLinearMul",
+        "QLinearConcat",
+        "QLinearGlobalAveragePool",
+        "QLinearAveragePool",
+        "QLinearLeakyRelu",
+        "QLinearSigmoid",
+        "QLinearSoftmax",
+        "DynamicQuantizeLinear",
+        "DynamicQuantizeMatMul",
+        "QAttention",
+    }
+)
 
 # Ops whose inputs TensorRT runs in INT8 when both data and weight come through DQ.
 QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 _ONNX_INT8, _ONNX_UINT8, _ONNX_INT32 = 3, 2, 6
-_TYPE_NAMES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 16: "bfloat16",
-               17: "float8e4m3fn", 22: "int4"}
+_TYPE_NAMES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    6: "int32",
+    7: "int64",
+    10: "float16",
+    16: "bfloat16",
+    17: "float8e4m3fn",
+    22: "int4",
+}
 
-FIX_ORT = ("quantize with ONNX Runtime QuantFormat.QDQ, QInt8 activations and weights, extra_options="
-           "{ActivationSymmetric: True, WeightSymmetric: True, AddQDQPairToWeight: True, QuantizeBias: False}")
+FIX_ORT = (
+    "quantize with ONNX Runtime QuantFormat.QDQ, QInt8 activations and weights, extra_options="
+    "{ActivationSymmetric: True, WeightSymmetric: True, AddQDQPairToWeight: True, QuantizeBias: False}"
+)
 
 
 @dataclass
@@ -119,17 +148,25 @@ class QDQReport:
         """One line: verdict, counts and the first error."""
         target = f"TensorRT {self.tensorrt_target}" if self.tensorrt_target else "TensorRT 8.x and 10.x"
         s = self.stats
-        head = (f"{Path(self.path).name}: {'PASS' if self.passed else 'FAIL'} for {target} explicit quantization "
-                f"({s.get('quantized_ops', 0)}/{s.get('quantizable_ops', 0)} Conv/Gemm/MatMul quantized, "
-                f"{s.get('q_nodes', 0)} Q + {s.get('dq_nodes', 0)} DQ nodes, "
-                f"{len(self.errors)} error(s), {len(self.warnings)} warning(s))")
+        head = (
+            f"{Path(self.path).name}: {'PASS' if self.passed else 'FAIL'} for {target} explicit quantization "
+            f"({s.get('quantized_ops', 0)}/{s.get('quantizable_ops', 0)} Conv/Gemm/MatMul quantized, "
+            f"{s.get('q_nodes', 0)} Q + {s.get('dq_nodes', 0)} DQ nodes, "
+            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s))"
+        )
         if self.errors:
             head += f"; first: {self.errors[0]}"
         return head
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "opset": self.opset, "tensorrt_target": self.tensorrt_target,
-                "passed": self.passed, "stats": dict(self.stats), "issues": [asdict(i) for i in self.issues]}
+        return {
+            "path": self.path,
+            "opset": self.opset,
+            "tensorrt_target": self.tensorrt_target,
+            "passed": self.passed,
+            "stats": dict(self.stats),
+            "issues": [asdict(i) for i in self.issues],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -152,7 +189,7 @@ class _Graph:
     const_types: dict[str, int]
     producer: dict[str, Any]
     consumers: dict[str, list[Any]]
-    major: int | None           # the target TensorRT major version, None = the strictest (8.x)
+    major: int | None  # the target TensorRT major version, None = the strictest (8.x)
     tensorrt_version: str | None
 
 
@@ -207,8 +244,13 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
     dq_nodes = [n for n in graph.nodes if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx")]
     report.stats.update(q_nodes=len(q_nodes), dq_nodes=len(dq_nodes))
     if not q_nodes and not dq_nodes and not report.codes() & {"qoperator"}:
-        add("error", "no-qdq", "model", "no QuantizeLinear/DequantizeLinear nodes: this is not an explicitly "
-            f"quantized (QDQ) model, TensorRT would build it in float; {FIX_ORT}")
+        add(
+            "error",
+            "no-qdq",
+            "model",
+            "no QuantizeLinear/DequantizeLinear nodes: this is not an explicitly "
+            f"quantized (QDQ) model, TensorRT would build it in float; {FIX_ORT}",
+        )
 
     per_channel_seen = False
     for n in q_nodes + dq_nodes:
@@ -221,8 +263,12 @@ def check_qdq_for_tensorrt(onnx_path: str | Path, tensorrt_version: str | None =
             _check_dq_input(n, g, add)
 
     if per_channel_seen and opset < 13:
-        add("error", "opset", "model", f"per-channel quantization needs opset >= 13 (model has {opset}); "
-            "export with opset 13 or newer")
+        add(
+            "error",
+            "opset",
+            "model",
+            f"per-channel quantization needs opset >= 13 (model has {opset}); export with opset 13 or newer",
+        )
     _check_coverage(graph, g, bool(q_nodes or dq_nodes), report, add)
     return report
 
@@ -234,8 +280,11 @@ def _index_graph(graph: Any, path: Path, tensorrt_version: str | None) -> _Graph
     consts: dict[str, np.ndarray] = {}
     const_types: dict[str, int] = {}
     tensors = [(t.name, t) for t in graph.initializers]
-    tensors += [(n.output[0], n.attr("value")) for n in graph.nodes
-                if n.op_type == "Constant" and n.output and n.attr("value") is not None]
+    tensors += [
+        (n.output[0], n.attr("value"))
+        for n in graph.nodes
+        if n.op_type == "Constant" and n.output and n.attr("value") is not None
+    ]
     for name, t in tensors:
         try:
             consts[name] = t.to_array()
@@ -256,11 +305,19 @@ def _check_importable(graph: Any, g: _Graph, add: _Add) -> None:
     for n in graph.nodes:
         if n.op_type in QOPERATOR_OPS or n.domain not in ("", "ai.onnx"):
             if n.op_type in QOPERATOR_OPS:
-                add("error", "qoperator", _name_of(n), f"{n.op_type} is ONNX Runtime's QOperator format, which TensorRT "
-                    f"does not import; {FIX_ORT}")
+                add(
+                    "error",
+                    "qoperator",
+                    _name_of(n),
+                    f"{n.op_type} is ONNX Runtime's QOperator format, which TensorRT does not import; {FIX_ORT}",
+                )
             else:
-                add("error", "custom-domain", _name_of(n), f"op {n.domain}::{n.op_type} is not a standard ONNX op; "
-                    "TensorRT imports only the default domain")
+                add(
+                    "error",
+                    "custom-domain",
+                    _name_of(n),
+                    f"op {n.domain}::{n.op_type} is not a standard ONNX op; TensorRT imports only the default domain",
+                )
         elif n.op_type not in importable:
             target = f"TensorRT {g.tensorrt_version}" if g.tensorrt_version else "TensorRT 8.x"
             add("error", "unsupported-op", _name_of(n), f"{target}'s ONNX parser has no importer for {n.op_type}")
@@ -271,15 +328,24 @@ def _check_scale(n: Any, g: _Graph, add: _Add) -> None:
     scale_name = n.input[1] if len(n.input) > 1 else ""
     scale = g.consts.get(scale_name)
     if scale is None:
-        add("error", "scale-not-constant", _name_of(n), f"scale {scale_name!r} is computed at run time; "
-            "TensorRT needs scales as initializers")
+        add(
+            "error",
+            "scale-not-constant",
+            _name_of(n),
+            f"scale {scale_name!r} is computed at run time; TensorRT needs scales as initializers",
+        )
         return
     s = np.asarray(scale, dtype=np.float64)
     if not np.all(np.isfinite(s)):
         add("error", "scale-not-finite", _name_of(n), f"scale {scale_name!r} has NaN/Inf values; re-calibrate")
     elif np.any(s <= 0):
-        add("error", "scale-not-positive", _name_of(n), f"scale {scale_name!r} has values <= 0 (min {s.min():.3g}); "
-            "re-calibrate (an all-zero calibration range gives scale 0)")
+        add(
+            "error",
+            "scale-not-positive",
+            _name_of(n),
+            f"scale {scale_name!r} has values <= 0 (min {s.min():.3g}); "
+            "re-calibrate (an all-zero calibration range gives scale 0)",
+        )
 
 
 def _check_zero_point(n: Any, g: _Graph, add: _Add) -> None:
@@ -288,8 +354,13 @@ def _check_zero_point(n: Any, g: _Graph, add: _Add) -> None:
     zp_name = n.input[2] if len(n.input) > 2 else ""
     if not zp_name:
         if n.op_type == "QuantizeLinear":
-            add("error", "uint8", nm, "QuantizeLinear without a zero point outputs uint8 (ONNX default); "
-                "TensorRT supports signed INT8 only — give it an int8 zero point of 0")
+            add(
+                "error",
+                "uint8",
+                nm,
+                "QuantizeLinear without a zero point outputs uint8 (ONNX default); "
+                "TensorRT supports signed INT8 only — give it an int8 zero point of 0",
+            )
         return
     zp = g.consts.get(zp_name)
     zp_type = g.const_types.get(zp_name)
@@ -297,14 +368,24 @@ def _check_zero_point(n: Any, g: _Graph, add: _Add) -> None:
         add("error", "zero-point-not-constant", nm, f"zero point {zp_name!r} is not an initializer")
         return
     if zp_type == _ONNX_UINT8:
-        add("error", "uint8", nm, "uint8 quantization; TensorRT explicit quantization supports signed "
-            f"INT8 only: quantize with QuantType.QInt8; {FIX_ORT}")
+        add(
+            "error",
+            "uint8",
+            nm,
+            "uint8 quantization; TensorRT explicit quantization supports signed "
+            f"INT8 only: quantize with QuantType.QInt8; {FIX_ORT}",
+        )
     elif zp_type not in (_ONNX_INT8, _ONNX_INT32) and zp_type is not None:
         add("error", "quant-type", nm, f"quantized type {_TYPE_NAMES.get(zp_type, zp_type)} is not INT8")
     if np.any(np.asarray(zp) != 0):
         nz = int(np.count_nonzero(np.asarray(zp)))
-        add("error", "zero-point-nonzero", nm, f"{nz} non-zero zero point(s) in {zp_name!r}; TensorRT "
-            "quantization is symmetric (zero point 0): use ActivationSymmetric/WeightSymmetric=True")
+        add(
+            "error",
+            "zero-point-nonzero",
+            nm,
+            f"{nz} non-zero zero point(s) in {zp_name!r}; TensorRT "
+            "quantization is symmetric (zero point 0): use ActivationSymmetric/WeightSymmetric=True",
+        )
 
 
 def _check_per_channel(n: Any, g: _Graph, add: _Add) -> bool:
@@ -318,8 +399,13 @@ def _check_per_channel(n: Any, g: _Graph, add: _Add) -> bool:
     axis = int(_attr(n, "axis", 1))
     data = g.consts.get(n.input[0])
     if data is None and n.op_type == "QuantizeLinear":
-        add("error", "per-channel-activation", nm, f"per-channel scale ({size} values) on an activation; "
-            "TensorRT supports per-channel quantization of weights only")
+        add(
+            "error",
+            "per-channel-activation",
+            nm,
+            f"per-channel scale ({size} values) on an activation; "
+            "TensorRT supports per-channel quantization of weights only",
+        )
         return True
     # Find the weight tensor this Q/DQ quantizes and the op that consumes it.
     w_shape = data.shape if data is not None else _weight_shape_through(n, g.producer, g.consts)
@@ -328,11 +414,19 @@ def _check_per_channel(n: Any, g: _Graph, add: _Add) -> bool:
     if w_shape is not None:
         ax = axis % len(w_shape) if len(w_shape) else axis
         if len(w_shape) and w_shape[ax] != size:
-            add("error", "per-channel-size", nm, f"{size} scales but the weight has {w_shape[ax]} "
-                f"channels along axis {axis}")
+            add(
+                "error",
+                "per-channel-size",
+                nm,
+                f"{size} scales but the weight has {w_shape[ax]} channels along axis {axis}",
+            )
         if want is not None and ax != want:
-            add("error", "per-channel-axis", nm, f"per-channel axis {axis} for {user.op_type} weights; "
-                f"TensorRT expects the output-channel axis {want}")
+            add(
+                "error",
+                "per-channel-axis",
+                nm,
+                f"per-channel axis {axis} for {user.op_type} weights; TensorRT expects the output-channel axis {want}",
+            )
     return True
 
 
@@ -344,31 +438,54 @@ def _check_dq_input(n: Any, g: _Graph, add: _Add) -> None:
         p = g.producer.get(src)
         if p is None or p.op_type != "QuantizeLinear":
             what = "a graph input" if p is None else f"{p.op_type}"
-            add("error", "dq-without-q", nm, f"DequantizeLinear reads {what}, not a QuantizeLinear; "
-                "TensorRT needs Q→DQ pairs")
+            add(
+                "error",
+                "dq-without-q",
+                nm,
+                f"DequantizeLinear reads {what}, not a QuantizeLinear; TensorRT needs Q→DQ pairs",
+            )
         return
     t = g.const_types.get(src)
     if t == _ONNX_INT32:
-        add("error", "int32-dq", nm, "DequantizeLinear of an int32 initializer (a quantized bias); "
+        add(
+            "error",
+            "int32-dq",
+            nm,
+            "DequantizeLinear of an int32 initializer (a quantized bias); "
             "TensorRT accepts only activations as DQ input ('only activation types allowed'): "
-            "quantize with extra_options QuantizeBias=False")
+            "quantize with extra_options QuantizeBias=False",
+        )
     elif t == _ONNX_INT8:
         if g.major is None or g.major < 10:
             when = "TensorRT 8.x rejects" if g.major is None else f"TensorRT {g.tensorrt_version} rejects"
-            add("error", "int8-weight-initializer", nm, f"{when} int8 weight initializers feeding a "
+            add(
+                "error",
+                "int8-weight-initializer",
+                nm,
+                f"{when} int8 weight initializers feeding a "
                 "DequantizeLinear (TensorRT 10 accepts them): store weights as float with a Q/DQ "
-                "pair, extra_options AddQDQPairToWeight=True")
+                "pair, extra_options AddQDQPairToWeight=True",
+            )
     else:
-        add("error", "dq-input-type", nm, f"DequantizeLinear of a "
-            f"{_TYPE_NAMES.get(t, t)} initializer; expected an INT8 activation")
+        add(
+            "error",
+            "dq-input-type",
+            nm,
+            f"DequantizeLinear of a {_TYPE_NAMES.get(t, t)} initializer; expected an INT8 activation",
+        )
 
 
 def _check_q_output(n: Any, g: _Graph, add: _Add) -> None:
     """A QuantizeLinear must feed DequantizeLinear nodes only."""
     bad = [c.op_type for c in g.consumers.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
     if bad:
-        add("error", "q-without-dq", _name_of(n), f"QuantizeLinear output feeds {', '.join(sorted(set(bad)))} "
-            "instead of a DequantizeLinear; TensorRT needs Q→DQ pairs")
+        add(
+            "error",
+            "q-without-dq",
+            _name_of(n),
+            f"QuantizeLinear output feeds {', '.join(sorted(set(bad)))} "
+            "instead of a DequantizeLinear; TensorRT needs Q→DQ pairs",
+        )
 
 
 def _check_coverage(graph: Any, g: _Graph, has_qdq: bool, report: QDQReport, add: _Add) -> None:
@@ -382,12 +499,20 @@ def _check_coverage(graph: Any, g: _Graph, has_qdq: bool, report: QDQReport, add
             covered += 1
         else:
             which = " and ".join(w for w, ok in zip(("data", "weight"), from_dq) if not ok)
-            add("warning", "not-quantized", _name_of(n), f"{n.op_type} has no DequantizeLinear on its {which} input; "
-                "it will run in float")
+            add(
+                "warning",
+                "not-quantized",
+                _name_of(n),
+                f"{n.op_type} has no DequantizeLinear on its {which} input; it will run in float",
+            )
     report.stats.update(quantizable_ops=len(quantizable), quantized_ops=covered)
     if quantizable and covered == 0 and has_qdq:
-        add("error", "nothing-quantized", "model", "no Conv/Gemm/MatMul has Q/DQ on both inputs: an INT8 engine "
-            "would run entirely in float")
+        add(
+            "error",
+            "nothing-quantized",
+            "model",
+            "no Conv/Gemm/MatMul has Q/DQ on both inputs: an INT8 engine would run entirely in float",
+        )
 
 
 def _weight_shape_through(dq: Any, producer: dict[str, Any], consts: dict[str, np.ndarray]) -> tuple | None:
@@ -431,5 +556,14 @@ def check_bundle_int8(bundle_dir: str | Path, tensorrt_version: str | None = Non
     return check_qdq_for_tensorrt(bundle.model_path("int8"), tensorrt_version)
 
 
-__all__ = ["FIX_ORT", "QDQIssue", "QDQReport", "QOPERATOR_OPS", "QUANTIZABLE_OPS", "TENSORRT_10_EXTRA_OPS",
-           "TENSORRT_ONNX_OPS", "check_bundle_int8", "check_qdq_for_tensorrt"]
+__all__ = [
+    "FIX_ORT",
+    "QDQIssue",
+    "QDQReport",
+    "QOPERATOR_OPS",
+    "QUANTIZABLE_OPS",
+    "TENSORRT_10_EXTRA_OPS",
+    "TENSORRT_ONNX_OPS",
+    "check_bundle_int8",
+    "check_qdq_for_tensorrt",
+]

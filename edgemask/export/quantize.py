@@ -70,8 +70,10 @@ def fp16_from_onnx(src: str | Path, dst: str | Path) -> dict[str, Any]:
             warnings.simplefilter("always")
             half = convert_float_to_float16(model, keep_io_types=True)
     except Exception as e:
-        raise ExportError(f"fp16 conversion of {src} failed ({type(e).__name__}: {str(e)[:200]}); "
-                          "export without fp16 (--precision fp32,int8)") from e
+        raise ExportError(
+            f"fp16 conversion of {src} failed ({type(e).__name__}: {str(e)[:200]}); "
+            "export without fp16 (--precision fp32,int8)"
+        ) from e
     with atomic_path(dst, suffix=".onnx") as tmp:
         onnx.save(half, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
@@ -109,7 +111,7 @@ class _ArrayReader:
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.i >= len(self.images):
             return None
-        batch = self.images[self.i:self.i + self.batch_size]
+        batch = self.images[self.i : self.i + self.batch_size]
         self.i += self.batch_size
         return {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
 
@@ -139,26 +141,36 @@ def _quiet(*loggers: str) -> Iterator[None]:
 ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 
 
-def _entropy_ranges(model_path: Path, images: np.ndarray, batch_size: int, workdir: Path) -> dict[str, tuple[float, float]]:
+def _entropy_ranges(
+    model_path: Path, images: np.ndarray, batch_size: int, workdir: Path
+) -> dict[str, tuple[float, float]]:
     """Per-tensor (rmin, rmax) from KL-divergence calibration with TensorRT's histogram sizes."""
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
 
-    cal = create_calibrator(Path(model_path), [], augmented_model_path=str(workdir / "augmented.onnx"),
-                            calibrate_method=CalibrationMethod.Entropy,
-                            extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS,
-                                           "symmetric": True})
+    cal = create_calibrator(
+        Path(model_path),
+        [],
+        augmented_model_path=str(workdir / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS, "symmetric": True},
+    )
     cal.collect_data(_ArrayReader(images, batch_size))
     data = cal.compute_data()
-    return {name: (float(np.asarray(t.range_value[0]).reshape(-1)[0]), float(np.asarray(t.range_value[1]).reshape(-1)[0]))
-            for name, t in data.data.items()}
+    return {
+        name: (float(np.asarray(t.range_value[0]).reshape(-1)[0]), float(np.asarray(t.range_value[1]).reshape(-1)[0]))
+        for name, t in data.data.items()
+    }
 
 
 def _ort_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    m = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-         "percentile": CalibrationMethod.Percentile}.get(method)
+    m = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }.get(method)
     if m is None:
         raise ConfigError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     return m
@@ -214,8 +226,10 @@ def check_qdq_symmetric(model) -> int:
     problems = qdq_problems(model)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ExportError(f"int8 model is not symmetric: {problems[0]}{more}; TensorRT's explicit quantization "
-                          "needs zero points of 0 (ActivationSymmetric/WeightSymmetric)")
+        raise ExportError(
+            f"int8 model is not symmetric: {problems[0]}{more}; TensorRT's explicit quantization "
+            "needs zero points of 0 (ActivationSymmetric/WeightSymmetric)"
+        )
     return sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
@@ -266,6 +280,7 @@ def _output_is_quantized(model) -> bool:
 
 def _raw_ranges(path: Path) -> dict[str, tuple[float, float]]:
     """(rmin, rmax) per tensor from ORT's calibration cache JSON, if it parses."""
+
     def val(v: Any) -> float:
         if isinstance(v, dict):
             v = v.get("data")
@@ -278,8 +293,12 @@ def _raw_ranges(path: Path) -> dict[str, tuple[float, float]]:
         return {}
 
 
-def activation_table(qdq_model, fp32_tensor_names: set[str], raw: dict[str, tuple[float, float]] | None = None,
-                     input_range: tuple[float, float] | None = (0.0, 1.0)) -> dict[str, dict[str, Any]]:
+def activation_table(
+    qdq_model,
+    fp32_tensor_names: set[str],
+    raw: dict[str, tuple[float, float]] | None = None,
+    input_range: tuple[float, float] | None = (0.0, 1.0),
+) -> dict[str, dict[str, Any]]:
     """Per-tensor activation ranges as the int8 model uses them.
 
     Read back from the QuantizeLinear scales of the QDQ model, so the table
@@ -301,9 +320,14 @@ def activation_table(qdq_model, fp32_tensor_names: set[str], raw: dict[str, tupl
     table: dict[str, dict[str, Any]] = {}
     if input_range is not None:
         amax = float(max(abs(input_range[0]), abs(input_range[1])))
-        table[INPUT_NAME] = {"amax": amax, "scale": amax / INT8_QMAX, "rmin": float(input_range[0]),
-                             "rmax": float(input_range[1]), "in_fp32_graph": INPUT_NAME in fp32_tensor_names,
-                             "source": "input_spec"}
+        table[INPUT_NAME] = {
+            "amax": amax,
+            "scale": amax / INT8_QMAX,
+            "rmin": float(input_range[0]),
+            "rmax": float(input_range[1]),
+            "in_fp32_graph": INPUT_NAME in fp32_tensor_names,
+            "source": "input_spec",
+        }
     for n in qdq_model.graph.node:
         if n.op_type != "QuantizeLinear":
             continue
@@ -314,8 +338,12 @@ def activation_table(qdq_model, fp32_tensor_names: set[str], raw: dict[str, tupl
         if scale is None or scale.size != 1:
             continue  # per-channel scales belong to weights, which TensorRT reads from the graph
         s = float(scale.reshape(-1)[0])
-        entry: dict[str, Any] = {"amax": s * INT8_QMAX, "scale": s, "in_fp32_graph": name in fp32_tensor_names,
-                                 "source": "qdq"}
+        entry: dict[str, Any] = {
+            "amax": s * INT8_QMAX,
+            "scale": s,
+            "in_fp32_graph": name in fp32_tensor_names,
+            "source": "qdq",
+        }
         if raw and name in raw:
             entry["rmin"], entry["rmax"] = raw[name]
         table[name] = entry
@@ -324,15 +352,31 @@ def activation_table(qdq_model, fp32_tensor_names: set[str], raw: dict[str, tupl
     for name, (lo, hi) in (raw or {}).items():
         if name not in table:
             amax = float(max(abs(lo), abs(hi)))
-            table[name] = {"amax": amax, "scale": amax / INT8_QMAX, "rmin": lo, "rmax": hi,
-                           "in_fp32_graph": name in fp32_tensor_names, "source": "calibrator"}
+            table[name] = {
+                "amax": amax,
+                "scale": amax / INT8_QMAX,
+                "rmin": lo,
+                "rmax": hi,
+                "in_fp32_graph": name in fp32_tensor_names,
+                "source": "calibrator",
+            }
     return table
 
 
-def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndarray, *, method: str = "minmax",
-                   per_channel: bool = True, percentile: float = 99.999, quantize_output: bool = False,
-                   target: str = "tensorrt", preprocess: bool = True, batch_size: int = 32,
-                   symbolic_shapes: bool = True) -> Int8Info:
+def int8_from_onnx(
+    src: str | Path,
+    dst: str | Path,
+    calibration_images: np.ndarray,
+    *,
+    method: str = "minmax",
+    per_channel: bool = True,
+    percentile: float = 99.999,
+    quantize_output: bool = False,
+    target: str = "tensorrt",
+    preprocess: bool = True,
+    batch_size: int = 32,
+    symbolic_shapes: bool = True,
+) -> Int8Info:
     """Statically quantize an fp32 ONNX model to int8 QDQ with symmetric scales.
 
     Args:
@@ -366,8 +410,10 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
         raise ConfigError(f"unknown int8 target {target!r}; choose one of {', '.join(INT8_TARGETS)}")
     images = np.asarray(calibration_images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
-        raise ExportError(f"the calibration set is empty (got an array of shape {images.shape}); int8 needs "
-                          "calibration images: check the recipe's source and count, or export without int8")
+        raise ExportError(
+            f"the calibration set is empty (got an array of shape {images.shape}); int8 needs "
+            "calibration images: check the recipe's source and count, or export without int8"
+        )
     fp32 = load_onnx(src)
     fp32_names = {INPUT_NAME} | {o for n in fp32.graph.node for o in n.output}
     notes: list[str] = []
@@ -401,17 +447,28 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
             with _quiet("onnxruntime", "root"), contextlib.redirect_stdout(None):
                 if method == "entropy":
                     entropy = _entropy_ranges(model_in, images, batch_size, Path(td))
-                    extra["TensorQuantOverrides"] = {k: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
-                                                     for k, (lo, hi) in entropy.items()}
+                    extra["TensorQuantOverrides"] = {
+                        k: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for k, (lo, hi) in entropy.items()
+                    }
                     ort_method = _ort_method("minmax")  # ranges come from the overrides; minmax is the cheap pass
-                quantize_static(str(model_in), str(out), _ArrayReader(images, batch_size),
-                                quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                reduce_range=(target == "cpu"),
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=ort_method, extra_options=extra, **kwargs)
+                quantize_static(
+                    str(model_in),
+                    str(out),
+                    _ArrayReader(images, batch_size),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel,
+                    reduce_range=(target == "cpu"),
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=ort_method,
+                    extra_options=extra,
+                    **kwargs,
+                )
         except Exception as e:
-            raise ExportError(f"int8 quantization failed ({type(e).__name__}: {str(e)[:200]}); "
-                              "try --calibration-method minmax, or export without int8") from e
+            raise ExportError(
+                f"int8 quantization failed ({type(e).__name__}: {str(e)[:200]}); "
+                "try --calibration-method minmax, or export without int8"
+            ) from e
         q = onnx.load(str(out))
         raw = entropy or (_raw_ranges(cache) if cache.is_file() else {})
     if not quantize_output:  # no range for the logits either, or TensorRT's implicit mode would clip them
@@ -426,8 +483,9 @@ def int8_from_onnx(src: str | Path, dst: str | Path, calibration_images: np.ndar
     quantization = {
         "format": "QDQ",
         "target": target,
-        "placement": ("Q/DQ on Conv/Gemm inputs" if target == "tensorrt" else
-                      "onnxruntime default (Conv/Gemm inputs and outputs)"),
+        "placement": (
+            "Q/DQ on Conv/Gemm inputs" if target == "tensorrt" else "onnxruntime default (Conv/Gemm inputs and outputs)"
+        ),
         "reduce_range": target == "cpu",
         "tool": f"onnxruntime {onnxruntime.__version__} quantize_static",
         "method": method,

@@ -48,8 +48,18 @@ from edgemask.fleet.state import AgentState, load_state, save_state
 from edgemask.fleet.switch import remove_current, switch_current
 from edgemask.utils.io import atomic_write_text, sha256_bytes, sha256_file
 
-STEPS = ("received", "verified", "engine", "selftest", "pending", "switched", "restarted", "healthy", "committed",
-         "cleaned")
+STEPS = (
+    "received",
+    "verified",
+    "engine",
+    "selftest",
+    "pending",
+    "switched",
+    "restarted",
+    "healthy",
+    "committed",
+    "cleaned",
+)
 DIE_ENV = EDGEMASK_AGENT_DIE_AFTER
 
 LogFn = Callable[[str], None]
@@ -83,7 +93,9 @@ def agent_lock(layout: Layout) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ConfigError(f"another edgemask device agent is working on {layout.root}; wait for it to finish") from None
+            raise ConfigError(
+                f"another edgemask device agent is working on {layout.root}; wait for it to finish"
+            ) from None
         yield
     finally:
         os.close(fd)
@@ -91,14 +103,21 @@ def agent_lock(layout: Layout) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _restart(cfg: AgentConfig, log: LogFn) -> Optional[str]:
     """Run the restart command; None on success, else why it failed."""
     if not cfg.restart:
         log("no restart command configured; the service is not restarted")
         return None
     try:
-        r = subprocess.run(cfg.restart, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=cfg.restart_timeout_s, check=False)
+        r = subprocess.run(
+            cfg.restart,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=cfg.restart_timeout_s,
+            check=False,
+        )
     except FileNotFoundError:
         return f"restart command {cfg.restart[0]!r} not found"
     except subprocess.TimeoutExpired:
@@ -120,20 +139,26 @@ def _check_compatible(manifest: Any, cfg: AgentConfig) -> None:
     onnx = manifest.precisions("onnx")
     engines = [m for m in manifest.models if m.format == "tensorrt" and m.device == cfg.device]
     if cfg.precision not in onnx and not any(m.precision == cfg.precision for m in engines):
-        raise BundleError(f"bundle {manifest.name} v{manifest.version} has no {cfg.precision} model (it has ONNX "
-                          f"{', '.join(onnx) or 'none'}); this box runs {cfg.precision}: export that precision")
+        raise BundleError(
+            f"bundle {manifest.name} v{manifest.version} has no {cfg.precision} model (it has ONNX "
+            f"{', '.join(onnx) or 'none'}); this box runs {cfg.precision}: export that precision"
+        )
     if profile.has_tensorrt and manifest.opset is not None and int(manifest.opset) > profile.max_onnx_opset:
-        raise BundleError(f"bundle {manifest.name} v{manifest.version} has ONNX opset {manifest.opset}; "
-                          f"{profile.name}'s TensorRT reads up to {profile.max_onnx_opset}: export with "
-                          f"--device {profile.name}")
+        raise BundleError(
+            f"bundle {manifest.name} v{manifest.version} has ONNX opset {manifest.opset}; "
+            f"{profile.name}'s TensorRT reads up to {profile.max_onnx_opset}: export with "
+            f"--device {profile.name}"
+        )
 
 
 def _check_space(layout: Layout, manifest: Any, cfg: AgentConfig) -> None:
     need = sum(int(v.get("bytes", 0)) for v in manifest.files.values()) + (cfg.min_free_mib << 20)
     free = shutil.disk_usage(layout.releases).free
     if free < need:
-        raise BundleError(f"{layout.releases} has {free >> 20} MiB free; the release needs {need >> 20} MiB "
-                          f"(bundle + min_free_mib {cfg.min_free_mib}); free space or lower keep")
+        raise BundleError(
+            f"{layout.releases} has {free >> 20} MiB free; the release needs {need >> 20} MiB "
+            f"(bundle + min_free_mib {cfg.min_free_mib}); free space or lower keep"
+        )
 
 
 def _locate_package(layout: Layout, package: Optional[str], sha256: Optional[str]) -> Path:
@@ -153,8 +178,10 @@ def _locate_package(layout: Layout, package: Optional[str], sha256: Optional[str
         raise BundleError(f"no upload {part.name} in {layout.incoming}; upload the package there first")
     got = sha256_file(part)
     if got != sha256.lower():
-        raise BundleError(f"upload {part.name} is incomplete or damaged ({part.stat().st_size} bytes, SHA-256 "
-                          f"{got[:12]}…); resume the upload")
+        raise BundleError(
+            f"upload {part.name} is incomplete or damaged ({part.stat().st_size} bytes, SHA-256 "
+            f"{got[:12]}…); resume the upload"
+        )
     os.replace(part, done)
     return done
 
@@ -168,8 +195,11 @@ def _drop_upload(layout: Layout, pkg: Path) -> None:
 
 def _prune(layout: Layout, state: AgentState, keep: int, log: LogFn) -> List[str]:
     keepers = {r for r in (state.current, state.previous) if r}
-    rels = sorted((p for p in layout.releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
+    rels = sorted(
+        (p for p in layout.releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     removed = []
     for p in rels:
         if p.name in keepers:
@@ -197,8 +227,9 @@ def _release_version(layout: Layout, rid: Optional[str]) -> Optional[int]:
         return None
 
 
-def _rollback_pending(layout: Layout, state: AgentState, cfg: AgentConfig, reason: str, log: LogFn,
-                      restart: bool) -> Dict[str, Any]:
+def _rollback_pending(
+    layout: Layout, state: AgentState, cfg: AgentConfig, reason: str, log: LogFn, restart: bool
+) -> Dict[str, Any]:
     """Undo a pending switch: ``current`` back to the release it came from, pending cleared."""
     pend = state.pending or {}
     back = pend.get("from")
@@ -235,8 +266,16 @@ def _repair_current(layout: Layout, state: AgentState, log: LogFn) -> None:
 
 # --------------------------------------------------------------------------- commands
 
-def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: Optional[str] = None,
-            overrides: Optional[Dict[str, Any]] = None, commit: bool = True, log: LogFn = _quiet) -> Dict[str, Any]:
+
+def install(
+    root: str | os.PathLike,
+    *,
+    package: Optional[str] = None,
+    sha256: Optional[str] = None,
+    overrides: Optional[Dict[str, Any]] = None,
+    commit: bool = True,
+    log: LogFn = _quiet,
+) -> Dict[str, Any]:
     """Install a packed bundle on this box; see the module docstring for the steps.
 
     Returns:
@@ -262,8 +301,13 @@ def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: O
 
         manifest, mbytes = read_packed_manifest(pkg)
         rid = release_id(manifest.version, sha256_bytes(mbytes))
-        base = {"release": rid, "version": manifest.version, "name": manifest.name, "from": state.current,
-                "steps": steps}
+        base = {
+            "release": rid,
+            "version": manifest.version,
+            "name": manifest.name,
+            "from": state.current,
+            "steps": steps,
+        }
         if rid == state.current:
             return _reinstall_of_committed(layout, state, pkg, rid, base, log)
 
@@ -276,8 +320,13 @@ def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: O
         base["selftest"] = _selftest(layout, state, cfg, rel, rid, base, log)
         _step_done("selftest", log, steps)  # 4
 
-        state.pending = {"release": rid, "version": manifest.version, "from": state.current, "step": "pending",
-                         "t": round(time.time(), 3)}
+        state.pending = {
+            "release": rid,
+            "version": manifest.version,
+            "from": state.current,
+            "step": "pending",
+            "t": round(time.time(), 3),
+        }
         save_state(layout, state)
         _step_done("pending", log, steps)  # 5
 
@@ -297,7 +346,9 @@ def install(root: str | os.PathLike, *, package: Optional[str] = None, sha256: O
             rb = _rollback_pending(layout, state, cfg, err, log, restart=True)
             raise AgentError(f"{rid} rolled back: {err}", {**base, "action": "rolled_back", "error": err, **rb})
         if not commit:
-            log(f"{rid} runs and is healthy; commit it with 'edgemask device commit' (boot-check rolls it back otherwise)")
+            log(
+                f"{rid} runs and is healthy; commit it with 'edgemask device commit' (boot-check rolls it back otherwise)"
+            )
             return {**base, "action": "pending"}
         _commit(layout, state)
         _step_done("committed", log, steps)  # 9
@@ -315,8 +366,9 @@ def _refuse(layout: Layout, state: AgentState, rid: str, base: Dict[str, Any], m
     return AgentError(msg, {**base, "action": "refused", "error": msg, **more})
 
 
-def _reinstall_of_committed(layout: Layout, state: AgentState, pkg: Path, rid: str, base: Dict[str, Any],
-                            log: LogFn) -> Dict[str, Any]:
+def _reinstall_of_committed(
+    layout: Layout, state: AgentState, pkg: Path, rid: str, base: Dict[str, Any], log: LogFn
+) -> Dict[str, Any]:
     """Same manifest as the committed release: nothing to switch, but the package is still checked
     (a damaged or unsigned copy of it is refused, not reported as installed)."""
     from edgemask.bundle.pack import unpack_bundle
@@ -334,8 +386,9 @@ def _reinstall_of_committed(layout: Layout, state: AgentState, pkg: Path, rid: s
     return {**base, "action": "already_installed", "selftest": state.last_selftest}
 
 
-def _unpack_and_verify(layout: Layout, state: AgentState, cfg: AgentConfig, pkg: Path, manifest: Any, rid: str,
-                       base: Dict[str, Any]) -> Path:
+def _unpack_and_verify(
+    layout: Layout, state: AgentState, cfg: AgentConfig, pkg: Path, manifest: Any, rid: str, base: Dict[str, Any]
+) -> Path:
     """Step 2: compatibility, space, unpack into ``releases/<rid>`` and verify signature, hashes, version."""
     from edgemask.bundle.pack import unpack_bundle
     from edgemask.bundle.signing import verify_signature
@@ -348,11 +401,13 @@ def _unpack_and_verify(layout: Layout, state: AgentState, cfg: AgentConfig, pkg:
             _check_space(layout, manifest, cfg)
             with atomic_dir(rel) as tmp:  # releases/.<rid>.*.partial until verified
                 unpack_bundle(pkg, tmp, overwrite=True)
-                verify_signature(tmp, layout.trusted, installed_version=state.current_version,
-                                 allow_downgrade=cfg.allow_downgrade)
+                verify_signature(
+                    tmp, layout.trusted, installed_version=state.current_version, allow_downgrade=cfg.allow_downgrade
+                )
         else:  # unpacked by an earlier, interrupted run: check it again all the same
-            verify_signature(rel, layout.trusted, installed_version=state.current_version,
-                             allow_downgrade=cfg.allow_downgrade)
+            verify_signature(
+                rel, layout.trusted, installed_version=state.current_version, allow_downgrade=cfg.allow_downgrade
+            )
     except BundleError as e:
         _drop_upload(layout, pkg)
         if rel.is_dir() and rid not in (state.current, state.previous):
@@ -361,8 +416,9 @@ def _unpack_and_verify(layout: Layout, state: AgentState, cfg: AgentConfig, pkg:
     return rel
 
 
-def _selftest(layout: Layout, state: AgentState, cfg: AgentConfig, rel: Path, rid: str, base: Dict[str, Any],
-              log: LogFn) -> Dict[str, Any]:
+def _selftest(
+    layout: Layout, state: AgentState, cfg: AgentConfig, rel: Path, rid: str, base: Dict[str, Any], log: LogFn
+) -> Dict[str, Any]:
     """Step 4: golden outputs and probe on this box's runner, recorded; a failure removes the release."""
     from edgemask.fleet.selftest import selftest_release
 
@@ -372,8 +428,14 @@ def _selftest(layout: Layout, state: AgentState, cfg: AgentConfig, rel: Path, ri
     state.last_selftest = st
     if not st["ok"]:
         shutil.rmtree(rel, ignore_errors=True)
-        raise _refuse(layout, state, rid, base,
-                      f"self-test of {rid} failed on {cfg.backend}/{cfg.precision}: {st['problems'][0]}", selftest=st)
+        raise _refuse(
+            layout,
+            state,
+            rid,
+            base,
+            f"self-test of {rid} failed on {cfg.backend}/{cfg.precision}: {st['problems'][0]}",
+            selftest=st,
+        )
     log(f"self-test ok: golden max |Δ| {st['golden_max_abs_diff']}, probe flip rate {st['probe_flip_rate']}")
     save_state(layout, state)
     return st
@@ -417,8 +479,14 @@ def _build_engine(rel: Path, cfg: AgentConfig, log: LogFn) -> Dict[str, Any]:
 
     try:
         # Into the bundle's engine cache (where the TensorRT runner looks), so the release stays as signed.
-        r = build_engine(rel, cfg.device, cfg.precision, out_dir=bundle_cache_dir(load_bundle(rel)),
-                         add_to_bundle=False, on_warning=log)
+        r = build_engine(
+            rel,
+            cfg.device,
+            cfg.precision,
+            out_dir=bundle_cache_dir(load_bundle(rel)),
+            add_to_bundle=False,
+            on_warning=log,
+        )
     except NotAvailableError as e:
         log(f"engine: not built, {str(e).splitlines()[0]}")
         return {"built": False, "reason": "no TensorRT here"}
@@ -434,8 +502,10 @@ def commit(root: str | os.PathLike, log: LogFn = _quiet) -> Dict[str, Any]:
         if state.pending is None:
             return {"action": "nothing_pending", "release": state.current}
         if state.pending.get("step") != "healthy":
-            raise ConfigError(f"release {state.pending.get('release')} is pending at step {state.pending.get('step')}, "
-                              "not healthy; run 'edgemask device rollback' or install it again")
+            raise ConfigError(
+                f"release {state.pending.get('release')} is pending at step {state.pending.get('step')}, "
+                "not healthy; run 'edgemask device rollback' or install it again"
+            )
         rid = state.pending["release"]
         _commit(layout, state)
         _prune(layout, state, cfg.keep, log)
@@ -454,8 +524,14 @@ def rollback(root: str | os.PathLike, log: LogFn = _quiet, reason: str = "asked 
         if not prev or not layout.release(prev).is_dir():
             raise ConfigError(f"{layout.root} has no previous release to roll back to (committed: {state.current})")
         old = state.current
-        state.pending = {"release": prev, "version": _release_version(layout, prev), "from": old, "step": "pending",
-                         "t": round(time.time(), 3), "rollback": True}
+        state.pending = {
+            "release": prev,
+            "version": _release_version(layout, prev),
+            "from": old,
+            "step": "pending",
+            "t": round(time.time(), 3),
+            "rollback": True,
+        }
         save_state(layout, state)
         switch_current(layout, prev)
         _set_step(layout, state, "switched")
@@ -463,13 +539,16 @@ def rollback(root: str | os.PathLike, log: LogFn = _quiet, reason: str = "asked 
         if err is None and cfg.health_url:
             from edgemask.fleet.health import wait_healthy
 
-            h = wait_healthy(cfg.health_url, _manifest_sha(layout.release(prev)), cfg.health_timeout_s, cfg.health_poll_s)
+            h = wait_healthy(
+                cfg.health_url, _manifest_sha(layout.release(prev)), cfg.health_timeout_s, cfg.health_poll_s
+            )
             err = None if h.ok else f"health check failed: {h.reason}"
         if err is not None:
             state.pending["step"] = "restarted"
             rb = _rollback_pending(layout, state, cfg, f"rollback to {prev} failed: {err}", log, restart=True)
-            raise AgentError(f"rollback to {prev} failed ({err}); stayed on {old}",
-                             {"action": "rollback_failed", "error": err, **rb})
+            raise AgentError(
+                f"rollback to {prev} failed ({err}); stayed on {old}", {"action": "rollback_failed", "error": err, **rb}
+            )
         state.pending["step"] = "healthy"
         _commit(layout, state)
         log(f"rolled back from {old} to {prev}")
@@ -494,14 +573,28 @@ def status(root: str | os.PathLike) -> Dict[str, Any]:
     layout = Layout.at(root)
     state = load_state(layout)
     cfg = load_agent_config(layout)
-    rels = sorted(p.name for p in layout.releases.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if layout.releases.is_dir() else []
+    rels = (
+        sorted(p.name for p in layout.releases.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if layout.releases.is_dir()
+        else []
+    )
     uploads = {p.name: p.stat().st_size for p in layout.incoming.iterdir()} if layout.incoming.is_dir() else {}
-    return {"root": str(layout.root), "device": cfg.device, "backend": cfg.backend, "precision": cfg.precision,
-            "committed": state.current, "version": state.current_version, "previous": state.previous,
-            "pending": state.pending, "current_link": layout.current_release(), "releases": rels,
-            "uploads": uploads, "last_selftest": state.last_selftest, "last_error": state.last_error,
-            "history": state.history[-5:]}
+    return {
+        "root": str(layout.root),
+        "device": cfg.device,
+        "backend": cfg.backend,
+        "precision": cfg.precision,
+        "committed": state.current,
+        "version": state.current_version,
+        "previous": state.previous,
+        "pending": state.pending,
+        "current_link": layout.current_release(),
+        "releases": rels,
+        "uploads": uploads,
+        "last_selftest": state.last_selftest,
+        "last_error": state.last_error,
+        "history": state.history[-5:],
+    }
 
 
 __all__ = ["AgentError", "DIE_ENV", "STEPS", "agent_lock", "boot_check", "commit", "install", "rollback", "status"]

@@ -29,9 +29,9 @@ class AgentConfig:
     device: str = "x86-cpu"
     backend: str = "onnxrt"
     precision: str = "fp32"
-    restart: List[str] = field(default_factory=list)   # empty: no service to restart (health not checked)
+    restart: List[str] = field(default_factory=list)  # empty: no service to restart (health not checked)
     restart_timeout_s: float = 60.0
-    health_url: str = ""                                 # empty: no health check
+    health_url: str = ""  # empty: no health check
     health_timeout_s: float = 60.0
     health_poll_s: float = 0.5
     keep: int = 3
@@ -40,8 +40,10 @@ class AgentConfig:
 
     def validate(self, where: str = "agent.toml") -> "AgentConfig":
         if not isinstance(self.restart, list) or not all(isinstance(a, str) for a in self.restart):
-            raise ConfigError(f"{where}: restart must be a list of strings (argv, no shell), e.g. "
-                              "restart = [\"systemctl\", \"restart\", \"edgemask\"]")
+            raise ConfigError(
+                f"{where}: restart must be a list of strings (argv, no shell), e.g. "
+                'restart = ["systemctl", "restart", "edgemask"]'
+            )
         if self.precision not in ("fp32", "fp16", "int8"):
             raise ConfigError(f"{where}: precision {self.precision!r} is not fp32, fp16 or int8")
         if not isinstance(self.keep, int) or self.keep < 2:

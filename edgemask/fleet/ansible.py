@@ -35,13 +35,20 @@ def ansible_inventory(inv: Inventory) -> Dict[str, Any]:
     hosts: Dict[str, Any] = {}
     for b in inv.boxes:
         h: Dict[str, Any] = {
-            "ansible_host": b.host, "ansible_port": b.ssh_port, "ansible_user": b.user,
-            "edgemask_root": b.install_dir, "edgemask_agent": b.edgemask,
+            "ansible_host": b.host,
+            "ansible_port": b.ssh_port,
+            "ansible_user": b.user,
+            "edgemask_root": b.install_dir,
+            "edgemask_agent": b.edgemask,
             # host keys are checked, never added: the same known_hosts the built-in controller uses
-            "ansible_ssh_common_args": " ".join([
-                "-o", "StrictHostKeyChecking=yes",
-                "-o", "UserKnownHostsFile=" + os.path.expanduser(b.known_hosts).replace(" ", "\\ "),
-            ]),
+            "ansible_ssh_common_args": " ".join(
+                [
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    "-o",
+                    "UserKnownHostsFile=" + os.path.expanduser(b.known_hosts).replace(" ", "\\ "),
+                ]
+            ),
         }
         if b.identity:
             h["ansible_ssh_private_key_file"] = os.path.expanduser(b.identity)
@@ -55,30 +62,55 @@ def ansible_playbook(inv: Inventory, package: str, package_sha256: str) -> List[
     waves = plan_waves([b.name for b in inv.boxes], inv.rollout)
     r = inv.rollout
     part = "{{ edgemask_root }}/incoming/" + package_sha256 + ".part"
-    return [{
-        "name": "edgemask: install a signed bundle on every box, canary first, then in waves",
-        "hosts": GROUP,
-        "gather_facts": False,
-        "serial": [len(w) for w in waves],
-        "max_fail_percentage": float(r.max_fail_percent),
-        "vars": {"edgemask_package": str(Path(package).resolve()), "edgemask_package_sha256": package_sha256},
-        "tasks": [
-            {"name": "incoming folder", "ansible.builtin.file": {"path": "{{ edgemask_root }}/incoming",
-                                                                  "state": "directory", "mode": "0755"}},
-            {"name": "upload the package, named by its SHA-256",
-             "ansible.builtin.copy": {"src": "{{ edgemask_package }}", "dest": part, "mode": "0644"}},
-            {"name": "verify, self-test, switch, health-check, commit (or roll back) on the box",
-             "ansible.builtin.command": {"argv": ["{{ edgemask_agent }}", "device", "install", "--root",
-                                                  "{{ edgemask_root }}", "--sha256", "{{ edgemask_package_sha256 }}",
-                                                  "--json"]},
-             "register": "edgemask_install",
-             "changed_when": "(edgemask_install.stdout_lines | last | from_json).action == 'installed'",
-             "timeout": int(r.deadline_s)},
-            {"name": "result", "ansible.builtin.debug": {
-                "msg": "{{ (edgemask_install.stdout_lines | last | from_json) | dict2items "
-                       "| selectattr('key', 'in', ['action', 'release', 'version']) | items2dict }}"}},
-        ],
-    }]
+    return [
+        {
+            "name": "edgemask: install a signed bundle on every box, canary first, then in waves",
+            "hosts": GROUP,
+            "gather_facts": False,
+            "serial": [len(w) for w in waves],
+            "max_fail_percentage": float(r.max_fail_percent),
+            "vars": {"edgemask_package": str(Path(package).resolve()), "edgemask_package_sha256": package_sha256},
+            "tasks": [
+                {
+                    "name": "incoming folder",
+                    "ansible.builtin.file": {
+                        "path": "{{ edgemask_root }}/incoming",
+                        "state": "directory",
+                        "mode": "0755",
+                    },
+                },
+                {
+                    "name": "upload the package, named by its SHA-256",
+                    "ansible.builtin.copy": {"src": "{{ edgemask_package }}", "dest": part, "mode": "0644"},
+                },
+                {
+                    "name": "verify, self-test, switch, health-check, commit (or roll back) on the box",
+                    "ansible.builtin.command": {
+                        "argv": [
+                            "{{ edgemask_agent }}",
+                            "device",
+                            "install",
+                            "--root",
+                            "{{ edgemask_root }}",
+                            "--sha256",
+                            "{{ edgemask_package_sha256 }}",
+                            "--json",
+                        ]
+                    },
+                    "register": "edgemask_install",
+                    "changed_when": "(edgemask_install.stdout_lines | last | from_json).action == 'installed'",
+                    "timeout": int(r.deadline_s),
+                },
+                {
+                    "name": "result",
+                    "ansible.builtin.debug": {
+                        "msg": "{{ (edgemask_install.stdout_lines | last | from_json) | dict2items "
+                        "| selectattr('key', 'in', ['action', 'release', 'version']) | items2dict }}"
+                    },
+                },
+            ],
+        }
+    ]
 
 
 def export_ansible(inv: Inventory, package: str | os.PathLike, out_dir: str | os.PathLike) -> List[Path]:

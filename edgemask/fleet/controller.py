@@ -76,10 +76,13 @@ async def _connect(box: Box, connect_timeout: float):
     asyncssh = _asyncssh()
     kh = os.path.expanduser(box.known_hosts)
     if not os.path.isfile(kh):
-        raise HostError(f"known_hosts file {kh} not found; add the box's key with ssh-keyscan -p {box.ssh_port} "
-                        f"{box.host} >> {kh} after checking its fingerprint")
-    opts: Dict[str, Any] = dict(port=box.ssh_port, username=box.user, known_hosts=kh, connect_timeout=connect_timeout,
-                                agent_forwarding=False)
+        raise HostError(
+            f"known_hosts file {kh} not found; add the box's key with ssh-keyscan -p {box.ssh_port} "
+            f"{box.host} >> {kh} after checking its fingerprint"
+        )
+    opts: Dict[str, Any] = dict(
+        port=box.ssh_port, username=box.user, known_hosts=kh, connect_timeout=connect_timeout, agent_forwarding=False
+    )
     if box.identity:
         ident = os.path.expanduser(box.identity)
         if not os.path.isfile(ident):
@@ -88,16 +91,22 @@ async def _connect(box: Box, connect_timeout: float):
     try:
         conn = await asyncssh.connect(box.host, **opts)
     except asyncssh.HostKeyNotVerifiable as e:
-        raise HostError(f"host key of {box.host}:{box.ssh_port} not verified against {kh} ({e.reason}); if the "
-                        "box was reinstalled, check its new fingerprint and update known_hosts") from None
+        raise HostError(
+            f"host key of {box.host}:{box.ssh_port} not verified against {kh} ({e.reason}); if the "
+            "box was reinstalled, check its new fingerprint and update known_hosts"
+        ) from None
     except asyncssh.PermissionDenied:
-        raise HostError(f"{box.user}@{box.host}:{box.ssh_port} refused our key; add it to the box's "
-                        "authorized_keys or set 'identity'") from None
+        raise HostError(
+            f"{box.user}@{box.host}:{box.ssh_port} refused our key; add it to the box's "
+            "authorized_keys or set 'identity'"
+        ) from None
     except socket.gaierror as e:
         raise HostError(f"unknown host {box.host!r} ({e.strerror}); check 'host' in the inventory") from None
     except (OSError, asyncio.TimeoutError, asyncssh.Error) as e:
-        raise HostError(f"{box.host}:{box.ssh_port} unreachable ({e.__class__.__name__}: "
-                        f"{getattr(e, 'strerror', None) or e}); is the box on and sshd running?") from None
+        raise HostError(
+            f"{box.host}:{box.ssh_port} unreachable ({e.__class__.__name__}: "
+            f"{getattr(e, 'strerror', None) or e}); is the box on and sshd running?"
+        ) from None
     if box.host_key and not box.host_key.startswith("SHA256:REPLACE"):
         fp = conn.get_server_host_key().get_fingerprint("sha256")
         if fp != box.host_key:
@@ -155,8 +164,10 @@ async def _run_agent(conn: Any, box: Box, args: Sequence[str]) -> Dict[str, Any]
     err = r.stderr if isinstance(r.stderr, str) else (r.stderr or b"").decode("utf-8", "replace")
     res = _agent_json(out)
     if r.exit_status == 127 or ("command not found" in err) or ("No such file" in err and not res):
-        raise HostError(f"the agent {box.edgemask!r} is not installed on {box.host}; set 'edgemask' in the "
-                        "inventory to its path (e.g. /opt/edgemask/venv/bin/edgemask)")
+        raise HostError(
+            f"the agent {box.edgemask!r} is not installed on {box.host}; set 'edgemask' in the "
+            "inventory to its path (e.g. /opt/edgemask/venv/bin/edgemask)"
+        )
     if r.exit_status != 0:
         lines = [ln for ln in err.strip().splitlines() if ln.strip()]
         msg = res.get("error") or next((ln for ln in reversed(lines) if "error:" in ln), lines[-1] if lines else "")
@@ -166,8 +177,9 @@ async def _run_agent(conn: Any, box: Box, args: Sequence[str]) -> Dict[str, Any]
     return res
 
 
-async def deploy_box(box: Box, package: Path, sha: str, deadline_s: float,
-                     extra_args: Sequence[str] = ()) -> HostResult:
+async def deploy_box(
+    box: Box, package: Path, sha: str, deadline_s: float, extra_args: Sequence[str] = ()
+) -> HostResult:
     """Upload + install on one box within ``deadline_s``; never raises (the result says what failed)."""
     t0 = time.monotonic()
     res = HostResult(box.name, False)
@@ -176,8 +188,9 @@ async def deploy_box(box: Box, package: Path, sha: str, deadline_s: float,
         conn = await _connect(box, connect_timeout=min(30.0, deadline_s))
         try:
             res.uploaded_bytes, res.resumed_from = await _upload(conn, box, package, sha)
-            a = await _run_agent(conn, box, ["device", "install", "--root", box.install_dir, "--sha256", sha,
-                                             "--json", *extra_args])
+            a = await _run_agent(
+                conn, box, ["device", "install", "--root", box.install_dir, "--sha256", sha, "--json", *extra_args]
+            )
         finally:
             conn.close()
         res.agent = a
@@ -221,7 +234,7 @@ class DeployReport:
     waves: List[List[str]]
     results: Dict[str, Dict[str, Any]]
     halted: Optional[Dict[str, Any]] = None
-    skipped: List[str] = field(default_factory=list)     # done in an earlier run (resume)
+    skipped: List[str] = field(default_factory=list)  # done in an earlier run (resume)
     not_attempted: List[str] = field(default_factory=list)
 
     @property
@@ -233,17 +246,33 @@ class DeployReport:
         return not self.failed and not self.halted and not self.not_attempted
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"journal": self.journal, "waves": self.waves, "results": self.results, "halted": self.halted,
-                "skipped": self.skipped, "not_attempted": self.not_attempted, "failed": self.failed, "ok": self.ok}
+        return {
+            "journal": self.journal,
+            "waves": self.waves,
+            "results": self.results,
+            "halted": self.halted,
+            "skipped": self.skipped,
+            "not_attempted": self.not_attempted,
+            "failed": self.failed,
+            "ok": self.ok,
+        }
 
 
 def default_journal(package_sha: str) -> Path:
     return Path(f"fleet-journal-{package_sha[:12]}.jsonl")
 
 
-def deploy(inventory: Inventory, package: str | os.PathLike, *, journal: Optional[str] = None, resume: bool = False,
-           retry_failed: bool = False, hosts: Optional[Sequence[str]] = None, extra_args: Sequence[str] = (),
-           progress: Optional[ProgressFn] = None) -> DeployReport:
+def deploy(
+    inventory: Inventory,
+    package: str | os.PathLike,
+    *,
+    journal: Optional[str] = None,
+    resume: bool = False,
+    retry_failed: bool = False,
+    hosts: Optional[Sequence[str]] = None,
+    extra_args: Sequence[str] = (),
+    progress: Optional[ProgressFn] = None,
+) -> DeployReport:
     """Roll ``package`` out to the inventory in waves; see the module docstring.
 
     Raises:
@@ -266,22 +295,33 @@ def deploy(inventory: Inventory, package: str | os.PathLike, *, journal: Optiona
     boxes = [inventory.box(h) for h in hosts] if hosts else list(inventory.boxes)
     if prev.plan is not None:
         if not resume:
-            raise ConfigError(f"journal {jpath} already holds a deploy of this package; pass --resume to continue "
-                              "it, or --journal NEW to start another")
+            raise ConfigError(
+                f"journal {jpath} already holds a deploy of this package; pass --resume to continue "
+                "it, or --journal NEW to start another"
+            )
         if prev.plan.get("package_sha256") != sha:
-            raise ConfigError(f"journal {jpath} is for package {str(prev.plan.get('package_sha256'))[:12]}…, not "
-                              f"{sha[:12]}…; pass the same package to --resume, or another --journal")
+            raise ConfigError(
+                f"journal {jpath} is for package {str(prev.plan.get('package_sha256'))[:12]}…, not "
+                f"{sha[:12]}…; pass the same package to --resume, or another --journal"
+            )
         waves = [list(w) for w in prev.plan["waves"]]
         j.append("resume", retry_failed=retry_failed)
     else:
         if resume:
             raise ConfigError(f"nothing to resume: journal {jpath} has no deploy; run without --resume")
         waves = plan_waves([b.name for b in boxes], inventory.rollout)
-        j.append("plan", package=str(pkg), package_sha256=sha, bundle={"name": manifest.name,
-                 "version": manifest.version}, waves=waves, rollout=asdict(inventory.rollout))
+        j.append(
+            "plan",
+            package=str(pkg),
+            package_sha256=sha,
+            bundle={"name": manifest.name, "version": manifest.version},
+            waves=waves,
+            rollout=asdict(inventory.rollout),
+        )
     r = inventory.rollout
-    results: Dict[str, Dict[str, Any]] = {h: dict(rec.get("result", {}), ok=rec.get("ok"))
-                                          for h, rec in prev.results.items()}
+    results: Dict[str, Dict[str, Any]] = {
+        h: dict(rec.get("result", {}), ok=rec.get("ok")) for h, rec in prev.results.items()
+    }
     skipped = [h for h, v in results.items() if v.get("ok")]
     report = DeployReport(str(jpath), waves, results, skipped=skipped)
     by_name = {b.name: b for b in inventory.boxes}
@@ -301,8 +341,10 @@ def deploy(inventory: Inventory, package: str | os.PathLike, *, journal: Optiona
     for wi, wave in enumerate(waves):
         missing = [h for h in wave if h not in by_name]
         if missing:
-            raise ConfigError(f"the journal's plan names {', '.join(missing)}, which the inventory no longer has; "
-                              "put them back or start over with another --journal")
+            raise ConfigError(
+                f"the journal's plan names {', '.join(missing)}, which the inventory no longer has; "
+                "put them back or start over with another --journal"
+            )
         todo = []
         for h in wave:
             prior = results.get(h)
@@ -317,11 +359,16 @@ def deploy(inventory: Inventory, package: str | os.PathLike, *, journal: Optiona
         failed = [h for h in attempted if not results[h].get("ok")]
         is_canary = wi == 0 and r.canary > 0
         if over_threshold(len(failed), len(attempted), r.max_fail_percent, canary=is_canary):
-            report.halted = {"wave": wi, "failed": len(failed), "attempted": len(attempted),
-                             "max_fail_percent": r.max_fail_percent, "canary": is_canary}
+            report.halted = {
+                "wave": wi,
+                "failed": len(failed),
+                "attempted": len(attempted),
+                "max_fail_percent": r.max_fail_percent,
+                "canary": is_canary,
+            }
             j.append("halt", **report.halted)
             progress("halt", report.halted)
-            report.not_attempted = [h for w in waves[wi + 1:] for h in w if h not in results]
+            report.not_attempted = [h for w in waves[wi + 1 :] for h in w if h not in results]
             return report
     j.append("finished", failed=report.failed)
     return report
@@ -333,8 +380,13 @@ def plan_text(inventory: Inventory, hosts: Optional[Sequence[str]] = None) -> Li
     return plan_waves([b.name for b in boxes], inventory.rollout)
 
 
-def run_on_boxes(inventory: Inventory, args_for: Callable[[Box], List[str]], *, hosts: Optional[Sequence[str]] = None,
-                 progress: Optional[ProgressFn] = None) -> Dict[str, Dict[str, Any]]:
+def run_on_boxes(
+    inventory: Inventory,
+    args_for: Callable[[Box], List[str]],
+    *,
+    hosts: Optional[Sequence[str]] = None,
+    progress: Optional[ProgressFn] = None,
+) -> Dict[str, Dict[str, Any]]:
     """Run one agent command on every box (bounded concurrency, deadline each); {host: agent JSON or error}."""
     _asyncssh()
     boxes = [inventory.box(h) for h in hosts] if hosts else list(inventory.boxes)
@@ -370,11 +422,24 @@ def fleet_status(inventory: Inventory, hosts: Optional[Sequence[str]] = None) ->
     return run_on_boxes(inventory, lambda b: ["device", "status", "--root", b.install_dir, "--json"], hosts=hosts)
 
 
-def fleet_rollback(inventory: Inventory, hosts: Optional[Sequence[str]] = None,
-                   progress: Optional[ProgressFn] = None) -> Dict[str, Dict[str, Any]]:
-    return run_on_boxes(inventory, lambda b: ["device", "rollback", "--root", b.install_dir, "--json"], hosts=hosts,
-                        progress=progress)
+def fleet_rollback(
+    inventory: Inventory, hosts: Optional[Sequence[str]] = None, progress: Optional[ProgressFn] = None
+) -> Dict[str, Dict[str, Any]]:
+    return run_on_boxes(
+        inventory, lambda b: ["device", "rollback", "--root", b.install_dir, "--json"], hosts=hosts, progress=progress
+    )
 
 
-__all__ = ["CUT_ENV", "DeployReport", "HostError", "HostResult", "deploy", "deploy_box", "fleet_rollback",
-           "fleet_status", "plan_text", "remote_command", "run_on_boxes"]
+__all__ = [
+    "CUT_ENV",
+    "DeployReport",
+    "HostError",
+    "HostResult",
+    "deploy",
+    "deploy_box",
+    "fleet_rollback",
+    "fleet_status",
+    "plan_text",
+    "remote_command",
+    "run_on_boxes",
+]

@@ -57,8 +57,10 @@ def wait_healthy(url: str, manifest_sha256: str, timeout_s: float = 60.0, poll_s
             model = body.get("model") or {}
             frames = int(body.get("frames", 0))
             if model.get("manifest_sha256") != manifest_sha256:
-                reason = (f"the service runs model {str(model.get('manifest_sha256', 'unknown'))[:12]}, "
-                          f"not the new {manifest_sha256[:12]}")
+                reason = (
+                    f"the service runs model {str(model.get('manifest_sha256', 'unknown'))[:12]}, "
+                    f"not the new {manifest_sha256[:12]}"
+                )
                 first_frames = None
             elif int(body.get("inferences", 0)) < 1:
                 reason = "the service has not run the model yet"
@@ -70,8 +72,9 @@ def wait_healthy(url: str, manifest_sha256: str, timeout_s: float = 60.0, poll_s
             else:
                 reason = f"frames do not advance ({frames})"
         if time.monotonic() - t0 >= timeout_s:
-            return HealthResult(False, f"not healthy after {timeout_s:g} s: {reason}", last,
-                                round(time.monotonic() - t0, 3))
+            return HealthResult(
+                False, f"not healthy after {timeout_s:g} s: {reason}", last, round(time.monotonic() - t0, 3)
+            )
         time.sleep(poll_s)
 
 

@@ -38,8 +38,20 @@ from typing import Any, Dict, List, Optional
 from edgemask.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_BOX_KEYS = {"name", "host", "user", "ssh_port", "install_dir", "edgemask", "known_hosts", "identity", "device",
-             "camera", "host_key", "deadline_s"}
+_BOX_KEYS = {
+    "name",
+    "host",
+    "user",
+    "ssh_port",
+    "install_dir",
+    "edgemask",
+    "known_hosts",
+    "identity",
+    "device",
+    "camera",
+    "host_key",
+    "deadline_s",
+}
 _ROLLOUT_KEYS = {"canary", "waves", "max_fail_percent", "concurrency", "deadline_s"}
 
 

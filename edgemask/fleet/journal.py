@@ -48,8 +48,10 @@ class Journal:
             except ValueError:
                 if i == len(lines) - 1:  # a line cut by the controller's death: ignore it
                     break
-                raise ConfigError(f"journal {self.path} line {i + 1} is not JSON; it is append-only, so something "
-                                  "else changed it: start over with another --journal") from None
+                raise ConfigError(
+                    f"journal {self.path} line {i + 1} is not JSON; it is append-only, so something "
+                    "else changed it: start over with another --journal"
+                ) from None
         return out
 
 
@@ -57,7 +59,7 @@ class Journal:
 class Replay:
     plan: Optional[Dict[str, Any]] = None
     results: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # host -> its last 'done' record
-    started: List[str] = field(default_factory=list)                  # started, never done
+    started: List[str] = field(default_factory=list)  # started, never done
     halted: Optional[Dict[str, Any]] = None
     finished: bool = False
 

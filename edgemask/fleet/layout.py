@@ -98,8 +98,7 @@ class Layout:
 def check_sha256(sha256: str) -> str:
     s = str(sha256).lower()
     if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
-        raise ConfigError(f"{sha256!r} is not a SHA-256 (64 hex digits); pass the package's hash "
-                          "(sha256sum FILE)")
+        raise ConfigError(f"{sha256!r} is not a SHA-256 (64 hex digits); pass the package's hash (sha256sum FILE)")
     return s
 
 

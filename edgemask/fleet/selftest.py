@@ -35,7 +35,7 @@ class SelfTest:
     probe_count: int = 0
     probe_flips: int = 0
     probe_flip_rate: Optional[float] = None
-    probe_transfer_rate: Optional[float] = None   # share still misclassified vs the clean float prediction
+    probe_transfer_rate: Optional[float] = None  # share still misclassified vs the clean float prediction
     probe_flipped: List[int] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -45,7 +45,9 @@ class SelfTest:
 
 
 def _infer(runner: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
-    outs = [np.asarray(runner.infer(np.ascontiguousarray(x[i:i + batch])), np.float64) for i in range(0, len(x), batch)]
+    outs = [
+        np.asarray(runner.infer(np.ascontiguousarray(x[i : i + batch])), np.float64) for i in range(0, len(x), batch)
+    ]
     return np.concatenate(outs) if outs else np.zeros((0, 0))
 
 
@@ -75,13 +77,17 @@ def run_selftest(bundle: Bundle, runner: Any, backend: str, precision: str) -> S
             if tol is not None:
                 if not diff <= float(tol):
                     res.ok = False
-                    res.problems.append(f"golden logits differ by {diff:.3g}, the manifest allows {tol:.3g} at {precision}")
+                    res.problems.append(
+                        f"golden logits differ by {diff:.3g}, the manifest allows {tol:.3g} at {precision}"
+                    )
             else:
                 want = float((g.get("agreement") or {}).get(precision, 1.0)) - 1.0 / max(1, len(out))
                 if agree < want:
                     res.ok = False
-                    res.problems.append(f"golden top-1 agreement {agree:.1%} is below the export's "
-                                        f"{want + 1.0 / max(1, len(out)):.1%} at {precision}")
+                    res.problems.append(
+                        f"golden top-1 agreement {agree:.1%} is below the export's "
+                        f"{want + 1.0 / max(1, len(out)):.1%} at {precision}"
+                    )
     p = m.probe or {}
     if p.get("inputs") and int(p.get("count", 0)) > 0:
         xp = np.load(bundle.path(p["inputs"]), allow_pickle=False).astype(np.float32)
@@ -112,8 +118,12 @@ def selftest_release(bundle_dir: Any, backend: str, precision: str) -> SelfTest:
         runner = runner_from_bundle(bundle, backend, precision)
         runner.activate()
     except EdgemaskError as e:
-        return SelfTest(ok=False, backend=backend, precision=precision,
-                        problems=[f"the box's runner cannot load it: {str(e).splitlines()[0]}"])
+        return SelfTest(
+            ok=False,
+            backend=backend,
+            precision=precision,
+            problems=[f"the box's runner cannot load it: {str(e).splitlines()[0]}"],
+        )
     try:
         return run_selftest(bundle, runner, backend, precision)
     finally:

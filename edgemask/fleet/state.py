@@ -22,9 +22,9 @@ HISTORY_KEEP = 50
 
 @dataclass
 class AgentState:
-    current: Optional[str] = None            # committed release id
+    current: Optional[str] = None  # committed release id
     current_version: Optional[int] = None
-    previous: Optional[str] = None           # the release committed before it (rollback target)
+    previous: Optional[str] = None  # the release committed before it (rollback target)
     pending: Optional[Dict[str, Any]] = None  # {"release", "version", "from", "step", "t"}
     last_selftest: Optional[Dict[str, Any]] = None
     last_error: Optional[str] = None
@@ -47,8 +47,10 @@ def load_state(layout: Layout) -> AgentState:
         known = set(AgentState.__dataclass_fields__)
         return AgentState(**{k: v for k, v in d.items() if k in known})
     except (ValueError, TypeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p} is damaged ({e.__class__.__name__}); it is written atomically, so something else "
-                          "changed it: restore it or remove it and reinstall") from None
+        raise ConfigError(
+            f"{p} is damaged ({e.__class__.__name__}); it is written atomically, so something else "
+            "changed it: restore it or remove it and reinstall"
+        ) from None
 
 
 def save_state(layout: Layout, state: AgentState) -> None:

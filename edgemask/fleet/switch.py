@@ -10,7 +10,6 @@ then the folder is fsynced so the rename itself is on disk: after a crash
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from edgemask.fleet.layout import Layout
 from edgemask.utils.io import _fsync_dir

@@ -26,8 +26,15 @@ class LinearClassifier(EdgeMaskNet):
 class MLP(EdgeMaskNet):
     """Flatten → (Linear → ReLU → Dropout) × len(hidden) → Linear."""
 
-    def __init__(self, num_classes: int, input_size: int, hidden: tuple[int, ...], dropout: float,
-                 mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int,
+        hidden: tuple[int, ...],
+        dropout: float,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ):
         super().__init__(num_classes, input_size, 3, mean, std)
         layers: list[nn.Module] = [nn.Flatten()]
         cin = 3 * input_size * input_size
@@ -42,12 +49,22 @@ class MLP(EdgeMaskNet):
 
 
 @register_model("linear", family="linear", description="Linear model on raw pixels (the seed's y = wᵀx + β baseline)")
-def linear(num_classes: int = 3, input_size: int = 64, mean: tuple[float, ...] = DEFAULT_MEAN,
-           std: tuple[float, ...] = DEFAULT_STD) -> LinearClassifier:
+def linear(
+    num_classes: int = 3,
+    input_size: int = 64,
+    mean: tuple[float, ...] = DEFAULT_MEAN,
+    std: tuple[float, ...] = DEFAULT_STD,
+) -> LinearClassifier:
     return LinearClassifier(num_classes, input_size, tuple(mean), tuple(std))
 
 
 @register_model("mlp", family="mlp", description="Multi-layer perceptron on raw pixels")
-def mlp(num_classes: int = 3, input_size: int = 64, hidden: tuple[int, ...] = (256, 64), dropout: float = 0.2,
-        mean: tuple[float, ...] = DEFAULT_MEAN, std: tuple[float, ...] = DEFAULT_STD) -> MLP:
+def mlp(
+    num_classes: int = 3,
+    input_size: int = 64,
+    hidden: tuple[int, ...] = (256, 64),
+    dropout: float = 0.2,
+    mean: tuple[float, ...] = DEFAULT_MEAN,
+    std: tuple[float, ...] = DEFAULT_STD,
+) -> MLP:
     return MLP(num_classes, input_size, tuple(hidden), dropout, tuple(mean), tuple(std))

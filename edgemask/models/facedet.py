@@ -39,16 +39,27 @@ def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 def _dws(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """Depthwise 3x3 + pointwise 1x1, each with BN + ReLU."""
     return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+        nn.BatchNorm2d(cin),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
 class FaceDetNet(nn.Module):
     """See the module docstring. ``input_width``/``input_height`` are multiples of 32."""
 
-    def __init__(self, input_width: int, input_height: int, widths: tuple[int, ...], fpn: int,
-                 mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(
+        self,
+        input_width: int,
+        input_height: int,
+        widths: tuple[int, ...],
+        fpn: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ):
         super().__init__()
         if input_width % 32 or input_height % 32:
             raise ValueError(f"detector input {input_width}x{input_height} must be a multiple of 32 on both sides")
@@ -59,11 +70,11 @@ class FaceDetNet(nn.Module):
         self.num_outputs = len(HEAD_CHANNELS)
         self.normalize = Normalize(tuple(mean), tuple(std))
         c1, c2, c3, c4, c5 = widths
-        self.s2 = _cbr(3, c1, 2)                                   # /2
-        self.s4 = nn.Sequential(_cbr(c1, c2, 2), _cbr(c2, c2))     # /4
-        self.s8 = nn.Sequential(_cbr(c2, c3, 2), _dws(c3, c3))     # /8
-        self.s16 = nn.Sequential(_dws(c3, c4, 2), _dws(c4, c4))    # /16
-        self.s32 = nn.Sequential(_dws(c4, c5, 2), _dws(c5, c5))    # /32
+        self.s2 = _cbr(3, c1, 2)  # /2
+        self.s4 = nn.Sequential(_cbr(c1, c2, 2), _cbr(c2, c2))  # /4
+        self.s8 = nn.Sequential(_cbr(c2, c3, 2), _dws(c3, c3))  # /8
+        self.s16 = nn.Sequential(_dws(c3, c4, 2), _dws(c4, c4))  # /16
+        self.s32 = nn.Sequential(_dws(c4, c5, 2), _dws(c5, c5))  # /32
         self.lat = nn.ModuleList([nn.Conv2d(c, fpn, 1) for c in (c2, c3, c4, c5)])
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.head = nn.Sequential(_dws(fpn, fpn), nn.Conv2d(fpn, self.num_outputs, 1))
@@ -82,15 +93,25 @@ class FaceDetNet(nn.Module):
         f8 = self.s8(f4)
         f16 = self.s16(f8)
         f32 = self.s32(f16)
-        p = self.lat[3](f32)                  # (N, fpn, H/32, W/32)
+        p = self.lat[3](f32)  # (N, fpn, H/32, W/32)
         p = self.up(p) + self.lat[2](f16)
         p = self.up(p) + self.lat[1](f8)
-        p = self.up(p) + self.lat[0](f4)      # (N, fpn, H/4, W/4)
+        p = self.up(p) + self.lat[0](f4)  # (N, fpn, H/4, W/4)
         return self.head(p)
 
 
-@register_model("facedet", family="detector", task="detect",
-                description="Anchor-free face detector (CenterNet-style, stride-4 head over a 4-level FPN)")
-def facedet(input_width: int = 384, input_height: int = 288, widths: tuple[int, ...] = (16, 24, 40, 64, 96),
-            fpn: int = 32, mean: tuple[float, ...] = DEFAULT_MEAN, std: tuple[float, ...] = DEFAULT_STD) -> FaceDetNet:
+@register_model(
+    "facedet",
+    family="detector",
+    task="detect",
+    description="Anchor-free face detector (CenterNet-style, stride-4 head over a 4-level FPN)",
+)
+def facedet(
+    input_width: int = 384,
+    input_height: int = 288,
+    widths: tuple[int, ...] = (16, 24, 40, 64, 96),
+    fpn: int = 32,
+    mean: tuple[float, ...] = DEFAULT_MEAN,
+    std: tuple[float, ...] = DEFAULT_STD,
+) -> FaceDetNet:
     return FaceDetNet(input_width, input_height, tuple(widths), fpn, tuple(mean), tuple(std))

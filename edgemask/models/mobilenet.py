@@ -39,8 +39,16 @@ class MobileNetV2Small(EdgeMaskNet):
     # (expand, out channels, repeats, first stride) per stage, before the width multiplier.
     STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2), (4, 96, 1, 1))
 
-    def __init__(self, num_classes: int, input_size: int, width: float, last_channels: int,
-                 dropout: float, mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int,
+        width: float,
+        last_channels: int,
+        dropout: float,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ):
         super().__init__(num_classes, input_size, 3, mean, std)
 
         def w(c: int) -> int:
@@ -61,9 +69,18 @@ class MobileNetV2Small(EdgeMaskNet):
         return self.classifier(self.pool(self.features(self.normalize(x))))
 
 
-@register_model("mobilenet_v2_small", family="cnn",
-                description="MobileNetV2-style: inverted residuals with depthwise convs, width multiplier")
-def mobilenet_v2_small(num_classes: int = 3, input_size: int = 64, width: float = 0.5, last_channels: int = 256,
-                       dropout: float = 0.2, mean: tuple[float, ...] = DEFAULT_MEAN,
-                       std: tuple[float, ...] = DEFAULT_STD) -> MobileNetV2Small:
+@register_model(
+    "mobilenet_v2_small",
+    family="cnn",
+    description="MobileNetV2-style: inverted residuals with depthwise convs, width multiplier",
+)
+def mobilenet_v2_small(
+    num_classes: int = 3,
+    input_size: int = 64,
+    width: float = 0.5,
+    last_channels: int = 256,
+    dropout: float = 0.2,
+    mean: tuple[float, ...] = DEFAULT_MEAN,
+    std: tuple[float, ...] = DEFAULT_STD,
+) -> MobileNetV2Small:
     return MobileNetV2Small(num_classes, input_size, width, last_channels, dropout, tuple(mean), tuple(std))

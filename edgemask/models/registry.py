@@ -37,8 +37,14 @@ class Normalize(nn.Module):
 class EdgeMaskNet(nn.Module):
     """Base class: records what a consumer needs to feed the model."""
 
-    def __init__(self, num_classes: int, input_size: int, in_chans: int = 3,
-                 mean: tuple[float, ...] = DEFAULT_MEAN, std: tuple[float, ...] = DEFAULT_STD):
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int,
+        in_chans: int = 3,
+        mean: tuple[float, ...] = DEFAULT_MEAN,
+        std: tuple[float, ...] = DEFAULT_STD,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.input_size = input_size

@@ -22,8 +22,16 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class SeedCNN(EdgeMaskNet):
     """conv blocks (each halves H and W) → flatten → FC → ReLU → dropout → FC."""
 
-    def __init__(self, num_classes: int, input_size: int, widths: tuple[int, ...], hidden: int,
-                 dropout: float, mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int,
+        widths: tuple[int, ...],
+        hidden: int,
+        dropout: float,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ):
         super().__init__(num_classes, input_size, 3, mean, std)
         chans = (3, *widths)
         self.features = nn.Sequential(*[_block(a, b) for a, b in zip(chans[:-1], chans[1:])])
@@ -42,9 +50,18 @@ class SeedCNN(EdgeMaskNet):
         return self.classifier(self.features(self.normalize(x)))
 
 
-@register_model("seed_cnn", family="cnn",
-                description="The seed deck's CNN: 4 conv→BN→ReLU→max-pool blocks, then 2 fully connected layers")
-def seed_cnn(num_classes: int = 3, input_size: int = 64, widths: tuple[int, ...] = (16, 32, 64, 128),
-             hidden: int = 128, dropout: float = 0.2,
-             mean: tuple[float, ...] = DEFAULT_MEAN, std: tuple[float, ...] = DEFAULT_STD) -> SeedCNN:
+@register_model(
+    "seed_cnn",
+    family="cnn",
+    description="The seed deck's CNN: 4 conv→BN→ReLU→max-pool blocks, then 2 fully connected layers",
+)
+def seed_cnn(
+    num_classes: int = 3,
+    input_size: int = 64,
+    widths: tuple[int, ...] = (16, 32, 64, 128),
+    hidden: int = 128,
+    dropout: float = 0.2,
+    mean: tuple[float, ...] = DEFAULT_MEAN,
+    std: tuple[float, ...] = DEFAULT_STD,
+) -> SeedCNN:
     return SeedCNN(num_classes, input_size, tuple(widths), hidden, dropout, tuple(mean), tuple(std))

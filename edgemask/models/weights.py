@@ -20,8 +20,14 @@ from edgemask.errors import ModelError
 DEFAULT_FIX = "re-run 'edgemask train', or re-export the bundle"
 
 
-def load_weights(arch: str, arch_args: dict[str, Any], path: str | Path, *, fix: str = DEFAULT_FIX,
-                 described_by: str | Path | None = None) -> nn.Module:
+def load_weights(
+    arch: str,
+    arch_args: dict[str, Any],
+    path: str | Path,
+    *,
+    fix: str = DEFAULT_FIX,
+    described_by: str | Path | None = None,
+) -> nn.Module:
     """``create_model(arch, **arch_args)`` with the state dict at ``path`` loaded strictly, on CPU, in eval mode.
 
     Args:
@@ -49,8 +55,10 @@ def load_weights(arch: str, arch_args: dict[str, Any], path: str | Path, *, fix:
         model = create_model(arch, **arch_args)
     except (TypeError, ValueError, RuntimeError) as e:  # e.g. "num_classes": "three"
         where = f"{described_by}: " if described_by else ""
-        raise ModelError(f"{where}architecture {arch!r} cannot be built from its arch_args "
-                         f"({type(e).__name__}: {_first_line(e)}); {fix}") from None
+        raise ModelError(
+            f"{where}architecture {arch!r} cannot be built from its arch_args "
+            f"({type(e).__name__}: {_first_line(e)}); {fix}"
+        ) from None
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:

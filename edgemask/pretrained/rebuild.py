@@ -54,10 +54,10 @@ RECIPE: Dict[str, Any] = {
 
 DATA_NOTE = {
     "face-mask-voc": "real photos with PASCAL VOC boxes: a part of the public Kaggle 'Face Mask Detection' set "
-                     "(author andrewmvd, listed there as CC0: Public Domain); classes with_mask, without_mask, "
-                     "mask_weared_incorrect",
+    "(author andrewmvd, listed there as CC0: Public Domain); classes with_mask, without_mask, "
+    "mask_weared_incorrect",
     "synthetic": "edgemask's own generator (edgemask.data.synth): drawn faces and faces of scikit-image's LFW "
-                 "subset with drawn masks",
+    "subset with drawn masks",
 }
 
 
@@ -84,8 +84,15 @@ def build_detector(work: Path, voc: Path, synth: Path, fresh: bool) -> Path:
     if (out / "metrics.json").is_file() and not fresh:
         return out
     r = RECIPE["detector"]
-    cfg = DetTrainConfig(data=[str(voc), str(synth)], out=str(out), epochs=r["epochs"], max_minutes=r["max_minutes"],
-                         heldout=r["heldout"], split_seed=r["split_seed"], seed=r["seed"])
+    cfg = DetTrainConfig(
+        data=[str(voc), str(synth)],
+        out=str(out),
+        epochs=r["epochs"],
+        max_minutes=r["max_minutes"],
+        heldout=r["heldout"],
+        split_seed=r["split_seed"],
+        seed=r["seed"],
+    )
     _log(f"detector -> {out} (up to {r['max_minutes']} min)")
     last = [-1]
 
@@ -106,8 +113,16 @@ def build_classifier(work: Path, voc: Path, fresh: bool) -> Path:
     if (out / "metrics.json").is_file() and not fresh:
         return out
     r = RECIPE["classifier"]
-    cfg = TrainConfig(data=str(voc), out=str(out), arch=r["arch"], size=r["size"], epochs=r["epochs"], seed=r["seed"],
-                      max_minutes=r["max_minutes"], overwrite=True)
+    cfg = TrainConfig(
+        data=str(voc),
+        out=str(out),
+        arch=r["arch"],
+        size=r["size"],
+        epochs=r["epochs"],
+        seed=r["seed"],
+        max_minutes=r["max_minutes"],
+        overwrite=True,
+    )
     _log(f"classifier -> {out}")
     train(cfg)
     return out
@@ -121,8 +136,16 @@ def build_bundle(work: Path, cls: Path, det: Path, fresh: bool) -> Path:
         return out
     r = RECIPE["export"]
     _log(f"bundle -> {out}")
-    export_bundle(cls, out, precisions=r["precisions"], calibration=r["calibration"], detector=str(det),
-                  detector_calibration=r["detector_calibration"], name="edgemask-pretrained", overwrite=True)
+    export_bundle(
+        cls,
+        out,
+        precisions=r["precisions"],
+        calibration=r["calibration"],
+        detector=str(det),
+        detector_calibration=r["detector_calibration"],
+        name="edgemask-pretrained",
+        overwrite=True,
+    )
     return out
 
 
@@ -144,8 +167,10 @@ def detector_figures(bundle: Path, voc: Path) -> Dict[str, Any]:
         with get_backend("onnxrt").from_bundle(b.detector_view(), precision=p) as runner:
             m = evaluate_images(lambda c: runner.infer(np.stack(c)), held, int(entry.width), int(entry.height), params)
         out[p] = {k: m[k] for k in ("recall_min_side", "false_per_image", "ap50", "recall", "counts", "faces")}
-        _log(f"detector {p}: recall >= 24 px {_pct(m['recall_min_side'])}, "
-             f"{m['false_per_image']:.2f} false boxes/image, AP50 {m['ap50']:.3f}")
+        _log(
+            f"detector {p}: recall >= 24 px {_pct(m['recall_min_side'])}, "
+            f"{m['false_per_image']:.2f} false boxes/image, AP50 {m['ap50']:.3f}"
+        )
     return out
 
 
@@ -166,16 +191,19 @@ def classifier_figures(bundle: Path, cls: Path) -> Dict[str, Any]:
     out: Dict[str, Any] = {"crops": int(len(idx)), "counts": {n: int((y == k).sum()) for k, n in enumerate(names)}}
     for p in b.manifest.precisions("onnx"):
         with get_backend("onnxrt").from_bundle(b, precision=p) as runner:
-            pred = np.concatenate([runner.infer(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
-        row: Dict[str, Any] = {"accuracy": float((pred == y).mean()),
-                               "recall": {n: float((pred[y == k] == k).mean()) if (y == k).any() else None
-                                          for k, n in enumerate(names)}}
+            pred = np.concatenate([runner.infer(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
+        row: Dict[str, Any] = {
+            "accuracy": float((pred == y).mean()),
+            "recall": {n: float((pred[y == k] == k).mean()) if (y == k).any() else None for k, n in enumerate(names)},
+        }
         if "no_mask" in names and "mask" in names:
             nm = y == names.index("no_mask")
             row["no_mask_called_mask"] = float((pred[nm] == names.index("mask")).mean()) if nm.any() else None
         out[p] = row
-        _log(f"classifier {p}: accuracy {row['accuracy'] * 100:.1f} % on {len(idx)} held-out real crops, "
-             f"no_mask called mask {100 * (row.get('no_mask_called_mask') or 0):.1f} %")
+        _log(
+            f"classifier {p}: accuracy {row['accuracy'] * 100:.1f} % on {len(idx)} held-out real crops, "
+            f"no_mask called mask {100 * (row.get('no_mask_called_mask') or 0):.1f} %"
+        )
     return out
 
 
@@ -184,10 +212,10 @@ def _pct(d: Dict[str, float]) -> str:
 
 
 def make_card(bundle: Path, det_fig: Dict[str, Any], cls_fig: Dict[str, Any], argv: Sequence[str]) -> Dict[str, Any]:
+    import hashlib
+
     from edgemask import __version__
     from edgemask.bundle import load_bundle
-
-    import hashlib
 
     b = load_bundle(bundle)
     return {
@@ -199,48 +227,75 @@ def make_card(bundle: Path, det_fig: Dict[str, Any], cls_fig: Dict[str, Any], ar
         "recipe": RECIPE,
         "data": DATA_NOTE,
         "licence": "The training photos are listed as CC0 (public domain); none of them is stored in the bundle "
-                   "(calibration, golden inputs and the stability probe are synthetic). The weights are "
-                   "released with edgemask under Apache-2.0.",
+        "(calibration, golden inputs and the stability probe are synthetic). The weights are "
+        "released with edgemask under Apache-2.0.",
         "classes": list(b.manifest.class_names),
         "held_out": "20 % of the VOC photos by image (seeded hash, split seed 0) for the detector; a 10 % "
-                    "test split by scene for the classifier. Neither model saw its held-out photos.",
+        "test split by scene for the classifier. Neither model saw its held-out photos.",
         "detector": det_fig,
         "classifier": cls_fig,
         "host": {"python": platform.python_version(), "machine": platform.machine()},
         "limits": "Trained on a few hundred photos of mostly frontal faces in daylight; recall on faces under "
-                  "24 px, side views and night-mode (IR) frames is lower. Retrain on your cameras' frames "
-                  "for deployment (see the README).",
+        "24 px, side views and night-mode (IR) frames is lower. Retrain on your cameras' frames "
+        "for deployment (see the README).",
     }
 
 
 def card_markdown(card: Dict[str, Any]) -> str:
     d, c = card["detector"], card["classifier"]
-    lines = [f"# Model card: {card['name']}", "",
-             "The pretrained bundle that `edgemask run` uses when no `--bundle` is given: a face detector and a "
-             "mask classifier, ONNX fp32 / fp16 / int8.", "",
-             "## Data and licence", ""]
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        "The pretrained bundle that `edgemask run` uses when no `--bundle` is given: a face detector and a "
+        "mask classifier, ONNX fp32 / fp16 / int8.",
+        "",
+        "## Data and licence",
+        "",
+    ]
     lines += [f"- **{k}**: {v}" for k, v in card["data"].items()]
-    lines += ["", card["licence"], "", "## Rebuild", "", "```bash", card["rebuild"], "```", "",
-              f"Held-out split: {card['held_out']}", "",
-              f"## Detector: held-out real photos ({d['images']} images, faces >= 24 px)", "",
-              "| precision | " + " | ".join(sorted(d['fp32']['recall_min_side'])) + " | false boxes / image | AP50 |",
-              "|---|" + "---|" * (len(d['fp32']['recall_min_side']) + 2)]
+    lines += [
+        "",
+        card["licence"],
+        "",
+        "## Rebuild",
+        "",
+        "```bash",
+        card["rebuild"],
+        "```",
+        "",
+        f"Held-out split: {card['held_out']}",
+        "",
+        f"## Detector: held-out real photos ({d['images']} images, faces >= 24 px)",
+        "",
+        "| precision | " + " | ".join(sorted(d["fp32"]["recall_min_side"])) + " | false boxes / image | AP50 |",
+        "|---|" + "---|" * (len(d["fp32"]["recall_min_side"]) + 2),
+    ]
     for p in ("fp32", "fp16", "int8"):
         if p in d:
             r = d[p]["recall_min_side"]
-            lines.append(f"| {p} | " + " | ".join(f"{r[k] * 100:.1f} %" for k in sorted(r))
-                         + f" | {d[p]['false_per_image']:.2f} | {d[p]['ap50']:.3f} |")
+            lines.append(
+                f"| {p} | "
+                + " | ".join(f"{r[k] * 100:.1f} %" for k in sorted(r))
+                + f" | {d[p]['false_per_image']:.2f} | {d[p]['ap50']:.3f} |"
+            )
     names = card["classes"]
-    lines += ["", f"## Classifier: held-out real face crops ({c['crops']}: "
-              + ", ".join(f"{n} {c['counts'][n]}" for n in names) + ")", "",
-              "| precision | accuracy | " + " | ".join(f"{n} recall" for n in names) + " | no_mask called mask |",
-              "|---|---|" + "---|" * (len(names) + 1)]
+    lines += [
+        "",
+        f"## Classifier: held-out real face crops ({c['crops']}: "
+        + ", ".join(f"{n} {c['counts'][n]}" for n in names)
+        + ")",
+        "",
+        "| precision | accuracy | " + " | ".join(f"{n} recall" for n in names) + " | no_mask called mask |",
+        "|---|---|" + "---|" * (len(names) + 1),
+    ]
     for p in ("fp32", "fp16", "int8"):
         if p in c:
             row = c[p]
             rec = " | ".join("–" if row["recall"][n] is None else f"{row['recall'][n] * 100:.1f} %" for n in names)
             nm = row.get("no_mask_called_mask")
-            lines.append(f"| {p} | {row['accuracy'] * 100:.1f} % | {rec} | {'–' if nm is None else f'{nm * 100:.1f} %'} |")
+            lines.append(
+                f"| {p} | {row['accuracy'] * 100:.1f} % | {rec} | {'–' if nm is None else f'{nm * 100:.1f} %'} |"
+            )
     lines += ["", "## Limits", "", card["limits"], ""]
     return "\n".join(lines)
 
@@ -260,7 +315,9 @@ def install(bundle: Path, card: Dict[str, Any]) -> None:
     shutil.rmtree(old, ignore_errors=True)
     atomic_write_text(CARD_FILE, json.dumps(card, indent=2, sort_keys=True) + "\n")
     atomic_write_text(CARD_MARKDOWN, card_markdown(card))
-    _log(f"installed into {BUNDLE_DIR} ({sum(f.stat().st_size for f in BUNDLE_DIR.rglob('*') if f.is_file()) / 1e6:.1f} MB)")
+    _log(
+        f"installed into {BUNDLE_DIR} ({sum(f.stat().st_size for f in BUNDLE_DIR.rglob('*') if f.is_file()) / 1e6:.1f} MB)"
+    )
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -268,15 +325,21 @@ def main(argv: List[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgemask.pretrained.rebuild", description=__doc__.split("\n")[0])
     ap.add_argument("--voc", required=True, help="VOC face-mask folder (e.g. ../shared/data/face-mask-voc)")
     ap.add_argument("--work", default="runs/pretrained", help="working folder for every step")
-    ap.add_argument("--detector-minutes", type=float, default=RECIPE["detector"]["max_minutes"],
-                    help="detector training budget in minutes (the schedule anneals within it)")
+    ap.add_argument(
+        "--detector-minutes",
+        type=float,
+        default=RECIPE["detector"]["max_minutes"],
+        help="detector training budget in minutes (the schedule anneals within it)",
+    )
     ap.add_argument("--install", action="store_true", help="copy the result into the package with its model card")
     ap.add_argument("--fresh", action="store_true", help="redo every step instead of reusing finished ones")
     args = ap.parse_args(argv)
     voc, work = Path(args.voc), Path(args.work)
     if not voc.is_dir():
-        print(f"error: {voc} is not a folder; pass --voc with a VOC face-mask folder (annotations/ + images/)",
-              file=sys.stderr)
+        print(
+            f"error: {voc} is not a folder; pass --voc with a VOC face-mask folder (annotations/ + images/)",
+            file=sys.stderr,
+        )
         return 1
     RECIPE["detector"]["max_minutes"] = args.detector_minutes
     work.mkdir(parents=True, exist_ok=True)
@@ -284,8 +347,12 @@ def main(argv: List[str] | None = None) -> int:
     det = build_detector(work, voc, synth, args.fresh)
     cls = build_classifier(work, voc, args.fresh)
     bundle = build_bundle(work, cls, det, args.fresh)
-    card = make_card(bundle, detector_figures(bundle, voc), classifier_figures(bundle, cls),
-                     [a for a in argv if a not in ("--fresh",)])
+    card = make_card(
+        bundle,
+        detector_figures(bundle, voc),
+        classifier_figures(bundle, cls),
+        [a for a in argv if a not in ("--fresh",)],
+    )
     (work / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if args.install:
         install(bundle, card)

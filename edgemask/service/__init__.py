@@ -16,9 +16,8 @@ when used.
 
 from __future__ import annotations
 
-from edgemask.utils.lazy import lazy_exports
-
 from edgemask.service.config import RunConfig, Secrets, load_secrets
+from edgemask.utils.lazy import lazy_exports
 
 _LAZY = {
     "run_service": "edgemask.service.loop",
@@ -41,7 +40,20 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [  # noqa: RUF022 - grouped: eager names first, then the lazy ones
-    "RunConfig", "Secrets", "load_secrets",
-    "AlertDispatcher", "LogSink", "MetricsServer", "MqttSink", "Outbox", "RunSummary", "SdNotifier",
-    "ServiceMetrics", "WebhookSink", "parse_mqtt_url", "prepare_run", "run_service", "unit_text",
+    "RunConfig",
+    "Secrets",
+    "load_secrets",
+    "AlertDispatcher",
+    "LogSink",
+    "MetricsServer",
+    "MqttSink",
+    "Outbox",
+    "RunSummary",
+    "SdNotifier",
+    "ServiceMetrics",
+    "WebhookSink",
+    "parse_mqtt_url",
+    "prepare_run",
+    "run_service",
+    "unit_text",
 ]

@@ -79,8 +79,14 @@ class LogSink(Sink):
     name = "log"
 
     def send(self, alert: dict[str, Any]) -> None:
-        alert_log.warning("ALERT %s track %s %s (%.0f%%) %s", alert.get("class"), alert.get("track"),
-                          alert.get("box"), 100 * float(alert.get("confidence", 0.0)), alert.get("alert_id"))
+        alert_log.warning(
+            "ALERT %s track %s %s (%.0f%%) %s",
+            alert.get("class"),
+            alert.get("track"),
+            alert.get("box"),
+            100 * float(alert.get("confidence", 0.0)),
+            alert.get("alert_id"),
+        )
 
 
 # --------------------------------------------------------------------------- webhook
@@ -89,18 +95,26 @@ class LogSink(Sink):
 def check_http_url(url: str, what: str = "--webhook") -> str:
     """Validate an http(s) URL without credentials in it; return it unchanged."""
     if url_has_password(url):  # first: a password with '/' in it would otherwise be parsed (and echoed) as a port
-        raise ConfigError(f"{what} URL contains a password; command lines are visible to every user: put the "
-                          f"token in $EDGEMASK_WEBHOOK_TOKEN or in the secrets table of the --config file")
+        raise ConfigError(
+            f"{what} URL contains a password; command lines are visible to every user: put the "
+            f"token in $EDGEMASK_WEBHOOK_TOKEN or in the secrets table of the --config file"
+        )
     try:
         u = urllib.parse.urlsplit(url)
         u.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as e:
-        raise ConfigError(f"{what} {redact(repr(url))} is not a valid URL ({redact(e)}); write e.g. https://host:8443/alerts") from None
+        raise ConfigError(
+            f"{what} {redact(repr(url))} is not a valid URL ({redact(e)}); write e.g. https://host:8443/alerts"
+        ) from None
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise ConfigError(f"{what} {redact(repr(url))} must be an http:// or https:// URL with a host, e.g. https://host/alerts")
+        raise ConfigError(
+            f"{what} {redact(repr(url))} must be an http:// or https:// URL with a host, e.g. https://host/alerts"
+        )
     if u.password:
-        raise ConfigError(f"{what} URL contains a password; command lines are visible to every user: put the "
-                          f"token in $EDGEMASK_WEBHOOK_TOKEN or in the secrets table of the --config file")
+        raise ConfigError(
+            f"{what} URL contains a password; command lines are visible to every user: put the "
+            f"token in $EDGEMASK_WEBHOOK_TOKEN or in the secrets table of the --config file"
+        )
     return url
 
 
@@ -121,8 +135,11 @@ class WebhookSink(Sink):
 
     def send(self, alert: dict[str, Any]) -> None:
         body = json.dumps(alert, sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": str(alert.get("alert_id", "")),
-                   "User-Agent": "edgemask-run"}
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(alert.get("alert_id", "")),
+            "User-Agent": "edgemask-run",
+        }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
@@ -175,11 +192,15 @@ def parse_mqtt_url(url: str) -> MqttTarget:
     fix = "write it as mqtt://user@host:port/topic (user and port optional; mqtts:// for TLS)"
     shown = redact(repr(url))  # never echo a password, whatever characters it holds
     if url_has_password(url):
-        raise ConfigError("--mqtt URL contains a password; command lines are visible to every user: put it in "
-                          "$EDGEMASK_MQTT_PASSWORD or in the secrets table of the --config file")
+        raise ConfigError(
+            "--mqtt URL contains a password; command lines are visible to every user: put it in "
+            "$EDGEMASK_MQTT_PASSWORD or in the secrets table of the --config file"
+        )
     if "#" in url:  # urlsplit would take it for a fragment and quietly cut the topic short
-        raise ConfigError(f"--mqtt {shown} contains '#', an MQTT wildcard (or a URL fragment); alerts need a concrete "
-                          "topic, e.g. mqtt://broker.local/site/cam1/alerts")
+        raise ConfigError(
+            f"--mqtt {shown} contains '#', an MQTT wildcard (or a URL fragment); alerts need a concrete "
+            "topic, e.g. mqtt://broker.local/site/cam1/alerts"
+        )
     try:
         u = urllib.parse.urlsplit(url)
         port = u.port
@@ -190,8 +211,10 @@ def parse_mqtt_url(url: str) -> MqttTarget:
     if not u.hostname:
         raise ConfigError(f"--mqtt {shown} has no host; {fix}")
     if u.password is not None:
-        raise ConfigError("--mqtt URL contains a password; command lines are visible to every user: put it in "
-                          "$EDGEMASK_MQTT_PASSWORD or in the secrets table of the --config file")
+        raise ConfigError(
+            "--mqtt URL contains a password; command lines are visible to every user: put it in "
+            "$EDGEMASK_MQTT_PASSWORD or in the secrets table of the --config file"
+        )
     topic = urllib.parse.unquote(u.path.lstrip("/"))
     if not topic:
         raise ConfigError(f"--mqtt {shown} has no topic; {fix}, e.g. mqtt://broker.local/site/cam1/alerts")
@@ -200,8 +223,13 @@ def parse_mqtt_url(url: str) -> MqttTarget:
     if u.query or u.fragment:
         raise ConfigError(f"--mqtt {shown} has a query or fragment; {fix}")
     tls = u.scheme == "mqtts"
-    return MqttTarget(host=u.hostname, port=port or (8883 if tls else 1883), topic=topic,
-                      username=urllib.parse.unquote(u.username or ""), tls=tls)
+    return MqttTarget(
+        host=u.hostname,
+        port=port or (8883 if tls else 1883),
+        topic=topic,
+        username=urllib.parse.unquote(u.username or ""),
+        tls=tls,
+    )
 
 
 class MqttSink(Sink):
@@ -239,8 +267,9 @@ class MqttSink(Sink):
             import paho.mqtt.client as mqtt
         except ImportError:
             raise ConfigError("--mqtt needs paho-mqtt: pip install 'paho-mqtt>=2' (or edgemask[mqtt])") from None
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
-                        clean_session=True)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311, clean_session=True
+        )
         if self.target.username:
             c.username_pw_set(self.target.username, self.password or None)
         elif self.password:
@@ -272,7 +301,9 @@ class MqttSink(Sink):
             self._connected = False
         log.warning("disconnected from MQTT broker %s:%d (%s)", self.target.host, self.target.port, reason_code)
 
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any = None, properties: Any = None) -> None:
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason_code: Any = None, properties: Any = None
+    ) -> None:
         with self._cond:
             self._acked.add(mid)
             self._cond.notify_all()
@@ -298,7 +329,9 @@ class MqttSink(Sink):
                 self._mid_of[aid] = mid
         with self._cond:
             if not self._cond.wait_for(lambda: mid in self._acked, timeout=self.timeout_s):
-                raise RetryableError(f"no PUBACK from {self.target.host}:{self.target.port} within {self.timeout_s:g} s")
+                raise RetryableError(
+                    f"no PUBACK from {self.target.host}:{self.target.port} within {self.timeout_s:g} s"
+                )
             self._acked.discard(mid)
             self._mid_of.pop(aid, None)
 
@@ -341,8 +374,14 @@ class AlertDispatcher:
             ``"delivered" | "retry" | "dead"`` (metrics hook).
     """
 
-    def __init__(self, outbox: Outbox, sinks: list[Sink], retry_min_s: float = 0.5, retry_max_s: float = 60.0,
-                 on_result: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        outbox: Outbox,
+        sinks: list[Sink],
+        retry_min_s: float = 0.5,
+        retry_max_s: float = 60.0,
+        on_result: Callable[[str, str], None] | None = None,
+    ):
         self.outbox = outbox
         self.sinks = list(sinks)
         self.retry_min_s = float(retry_min_s)
@@ -382,15 +421,24 @@ class AlertDispatcher:
                 self.failures[sink.name] += 1
                 self.outbox.fail(item.seq, sink.name, str(e))
                 delay = min(self.retry_max_s, self.retry_min_s * 2 ** min(failures - 1, 20))
-                delay = max(delay * random.uniform(0.8, 1.2), e.retry_after or 0.0)  # jitter: sites do not retry in lockstep
-                log.warning("%s: delivering alert %s failed (%s); retry %d in %.1f s", sink.name, item.alert_id, e,
-                            item.attempts + 1, delay)
+                delay = max(
+                    delay * random.uniform(0.8, 1.2), e.retry_after or 0.0
+                )  # jitter: sites do not retry in lockstep
+                log.warning(
+                    "%s: delivering alert %s failed (%s); retry %d in %.1f s",
+                    sink.name,
+                    item.alert_id,
+                    e,
+                    item.attempts + 1,
+                    delay,
+                )
                 self._emit(sink.name, "retry")
                 self._stop.wait(delay)
                 continue
             except PermanentError as e:
-                log.error("%s refused alert %s for good (%s); kept in the outbox's dead table", sink.name,
-                          item.alert_id, e)
+                log.error(
+                    "%s refused alert %s for good (%s); kept in the outbox's dead table", sink.name, item.alert_id, e
+                )
                 self.outbox.kill(item.seq, sink.name, str(e))
                 self._emit(sink.name, "dead")
                 continue
@@ -438,5 +486,16 @@ class AlertDispatcher:
                 log.exception("closing sink %s failed", s.name)
 
 
-__all__ = ["AlertDispatcher", "LogSink", "MqttSink", "MqttTarget", "PermanentError", "RetryableError", "Sink",
-           "WebhookSink", "check_http_url", "parse_mqtt_url", "write_snapshot"]
+__all__ = [
+    "AlertDispatcher",
+    "LogSink",
+    "MqttSink",
+    "MqttTarget",
+    "PermanentError",
+    "RetryableError",
+    "Sink",
+    "WebhookSink",
+    "check_http_url",
+    "parse_mqtt_url",
+    "write_snapshot",
+]

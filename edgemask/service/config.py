@@ -193,9 +193,14 @@ class RunConfig:
     # -- views: each subsystem gets its own options, not the other fifty ----------
     def source_options(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~edgemask.vision.sources.FrameSource`: its watchdog and reconnect timing."""
-        return {"stall_timeout_s": self.stall_timeout_s, "freeze_timeout_s": self.freeze_timeout_s,
-                "open_timeout_s": self.open_timeout_s, "reconnect_min_s": self.reconnect_min_s,
-                "reconnect_max_s": self.reconnect_max_s, "start_timeout_s": self.start_timeout_s}
+        return {
+            "stall_timeout_s": self.stall_timeout_s,
+            "freeze_timeout_s": self.freeze_timeout_s,
+            "open_timeout_s": self.open_timeout_s,
+            "reconnect_min_s": self.reconnect_min_s,
+            "reconnect_max_s": self.reconnect_max_s,
+            "start_timeout_s": self.start_timeout_s,
+        }
 
     def tracker_options(self, alert_classes: tuple[int, ...]) -> dict[str, Any]:
         """Keyword arguments of :class:`~edgemask.vision.tracker.IoUTracker`.
@@ -203,8 +208,14 @@ class RunConfig:
         Args:
             alert_classes: the class indices of ``alert_on``, resolved against the bundle's class names.
         """
-        return {"iou_threshold": self.iou_threshold, "max_missed": self.max_missed, "vote_window": self.vote_window,
-                "min_confidence": self.min_confidence, "alert_classes": alert_classes, "debounce_s": self.debounce_s}
+        return {
+            "iou_threshold": self.iou_threshold,
+            "max_missed": self.max_missed,
+            "vote_window": self.vote_window,
+            "min_confidence": self.min_confidence,
+            "alert_classes": alert_classes,
+            "debounce_s": self.debounce_s,
+        }
 
     # ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -229,9 +240,11 @@ class RunConfig:
         from edgemask.utils.redact import url_has_password
 
         if url_has_password(self.source):
-            raise ConfigError(f"--source URL contains a password; command lines are visible to every user: give "
-                              f"rtsp://USER@host/... and the password in ${ENV_SOURCE_PASSWORD} or in the "
-                              "secrets table of the --config file")
+            raise ConfigError(
+                f"--source URL contains a password; command lines are visible to every user: give "
+                f"rtsp://USER@host/... and the password in ${ENV_SOURCE_PASSWORD} or in the "
+                "secrets table of the --config file"
+            )
         if self.camera is not None and self.camera < 0:
             raise ConfigError(f"--camera must be a device index >= 0, got {self.camera}")
         for name in ("width", "height", "detect_width", "min_face", "max_frames", "metrics_port", "classify_threads"):
@@ -246,27 +259,35 @@ class RunConfig:
         from edgemask.bundle.manifest import PRECISIONS
 
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)} "
-                              "(lower case; the bundle must contain a model at that precision)")
+            raise ConfigError(
+                f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)} "
+                "(lower case; the bundle must contain a model at that precision)"
+            )
         if not self.bundle and self.backend != "null":
             # No --bundle: the pretrained defaults shipped in the package (edgemask/pretrained/).
             from edgemask.pretrained import default_bundle
 
             shipped = default_bundle()
             if shipped is None:
-                raise ConfigError("--bundle is required: this install ships no pretrained bundle (rebuild it with "
-                                  "'python -m edgemask.pretrained.rebuild --install' or pass an exported bundle "
-                                  "folder, see 'edgemask export'); only --backend null runs without one")
+                raise ConfigError(
+                    "--bundle is required: this install ships no pretrained bundle (rebuild it with "
+                    "'python -m edgemask.pretrained.rebuild --install' or pass an exported bundle "
+                    "folder, see 'edgemask export'); only --backend null runs without one"
+                )
             self.bundle = str(shipped)
         from edgemask.vision.detectors import parse_detector
 
         kind, _ = parse_detector(self.detector, self.face_model)  # unknown name, yunet without a file
         if kind == "bundle" and not self.bundle:
-            raise ConfigError("--detector bundle needs --bundle DIR (a bundle exported with "
-                              "'edgemask export RUN --detector DET_RUN'); or choose --detector haar-fusion")
+            raise ConfigError(
+                "--detector bundle needs --bundle DIR (a bundle exported with "
+                "'edgemask export RUN --detector DET_RUN'); or choose --detector haar-fusion"
+            )
         if self.detector_precision and self.detector_precision not in PRECISIONS:
-            raise ConfigError(f"unknown --detector-precision {self.detector_precision!r}; choose one of: "
-                              f"{', '.join(PRECISIONS)}, or leave it empty for --precision")
+            raise ConfigError(
+                f"unknown --detector-precision {self.detector_precision!r}; choose one of: "
+                f"{', '.join(PRECISIONS)}, or leave it empty for --precision"
+            )
         if self.detect_mode not in DETECT_MODES:
             raise ConfigError(f"unknown --detect-mode {self.detect_mode!r}; choose one of: {', '.join(DETECT_MODES)}")
         if self.detect_every < 1:
@@ -285,8 +306,16 @@ class RunConfig:
             raise ConfigError(f"--start-timeout must be >= 0 seconds (0 = keep retrying), got {self.start_timeout_s}")
         if self.debounce_s < 0 or self.max_missed < 0:
             raise ConfigError("--debounce and --max-missed must be >= 0")
-        for name in ("stall_timeout_s", "open_timeout_s", "reconnect_min_s", "reconnect_max_s",
-                     "sink_timeout_s", "retry_min_s", "retry_max_s", "health_stale_s"):
+        for name in (
+            "stall_timeout_s",
+            "open_timeout_s",
+            "reconnect_min_s",
+            "reconnect_max_s",
+            "sink_timeout_s",
+            "retry_min_s",
+            "retry_max_s",
+            "health_stale_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.roi:
@@ -320,8 +349,12 @@ def valid_option_names() -> list[str]:
     return sorted(by_field.get(n, n) for n in field_names)
 
 
-_NUMBER_HINT = {float: "a number", int: "a whole number", bool: "true or false (a TOML boolean, no quotes)",
-                str: "a string in quotes"}
+_NUMBER_HINT = {
+    float: "a number",
+    int: "a whole number",
+    bool: "true or false (a TOML boolean, no quotes)",
+    str: "a string in quotes",
+}
 
 
 def typed_options(d: Any, where: str = "the config file", from_file: bool = True) -> dict[str, Any]:
@@ -370,13 +403,16 @@ def _typed(name: str, key: Any, value: Any, default: Any, where: str, redact: An
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{where}: [run] {key} = {shown} must be a camera index, a whole number >= 0 "
-                              "(e.g. camera = 0)")
+            raise ConfigError(
+                f"{where}: [run] {key} = {shown} must be a camera index, a whole number >= 0 (e.g. camera = 0)"
+            )
         return value
     if name == "crop_margin":  # None (the bundle's) by default, a number when given
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: [run] {key} = {shown} must be a number (a fraction of the face box, "
-                              f"e.g. {key} = 0.15); leave it out to use the bundle's")
+            raise ConfigError(
+                f"{where}: [run] {key} = {shown} must be a number (a fraction of the face box, "
+                f"e.g. {key} = 0.15); leave it out to use the bundle's"
+            )
         return float(value)
     if name == "alert_on":
         if isinstance(value, str):
@@ -384,19 +420,25 @@ def _typed(name: str, key: Any, value: Any, default: Any, where: str, redact: An
         elif isinstance(value, list) and all(isinstance(x, str) for x in value):
             items = value
         else:
-            raise ConfigError(f"{where}: [run] {key} = {shown} must be class names, e.g. "
-                              'alert_on = ["no_mask", "mask_incorrect"] or "no_mask,mask_incorrect"')
+            raise ConfigError(
+                f"{where}: [run] {key} = {shown} must be class names, e.g. "
+                'alert_on = ["no_mask", "mask_incorrect"] or "no_mask,mask_incorrect"'
+            )
         return tuple(x.strip() for x in items if x.strip())
     kind = type(default)
-    ok = (isinstance(value, bool) if kind is bool else
-          isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
-          isinstance(value, int) and not isinstance(value, bool) if kind is int else
-          isinstance(value, str))
+    ok = (
+        isinstance(value, bool)
+        if kind is bool
+        else isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is float
+        else isinstance(value, int) and not isinstance(value, bool)
+        if kind is int
+        else isinstance(value, str)
+    )
     if not ok:
         unit = " (seconds)" if name.endswith("_s") else ""
         example = {bool: "true", float: f"{default:g}" if kind is float else "", int: str(default), str: '"..."'}[kind]
-        raise ConfigError(f"{where}: [run] {key} = {shown} must be {_NUMBER_HINT[kind]}{unit}, "
-                          f"e.g. {key} = {example}")
+        raise ConfigError(f"{where}: [run] {key} = {shown} must be {_NUMBER_HINT[kind]}{unit}, e.g. {key} = {example}")
     return float(value) if kind is float else value
 
 
@@ -420,9 +462,11 @@ class Secrets:
     source_password: str = field(default="", repr=False)
 
     def __repr__(self) -> str:  # never print a secret, even in a traceback's locals
-        return (f"Secrets(mqtt_password={'***' if self.mqtt_password else ''!r}, "
-                f"webhook_token={'***' if self.webhook_token else ''!r}, "
-                f"source_password={'***' if self.source_password else ''!r})")
+        return (
+            f"Secrets(mqtt_password={'***' if self.mqtt_password else ''!r}, "
+            f"webhook_token={'***' if self.webhook_token else ''!r}, "
+            f"source_password={'***' if self.source_password else ''!r})"
+        )
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -473,21 +517,27 @@ def load_secrets(config_file: str = "", environ: dict[str, str] | None = None) -
         data = read_config_file(config_file)
         file_secrets = data.get("secrets", {}) or {}
         if not isinstance(file_secrets, dict):
-            raise ConfigError(f"config file {config_file}: 'secrets' must be a table ([secrets] with key = \"value\" "
-                              "lines)")
+            raise ConfigError(
+                f"config file {config_file}: 'secrets' must be a table ([secrets] with key = \"value\" lines)"
+            )
         for k, v in file_secrets.items():
             if not isinstance(v, str):
-                raise ConfigError(f"config file {config_file}: [secrets] {k} must be a string in quotes, "
-                                  f"got a {type(v).__name__}")
+                raise ConfigError(
+                    f"config file {config_file}: [secrets] {k} must be a string in quotes, got a {type(v).__name__}"
+                )
         unknown = sorted(set(file_secrets) - {"mqtt_password", "webhook_token", "source_password"})
         if unknown:
-            raise ConfigError(f"config file {config_file} has unknown secret(s) {', '.join(unknown)}; "
-                              "known: mqtt_password, webhook_token, source_password")
+            raise ConfigError(
+                f"config file {config_file} has unknown secret(s) {', '.join(unknown)}; "
+                "known: mqtt_password, webhook_token, source_password"
+            )
         if file_secrets and os.name == "posix":
             mode = Path(config_file).stat().st_mode
             if mode & (stat.S_IRGRP | stat.S_IROTH):
-                raise ConfigError(f"config file {config_file} holds secrets but other users can read it; "
-                                  f"run 'chmod 600 {config_file}'")
+                raise ConfigError(
+                    f"config file {config_file} holds secrets but other users can read it; "
+                    f"run 'chmod 600 {config_file}'"
+                )
     secrets = Secrets(
         mqtt_password=setting(ENV_MQTT_PASSWORD, environ) or str(file_secrets.get("mqtt_password", "")),
         webhook_token=setting(ENV_WEBHOOK_TOKEN, environ) or str(file_secrets.get("webhook_token", "")),
@@ -519,6 +569,20 @@ def config_with_file(cfg: RunConfig, explicit: set[str]) -> RunConfig:
     return RunConfig(**merged)
 
 
-__all__ = ["DEFAULT_ALERT_ON", "DETECTORS", "DETECT_MODES", "ENV_MQTT_PASSWORD", "ENV_SOURCE_PASSWORD", "ENV_WEBHOOK_TOKEN",
-           "OPTION_ALIASES", "RunConfig", "Secrets", "config_with_file", "load_secrets", "parse_roi",
-           "read_config_file", "typed_options", "valid_option_names"]
+__all__ = [
+    "DEFAULT_ALERT_ON",
+    "DETECTORS",
+    "DETECT_MODES",
+    "ENV_MQTT_PASSWORD",
+    "ENV_SOURCE_PASSWORD",
+    "ENV_WEBHOOK_TOKEN",
+    "OPTION_ALIASES",
+    "RunConfig",
+    "Secrets",
+    "config_with_file",
+    "load_secrets",
+    "parse_roi",
+    "read_config_file",
+    "typed_options",
+    "valid_option_names",
+]

@@ -120,11 +120,14 @@ class _LatencyRing:
         out = {}
         for i, s in enumerate(self.stages):
             col = a[:, i]
-            out[s] = {"mean": round(float(col.mean()), 3), "p50": round(float(np.percentile(col, 50)), 3),
-                      "p95": round(float(np.percentile(col, 95)), 3), "p99": round(float(np.percentile(col, 99)), 3),
-                      "max": round(float(col.max()), 3)}
+            out[s] = {
+                "mean": round(float(col.mean()), 3),
+                "p50": round(float(np.percentile(col, 50)), 3),
+                "p95": round(float(np.percentile(col, 95)), 3),
+                "p99": round(float(np.percentile(col, 99)), 3),
+                "max": round(float(col.max()), 3),
+            }
         return out
-
 
 
 # --------------------------------------------------------------------------- the loop
@@ -151,12 +154,21 @@ def _signals_to(stop: threading.Event, enabled: bool):
             signal.signal(s, h)
 
 
-def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any = None,
-                class_names: list[str] | None = None, detector: Any = None, source: FrameSourceLike | None = None,
-                stop_event: threading.Event | None = None, install_signal_handlers: bool = True,
-                notifier: Any = None, metrics: Any = None,
-                on_frame: Callable[[int, list[dict[str, Any]]], None] | None = None,
-                on_ready: Callable[[PreparedRun], None] | None = None) -> RunSummary:
+def run_service(
+    cfg: RunConfig,
+    *,
+    secrets: Secrets | None = None,
+    runner: Any = None,
+    class_names: list[str] | None = None,
+    detector: Any = None,
+    source: FrameSourceLike | None = None,
+    stop_event: threading.Event | None = None,
+    install_signal_handlers: bool = True,
+    notifier: Any = None,
+    metrics: Any = None,
+    on_frame: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    on_ready: Callable[[PreparedRun], None] | None = None,
+) -> RunSummary:
     """Run the detection service until a stop condition; return what it did.
 
     Args:
@@ -177,16 +189,30 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
 
     stop = stop_event or threading.Event()
     notifier = notifier or SdNotifier()
-    p = prepare_run(cfg, secrets=secrets, runner=runner, class_names=class_names, detector=detector, source=source,
-                    metrics=metrics, notifier=notifier)
+    p = prepare_run(
+        cfg,
+        secrets=secrets,
+        runner=runner,
+        class_names=class_names,
+        detector=detector,
+        source=source,
+        metrics=metrics,
+        notifier=notifier,
+    )
     summary = RunSummary(source=p.source.spec.describe())
     try:
         summary.detector = p.detector.describe()
         summary.runner = p.runner.describe()
         with contextlib.suppress(OSError):
-            atomic_write_json(Path(cfg.state_dir) / "run_config.json",
-                              {"config": _redacted(cfg.to_dict()), "detector": summary.detector, "runner": summary.runner,
-                               "source": summary.source})
+            atomic_write_json(
+                Path(cfg.state_dir) / "run_config.json",
+                {
+                    "config": _redacted(cfg.to_dict()),
+                    "detector": summary.detector,
+                    "runner": summary.runner,
+                    "source": summary.source,
+                },
+            )
         p.dispatcher.start()
         if p.metrics_server is not None:
             p.metrics_server.start()
@@ -196,10 +222,16 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
             if on_ready is not None:
                 on_ready(p)
             # One line in the journal that says what this run is (a restarted box is diagnosed from it).
-            log.info("running on %s: detector %s, classifier %s:%s (%s), alerts on %s via %s", summary.source,
-                     summary.detector.get("detector"), summary.runner.get("backend"), summary.runner.get("precision"),
-                     ", ".join(p.class_names), ", ".join(cfg.alert_on) or "nothing",
-                     ", ".join(s.name for s in p.dispatcher.sinks) or "no sink")
+            log.info(
+                "running on %s: detector %s, classifier %s:%s (%s), alerts on %s via %s",
+                summary.source,
+                summary.detector.get("detector"),
+                summary.runner.get("backend"),
+                summary.runner.get("precision"),
+                ", ".join(p.class_names),
+                ", ".join(cfg.alert_on) or "nothing",
+                ", ".join(s.name for s in p.dispatcher.sinks) or "no sink",
+            )
             notifier.ready(f"running on {summary.source}")
             _loop(p, summary, stop, notifier, on_frame)
     finally:
@@ -221,8 +253,13 @@ def run_service(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
     return summary
 
 
-def _loop(p: PreparedRun, summary: RunSummary, stop: threading.Event, notifier: Any,
-          on_frame: Callable[[int, list[dict[str, Any]]], None] | None) -> None:
+def _loop(
+    p: PreparedRun,
+    summary: RunSummary,
+    stop: threading.Event,
+    notifier: Any,
+    on_frame: Callable[[int, list[dict[str, Any]]], None] | None,
+) -> None:
     cfg, src, metrics, outputs = p.cfg, p.source, p.metrics, p.outputs
     assert outputs is not None and outputs.alerts is not None, "prepare_run opens the outputs"
     pipeline = _pipeline_for(p)
@@ -277,9 +314,14 @@ _METRIC_STAGES = ("decode", "detect", "classify", "track", "output", "total")  #
 def _pipeline_for(p: PreparedRun) -> FramePipeline:
     cfg, spec = p.cfg, p.source.spec
     # Photos (an image folder or one image) are independent scenes: a fresh tracker per photo.
-    return FramePipeline(p.detector, FaceClassifier(p.runner, p.class_names, cfg.crop_margin),
-                         cfg.tracker_options(p.alert_classes), detect_every=cfg.detect_every,
-                         use_async=use_async_detection(cfg.detect_mode, spec.live, spec.scenes), scenes=spec.scenes)
+    return FramePipeline(
+        p.detector,
+        FaceClassifier(p.runner, p.class_names, cfg.crop_margin),
+        cfg.tracker_options(p.alert_classes),
+        detect_every=cfg.detect_every,
+        use_async=use_async_detection(cfg.detect_mode, spec.live, spec.scenes),
+        scenes=spec.scenes,
+    )
 
 
 def _stop_reason(cfg: RunConfig, stop: threading.Event, t_start: float, frames: int) -> str:
@@ -355,7 +397,6 @@ def _redacted(d: dict[str, Any]) -> dict[str, Any]:
     from edgemask.utils.redact import redact
 
     return {k: redact(v) if isinstance(v, str) else v for k, v in d.items()}
-
 
 
 __all__ = [

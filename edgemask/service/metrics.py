@@ -66,7 +66,7 @@ class _Builtin:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.help: dict[str, tuple[str, str]] = {}     # name -> (type, help)
+        self.help: dict[str, tuple[str, str]] = {}  # name -> (type, help)
         self.values: dict[tuple[str, tuple], float] = {}
         self.hist: dict[tuple[str, tuple], list[float]] = {}  # per-bucket counts + [sum, count]
 
@@ -135,11 +135,11 @@ class ServiceMetrics:
         self.last_frame_t: float | None = None  # monotonic
         self.started_t = time.monotonic()
         self.frames = 0
-        self.inferences = 0                 # runner calls (the start-up warm-up included)
-        self.model: dict[str, Any] = {}     # manifest_identity of the bundle served: name, version, manifest_sha256
+        self.inferences = 0  # runner calls (the start-up warm-up included)
+        self.model: dict[str, Any] = {}  # manifest_identity of the bundle served: name, version, manifest_sha256
         self.source_connected = False
         self.source_changed_t: float | None = None  # monotonic time a live source's picture last changed
-        self.outbox: dict[str, Any] = {}   # the outbox's last status(): degraded, reason, in_memory, not_durable
+        self.outbox: dict[str, Any] = {}  # the outbox's last status(): degraded, reason, in_memory, not_durable
         self._not_durable_seen = 0
         self._fps_window: list[float] = []
         self._lock = threading.Lock()
@@ -150,23 +150,35 @@ class ServiceMetrics:
             self._p = {
                 "frames": Counter("edgemask_frames", "Frames processed", registry=r),
                 "fps": Gauge("edgemask_fps", "Frames per second over the last ~2 s", registry=r),
-                "stage": Histogram("edgemask_stage_latency_seconds", "Per-frame latency of each pipeline stage",
-                                   ["stage"], buckets=BUCKETS, registry=r),
+                "stage": Histogram(
+                    "edgemask_stage_latency_seconds",
+                    "Per-frame latency of each pipeline stage",
+                    ["stage"],
+                    buckets=BUCKETS,
+                    registry=r,
+                ),
                 "faces_total": Counter("edgemask_faces", "Faces classified", registry=r),
                 "faces": Gauge("edgemask_faces_current", "Faces in the last frame", registry=r),
                 "alerts": Counter("edgemask_alerts", "Alerts raised, by class", ["class"], registry=r),
                 "reconnects": Counter("edgemask_source_reconnects", "Times the video source was reopened", registry=r),
                 "corrupt": Counter("edgemask_corrupt_frames", "Frames skipped as unusable", registry=r),
                 "outbox": Gauge("edgemask_outbox_depth", "Alert deliveries waiting in the outbox", registry=r),
-                "deliveries": Counter("edgemask_alert_deliveries", "Alert delivery attempts by sink and outcome",
-                                      ["sink", "outcome"], registry=r),
+                "deliveries": Counter(
+                    "edgemask_alert_deliveries",
+                    "Alert delivery attempts by sink and outcome",
+                    ["sink", "outcome"],
+                    registry=r,
+                ),
                 "up": Gauge("edgemask_up", "1 while the run loop runs", registry=r),
-                "degraded": Gauge("edgemask_outbox_degraded", "1 while the alert outbox cannot write to disk",
-                                  registry=r),
-                "memory": Gauge("edgemask_outbox_memory_alerts", "Alerts held only in memory (outbox not writable)",
-                                registry=r),
-                "not_durable": Counter("edgemask_alerts_not_durable",
-                                       "Alerts the outbox could not make durable (full disk)", registry=r),
+                "degraded": Gauge(
+                    "edgemask_outbox_degraded", "1 while the alert outbox cannot write to disk", registry=r
+                ),
+                "memory": Gauge(
+                    "edgemask_outbox_memory_alerts", "Alerts held only in memory (outbox not writable)", registry=r
+                ),
+                "not_durable": Counter(
+                    "edgemask_alerts_not_durable", "Alerts the outbox could not make durable (full disk)", registry=r
+                ),
             }
             self._p["up"].set(1)
         else:
@@ -188,8 +200,13 @@ class ServiceMetrics:
                 ("edgemask_alerts_not_durable", "counter", "Alerts the outbox could not make durable (full disk)"),
             ):
                 b.declare(name, kind, doc)
-            for name in ("edgemask_frames", "edgemask_faces", "edgemask_source_reconnects", "edgemask_corrupt_frames",
-                         "edgemask_alerts_not_durable"):
+            for name in (
+                "edgemask_frames",
+                "edgemask_faces",
+                "edgemask_source_reconnects",
+                "edgemask_corrupt_frames",
+                "edgemask_alerts_not_durable",
+            ):
                 b.inc(name, (), 0.0)
             b.set("edgemask_up", 1)
             b.set("edgemask_outbox_depth", 0)
@@ -303,16 +320,24 @@ class ServiceMetrics:
         if ok and outbox.get("degraded"):
             # Still 200: frames flow and alerts are delivered from memory; a restart would lose those.
             status = "degraded"
-        info = {"status": status, "frames": self.frames, "last_frame_age_s": None if age is None else round(age, 3),
-                "source_connected": self.source_connected, "uptime_s": round(now - self.started_t, 1),
-                "inferences": self.inferences}
+        info = {
+            "status": status,
+            "frames": self.frames,
+            "last_frame_age_s": None if age is None else round(age, 3),
+            "source_connected": self.source_connected,
+            "uptime_s": round(now - self.started_t, 1),
+            "inferences": self.inferences,
+        }
         if self.model:
             info["model"] = dict(self.model)
         if frozen_s is not None:
             info["picture_unchanged_s"] = round(frozen_s, 3)
         if outbox.get("degraded"):
-            info.update(outbox_degraded=True, outbox_error=outbox.get("reason", ""),
-                        alerts_in_memory=int(outbox.get("in_memory", 0)))
+            info.update(
+                outbox_degraded=True,
+                outbox_error=outbox.get("reason", ""),
+                alerts_in_memory=int(outbox.get("in_memory", 0)),
+            )
         if outbox.get("not_durable"):
             info["alerts_not_durable"] = int(outbox["not_durable"])
         return ok, info
@@ -331,8 +356,14 @@ class MetricsServer:
         ConfigError: the port cannot be bound (in use, or privileged).
     """
 
-    def __init__(self, metrics: ServiceMetrics, host: str = "127.0.0.1", port: int = 9108, stale_s: float = 15.0,
-                 extra_health: Callable[[], dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        metrics: ServiceMetrics,
+        host: str = "127.0.0.1",
+        port: int = 9108,
+        stale_s: float = 15.0,
+        extra_health: Callable[[], dict[str, Any]] | None = None,
+    ):
         m, stale, extra = metrics, float(stale_s), extra_health
 
         class Handler(BaseHTTPRequestHandler):
@@ -364,13 +395,16 @@ class MetricsServer:
         try:
             self.httpd = ThreadingHTTPServer((host, int(port)), Handler)
         except OSError as e:
-            raise ConfigError(f"cannot serve metrics on {host}:{port}: {e.strerror}; choose another --metrics-port "
-                              "(or 0 to turn metrics off)") from None
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {e.strerror}; choose another --metrics-port "
+                "(or 0 to turn metrics off)"
+            ) from None
         self.httpd.daemon_threads = True
         self.host = host
         self.port = int(self.httpd.server_address[1])
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="edgemask-metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="edgemask-metrics", daemon=True
+        )
 
     def start(self) -> MetricsServer:
         self._thread.start()

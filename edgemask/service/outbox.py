@@ -104,14 +104,15 @@ class _MemAlert:
     alert_id: str
     created: float
     payload: str
-    pending: dict[str, int] = field(default_factory=dict)   # sink -> attempts
-    dead: dict[str, str] = field(default_factory=dict)      # sink -> reason (refused for good)
+    pending: dict[str, int] = field(default_factory=dict)  # sink -> attempts
+    dead: dict[str, str] = field(default_factory=dict)  # sink -> reason (refused for good)
 
 
 def _is_corrupt(e: BaseException) -> bool:
     text = str(e).lower()
-    return isinstance(e, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text
-                                                     or "corrupt" in text)
+    return isinstance(e, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text
+    )
 
 
 class Outbox:
@@ -130,22 +131,27 @@ class Outbox:
             folders this call created are removed again.
     """
 
-    def __init__(self, path: str | Path, sinks: Iterable[str], retry_s: float = 2.0,
-                 on_state: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        sinks: Iterable[str],
+        retry_s: float = 2.0,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.path = Path(path)
         self.sinks = tuple(sinks)
         self.retry_s = float(retry_s)
         self.on_state = on_state
         self._lock = threading.Lock()
-        self._mem: dict[int, _MemAlert] = {}         # negative seq -> alert, oldest first
+        self._mem: dict[int, _MemAlert] = {}  # negative seq -> alert, oldest first
         self._next_mem = -1
-        self._moved: dict[int, int] = {}             # memory seq -> disk seq, once written
+        self._moved: dict[int, int] = {}  # memory seq -> disk seq, once written
         self._done: dict[tuple[int, str], str] = {}  # (disk seq, sink) delivered ("") or dead (reason), not yet deleted
         self._retry_at = 0.0
         self.degraded = False
         self.degraded_reason = ""
-        self.not_durable = 0   # alerts accepted while the disk could not store them (total)
-        self.lost = 0          # alerts still only in memory at close(): lost
+        self.not_durable = 0  # alerts accepted while the disk could not store them (total)
+        self.lost = 0  # alerts still only in memory at close(): lost
         self.pending_at_close: dict[str, int] = {}  # deliveries left on disk by close()
         self._db: Any = None
         self._open()
@@ -187,10 +193,13 @@ class Outbox:
                 raise ConfigError(
                     f"the alert outbox {p} is corrupt ({e}); to start with an empty outbox move it aside: "
                     f"mv {p} {p}.corrupt (with any {p.name}-wal/-shm beside it); to get its alerts back: "
-                    f"sqlite3 {p}.corrupt .recover | sqlite3 {p.name}.recovered") from None
+                    f"sqlite3 {p}.corrupt .recover | sqlite3 {p.name}.recovered"
+                ) from None
             reason = getattr(e, "strerror", None) or str(e)
-            raise ConfigError(f"cannot open the alert outbox {p}: {reason}; free space under --state-dir "
-                              "or choose a writable --state-dir") from None
+            raise ConfigError(
+                f"cannot open the alert outbox {p}: {reason}; free space under --state-dir "
+                "or choose a writable --state-dir"
+            ) from None
 
     # -- degraded mode -------------------------------------------------------
     def _degrade(self, e: BaseException, what: str) -> None:
@@ -202,10 +211,15 @@ class Outbox:
         self._retry_at = time.monotonic() + self.retry_s
         if not self.degraded:
             self.degraded, self.degraded_reason = True, reason
-            log.error("the alert outbox %s cannot be written (%s while %s): running degraded, new alerts are kept "
-                      "in memory and delivered, and the disk is tried again every %g s; free space under "
-                      "--state-dir (a restart now would lose the alerts held in memory)", self.path, reason, what,
-                      self.retry_s)
+            log.error(
+                "the alert outbox %s cannot be written (%s while %s): running degraded, new alerts are kept "
+                "in memory and delivered, and the disk is tried again every %g s; free space under "
+                "--state-dir (a restart now would lose the alerts held in memory)",
+                self.path,
+                reason,
+                what,
+                self.retry_s,
+            )
 
     def _recover(self) -> None:
         """Lock held. Write what memory holds (alerts, acks) to disk; leave degraded mode if that works."""
@@ -219,22 +233,29 @@ class Outbox:
                     continue
                 row = cur.execute("SELECT seq FROM alerts WHERE alert_id=?", (a.alert_id,)).fetchone()
                 if row is None:
-                    cur.execute("INSERT INTO alerts(alert_id, created, payload) VALUES (?,?,?)",
-                                (a.alert_id, a.created, a.payload))
+                    cur.execute(
+                        "INSERT INTO alerts(alert_id, created, payload) VALUES (?,?,?)",
+                        (a.alert_id, a.created, a.payload),
+                    )
                     row = (cur.lastrowid,)
                 seq = int(row[0])
                 moved[mseq] = seq
-                cur.executemany("INSERT OR IGNORE INTO pending(seq, sink, attempts) VALUES (?,?,?)",
-                                [(seq, s, n) for s, n in a.pending.items()])
-                cur.executemany("INSERT OR REPLACE INTO dead(seq, sink, alert_id, payload, reason, died) "
-                                "VALUES (?,?,?,?,?,?)",
-                                [(seq, s, a.alert_id, a.payload, r, time.time()) for s, r in a.dead.items()])
+                cur.executemany(
+                    "INSERT OR IGNORE INTO pending(seq, sink, attempts) VALUES (?,?,?)",
+                    [(seq, s, n) for s, n in a.pending.items()],
+                )
+                cur.executemany(
+                    "INSERT OR REPLACE INTO dead(seq, sink, alert_id, payload, reason, died) VALUES (?,?,?,?,?,?)",
+                    [(seq, s, a.alert_id, a.payload, r, time.time()) for s, r in a.dead.items()],
+                )
                 self._gc(cur, seq)
             for (seq, sink), reason in self._done.items():
                 if reason:
-                    cur.execute("INSERT OR REPLACE INTO dead(seq, sink, alert_id, payload, reason, died) "
-                                "SELECT a.seq, ?, a.alert_id, a.payload, ?, ? FROM alerts a WHERE a.seq=?",
-                                (sink, reason, time.time(), seq))
+                    cur.execute(
+                        "INSERT OR REPLACE INTO dead(seq, sink, alert_id, payload, reason, died) "
+                        "SELECT a.seq, ?, a.alert_id, a.payload, ?, ? FROM alerts a WHERE a.seq=?",
+                        (sink, reason, time.time(), seq),
+                    )
                 cur.execute("DELETE FROM pending WHERE seq=? AND sink=?", (seq, sink))
                 self._gc(cur, seq)
             # Nothing to write: prove the disk takes a write before calling the outbox healthy again.
@@ -248,8 +269,13 @@ class Outbox:
         self._mem.clear()
         self._done.clear()
         self.degraded, self.degraded_reason = False, ""
-        log.warning("the alert outbox %s is writable again; %d alert(s) held in memory are now on disk "
-                    "(%d accepted while it was not writable)", self.path, n, self.not_durable)
+        log.warning(
+            "the alert outbox %s is writable again; %d alert(s) held in memory are now on disk "
+            "(%d accepted while it was not writable)",
+            self.path,
+            n,
+            self.not_durable,
+        )
 
     def _maybe_recover(self) -> None:
         if self.degraded and time.monotonic() >= self._retry_at:
@@ -257,8 +283,13 @@ class Outbox:
 
     def status(self) -> dict[str, Any]:
         """``{"degraded", "reason", "in_memory", "not_durable", "lost"}`` for /healthz, metrics and the summary."""
-        return {"degraded": self.degraded, "reason": self.degraded_reason, "in_memory": len(self._mem),
-                "not_durable": self.not_durable, "lost": self.lost}
+        return {
+            "degraded": self.degraded,
+            "reason": self.degraded_reason,
+            "in_memory": len(self._mem),
+            "not_durable": self.not_durable,
+            "lost": self.lost,
+        }
 
     def _changed(self, before: tuple) -> None:
         """Lock *not* held: tell the metrics hook when the state moved."""
@@ -305,7 +336,9 @@ class Outbox:
                 if row is not None:
                     cur.execute("COMMIT")
                     return int(row[0])
-                cur.execute("INSERT INTO alerts(alert_id, created, payload) VALUES (?,?,?)", (aid, time.time(), payload))
+                cur.execute(
+                    "INSERT INTO alerts(alert_id, created, payload) VALUES (?,?,?)", (aid, time.time(), payload)
+                )
                 seq = int(cur.lastrowid)
                 cur.executemany("INSERT INTO pending(seq, sink) VALUES (?,?)", [(seq, s) for s in self.sinks])
                 cur.execute("COMMIT")
@@ -336,7 +369,9 @@ class Outbox:
         try:
             rows = self._db.execute(
                 "SELECT p.seq, a.alert_id, a.payload, p.attempts FROM pending p JOIN alerts a ON a.seq=p.seq "
-                "WHERE p.sink=? ORDER BY p.seq LIMIT ?", (sink, len(skip) + 1)).fetchall()
+                "WHERE p.sink=? ORDER BY p.seq LIMIT ?",
+                (sink, len(skip) + 1),
+            ).fetchall()
         except _STORAGE_ERRORS as e:
             self._degrade(e, "reading")
             rows = []
@@ -345,8 +380,9 @@ class Outbox:
                 return OutboxItem(seq=int(row[0]), alert_id=row[1], payload=json.loads(row[2]), attempts=int(row[3]))
         for mseq, a in self._mem.items():
             if sink in a.pending:
-                return OutboxItem(seq=mseq, alert_id=a.alert_id, payload=json.loads(a.payload),
-                                  attempts=a.pending[sink])
+                return OutboxItem(
+                    seq=mseq, alert_id=a.alert_id, payload=json.loads(a.payload), attempts=a.pending[sink]
+                )
         return None
 
     def ack(self, seq: int, sink: str) -> None:
@@ -374,9 +410,11 @@ class Outbox:
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     if reason:
-                        cur.execute("INSERT OR REPLACE INTO dead(seq, sink, alert_id, payload, reason, died) "
-                                    "SELECT a.seq, ?, a.alert_id, a.payload, ?, ? FROM alerts a WHERE a.seq=?",
-                                    (sink, reason, time.time(), seq))
+                        cur.execute(
+                            "INSERT OR REPLACE INTO dead(seq, sink, alert_id, payload, reason, died) "
+                            "SELECT a.seq, ?, a.alert_id, a.payload, ?, ? FROM alerts a WHERE a.seq=?",
+                            (sink, reason, time.time(), seq),
+                        )
                     cur.execute("DELETE FROM pending WHERE seq=? AND sink=?", (seq, sink))
                     self._gc(cur, seq)
                     cur.execute("COMMIT")
@@ -396,8 +434,10 @@ class Outbox:
                     a.pending[sink] += 1
                 return
             try:
-                self._db.execute("UPDATE pending SET attempts=attempts+1, last_error=? WHERE seq=? AND sink=?",
-                                 (error[:500], seq, sink))
+                self._db.execute(
+                    "UPDATE pending SET attempts=attempts+1, last_error=? WHERE seq=? AND sink=?",
+                    (error[:500], seq, sink),
+                )
             except _STORAGE_ERRORS:
                 pass  # only a counter; the alert itself is safe
 
@@ -421,7 +461,7 @@ class Outbox:
             out = {s: int(n) for s, n in self._db.execute("SELECT sink, COUNT(*) FROM pending GROUP BY sink")}
         except _STORAGE_ERRORS:
             out = {}
-        for (_seq, s) in self._done:
+        for _seq, s in self._done:
             if s in out:
                 out[s] -= 1
         for a in self._mem.values():
@@ -452,10 +492,15 @@ class Outbox:
             if left:
                 self.lost = len(left)
                 sinks = sorted({s for a in left for s in a.pending})
-                log.error("%d alert(s) could not be made durable (the disk under %s stayed unwritable) and were not "
-                          "delivered to %s before the service stopped; they are lost: %s", len(left), self.path.parent,
-                          ", ".join(sinks), ", ".join(a.alert_id for a in left[:20])
-                          + (f" and {len(left) - 20} more" if len(left) > 20 else ""))
+                log.error(
+                    "%d alert(s) could not be made durable (the disk under %s stayed unwritable) and were not "
+                    "delivered to %s before the service stopped; they are lost: %s",
+                    len(left),
+                    self.path.parent,
+                    ", ".join(sinks),
+                    ", ".join(a.alert_id for a in left[:20])
+                    + (f" and {len(left) - 20} more" if len(left) > 20 else ""),
+                )
             mem, self._mem = self._mem, {}
             self.pending_at_close = self._pending_locked()  # what stays on disk for the next run
             self._mem = mem

@@ -41,7 +41,7 @@ class EventWriter:
         self.path = Path(path)
         self.retry_s = float(retry_s)
         self.dropped = 0
-        self._pending = 0          # records written since the last successful flush
+        self._pending = 0  # records written since the last successful flush
         self._retry_at = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +72,13 @@ class EventWriter:
     def _failed(self, e: OSError) -> None:
         self.dropped += self._pending
         self._pending = 0
-        log.error("writing --events %s failed (%s); events are dropped until it works again, retried every %g s "
-                  "(alerts are safe in the outbox)", self.path, e.strerror or e, self.retry_s)
+        log.error(
+            "writing --events %s failed (%s); events are dropped until it works again, retried every %g s "
+            "(alerts are safe in the outbox)",
+            self.path,
+            e.strerror or e,
+            self.retry_s,
+        )
         f, self._f = self._f, None
         if f is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -203,8 +208,17 @@ class Outputs:
         alerts: where alerts go; set once the outbox and dispatcher are open.
     """
 
-    def __init__(self, source_spec: Any, *, events: EventWriter | None = None, snapshots: str = "", record: str = "",
-                 record_fps: float = 0.0, headless: bool = True, alerts: AlertQueue | None = None):
+    def __init__(
+        self,
+        source_spec: Any,
+        *,
+        events: EventWriter | None = None,
+        snapshots: str = "",
+        record: str = "",
+        record_fps: float = 0.0,
+        headless: bool = True,
+        alerts: AlertQueue | None = None,
+    ):
         self.source_spec = source_spec
         self.source = source_spec.describe()
         self.events = events
@@ -277,9 +291,20 @@ class Outputs:
         ts = round(result.time, 3)
         item = frame.item
         for f in result.faces:
-            self.events.write({"type": "face", "time": ts, "frame": frame.index, "track": f["track"], "box": f["box"],
-                               "class": f["frame_class"], "confidence": f["confidence"], "voted": f["class"],
-                               "detected": f["detected"], **({"item": item} if item is not None else {})})
+            self.events.write(
+                {
+                    "type": "face",
+                    "time": ts,
+                    "frame": frame.index,
+                    "track": f["track"],
+                    "box": f["box"],
+                    "class": f["frame_class"],
+                    "confidence": f["confidence"],
+                    "voted": f["class"],
+                    "detected": f["detected"],
+                    **({"item": item} if item is not None else {}),
+                }
+            )
         self.events.flush()
 
     def close(self) -> None:

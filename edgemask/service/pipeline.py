@@ -45,8 +45,8 @@ class FaceClassifier:
 
         if not boxes:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        crops = face_crops(bgr, boxes, self.size, self.margin)       # (N, S, S, 3) uint8 RGB
-        logits = np.asarray(self.runner.infer(crops), np.float64)     # (N, K)
+        crops = face_crops(bgr, boxes, self.size, self.margin)  # (N, S, S, 3) uint8 RGB
+        logits = np.asarray(self.runner.infer(crops), np.float64)  # (N, K)
         z = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
@@ -177,8 +177,17 @@ class FramePipeline:
         tracker_cls: the tracker class (default :class:`~edgemask.vision.tracker.IoUTracker`).
     """
 
-    def __init__(self, detector: Any, classifier: FaceClassifier, tracker_options: dict[str, Any], *,
-                 detect_every: int = 1, use_async: bool = False, scenes: bool = False, tracker_cls: Any = None):
+    def __init__(
+        self,
+        detector: Any,
+        classifier: FaceClassifier,
+        tracker_options: dict[str, Any],
+        *,
+        detect_every: int = 1,
+        use_async: bool = False,
+        scenes: bool = False,
+        tracker_cls: Any = None,
+    ):
         if tracker_cls is None:
             from edgemask.vision.tracker import IoUTracker
 
@@ -206,8 +215,12 @@ class FramePipeline:
         img = frame.image
         h, w = img.shape[:2]
         if self._steps == 0 and hasattr(self.detector, "smallest_face"):
-            log.info("smallest findable face in %dx%d frames: %d px (--min-face, --detect-width)",
-                     w, h, self.detector.smallest_face(w))
+            log.info(
+                "smallest findable face in %dx%d frames: %d px (--min-face, --detect-width)",
+                w,
+                h,
+                self.detector.smallest_face(w),
+            )
         self._steps += 1
         if self.scenes:
             self.tracker = self._scene_tracker()
@@ -235,12 +248,14 @@ class FramePipeline:
         fresh: set[int] = set()
         for fi, phase, dets, _ms in self._async.poll():
             end_of_cycle = phases == 1 or phase == phases - 1
-            fresh.update(t.id for t in tracker.update(dets, fi, cycle_end=end_of_cycle, width=w, height=h)
-                         if t.detected)
+            fresh.update(
+                t.id for t in tracker.update(dets, fi, cycle_end=end_of_cycle, width=w, height=h) if t.detected
+            )
             self.detector_runs += 1
             self.ages.append(frame.index - fi)
         if self._since_detect >= self.detect_every and self._async.submit(
-                frame.index, frame.image, self._cycle_pos if phases > 1 else None):
+            frame.index, frame.image, self._cycle_pos if phases > 1 else None
+        ):
             self._since_detect = 0
             self._cycle_pos = (self._cycle_pos + 1) % phases
         t1 = time.perf_counter()
@@ -267,8 +282,9 @@ class FramePipeline:
         t1 = time.perf_counter()
         return self.tracker.update(dets, frame.index, cycle_end=self._cycle_pos == 0, width=w, height=h), t1
 
-    def _vote(self, tracks: list[Any], idx: np.ndarray,
-              conf: np.ndarray) -> tuple[list[dict[str, Any]], list[tuple[Any, str, float]], float]:
+    def _vote(
+        self, tracks: list[Any], idx: np.ndarray, conf: np.ndarray
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, str, float]], float]:
         names, tracker = self.names, self.tracker
         faces: list[dict[str, Any]] = []
         alerts: list[tuple[Any, str, float]] = []
@@ -276,10 +292,18 @@ class FramePipeline:
         for t, c, pc in zip(tracks, idx, conf):
             voted = tracker.vote(t, int(c), float(pc))
             decision = tracker.should_alert(t, time.monotonic())
-            faces.append({"track": t.id, "box": t.box_int, "class": names[voted] if voted is not None else None,
-                          "frame_class": names[int(c)], "confidence": round(float(pc), 4),
-                          "voted_confidence": round(t.voted_confidence, 4), "detected": t.detected,
-                          "alert": decision is not None})
+            faces.append(
+                {
+                    "track": t.id,
+                    "box": t.box_int,
+                    "class": names[voted] if voted is not None else None,
+                    "frame_class": names[int(c)],
+                    "confidence": round(float(pc), 4),
+                    "voted_confidence": round(t.voted_confidence, 4),
+                    "detected": t.detected,
+                    "alert": decision is not None,
+                }
+            )
             if decision is not None:
                 alerts.append((t, names[decision.class_index], decision.confidence))
         return faces, alerts, now
@@ -301,8 +325,12 @@ class FramePipeline:
         if self._async is None or not self._async.pass_ms:
             return {}
         a = np.asarray(self._async.pass_ms)
-        return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
-                "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
+        return {
+            "mean": round(float(a.mean()), 3),
+            "p50": round(float(np.percentile(a, 50)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3),
+            "max": round(float(a.max()), 3),
+        }
 
     @property
     def detection_age_frames(self) -> float:

@@ -71,8 +71,6 @@ class PreparedRun:
                 self.detector.close()  # the bundle detector's runner
 
 
-
-
 # The backends whose intra-op thread count concerns only the classifier. (OpenCV DNN's is
 # process-wide and would slow the Haar detector too; TensorRT runs on the GPU.)
 _THREADS_OPTION = {"torch": "num_threads", "onnxrt": "intra_op_num_threads"}
@@ -135,8 +133,7 @@ def make_bundle_detector(cfg: RunConfig, bundle: Any) -> Any:
         from edgemask.export.engine import first_use_engine
 
         opts["engine_loader"] = first_use_engine
-    return detector_from_bundle(bundle, backend, cfg.detector_precision or cfg.precision, min_face=cfg.min_face,
-                                **opts)
+    return detector_from_bundle(bundle, backend, cfg.detector_precision or cfg.precision, min_face=cfg.min_face, **opts)
 
 
 def build_sinks(cfg: RunConfig, secrets: Secrets) -> list[Any]:
@@ -153,10 +150,17 @@ def build_sinks(cfg: RunConfig, secrets: Secrets) -> list[Any]:
     return sinks
 
 
-
-def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any = None,
-                class_names: list[str] | None = None, detector: Any = None, source: FrameSourceLike | None = None,
-                metrics: Any = None, notifier: Any = None) -> PreparedRun:
+def prepare_run(
+    cfg: RunConfig,
+    *,
+    secrets: Secrets | None = None,
+    runner: Any = None,
+    class_names: list[str] | None = None,
+    detector: Any = None,
+    source: FrameSourceLike | None = None,
+    metrics: Any = None,
+    notifier: Any = None,
+) -> PreparedRun:
     """Check everything and open all parts; raise a one-line EdgemaskError on the first problem.
 
     Cheap checks come first (options, URLs, secrets, whether the camera
@@ -206,8 +210,9 @@ def prepare_run(cfg: RunConfig, *, secrets: Secrets | None = None, runner: Any =
         raise
 
 
-def _check_options(cfg: RunConfig, secrets: Secrets | None,
-                   source: FrameSourceLike | None) -> tuple[Secrets, SourceSpec | None]:
+def _check_options(
+    cfg: RunConfig, secrets: Secrets | None, source: FrameSourceLike | None
+) -> tuple[Secrets, SourceSpec | None]:
     """The checks that need no waiting: options, sink URLs, secrets, the source (a missing camera), output paths.
 
     Returns the secrets and, unless a source was given, the spec to open.
@@ -224,13 +229,25 @@ def _check_options(cfg: RunConfig, secrets: Secrets | None,
         secrets = load_secrets(cfg.config_file)
     spec = None
     if source is None:
-        spec = parse_source(cfg.source or None, cfg.camera, width=cfg.width, height=cfg.height, fps=cfg.fps,
-                            loop=cfg.loop, device_profile=cfg.device_profile, as_video=cfg.as_video)
+        spec = parse_source(
+            cfg.source or None,
+            cfg.camera,
+            width=cfg.width,
+            height=cfg.height,
+            fps=cfg.fps,
+            loop=cfg.loop,
+            device_profile=cfg.device_profile,
+            as_video=cfg.as_video,
+        )
         if spec.kind == "url" and secrets.source_password:
             spec = dataclasses.replace(spec, target=url_with_password(str(spec.target), secrets.source_password))
         check_source(spec)  # a missing camera is known now, not after the model has loaded
-    for path, what, folder in ((cfg.events, "--events", False), (cfg.record, "--record", False),
-                               (cfg.snapshots, "--snapshots", True), (cfg.state_dir, "--state-dir", True)):
+    for path, what, folder in (
+        (cfg.events, "--events", False),
+        (cfg.record, "--record", False),
+        (cfg.snapshots, "--snapshots", True),
+        (cfg.state_dir, "--state-dir", True),
+    ):
         if path:
             check_writable(path, what, folder)
     return secrets, spec
@@ -247,8 +264,9 @@ def _open_models(prepared: PreparedRun, runner: Any, class_names: list[str] | No
 
         bundle_obj = load_bundle(cfg.bundle)
     # detector: Haar/YuNet now (cheap; a bad model file fails before the classifier loads), the bundle's below
-    kind, yunet_model = resolve_detector(cfg.detector, cfg.face_model,
-                                         bundle_obj.has_detector if bundle_obj is not None else False)
+    kind, yunet_model = resolve_detector(
+        cfg.detector, cfg.face_model, bundle_obj.has_detector if bundle_obj is not None else False
+    )
     if kind == "bundle" and detector is None and bundle_obj is not None and not bundle_obj.has_detector:
         bundle_obj.detector_view()  # BundleError: this bundle has no detector (one line, with the fix)
     roi = parse_roi(cfg.roi) if cfg.roi else None
@@ -256,8 +274,9 @@ def _open_models(prepared: PreparedRun, runner: Any, class_names: list[str] | No
         prepared.detector, prepared.owns_detector = detector, False
     elif kind != "bundle":
         name = f"yunet:{yunet_model}" if cfg.detector.startswith("yunet:") else kind
-        prepared.detector = create_detector(name, face_model=cfg.face_model, detect_width=cfg.detect_width,
-                                            min_face=cfg.min_face, roi=roi)
+        prepared.detector = create_detector(
+            name, face_model=cfg.face_model, detect_width=cfg.detect_width, min_face=cfg.min_face, roi=roi
+        )
     # model
     if runner is None:
         runner, class_names = make_runner(cfg, bundle_obj)
@@ -273,8 +292,10 @@ def _open_models(prepared: PreparedRun, runner: Any, class_names: list[str] | No
         prepared.detector = make_bundle_detector(cfg, bundle_obj)
     missing = [c for c in cfg.alert_on if c not in class_names]
     if missing:
-        raise ConfigError(f"--alert-on names {', '.join(missing)}, which the model does not know; "
-                          f"its classes are: {', '.join(class_names)}")
+        raise ConfigError(
+            f"--alert-on names {', '.join(missing)}, which the model does not know; "
+            f"its classes are: {', '.join(class_names)}"
+        )
     prepared.alert_classes = tuple(class_names.index(c) for c in cfg.alert_on)
 
 
@@ -292,9 +313,15 @@ def _open_metrics(prepared: PreparedRun, metrics: Any) -> None:
         m.inferences += 1  # make_runner's warm-up ran the model once
     if cfg.metrics_port:
         prepared.metrics_server = MetricsServer(
-            m, cfg.metrics_host, cfg.metrics_port, cfg.health_stale_s,
-            extra_health=lambda: {"outbox_depth": prepared.outbox.depth() if prepared.outbox is not None else 0,
-                                  "source": prepared.source.spec.describe() if prepared.source is not None else ""})
+            m,
+            cfg.metrics_host,
+            cfg.metrics_port,
+            cfg.health_stale_s,
+            extra_health=lambda: {
+                "outbox_depth": prepared.outbox.depth() if prepared.outbox is not None else 0,
+                "source": prepared.source.spec.describe() if prepared.source is not None else "",
+            },
+        )
 
 
 def _create_outputs(prepared: PreparedRun, sinks: list[Any]) -> None:
@@ -308,25 +335,39 @@ def _create_outputs(prepared: PreparedRun, sinks: list[Any]) -> None:
         try:
             Path(cfg.snapshots).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"cannot create --snapshots {cfg.snapshots}: {e.strerror}; "
-                              "choose a writable folder") from None
+            raise ConfigError(
+                f"cannot create --snapshots {cfg.snapshots}: {e.strerror}; choose a writable folder"
+            ) from None
     events = None
     if cfg.events:
         prepared.created.extend(_missing_paths(Path(cfg.events)))
         events = EventWriter(cfg.events)
-    prepared.outputs = Outputs(prepared.source.spec, events=events, snapshots=cfg.snapshots, record=cfg.record,
-                               record_fps=cfg.fps, headless=cfg.headless)
+    prepared.outputs = Outputs(
+        prepared.source.spec,
+        events=events,
+        snapshots=cfg.snapshots,
+        record=cfg.record,
+        record_fps=cfg.fps,
+        headless=cfg.headless,
+    )
     # (it removes what it made itself if it fails; the events file and folders are removed by prepare_run)
-    prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks],
-                             on_state=m.outbox_state)
+    prepared.outbox = Outbox(Path(cfg.state_dir) / "outbox.sqlite3", [s.name for s in sinks], on_state=m.outbox_state)
     m.outbox_state(prepared.outbox.status())
     stale = {k: v for k, v in prepared.outbox.pending_by_sink().items() if k not in {s.name for s in sinks}}
     for k, v in stale.items():
-        log.warning("%d alert(s) in the outbox wait for sink %r, which this run does not use; they stay queued "
-                    "until a run with that sink delivers them", v, k)
-    prepared.dispatcher = AlertDispatcher(prepared.outbox, sinks, cfg.retry_min_s, cfg.retry_max_s,
-                                          on_result=lambda s, o: (m.delivery(s, o),
-                                                                  m.outbox_depth(prepared.outbox.depth())))
+        log.warning(
+            "%d alert(s) in the outbox wait for sink %r, which this run does not use; they stay queued "
+            "until a run with that sink delivers them",
+            v,
+            k,
+        )
+    prepared.dispatcher = AlertDispatcher(
+        prepared.outbox,
+        sinks,
+        cfg.retry_min_s,
+        cfg.retry_max_s,
+        on_result=lambda s, o: (m.delivery(s, o), m.outbox_depth(prepared.outbox.depth())),
+    )
     prepared.outputs.alerts = AlertQueue(prepared.outbox, prepared.dispatcher, m)
 
 

@@ -124,10 +124,17 @@ def exec_quote(arg: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask detection service",
-              user: str = "edgemask", working_dir: str = "/var/lib/edgemask", watchdog_s: int = 30,
-              restart_s: int = 5, env_file: str = "/etc/edgemask/edgemask.env",
-              exec_start: Sequence[str] | None = None) -> str:
+def unit_text(
+    run_args: Sequence[str],
+    *,
+    description: str = "edgemask face-mask detection service",
+    user: str = "edgemask",
+    working_dir: str = "/var/lib/edgemask",
+    watchdog_s: int = 30,
+    restart_s: int = 5,
+    env_file: str = "/etc/edgemask/edgemask.env",
+    exec_start: Sequence[str] | None = None,
+) -> str:
     """The text of a systemd unit that runs ``edgemask run <run_args>``.
 
     Args:
@@ -148,19 +155,24 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
     for a in args:
         low = a.lower()
         if any(h in low for h in _SECRET_HINTS) and low.startswith("--"):
-            raise ConfigError(f"'{a}' looks like a secret on the command line; put secrets in {env_file} "
-                              "(EDGEMASK_MQTT_PASSWORD=..., EDGEMASK_WEBHOOK_TOKEN=..., EDGEMASK_SOURCE_PASSWORD=...) "
-                              "instead")
-        if "://" in a and url_has_password(a[a.find("=") + 1:] if a.startswith("--") else a):
+            raise ConfigError(
+                f"'{a}' looks like a secret on the command line; put secrets in {env_file} "
+                "(EDGEMASK_MQTT_PASSWORD=..., EDGEMASK_WEBHOOK_TOKEN=..., EDGEMASK_SOURCE_PASSWORD=...) "
+                "instead"
+            )
+        if "://" in a and url_has_password(a[a.find("=") + 1 :] if a.startswith("--") else a):
             shown = redact(a)
-            raise ConfigError(f"'{shown}' has a password in its URL; keep only the user in the URL and put the password "
-                              f"in {env_file} (EDGEMASK_SOURCE_PASSWORD for a camera, EDGEMASK_MQTT_PASSWORD for MQTT)")
+            raise ConfigError(
+                f"'{shown}' has a password in its URL; keep only the user in the URL and put the password "
+                f"in {env_file} (EDGEMASK_SOURCE_PASSWORD for a camera, EDGEMASK_MQTT_PASSWORD for MQTT)"
+            )
     if watchdog_s < 5:
         raise ConfigError(f"--watchdog must be at least 5 seconds, got {watchdog_s}")
     for opt, path in (("--working-dir", working_dir), ("--env-file", env_file)):
         if not path.startswith("/") or "\n" in path:
-            raise ConfigError(f"{opt} {path!r} must be an absolute path (systemd runs the unit from /), "
-                              f"e.g. /var/lib/edgemask")
+            raise ConfigError(
+                f"{opt} {path!r} must be an absolute path (systemd runs the unit from /), e.g. /var/lib/edgemask"
+            )
     if "--headless" not in args:
         args.append("--headless")  # a service has no display
     if not any(a == "--start-timeout" or a.startswith("--start-timeout=") for a in args):
@@ -169,7 +181,7 @@ def unit_text(run_args: Sequence[str], *, description: str = "edgemask face-mask
     cmd = " ".join(exec_quote(x) for x in [*prog, "run", *args])
     wd = working_dir.replace("%", "%%")
     # StateDirectory= makes systemd create /var/lib/<name> owned by User=.
-    state = f"StateDirectory={working_dir[len('/var/lib/'):]}\n" if working_dir.startswith("/var/lib/") else ""
+    state = f"StateDirectory={working_dir[len('/var/lib/') :]}\n" if working_dir.startswith("/var/lib/") else ""
     return f"""# Written by 'edgemask service install'. Enable with:
 #   sudo cp edgemask.service /etc/systemd/system/ && sudo systemctl daemon-reload
 #   sudo systemctl enable --now edgemask.service
@@ -204,8 +216,9 @@ WantedBy=multi-user.target
 """
 
 
-def boot_check_unit_text(root: str, *, service: str = "edgemask.service",
-                         exec_start: Sequence[str] | None = None) -> str:
+def boot_check_unit_text(
+    root: str, *, service: str = "edgemask.service", exec_start: Sequence[str] | None = None
+) -> str:
     """A oneshot unit that runs ``edgemask device boot-check --root ROOT`` before ``service`` starts.
 
     A release switched in but never committed (power cut, crash, a health
@@ -213,23 +226,25 @@ def boot_check_unit_text(root: str, *, service: str = "edgemask.service",
     starts on a committed release.
     """
     argv = list(exec_start or default_exec_start()) + ["device", "boot-check", "--root", root]
-    return "\n".join([
-        "[Unit]",
-        "Description=edgemask: roll back an uncommitted model release before the service starts",
-        "DefaultDependencies=yes",
-        f"Before={service}",
-        "After=local-fs.target",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        "RemainAfterExit=yes",
-        "ExecStart=" + " ".join(exec_quote(a) for a in argv),
-        "",
-        "[Install]",
-        f"RequiredBy={service}",
-        "WantedBy=multi-user.target",
-        "",
-    ])
+    return "\n".join(
+        [
+            "[Unit]",
+            "Description=edgemask: roll back an uncommitted model release before the service starts",
+            "DefaultDependencies=yes",
+            f"Before={service}",
+            "After=local-fs.target",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "ExecStart=" + " ".join(exec_quote(a) for a in argv),
+            "",
+            "[Install]",
+            f"RequiredBy={service}",
+            "WantedBy=multi-user.target",
+            "",
+        ]
+    )
 
 
 def install_unit(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:

@@ -13,14 +13,13 @@ imported by the functions that need them.
 
 from __future__ import annotations
 
-from edgemask.utils.lazy import lazy_exports
-
 from edgemask.stability.config import (
     DEFAULT_ALPHAS,
     StabilityConfig,
     engine_key,
     parse_engines,
 )
+from edgemask.utils.lazy import lazy_exports
 
 _LAZY = {
     "StudyResult": "edgemask.stability.result",

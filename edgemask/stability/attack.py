@@ -28,7 +28,9 @@ from edgemask.stability.config import NORMS
 TARGETS = ("float", "int8")
 
 
-def load_attack_target(path: str | Path, target: str = "float", device: str = "cpu") -> tuple[Any, int, list[str], dict[str, Any]]:
+def load_attack_target(
+    path: str | Path, target: str = "float", device: str = "cpu"
+) -> tuple[Any, int, list[str], dict[str, Any]]:
     """The model to attack, its input size and class names, and a description.
 
     ``path`` is a bundle (``manifest.json``) or a training run (``model.json``).
@@ -49,8 +51,13 @@ def load_attack_target(path: str | Path, target: str = "float", device: str = "c
             from edgemask.stability.fakequant import twin_from_bundle
 
             model = twin_from_bundle(bundle).to(device)
-            what = {"kind": "bundle", "target": "int8", "source": "host-emulation",
-                    "model": bundle.model_entry("int8").file, "what": "fake-quant torch twin of the QDQ graph"}
+            what = {
+                "kind": "bundle",
+                "target": "int8",
+                "source": "host-emulation",
+                "model": bundle.model_entry("int8").file,
+                "what": "fake-quant torch twin of the QDQ graph",
+            }
         else:
             from edgemask.stability.inputs import load_float_model
 
@@ -60,25 +67,47 @@ def load_attack_target(path: str | Path, target: str = "float", device: str = "c
         return model, bundle.input_size, bundle.class_names, what
     if (p / "model.json").is_file():
         if target != "float":
-            raise ConfigError(f"{p} is a training run; the int8 model exists only in a bundle, so export it first "
-                              f"('edgemask export {p} --out export/NAME') or use --target float")
+            raise ConfigError(
+                f"{p} is a training run; the int8 model exists only in a bundle, so export it first "
+                f"('edgemask export {p} --out export/NAME') or use --target float"
+            )
         from edgemask.training.run import load_run
 
         model, info = load_run(p, device=device)
-        return model, info.input_size, list(info.class_names), {"kind": "run", "target": "float", "source": "engine",
-                                                                 "arch": info.arch, "model": "weights.safetensors"}
+        return (
+            model,
+            info.input_size,
+            list(info.class_names),
+            {"kind": "run", "target": "float", "source": "engine", "arch": info.arch, "model": "weights.safetensors"},
+        )
     if not p.exists():
-        raise ModelError(f"{p} does not exist; pass a bundle folder (from 'edgemask export') or a run folder "
-                         "(from 'edgemask train')")
-    raise ModelError(f"{p} is neither a bundle (no manifest.json) nor a training run (no model.json); pass the "
-                     "--out folder of 'edgemask export' or 'edgemask train'")
+        raise ModelError(
+            f"{p} does not exist; pass a bundle folder (from 'edgemask export') or a run folder (from 'edgemask train')"
+        )
+    raise ModelError(
+        f"{p} is neither a bundle (no manifest.json) nor a training run (no model.json); pass the "
+        "--out folder of 'edgemask export' or 'edgemask train'"
+    )
 
 
-def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path, *, n: int = 1000, norm: str = "l2",
-                     overshoot: float = 0.02, max_iter: int = 50, candidates: int = 0, seed: int = 0,
-                     batch_size: int = 128,
-                     target: str = "float", device: str = "auto", png: bool = True, overwrite: bool = False,
-                     progress: Progress | None = None) -> dict[str, Any]:
+def attack_to_folder(
+    path: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    n: int = 1000,
+    norm: str = "l2",
+    overshoot: float = 0.02,
+    max_iter: int = 50,
+    candidates: int = 0,
+    seed: int = 0,
+    batch_size: int = 128,
+    target: str = "float",
+    device: str = "auto",
+    png: bool = True,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Run DeepFool on ``n`` images of ``data_dir`` against a bundle or run; save the adversarial set.
 
     Returns:
@@ -119,8 +148,10 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     model, size, class_names, what = load_attack_target(path, target, dev)
     ds = load_dataset(data_dir, size=size, class_names=class_names, progress=staged(progress, "load"))
     if n > len(ds):
-        raise ConfigError(f"dataset {data_dir} has only {len(ds)} images but --n is {n}; lower --n to at most "
-                          f"{len(ds)} (or --n 0 for all)")
+        raise ConfigError(
+            f"dataset {data_dir} has only {len(ds)} images but --n is {n}; lower --n to at most "
+            f"{len(ds)} (or --n 0 for all)"
+        )
     idx = stratified_sample(ds.labels, n, seed)
     x = to_nchw_float(ds.images[idx])
     y = ds.labels[idx].astype(np.int64)
@@ -129,9 +160,17 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     t = time.perf_counter()
     with tf32_pinned_off() as tf32_before:
         progress("attack", 0, len(x))
-        res = deepfool(model, torch.from_numpy(x).to(dev), norm=norm, overshoot=float(overshoot), max_iter=int(max_iter),
-                       candidates=candidates or None,
-                       clip=(0.0, 1.0), labels=torch.from_numpy(y).to(dev), batch_size=batch_size or None)
+        res = deepfool(
+            model,
+            torch.from_numpy(x).to(dev),
+            norm=norm,
+            overshoot=float(overshoot),
+            max_iter=int(max_iter),
+            candidates=candidates or None,
+            clip=(0.0, 1.0),
+            labels=torch.from_numpy(y).to(dev),
+            batch_size=batch_size or None,
+        )
         progress("attack", len(x), len(x), f"fooled {int(res.success.sum())}/{len(x)}")
     seconds = time.perf_counter() - t
     x_adv = res.x_adv.detach().float().cpu().numpy()
@@ -142,22 +181,43 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     with torch.no_grad():
         xb = torch.from_numpy(x_adv8).to(dev)
         step = batch_size or 256
-        pred8 = torch.cat([model(xb[i:i + step]).argmax(1) for i in range(0, len(xb), step)]).cpu().numpy()
+        pred8 = torch.cat([model(xb[i : i + step]).argmax(1) for i in range(0, len(xb), step)]).cpu().numpy()
     ok = res.success.cpu().numpy().astype(bool)
     still = (pred8 != res.pred_orig.cpu().numpy()) & ok
     summary["eight_bit_still_adversarial"] = float(still.sum() / ok.sum()) if ok.sum() else None
     info = {
-        "format": "edgemask-attack", "version": 1, "model": what, "summary": summary, "class_names": class_names,
-        "config": {"path": str(path), "data": str(data_dir), "n": n, "norm": norm, "overshoot": overshoot,
-                   "max_iter": max_iter, "candidates": candidates, "seed": seed, "batch_size": batch_size,
-                   "target": target, "device": dev,
-                   "png": png},
+        "format": "edgemask-attack",
+        "version": 1,
+        "model": what,
+        "summary": summary,
+        "class_names": class_names,
+        "config": {
+            "path": str(path),
+            "data": str(data_dir),
+            "n": n,
+            "norm": norm,
+            "overshoot": overshoot,
+            "max_iter": max_iter,
+            "candidates": candidates,
+            "seed": seed,
+            "batch_size": batch_size,
+            "target": target,
+            "device": dev,
+            "png": png,
+        },
         "dataset": {"size": len(ds), "sampled": len(idx), "sample": "stratified by class, seeded"},
-        "versions": library_versions(), "host": host_info(),
+        "versions": library_versions(),
+        "host": host_info(),
         "tf32": {"before": tf32_before, "during_attack": {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False}},
         "seconds": round(seconds, 2),
-        "files": {"x": "x.npy", "x_adv": "x_adv.npy", "r": "r.npy", "labels": "labels.npy", "samples": "samples.csv",
-                  "png": "adversarial/" if png else None},
+        "files": {
+            "x": "x.npy",
+            "x_adv": "x_adv.npy",
+            "r": "r.npy",
+            "labels": "labels.npy",
+            "samples": "samples.csv",
+            "png": "adversarial/" if png else None,
+        },
     }
     info = to_jsonable(info)
     replace = overwrite or (out.is_dir() and not any(out.iterdir()))
@@ -175,25 +235,56 @@ def attack_to_folder(path: str | Path, data_dir: str | Path, out_dir: str | Path
     return info
 
 
-def _write_attack_csv(path: Path, res: Any, y: np.ndarray, sources: list[str], class_names: list[str],
-                      pred8: np.ndarray) -> None:
+def _write_attack_csv(
+    path: Path, res: Any, y: np.ndarray, sources: list[str], class_names: list[str], pred8: np.ndarray
+) -> None:
     d = res.to_dict()["samples"]
-    cols = ["index", "source", "label", "label_name", "pred", "pred_adv", "success", "pred_adv_8bit", "iterations",
-            "l2", "linf", "rho", "margin", "margin_adv", "zero_grad"]
+    cols = [
+        "index",
+        "source",
+        "label",
+        "label_name",
+        "pred",
+        "pred_adv",
+        "success",
+        "pred_adv_8bit",
+        "iterations",
+        "l2",
+        "linf",
+        "rho",
+        "margin",
+        "margin_adv",
+        "zero_grad",
+    ]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for i in range(len(y)):
-            w.writerow([i, sources[i], int(y[i]), class_names[int(y[i])], d["pred_orig"][i], d["pred_adv"][i],
-                        d["success"][i], int(pred8[i]), d["iterations"][i], d["l2"][i], d["linf"][i],
-                        "" if d["rho"][i] is None else d["rho"][i], d["margin"][i], d["margin_adv"][i],
-                        d["zero_grad"][i]])
+            w.writerow(
+                [
+                    i,
+                    sources[i],
+                    int(y[i]),
+                    class_names[int(y[i])],
+                    d["pred_orig"][i],
+                    d["pred_adv"][i],
+                    d["success"][i],
+                    int(pred8[i]),
+                    d["iterations"][i],
+                    d["l2"][i],
+                    d["linf"][i],
+                    "" if d["rho"][i] is None else d["rho"][i],
+                    d["margin"][i],
+                    d["margin_adv"][i],
+                    d["zero_grad"][i],
+                ]
+            )
 
 
 def _write_pngs(folder: Path, x8: np.ndarray, y: np.ndarray, class_names: list[str], progress: Progress) -> None:
     import cv2
 
-    for c in np.unique(y):      # only classes present: an empty class folder would be an empty class
+    for c in np.unique(y):  # only classes present: an empty class folder would be an empty class
         (folder / class_names[int(c)]).mkdir(parents=True, exist_ok=True)
     for i in range(len(x8)):
         rgb = np.round(x8[i].transpose(1, 2, 0) * 255.0).astype(np.uint8)

@@ -79,19 +79,33 @@ class StabilityConfig:
             raise ConfigError(f"--overshoot must be in [0, 1) (the paper uses 0.02), got {self.overshoot!r}")
         if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
             raise ConfigError(f"--max-iter must be an integer >= 1 (default 50), got {self.max_iter!r}")
-        if not isinstance(self.candidates, int) or isinstance(self.candidates, bool) or self.candidates == 1 \
-                or self.candidates < 0:
-            raise ConfigError(f"--candidates must be 0 (every class) or >= 2 (the prediction and at least one "
-                              f"other), got {self.candidates!r}")
-        if not self.alphas or any(not (isinstance(a, (int, float)) and math.isfinite(a) and a > 0) for a in self.alphas):
-            raise ConfigError(f"--alphas must be positive numbers such as 0.5,1,2; got {','.join(map(str, self.alphas)) or 'none'}")
+        if (
+            not isinstance(self.candidates, int)
+            or isinstance(self.candidates, bool)
+            or self.candidates == 1
+            or self.candidates < 0
+        ):
+            raise ConfigError(
+                f"--candidates must be 0 (every class) or >= 2 (the prediction and at least one "
+                f"other), got {self.candidates!r}"
+            )
+        if not self.alphas or any(
+            not (isinstance(a, (int, float)) and math.isfinite(a) and a > 0) for a in self.alphas
+        ):
+            raise ConfigError(
+                f"--alphas must be positive numbers such as 0.5,1,2; got {','.join(map(str, self.alphas)) or 'none'}"
+            )
         if self.noise_trials < 0:
             raise ConfigError(f"--noise-trials must be >= 0 (0 = no noise baseline), got {self.noise_trials}")
         if self.sensitivity_trials < 0:
-            raise ConfigError(f"sensitivity_trials must be >= 0 (0 = no sensitivity estimate), got {self.sensitivity_trials}")
+            raise ConfigError(
+                f"sensitivity_trials must be >= 0 (0 = no sensitivity estimate), got {self.sensitivity_trials}"
+            )
         if any(not (0 < s < 1) for s in self.sensitivity_scales):
-            raise ConfigError("--sensitivity-scales are ‖δ‖/‖x‖ ratios in (0, 1), e.g. 0.001,0.01; got "
-                              f"{','.join(map(str, self.sensitivity_scales))}")
+            raise ConfigError(
+                "--sensitivity-scales are ‖δ‖/‖x‖ ratios in (0, 1), e.g. 0.001,0.01; got "
+                f"{','.join(map(str, self.sensitivity_scales))}"
+            )
         if self.batch_size < 0:
             raise ConfigError(f"--batch-size must be >= 1 (or 0 for automatic), got {self.batch_size}")
         if self.twin_mode not in TWIN_MODES:
@@ -141,12 +155,16 @@ def parse_engines(spec: str | tuple[str, ...] | list[str] | None) -> list[tuple[
         if not item:
             continue
         if ":" not in item:
-            raise ConfigError(f"engine {item!r} has no precision; write backend:precision, e.g. onnxrt:int8 "
-                              f"(precisions: {', '.join(PRECISIONS)})")
+            raise ConfigError(
+                f"engine {item!r} has no precision; write backend:precision, e.g. onnxrt:int8 "
+                f"(precisions: {', '.join(PRECISIONS)})"
+            )
         backend, rest = (s.strip() for s in item.split(":", 1))
         precision, _, target = (s.strip() for s in rest.partition("@"))
         if precision not in PRECISIONS:
-            raise ConfigError(f"engine {item!r} has unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+            raise ConfigError(
+                f"engine {item!r} has unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}"
+            )
         if not backend:
             raise ConfigError(f"engine {item!r} has no backend name; e.g. onnxrt:{precision}")
         if "@" in item and not target:

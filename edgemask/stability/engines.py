@@ -12,16 +12,26 @@ from edgemask.errors import BundleError, ConfigError
 from edgemask.progress import NO_PROGRESS, Progress
 from edgemask.stability.config import TWIN_BACKEND, StabilityConfig, engine_key
 
+
 class StudyEngine:
     """One engine of the study: a Runner, or the fake-quant twin, behind ``logits(x)``."""
 
-    def __init__(self, key: str, backend: str, precision: str, target: str | None, source: str,
-                 fn: Callable[[np.ndarray], np.ndarray], label: dict[str, Any], close: Callable[[], None]):
+    def __init__(
+        self,
+        key: str,
+        backend: str,
+        precision: str,
+        target: str | None,
+        source: str,
+        fn: Callable[[np.ndarray], np.ndarray],
+        label: dict[str, Any],
+        close: Callable[[], None],
+    ):
         self.key, self.backend, self.precision, self.target = key, backend, precision, target
         self.source, self._fn, self.label, self.close = source, fn, label, close
 
     def logits(self, x: np.ndarray, batch_size: int) -> np.ndarray:
-        out = [self._fn(np.ascontiguousarray(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+        out = [self._fn(np.ascontiguousarray(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
 
 
@@ -64,7 +74,7 @@ def check_engines(bundle: Any, specs: list[tuple[str, str, str | None]]) -> None
         if backend == TWIN_BACKEND:
             bundle.model_entry(precision, "onnx")
             continue
-        cls = get_backend(backend)      # BackendError listing the valid names
+        cls = get_backend(backend)  # BackendError listing the valid names
         ok, why = cls.available()
         if not ok:
             from edgemask.errors import NotAvailableError
@@ -74,8 +84,9 @@ def check_engines(bundle: Any, specs: list[tuple[str, str, str | None]]) -> None
             bundle.model_entry(precision, "onnx")
 
 
-def open_engine(bundle: Any, backend: str, precision: str, target: str | None, device: str,
-                 twin_mode: str) -> StudyEngine:
+def open_engine(
+    bundle: Any, backend: str, precision: str, target: str | None, device: str, twin_mode: str
+) -> StudyEngine:
     """Activate one engine. Raises BackendError/BundleError with a fix for bad names or missing models."""
     key = engine_key(backend, precision, target)
     if backend == TWIN_BACKEND:
@@ -83,14 +94,28 @@ def open_engine(bundle: Any, backend: str, precision: str, target: str | None, d
 
         dev = target or device
         twin = FakeQuantTwin(bundle.model_path(precision), mode=twin_mode).eval().to(dev)
-        label = {"backend": TWIN_BACKEND, "precision": precision, "emulated": True, "device": str(dev),
-                 "mode": twin_mode, "model": bundle.model_entry(precision).file,
-                 "what": "fake-quant torch twin executing the bundle's QDQ ONNX graph (host emulation)"}
-        return StudyEngine(key, backend, precision, target, "host-emulation",
-                       lambda x: twin_logits(twin, x, len(x) or 1, dev), label, lambda: None)
+        label = {
+            "backend": TWIN_BACKEND,
+            "precision": precision,
+            "emulated": True,
+            "device": str(dev),
+            "mode": twin_mode,
+            "model": bundle.model_entry(precision).file,
+            "what": "fake-quant torch twin executing the bundle's QDQ ONNX graph (host emulation)",
+        }
+        return StudyEngine(
+            key,
+            backend,
+            precision,
+            target,
+            "host-emulation",
+            lambda x: twin_logits(twin, x, len(x) or 1, dev),
+            label,
+            lambda: None,
+        )
     from edgemask.backends import get_backend, runner_from_bundle
 
-    cls = get_backend(backend)   # BackendError listing valid names for a typo
+    cls = get_backend(backend)  # BackendError listing valid names for a typo
     options: dict[str, Any] = {}
     if target:
         if backend == "torch":
@@ -127,9 +152,9 @@ class StudySetup:
 
     bundle: Any
     cfg: StabilityConfig
-    device: str                              # torch device of the float model and the twin
-    batch_size: int                          # images per engine call
-    twin_mode: str = "reference"             # fake-quant arithmetic (see fakequant.TWIN_MODES)
+    device: str  # torch device of the float model and the twin
+    batch_size: int  # images per engine call
+    twin_mode: str = "reference"  # fake-quant arithmetic (see fakequant.TWIN_MODES)
     twin_info: dict[str, Any] | None = None  # how twin_mode was chosen, with its agreement figures
     progress: Progress = NO_PROGRESS
 

@@ -30,19 +30,47 @@ from edgemask.errors import ExportError
 
 #: Integer range of each QuantizeLinear output type (ONNX TensorProto data type → (qmin, qmax)).
 _QRANGE = {
-    2: (0, 255),           # UINT8
-    3: (-128, 127),        # INT8
-    4: (0, 65535),         # UINT16
-    5: (-32768, 32767),    # INT16
+    2: (0, 255),  # UINT8
+    3: (-128, 127),  # INT8
+    4: (0, 65535),  # UINT16
+    5: (-32768, 32767),  # INT16
 }
 
 TWIN_MODES = ("reference", "x86-u8s8")
 
 SUPPORTED_OPS = (
-    "QuantizeLinear", "DequantizeLinear", "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "Gemm", "MatMul", "Add", "Mul", "Sub", "Div", "Flatten", "Reshape", "Transpose", "Concat", "Identity",
-    "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "BatchNormalization", "Sigmoid", "Softmax",
-    "ReduceMean", "ReduceMax", "ReduceSum", "Cast", "Dropout",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Conv",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Sub",
+    "Div",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Concat",
+    "Identity",
+    "Constant",
+    "Shape",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "BatchNormalization",
+    "Sigmoid",
+    "Softmax",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceSum",
+    "Cast",
+    "Dropout",
 )
 
 
@@ -127,20 +155,28 @@ class FakeQuantTwin(nn.Module):
         try:
             model = onnx.load(str(model_path))
         except Exception as e:  # onnx raises several types for damaged files
-            raise ExportError(f"cannot read ONNX file {model_path} ({e.__class__.__name__}); re-export the bundle") from None
+            raise ExportError(
+                f"cannot read ONNX file {model_path} ({e.__class__.__name__}); re-export the bundle"
+            ) from None
         graph = model.graph
-        unsupported = sorted({n.op_type for n in graph.node if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")})
+        unsupported = sorted(
+            {n.op_type for n in graph.node if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")}
+        )
         if unsupported:
-            raise ExportError(f"{Path(model_path).name} uses op(s) {', '.join(unsupported)} that the fake-quant twin does not "
-                              f"implement; it supports {', '.join(SUPPORTED_OPS)} (re-export without them, or attack the "
-                              "float model only with --no-int8-attack)")
+            raise ExportError(
+                f"{Path(model_path).name} uses op(s) {', '.join(unsupported)} that the fake-quant twin does not "
+                f"implement; it supports {', '.join(SUPPORTED_OPS)} (re-export without them, or attack the "
+                "float model only with --no-int8-attack)"
+            )
         self.path = str(model_path)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
         inits = {i.name for i in graph.initializer}
         inputs = [i for i in graph.input if i.name not in inits]
         if len(inputs) != 1 or len(graph.output) != 1:
-            raise ExportError(f"{Path(model_path).name} has {len(inputs)} inputs and {len(graph.output)} outputs; "
-                              "the twin expects one image input and one logits output")
+            raise ExportError(
+                f"{Path(model_path).name} has {len(inputs)} inputs and {len(graph.output)} outputs; "
+                "the twin expects one image input and one logits output"
+            )
         self.input_name = inputs[0].name
         self.output_name = graph.output[0].name
         # Constants: initializers (numpy → torch, integers kept as int64 for exact arithmetic).
@@ -219,8 +255,14 @@ class FakeQuantTwin(nn.Module):
             key = f"{w_int}__site_w"
             consts[key] = w.contiguous()
             self._qtype[key] = 3
-            self._sites[outs[0]] = {"w_int": key, "a_zp": a_zp, "a_q": dq_a[1][0], "a_scale": dq_a[1][1],
-                                    "w_scale": dq_w[1][1], "offset": 128.0 if a_type == 3 else 0.0}
+            self._sites[outs[0]] = {
+                "w_int": key,
+                "a_zp": a_zp,
+                "a_q": dq_a[1][0],
+                "a_scale": dq_a[1][1],
+                "w_scale": dq_w[1][1],
+                "offset": 128.0 if a_type == 3 else 0.0,
+            }
 
     def _saturating(self, node: tuple, site: dict[str, Any], get: Callable[[str], torch.Tensor | None]) -> torch.Tensor:
         """Conv/Gemm as ORT's x86 u8s8 kernel computes it; see the class docstring.
@@ -232,24 +274,24 @@ class FakeQuantTwin(nn.Module):
         which is far cheaper than forming every pair.
         """
         op, ins, _, a, _ = node
-        q = get(site["a_q"])                         # integer-valued activation (float tensor, STE)
+        q = get(site["a_q"])  # integer-valued activation (float tensor, STE)
         za = get(site["a_zp"]).float().reshape(())
-        w = get(site["w_int"]).float()               # int8 weights: Conv (O,C,kh,kw), Gemm (K,M)
+        w = get(site["w_int"]).float()  # int8 weights: Conv (O,C,kh,kw), Gemm (K,M)
         sa = get(site["a_scale"]).float().reshape(())
         sw = get(site["w_scale"]).float().reshape(-1)
-        zu = za + site["offset"]                     # zero point once shifted to uint8
+        zu = za + site["offset"]  # zero point once shifted to uint8
         centred = q - za
         if op == "Conv":
             if w.ndim != 4:
                 raise ExportError("x86-u8s8 twin mode supports 2-D convolutions only; use mode='reference'")
             sym, begin, fpad = _pads_to_torch(list(a.get("pads", [0, 0, 0, 0])))
-            if not sym:                              # zero padding in the centred domain = the zero point
+            if not sym:  # zero padding in the centred domain = the zero point
                 centred, begin = F.pad(centred, fpad), [0, 0]
             st, dl = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
-            acc = F.conv2d(centred, w, None, st, begin, dl)                           # (N, O, oh, ow) exact sums
+            acc = F.conv2d(centred, w, None, st, begin, dl)  # (N, O, oh, ow) exact sums
             n, o, oh, ow = acc.shape
             c, kh, kw = w.shape[1:]
-            wk = w.permute(0, 2, 3, 1).reshape(o, kh * kw * c)                         # NHWC kernels reduce (kh, kw, c)
+            wk = w.permute(0, 2, 3, 1).reshape(o, kh * kw * c)  # NHWC kernels reduce (kh, kw, c)
             risky = self._risky_pairs(wk)
             if risky is not None:
                 cols = F.unfold(centred, (kh, kw), dilation=dl, padding=begin, stride=st)  # (N, C*kh*kw, L): c, kh, kw
@@ -261,7 +303,7 @@ class FakeQuantTwin(nn.Module):
             return y
         # Gemm: A (N, K) @ W (K, M)
         acc = centred @ w
-        wk = w.t()                                                                     # (M, K)
+        wk = w.t()  # (M, K)
         risky = self._risky_pairs(wk)
         if risky is not None:
             acc = acc + self._clamp_error((centred + zu).unsqueeze(-1), wk, risky, wk.shape[0]).squeeze(-1)
@@ -275,12 +317,14 @@ class FakeQuantTwin(nn.Module):
         """(output index, pair index) of weight pairs whose uint8 pair sum can exceed int16."""
         if wk.shape[1] % 2:
             wk = F.pad(wk, (0, 1))
-        bound = 255.0 * (wk[:, 0::2].abs() + wk[:, 1::2].abs())                       # (O, K/2)
+        bound = 255.0 * (wk[:, 0::2].abs() + wk[:, 1::2].abs())  # (O, K/2)
         o_idx, j_idx = torch.nonzero(bound > 32767.0, as_tuple=True)
         return (o_idx, j_idx) if o_idx.numel() else None
 
     @staticmethod
-    def _clamp_error(cols: torch.Tensor, wk: torch.Tensor, risky: tuple[torch.Tensor, torch.Tensor], o: int) -> torch.Tensor:
+    def _clamp_error(
+        cols: torch.Tensor, wk: torch.Tensor, risky: tuple[torch.Tensor, torch.Tensor], o: int
+    ) -> torch.Tensor:
         """Σ over risky pairs of (sat16(p) − p), p = u[2j]·w[o,2j] + u[2j+1]·w[o,2j+1] → (N, O, L).
 
         ``cols``: (N, K, L) uint8-domain activations; ``wk``: (O, K) int8 weights.
@@ -288,8 +332,8 @@ class FakeQuantTwin(nn.Module):
         if cols.shape[1] % 2:
             cols, wk = F.pad(cols, (0, 0, 0, 1)), F.pad(wk, (0, 1))
         o_idx, j_idx = risky
-        u0, u1 = cols[:, 2 * j_idx], cols[:, 2 * j_idx + 1]                           # (N, R, L)
-        w0, w1 = wk[o_idx, 2 * j_idx], wk[o_idx, 2 * j_idx + 1]                       # (R,)
+        u0, u1 = cols[:, 2 * j_idx], cols[:, 2 * j_idx + 1]  # (N, R, L)
+        w0, w1 = wk[o_idx, 2 * j_idx], wk[o_idx, 2 * j_idx + 1]  # (R,)
         p = u0 * w0[None, :, None] + u1 * w1[None, :, None]
         err = torch.clamp(p, -32768.0, 32767.0) - p
         out = torch.zeros(cols.shape[0], o, cols.shape[2], dtype=cols.dtype, device=cols.device)
@@ -342,7 +386,7 @@ class _Node(NamedTuple):
     ins: list[str]
     outs: list[str]
     a: dict[str, Any]  # attributes
-    where: str         # "node NAME (OP)", for error messages
+    where: str  # "node NAME (OP)", for error messages
 
 
 # One handler per op (or family of ops): (twin, node, inputs) -> outputs. ``_OPS`` below maps names to them.
@@ -374,14 +418,25 @@ def _dequantize_linear(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.
 def _conv(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
     a = n.a
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ExportError(f"{n.where}: auto_pad={a['auto_pad']!r} is not supported by the twin; export with explicit pads")
+        raise ExportError(
+            f"{n.where}: auto_pad={a['auto_pad']!r} is not supported by the twin; export with explicit pads"
+        )
     w = x[1]
     nd = w.ndim - 2
     sym, begin, fpad = _pads_to_torch(list(a.get("pads", [0] * (2 * nd))))
     inp = x[0] if sym else F.pad(x[0], fpad)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
-    return [conv(inp, w, x[2] if len(x) > 2 else None, stride=list(a.get("strides", [1] * nd)),
-                 padding=begin if sym else 0, dilation=list(a.get("dilations", [1] * nd)), groups=int(a.get("group", 1)))]
+    return [
+        conv(
+            inp,
+            w,
+            x[2] if len(x) > 2 else None,
+            stride=list(a.get("strides", [1] * nd)),
+            padding=begin if sym else 0,
+            dilation=list(a.get("dilations", [1] * nd)),
+            groups=int(a.get("group", 1)),
+        )
+    ]
 
 
 def _clip(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
@@ -477,7 +532,7 @@ def _constant(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
 def _shape(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
     dims = list(x[0].shape)
     start, end = int(n.a.get("start", 0)), n.a.get("end")
-    dims = dims[start:] if end is None else dims[start:int(end)]
+    dims = dims[start:] if end is None else dims[start : int(end)]
     return [torch.tensor(dims, dtype=torch.int64)]
 
 
@@ -486,7 +541,7 @@ def _gather(twin: FakeQuantTwin, n: _Node, x: _Inputs) -> list[torch.Tensor]:
     axis = int(n.a.get("axis", 0)) % x[0].ndim
     idx = torch.where(idx < 0, idx + x[0].shape[axis], idx).to(x[0].device)
     out = torch.index_select(x[0], axis, idx.reshape(-1))
-    new_shape = list(x[0].shape[:axis]) + list(idx.shape) + list(x[0].shape[axis + 1:])
+    new_shape = list(x[0].shape[:axis]) + list(idx.shape) + list(x[0].shape[axis + 1 :])
     return [out.reshape(new_shape)]
 
 
@@ -577,8 +632,13 @@ def twin_from_bundle(bundle: Any, precision: str = "int8") -> FakeQuantTwin:
     return FakeQuantTwin(bundle.model_path(precision)).eval()
 
 
-def twin_agreement(twin: FakeQuantTwin, onnx_logits: np.ndarray, x: np.ndarray, batch_size: int = 256,
-                   device: str | torch.device = "cpu") -> dict[str, Any]:
+def twin_agreement(
+    twin: FakeQuantTwin,
+    onnx_logits: np.ndarray,
+    x: np.ndarray,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """How closely the twin reproduces the engine's logits on the same inputs.
 
     Args:
@@ -601,11 +661,13 @@ def twin_agreement(twin: FakeQuantTwin, onnx_logits: np.ndarray, x: np.ndarray, 
 
 
 @torch.no_grad()
-def twin_logits(twin: nn.Module, x: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu") -> np.ndarray:
+def twin_logits(
+    twin: nn.Module, x: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """Batched forward of the twin on numpy inputs → (N, K) float32 logits."""
     out = []
     for i in range(0, len(x), batch_size):
-        out.append(twin(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)).float().cpu().numpy())
+        out.append(twin(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

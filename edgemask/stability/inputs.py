@@ -22,11 +22,18 @@ def load_float_model(bundle: Any, device: str = "cpu") -> Any:
     entry = next((m for m in bundle.manifest.models if m.format == "safetensors"), None)
     path = bundle.path(entry.file) if entry is not None else None
     if entry is None or path is None or not path.is_file():
-        raise BundleError(f"bundle {bundle.root} has no float weights (weights.safetensors); the stability study "
-                          "attacks the float model, so re-export the bundle with 'edgemask export RUN --out "
-                          f"{bundle.root} --overwrite'")
-    model = load_weights(bundle.manifest.arch, bundle.manifest.arch_args, path, fix="re-export the bundle",
-                         described_by=bundle.root / "manifest.json")
+        raise BundleError(
+            f"bundle {bundle.root} has no float weights (weights.safetensors); the stability study "
+            "attacks the float model, so re-export the bundle with 'edgemask export RUN --out "
+            f"{bundle.root} --overwrite'"
+        )
+    model = load_weights(
+        bundle.manifest.arch,
+        bundle.manifest.arch_args,
+        path,
+        fix="re-export the bundle",
+        described_by=bundle.root / "manifest.json",
+    )
     return model.to(device).eval()
 
 
@@ -44,8 +51,9 @@ def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     if n == 0 or n == total:
         return np.arange(total)
     if n > total:
-        raise ConfigError(f"the dataset has only {total} images but --n asks for {n}; lower --n to at most {total} "
-                          "(or --n 0 for all)")
+        raise ConfigError(
+            f"the dataset has only {total} images but --n asks for {n}; lower --n to at most {total} (or --n 0 for all)"
+        )
     rng = np.random.default_rng([seed, 1301])
     classes, counts = np.unique(labels, return_counts=True)
     quota = counts * n / total
@@ -72,7 +80,9 @@ def to_nchw_float(images: np.ndarray) -> np.ndarray:
         raise ConfigError(f"float images must be (N, 3, S, S) in [0, 1], got shape {images.shape}")
     x = transforms.to_nchw_float(images)
     if x.size and (x.min() < 0 or x.max() > 1):
-        raise ConfigError(f"float images must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g}); divide 8-bit pixels by 255")
+        raise ConfigError(
+            f"float images must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g}); divide 8-bit pixels by 255"
+        )
     return x
 
 

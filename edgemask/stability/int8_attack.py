@@ -36,8 +36,12 @@ def choose_twin_mode(bundle: Any, x: np.ndarray, bs: int, device: str) -> tuple[
         twin = FakeQuantTwin(bundle.model_path("int8"), mode=mode).eval().to(device)
         agreement[mode] = twin_agreement(twin, ort_logits, x, bs, device)
     best = min(MODES, key=lambda m: (agreement[m]["max_abs_diff"], MODES.index(m)))
-    info = {"mode": best, "chosen_by": "closest logits to onnxrt:int8 on the clean images",
-            "agreement": agreement, "engine": "onnxrt:int8"}
+    info = {
+        "mode": best,
+        "chosen_by": "closest logits to onnxrt:int8 on the clean images",
+        "agreement": agreement,
+        "engine": "onnxrt:int8",
+    }
     return info, best, ort_logits
 
 
@@ -47,8 +51,14 @@ def attack_int8(setup: StudySetup, fa: FloatAttack, y: np.ndarray) -> tuple[dict
     Returns:
         (summary for the report, per-sample arrays for samples.csv).
     """
-    bundle, cfg, device, mode, bs, progress = (setup.bundle, setup.cfg, setup.device, setup.twin_mode,
-                                               setup.batch_size, setup.progress)
+    bundle, cfg, device, mode, bs, progress = (
+        setup.bundle,
+        setup.cfg,
+        setup.device,
+        setup.twin_mode,
+        setup.batch_size,
+        setup.progress,
+    )
     twin_info = setup.twin_info
     x, rho_float, f_success = fa.x, fa.rho, fa.success
     import torch
@@ -59,15 +69,26 @@ def attack_int8(setup: StudySetup, fa: FloatAttack, y: np.ndarray) -> tuple[dict
     n = len(x)
     twin = FakeQuantTwin(bundle.model_path("int8"), mode=mode).eval().to(device)
     progress("int8 attack", 0, n)
-    res = deepfool(twin, torch.from_numpy(x).to(device), norm=cfg.norm, overshoot=float(cfg.overshoot),
-                   max_iter=int(cfg.max_iter), candidates=cfg.candidates or None, clip=(0.0, 1.0),
-                   batch_size=cfg.batch_size or None)
+    res = deepfool(
+        twin,
+        torch.from_numpy(x).to(device),
+        norm=cfg.norm,
+        overshoot=float(cfg.overshoot),
+        max_iter=int(cfg.max_iter),
+        candidates=cfg.candidates or None,
+        clip=(0.0, 1.0),
+        batch_size=cfg.batch_size or None,
+    )
     progress("int8 attack", n, n, f"fooled {int(res.success.sum())}/{n}")
     x_adv = res.x_adv.detach().float().cpu().numpy()
     ok = res.success.cpu().numpy().astype(bool)
     rho = res.rho.detach().double().cpu().numpy()
-    out: dict[str, Any] = {"source": "host-emulation", "twin_mode": mode, "model": bundle.model_entry("int8").file,
-                           "summary": res.summary()}
+    out: dict[str, Any] = {
+        "source": "host-emulation",
+        "twin_mode": mode,
+        "model": bundle.model_entry("int8").file,
+        "summary": res.summary(),
+    }
     both = ok & f_success
     out["rho_adv_int8"] = mean_finite(rho[ok])
     out["rho_n_int8"] = int(ok.sum())
@@ -97,8 +118,13 @@ def attack_int8(setup: StudySetup, fa: FloatAttack, y: np.ndarray) -> tuple[dict
     out["twin_clean_accuracy"] = float(np.mean(tw_clean == y))
     if twin_info is not None:
         out["twin_agreement"] = twin_info.get("agreement", {}).get(mode)
-    direct = {"pred": res.pred_orig.cpu().numpy(), "pred_adv": res.pred_adv.cpu().numpy(), "success": ok,
-              "rho": rho, "l2": res.l2.detach().double().cpu().numpy()}
+    direct = {
+        "pred": res.pred_orig.cpu().numpy(),
+        "pred_adv": res.pred_adv.cpu().numpy(),
+        "success": ok,
+        "rho": rho,
+        "l2": res.l2.detach().double().cpu().numpy(),
+    }
     if engine_pred_adv is not None and e_clean is not None:
         direct["fools_engine"] = engine_pred_adv != e_clean
     return out, direct

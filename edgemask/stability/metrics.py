@@ -26,9 +26,18 @@ def median_finite(v: np.ndarray) -> float | None:
     return float(np.median(v)) if v.size else None
 
 
-def engine_metrics(*, y: np.ndarray, f_clean: np.ndarray, f_adv: np.ndarray, f_success: np.ndarray,
-                   e_clean: np.ndarray, e_adv: np.ndarray, e_adv8: np.ndarray, rho: np.ndarray,
-                   class_names: list[str]) -> dict[str, Any]:
+def engine_metrics(
+    *,
+    y: np.ndarray,
+    f_clean: np.ndarray,
+    f_adv: np.ndarray,
+    f_success: np.ndarray,
+    e_clean: np.ndarray,
+    e_adv: np.ndarray,
+    e_adv8: np.ndarray,
+    rho: np.ndarray,
+    class_names: list[str],
+) -> dict[str, Any]:
     """The per-engine numbers of the study from per-sample predictions (see the module docstring).
 
     Args:
@@ -55,13 +64,19 @@ def engine_metrics(*, y: np.ndarray, f_clean: np.ndarray, f_adv: np.ndarray, f_s
         in_c = y == c
         acc, _, n_c = rate(e_clean == y, in_c)
         tr, tk, tn = rate(fooled, t_set & in_c)
-        per_class[name] = {"n": n_c, "clean_accuracy": acc, "transfer_rate": tr, "transfer_k": tk, "transfer_n": tn,
-                           "rho_adv": mean_finite(rho[fooled_t & in_c].astype(np.float64))}
+        per_class[name] = {
+            "n": n_c,
+            "clean_accuracy": acc,
+            "transfer_rate": tr,
+            "transfer_k": tk,
+            "transfer_n": tn,
+            "rho_adv": mean_finite(rho[fooled_t & in_c].astype(np.float64)),
+        }
     out["per_class"] = per_class
     flips = np.zeros((k, k), dtype=np.int64)
     valid = t_set & (e_clean >= 0) & (e_clean < k) & (e_adv >= 0) & (e_adv < k)
     np.add.at(flips, (e_clean[valid], e_adv[valid]), 1)
-    out["flips"] = flips.tolist()   # flips[i][j]: clean prediction i, adversarial prediction j, over T_E
+    out["flips"] = flips.tolist()  # flips[i][j]: clean prediction i, adversarial prediction j, over T_E
     if ALERT_CLASS in class_names and SAFE_CLASS in class_names:
         a, s = class_names.index(ALERT_CLASS), class_names.index(SAFE_CLASS)
         alerted = (y == a) & (e_clean == a)

@@ -33,8 +33,12 @@ def host_info() -> dict[str, Any]:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
         model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), None)
         flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-        info.update(cpu=model, avx2="avx2" in flags, avx512bw="avx512bw" in flags,
-                    vnni=("avx512_vnni" in flags) or ("avx_vnni" in flags))
+        info.update(
+            cpu=model,
+            avx2="avx2" in flags,
+            avx512bw="avx512bw" in flags,
+            vnni=("avx512_vnni" in flags) or ("avx_vnni" in flags),
+        )
     try:
         import torch
 
@@ -51,8 +55,10 @@ def tf32_pinned_off() -> Any:
     """Turn TF32 off for the study and restore it after; yields the state before."""
     import torch
 
-    before = {"cuda.matmul.allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-              "cudnn.allow_tf32": bool(torch.backends.cudnn.allow_tf32)}
+    before = {
+        "cuda.matmul.allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn.allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+    }
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
@@ -63,7 +69,7 @@ def tf32_pinned_off() -> Any:
 
 
 def resolve_device(device: str) -> str:
-    """"auto" → cuda when torch sees a GPU, else cpu; a CUDA device asked for without one is an error."""
+    """ "auto" → cuda when torch sees a GPU, else cpu; a CUDA device asked for without one is an error."""
     import torch
 
     if device == "auto":

@@ -30,9 +30,9 @@ DEFINITIONS = {
     "rho_adv": "mean ||r||2/||x||2 over samples of T_E whose x_adv fooled E (count in rho_n)",
     "alpha_sweep": "over T_E, fraction with E(clip(x + alpha*r)) != E(x); r = x_adv - x",
     "noise": "over T_E, fraction with E(clip(x + u)) != E(x), u Gaussian scaled so ||clip(x + u) - x||2 = ||r||2, "
-             "averaged over trials",
+    "averaged over trials",
     "margin_adv": "float logit gap past the boundary at x_adv: max over k != float(x) of f_k(x_adv) - f_float(x)(x_adv); "
-                  "an engine whose logits differ from the float model's by more than this can undo the flip",
+    "an engine whose logits differ from the float model's by more than this can undo the flip",
     "eight_bit": "over the samples of T_E that fooled E, fraction still fooling E after round(255*x_adv)/255",
     "missed_alert": "ground truth no_mask, E(x) == no_mask and E(x_adv) == mask, over ground-truth no_mask samples E got right",
     "sensitivity": "mean over random delta of ||E(x+delta) - E(x)||2 / ||delta||2 with ||delta||2 = scale*||x||2 (logits)",
@@ -72,16 +72,16 @@ class FloatAttack:
     clipping included), so ``x + 1·r`` is exactly ``x_adv``.
     """
 
-    x: np.ndarray            # (N, 3, S, S) clean images
-    x_adv: np.ndarray        # (N, 3, S, S) DeepFool's images
-    x_adv8: np.ndarray       # (N, 3, S, S) x_adv stored as 8-bit pixels, round(255·x_adv)/255
-    r: np.ndarray            # (N, 3, S, S) x_adv − x
-    r_norm: np.ndarray       # (N,) ‖r‖₂ (float64)
-    pred_clean: np.ndarray   # (N,) float model's class on x
-    pred_adv: np.ndarray     # (N,) float model's class on x_adv
-    success: np.ndarray      # (N,) bool: the set F, fooled (re-checked after clipping)
-    rho: np.ndarray          # (N,) ‖r‖₂/‖x‖₂ (float64)
-    deepfool: Any            # the DeepFoolResult (iterations, margins, … for the per-sample table)
+    x: np.ndarray  # (N, 3, S, S) clean images
+    x_adv: np.ndarray  # (N, 3, S, S) DeepFool's images
+    x_adv8: np.ndarray  # (N, 3, S, S) x_adv stored as 8-bit pixels, round(255·x_adv)/255
+    r: np.ndarray  # (N, 3, S, S) x_adv − x
+    r_norm: np.ndarray  # (N,) ‖r‖₂ (float64)
+    pred_clean: np.ndarray  # (N,) float model's class on x
+    pred_adv: np.ndarray  # (N,) float model's class on x_adv
+    success: np.ndarray  # (N,) bool: the set F, fooled (re-checked after clipping)
+    rho: np.ndarray  # (N,) ‖r‖₂/‖x‖₂ (float64)
+    deepfool: Any  # the DeepFoolResult (iterations, margins, … for the per-sample table)
     summary: dict[str, Any]  # DeepFoolResult.summary() plus where it ran
 
     @property
@@ -132,30 +132,40 @@ class StudyResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the per-sample table goes to its own file)."""
-        return to_jsonable({
-            "format": "edgemask-stability-report", "version": 1,
-            "config": self.config, "meta": self.meta, "class_names": self.class_names, "alphas": self.alphas,
-            "float_attack": self.float_attack, "engines": self.engines, "int8_attack": self.int8_attack,
-            "twin": self.twin, "warnings": self.warnings, "columns": self.columns,
-            "definitions": DEFINITIONS,
-        })
+        return to_jsonable(
+            {
+                "format": "edgemask-stability-report",
+                "version": 1,
+                "config": self.config,
+                "meta": self.meta,
+                "class_names": self.class_names,
+                "alphas": self.alphas,
+                "float_attack": self.float_attack,
+                "engines": self.engines,
+                "int8_attack": self.int8_attack,
+                "twin": self.twin,
+                "warnings": self.warnings,
+                "columns": self.columns,
+                "definitions": DEFINITIONS,
+            }
+        )
 
 
 @dataclass
 class HeadlineRow:
     """One engine's line in the summary tables (the CLI's, the demo's, report.md's)."""
 
-    engine: str                      # engine key, e.g. "onnxrt:int8"
-    source: str                      # "engine", "host-emulation" or "fake"
-    clean_accuracy: float | None     # E(x) == truth, over N
-    agreement: float | None          # E(x) == float(x), over N
-    transfer_rate: float | None      # over T_E, E(x_adv) != E(x)
+    engine: str  # engine key, e.g. "onnxrt:int8"
+    source: str  # "engine", "host-emulation" or "fake"
+    clean_accuracy: float | None  # E(x) == truth, over N
+    agreement: float | None  # E(x) == float(x), over N
+    transfer_rate: float | None  # over T_E, E(x_adv) != E(x)
     transfer_k: int | None
     transfer_n: int | None
-    adv_agreement: float | None      # over F, E(x_adv) == float(x_adv)
-    rho_adv: float | None            # mean ρ over the samples of T_E that fooled E
+    adv_agreement: float | None  # over F, E(x_adv) == float(x_adv)
+    rho_adv: float | None  # mean ρ over the samples of T_E that fooled E
     rho_n: int | None
-    missed_alerts: int | None        # no_mask → mask flips among alerted no_mask faces
+    missed_alerts: int | None  # no_mask → mask flips among alerted no_mask faces
     missed_alert_n: int | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,12 +174,33 @@ class HeadlineRow:
 
 def headline_rows(result: StudyResult) -> list[HeadlineRow]:
     """One typed row per engine, in the study's order."""
-    return [HeadlineRow(engine=e["key"], source=e["source"], clean_accuracy=e["clean_accuracy"],
-                        agreement=e["agreement"], transfer_rate=e["transfer_rate"], transfer_k=e["transfer_k"],
-                        transfer_n=e["transfer_n"], adv_agreement=e["adv_agreement"], rho_adv=e["rho_adv"],
-                        rho_n=e["rho_n"], missed_alerts=e["missed_alerts"], missed_alert_n=e["missed_alert_n"])
-            for e in result.engines]
+    return [
+        HeadlineRow(
+            engine=e["key"],
+            source=e["source"],
+            clean_accuracy=e["clean_accuracy"],
+            agreement=e["agreement"],
+            transfer_rate=e["transfer_rate"],
+            transfer_k=e["transfer_k"],
+            transfer_n=e["transfer_n"],
+            adv_agreement=e["adv_agreement"],
+            rho_adv=e["rho_adv"],
+            rho_n=e["rho_n"],
+            missed_alerts=e["missed_alerts"],
+            missed_alert_n=e["missed_alert_n"],
+        )
+        for e in result.engines
+    ]
 
 
-__all__ = ["ALERT_CLASS", "DEFINITIONS", "FloatAttack", "HeadlineRow", "SAFE_CLASS", "StudyResult", "column_name",
-           "headline_rows", "to_jsonable"]
+__all__ = [
+    "ALERT_CLASS",
+    "DEFINITIONS",
+    "FloatAttack",
+    "HeadlineRow",
+    "SAFE_CLASS",
+    "StudyResult",
+    "column_name",
+    "headline_rows",
+    "to_jsonable",
+]

@@ -10,21 +10,49 @@ from edgemask.stability.config import StabilityConfig
 from edgemask.stability.result import ALERT_CLASS, SAFE_CLASS, FloatAttack, column_name
 
 
-def sample_rows(fa: FloatAttack, y: np.ndarray, class_names: list[str], preds: dict[str, dict[str, np.ndarray]],
-                sens: dict[str, dict[float, np.ndarray]], cfg: StabilityConfig, direct: dict[str, np.ndarray],
-                sources: list[str] | None) -> tuple[list[str], list[dict[str, Any]]]:
+def sample_rows(
+    fa: FloatAttack,
+    y: np.ndarray,
+    class_names: list[str],
+    preds: dict[str, dict[str, np.ndarray]],
+    sens: dict[str, dict[float, np.ndarray]],
+    cfg: StabilityConfig,
+    direct: dict[str, np.ndarray],
+    sources: list[str] | None,
+) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows) of samples.csv: one row per image, float attack first, then each engine's columns."""
     x, res, r_norm, rho = fa.x, fa.deepfool, fa.r_norm, fa.rho
     n = len(x)
     x_norm = np.sqrt((x.astype(np.float64) ** 2).reshape(n, -1).sum(1))
-    cols = ["index", "source", "label", "label_name", "float_pred", "float_pred_adv", "float_success", "iterations",
-            "l2", "linf", "rho", "x_l2", "margin", "margin_adv", "zero_grad"]
+    cols = [
+        "index",
+        "source",
+        "label",
+        "label_name",
+        "float_pred",
+        "float_pred_adv",
+        "float_success",
+        "iterations",
+        "l2",
+        "linf",
+        "rho",
+        "x_l2",
+        "margin",
+        "margin_adv",
+        "zero_grad",
+    ]
     base = {
-        "float_pred": res.pred_orig.cpu().numpy(), "float_pred_adv": res.pred_adv.cpu().numpy(),
-        "float_success": res.success.cpu().numpy().astype(bool), "iterations": res.iterations.cpu().numpy(),
-        "l2": r_norm, "linf": res.linf.detach().double().cpu().numpy(), "rho": rho, "x_l2": x_norm,
+        "float_pred": res.pred_orig.cpu().numpy(),
+        "float_pred_adv": res.pred_adv.cpu().numpy(),
+        "float_success": res.success.cpu().numpy().astype(bool),
+        "iterations": res.iterations.cpu().numpy(),
+        "l2": r_norm,
+        "linf": res.linf.detach().double().cpu().numpy(),
+        "rho": rho,
+        "x_l2": x_norm,
         "margin": res.margin.detach().double().cpu().numpy(),
-        "margin_adv": res.margin_adv.detach().double().cpu().numpy(), "zero_grad": res.zero_grad.cpu().numpy().astype(bool),
+        "margin_adv": res.margin_adv.detach().double().cpu().numpy(),
+        "zero_grad": res.zero_grad.cpu().numpy().astype(bool),
     }
     for key in preds:
         c = column_name(key)
@@ -38,8 +66,12 @@ def sample_rows(fa: FloatAttack, y: np.ndarray, class_names: list[str], preds: d
     order = np.argsort(alphas)
     rows: list[dict[str, Any]] = []
     for i in range(n):
-        row: dict[str, Any] = {"index": i, "source": sources[i] if sources else "", "label": int(y[i]),
-                               "label_name": class_names[int(y[i])]}
+        row: dict[str, Any] = {
+            "index": i,
+            "source": sources[i] if sources else "",
+            "label": int(y[i]),
+            "label_name": class_names[int(y[i])],
+        }
         for k, v in base.items():
             row[k] = v[i].item() if hasattr(v[i], "item") else v[i]
         for key, p in preds.items():
@@ -74,8 +106,13 @@ def sample_rows(fa: FloatAttack, y: np.ndarray, class_names: list[str], preds: d
     return cols, rows
 
 
-def pick_examples(fa: FloatAttack, y: np.ndarray, preds: dict[str, dict[str, np.ndarray]], class_names: list[str],
-                  cfg: StabilityConfig) -> list[dict[str, Any]]:
+def pick_examples(
+    fa: FloatAttack,
+    y: np.ndarray,
+    preds: dict[str, dict[str, np.ndarray]],
+    class_names: list[str],
+    cfg: StabilityConfig,
+) -> list[dict[str, Any]]:
     """Up to ``cfg.examples`` fooled samples, missed alerts (no_mask → mask) first, then seeded random."""
     x, x_adv, f_clean, f_adv, f_success = fa.x, fa.x_adv, fa.pred_clean, fa.pred_adv, fa.success
     if cfg.examples == 0 or not f_success.any():
@@ -90,9 +127,16 @@ def pick_examples(fa: FloatAttack, y: np.ndarray, preds: dict[str, dict[str, np.
     chosen = (first[: max(1, cfg.examples // 2)] + rest)[: cfg.examples] if first else rest[: cfg.examples]
     out = []
     for i in chosen:
-        out.append({"index": i, "x": x[i], "x_adv": x_adv[i], "label": class_names[y[i]],
-                    "float": (class_names[f_clean[i]], class_names[f_adv[i]]),
-                    "engines": {k: (class_names[p["clean"][i]], class_names[p["adv"][i]]) for k, p in preds.items()}})
+        out.append(
+            {
+                "index": i,
+                "x": x[i],
+                "x_adv": x_adv[i],
+                "label": class_names[y[i]],
+                "float": (class_names[f_clean[i]], class_names[f_adv[i]]),
+                "engines": {k: (class_names[p["clean"][i]], class_names[p["adv"][i]]) for k, p in preds.items()},
+            }
+        )
     return out
 
 

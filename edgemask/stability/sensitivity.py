@@ -24,7 +24,9 @@ import numpy as np
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 
 
-def probes(x: np.ndarray, scales: tuple[float, ...], trials: int, seed: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+def probes(
+    x: np.ndarray, scales: tuple[float, ...], trials: int, seed: int
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Yield ``(scale index, trial, x + δ clipped to [0,1], ‖δ_effective‖₂ per sample)``.
 
     The same arguments give the same probes, so each engine can regenerate
@@ -33,7 +35,7 @@ def probes(x: np.ndarray, scales: tuple[float, ...], trials: int, seed: int) -> 
     Args:
         x: (N, C, H, W) float32 in [0, 1].
     """
-    xn = np.sqrt((x.astype(np.float64) ** 2).reshape(len(x), -1).sum(1))          # (N,)
+    xn = np.sqrt((x.astype(np.float64) ** 2).reshape(len(x), -1).sum(1))  # (N,)
     for si, scale in enumerate(scales):
         for t in range(trials):
             rng = np.random.default_rng([seed, 7919, si, t])
@@ -46,8 +48,9 @@ def probes(x: np.ndarray, scales: tuple[float, ...], trials: int, seed: int) -> 
             yield si, t, xp, dn
 
 
-def local_sensitivity(logits_fn: LogitsFn, x: np.ndarray, base_logits: np.ndarray, scales: tuple[float, ...],
-                      trials: int, seed: int) -> dict[float, np.ndarray]:
+def local_sensitivity(
+    logits_fn: LogitsFn, x: np.ndarray, base_logits: np.ndarray, scales: tuple[float, ...], trials: int, seed: int
+) -> dict[float, np.ndarray]:
     """Per-sample finite-difference sensitivity of one engine, per scale.
 
     Args:
@@ -70,8 +73,13 @@ def summarize(values: np.ndarray) -> dict[str, float | int | None]:
     v = values[np.isfinite(values)]
     if v.size == 0:
         return {"n": 0, "mean": None, "median": None, "p90": None, "zero_fraction": None}
-    return {"n": int(v.size), "mean": float(v.mean()), "median": float(np.median(v)),
-            "p90": float(np.percentile(v, 90)), "zero_fraction": float(np.mean(v == 0))}
+    return {
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "p90": float(np.percentile(v, 90)),
+        "zero_fraction": float(np.mean(v == 0)),
+    }
 
 
 __all__ = ["local_sensitivity", "probes", "summarize"]

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from edgemask.errors import ConfigError
-from edgemask.stability.config import TWIN_BACKEND, StabilityConfig, engine_key, parse_engines
 from edgemask.progress import NO_PROGRESS, Progress
+from edgemask.stability.config import TWIN_BACKEND, StabilityConfig, engine_key, parse_engines
 from edgemask.stability.engines import StudySetup, check_engines, default_engines
 from edgemask.stability.inputs import load_float_model, looks_like_probabilities, to_nchw_float
 from edgemask.stability.int8_attack import attack_int8, choose_twin_mode
@@ -37,9 +37,15 @@ from edgemask.stability.result import FloatAttack, StudyResult
 from edgemask.stability.samples import pick_examples, sample_rows
 
 
-def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: StabilityConfig,
-              progress: Progress | None = None, sources: list[str] | None = None,
-              dataset: dict[str, Any] | None = None) -> StudyResult:
+def run_study(
+    bundle: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    cfg: StabilityConfig,
+    progress: Progress | None = None,
+    sources: list[str] | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> StudyResult:
     """Run the whole study on already-sampled images. Computes only; writes nothing.
 
     Args:
@@ -63,29 +69,42 @@ def run_study(bundle: Any, images: np.ndarray, labels: np.ndarray, cfg: Stabilit
     cfg.validate()
     bundle = as_bundle(bundle)
     x, y = _check_inputs(bundle, images, labels)
-    setup = StudySetup(bundle, cfg, resolve_device(cfg.device), cfg.batch_size or 256,
-                       progress=progress or NO_PROGRESS)
+    setup = StudySetup(bundle, cfg, resolve_device(cfg.device), cfg.batch_size or 256, progress=progress or NO_PROGRESS)
     specs, warn = _engine_specs(bundle, cfg)
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     with tf32_pinned_off() as tf32_before, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t = time.perf_counter()
-        fa = attack_float(setup, x, y, warn)                                        # 1.
+        fa = attack_float(setup, x, y, warn)  # 1.
         timings["attack_float"] = time.perf_counter() - t
         warn += _choose_twin(setup, specs, x)
         runs = [measure_engine(setup, spec, fa, y, i, len(specs), warn) for i, spec in enumerate(specs)]  # 2.
-        int8_attack, direct = _direct_int8(setup, fa, y, warn, timings)            # 3.
-    warn += [str(w.message) for w in caught if "probabilities" in str(w.message)
-             and not any("probabilities" in m for m in warn)][:1]
+        int8_attack, direct = _direct_int8(setup, fa, y, warn, timings)  # 3.
+    warn += [
+        str(w.message)
+        for w in caught
+        if "probabilities" in str(w.message) and not any("probabilities" in m for m in warn)
+    ][:1]
     preds = {r.key: r.preds for r in runs}
-    columns, rows = sample_rows(fa, y, bundle.class_names, preds, {r.key: r.sensitivity for r in runs}, cfg, direct,
-                                sources)
+    columns, rows = sample_rows(
+        fa, y, bundle.class_names, preds, {r.key: r.sensitivity for r in runs}, cfg, direct, sources
+    )
     meta = _meta(setup, dataset or {}, len(x), tf32_before, timings, runs)
-    return StudyResult(config=cfg.to_dict(), meta=meta, float_attack=fa.summary, engines=[r.entry for r in runs],
-                       int8_attack=int8_attack, twin=setup.twin_info, class_names=list(bundle.class_names),
-                       alphas=[float(a) for a in cfg.alphas], rows=rows, columns=columns,
-                       examples=pick_examples(fa, y, preds, bundle.class_names, cfg), warnings=warn)
+    return StudyResult(
+        config=cfg.to_dict(),
+        meta=meta,
+        float_attack=fa.summary,
+        engines=[r.entry for r in runs],
+        int8_attack=int8_attack,
+        twin=setup.twin_info,
+        class_names=list(bundle.class_names),
+        alphas=[float(a) for a in cfg.alphas],
+        rows=rows,
+        columns=columns,
+        examples=pick_examples(fa, y, preds, bundle.class_names, cfg),
+        warnings=warn,
+    )
 
 
 def _check_inputs(bundle: Any, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +115,10 @@ def _check_inputs(bundle: Any, images: np.ndarray, labels: np.ndarray) -> tuple[
     if n == 0:
         raise ConfigError("no images to study; pass a dataset with images of the model's classes")
     if x.shape[2:] != (size, size):
-        raise ConfigError(f"images are {x.shape[2]}x{x.shape[3]} but the bundle's model takes {size}x{size}; "
-                          f"load the dataset with size={size}")
+        raise ConfigError(
+            f"images are {x.shape[2]}x{x.shape[3]} but the bundle's model takes {size}x{size}; "
+            f"load the dataset with size={size}"
+        )
     if y.shape != (n,) or (n and (y.min() < 0 or y.max() >= k)):
         raise ConfigError(f"labels must be {n} class indices in 0..{k - 1}")
     return x, y
@@ -122,26 +143,44 @@ def attack_float(setup: StudySetup, x: np.ndarray, y: np.ndarray, warn: list[str
     model = load_float_model(setup.bundle, device)
     xt = torch.from_numpy(x).to(device)
     with torch.no_grad():
-        float_logits = torch.cat([model(xt[i:i + bs]) for i in range(0, n, bs)]).float().cpu().numpy()
+        float_logits = torch.cat([model(xt[i : i + bs]) for i in range(0, n, bs)]).float().cpu().numpy()
     if looks_like_probabilities(float_logits):
-        warn.append("the float model's outputs look like probabilities (rows >= 0 summing to 1), not logits; "
-                    "DeepFool linearises logits, so ρ and transfer numbers are unreliable; export the model "
-                    "without its final softmax")
+        warn.append(
+            "the float model's outputs look like probabilities (rows >= 0 summing to 1), not logits; "
+            "DeepFool linearises logits, so ρ and transfer numbers are unreliable; export the model "
+            "without its final softmax"
+        )
     setup.progress("attack", 0, n)
-    res = deepfool(model, xt, norm=cfg.norm, overshoot=float(cfg.overshoot), max_iter=int(cfg.max_iter),
-                   candidates=cfg.candidates or None,
-                   clip=(0.0, 1.0), labels=torch.from_numpy(y).to(device), batch_size=cfg.batch_size or None)
+    res = deepfool(
+        model,
+        xt,
+        norm=cfg.norm,
+        overshoot=float(cfg.overshoot),
+        max_iter=int(cfg.max_iter),
+        candidates=cfg.candidates or None,
+        clip=(0.0, 1.0),
+        labels=torch.from_numpy(y).to(device),
+        batch_size=cfg.batch_size or None,
+    )
     setup.progress("attack", n, n, f"fooled {int(res.success.sum())}/{n}")
     x_adv = res.x_adv.detach().float().cpu().numpy()
-    r = x_adv - x                                          # what was applied: x + 1·r == x_adv
+    r = x_adv - x  # what was applied: x + 1·r == x_adv
     summary = res.summary()
     summary["source"] = "engine"
     summary["what"] = f"torch {torch.__version__} eager on {device}, bundle weights.safetensors"
-    return FloatAttack(x=x, x_adv=x_adv, x_adv8=(np.round(x_adv * 255.0) / 255.0).astype(np.float32), r=r,
-                       r_norm=np.sqrt((r.astype(np.float64) ** 2).reshape(n, -1).sum(1)),
-                       pred_clean=res.pred_orig.cpu().numpy(), pred_adv=res.pred_adv.cpu().numpy(),
-                       success=res.success.cpu().numpy().astype(bool), rho=res.rho.detach().double().cpu().numpy(),
-                       deepfool=res, summary=summary)
+    return FloatAttack(
+        x=x,
+        x_adv=x_adv,
+        x_adv8=(np.round(x_adv * 255.0) / 255.0).astype(np.float32),
+        r=r,
+        r_norm=np.sqrt((r.astype(np.float64) ** 2).reshape(n, -1).sum(1)),
+        pred_clean=res.pred_orig.cpu().numpy(),
+        pred_adv=res.pred_adv.cpu().numpy(),
+        success=res.success.cpu().numpy().astype(bool),
+        rho=res.rho.detach().double().cpu().numpy(),
+        deepfool=res,
+        summary=summary,
+    )
 
 
 def _choose_twin(setup: StudySetup, specs: list[tuple[str, str, str | None]], x: np.ndarray) -> list[str]:
@@ -155,10 +194,12 @@ def _choose_twin(setup: StudySetup, specs: list[tuple[str, str, str | None]], x:
         setup.twin_mode = "reference"
     chosen = (setup.twin_info or {}).get("agreement", {}).get(setup.twin_mode)
     if chosen and chosen["argmax_agreement"] < 0.99:
-        return [f"the fake-quant twin ({setup.twin_mode}) agrees with onnxrt:int8 on only "
-                f"{100 * chosen['argmax_agreement']:.1f}% of clean predictions (max |Δlogit| "
-                f"{chosen['max_abs_diff']:.3g}); twin:int8 and the direct int8 attack describe the QDQ graph, "
-                "not this engine"]
+        return [
+            f"the fake-quant twin ({setup.twin_mode}) agrees with onnxrt:int8 on only "
+            f"{100 * chosen['argmax_agreement']:.1f}% of clean predictions (max |Δlogit| "
+            f"{chosen['max_abs_diff']:.3g}); twin:int8 and the direct int8 attack describe the QDQ graph, "
+            "not this engine"
+        ]
     return []
 
 
@@ -167,14 +208,21 @@ class EngineRun:
     """One engine's outcome: its report entry, per-sample predictions and sensitivities."""
 
     key: str
-    entry: dict[str, Any]                   # label + engine_metrics + α-sweep, noise, sensitivity, seconds
-    preds: dict[str, np.ndarray]            # clean/adv/adv8 (N,), sweep (A, N; -1 outside F), noise_flips (N,)
-    sensitivity: dict[float, np.ndarray]    # scale → (N,) local sensitivity
-    noise_ratio: np.ndarray | None          # achieved ‖noise‖/‖r‖ per sample of F, worst trial
+    entry: dict[str, Any]  # label + engine_metrics + α-sweep, noise, sensitivity, seconds
+    preds: dict[str, np.ndarray]  # clean/adv/adv8 (N,), sweep (A, N; -1 outside F), noise_flips (N,)
+    sensitivity: dict[float, np.ndarray]  # scale → (N,) local sensitivity
+    noise_ratio: np.ndarray | None  # achieved ‖noise‖/‖r‖ per sample of F, worst trial
 
 
-def measure_engine(setup: StudySetup, spec: tuple[str, str, str | None], fa: FloatAttack, y: np.ndarray,
-                   index: int, count: int, warn: list[str]) -> EngineRun:
+def measure_engine(
+    setup: StudySetup,
+    spec: tuple[str, str, str | None],
+    fa: FloatAttack,
+    y: np.ndarray,
+    index: int,
+    count: int,
+    warn: list[str],
+) -> EngineRun:
     """Step 2 for one engine: clean, x_adv, 8-bit x_adv, the α-sweep and noise on F, local sensitivity."""
     from edgemask.stability.sensitivity import local_sensitivity, summarize
 
@@ -189,10 +237,15 @@ def measure_engine(setup: StudySetup, spec: tuple[str, str, str | None], fa: Flo
     try:
         clean = eng.logits(x, bs)
         if looks_like_probabilities(clean):
-            warn.append(f"{key} returns probabilities (rows >= 0 summing to 1), not logits; its sensitivity "
-                        "numbers are in probability units")
-        p = {"clean": clean.argmax(1), "adv": eng.logits(fa.x_adv, bs).argmax(1),
-             "adv8": eng.logits(fa.x_adv8, bs).argmax(1)}
+            warn.append(
+                f"{key} returns probabilities (rows >= 0 summing to 1), not logits; its sensitivity "
+                "numbers are in probability units"
+            )
+        p = {
+            "clean": clean.argmax(1),
+            "adv": eng.logits(fa.x_adv, bs).argmax(1),
+            "adv8": eng.logits(fa.x_adv8, bs).argmax(1),
+        }
         # α-sweep and noise on F only (r means nothing where the attack failed).
         sweep = np.full((len(cfg.alphas), len(x)), -1, dtype=np.int64)
         noise_flip = np.zeros(len(x), dtype=np.int64)
@@ -207,28 +260,47 @@ def measure_engine(setup: StudySetup, spec: tuple[str, str, str | None], fa: Flo
                 noise_ratio = ratio if noise_ratio is None else np.minimum(noise_ratio, ratio)
                 noise_flip[fidx] += eng.logits(xn, bs).argmax(1) != p["clean"][fidx]
         p["sweep"], p["noise_flips"] = sweep, noise_flip
-        sens = local_sensitivity(lambda z: eng.logits(z, bs), x, clean, tuple(cfg.sensitivity_scales),
-                                 cfg.sensitivity_trials, cfg.seed)
+        sens = local_sensitivity(
+            lambda z: eng.logits(z, bs), x, clean, tuple(cfg.sensitivity_scales), cfg.sensitivity_trials, cfg.seed
+        )
     finally:
         eng.close()
-    m = engine_metrics(y=y, f_clean=fa.pred_clean, f_adv=fa.pred_adv, f_success=fa.success, e_clean=p["clean"],
-                       e_adv=p["adv"], e_adv8=p["adv8"], rho=fa.rho, class_names=setup.bundle.class_names)
+    m = engine_metrics(
+        y=y,
+        f_clean=fa.pred_clean,
+        f_adv=fa.pred_adv,
+        f_success=fa.success,
+        e_clean=p["clean"],
+        e_adv=p["adv"],
+        e_adv8=p["adv8"],
+        rho=fa.rho,
+        class_names=setup.bundle.class_names,
+    )
     t_set = fa.success & (p["clean"] == fa.pred_clean)
     m["alpha_sweep"] = [rate(sweep[ai] != p["clean"], t_set)[0] for ai in range(len(cfg.alphas))]
     m["alpha_sweep_n"] = int(t_set.sum())
-    m["noise_flip_rate"] = (float(noise_flip[t_set].sum()) / (t_set.sum() * cfg.noise_trials)
-                            if t_set.sum() and cfg.noise_trials else None)
+    m["noise_flip_rate"] = (
+        float(noise_flip[t_set].sum()) / (t_set.sum() * cfg.noise_trials) if t_set.sum() and cfg.noise_trials else None
+    )
     m["noise_trials"] = cfg.noise_trials
     m["sensitivity"] = {f"{s:g}": summarize(v) for s, v in sens.items()}
     m["seconds"] = round(time.perf_counter() - t, 2)
-    entry = {"key": key, "backend": backend, "precision": precision, "target": target, "source": eng.source,
-             "label": eng.label, **m}
+    entry = {
+        "key": key,
+        "backend": backend,
+        "precision": precision,
+        "target": target,
+        "source": eng.source,
+        "label": eng.label,
+        **m,
+    }
     setup.progress("engines", index + 1, count, key)
     return EngineRun(key, entry, p, sens, noise_ratio)
 
 
-def _direct_int8(setup: StudySetup, fa: FloatAttack, y: np.ndarray, warn: list[str],
-                 timings: dict[str, float]) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+def _direct_int8(
+    setup: StudySetup, fa: FloatAttack, y: np.ndarray, warn: list[str], timings: dict[str, float]
+) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """Step 3, when asked for and the bundle has an int8 model."""
     if not setup.cfg.int8_attack:
         return None, {}
@@ -241,22 +313,43 @@ def _direct_int8(setup: StudySetup, fa: FloatAttack, y: np.ndarray, warn: list[s
     return out
 
 
-def _meta(setup: StudySetup, dataset: dict[str, Any], n: int, tf32_before: dict[str, bool],
-          timings: dict[str, float], runs: list[EngineRun]) -> dict[str, Any]:
+def _meta(
+    setup: StudySetup,
+    dataset: dict[str, Any],
+    n: int,
+    tf32_before: dict[str, bool],
+    timings: dict[str, float],
+    runs: list[EngineRun],
+) -> dict[str, Any]:
     """Provenance of the study for report.json."""
     bundle, cfg = setup.bundle, setup.cfg
     ratios = [r.noise_ratio for r in runs if r.noise_ratio is not None]
     worst = np.minimum.reduce(ratios) if ratios else None
     return {
-        "bundle": {"name": bundle.manifest.name, "version": bundle.manifest.version, "path": str(bundle.root),
-                   "arch": bundle.manifest.arch, "input_size": bundle.input_size},
-        "dataset": dataset, "n": n, "seed": cfg.seed, "device": setup.device,
-        "noise": {"trials": cfg.noise_trials, "norm_matched": "after clipping, ||clip(x + u) - x||2 = ||r||2",
-                  "min_achieved_ratio": None if worst is None or not len(worst) else float(worst.min()),
-                  "n_short": 0 if worst is None else int(np.sum(worst < 0.999))},
-        "versions": library_versions(), "host": host_info(),
-        "tf32": {"before": tf32_before, "during_study": {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False},
-                 "pinned_off": True},
+        "bundle": {
+            "name": bundle.manifest.name,
+            "version": bundle.manifest.version,
+            "path": str(bundle.root),
+            "arch": bundle.manifest.arch,
+            "input_size": bundle.input_size,
+        },
+        "dataset": dataset,
+        "n": n,
+        "seed": cfg.seed,
+        "device": setup.device,
+        "noise": {
+            "trials": cfg.noise_trials,
+            "norm_matched": "after clipping, ||clip(x + u) - x||2 = ||r||2",
+            "min_achieved_ratio": None if worst is None or not len(worst) else float(worst.min()),
+            "n_short": 0 if worst is None else int(np.sum(worst < 0.999)),
+        },
+        "versions": library_versions(),
+        "host": host_info(),
+        "tf32": {
+            "before": tf32_before,
+            "during_study": {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False},
+            "pinned_off": True,
+        },
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "engines_run": [r.key for r in runs],
     }

@@ -79,7 +79,7 @@ def augment(rng: np.random.Generator, im: DetImage, cfg: DetTrainConfig) -> tupl
     canvas = np.full((ch, cw, 3), int(rng.integers(0, 256)), dtype=np.uint8)
     sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(nw, x0 + cw), min(nh, y0 + ch)
     if sx1 > sx0 and sy1 > sy0:
-        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = img[sy0:sy1, sx0:sx1]
+        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
     boxes = boxes - np.float32([x0, y0, x0, y0])
     if len(boxes):
         clipped = boxes.copy()
@@ -126,7 +126,7 @@ def detector_loss(raw, heat, reg, mask):
     pos = heat.eq(1).float()
     n = pos.sum().clamp(min=1.0)
     pos_loss = -(F.logsigmoid(logit) * (1 - p) ** 2 * pos).sum()
-    neg_loss = -(F.logsigmoid(-logit) * p ** 2 * (1 - heat) ** 4 * (1 - pos)).sum()
+    neg_loss = -(F.logsigmoid(-logit) * p**2 * (1 - heat) ** 4 * (1 - pos)).sum()
     hm = (pos_loss + neg_loss) / n
     pred = torch.cat([raw[:, 1:3], torch.sigmoid(raw[:, 3:5])], dim=1)
     l1 = (torch.abs(pred - reg) * mask[:, None]).sum() / n
@@ -144,8 +144,10 @@ def load_detector_run(run_dir: str | Path):
     run = Path(run_dir)
     mj = run / "model.json"
     if not mj.is_file() or not (run / "weights.safetensors").is_file():
-        raise ModelError(f"{run} is not a detector run (no model.json + weights.safetensors); "
-                         "make one with 'edgemask detector train --data ... --out RUN'")
+        raise ModelError(
+            f"{run} is not a detector run (no model.json + weights.safetensors); "
+            "make one with 'edgemask detector train --data ... --out RUN'"
+        )
     fix = "re-run 'edgemask detector train' to regenerate it, or copy the whole run folder again"
     try:
         info = json.loads(mj.read_text(encoding="utf-8"))
@@ -154,8 +156,10 @@ def load_detector_run(run_dir: str | Path):
     if not isinstance(info, dict):
         raise ModelError(f"{mj} holds a JSON {type(info).__name__}, not an object; {fix}")
     if info.get("task") != "detect":
-        raise ModelError(f"{run} holds a {info.get('task', 'classify')} model, not a face detector; "
-                         "pass a run of 'edgemask detector train'")
+        raise ModelError(
+            f"{run} holds a {info.get('task', 'classify')} model, not a face detector; "
+            "pass a run of 'edgemask detector train'"
+        )
     if not isinstance(info.get("arch"), str) or not isinstance(info.get("arch_args"), dict):
         raise ModelError(f"{mj} lacks or mistypes 'arch' (a string) / 'arch_args' (an object); {fix}")
     model = load_weights(info["arch"], info["arch_args"], run / "weights.safetensors", fix=fix, described_by=mj)
@@ -169,16 +173,22 @@ def torch_heads(model, canvases: Sequence[np.ndarray], batch_size: int = 16) -> 
     outs = []
     with torch.no_grad():
         for i in range(0, len(canvases), batch_size):
-            outs.append(model(torch.from_numpy(to_input(canvases[i:i + batch_size]))).numpy())
+            outs.append(model(torch.from_numpy(to_input(canvases[i : i + batch_size]))).numpy())
     return np.concatenate(outs) if outs else np.zeros((0, 5, 1, 1), np.float32)
 
 
-def evaluate_images(head_fn: Callable[[List[np.ndarray]], np.ndarray], images: Sequence[DetImage],
-                    width: int, height: int, params: DecodeParams, batch_size: int = 16) -> Dict[str, Any]:
+def evaluate_images(
+    head_fn: Callable[[List[np.ndarray]], np.ndarray],
+    images: Sequence[DetImage],
+    width: int,
+    height: int,
+    params: DecodeParams,
+    batch_size: int = 16,
+) -> Dict[str, Any]:
     """Detect on every image (letterboxed) through ``head_fn`` and score the boxes (see detection_metrics)."""
     samples = []
     for i in range(0, len(images), batch_size):
-        chunk = images[i:i + batch_size]
+        chunk = images[i : i + batch_size]
         boxed = [letterbox(im.rgb, width, height) for im in chunk]
         heads = head_fn([c for c, _ in boxed])
         for im, (_, scale), head in zip(chunk, boxed, heads):
@@ -229,13 +239,23 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
         start_epoch = int(st["epoch"])
-    info = {"arch": cfg.arch, "arch_args": arch_args, "task": "detect", "stride": stride,
-            "input": {"width": cfg.input_width, "height": cfg.input_height, "channel_order": "RGB",
-                      "range": [0.0, 1.0], "letterbox": "top-left, pad 114"},
-            "decode": DecodeParams.from_dict(cfg.decode).to_dict(),
-            "data": [{"path": Path(p).name, "images": len(v)} for p, v in sets.items()],
-            "split": {"seed": cfg.split_seed, "heldout": cfg.heldout, "by": "image"},
-            "train_images": len(train)}
+    info = {
+        "arch": cfg.arch,
+        "arch_args": arch_args,
+        "task": "detect",
+        "stride": stride,
+        "input": {
+            "width": cfg.input_width,
+            "height": cfg.input_height,
+            "channel_order": "RGB",
+            "range": [0.0, 1.0],
+            "letterbox": "top-left, pad 114",
+        },
+        "decode": DecodeParams.from_dict(cfg.decode).to_dict(),
+        "data": [{"path": Path(p).name, "images": len(v)} for p, v in sets.items()],
+        "split": {"seed": cfg.split_seed, "heldout": cfg.heldout, "by": "image"},
+        "train_images": len(train),
+    }
     atomic_write_json(out / "config.json", asdict(cfg))
     rng = np.random.default_rng([cfg.seed, start_epoch])
     t_start = time.monotonic()
@@ -246,7 +266,7 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
         model.train()
         order = rng.permutation(len(train))
         for k in range(steps_per_epoch):
-            idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+            idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             if len(idx) < 2:
                 idx = rng.integers(0, len(train), 2)
             crops, hs, rs, ms = [], [], [], []
@@ -258,8 +278,12 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
                 rs.append(rg)
                 ms.append(mk)
             x = torch.from_numpy(to_input(crops))
-            loss, parts = detector_loss(model.raw(x), torch.from_numpy(np.stack(hs)), torch.from_numpy(np.stack(rs)),
-                                        torch.from_numpy(np.stack(ms)))
+            loss, parts = detector_loss(
+                model.raw(x),
+                torch.from_numpy(np.stack(hs)),
+                torch.from_numpy(np.stack(rs)),
+                torch.from_numpy(np.stack(ms)),
+            )
             for g in opt.param_groups:
                 g["lr"] = sched.lr()
             opt.zero_grad(set_to_none=True)
@@ -275,12 +299,16 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
             break
     model.eval()
     params = DecodeParams.from_dict(info["decode"])
-    metrics: Dict[str, Any] = {"epochs_done": epoch + 1, "train_seconds": round(time.monotonic() - t_start, 1),
-                               "heldout": {}}
+    metrics: Dict[str, Any] = {
+        "epochs_done": epoch + 1,
+        "train_seconds": round(time.monotonic() - t_start, 1),
+        "heldout": {},
+    }
     for p, ims in held.items():
         if ims:
-            metrics["heldout"][Path(p).name] = evaluate_images(lambda c: torch_heads(model, c), ims, cfg.input_width,
-                                                               cfg.input_height, params)
+            metrics["heldout"][Path(p).name] = evaluate_images(
+                lambda c: torch_heads(model, c), ims, cfg.input_width, cfg.input_height, params
+            )
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -296,7 +324,12 @@ class TimedSchedule:
     """
 
     def __init__(self, peak_lr: float, total_steps: int, budget_s: float = 0.0, warmup: float = 0.1):
-        self.peak_lr, self.total_steps, self.budget_s, self.warmup = float(peak_lr), max(1, total_steps), budget_s, warmup
+        self.peak_lr, self.total_steps, self.budget_s, self.warmup = (
+            float(peak_lr),
+            max(1, total_steps),
+            budget_s,
+            warmup,
+        )
         self.steps = 0
         self.spent_s = 0.0
         self._t0 = time.monotonic()
@@ -334,8 +367,9 @@ def _save(model, opt, sched, epoch: int, out: Path, info: Dict[str, Any], save_f
     with atomic_path(out / "weights.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     with atomic_path(out / "state.pt") as tmp:
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch}, tmp)
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch}, tmp
+        )
     atomic_write_json(out / "model.json", {**info, "epochs_done": epoch})
 
 
@@ -359,12 +393,22 @@ def evaluate_detector_run(run_dir: str | Path, data: Sequence[str], split: str =
             ims = split_images(ims, int(sp.get("seed", 0)), float(sp.get("heldout", 0.2)))[1]
         if not ims:
             raise ConfigError(f"{p} has no image in the held-out split; pass --split all")
-        m = evaluate_images(lambda c: torch_heads(model, c), ims, info["input"]["width"], info["input"]["height"],
-                            params)
+        m = evaluate_images(
+            lambda c: torch_heads(model, c), ims, info["input"]["width"], info["input"]["height"], params
+        )
         m["split"] = "heldout" if use_held else "all"
         res[Path(p).name] = m
     return res
 
 
-__all__ = ["DetTrainConfig", "augment", "detector_loss", "evaluate_detector_run", "evaluate_images",
-           "load_detector_run", "make_targets", "torch_heads", "train_detector"]
+__all__ = [
+    "DetTrainConfig",
+    "augment",
+    "detector_loss",
+    "evaluate_detector_run",
+    "evaluate_images",
+    "load_detector_run",
+    "make_targets",
+    "torch_heads",
+    "train_detector",
+]

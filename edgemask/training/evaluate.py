@@ -16,8 +16,14 @@ from edgemask.training.run import load_run
 SPLITS = ("train", "val", "test", "all")
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", label_map: dict[str, str] | None = None,
-                 progress: Callable[[int, int], None] | None = None, crop_faces: bool | None = None) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path,
+    split: str = "auto",
+    label_map: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    crop_faces: bool | None = None,
+) -> dict:
     """Evaluate the run's best weights on ``data``.
 
     Args:
@@ -41,8 +47,16 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", lab
     model, info = load_run(run_dir)
     from edgemask.vision.detectors import face_finder
 
-    ds = load_dataset(data, size=info.input_size, label_map=label_map, class_names=info.class_names, progress=progress,
-                      crop_faces=crop_faces, find_faces=face_finder(), margin=info.crop_margin)
+    ds = load_dataset(
+        data,
+        size=info.input_size,
+        label_map=label_map,
+        class_names=info.class_names,
+        progress=progress,
+        crop_faces=crop_faces,
+        find_faces=face_finder(),
+        margin=info.crop_margin,
+    )
     splits_file = Path(run_dir) / "splits.json"
     same = False
     if splits_file.is_file():
@@ -54,7 +68,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str = "auto", lab
         idx = np.arange(len(ds.labels))
     else:
         if not same:
-            raise ConfigError(f"--split {split} needs the dataset the run was trained on; {data} is another one (use --split all)")
+            raise ConfigError(
+                f"--split {split} needs the dataset the run was trained on; {data} is another one (use --split all)"
+            )
         wanted = set(saved[split])
         idx = np.array([i for i, s in enumerate(ds.sources) if s in wanted], dtype=np.int64)
     torch.set_num_threads(torch.get_num_threads())

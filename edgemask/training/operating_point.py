@@ -65,8 +65,9 @@ def _scores(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[float, np.ndarray,
     return float(np.mean(f1s)) if f1s else 0.0, fps, float(np.mean(y == pred)) if len(y) else 0.0
 
 
-def choose_logit_bias(logits: np.ndarray, labels: np.ndarray, max_fp: float = 0.05,
-                      rounds: int = 3) -> tuple[np.ndarray, dict[str, Any]]:
+def choose_logit_bias(
+    logits: np.ndarray, labels: np.ndarray, max_fp: float = 0.05, rounds: int = 3
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Pick per-class logit offsets on validation data.
 
     Coordinate ascent over :data:`BIAS_GRID`, the largest class fixed at 0.
@@ -117,7 +118,7 @@ def choose_logit_bias(logits: np.ndarray, labels: np.ndarray, max_fp: float = 0.
     end = _scores(labels, (logits + bias).argmax(1), k)
     info = {
         "method": "logit bias chosen on the validation split: best macro-F2 with no class's "
-                  "false-positive rate above max(max_false_positive_rate, its argmax rate)",
+        "false-positive rate above max(max_false_positive_rate, its argmax rate)",
         "max_false_positive_rate": max_fp,
         "n_val": int(n),
         "val_before": {"macro_f2": start[0], "accuracy": start[2], "false_positive_rate": [float(v) for v in start[1]]},
@@ -148,5 +149,4 @@ def fold_logit_bias(model: nn.Module, bias: Sequence[float]) -> bool:
 
 def operating_point_record(class_names: Sequence[str], bias: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
     """The ``operating_point`` entry of metrics.json / model.json."""
-    return {"logit_bias": {n: float(v) for n, v in zip(class_names, bias)},
-            "folded_into_weights": True, **info}
+    return {"logit_bias": {n: float(v) for n, v in zip(class_names, bias)}, "folded_into_weights": True, **info}

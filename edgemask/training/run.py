@@ -43,7 +43,8 @@ class RunInfo:
 
     def to_model_json(self) -> dict[str, Any]:
         extra = {"operating_point": self.operating_point} if self.operating_point else {}
-        return {**extra,
+        return {
+            **extra,
             "format": RUN_FORMAT,
             "version": RUN_VERSION,
             "arch": self.arch,
@@ -69,8 +70,9 @@ class RunInfo:
         }
 
 
-def run_info_for(model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class_names: list[str],
-                 crop_margin: float = CROP_MARGIN) -> RunInfo:
+def run_info_for(
+    model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class_names: list[str], crop_margin: float = CROP_MARGIN
+) -> RunInfo:
     """The RunInfo that describes ``model``, trained on crops cut with ``crop_margin``."""
     return RunInfo(
         arch=arch,
@@ -83,8 +85,9 @@ def run_info_for(model: EdgeMaskNet, arch: str, arch_args: dict[str, Any], class
     )
 
 
-def save_run_files(run_dir: str | Path, model: torch.nn.Module, info: RunInfo,
-                   operating_point: dict[str, Any] | None = None) -> None:
+def save_run_files(
+    run_dir: str | Path, model: torch.nn.Module, info: RunInfo, operating_point: dict[str, Any] | None = None
+) -> None:
     """Write ``weights.safetensors`` and ``model.json`` atomically.
 
     ``operating_point`` (a logit bias already folded into the weights) is
@@ -148,18 +151,35 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
             raise ModelError(f"{mj} field 'preprocessing.{k}' should hold numbers, got {str(vals)[:60]}; {fix}")
     order = pre.get("channel_order", "RGB")
     if order not in ("RGB", "BGR"):
-        raise ModelError(f"{mj} field 'preprocessing.channel_order' should be \"RGB\" or \"BGR\", got {order!r}; {fix}")
+        raise ModelError(f'{mj} field \'preprocessing.channel_order\' should be "RGB" or "BGR", got {order!r}; {fix}')
     margin = pre.get("crop_margin", CROP_MARGIN)  # runs older than the field were cut with the default
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin <= 2.0:
-        raise ModelError(f"{mj} field 'preprocessing.crop_margin' should be a number from 0 to 2, got {margin!r}; {fix}")
-    return RunInfo(arch=arch, arch_args=dict(arch_args), input_size=size, class_names=list(names),
-                   mean=[float(x) for x in mean], std=[float(x) for x in std], channel_order=order, path=str(run_dir),
-                   crop_margin=float(margin))
+        raise ModelError(
+            f"{mj} field 'preprocessing.crop_margin' should be a number from 0 to 2, got {margin!r}; {fix}"
+        )
+    return RunInfo(
+        arch=arch,
+        arch_args=dict(arch_args),
+        input_size=size,
+        class_names=list(names),
+        mean=[float(x) for x in mean],
+        std=[float(x) for x in std],
+        channel_order=order,
+        path=str(run_dir),
+        crop_margin=float(margin),
+    )
 
 
 def _json_kind(v: Any) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        dict: "object",
+        list: "list",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[EdgeMaskNet, RunInfo]:
@@ -169,8 +189,12 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[E
         ModelError: missing/malformed files, or weights that do not fit the architecture.
     """
     info = read_run_info(run_dir)
-    model = load_weights(info.arch, info.arch_args, Path(run_dir) / "weights.safetensors",
-                         fix="re-run 'edgemask train', or copy the whole run folder again",
-                         described_by=Path(run_dir) / "model.json")
+    model = load_weights(
+        info.arch,
+        info.arch_args,
+        Path(run_dir) / "weights.safetensors",
+        fix="re-run 'edgemask train', or copy the whole run folder again",
+        described_by=Path(run_dir) / "model.json",
+    )
     model.to(device).eval()
     return model, info

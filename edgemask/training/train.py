@@ -27,12 +27,13 @@ from edgemask.config import TrainConfig, num_threads
 from edgemask.errors import ConfigError, ModelError
 from edgemask.models import create_model
 from edgemask.models.registry import resolved_args
+from edgemask.progress import NO_PROGRESS, Progress, staged
 from edgemask.training.metrics import classification_metrics
 from edgemask.training.run import run_info_for, save_run_files
-from edgemask.progress import NO_PROGRESS, Progress, staged
 from edgemask.utils.io import atomic_path, atomic_write_json
 from edgemask.utils.results import FolderResult
 from edgemask.vision.detectors import face_finder  # --crop-faces: data never imports vision, so it is handed in
+
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -42,7 +43,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        out.append(model(to_tensor(images[i:i + batch_size])))
+        out.append(model(to_tensor(images[i : i + batch_size])))
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
@@ -88,11 +89,19 @@ def _load_checkpoint(run_dir: Path, model: nn.Module, opt: torch.optim.Optimizer
         state = json.loads(cj.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise ModelError(f"checkpoint {cj} is not valid JSON ({e}); {fix}") from None
-    need = {"epoch": int, "best_acc": float, "best_epoch": int, "bad_epochs": int, "history": list,
-            "seconds": float, "param_groups": list}
+    need = {
+        "epoch": int,
+        "best_acc": float,
+        "best_epoch": int,
+        "bad_epochs": int,
+        "history": list,
+        "seconds": float,
+        "param_groups": list,
+    }
     if not isinstance(state, dict) or any(
-            not isinstance(state.get(k), t if t is not float else (int, float)) or isinstance(state.get(k), bool)
-            for k, t in need.items()):
+        not isinstance(state.get(k), t if t is not float else (int, float)) or isinstance(state.get(k), bool)
+        for k, t in need.items()
+    ):
         raise ModelError(f"checkpoint {cj} lacks or mistypes its fields ({', '.join(need)}); {fix}")
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -129,7 +138,9 @@ def _finished(run_dir: Path) -> bool:
 
 def _check_config(cfg: TrainConfig) -> None:
     if not cfg.data:
-        raise ConfigError("no training data given; pass --data DIR (a 'data synth' folder, an ImageFolder tree or a VOC folder)")
+        raise ConfigError(
+            "no training data given; pass --data DIR (a 'data synth' folder, an ImageFolder tree or a VOC folder)"
+        )
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError(f"--epochs and --batch-size must be ≥ 1 (got {cfg.epochs}, {cfg.batch_size})")
     if cfg.size < 16:
@@ -139,7 +150,9 @@ def _check_config(cfg: TrainConfig) -> None:
     if not (cfg.balance_cap >= 1):
         raise ConfigError(f"--balance-cap must be at least 1 (1 = no oversampling; got {cfg.balance_cap})")
     if isinstance(cfg.max_image_pixels, bool) or not isinstance(cfg.max_image_pixels, int) or cfg.max_image_pixels < 1:
-        raise ConfigError(f"--max-image-pixels must be a whole number ≥ 1, e.g. 50000000 (got {cfg.max_image_pixels!r})")
+        raise ConfigError(
+            f"--max-image-pixels must be a whole number ≥ 1, e.g. 50000000 (got {cfg.max_image_pixels!r})"
+        )
     if not (0 < cfg.max_false_positive <= 1):
         raise ConfigError(f"--max-false-positive must be in (0, 1], e.g. 0.05 (got {cfg.max_false_positive})")
 
@@ -152,23 +165,23 @@ class TrainResult(FolderResult):
     ``result / "model.json"``), as ``train`` returned before this type existed.
     """
 
-    run_dir: Path                 # the run folder: weights.safetensors, model.json, metrics.json, ...
-    metrics: Dict[str, Any]       # metrics.json as written: best_epoch, epochs_run, stopped, val/test, ...
+    run_dir: Path  # the run folder: weights.safetensors, model.json, metrics.json, ...
+    metrics: Dict[str, Any]  # metrics.json as written: best_epoch, epochs_run, stopped, val/test, ...
 
     @property
     def folder(self) -> Path:
         return self.run_dir
 
     @property
-    def best_epoch(self) -> int:     # epoch whose weights were kept (lowest validation loss)
+    def best_epoch(self) -> int:  # epoch whose weights were kept (lowest validation loss)
         return int(self.metrics["best_epoch"])
 
     @property
-    def epochs_run(self) -> int:     # epochs trained, resumed ones included
+    def epochs_run(self) -> int:  # epochs trained, resumed ones included
         return int(self.metrics["epochs_run"])
 
     @property
-    def stopped(self) -> str:        # why training ended: epochs | early_stopping | target_accuracy | max_minutes
+    def stopped(self) -> str:  # why training ended: epochs | early_stopping | target_accuracy | max_minutes
         return str(self.metrics["stopped"])
 
     @property
@@ -205,9 +218,16 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    ds = load_dataset(cfg.data, size=cfg.size, label_map=cfg.label_map or None, crop_faces=cfg.crop_faces,
-                      find_faces=face_finder(), margin=cfg.crop_margin,
-                      progress=staged(progress, "load"), max_pixels=cfg.max_image_pixels)
+    ds = load_dataset(
+        cfg.data,
+        size=cfg.size,
+        label_map=cfg.label_map or None,
+        crop_faces=cfg.crop_faces,
+        find_faces=face_finder(),
+        margin=cfg.crop_margin,
+        progress=staged(progress, "load"),
+        max_pixels=cfg.max_image_pixels,
+    )
     if len(ds.class_names) < 2:
         raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
     splits = split_indices(ds.labels, ds.groups, fractions=cfg.split, seed=cfg.seed)
@@ -226,21 +246,36 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     warm = int(cfg.warmup_epochs * steps_per_epoch)
 
     out.mkdir(parents=True, exist_ok=True)
-    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_loss": 1e30, "best_epoch": 0, "bad_epochs": 0,
-                             "lr_scale": 1.0, "history": [], "seconds": 0.0}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best_acc": -1.0,
+        "best_loss": 1e30,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "lr_scale": 1.0,
+        "history": [],
+        "seconds": 0.0,
+    }
     if resume:
         state = {**state, **_load_checkpoint(out, model, opt)}
         if raised:  # only once the checkpoint is known good: a refused resume changes nothing
             atomic_write_json(out / "config.json", cfg.to_dict())
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state), last_epoch=state["epoch"] * steps_per_epoch - 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, _lr_lambda(total, warm, state), last_epoch=state["epoch"] * steps_per_epoch - 1
+        )
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warm, state))
         atomic_write_json(out / "config.json", cfg.to_dict())
-        atomic_write_json(out / "splits.json", {
-            "dataset": str(cfg.data), "format": ds.format, "class_names": ds.class_names,
-            "fingerprint": _fingerprint(ds.groups),
-            **{name: [ds.sources[i] for i in idx] for name, idx in splits.items()},
-        })
+        atomic_write_json(
+            out / "splits.json",
+            {
+                "dataset": str(cfg.data),
+                "format": ds.format,
+                "class_names": ds.class_names,
+                "fingerprint": _fingerprint(ds.groups),
+                **{name: [ds.sources[i] for i in idx] for name, idx in splits.items()},
+            },
+        )
     fit = _Fit(cfg, out, model, opt, sched, info, images, labels, splits, ds.labels, k, progress)
     try:
         stop_reason = fit.run(state, steps_per_epoch)
@@ -263,21 +298,27 @@ def _resolve_config(cfg: TrainConfig, out: Path, resume: bool) -> tuple[TrainCon
         try:
             prev = TrainConfig.from_dict(json.loads(saved.read_text()))
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as e:
-            raise ModelError(f"cannot resume: {saved} is damaged ({type(e).__name__}); start again with --overwrite") from None
+            raise ModelError(
+                f"cannot resume: {saved} is damaged ({type(e).__name__}); start again with --overwrite"
+            ) from None
         # The data, model and split must be those of the interrupted run;
         # only the schedule knobs may change. cfg.epochs raises the count only
         # when it is larger than the saved one (the CLI passes 1 when --epochs
         # is not given, which keeps the saved count).
         epochs = cfg.epochs if cfg.epochs > prev.epochs else prev.epochs
         if epochs == prev.epochs and _finished(out):
-            raise ConfigError(f"the run in {out} is finished ({_epochs_done(out)} of {prev.epochs} epochs ran); "
-                              f"pass --epochs N with N above {prev.epochs} to train it further, or evaluate it "
-                              f"with 'edgemask eval {out} --data DIR'")
+            raise ConfigError(
+                f"the run in {out} is finished ({_epochs_done(out)} of {prev.epochs} epochs ran); "
+                f"pass --epochs N with N above {prev.epochs} to train it further, or evaluate it "
+                f"with 'edgemask eval {out} --data DIR'"
+            )
         cfg = TrainConfig(**{**prev.__dict__, "epochs": epochs, "max_minutes": cfg.max_minutes, "out": cfg.out})
         raised = epochs != prev.epochs
     elif (out / "model.json").exists() or (out / "checkpoint.json").exists():
         if not cfg.overwrite:
-            raise ConfigError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --out")
+            raise ConfigError(
+                f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --out"
+            )
     if not resume:
         # Stored resolved, so that '--resume' works from any working directory.
         cfg = TrainConfig(**{**cfg.__dict__, "data": str(Path(cfg.data).expanduser().resolve())})
@@ -287,9 +328,21 @@ def _resolve_config(cfg: TrainConfig, out: Path, resume: bool) -> tuple[TrainCon
 class _Fit:
     """The epoch loop of :func:`train`: what one epoch needs, held once instead of passed around."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, model: nn.Module, opt: Any, sched: Any, info: Any,
-                 images: torch.Tensor, labels: torch.Tensor, splits: dict, ds_labels: np.ndarray, k: int,
-                 progress: Progress):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out: Path,
+        model: nn.Module,
+        opt: Any,
+        sched: Any,
+        info: Any,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        splits: dict,
+        ds_labels: np.ndarray,
+        k: int,
+        progress: Progress,
+    ):
         from edgemask.training.operating_point import sample_weights
 
         self.cfg, self.out, self.model, self.opt, self.sched, self.info = cfg, out, model, opt, sched, info
@@ -320,9 +373,16 @@ class _Fit:
             val_loss = float(nn.functional.cross_entropy(val_logits, val_y))
             state["epoch"] = epoch
             state["seconds"] = time.perf_counter() - t0
-            state["history"].append({"epoch": epoch, "train_loss": run_loss / max(1, seen), "val_loss": val_loss,
-                                     "val_accuracy": val_acc, "lr": self.sched.get_last_lr()[0],
-                                     "seconds": round(state["seconds"], 2)})
+            state["history"].append(
+                {
+                    "epoch": epoch,
+                    "train_loss": run_loss / max(1, seen),
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                    "lr": self.sched.get_last_lr()[0],
+                    "seconds": round(state["seconds"], 2),
+                }
+            )
             state["best_acc"] = max(state["best_acc"], val_acc)
             reached = val_acc >= cfg.target_accuracy
             if val_loss < state["best_loss"] or reached:
@@ -333,8 +393,9 @@ class _Fit:
                 if cfg.plateau_epochs and state["bad_epochs"] % cfg.plateau_epochs == 0:
                     state["lr_scale"] *= cfg.plateau_factor
             _save_checkpoint(self.out, self.model, self.opt, state)
-            self.progress("epoch", epoch, cfg.epochs,
-                          f"val acc {val_acc * 100:.2f}% (best {state['best_acc'] * 100:.2f}%)")
+            self.progress(
+                "epoch", epoch, cfg.epochs, f"val acc {val_acc * 100:.2f}% (best {state['best_acc'] * 100:.2f}%)"
+            )
             if reached:
                 return "target_accuracy"
             if state["bad_epochs"] >= cfg.patience:
@@ -355,8 +416,8 @@ class _Fit:
             perm = tr[torch.randperm(len(tr), generator=gen)]
         run_loss, seen = 0.0, 0
         for step in range(steps_per_epoch):
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = to_tensor(self.images[idx])            # (B,3,S,S) float in [0,1]
+            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x = to_tensor(self.images[idx])  # (B,3,S,S) float in [0,1]
             if cfg.augment:
                 x = augment_batch(x, gen, box_jitter=cfg.box_jitter, blur_p=cfg.blur_p, low_light_p=cfg.low_light_p)
             loss = self.loss_fn(self.model(x), self.labels[idx])
@@ -370,8 +431,16 @@ class _Fit:
         return run_loss, seen
 
 
-def _final_metrics(cfg: TrainConfig, out: Path, info: Any, images: torch.Tensor, ds: Any, splits: dict,
-                   state: dict[str, Any], stop_reason: str) -> dict[str, Any]:
+def _final_metrics(
+    cfg: TrainConfig,
+    out: Path,
+    info: Any,
+    images: torch.Tensor,
+    ds: Any,
+    splits: dict,
+    state: dict[str, Any],
+    stop_reason: str,
+) -> dict[str, Any]:
     """metrics.json: computed from the best weights, not the last epoch's (the operating point folded in)."""
     from edgemask.training.run import load_run
 
@@ -381,19 +450,27 @@ def _final_metrics(cfg: TrainConfig, out: Path, info: Any, images: torch.Tensor,
     if cfg.operating_point and len(val_idx):
         from edgemask.training.operating_point import choose_logit_bias, fold_logit_bias, operating_point_record
 
-        bias, op_info = choose_logit_bias(predict_logits(best, images[val_idx]).numpy(), ds.labels[splits["val"]],
-                                          max_fp=cfg.max_false_positive)
+        bias, op_info = choose_logit_bias(
+            predict_logits(best, images[val_idx]).numpy(), ds.labels[splits["val"]], max_fp=cfg.max_false_positive
+        )
         if np.any(bias != 0) and fold_logit_bias(best, bias):
             op = operating_point_record(ds.class_names, bias, op_info)
             save_run_files(out, best, info, operating_point=op)
-    metrics: dict[str, Any] = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                               "stopped": stop_reason, "train_seconds": round(state["seconds"], 2),
-                               "dataset": str(cfg.data), "class_names": ds.class_names,
-                               "counts": {n: {s: int((ds.labels[i] == c).sum()) for s, i in splits.items()}
-                                          for c, n in enumerate(ds.class_names)},
-                               "skipped": len(ds.skipped), "skipped_first": [list(x) for x in ds.skipped[:20]],
-                               "face_crops": ds.face_crops,
-                               "operating_point": op or {"logit_bias": None, "method": "argmax (no bias chosen)"}}
+    metrics: dict[str, Any] = {
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "stopped": stop_reason,
+        "train_seconds": round(state["seconds"], 2),
+        "dataset": str(cfg.data),
+        "class_names": ds.class_names,
+        "counts": {
+            n: {s: int((ds.labels[i] == c).sum()) for s, i in splits.items()} for c, n in enumerate(ds.class_names)
+        },
+        "skipped": len(ds.skipped),
+        "skipped_first": [list(x) for x in ds.skipped[:20]],
+        "face_crops": ds.face_crops,
+        "operating_point": op or {"logit_bias": None, "method": "argmax (no bias chosen)"},
+    }
     for name in ("val", "test"):
         idx = torch.from_numpy(splits[name])
         if len(idx):

@@ -27,10 +27,36 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 # TensorProto.DataType -> numpy dtype (the ones a CNN or its Q/DQ nodes use).
-DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
-          9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
-DTYPE_NAMES = {1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64", 8: "STRING",
-               9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64", 16: "BFLOAT16"}
+DTYPES = {
+    1: np.float32,
+    2: np.uint8,
+    3: np.int8,
+    4: np.uint16,
+    5: np.int16,
+    6: np.int32,
+    7: np.int64,
+    9: np.bool_,
+    10: np.float16,
+    11: np.float64,
+    12: np.uint32,
+    13: np.uint64,
+}
+DTYPE_NAMES = {
+    1: "FLOAT",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    8: "STRING",
+    9: "BOOL",
+    10: "FLOAT16",
+    11: "DOUBLE",
+    12: "UINT32",
+    13: "UINT64",
+    16: "BFLOAT16",
+}
 
 # AttributeProto.AttributeType values.
 FLOAT, INT, STRING, TENSOR, GRAPH, FLOATS, INTS, STRINGS = 1, 2, 3, 4, 5, 6, 7, 8
@@ -70,12 +96,12 @@ def _fields(buf: bytes) -> Fields:
         if wire == 0:
             val, pos = _varint(buf, pos)
         elif wire == 1:
-            val, pos = buf[pos:pos + 8], pos + 8
+            val, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             n, pos = _varint(buf, pos)
-            val, pos = buf[pos:pos + n], pos + n
+            val, pos = buf[pos : pos + n], pos + n
         elif wire == 5:
-            val, pos = buf[pos:pos + 4], pos + 4
+            val, pos = buf[pos : pos + 4], pos + 4
         else:
             raise OnnxFormatError(f"unsupported protobuf wire type {wire}")
         if pos > end or num == 0:
@@ -151,12 +177,16 @@ class Tensor:
         """The values as a numpy array of ``dims`` (what ``onnx.numpy_helper.to_array`` gives)."""
         f = self._f
         if _int(f, 14) == 1 or 13 in f:
-            raise OnnxFormatError(f"tensor {self.name!r} keeps its data in an external file; re-export the model "
-                                  "as one self-contained .onnx")
+            raise OnnxFormatError(
+                f"tensor {self.name!r} keeps its data in an external file; re-export the model "
+                "as one self-contained .onnx"
+            )
         dtype = DTYPES.get(self.data_type)
         if dtype is None:
-            raise OnnxFormatError(f"tensor {self.name!r}: data type "
-                                  f"{DTYPE_NAMES.get(self.data_type, self.data_type)} is not supported here")
+            raise OnnxFormatError(
+                f"tensor {self.name!r}: data type "
+                f"{DTYPE_NAMES.get(self.data_type, self.data_type)} is not supported here"
+            )
         shape = self.dims
         if 9 in f:  # raw_data: little-endian, row-major
             return np.frombuffer(f[9][-1][1], dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
@@ -187,8 +217,23 @@ class Attribute:
     def parse(cls, f: Fields) -> "Attribute":
         kind = _int(f, 20)
         if kind == 0:  # files from before IR v3 name no type: infer it from the field that is set
-            kind = next((k for num, k in ((2, FLOAT), (3, INT), (4, STRING), (5, TENSOR), (6, GRAPH), (7, FLOATS),
-                                           (8, INTS), (9, STRINGS)) if num in f), 0)
+            kind = next(
+                (
+                    k
+                    for num, k in (
+                        (2, FLOAT),
+                        (3, INT),
+                        (4, STRING),
+                        (5, TENSOR),
+                        (6, GRAPH),
+                        (7, FLOATS),
+                        (8, INTS),
+                        (9, STRINGS),
+                    )
+                    if num in f
+                ),
+                0,
+            )
         value: Any
         if kind == FLOAT:
             value = _floats(f, 2)[-1] if 2 in f else 0.0
@@ -222,8 +267,9 @@ class Node:
 
     @classmethod
     def parse(cls, f: Fields) -> "Node":
-        return cls(_str(f, 3), _str(f, 4), _str(f, 7), _strs(f, 1), _strs(f, 2),
-                   [Attribute.parse(a) for a in _msgs(f, 5)])
+        return cls(
+            _str(f, 3), _str(f, 4), _str(f, 7), _strs(f, 1), _strs(f, 2), [Attribute.parse(a) for a in _msgs(f, 5)]
+        )
 
     def attr(self, key: str, default: Any = None) -> Any:
         """The value of attribute ``key``, ``default`` when the node does not set it."""
@@ -244,12 +290,12 @@ class ValueInfo:
     @classmethod
     def parse(cls, f: Fields) -> "ValueInfo":
         elem, shape = 0, None
-        for tp in _msgs(f, 2):                 # TypeProto
-            for tt in _msgs(tp, 1):            # .tensor_type
+        for tp in _msgs(f, 2):  # TypeProto
+            for tt in _msgs(tp, 1):  # .tensor_type
                 elem = _int(tt, 1)
-                for sh in _msgs(tt, 2):        # .shape
+                for sh in _msgs(tt, 2):  # .shape
                     dims: List[Union[int, str, None]] = []
-                    for d in _msgs(sh, 1):     # .dim
+                    for d in _msgs(sh, 1):  # .dim
                         dims.append(_int(d, 1) if 1 in d else (_str(d, 2) or None))
                     shape = tuple(dims)
         return cls(_str(f, 1), elem, shape)
@@ -267,8 +313,13 @@ class Graph:
 
     @classmethod
     def parse(cls, f: Fields) -> "Graph":
-        return cls(_str(f, 2), [Node.parse(n) for n in _msgs(f, 1)], [Tensor.parse(t) for t in _msgs(f, 5)],
-                   [ValueInfo.parse(v) for v in _msgs(f, 11)], [ValueInfo.parse(v) for v in _msgs(f, 12)])
+        return cls(
+            _str(f, 2),
+            [Node.parse(n) for n in _msgs(f, 1)],
+            [Tensor.parse(t) for t in _msgs(f, 5)],
+            [ValueInfo.parse(v) for v in _msgs(f, 11)],
+            [ValueInfo.parse(v) for v in _msgs(f, 12)],
+        )
 
     def real_inputs(self) -> List[ValueInfo]:
         """Inputs that are not initializers (old exporters list weights as inputs too)."""
@@ -318,5 +369,15 @@ def load_model(path: Union[str, Path]) -> Model:
     return parse_model(Path(path).read_bytes())
 
 
-__all__ = ["DTYPE_NAMES", "Attribute", "Graph", "Model", "Node", "OnnxFormatError", "Tensor", "ValueInfo",
-           "load_model", "parse_model"]
+__all__ = [
+    "DTYPE_NAMES",
+    "Attribute",
+    "Graph",
+    "Model",
+    "Node",
+    "OnnxFormatError",
+    "Tensor",
+    "ValueInfo",
+    "load_model",
+    "parse_model",
+]

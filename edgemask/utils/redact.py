@@ -29,7 +29,9 @@ MASK = "***"
 _URL = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s]+)")
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|access_token|auth|api_key|apikey|key|secret|sig|signature)=)"
-    r"(?P<value>[^&;#\s'\"]*)", re.IGNORECASE)
+    r"(?P<value>[^&;#\s'\"]*)",
+    re.IGNORECASE,
+)
 
 _lock = threading.Lock()
 _secrets: Set[str] = set()
@@ -119,5 +121,12 @@ def install_log_redaction(logger: logging.Logger | None = None) -> None:
             h.addFilter(RedactingFilter())
 
 
-__all__ = ["MASK", "RedactingFilter", "forget_secrets", "install_log_redaction", "redact", "register_secret",
-           "url_has_password"]
+__all__ = [
+    "MASK",
+    "RedactingFilter",
+    "forget_secrets",
+    "install_log_redaction",
+    "redact",
+    "register_secret",
+    "url_has_password",
+]

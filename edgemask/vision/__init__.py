@@ -43,7 +43,22 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
-    "END_OF_STREAM", "Detection", "FaceDetector", "FixedRegionDetector", "Frame", "FrameSource", "HaarDetector",
-    "IoUTracker", "SourceSpec", "Track", "VideoRecorder", "YuNetDetector", "create_detector", "draw_overlay",
-    "face_crops", "list_cameras", "open_capture", "parse_source",
+    "END_OF_STREAM",
+    "Detection",
+    "FaceDetector",
+    "FixedRegionDetector",
+    "Frame",
+    "FrameSource",
+    "HaarDetector",
+    "IoUTracker",
+    "SourceSpec",
+    "Track",
+    "VideoRecorder",
+    "YuNetDetector",
+    "create_detector",
+    "draw_overlay",
+    "face_crops",
+    "list_cameras",
+    "open_capture",
+    "parse_source",
 ]

@@ -48,9 +48,15 @@ class BundleFaceDetector(FaceDetector):
 
     def describe(self) -> Dict[str, Any]:
         d = self.runner.describe()
-        return {"detector": "bundle", "backend": d.get("backend"), "precision": d.get("precision"),
-                "input": [self.width, self.height], "decode": self.params.to_dict(), "min_face": self.min_face,
-                "smallest_face_640": self.smallest_face(640)}
+        return {
+            "detector": "bundle",
+            "backend": d.get("backend"),
+            "precision": d.get("precision"),
+            "input": [self.width, self.height],
+            "decode": self.params.to_dict(),
+            "min_face": self.min_face,
+            "smallest_face_640": self.smallest_face(640),
+        }
 
     def smallest_face(self, frame_width: int, frame_height: Optional[int] = None) -> int:
         """Smallest face side (frame pixels) it returns: decode's ``min_side`` at the letterbox scale, or min_face."""
@@ -63,7 +69,7 @@ class BundleFaceDetector(FaceDetector):
         canvases, scales = [], []
         for bgr in bgr_frames:
             canvas, scale = letterbox(bgr, self.width, self.height)  # resize/pad per channel: BGR works as well
-            canvases.append(canvas[:, :, ::-1])                     # -> RGB, what the model was trained on
+            canvases.append(canvas[:, :, ::-1])  # -> RGB, what the model was trained on
             scales.append(scale)
         return self.runner.infer(np.stack(canvases)), scales
 
@@ -87,8 +93,9 @@ def detector_backend(backend: str) -> str:
     return "onnxrt" if backend == "null" else backend
 
 
-def detector_from_bundle(bundle: Any, backend: str = "onnxrt", precision: str = "fp32", min_face: int = 0,
-                         **options: Any) -> BundleFaceDetector:
+def detector_from_bundle(
+    bundle: Any, backend: str = "onnxrt", precision: str = "fp32", min_face: int = 0, **options: Any
+) -> BundleFaceDetector:
     """The bundle's face detector on ``backend`` at ``precision``, active.
 
     Args:
@@ -104,8 +111,9 @@ def detector_from_bundle(bundle: Any, backend: str = "onnxrt", precision: str = 
 
     backend = detector_backend(backend)
     if backend not in DETECTOR_BACKENDS:
-        raise ConfigError(f"the bundle's detector cannot run on backend {backend!r}; use one of "
-                          f"{', '.join(DETECTOR_BACKENDS)}")
+        raise ConfigError(
+            f"the bundle's detector cannot run on backend {backend!r}; use one of {', '.join(DETECTOR_BACKENDS)}"
+        )
     b = as_bundle(bundle)
     view = b.detector_view()
     runner = get_backend(backend).from_bundle(view, precision=precision, **options)
@@ -120,8 +128,9 @@ def detector_from_bundle(bundle: Any, backend: str = "onnxrt", precision: str = 
     return det
 
 
-def check_detector_golden(bundle: Any, backend: str = "onnxrt", precision: str = "fp32",
-                          **options: Any) -> Dict[str, Any]:
+def check_detector_golden(
+    bundle: Any, backend: str = "onnxrt", precision: str = "fp32", **options: Any
+) -> Dict[str, Any]:
     """Run the detector's golden scenes on a runner and compare with the stored torch heads.
 
     Returns:
@@ -144,9 +153,20 @@ def check_detector_golden(bundle: Any, backend: str = "onnxrt", precision: str =
     parity = compare_heads(ref, got, DecodeParams.from_dict(det.decode))
     tol = (g.get("tolerance") or {}).get(precision)
     problems = within_tolerance(parity, tol)
-    return {"ok": not problems, "problems": problems, "tolerance": tol, "backend": backend, "precision": precision,
-            **parity}
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "tolerance": tol,
+        "backend": backend,
+        "precision": precision,
+        **parity,
+    }
 
 
-__all__ = ["DETECTOR_BACKENDS", "BundleFaceDetector", "check_detector_golden", "detector_backend",
-           "detector_from_bundle"]
+__all__ = [
+    "DETECTOR_BACKENDS",
+    "BundleFaceDetector",
+    "check_detector_golden",
+    "detector_backend",
+    "detector_from_bundle",
+]

@@ -82,13 +82,16 @@ def check_source(spec: SourceSpec) -> None:
         if os.name == "posix" and Path("/dev").is_dir() and not Path(f"/dev/video{spec.target}").exists():
             have = list_cameras()
             listed = ", ".join(f"{i} (/dev/video{i})" for i in have) if have else "none found"
-            raise SourceError(f"camera {spec.target} does not exist (/dev/video{spec.target} is missing); "
-                              f"cameras here: {listed}")
+            raise SourceError(
+                f"camera {spec.target} does not exist (/dev/video{spec.target} is missing); cameras here: {listed}"
+            )
     elif spec.kind in ("gstreamer", "csi"):
         if not _has_gstreamer():
-            raise NotAvailableError("this OpenCV build has no GStreamer support, which GStreamer and csi:// sources "
-                                    "need; on a Jetson use JetPack's OpenCV (apt install python3-opencv) instead of "
-                                    "the pip wheel")
+            raise NotAvailableError(
+                "this OpenCV build has no GStreamer support, which GStreamer and csi:// sources "
+                "need; on a Jetson use JetPack's OpenCV (apt install python3-opencv) instead of "
+                "the pip wheel"
+            )
     elif spec.kind == "folder":
         try:
             names = list(Path(str(spec.target)).iterdir())
@@ -129,7 +132,7 @@ def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0) -> Capture:
         hint = {
             "camera": "check that no other program uses it and that you are in the 'video' group",
             "url": "check the address, credentials and that the server is reachable from here "
-                   "(--log-level debug shows FFmpeg's own message)",
+            "(--log-level debug shows FFmpeg's own message)",
             "file": "it is not a video OpenCV can decode (try ffprobe on it, or --log-level debug)",
             "gstreamer": "run the pipeline with gst-launch-1.0 to see GStreamer's error",
             "csi": "run 'gst-launch-1.0 nvarguscamerasrc num-buffers=1 ! fakesink' to see the camera's error",
@@ -158,7 +161,6 @@ def before_last_frame(cap: Any) -> bool:
     except Exception:  # noqa: BLE001 - fakes and some backends have no get()
         return False
     return total > 0 and 0 <= pos < total - 1
-
 
 
 __all__ = [

@@ -42,7 +42,6 @@ import numpy as np
 from edgemask.errors import ConfigError, NotAvailableError
 from edgemask.vision.face_detector import Detection, FaceDetector
 
-
 # --------------------------------------------------------------------------- geometry
 
 
@@ -120,11 +119,15 @@ def _cascade(name: str) -> Any:
     if name not in _CASCADES:
         base = getattr(getattr(cv2, "data", None), "haarcascades", "")
         if not hasattr(cv2, "CascadeClassifier") or not base:
-            raise NotAvailableError("this OpenCV has no Haar cascades (OpenCV 5 dropped CascadeClassifier); "
-                                    "install opencv-python-headless<5 or use --detector yunet --face-model PATH")
+            raise NotAvailableError(
+                "this OpenCV has no Haar cascades (OpenCV 5 dropped CascadeClassifier); "
+                "install opencv-python-headless<5 or use --detector yunet --face-model PATH"
+            )
         c = cv2.CascadeClassifier(str(Path(base) / name))
         if c.empty():
-            raise NotAvailableError(f"cannot load the Haar cascade {name} from {base}; reinstall opencv-python-headless")
+            raise NotAvailableError(
+                f"cannot load the Haar cascade {name} from {base}; reinstall opencv-python-headless"
+            )
         _CASCADES[name] = c
     return _CASCADES[name]
 
@@ -179,8 +182,13 @@ class HaarDetector(FaceDetector):
     #: the frontal cascade's window: no smaller face exists for it
     window = 24
 
-    def __init__(self, components: tuple[str, ...] = ("frontal",), detect_width: int = 320, min_face: int = 40,
-                 scale_factor: float = 1.1):
+    def __init__(
+        self,
+        components: tuple[str, ...] = ("frontal",),
+        detect_width: int = 320,
+        min_face: int = 40,
+        scale_factor: float = 1.1,
+    ):
         unknown = [c for c in components if c not in HAAR_COMPONENTS]
         if unknown or not components:
             raise ConfigError(f"unknown Haar component(s) {unknown}; choose from {', '.join(HAAR_COMPONENTS)}")
@@ -193,9 +201,14 @@ class HaarDetector(FaceDetector):
             _cascade(HAAR_COMPONENTS[c].cascade)  # fail now, not on the first frame
 
     def describe(self) -> dict[str, Any]:
-        return {"detector": "haar-fusion" if len(self.components) > 1 else "haar", "components": list(self.components),
-                "detect_width": self.detect_width, "min_face": self.min_face, "scale_factor": self.scale_factor,
-                "smallest_face_640": self.smallest_face(640)}
+        return {
+            "detector": "haar-fusion" if len(self.components) > 1 else "haar",
+            "components": list(self.components),
+            "detect_width": self.detect_width,
+            "min_face": self.min_face,
+            "scale_factor": self.scale_factor,
+            "smallest_face_640": self.smallest_face(640),
+        }
 
     def smallest_face(self, frame_width: int) -> int:
         """Smallest findable face side, in pixels of a frame this wide."""
@@ -206,7 +219,9 @@ class HaarDetector(FaceDetector):
 
         h, w = bgr.shape[:2]
         scale = detect_scale(w, self.detect_width, self.min_face, self.window)
-        small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+        small = (
+            cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+        )
         views: dict[str, np.ndarray] = {}
         dets: list[Detection] = []
         comps = self.components if phase is None else (self.components[phase % self.phases],)
@@ -218,10 +233,11 @@ class HaarDetector(FaceDetector):
             casc = _cascade(comp.cascade)
             # The cascade's own window (24 px for frontal, 20 for profile) is its floor.
             side = max(int(self.min_face * scale), 20)
-            for flip in ((False, True) if comp.mirrored else (False,)):
+            for flip in (False, True) if comp.mirrored else (False,):
                 view = cv2.flip(img, 1) if flip else img
-                boxes, neighbours = casc.detectMultiScale2(view, scaleFactor=self.scale_factor,
-                                                           minNeighbors=comp.min_neighbors, minSize=(side, side))
+                boxes, neighbours = casc.detectMultiScale2(
+                    view, scaleFactor=self.scale_factor, minNeighbors=comp.min_neighbors, minSize=(side, side)
+                )
                 for (x, y, bw, bh), n in zip(np.reshape(boxes, (-1, 4)), np.ravel(neighbours)):
                     if flip:
                         x = view.shape[1] - x - bw
@@ -246,23 +262,36 @@ class YuNetDetector(FaceDetector):
     #: YuNet's smallest reliable face in its input (its finest anchors are ~10 px)
     window = 12
 
-    def __init__(self, model_path: str, detect_width: int = 320, min_face: int = 40, score_threshold: float = 0.6,
-                 nms_threshold: float = 0.3, top_k: int = 50, option: str = "--face-model"):
+    def __init__(
+        self,
+        model_path: str,
+        detect_width: int = 320,
+        min_face: int = 40,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        top_k: int = 50,
+        option: str = "--face-model",
+    ):
         import cv2
 
         p = Path(model_path)
         given = f"{option} {model_path}" if option == "--face-model" else f"{option}{model_path}"
         if not p.is_file():
-            raise ConfigError(f"{given}: {model_path} does not exist; pass a YuNet ONNX file "
-                              "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+            raise ConfigError(
+                f"{given}: {model_path} does not exist; pass a YuNet ONNX file "
+                "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)"
+            )
         if not hasattr(cv2, "FaceDetectorYN"):
-            raise NotAvailableError("this OpenCV has no FaceDetectorYN (needs OpenCV >= 4.5.4); upgrade opencv-python-headless")
+            raise NotAvailableError(
+                "this OpenCV has no FaceDetectorYN (needs OpenCV >= 4.5.4); upgrade opencv-python-headless"
+            )
         try:
             self._det = cv2.FaceDetectorYN.create(str(p), "", (320, 240), score_threshold, nms_threshold, top_k)
         except cv2.error as e:
-            raise ConfigError(f"{given} is not a YuNet ONNX model OpenCV can load "
-                              f"({_cv_reason(e)}); pass face_detection_yunet_2023mar.onnx from the OpenCV model zoo"
-                              ) from None
+            raise ConfigError(
+                f"{given} is not a YuNet ONNX model OpenCV can load "
+                f"({_cv_reason(e)}); pass face_detection_yunet_2023mar.onnx from the OpenCV model zoo"
+            ) from None
         self.model_path = str(p)
         self.detect_width = int(detect_width)
         self.min_face = int(min_face)
@@ -270,9 +299,14 @@ class YuNetDetector(FaceDetector):
         self._size: tuple[int, int] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"detector": "yunet", "model": self.model_path, "detect_width": self.detect_width,
-                "min_face": self.min_face, "score_threshold": self.score_threshold,
-                "smallest_face_640": self.smallest_face(640)}
+        return {
+            "detector": "yunet",
+            "model": self.model_path,
+            "detect_width": self.detect_width,
+            "min_face": self.min_face,
+            "score_threshold": self.score_threshold,
+            "smallest_face_640": self.smallest_face(640),
+        }
 
     def smallest_face(self, frame_width: int) -> int:
         """Smallest findable face side, in pixels of a frame this wide."""
@@ -283,7 +317,9 @@ class YuNetDetector(FaceDetector):
 
         h, w = bgr.shape[:2]
         scale = detect_scale(w, self.detect_width, self.min_face, self.window)
-        small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+        small = (
+            cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else bgr
+        )
         size = (small.shape[1], small.shape[0])
         if size != self._size:
             self._det.setInputSize(size)
@@ -295,8 +331,11 @@ class YuNetDetector(FaceDetector):
                 x, y, bw, bh = (float(v) / scale for v in f[:4])
                 if max(bw, bh) < self.min_face:  # the longer side: a masked face's box is often cut short
                     continue
-                out.append(Detection((max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
-                                     float(f[14]), "yunet"))
+                out.append(
+                    Detection(
+                        (max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)), float(f[14]), "yunet"
+                    )
+                )
         return out
 
 
@@ -352,19 +391,25 @@ def parse_detector(name: str, face_model: str = "") -> tuple[str, str]:
     """
     name = (name or "auto").strip()
     if name.startswith("yunet:"):
-        path = name[len("yunet:"):].strip()
+        path = name[len("yunet:") :].strip()
         if not path:
-            raise ConfigError("--detector yunet: needs a file after the colon, e.g. "
-                              "--detector yunet:face_detection_yunet_2023mar.onnx")
+            raise ConfigError(
+                "--detector yunet: needs a file after the colon, e.g. "
+                "--detector yunet:face_detection_yunet_2023mar.onnx"
+            )
         if face_model and face_model != path:
             raise ConfigError(f"--detector {name} and --face-model {face_model} name two YuNet files; give one")
         return "yunet", path
     if name not in DETECTOR_NAMES:
-        raise ConfigError(f"unknown --detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES[:-1])}, "
-                          f"yunet:FILE, {DETECTOR_NAMES[-1]}")
+        raise ConfigError(
+            f"unknown --detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES[:-1])}, "
+            f"yunet:FILE, {DETECTOR_NAMES[-1]}"
+        )
     if name == "yunet" and not face_model:
-        raise ConfigError("--detector yunet needs --face-model FILE, or write --detector yunet:FILE (a YuNet ONNX "
-                          "file, e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        raise ConfigError(
+            "--detector yunet needs --face-model FILE, or write --detector yunet:FILE (a YuNet ONNX "
+            "file, e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)"
+        )
     return name, face_model
 
 
@@ -377,9 +422,18 @@ def resolve_detector(name: str, face_model: str = "", bundle_has_detector: bool 
     return kind, model
 
 
-def create_detector(name: str = "auto", *, face_model: str = "", detect_width: int = 320, min_face: int = 40,
-                    roi: tuple[int, int, int, int] | None = None, bundle: Any = None, backend: str = "onnxrt",
-                    precision: str = "fp32", backend_options: dict[str, Any] | None = None) -> FaceDetector:
+def create_detector(
+    name: str = "auto",
+    *,
+    face_model: str = "",
+    detect_width: int = 320,
+    min_face: int = 40,
+    roi: tuple[int, int, int, int] | None = None,
+    bundle: Any = None,
+    backend: str = "onnxrt",
+    precision: str = "fp32",
+    backend_options: dict[str, Any] | None = None,
+) -> FaceDetector:
     """A detector by ``--detector`` name.
 
     Args:
@@ -403,8 +457,9 @@ def create_detector(name: str = "auto", *, face_model: str = "", detect_width: i
     option = "--detector yunet:" if str(name).startswith("yunet:") else "--face-model"
     if kind == "bundle":
         if bundle is None:
-            raise ConfigError("--detector bundle needs --bundle DIR (a bundle exported with "
-                              "'edgemask export RUN --detector DET_RUN')")
+            raise ConfigError(
+                "--detector bundle needs --bundle DIR (a bundle exported with 'edgemask export RUN --detector DET_RUN')"
+            )
         from edgemask.vision.bundle_detector import detector_from_bundle
 
         return detector_from_bundle(bundle, backend, precision, min_face=min_face, **(backend_options or {}))

@@ -32,7 +32,7 @@ class DecodeParams:
     score_threshold: float = 0.35
     nms_iou: float = 0.4
     top_k: int = 100
-    min_side: float = 6.0          # boxes smaller than this (frame px) are dropped
+    min_side: float = 6.0  # boxes smaller than this (frame px) are dropped
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -74,8 +74,9 @@ def _local_max(heat: np.ndarray) -> np.ndarray:
     return heat >= dil
 
 
-def decode_heads(head: np.ndarray, params: DecodeParams, scale: float = 1.0,
-                 frame_wh: Tuple[int, int] | None = None) -> Tuple[np.ndarray, np.ndarray]:
+def decode_heads(
+    head: np.ndarray, params: DecodeParams, scale: float = 1.0, frame_wh: Tuple[int, int] | None = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """Boxes and scores of one image's head (5, h, w), before NMS.
 
     Args:
@@ -132,13 +133,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         keep.append(i)
         if order.size == 1:
             break
-        ious = box_iou(boxes[i:i + 1], boxes[order[1:]])[0]
+        ious = box_iou(boxes[i : i + 1], boxes[order[1:]])[0]
         order = order[1:][ious < iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
-def postprocess(head: np.ndarray, params: DecodeParams, scale: float = 1.0,
-                frame_wh: Tuple[int, int] | None = None) -> Tuple[np.ndarray, np.ndarray]:
+def postprocess(
+    head: np.ndarray, params: DecodeParams, scale: float = 1.0, frame_wh: Tuple[int, int] | None = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`decode_heads` then :func:`nms`: final boxes (K, 4) and scores (K,)."""
     boxes, scores = decode_heads(head, params, scale, frame_wh)
     keep = nms(boxes, scores, params.nms_iou)
@@ -183,9 +185,14 @@ def compare_heads(ref: np.ndarray, test: np.ndarray, params: DecodeParams) -> Di
     rb = [postprocess(h, params)[0] for h in ref]
     tb = [postprocess(h, params)[0] for h in test]
     d = np.abs(ref.astype(np.float64) - test.astype(np.float64))
-    return {"heat_max_abs": float(d[:, 0].max()) if d.size else 0.0, "head_max_abs": float(d.max()) if d.size else 0.0,
-            "box_agreement": box_agreement(rb, tb), "boxes_ref": int(sum(len(b) for b in rb)),
-            "boxes": int(sum(len(b) for b in tb)), "images": int(len(ref))}
+    return {
+        "heat_max_abs": float(d[:, 0].max()) if d.size else 0.0,
+        "head_max_abs": float(d.max()) if d.size else 0.0,
+        "box_agreement": box_agreement(rb, tb),
+        "boxes_ref": int(sum(len(b) for b in rb)),
+        "boxes": int(sum(len(b) for b in tb)),
+        "images": int(len(ref)),
+    }
 
 
 def within_tolerance(parity: Dict[str, Any], tolerance: Dict[str, Any] | None) -> List[str]:
@@ -195,7 +202,9 @@ def within_tolerance(parity: Dict[str, Any], tolerance: Dict[str, Any] | None) -
     if tol.get("heat_max_abs") is not None and parity["heat_max_abs"] > float(tol["heat_max_abs"]):
         problems.append(f"heatmap differs by {parity['heat_max_abs']:.2e} (allowed {float(tol['heat_max_abs']):.0e})")
     if tol.get("box_agreement") is not None and parity["box_agreement"] < float(tol["box_agreement"]):
-        problems.append(f"boxes agree {parity['box_agreement'] * 100:.1f}% (needs {float(tol['box_agreement']) * 100:.0f}%)")
+        problems.append(
+            f"boxes agree {parity['box_agreement'] * 100:.1f}% (needs {float(tol['box_agreement']) * 100:.0f}%)"
+        )
     return problems
 
 
@@ -210,8 +219,9 @@ def size_bucket(box: Sequence[float]) -> str:
     return SIZE_BUCKETS[-1][0]
 
 
-def match_detections(gt_boxes: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray,
-                     iou_threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+def match_detections(
+    gt_boxes: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray, iou_threshold: float = 0.5
+) -> Tuple[np.ndarray, np.ndarray]:
     """Greedy matching, best detection first: (gt_hit bool (G,), det_is_tp bool (D,))."""
     g = np.asarray(gt_boxes, dtype=np.float32).reshape(-1, 4)
     d = np.asarray(det_boxes, dtype=np.float32).reshape(-1, 4)
@@ -247,8 +257,9 @@ def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
     return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
 
 
-def detection_metrics(samples: Sequence[Tuple[np.ndarray, Sequence[str], np.ndarray, np.ndarray]],
-                      iou_threshold: float = 0.5) -> Dict[str, Any]:
+def detection_metrics(
+    samples: Sequence[Tuple[np.ndarray, Sequence[str], np.ndarray, np.ndarray]], iou_threshold: float = 0.5
+) -> Dict[str, Any]:
     """Recall per ground-truth class x size bucket, false boxes per image, AP50.
 
     Args:
@@ -293,11 +304,33 @@ def detection_metrics(samples: Sequence[Tuple[np.ndarray, Sequence[str], np.ndar
         big[lab] = f / n if n else float("nan")
     sc = np.concatenate(all_scores) if all_scores else np.zeros(0, np.float32)
     tps = np.concatenate(all_tp) if all_tp else np.zeros(0, bool)
-    return {"images": len(samples), "faces": n_gt, "iou": iou_threshold, "recall": recall,
-            "counts": total, "recall_min_side": big, "min_side": 24,
-            "false_per_image": false / max(1, len(samples)), "ap50": average_precision(sc, tps, n_gt)}
+    return {
+        "images": len(samples),
+        "faces": n_gt,
+        "iou": iou_threshold,
+        "recall": recall,
+        "counts": total,
+        "recall_min_side": big,
+        "min_side": 24,
+        "false_per_image": false / max(1, len(samples)),
+        "ap50": average_precision(sc, tps, n_gt),
+    }
 
 
-__all__ = ["SIZE_BUCKETS", "DecodeParams", "average_precision", "box_agreement", "box_iou", "compare_heads",
-           "decode_heads", "detection_metrics", "within_tolerance",
-           "letterbox", "match_detections", "nms", "postprocess", "size_bucket", "to_input"]
+__all__ = [
+    "SIZE_BUCKETS",
+    "DecodeParams",
+    "average_precision",
+    "box_agreement",
+    "box_iou",
+    "compare_heads",
+    "decode_heads",
+    "detection_metrics",
+    "within_tolerance",
+    "letterbox",
+    "match_detections",
+    "nms",
+    "postprocess",
+    "size_bucket",
+    "to_input",
+]

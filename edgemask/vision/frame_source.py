@@ -118,8 +118,9 @@ class _Opening:
         self.error: BaseException | None = None
         self.abandoned = False
         self._lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, args=(opener, spec, timeout_s), name="edgemask-open",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, args=(opener, spec, timeout_s), name="edgemask-open", daemon=True
+        )
         self.thread.start()
 
     def _run(self, opener: Callable[[SourceSpec, float], Capture], spec: SourceSpec, timeout_s: float) -> None:
@@ -179,11 +180,20 @@ class FrameSource:
             retry (the service tells systemd it is still starting).
     """
 
-    def __init__(self, spec: SourceSpec, *, stall_timeout_s: float = 5.0, freeze_timeout_s: float = 10.0,
-                 open_timeout_s: float = 10.0, reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0,
-                 opener: Callable[[SourceSpec, float], Capture] = open_capture,
-                 on_reconnect: Callable[[str], None] | None = None, start_timeout_s: float | None = None,
-                 on_start_retry: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        stall_timeout_s: float = 5.0,
+        freeze_timeout_s: float = 10.0,
+        open_timeout_s: float = 10.0,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        opener: Callable[[SourceSpec, float], Capture] = open_capture,
+        on_reconnect: Callable[[str], None] | None = None,
+        start_timeout_s: float | None = None,
+        on_start_retry: Callable[[str], None] | None = None,
+    ):
         self.spec = spec
         self.start_timeout_s = None if start_timeout_s is None else float(start_timeout_s)
         self.on_start_retry = on_start_retry
@@ -200,17 +210,17 @@ class FrameSource:
         self._q: queue.Queue = queue.Queue(maxsize=2 if spec.live else 4)
         self._reader: _Reader | None = None
         self._gen = 0
-        self._failures = 0             # consecutive failed opens, for the backoff
+        self._failures = 0  # consecutive failed opens, for the backoff
         self._next_open = 0.0
-        self._opening: _Opening | None = None       # a reopen in progress
-        self._stuck: _Opening | None = None         # an abandoned open whose call has not returned yet
+        self._opening: _Opening | None = None  # a reopen in progress
+        self._stuck: _Opening | None = None  # an abandoned open whose call has not returned yet
         self._last_frame_t = time.monotonic()
         self._sig: int | None = None
         self._sig_since = 0.0
         self._ended = False
         self._closed = False
         self.connected = False
-        self.last_change_t: float | None = None   # live sources: monotonic time the picture last changed
+        self.last_change_t: float | None = None  # live sources: monotonic time the picture last changed
         self._health_sig: int | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -240,22 +250,30 @@ class FrameSource:
                 if self.start_timeout_s and elapsed + delay > self.start_timeout_s:
                     if failures == 1:
                         raise
-                    raise SourceError(f"{why} (tried {failures} times in {elapsed:.0f} s; raise --start-timeout, "
-                                      "0 = keep trying)") from None
-                left = "until it works" if not self.start_timeout_s else \
-                    f"for {self.start_timeout_s - elapsed:.0f} s more (--start-timeout)"
+                    raise SourceError(
+                        f"{why} (tried {failures} times in {elapsed:.0f} s; raise --start-timeout, 0 = keep trying)"
+                    ) from None
+                left = (
+                    "until it works"
+                    if not self.start_timeout_s
+                    else f"for {self.start_timeout_s - elapsed:.0f} s more (--start-timeout)"
+                )
                 log.warning("%s; retrying in %.1f s, %s", why, delay, left)
                 if self.on_start_retry is not None:
                     self.on_start_retry(why)
                 stuck = self._stuck
                 if stuck is not None:
-                    stuck.done.wait(delay)   # a hung open returning early ends the wait early
+                    stuck.done.wait(delay)  # a hung open returning early ends the wait early
                 else:
                     time.sleep(delay)
                 continue
             if failures:
-                log.info("opened %s after %d failed attempt(s) in %.1f s", self.spec.describe(), failures,
-                         time.monotonic() - t0)
+                log.info(
+                    "opened %s after %d failed attempt(s) in %.1f s",
+                    self.spec.describe(),
+                    failures,
+                    time.monotonic() - t0,
+                )
             return
 
     def _open_once(self) -> None:
@@ -263,8 +281,10 @@ class FrameSource:
         op.done.wait(self._open_limit_s())
         if op.abandon():
             self._stuck = op  # its call may still return: no second open is stacked on a hung one
-            raise SourceError(f"opening {self.spec.describe()} did not finish within {self._open_limit_s():g} s "
-                              "(a hung camera driver or stream server); check the source or raise --open-timeout")
+            raise SourceError(
+                f"opening {self.spec.describe()} did not finish within {self._open_limit_s():g} s "
+                "(a hung camera driver or stream server); check the source or raise --open-timeout"
+            )
         _, cap, err = op.take()
         if err is not None:
             raise err
@@ -274,12 +294,16 @@ class FrameSource:
             item = self._q.get(timeout=self.open_timeout_s)
         except queue.Empty:
             self._abandon("no first frame")
-            raise SourceError(f"{self.spec.describe()} opened but sent no frame within {self.open_timeout_s:g} s; "
-                              "check the source (a stalled stream, a camera in use, or raise --open-timeout)") from None
+            raise SourceError(
+                f"{self.spec.describe()} opened but sent no frame within {self.open_timeout_s:g} s; "
+                "check the source (a stalled stream, a camera in use, or raise --open-timeout)"
+            ) from None
         if item[0] != "frame":
             self._abandon("first read failed")
-            raise SourceError(f"{self.spec.describe()} opened but its first read failed: "
-                              f"{item[2] if len(item) > 2 and item[2] else 'no frame'}; check the source")
+            raise SourceError(
+                f"{self.spec.describe()} opened but its first read failed: "
+                f"{item[2] if len(item) > 2 and item[2] else 'no frame'}; check the source"
+            )
         # Put it back at the head: read() returns it first.
         self._pending = item
 
@@ -419,8 +443,11 @@ class FrameSource:
             if self.spec.live:
                 self._abandon(f"no frame for {now - self._last_frame_t:.1f} s (stalled or hung)")
             else:
-                log.warning("%s produced no frame for %.1f s; treating it as ended", self.spec.describe(),
-                            now - self._last_frame_t)
+                log.warning(
+                    "%s produced no frame for %.1f s; treating it as ended",
+                    self.spec.describe(),
+                    now - self._last_frame_t,
+                )
                 self._ended = True
                 self.close()
 
@@ -520,8 +547,15 @@ class FrameSource:
                     self._put(r, ("fail", r.gen, ""))
                     return
                 bad_reads = 0
-                if (img is not None and spec.width and spec.height and isinstance(img, np.ndarray)
-                        and img.ndim >= 2 and img.shape[:2] != (spec.height, spec.width) and img.size):
+                if (
+                    img is not None
+                    and spec.width
+                    and spec.height
+                    and isinstance(img, np.ndarray)
+                    and img.ndim >= 2
+                    and img.shape[:2] != (spec.height, spec.width)
+                    and img.size
+                ):
                     img = cv2.resize(img, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
                 decode_ms = (time.perf_counter() - t0) * 1e3
                 if period:

@@ -21,8 +21,9 @@ CLASS_COLORS = {"mask": (80, 200, 60), "no_mask": (40, 40, 230), "mask_incorrect
 UNDECIDED = (170, 170, 170)
 
 
-def draw_overlay(bgr: np.ndarray, faces: Iterable[dict[str, Any]], fps: float | None = None,
-                 status: str = "") -> np.ndarray:
+def draw_overlay(
+    bgr: np.ndarray, faces: Iterable[dict[str, Any]], fps: float | None = None, status: str = ""
+) -> np.ndarray:
     """Draw faces on a copy of ``bgr``.
 
     Args:
@@ -104,8 +105,9 @@ class VideoRecorder:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial" + (self.path.suffix or ".mp4"),
-                                       dir=self.path.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".partial" + (self.path.suffix or ".mp4"), dir=self.path.parent
+            )
             os.close(fd)
         except OSError as e:
             raise ConfigError(f"cannot write --record {self.path}: {e.strerror}; choose a writable folder") from None

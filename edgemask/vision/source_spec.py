@@ -92,16 +92,25 @@ def url_with_password(url: str, password: str) -> str:
     if u.password is not None:
         raise ConfigError("the --source URL already contains a password; give rtsp://USER@host/... only")
     if not u.username:
-        raise ConfigError(f"a camera password is set but --source {_redact_url(url)} names no user; "
-                          "write it as rtsp://USER@host/...")
+        raise ConfigError(
+            f"a camera password is set but --source {_redact_url(url)} names no user; write it as rtsp://USER@host/..."
+        )
     host = u.netloc.rsplit("@", 1)[1]
     netloc = f"{u.username}:{urllib.parse.quote(password, safe='')}@{host}"
     return urllib.parse.urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
 
 
-def parse_source(source: str | None = None, camera: int | None = None, *, width: int = 0, height: int = 0,
-                 fps: float = 0.0, loop: bool = False, device_profile: str = "jetson-orin-nano",
-                 as_video: bool = False) -> SourceSpec:
+def parse_source(
+    source: str | None = None,
+    camera: int | None = None,
+    *,
+    width: int = 0,
+    height: int = 0,
+    fps: float = 0.0,
+    loop: bool = False,
+    device_profile: str = "jetson-orin-nano",
+    as_video: bool = False,
+) -> SourceSpec:
     """Turn ``--camera`` / ``--source`` into a :class:`SourceSpec`.
 
     ``source`` may be a video file, an image folder, a URL (rtsp/http/...), a
@@ -125,8 +134,9 @@ def parse_source(source: str | None = None, camera: int | None = None, *, width:
         from edgemask.devices.profiles import load_profile
 
         prof = load_profile(device_profile)
-        pipe = prof.camera_pipeline("csi", int(m.group(1)), width=width or 1280, height=height or 720,
-                                    fps=int(round(fps)) or 30)
+        pipe = prof.camera_pipeline(
+            "csi", int(m.group(1)), width=width or 1280, height=height or 720, fps=int(round(fps)) or 30
+        )
         return SourceSpec("csi", pipe, **kw)
     if s.lower().startswith("csi://"):
         raise ConfigError(f"--source {s!r}: write a CSI camera as csi://N with N the sensor id, e.g. csi://0")
@@ -134,8 +144,10 @@ def parse_source(source: str | None = None, camera: int | None = None, *, width:
         return SourceSpec("url", s, **kw)
     if "!" in s:
         if "appsink" not in s:
-            raise ConfigError("a GStreamer --source pipeline must end in 'appsink' (e.g. '... ! videoconvert ! "
-                              "video/x-raw,format=BGR ! appsink drop=true max-buffers=1')")
+            raise ConfigError(
+                "a GStreamer --source pipeline must end in 'appsink' (e.g. '... ! videoconvert ! "
+                "video/x-raw,format=BGR ! appsink drop=true max-buffers=1')"
+            )
         return SourceSpec("gstreamer", s, **kw)
     if re.fullmatch(r"\d+", s):
         raise ConfigError(f"--source {s!r} looks like a camera index; use --camera {s}")
@@ -144,8 +156,10 @@ def parse_source(source: str | None = None, camera: int | None = None, *, width:
         return SourceSpec("folder", str(p), **kw)
     if p.is_file():
         return SourceSpec("file", str(p), **kw)
-    raise ConfigError(f"--source {s!r} is neither an existing file or folder, a URL (rtsp://, http://), "
-                      "a GStreamer pipeline (with '!') nor csi://N")
+    raise ConfigError(
+        f"--source {s!r} is neither an existing file or folder, a URL (rtsp://, http://), "
+        "a GStreamer pipeline (with '!') nor csi://N"
+    )
 
 
 def list_cameras() -> list[int]:
@@ -156,7 +170,6 @@ def list_cameras() -> list[int]:
         if m:
             out.append(int(m.group(1)))
     return sorted(out)
-
 
 
 __all__ = [

@@ -45,7 +45,7 @@ class Track:
     id: int
     box: np.ndarray
     vote_window: int
-    det_box: np.ndarray | None = None   # box of the last detector match
+    det_box: np.ndarray | None = None  # box of the last detector match
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     history: deque = field(default_factory=deque)
     voted: int | None = None
@@ -95,8 +95,15 @@ class IoUTracker:
         debounce_s: per-track minimum time between two alerts.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, vote_window: int = 5,
-                 min_confidence: float = 0.6, alert_classes: Iterable[int] = (), debounce_s: float = 30.0):
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        max_missed: int = 5,
+        vote_window: int = 5,
+        min_confidence: float = 0.6,
+        alert_classes: Iterable[int] = (),
+        debounce_s: float = 30.0,
+    ):
         self.iou_threshold = float(iou_threshold)
         self.max_missed = int(max_missed)
         self.vote_window = int(vote_window)
@@ -108,8 +115,14 @@ class IoUTracker:
         self.frame = 0
 
     # -- geometry ----------------------------------------------------------
-    def update(self, detections: list[Detection], frame: int, cycle_end: bool = True,
-               width: int | None = None, height: int | None = None) -> list[Track]:
+    def update(
+        self,
+        detections: list[Detection],
+        frame: int,
+        cycle_end: bool = True,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> list[Track]:
         """Match one detector pass to the tracks; return the tracks to report for this frame.
 
         A detector may spread its work over several frames (a *cycle*, e.g.

@@ -79,9 +79,7 @@ def test_multiclass_affine_one_step_reaches_nearest_boundary():
     k0 = logits.argmax(1)
     for i in range(x.shape[0]):
         others = [k for k in range(6) if k != k0[i]]
-        dists = torch.stack(
-            [(logits[i, k] - logits[i, k0[i]]).abs() / (W[k] - W[k0[i]]).norm() for k in others]
-        )
+        dists = torch.stack([(logits[i, k] - logits[i, k0[i]]).abs() / (W[k] - W[k0[i]]).norm() for k in others])
         j = int(dists.argmin())
         wl = W[others[j]] - W[k0[i]]
         expected = (1 + ETA) * (dists[j] + 1e-4 / wl.norm())
@@ -120,9 +118,7 @@ def test_candidates_restrict_to_top_classes_of_clean_logits():
     top = logits.topk(3, dim=1).indices
     for i in range(x.shape[0]):
         k0 = int(top[i, 0])
-        dists = [
-            float((logits[i, k] - logits[i, k0]).abs() / (W[k] - W[k0]).norm()) for k in top[i, 1:]
-        ]
+        dists = [float((logits[i, k] - logits[i, k0]).abs() / (W[k] - W[k0]).norm()) for k in top[i, 1:]]
         wl = W[int(top[i, 1 + dists.index(min(dists))])] - W[k0]
         assert res.l2[i] == pytest.approx((1 + ETA) * (min(dists) + 1e-4 / float(wl.norm())), rel=1e-6)
     assert res.success.all()
@@ -391,9 +387,7 @@ def test_zero_gradient_model_stops_without_nan(uses_input):
 
 # Seeds picked so the random net's boundary is reachable inside [0, 1]^d
 # (some random 2-class ReLU nets put one class out of reach).
-@pytest.mark.parametrize(
-    ("num_classes", "candidates", "seed"), [(2, None, 0), (10, 3, 1), (10, None, 1)]
-)
+@pytest.mark.parametrize(("num_classes", "candidates", "seed"), [(2, None, 0), (10, 3, 1), (10, None, 1)])
 def test_two_and_many_class_cnns(make_cnn, num_classes, candidates, seed):
     model = make_cnn(num_classes, seed=seed)
     x = torch.rand(6, 3, 16, 16)

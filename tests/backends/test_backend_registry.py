@@ -34,20 +34,34 @@ def test_classes_have_their_registry_name():
 
 def test_importing_backends_imports_no_engine():
     # A fresh interpreter: this process has long since imported everything.
-    code = ("import sys, edgemask, edgemask.backends, edgemask.compare; "
-            "heavy = [m for m in ('onnxruntime', 'tensorrt', 'pycuda', 'cv2', 'torch') if m in sys.modules]; "
-            "print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(backends.__file__).parents[2]))
+    code = (
+        "import sys, edgemask, edgemask.backends, edgemask.compare; "
+        "heavy = [m for m in ('onnxruntime', 'tensorrt', 'pycuda', 'cv2', 'torch') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(backends.__file__).parents[2]),
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_get_backend_imports_the_module_not_the_engine():
-    code = ("import sys; from edgemask.backends import get_backend; "
-            "[get_backend(n) for n in ('onnxrt', 'opencv', 'null')]; "
-            "print([m for m in ('onnxruntime', 'cv2', 'tensorrt') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(backends.__file__).parents[2]))
+    code = (
+        "import sys; from edgemask.backends import get_backend; "
+        "[get_backend(n) for n in ('onnxrt', 'opencv', 'null')]; "
+        "print([m for m in ('onnxruntime', 'cv2', 'tensorrt') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(backends.__file__).parents[2]),
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -202,18 +216,25 @@ def test_onnxrt_device_profile_picks_execution_providers(tiny_bundle, monkeypatc
         def get_inputs(self):
             return [type("I", (), {"name": "input", "type": "tensor(float)"})()]
 
-    monkeypatch.setattr(ort, "get_available_providers",
-                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        ort,
+        "get_available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
     monkeypatch.setattr(ort, "InferenceSession", Session)
     import edgemask.backends.tensorrt.cuda_api as cuda_api
 
     # A GPU build of onnxruntime on a machine where no CUDA device answers: CPU only, said in one line.
-    monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: "cuda-python reports 0 CUDA devices")
+    monkeypatch.setattr(
+        cuda_api, "cuda_device_problem", lambda binding_only=False: "cuda-python reports 0 CUDA devices"
+    )
     r = runner_from_bundle(tiny_bundle, "onnxrt", "int8", device="jetson-orin-nano")
     r.activate()
     assert seen["providers"] == ["CPUExecutionProvider"] and len(r.provider_warnings) == 1
-    assert "no CUDA device answers (cuda-python reports 0 CUDA devices); running on CPUExecutionProvider" \
+    assert (
+        "no CUDA device answers (cuda-python reports 0 CUDA devices); running on CPUExecutionProvider"
         in r.provider_warnings[0]
+    )
     r.deactivate()
     monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)  # a GPU answers
     r = runner_from_bundle(tiny_bundle, "onnxrt", "int8", device="jetson-orin-nano")

@@ -118,17 +118,21 @@ def test_uint8_nhwc_equals_float_nchw(runner, images):
     np.testing.assert_array_equal(runner.infer(x_u8), runner.infer(x_f))
 
 
-@pytest.mark.parametrize("bad", [
-    np.zeros((2, 3, SIZE + 1, SIZE), np.float32),    # wrong size
-    np.zeros((3, SIZE, SIZE), np.float32),           # no batch axis
-    np.zeros((2, SIZE, SIZE, 3), np.float32),        # float NHWC
-    np.zeros((2, 3, SIZE, SIZE), np.uint8),          # uint8 NCHW
-    np.zeros((2, 3, SIZE, SIZE), np.int32),          # integer dtype
-    np.full((2, 3, SIZE, SIZE), 2.0, np.float32),    # 0..255 floats passed as [0,1]
-    np.full((2, 3, SIZE, SIZE), -0.5, np.float32),   # normalized input: mean/std are in the model
-    np.zeros((0, 3, SIZE, SIZE), np.float32),        # empty batch
-    [[0.0]],                                         # not an array
-], ids=["size", "rank", "nhwc-float", "nchw-uint8", "int32", "range-high", "range-low", "empty", "list"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((2, 3, SIZE + 1, SIZE), np.float32),  # wrong size
+        np.zeros((3, SIZE, SIZE), np.float32),  # no batch axis
+        np.zeros((2, SIZE, SIZE, 3), np.float32),  # float NHWC
+        np.zeros((2, 3, SIZE, SIZE), np.uint8),  # uint8 NCHW
+        np.zeros((2, 3, SIZE, SIZE), np.int32),  # integer dtype
+        np.full((2, 3, SIZE, SIZE), 2.0, np.float32),  # 0..255 floats passed as [0,1]
+        np.full((2, 3, SIZE, SIZE), -0.5, np.float32),  # normalized input: mean/std are in the model
+        np.zeros((0, 3, SIZE, SIZE), np.float32),  # empty batch
+        [[0.0]],  # not an array
+    ],
+    ids=["size", "rank", "nhwc-float", "nchw-uint8", "int32", "range-high", "range-low", "empty", "list"],
+)
 def test_bad_inputs_raise_backend_error(runner, bad):
     with pytest.raises(BackendError):
         runner.infer(bad)
@@ -165,7 +169,7 @@ def test_deterministic_and_batch_independent(runner, images):
     x, _ = images(7, seed=5)
     a, b = runner.infer(x), runner.infer(x)
     np.testing.assert_array_equal(a, b)
-    singles = np.concatenate([runner.infer(x[i:i + 1]) for i in range(7)])
+    singles = np.concatenate([runner.infer(x[i : i + 1]) for i in range(7)])
     # Different batch sizes may take different kernels: equal to rounding, same decisions.
     tol = 1e-4 * max(1.0, float(np.abs(a).max()))
     np.testing.assert_allclose(singles, a, atol=tol if runner.precision == "fp32" else 50 * tol)

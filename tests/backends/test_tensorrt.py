@@ -40,8 +40,10 @@ ENGINE_BYTES = b"FAKE-ENGINE"
 # find_spec, not import: collecting this file must not load TensorRT, and the session fixtures the real
 # tests use (a trained, exported bundle) should not even be built where they would be skipped.
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-needs_trt = pytest.mark.skipif(not HAS_TRT, reason="TensorRT is not installed here (it ships with JetPack; "
-                               "on x86 pip install 'edgemask[tensorrt-cu12]')")
+needs_trt = pytest.mark.skipif(
+    not HAS_TRT,
+    reason="TensorRT is not installed here (it ships with JetPack; on x86 pip install 'edgemask[tensorrt-cu12]')",
+)
 W = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.0], [0.5, 0.5, -2.0]], dtype=np.float32)
 
 
@@ -98,11 +100,11 @@ class FakeCuda(CudaApi):
     def htod_async(self, dst, src, stream):
         assert self.active and src.flags.c_contiguous
         b = src.reshape(-1).view(np.uint8)
-        self.mem[dst.ptr][:b.size] = b
+        self.mem[dst.ptr][: b.size] = b
 
     def dtoh_async(self, dst, src, stream):
         flat = dst.reshape(-1).view(np.uint8)
-        flat[:] = self.mem[src.ptr][:flat.size]
+        flat[:] = self.mem[src.ptr][: flat.size]
 
     def synchronize(self, stream):
         self.syncs += 1
@@ -111,10 +113,18 @@ class FakeCuda(CudaApi):
         self.htod_async(dst, np.ascontiguousarray(src), None)
 
 
-def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = False,
-                  batch: tuple[int, int, int] = (1, 4, 8), dla_cores: int = 0, classes: int = K,
-                  context_ok: bool = True, in_chw: tuple[int, int, int] = (3, S, S), out_tail: tuple | None = None,
-                  fn=None):
+def make_fake_trt(
+    cuda: FakeCuda,
+    version: str = "10.3.0.26",
+    legacy: bool = False,
+    batch: tuple[int, int, int] = (1, 4, 8),
+    dla_cores: int = 0,
+    classes: int = K,
+    context_ok: bool = True,
+    in_chw: tuple[int, int, int] = (3, S, S),
+    out_tail: tuple | None = None,
+    fn=None,
+):
     """A TensorRT-shaped module: Runtime → engine → context that runs ``fn`` (default ``reference_logits``)."""
     log = {"shapes": [], "executes": 0}
     mode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
@@ -222,8 +232,7 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0.26", legacy: bool = Fal
         def __init__(self, level):
             pass
 
-    trt = SimpleNamespace(__version__=version, Logger=Logger, Runtime=Runtime, TensorIOMode=mode,
-                          nptype=lambda dt: dt)
+    trt = SimpleNamespace(__version__=version, Logger=Logger, Runtime=Runtime, TensorIOMode=mode, nptype=lambda dt: dt)
     return trt, log
 
 
@@ -245,9 +254,15 @@ def _strip(ctx):
 
 
 def _entry(**kw):
-    base = dict(file="model.jetson-orin-nano.fp16.trt10.3.engine", precision="fp16", format="tensorrt",
-                device="jetson-orin-nano", tensorrt_version="10.3.0.26", compute_capability="8.7",
-                extra={"requested_precision": "fp16", "dla_core": None})
+    base = dict(
+        file="model.jetson-orin-nano.fp16.trt10.3.engine",
+        precision="fp16",
+        format="tensorrt",
+        device="jetson-orin-nano",
+        tensorrt_version="10.3.0.26",
+        compute_capability="8.7",
+        extra={"requested_precision": "fp16", "dla_core": None},
+    )
     base.update(kw)
     return ModelEntry(**base)
 
@@ -256,8 +271,18 @@ def _runner(tmp_path, cuda, trt, entry=None, device="jetson-orin-nano", name=Non
     entry = entry if entry is not None else _entry()
     path = tmp_path / (name or (entry.file if entry else "engine.engine"))
     path.write_bytes(ENGINE_BYTES)
-    return TensorRTRunner(path, S, K, entry.precision if entry else "fp16", entry=entry or None, device=device,
-                          bundle_root=tmp_path, input_name="input", _trt=trt, _cuda=cuda)
+    return TensorRTRunner(
+        path,
+        S,
+        K,
+        entry.precision if entry else "fp16",
+        entry=entry or None,
+        device=device,
+        bundle_root=tmp_path,
+        input_name="input",
+        _trt=trt,
+        _cuda=cuda,
+    )
 
 
 def _x(n, seed=0):
@@ -294,8 +319,18 @@ def test_detector_engine_runs_rectangular_inputs_and_dense_heads(tmp_path):
     path = tmp_path / "detector" / e.file
     path.parent.mkdir()
     path.write_bytes(ENGINE_BYTES)
-    r = TensorRTRunner(path, 96, 1, "fp16", entry=e, device="jetson-orin-nano", bundle_root=tmp_path,
-                       input_name="input", _trt=trt, _cuda=cuda).shape_io((96, 128), (5, 24, 32))
+    r = TensorRTRunner(
+        path,
+        96,
+        1,
+        "fp16",
+        entry=e,
+        device="jetson-orin-nano",
+        bundle_root=tmp_path,
+        input_name="input",
+        _trt=trt,
+        _cuda=cuda,
+    ).shape_io((96, 128), (5, 24, 32))
     with r:
         x = np.random.default_rng(3).random((10, 3, 96, 128), dtype=np.float32)
         np.testing.assert_allclose(r.infer(x), _reference_head(x), rtol=1e-6)
@@ -306,8 +341,18 @@ def test_detector_engine_runs_rectangular_inputs_and_dense_heads(tmp_path):
     # a classifier engine in the detector's place is refused at activation, in one line
     cuda2 = FakeCuda()
     trt2, _ = make_fake_trt(cuda2)
-    bad = TensorRTRunner(path, 96, 1, "fp16", entry=e, device="jetson-orin-nano", bundle_root=tmp_path,
-                         input_name="input", _trt=trt2, _cuda=cuda2).shape_io((96, 128), (5, 24, 32))
+    bad = TensorRTRunner(
+        path,
+        96,
+        1,
+        "fp16",
+        entry=e,
+        device="jetson-orin-nano",
+        bundle_root=tmp_path,
+        input_name="input",
+        _trt=trt2,
+        _cuda=cuda2,
+    ).shape_io((96, 128), (5, 24, 32))
     with pytest.raises(BackendError, match=r"the bundle needs \(N, 3, 96, 128\)"):
         bad.activate()
     assert cuda2.mem == {} and not cuda2.active
@@ -327,19 +372,31 @@ def test_static_engine_pads_small_batches(tmp_path):
 def test_tensorrt_82_binding_api(tmp_path):
     cuda = FakeCuda(cc="5.3")
     trt, log = make_fake_trt(cuda, version="8.2.1.8", legacy=True)
-    e = _entry(file="model.jetson-nano.fp16.trt8.2.engine", device="jetson-nano", tensorrt_version="8.2.1.8",
-               compute_capability="5.3")
+    e = _entry(
+        file="model.jetson-nano.fp16.trt8.2.engine",
+        device="jetson-nano",
+        tensorrt_version="8.2.1.8",
+        compute_capability="5.3",
+    )
     with _runner(tmp_path, cuda, trt, e, device="jetson-nano") as r:
         x = _x(5)
         np.testing.assert_allclose(r.infer(x), reference_logits(x), rtol=1e-6)
     assert log["api"] == "v2"
 
 
-@pytest.mark.parametrize("entry_kw,cuda_cc,device,fragment", [
-    (dict(tensorrt_version="8.6.2.3"), "8.7", "jetson-orin-nano", "built with TensorRT 8.6.2.3 but this machine has TensorRT 10.3.0.26"),
-    ({}, "7.2", "jetson-orin-nano", "compute capability 8.7 but this GPU is 7.2"),
-    ({}, "8.7", "jetson-agx-orin", "built for device 'jetson-orin-nano' but this machine is 'jetson-agx-orin'"),
-])
+@pytest.mark.parametrize(
+    "entry_kw,cuda_cc,device,fragment",
+    [
+        (
+            dict(tensorrt_version="8.6.2.3"),
+            "8.7",
+            "jetson-orin-nano",
+            "built with TensorRT 8.6.2.3 but this machine has TensorRT 10.3.0.26",
+        ),
+        ({}, "7.2", "jetson-orin-nano", "compute capability 8.7 but this GPU is 7.2"),
+        ({}, "8.7", "jetson-agx-orin", "built for device 'jetson-orin-nano' but this machine is 'jetson-agx-orin'"),
+    ],
+)
 def test_mismatching_engines_are_refused_with_the_rebuild_command(tmp_path, entry_kw, cuda_cc, device, fragment):
     cuda = FakeCuda(cc=cuda_cc)
     trt, log = make_fake_trt(cuda)
@@ -397,8 +454,12 @@ def test_engine_for_another_model_is_refused(tmp_path):
 def test_dla_engine_sets_the_runtime_dla_core_before_deserializing(tmp_path):
     cuda = FakeCuda()
     trt, log = make_fake_trt(cuda, batch=(8, 8, 8), dla_cores=2)
-    e = _entry(file="model.jetson-agx-orin.int8.dla1.trt10.3.engine", device="jetson-agx-orin", precision="int8",
-               extra={"requested_precision": "int8", "dla_core": 1})
+    e = _entry(
+        file="model.jetson-agx-orin.int8.dla1.trt10.3.engine",
+        device="jetson-agx-orin",
+        precision="int8",
+        extra={"requested_precision": "int8", "dla_core": 1},
+    )
     with _runner(tmp_path, cuda, trt, e, device="jetson-agx-orin") as r:
         assert log["dla_core_at_deserialize"] == 1
         assert r.infer(_x(3)).shape == (3, K)
@@ -428,21 +489,38 @@ def _engine_bundle(root: Path, entries: list[ModelEntry]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for e in entries:
         (root / e.file).write_bytes(ENGINE_BYTES)
-    m = BundleManifest(name="tiny", version=3, created="2026-01-01T00:00:00+00:00", arch="seed_cnn", arch_args={},
-                       class_names=["mask", "no_mask", "mask_incorrect"], input=InputSpec(shape=["N", 3, S, S]),
-                       preprocessing=Preprocessing(), models=entries,
-                       files={e.file: {"sha256": sha256_file(root / e.file), "bytes": len(ENGINE_BYTES)} for e in entries},
-                       producer={})
+    m = BundleManifest(
+        name="tiny",
+        version=3,
+        created="2026-01-01T00:00:00+00:00",
+        arch="seed_cnn",
+        arch_args={},
+        class_names=["mask", "no_mask", "mask_incorrect"],
+        input=InputSpec(shape=["N", 3, S, S]),
+        preprocessing=Preprocessing(),
+        models=entries,
+        files={e.file: {"sha256": sha256_file(root / e.file), "bytes": len(ENGINE_BYTES)} for e in entries},
+        producer={},
+    )
     (root / "manifest.json").write_text(m.to_json())
     return root
 
 
 def test_from_bundle_picks_the_engine_for_device_and_precision(tmp_path, monkeypatch):
-    nano = _entry(file="model.jetson-nano.fp16.trt8.2.engine", device="jetson-nano", tensorrt_version="8.2.1.8",
-                  compute_capability="5.3", extra={"requested_precision": "int8", "dla_core": None})
+    nano = _entry(
+        file="model.jetson-nano.fp16.trt8.2.engine",
+        device="jetson-nano",
+        tensorrt_version="8.2.1.8",
+        compute_capability="5.3",
+        extra={"requested_precision": "int8", "dla_core": None},
+    )
     orin_gpu = _entry(file="model.jetson-agx-orin.int8.trt10.3.engine", device="jetson-agx-orin", precision="int8")
-    orin_dla = _entry(file="model.jetson-agx-orin.int8.dla0.trt10.3.engine", device="jetson-agx-orin",
-                      precision="int8", extra={"dla_core": 0})
+    orin_dla = _entry(
+        file="model.jetson-agx-orin.int8.dla0.trt10.3.engine",
+        device="jetson-agx-orin",
+        precision="int8",
+        extra={"dla_core": 0},
+    )
     b = _engine_bundle(tmp_path / "b", [nano, orin_dla, orin_gpu])
     r = TensorRTRunner.from_bundle(b, "int8", device="jetson-nano")
     assert r.engine_path.name == nano.file and r.precision == "fp16" and r.requested_precision == "int8"
@@ -491,10 +569,12 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, edgemask.backends.tensorrt, edgemask.backends.tensorrt.runner, edgemask.export.engine, "
-            "edgemask.backends.tensorrt.builder, edgemask.backends.tensorrt.calibrator, edgemask.bundle.engines, "
-            "edgemask.doctor, edgemask.devices; "
-            "print(sorted(m for m in ('tensorrt','pycuda','cuda','cv2','torch') if m in sys.modules))")
+    code = (
+        "import sys, edgemask.backends.tensorrt, edgemask.backends.tensorrt.runner, edgemask.export.engine, "
+        "edgemask.backends.tensorrt.builder, edgemask.backends.tensorrt.calibrator, edgemask.bundle.engines, "
+        "edgemask.doctor, edgemask.devices; "
+        "print(sorted(m for m in ('tensorrt','pycuda','cuda','cv2','torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
@@ -511,8 +591,9 @@ def test_ort_providers_from_profile(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cuda_api, "cuda_device_problem", lambda binding_only=False: None)
     all_eps = [TRT_EP, CUDA_EP, CPU_EP]
-    provs, warnings = ort_execution_providers("jetson-orin-nano", "int8", input_size=S, available=all_eps,
-                                              cache_dir=tmp_path, dla_core=0)
+    provs, warnings = ort_execution_providers(
+        "jetson-orin-nano", "int8", input_size=S, available=all_eps, cache_dir=tmp_path, dla_core=0
+    )
     name, opts = provs[0]
     assert name == TRT_EP and [p if isinstance(p, str) else p[0] for p in provs] == all_eps
     assert opts["trt_int8_enable"] and opts["trt_fp16_enable"] and opts["trt_engine_cache_enable"]
@@ -521,8 +602,11 @@ def test_ort_providers_from_profile(tmp_path, monkeypatch):
     assert opts["trt_timing_cache_path"] == str(tmp_path)
     monkeypatch.setenv("EDGEMASK_ENGINE_CACHE", str(tmp_path / "engines"))
     default, _ = ort_execution_providers("jetson-orin-nano", "fp16", available=all_eps)
-    assert default[0][1]["trt_timing_cache_path"] == default[0][1]["trt_engine_cache_path"] \
+    assert (
+        default[0][1]["trt_timing_cache_path"]
+        == default[0][1]["trt_engine_cache_path"]
         == str(tmp_path / "engines" / "ort" / "jetson-orin-nano")
+    )
     assert opts["trt_profile_max_shapes"] == f"input:32x3x{S}x{S}" and opts["trt_max_workspace_size"] == 512 << 20
     assert "trt_dla_enable" not in opts and any("no DLA" in w for w in warnings)
     nano, w = ort_execution_providers("jetson-nano", "int8", available=all_eps, cache_dir=tmp_path)
@@ -535,16 +619,23 @@ def test_ort_providers_from_profile(tmp_path, monkeypatch):
     assert here == [CPU_EP] and "onnxruntime-gpu" in w[0]
 
 
-
 def test_ort_providers_without_a_gpu_are_cpu_only_with_one_warning(tmp_path):
-    provs, w = ort_execution_providers("jetson-orin-nano", "fp16", available=[TRT_EP, CUDA_EP, CPU_EP],
-                                       cache_dir=tmp_path, gpu_problem=lambda: "no NVIDIA driver loaded")
+    provs, w = ort_execution_providers(
+        "jetson-orin-nano",
+        "fp16",
+        available=[TRT_EP, CUDA_EP, CPU_EP],
+        cache_dir=tmp_path,
+        gpu_problem=lambda: "no NVIDIA driver loaded",
+    )
     assert provs == [CPU_EP] and len(w) == 1 and "\n" not in w[0]
-    assert w[0] == (f"onnxruntime has {TRT_EP} and {CUDA_EP} but no CUDA device answers (no NVIDIA driver loaded); "
-                    f"running on {CPU_EP}")
+    assert w[0] == (
+        f"onnxruntime has {TRT_EP} and {CUDA_EP} but no CUDA device answers (no NVIDIA driver loaded); "
+        f"running on {CPU_EP}"
+    )
     assert not list(tmp_path.iterdir())  # nothing was set up for TensorRT
-    gpu, _ = ort_execution_providers("jetson-orin-nano", "fp16", available=[TRT_EP, CUDA_EP, CPU_EP],
-                                     cache_dir=tmp_path, gpu_problem=_gpu)
+    gpu, _ = ort_execution_providers(
+        "jetson-orin-nano", "fp16", available=[TRT_EP, CUDA_EP, CPU_EP], cache_dir=tmp_path, gpu_problem=_gpu
+    )
     assert gpu[0][0] == TRT_EP
 
 
@@ -584,8 +675,9 @@ def test_real_engine_matches_onnxruntime(tiny_bundle, images, tmp_path, monkeypa
     res = build_engine(b, device, precision)
     assert verify_bundle(b) == []
     x = images
-    with TensorRTRunner.from_bundle(load_bundle(b), precision, device=device) as trt_runner, \
-            runner_from_bundle(b, "onnxrt", "fp32") as ref:
+    with TensorRTRunner.from_bundle(load_bundle(b), precision, device=device) as trt_runner, runner_from_bundle(
+        b, "onnxrt", "fp32"
+    ) as ref:
         got, want = trt_runner.infer(x), ref.infer(x)
     assert got.shape == want.shape
     agree = float((got.argmax(1) == want.argmax(1)).mean())
@@ -624,8 +716,12 @@ def test_first_use_engine_is_built_once_into_the_cache_and_reused(tmp_path, monk
     def fake_build(bundle_dir, device, precision, *, dla_core=None, out_dir=None, add_to_bundle=True, **kw):
         assert add_to_bundle is False and out_dir is not None
         version = sys.modules["tensorrt"].__version__
-        e = _entry(device=device, precision=precision, tensorrt_version=version,
-                   file=engine_file_name(device, precision, version))
+        e = _entry(
+            device=device,
+            precision=precision,
+            tensorrt_version=version,
+            file=engine_file_name(device, precision, version),
+        )
         path = Path(out_dir) / e.file
         path.write_bytes(ENGINE_BYTES)
         (path.parent / (path.name + ".json")).write_text(json.dumps(dataclasses.asdict(e)))

@@ -53,9 +53,16 @@ PROBE = Path(__file__).with_name("trt_conformance_probe.py")
 
 # Names the builder, calibrator and runner give TensorRT objects -> the TensorRT class they are.
 OBJECTS = {
-    "builder": "Builder", "config": "IBuilderConfig", "network": "INetworkDefinition", "parser": "OnnxParser",
-    "profile": "IOptimizationProfile", "cache_obj": "ITimingCache", "engine": "ICudaEngine",
-    "ctx": "IExecutionContext", "self._context": "IExecutionContext", "self._runtime": "Runtime",
+    "builder": "Builder",
+    "config": "IBuilderConfig",
+    "network": "INetworkDefinition",
+    "parser": "OnnxParser",
+    "profile": "IOptimizationProfile",
+    "cache_obj": "ITimingCache",
+    "engine": "ICudaEngine",
+    "ctx": "IExecutionContext",
+    "self._context": "IExecutionContext",
+    "self._runtime": "Runtime",
     "self._engine": "ICudaEngine",
 }
 
@@ -88,8 +95,13 @@ def touched_members(path: Path) -> set[str]:
             out.add("ITensor." + node.attr)
     for node in ast.walk(ast.parse(path.read_text())):
         # hasattr(config, "set_memory_pool_limit") / getattr(self._runtime, "num_DLA_cores", None) touch members too
-        if isinstance(node, ast.Call) and _dotted(node.func) in ("hasattr", "getattr") and len(node.args) >= 2 \
-                and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+        if (
+            isinstance(node, ast.Call)
+            and _dotted(node.func) in ("hasattr", "getattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
             cls = OBJECTS.get(_dotted(node.args[0]) or "")
             if cls:
                 out.add(f"{cls}.{node.args[1].value}")
@@ -104,8 +116,12 @@ def test_the_table_lists_everything_the_code_touches():
         touched |= touched_members(PKG / f)
     # the calibrator subclass overrides the base's methods: they are listed under IInt8EntropyCalibrator2
     assert touched - listed == set(), "TensorRT members the code uses but api.TRT_API does not list"
-    assert {"BuilderFlag.FP16", "IBuilderConfig.int8_calibrator", "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
-            "IExecutionContext.execute_async_v3"} <= touched  # the scan really sees the code
+    assert {
+        "BuilderFlag.FP16",
+        "IBuilderConfig.int8_calibrator",
+        "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
+        "IExecutionContext.execute_async_v3",
+    } <= touched  # the scan really sees the code
     unused = {u.path for u in api.TRT_API if u.kind in ("enum", "method", "property")} - touched
     overridden = {u.path for u in api.TRT_API if u.path.startswith("IInt8EntropyCalibrator2.")}
     assert unused - overridden == set(), "rows in api.TRT_API no code uses (delete them or the code is not scanned)"
@@ -117,7 +133,7 @@ def test_every_cudart_member_the_binding_wrapper_touches_is_listed():
     for node in ast.walk(ast.parse(src)):
         chain = _dotted(node) if isinstance(node, ast.Attribute) else None
         if chain and chain.startswith("self._rt."):
-            used.add(chain[len("self._rt."):])
+            used.add(chain[len("self._rt.") :])
     used = {m for m in used if not any(o.startswith(m + ".") for o in used)}
     assert used == {name for name, _ in CUDART_USED}
 
@@ -149,22 +165,34 @@ def test_real_bindings_have_what_edgemask_calls(dist, version):
     absent = set(got["off_branch_absent"])
     # what the code's branches assume is gone really is gone in that release
     if major >= 11:
-        assert {"BuilderFlag.FP16", "BuilderFlag.INT8", "IInt8EntropyCalibrator2", "IBuilderConfig.int8_calibrator",
-                "IBuilderConfig.set_calibration_profile", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"} <= absent
+        assert {
+            "BuilderFlag.FP16",
+            "BuilderFlag.INT8",
+            "IInt8EntropyCalibrator2",
+            "IBuilderConfig.int8_calibrator",
+            "IBuilderConfig.set_calibration_profile",
+            "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+        } <= absent
     if major >= 10:
         assert {"ICudaEngine.num_bindings", "IExecutionContext.execute_async_v2"} <= absent
     if major < 10:
         assert "NetworkDefinitionCreationFlag.STRONGLY_TYPED" in absent
     code = got["code"]
     # the stand-in makes the factory return NULL, which is what a machine without a usable GPU gives
-    assert code["no_gpu"] == (f"TensorRT {got['version']} is installed but no CUDA device answers (trt.Builder failed: "
-                              "pybind11::init(): factory function returned nullptr); build engines on the device "
-                              "itself or on a machine whose NVIDIA GPU 'nvidia-smi' lists, or print the trtexec "
-                              "command with --print-trtexec")
+    assert code["no_gpu"] == (
+        f"TensorRT {got['version']} is installed but no CUDA device answers (trt.Builder failed: "
+        "pybind11::init(): factory function returned nullptr); build engines on the device "
+        "itself or on a machine whose NVIDIA GPU 'nvidia-smi' lists, or print the trtexec "
+        "command with --print-trtexec"
+    )
     assert code["legacy_calibration_detected"] is api.legacy_calibration(major)
     if api.legacy_calibration(major):
-        assert set(code["calibrators"]) == {"EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration",
-                                            "LegacyCalibration"}
+        assert set(code["calibrators"]) == {
+            "EntropyCalibration2",
+            "EntropyCalibration",
+            "MinMaxCalibration",
+            "LegacyCalibration",
+        }
         for algo, c in code["calibrators"].items():
             assert c == {"is_base": True, "cache": True, "batch_size": 1, "batch": None}, algo
 
@@ -182,9 +210,25 @@ def test_tensorrt_tests_skip_with_the_reason_on_tensorrt_without_gpu(tmp_path):
     # what the tensorrt-cu12 frontend package does: "tensorrt" is the bindings module
     (shim / "__init__.py").write_text("import sys, tensorrt_bindings\nsys.modules[__name__] = tensorrt_bindings\n")
     env["PYTHONPATH"] = os.pathsep.join([str(shim.parent), env["EDGEMASK_TRT_SITE"]])
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-m", "tensorrt",
-                        "tests/backends/test_tensorrt.py"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "tensorrt",
+            "tests/backends/test_tensorrt.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = r.stdout + r.stderr
     assert r.returncode in (0, 5), out[-3000:]  # 5: everything deselected/skipped
     summary = [ln for ln in out.splitlines() if " skipped" in ln and " in " in ln]
@@ -233,6 +277,5 @@ print(json.dumps({{"problems": problems, "count": count, "problem": cuda_device_
         # no driver: the runtime answers an error code (cuda-bindings 13.5: cudaErrorInsufficientDriver),
         # and the wrapper turns it into one line
         assert str(got["count"]).startswith("BackendError: CUDA call failed: cudaError")
-        assert got["problem"].startswith("cuda-python: CUDA call failed: cudaError") \
-            and "\n" not in got["problem"]
+        assert got["problem"].startswith("cuda-python: CUDA call failed: cudaError") and "\n" not in got["problem"]
     assert CUDA_WHEELS[0][0] == "cuda-bindings"

@@ -26,6 +26,7 @@ sys.modules["tensorrt"] = trt  # what edgemask's code imports
 from edgemask.backends.tensorrt import api  # noqa: E402
 from edgemask.bundle.engines import trt_major  # noqa: E402
 
+
 def signatures(fn, name: str) -> list[list[tuple[str, bool]]]:
     """Overloads of a pybind11 callable as lists of (parameter, has_default), self left out.
 
@@ -55,8 +56,9 @@ def signatures(fn, name: str) -> list[list[tuple[str, bool]]]:
         out.append([p for p in parsed if p[0] not in ("self", "*args", "**kwargs")])
     if not out and inspect.isfunction(fn):
         sig = inspect.signature(fn)
-        out.append([(p.name, p.default is not inspect.Parameter.empty) for p in sig.parameters.values()
-                    if p.name != "self"])
+        out.append(
+            [(p.name, p.default is not inspect.Parameter.empty) for p in sig.parameters.values() if p.name != "self"]
+        )
     return out
 
 
@@ -65,7 +67,7 @@ def fits(overloads: list[list[tuple[str, bool]]], args: tuple, keywords: tuple) 
     for params in overloads:
         if len(args) > len(params):
             continue
-        rest = params[len(args):]
+        rest = params[len(args) :]
         if any(k not in [n for n, _ in rest] for k in keywords):
             continue
         if all(has_default or n in keywords for n, has_default in rest):
@@ -138,9 +140,12 @@ def code_against_real_module() -> dict:
             p = d / f"{algo}.txt"
             p.write_text(f"TRT-{8601}-{algo}\ninput: {struct.pack('>f', 0.5).hex()}\n")
             cal = calibrator.make_calibrator(trt, calibrator.CalibratorLogic(calibrator.read_calibration_cache(p)))
-            made[algo] = {"is_base": isinstance(cal, getattr(trt, base)),
-                          "cache": cal.read_calibration_cache() == p.read_bytes(),
-                          "batch_size": cal.get_batch_size(), "batch": cal.get_batch(["input"])}
+            made[algo] = {
+                "is_base": isinstance(cal, getattr(trt, base)),
+                "cache": cal.read_calibration_cache() == p.read_bytes(),
+                "batch_size": cal.get_batch_size(),
+                "batch": cal.get_batch(["input"]),
+            }
         out["calibrators"] = made
     return out
 
@@ -151,9 +156,18 @@ def main() -> None:
     problems = [p for p in (check(u) for u in used) if p]
     skipped = sorted(u.path for u in api.TRT_API if u not in used)
     absent_off_branch = sorted(u.path for u in api.TRT_API if u not in used and not resolve(u.path)[2])
-    print(json.dumps({"version": trt.__version__, "checked": len(used), "problems": problems,
-                      "off_branch": skipped, "off_branch_absent": absent_off_branch,
-                      "code": code_against_real_module()}))
+    print(
+        json.dumps(
+            {
+                "version": trt.__version__,
+                "checked": len(used),
+                "problems": problems,
+                "off_branch": skipped,
+                "off_branch_absent": absent_off_branch,
+                "code": code_against_real_module(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

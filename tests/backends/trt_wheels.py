@@ -49,7 +49,11 @@ class Unavailable(Exception):
 def cache_dir() -> Path:
     """Downloads and stand-ins are kept between runs: ``$EDGEMASK_TRT_WHEELS`` or ``~/.cache/edgemask/trt-wheels``."""
     env = os.environ.get("EDGEMASK_TRT_WHEELS")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgemask" / "trt-wheels"
+    base = (
+        Path(env)
+        if env
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgemask" / "trt-wheels"
+    )
     base.mkdir(parents=True, exist_ok=True)
     return base
 
@@ -64,8 +68,19 @@ def fetch_wheel(dist: str, version: str, dest: Path) -> Path:
 
     found = this_python()
     if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-d", str(dest), f"{dist}=={version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(dest),
+            f"{dist}=={version}",
+        ]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -73,8 +88,10 @@ def fetch_wheel(dist: str, version: str, dest: Path) -> Path:
         found = this_python()
         if r.returncode != 0 or not found:
             last = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip() and "is ignored" not in ln][-1:]
-            raise Unavailable(f"the package index has no {dist}=={version} wheel for Python "
-                              f"{sys.version_info[0]}.{sys.version_info[1]} ({' '.join(last)[:160]})")
+            raise Unavailable(
+                f"the package index has no {dist}=={version} wheel for Python "
+                f"{sys.version_info[0]}.{sys.version_info[1]} ({' '.join(last)[:160]})"
+            )
     return found[0]
 
 
@@ -133,8 +150,11 @@ def standin_libs(so: Path, dest: Path) -> Path:
         body = src if i == 0 else out / "empty.c"
         if i == 1:
             body.write_text("int edgemask_standin_empty;\n")
-        subprocess.run([cc, "-shared", "-fPIC", "-o", str(out / lib), f"-Wl,-soname,{lib}", str(body)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [cc, "-shared", "-fPIC", "-o", str(out / lib), f"-Wl,-soname,{lib}", str(body)],
+            check=True,
+            capture_output=True,
+        )
     (out / ".done").write_text("\n".join(needed + funcs) + "\n")
     return out
 

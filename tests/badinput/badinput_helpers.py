@@ -54,9 +54,16 @@ def cli(args: List[str], cwd: Path, timeout: float = 180) -> Tuple[Optional[int]
     ran past ``timeout`` seconds (it is killed: a hang).
     """
     cwd = Path(cwd)
-    p = subprocess.Popen([str(EXE), *map(str, args)], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
-                         preexec_fn=_limit_memory if sys.platform.startswith("linux") else None)
+    p = subprocess.Popen(
+        [str(EXE), *map(str, args)],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_limit_memory if sys.platform.startswith("linux") else None,
+    )
     try:
         out, err = p.communicate(timeout=timeout)
         rc: Optional[int] = p.returncode
@@ -131,9 +138,12 @@ def make_shared(root: Path) -> Shared:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / "recipe.toml").write_text(RECIPE)
-    steps = [["data", "synth", "--out", "data", "--n", "60", "--size", "32", "--scenes", "2"], None,
-             ["train", "--data", "data", "--epochs", "1", "--size", "32", "--batch-size", "16", "--out", "run"],
-             ["export", "run", "--out", "bundle", "--precision", "fp32,fp16,int8", "--calibration", "recipe.toml"]]
+    steps = [
+        ["data", "synth", "--out", "data", "--n", "60", "--size", "32", "--scenes", "2"],
+        None,
+        ["train", "--data", "data", "--epochs", "1", "--size", "32", "--batch-size", "16", "--out", "run"],
+        ["export", "run", "--out", "bundle", "--precision", "fp32,fp16,int8", "--calibration", "recipe.toml"],
+    ]
     outputs = []
     for args in steps:
         if args is None:
@@ -233,5 +243,18 @@ def run_case(case: Case, tmp: Path, shared: Shared, timeout: Optional[float] = N
     return judge(rc, out, err, case.words, why)
 
 
-__all__ = ["CODE_ENV", "Case", "EXE", "Shared", "VERDICTS", "Work", "cli", "cli_env", "judge", "make_shared",
-           "message_lines", "run_case", "snapshot"]
+__all__ = [
+    "CODE_ENV",
+    "Case",
+    "EXE",
+    "Shared",
+    "VERDICTS",
+    "Work",
+    "cli",
+    "cli_env",
+    "judge",
+    "make_shared",
+    "message_lines",
+    "run_case",
+    "snapshot",
+]

@@ -105,7 +105,7 @@ def test_bad_cli_values(base, case):
     assert not (base / "new").exists() and not (base / "nowhere").exists(), "a refused command left a folder"
 
 
-_INTERRUPT_HOOK = '''
+_INTERRUPT_HOOK = """
 import os, signal
 import edgemask.data.imagefile as _imf
 
@@ -120,7 +120,7 @@ def _decode(data):  # the 5th image decoded while loading: Ctrl-C
 
 
 _imf.decode_image = _decode
-'''
+"""
 
 
 def test_ctrl_c_while_images_load_claims_no_checkpoint(base, tmp_path):
@@ -143,8 +143,14 @@ def test_ctrl_c_while_images_load_claims_no_checkpoint(base, tmp_path):
     (hook / "sitecustomize.py").write_text(_INTERRUPT_HOOK)  # runs inside the console script, before it starts
     env = cli_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH")) if p)
-    p = subprocess.run([str(EXE), "train", "--out", str(run), "--resume", "--epochs", "3"], env=env,
-                       capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        [str(EXE), "train", "--out", str(run), "--resume", "--epochs", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert "Traceback" not in p.stdout + p.stderr, p.stderr
     assert p.returncode == 130, (p.returncode, p.stdout, p.stderr)
     assert "interrupted while loading images; nothing new was saved" in p.stderr, p.stderr

@@ -42,16 +42,21 @@ RUN_CASES = {
     "config-not-toml": ([], "this is [not toml\n", "is not valid TOML"),
     "config-unknown-table": ([], "[cameras]\nx = 1\n", "use only the tables run and secrets"),
     "config-run-not-a-table": ([], "run = 5\n", "'run' must be a table"),
-    "config-not-utf8": ([], b"[run]\nsource = \"\xff\xfe\"\n", "is not UTF-8 text"),
+    "config-not-utf8": ([], b'[run]\nsource = "\xff\xfe"\n', "is not UTF-8 text"),
     "config-missing": (["--config", "{tmp}/nope.toml"], None, "does not exist; pass an existing TOML file"),
     "config-secret-not-string": ([], "[secrets]\nmqtt_password = 1234\n", "must be a string in quotes"),
     "config-secrets-world-readable": ([], '[secrets]\nmqtt_password = "pw123"\n', "chmod 600"),
-    "source-url-password-with-slash": (["--source", f"rtsp://admin:{SECRET}@cam.local/live"], None,
-                                       "EDGEMASK_SOURCE_PASSWORD"),
-    "mqtt-password-with-slash": (["--mqtt", f"mqtt://edge:{SECRET}@broker:1883/site/a"], None,
-                                 "EDGEMASK_MQTT_PASSWORD"),
-    "webhook-password-with-slash": (["--webhook", f"https://u:{SECRET}@hooks.local/a"], None,
-                                    "EDGEMASK_WEBHOOK_TOKEN"),
+    "source-url-password-with-slash": (
+        ["--source", f"rtsp://admin:{SECRET}@cam.local/live"],
+        None,
+        "EDGEMASK_SOURCE_PASSWORD",
+    ),
+    "mqtt-password-with-slash": (
+        ["--mqtt", f"mqtt://edge:{SECRET}@broker:1883/site/a"],
+        None,
+        "EDGEMASK_MQTT_PASSWORD",
+    ),
+    "webhook-password-with-slash": (["--webhook", f"https://u:{SECRET}@hooks.local/a"], None, "EDGEMASK_WEBHOOK_TOKEN"),
     "mqtt-wildcard-topic": (["--mqtt", "mqtt://broker.local/site/+/alerts"], None, "contains a wildcard"),
     "webhook-not-http": (["--webhook", "ftp://hooks.local/a"], None, "must be an http:// or https:// URL"),
     "mqtt-qos-3": (["--mqtt", "mqtt://broker.local/a", "--mqtt-qos", "3"], None, "--mqtt-qos must be 0, 1 or 2"),
@@ -76,8 +81,19 @@ def _one_line(r: subprocess.CompletedProcess) -> str:
 def test_bad_run_input(case, clip, tmp_path):
     extra, config, fragment = RUN_CASES[case]
     out = tmp_path / "out"
-    args = [str(EXE), "run", "--backend", "null", "--headless", "--state-dir", str(out / "state"),
-            "--events", str(out / "events.jsonl"), "--max-frames", "3"]
+    args = [
+        str(EXE),
+        "run",
+        "--backend",
+        "null",
+        "--headless",
+        "--state-dir",
+        str(out / "state"),
+        "--events",
+        str(out / "events.jsonl"),
+        "--max-frames",
+        "3",
+    ]
     if "--source" not in extra:
         args += ["--source", str(clip)]
     args += [a.replace("{tmp}", str(tmp_path)) for a in extra]
@@ -99,20 +115,35 @@ def test_corrupt_outbox_is_left_untouched(clip, tmp_path):
     state.mkdir()
     junk = b"\x00not an outbox\x00" * 500
     (state / "outbox.sqlite3").write_bytes(junk)
-    r = subprocess.run([str(EXE), "run", "--backend", "null", "--headless", "--source", str(clip),
-                        "--state-dir", str(state)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(EXE), "run", "--backend", "null", "--headless", "--source", str(clip), "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = _one_line(r)
     assert "is corrupt" in line and "mv " in line and ".recover" in line
-    assert sorted(p.name for p in state.iterdir()) == ["outbox.sqlite3"] and (state / "outbox.sqlite3").read_bytes() == junk
+    assert (
+        sorted(p.name for p in state.iterdir()) == ["outbox.sqlite3"]
+        and (state / "outbox.sqlite3").read_bytes() == junk
+    )
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--", "--source", f"rtsp://admin:{SECRET}@cam/live"], "has a password in its URL"),
-    (["--", "--source", "clip.mp4", "--mqtt-qos", "5"], "--mqtt-qos must be 0, 1 or 2"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--", "--source", f"rtsp://admin:{SECRET}@cam/live"], "has a password in its URL"),
+        (["--", "--source", "clip.mp4", "--mqtt-qos", "5"], "--mqtt-qos must be 0, 1 or 2"),
+    ],
+)
 def test_bad_service_install_input(tmp_path, args, fragment):
     unit = tmp_path / "edgemask.service"
-    r = subprocess.run([str(EXE), "service", "install", "--output", str(unit), *args], capture_output=True, text=True,
-                       timeout=120, cwd=tmp_path)
+    r = subprocess.run(
+        [str(EXE), "service", "install", "--output", str(unit), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     line = _one_line(r)
     assert fragment in line and SECRET not in r.stdout + r.stderr and not unit.exists()

@@ -51,9 +51,20 @@ def _no_leftovers(parent: Path) -> None:
 def test_layout_and_manifest_fields(env):
     b: Path = env["bundle"]
     files = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
-    assert files == ["calibration/cache.txt", "calibration/recipe.toml", "calibration/table.json",
-                     "golden/inputs.npy", "golden/outputs.fp32.npy", "manifest.json", "model.fp16.onnx",
-                     "model.fp32.onnx", "model.int8.onnx", "probe/inputs.npy", "resolved_config.json", "weights.safetensors"]
+    assert files == [
+        "calibration/cache.txt",
+        "calibration/recipe.toml",
+        "calibration/table.json",
+        "golden/inputs.npy",
+        "golden/outputs.fp32.npy",
+        "manifest.json",
+        "model.fp16.onnx",
+        "model.fp32.onnx",
+        "model.int8.onnx",
+        "probe/inputs.npy",
+        "resolved_config.json",
+        "weights.safetensors",
+    ]
     m = load_manifest(b)
     assert (m.name, m.version, m.arch, m.opset) == ("tiny", 1, "seed_cnn", 17)
     assert m.class_names == CLASSES and m.input.shape == ["N", 3, 32, 32] and m.input.channel_order == "RGB"
@@ -64,8 +75,12 @@ def test_layout_and_manifest_fields(env):
     assert set(m.files) == set(files) - {"manifest.json"}  # every file but the manifest, hashed
     assert all(len(v["sha256"]) == 64 and v["bytes"] > 0 for v in m.files.values())
     assert {"edgemask", "torch", "onnx", "onnxruntime", "numpy", "python"} <= set(m.producer)
-    assert [(e.precision, e.format) for e in m.models] == [("fp32", "safetensors"), ("fp32", "onnx"),
-                                                           ("fp16", "onnx"), ("int8", "onnx")]
+    assert [(e.precision, e.format) for e in m.models] == [
+        ("fp32", "safetensors"),
+        ("fp32", "onnx"),
+        ("fp16", "onnx"),
+        ("int8", "onnx"),
+    ]
     assert all(e.opset == 17 for e in m.models if e.format == "onnx")
     fp32, fp16, int8 = (m.model(p) for p in ("fp32", "fp16", "int8"))
     assert fp32.extra["max_abs_diff_vs_torch"] < 1e-4 and fp16.extra["max_abs_diff_vs_torch"] < 1e-2
@@ -139,8 +154,9 @@ def test_overwrite_bumps_version_and_refuses_without_flag(env, tmp_path):
     with pytest.raises(ExportError, match="--overwrite"):
         export_bundle(env["run"], out, calibration=str(env["recipe"]), precisions="fp32")
     assert (out / "manifest.json").read_bytes() == before
-    export_bundle(env["run"], out, calibration=str(env["recipe"]), precisions="fp32", overwrite=True,
-                  opencv_check=False)
+    export_bundle(
+        env["run"], out, calibration=str(env["recipe"]), precisions="fp32", overwrite=True, opencv_check=False
+    )
     m = load_manifest(out)
     assert m.version == 2 and m.precisions() == ["fp32"] and m.calibration is None
     assert not (out / "model.int8.onnx").exists() and verify_bundle(out) == []
@@ -149,8 +165,9 @@ def test_overwrite_bumps_version_and_refuses_without_flag(env, tmp_path):
 
 def test_int8_only_bundle_leaves_out_fp32_onnx(env, tmp_path):
     (tmp_path / "q").mkdir()  # an existing empty folder is fine without --overwrite
-    out = export_bundle(env["run"], tmp_path / "q", calibration=str(env["recipe"]), precisions=["int8"],
-                        opencv_check=False, opset=13)
+    out = export_bundle(
+        env["run"], tmp_path / "q", calibration=str(env["recipe"]), precisions=["int8"], opencv_check=False, opset=13
+    )
     m = load_manifest(out)
     assert m.precisions() == ["int8"] and "model.fp32.onnx" not in m.files and m.opset == 13
     assert not (out / "model.fp32.onnx").exists() and verify_bundle(out) == []
@@ -175,16 +192,19 @@ def test_failure_midway_leaves_nothing_and_keeps_old_bundle(env, tmp_path, monke
     _no_leftovers(old.parent)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"precisions": "fp32,int4"}, ConfigError, "unknown precision 'int4'"),
-    ({"precisions": ""}, ConfigError, "no precision"),
-    ({"method": "kl"}, ConfigError, "minmax, entropy, percentile"),
-    ({"opset": 9}, ConfigError, "opset 9"),
-    ({"calibration": "no-such-recipe"}, ConfigError, "unknown calibration recipe"),
-    ({"int8_target": "gpu"}, ConfigError, "int8 target"),
-    ({"golden_count": 0}, ConfigError, "golden_count"),
-    ({"bogus_option": 1}, ConfigError, "unknown export option"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"precisions": "fp32,int4"}, ConfigError, "unknown precision 'int4'"),
+        ({"precisions": ""}, ConfigError, "no precision"),
+        ({"method": "kl"}, ConfigError, "minmax, entropy, percentile"),
+        ({"opset": 9}, ConfigError, "opset 9"),
+        ({"calibration": "no-such-recipe"}, ConfigError, "unknown calibration recipe"),
+        ({"int8_target": "gpu"}, ConfigError, "int8 target"),
+        ({"golden_count": 0}, ConfigError, "golden_count"),
+        ({"bogus_option": 1}, ConfigError, "unknown export option"),
+    ],
+)
 def test_bad_options_fail_before_writing(env, tmp_path, kwargs, error, match):
     kw = {"calibration": str(env["recipe"]), **kwargs}
     with pytest.raises(error, match=match):

@@ -11,13 +11,15 @@ from edgemask.bundle import engines as E
 from edgemask.errors import BackendError
 
 
-
-
 def test_engine_file_names_round_trip():
     name = E.engine_file_name("jetson-orin-nano", "int8", "10.3.0.26")
     assert name == "model.jetson-orin-nano.int8.trt10.3.engine"
-    assert E.parse_engine_file_name(name) == {"device": "jetson-orin-nano", "precision": "int8", "dla_core": None,
-                                              "tensorrt": "10.3"}
+    assert E.parse_engine_file_name(name) == {
+        "device": "jetson-orin-nano",
+        "precision": "int8",
+        "dla_core": None,
+        "tensorrt": "10.3",
+    }
     dla = E.engine_file_name("jetson-agx-orin", "fp16", "8.6.2", dla_core=1)
     assert dla == "model.jetson-agx-orin.fp16.dla1.trt8.6.engine"
     assert E.parse_engine_file_name(dla)["dla_core"] == 1
@@ -27,8 +29,15 @@ def test_engine_file_names_round_trip():
 
 
 def _entry(**kw):
-    base = dict(file="model.jetson-orin-nano.fp16.trt10.3.engine", precision="fp16", format="tensorrt",
-                device="jetson-orin-nano", tensorrt_version="10.3.0.26", compute_capability="8.7", extra={})
+    base = dict(
+        file="model.jetson-orin-nano.fp16.trt10.3.engine",
+        precision="fp16",
+        format="tensorrt",
+        device="jetson-orin-nano",
+        tensorrt_version="10.3.0.26",
+        compute_capability="8.7",
+        extra={},
+    )
     base.update(kw)
     return ModelEntry(**base)
 
@@ -51,12 +60,14 @@ def test_check_engine_compatible_refuses_with_rebuild_command():
 
 
 def test_engine_entries_lookup_by_requested_precision():
-    m = SimpleNamespace(models=[
-        ModelEntry(file="model.fp32.onnx", precision="fp32", format="onnx"),
-        _entry(file="a", device="jetson-nano", precision="fp16", extra={"requested_precision": "int8"}),
-        _entry(file="b", device="jetson-agx-orin", precision="int8", extra={"dla_core": 0}),
-        _entry(file="c", device="jetson-agx-orin", precision="int8", extra={}),
-    ])
+    m = SimpleNamespace(
+        models=[
+            ModelEntry(file="model.fp32.onnx", precision="fp32", format="onnx"),
+            _entry(file="a", device="jetson-nano", precision="fp16", extra={"requested_precision": "int8"}),
+            _entry(file="b", device="jetson-agx-orin", precision="int8", extra={"dla_core": 0}),
+            _entry(file="c", device="jetson-agx-orin", precision="int8", extra={}),
+        ]
+    )
     assert [e.file for e in E.engine_entries(m, "jetson-nano", "int8")] == ["a"]
     assert [e.file for e in E.engine_entries(m, "jetson-agx-orin", "int8")] == ["c", "b"]  # GPU first
     assert E.engine_entries(m, "jetson-orin-nano", "fp16") == []

@@ -33,13 +33,16 @@ def test_a_manifest_from_before_the_field_loads_with_the_default(manifest_dict):
     assert CROP_MARGIN == 0.15  # what every bundle made before the field was trained with
 
 
-@pytest.mark.parametrize("value, says", [
-    ("0.15", "should be a finite number, got string '0.15'"),
-    (None, "should be a finite number, got null"),
-    (True, "should be a finite number, got boolean"),
-    (-0.1, "should lie in [0, 2]"),
-    (5, "should lie in [0, 2]"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("0.15", "should be a finite number, got string '0.15'"),
+        (None, "should be a finite number, got null"),
+        (True, "should be a finite number, got boolean"),
+        (-0.1, "should lie in [0, 2]"),
+        (5, "should lie in [0, 2]"),
+    ],
+)
 def test_a_bad_crop_margin_is_one_line_naming_the_field(backends_bundle, tmp_path, value, says):
     b = tmp_path / "b"
     shutil.copytree(backends_bundle, b)

@@ -20,10 +20,19 @@ def _bundle(d: Path, version: int = 2) -> Path:
     d.mkdir(parents=True)
     (d / "model.fp32.onnx").write_bytes(bytes(range(256)) * 40)
     files = {"model.fp32.onnx": {"sha256": sha256_file(d / "model.fp32.onnx"), "bytes": 10240}}
-    m = BundleManifest(name="tiny", version=version, created="2026-12-02T00:00:00Z", arch="seed_cnn", arch_args={},
-                       class_names=["mask", "no_mask"], input=InputSpec(), preprocessing=Preprocessing(),
-                       models=[ModelEntry(file="model.fp32.onnx", precision="fp32", format="onnx")],
-                       files=files, producer={})
+    m = BundleManifest(
+        name="tiny",
+        version=version,
+        created="2026-12-02T00:00:00Z",
+        arch="seed_cnn",
+        arch_args={},
+        class_names=["mask", "no_mask"],
+        input=InputSpec(),
+        preprocessing=Preprocessing(),
+        models=[ModelEntry(file="model.fp32.onnx", precision="fp32", format="onnx")],
+        files=files,
+        producer={},
+    )
     (d / "manifest.json").write_text(m.to_json())
     return d
 
@@ -113,6 +122,9 @@ def test_cli_keys_sign_verify_as_a_user(tmp_path):
     assert subprocess.run([exe, "bundle", "sign", str(b), "--key", str(key)], capture_output=True).returncode == 0
     ok = subprocess.run([exe, "bundle", "verify", str(b), "--trusted", str(trusted)], capture_output=True, text=True)
     assert ok.returncode == 0 and "signed by trusted key" in ok.stdout
-    bad = subprocess.run([exe, "bundle", "verify", str(b), "--trusted", str(trusted), "--installed-version", "5"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [exe, "bundle", "verify", str(b), "--trusted", str(trusted), "--installed-version", "5"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "downgrade" in bad.stderr and "Traceback" not in bad.stderr

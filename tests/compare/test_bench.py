@@ -15,8 +15,12 @@ FAST = BenchConfig(batch=8, warmup=2, iters=20, batch_iters=3)
 
 def test_bench_fields_are_consistent(tiny_bundle):
     calls = []
-    res = bench_bundle(tiny_bundle, engines="onnxrt:fp32,null,tensorrt:int8", config=FAST,
-                       progress=lambda e, d, t: calls.append((e, d, t)))
+    res = bench_bundle(
+        tiny_bundle,
+        engines="onnxrt:fp32,null,tensorrt:int8",
+        config=FAST,
+        progress=lambda e, d, t: calls.append((e, d, t)),
+    )
     ort, null, trt = res.engines
     for e in (ort, null):
         assert not e.skipped
@@ -40,8 +44,15 @@ def test_bench_shortcuts_override_config(tiny_bundle):
 
 def test_bench_default_engines(tiny_bundle):
     res = bench_bundle(tiny_bundle, config=BenchConfig(batch=4, warmup=1, iters=5, batch_iters=2))
-    assert [e.engine for e in res.engines] == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32",
-                                           "opencv:fp16", "opencv:int8"]
+    assert [e.engine for e in res.engines] == [
+        "torch:fp32",
+        "onnxrt:fp32",
+        "onnxrt:fp16",
+        "onnxrt:int8",
+        "opencv:fp32",
+        "opencv:fp16",
+        "opencv:int8",
+    ]
     assert all(not e.skipped and e.p50_ms > 0 for e in res.engines)
 
 

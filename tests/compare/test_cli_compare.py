@@ -30,8 +30,9 @@ def cli(app):
 
 
 def test_compare_passes_with_table(cli, tiny_bundle, tiny_data):
-    r = cli("compare", str(tiny_bundle), "--data", str(tiny_data), "--engines", "onnxrt:fp32,onnxrt:int8",
-            "--confusion")
+    r = cli(
+        "compare", str(tiny_bundle), "--data", str(tiny_data), "--engines", "onnxrt:fp32,onnxrt:int8", "--confusion"
+    )
     assert r.exit_code == 0, r.output
     for word in ("torch:fp32", "onnxrt:fp32", "onnxrt:int8", "reference", "pass", "rows = label"):
         assert word in r.output
@@ -39,8 +40,19 @@ def test_compare_passes_with_table(cli, tiny_bundle, tiny_data):
 
 
 def test_compare_json(cli, tiny_bundle, tiny_data, tmp_path):
-    r = cli("compare", str(tiny_bundle), "--data", str(tiny_data), "--engines", "onnxrt:fp16", "--n", "10", "--json",
-            "--out", str(tmp_path / "cmp.json"))
+    r = cli(
+        "compare",
+        str(tiny_bundle),
+        "--data",
+        str(tiny_data),
+        "--engines",
+        "onnxrt:fp16",
+        "--n",
+        "10",
+        "--json",
+        "--out",
+        str(tmp_path / "cmp.json"),
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert json.loads((tmp_path / "cmp.json").read_text()) == d
@@ -84,8 +96,18 @@ def test_compare_refuses_tampered_bundle(cli, tiny_bundle, tmp_path):
 
 
 def test_bench_table_and_json(cli, tiny_bundle):
-    common = ("--engines", "onnxrt:fp32,null,tensorrt:int8", "--batch", "4", "--warmup", "1", "--iters", "10",
-              "--batch-iters", "2")
+    common = (
+        "--engines",
+        "onnxrt:fp32,null,tensorrt:int8",
+        "--batch",
+        "4",
+        "--warmup",
+        "1",
+        "--iters",
+        "10",
+        "--batch-iters",
+        "2",
+    )
     r = cli("bench", str(tiny_bundle), *common)
     assert r.exit_code == 0, r.output
     for word in ("onnxrt:fp32", "null:fp32", "skipped", "b1 p50", "b4 ms/img", "machine:", "versions:", "thr"):
@@ -110,8 +132,21 @@ def test_device_cuda_without_a_gpu(cli, tiny_bundle):
     r = cli("compare", str(tiny_bundle), "--engines", "onnxrt:fp32", "--device", "cuda")
     assert r.exit_code == 1 and "CUDA is not available" in r.output and "Traceback" not in r.output
     # bench reports what cannot run instead of stopping
-    r = cli("bench", str(tiny_bundle), "--engines", "torch,null", "--device", "cuda", "--iters", "5", "--warmup", "1",
-            "--batch-iters", "1", "--json")
+    r = cli(
+        "bench",
+        str(tiny_bundle),
+        "--engines",
+        "torch,null",
+        "--device",
+        "cuda",
+        "--iters",
+        "5",
+        "--warmup",
+        "1",
+        "--batch-iters",
+        "1",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert "CUDA" in d["engines"][0]["skipped"] and not d["engines"][1]["skipped"]

@@ -73,8 +73,10 @@ def test_int8_is_judged_by_agreement():
     y = res.engine("y:int8")
     agree = float((out2.argmax(1) == ref.argmax(1)).mean())
     assert y.agreement == pytest.approx(agree) and y.passed == (agree >= 0.98)
-    assert not compare_outputs({"onnxrt:fp32": ref, "y:int8": out2},
-                               config=CompareConfig(int8_min_agreement=1.0)).passed or agree == 1.0
+    assert (
+        not compare_outputs({"onnxrt:fp32": ref, "y:int8": out2}, config=CompareConfig(int8_min_agreement=1.0)).passed
+        or agree == 1.0
+    )
 
 
 def test_non_finite_logits_fail():
@@ -87,14 +89,14 @@ def test_non_finite_logits_fail():
 
 
 def test_labels_give_accuracy_and_confusions():
-    ref = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]] * 5   # predicts 0,1,2,0
-    eng = np.eye(3, dtype=np.float32)[[0, 2, 2, 0]] * 5   # predicts 0,2,2,0
+    ref = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]] * 5  # predicts 0,1,2,0
+    eng = np.eye(3, dtype=np.float32)[[0, 2, 2, 0]] * 5  # predicts 0,2,2,0
     labels = np.array([0, 1, 2, 1])
     res = compare_outputs({"torch:fp32": ref, "onnxrt:int8": eng}, labels=labels, class_names=["a", "b", "c"])
     r, e = res.engine("torch:fp32"), res.engine("onnxrt:int8")
     assert res.has_labels and r.accuracy == 0.75 and e.accuracy == 0.5
-    assert e.confusion == [[1, 0, 0], [1, 0, 1], [0, 0, 1]]                 # rows label, cols engine
-    assert e.confusion_vs_reference == [[2, 0, 0], [0, 0, 1], [0, 0, 1]]    # rows float, cols engine
+    assert e.confusion == [[1, 0, 0], [1, 0, 1], [0, 0, 1]]  # rows label, cols engine
+    assert e.confusion_vs_reference == [[2, 0, 0], [0, 0, 1], [0, 0, 1]]  # rows float, cols engine
     assert e.per_class_recall == {"a": 1.0, "b": 0.0, "c": 1.0}
     assert e.agreement == 0.75 and not e.passed  # int8 needs 98%
     assert r.is_reference and r.passed and res.engines[0] is r
@@ -137,7 +139,10 @@ def test_config_validates():
 # -- engine specs -----------------------------------------------------------------
 def test_parse_engines():
     assert parse_engines("torch, onnxrt:int8,onnxrt:INT8,opencv:fp32") == [
-        EngineSpec("torch", "fp32"), EngineSpec("onnxrt", "int8"), EngineSpec("opencv", "fp32")]
+        EngineSpec("torch", "fp32"),
+        EngineSpec("onnxrt", "int8"),
+        EngineSpec("opencv", "fp32"),
+    ]
     assert parse_engines(["null:fp32"])[0].label == "null:fp32"
     with pytest.raises(BackendError, match="unknown backend 'trt'.*onnxrt"):
         parse_engines("trt:int8")
@@ -151,8 +156,15 @@ def test_default_engines(tiny_bundle):
     from edgemask.bundle import load_bundle
 
     labels = [s.label for s in default_engines(load_bundle(tiny_bundle))]
-    assert labels == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32",
-                                           "opencv:fp16", "opencv:int8"]
+    assert labels == [
+        "torch:fp32",
+        "onnxrt:fp32",
+        "onnxrt:fp16",
+        "onnxrt:int8",
+        "opencv:fp32",
+        "opencv:fp16",
+        "opencv:int8",
+    ]
 
 
 def test_select_images_spreads_and_is_stable():
@@ -176,8 +188,15 @@ def test_compare_bundle_on_a_dataset(tiny_bundle, tiny_data):
     res = compare_bundle(tiny_bundle, data=tiny_data, progress=lambda e, d, t: seen.append(e))
     assert res.passed, [(e.engine, e.reason) for e in res.failures]
     assert res.n == 24 and res.has_labels and res.reference == "torch:fp32"
-    assert [e.engine for e in res.engines] == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8", "opencv:fp32",
-                                           "opencv:fp16", "opencv:int8"]
+    assert [e.engine for e in res.engines] == [
+        "torch:fp32",
+        "onnxrt:fp32",
+        "onnxrt:fp16",
+        "onnxrt:int8",
+        "opencv:fp32",
+        "opencv:fp16",
+        "opencv:int8",
+    ]
     for e in res.engines:
         assert e.accuracy >= 0.9, e
         assert e.describe["backend"] == e.backend

@@ -34,7 +34,9 @@ def noise(seed: int, h: int = 16, w: int = 16) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def voc_xml(filename: str, objects: Iterable[tuple[str, tuple[float, float, float, float]]], w: int = 100, h: int = 80) -> str:
+def voc_xml(
+    filename: str, objects: Iterable[tuple[str, tuple[float, float, float, float]]], w: int = 100, h: int = 80
+) -> str:
     """A Kaggle face-mask style annotation."""
     objs = "".join(
         f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
@@ -101,10 +103,19 @@ def synth_layout(tmp_path: Path) -> Path:
             img[0, 0] = (idx % 256, idx // 256, 7)
             write_image(root / "crops" / cls / f"{idx:06d}.png", img)
             idx += 1
-    (root / "dataset.json").write_text(json.dumps({
-        "format": "edgemask-synth", "version": 1, "seed": 0, "n": idx, "size": 16,
-        "classes": list(colors), "counts": counts,
-    }))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "format": "edgemask-synth",
+                "version": 1,
+                "seed": 0,
+                "n": idx,
+                "size": 16,
+                "classes": list(colors),
+                "counts": counts,
+            }
+        )
+    )
     (root / "crops.jsonl").write_text("")
     write_image(root / "scenes" / "images" / "scene_0000.png", scene())
     (root / "scenes" / "annotations").mkdir(parents=True)
@@ -120,6 +131,12 @@ def files():
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        write_image=write_image, solid=solid, noise=noise, voc_xml=voc_xml, scene=scene,
-        RED_BGR=RED_BGR, GREEN_BGR=GREEN_BGR, BLUE_BGR=BLUE_BGR,
+        write_image=write_image,
+        solid=solid,
+        noise=noise,
+        voc_xml=voc_xml,
+        scene=scene,
+        RED_BGR=RED_BGR,
+        GREEN_BGR=GREEN_BGR,
+        BLUE_BGR=BLUE_BGR,
     )

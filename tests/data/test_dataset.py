@@ -72,8 +72,13 @@ def test_layout_errors_say_how_to_fix(tmp_path, files, case):
         (p / "dataset.json").write_text('{"format": "edgemask-synth"}')
     with pytest.raises(DataError) as e:
         load_dataset(p)
-    hint = {"missing": "does not exist", "file": "extract", "loose_images": "one subfolder per class",
-            "annotations_only": "no images/", "synth_without_crops": "no crops/"}[case]
+    hint = {
+        "missing": "does not exist",
+        "file": "extract",
+        "loose_images": "one subfolder per class",
+        "annotations_only": "no images/",
+        "synth_without_crops": "no crops/",
+    }[case]
     assert hint in str(e.value)
 
 
@@ -85,8 +90,14 @@ def test_normalize_and_aliases():
     assert normalize_label("mask  worn__incorrectly") == "mask_worn_incorrectly"
     r = LabelResolver()
     got = r(["WithMask", "without mask", "Mask-Weared-Incorrect", "partial_mask", "none", "good"], "test")
-    assert got == {"WithMask": "mask", "without mask": "no_mask", "Mask-Weared-Incorrect": "mask_incorrect",
-                   "partial_mask": "mask_incorrect", "none": "no_mask", "good": "mask"}
+    assert got == {
+        "WithMask": "mask",
+        "without mask": "no_mask",
+        "Mask-Weared-Incorrect": "mask_incorrect",
+        "partial_mask": "mask_incorrect",
+        "none": "no_mask",
+        "good": "mask",
+    }
 
 
 def test_label_map_to_a_non_class_is_a_config_error():
@@ -119,8 +130,10 @@ def test_bad_options_are_config_errors(imagefolder):
 def test_import_is_light():
     import subprocess
 
-    code = ("import sys, edgemask.data; bad = [m for m in ('cv2', 'torch') if m in sys.modules]; "
-            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, edgemask.data; bad = [m for m in ('cv2', 'torch') if m in sys.modules]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -152,7 +165,9 @@ def test_cli_summary_prints_table_and_skips(cli, imagefolder):
 
 def test_cli_summary_label_map(cli, imagefolder, files):
     files.write_image(imagefolder / "face" / "x.png", files.solid(files.BLUE_BGR))
-    r = CliRunner().invoke(cli, ["data", "summary", str(imagefolder), "--size", "16", "--label-map", "face=mask_incorrect"])
+    r = CliRunner().invoke(
+        cli, ["data", "summary", str(imagefolder), "--size", "16", "--label-map", "face=mask_incorrect"]
+    )
     assert r.exit_code == 0, r.output
     assert "mask_incorrect" in r.stdout
 
@@ -181,7 +196,9 @@ def test_cli_synth_calls_the_generator(cli, tmp_path, monkeypatch):
     fake.write_synth_dataset = fake_write
     monkeypatch.setitem(sys.modules, "edgemask.data.synth", fake)
     out = tmp_path / "s"
-    r = CliRunner().invoke(cli, ["data", "synth", "--out", str(out), "--n", "10", "--size", "32", "--scenes", "2", "--overwrite"])
+    r = CliRunner().invoke(
+        cli, ["data", "synth", "--out", str(out), "--n", "10", "--size", "32", "--scenes", "2", "--overwrite"]
+    )
     assert r.exit_code == 0, r.output
     assert calls == {"out": str(out), "n": 10, "size": 32, "seed": 0, "n_scenes": 2, "overwrite": True}
     assert "mask_incorrect" in r.stdout

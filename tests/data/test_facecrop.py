@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from edgemask.data import load_dataset
 from edgemask.vision.detectors import face_finder
@@ -20,14 +19,14 @@ def _scene_folder(root):
     wo, wm = root / "without_mask", root / "with_mask"
     wo.mkdir(parents=True)
     wm.mkdir(parents=True)
-    cv2.imwrite(str(wo / "scene_square.png"), v["no_mask"])                 # 512x512, face 95 px: a scene
-    cv2.imwrite(str(wo / "scene_wide.png"), v["no_mask"][0:300, :])         # 512x300
-    cv2.imwrite(str(wo / "scene_tall.png"), v["no_mask"][:, 100:400])       # 300x512
-    cv2.imwrite(str(wo / "crop.png"), v["no_mask"][y0 - 10:y1 + 10, x0 - 10:x1 + 10])  # a face crop
+    cv2.imwrite(str(wo / "scene_square.png"), v["no_mask"])  # 512x512, face 95 px: a scene
+    cv2.imwrite(str(wo / "scene_wide.png"), v["no_mask"][0:300, :])  # 512x300
+    cv2.imwrite(str(wo / "scene_tall.png"), v["no_mask"][:, 100:400])  # 300x512
+    cv2.imwrite(str(wo / "crop.png"), v["no_mask"][y0 - 10 : y1 + 10, x0 - 10 : x1 + 10])  # a face crop
     rng = np.random.default_rng(0)
     cv2.imwrite(str(wo / "no_face.png"), rng.integers(0, 255, (200, 400, 3), dtype=np.uint8))
     for k in range(2):
-        cv2.imwrite(str(wm / f"m{k}.png"), v["mask"][y0 - 5 * k:y1 + 5 * k, x0 - 5 * k:x1 + 5 * k])
+        cv2.imwrite(str(wm / f"m{k}.png"), v["mask"][y0 - 5 * k : y1 + 5 * k, x0 - 5 * k : x1 + 5 * k])
     return root
 
 
@@ -38,13 +37,16 @@ def test_whole_scene_imagefolder_is_cropped_and_counted(tmp_path):
     assert fc["mode"] == "auto-on"
     assert (fc["cropped"], fc["kept_whole"], fc["skipped"]) == (3, 3, 1), fc
     assert fc["no_face"] == ["without_mask/no_face.png"]
-    assert ("without_mask/no_face.png" in dict(ds.skipped))
+    assert "without_mask/no_face.png" in dict(ds.skipped)
     assert len(ds) == 6
     # The cut scene looks like the face crop, not like the whole photo squashed.
     i_scene = ds.sources.index("without_mask/scene_square.png")
     i_crop = ds.sources.index("without_mask/crop.png")
-    whole = cv2.resize(cv2.cvtColor(cv2.imread(str(root / "without_mask/scene_square.png")), cv2.COLOR_BGR2RGB),
-                       (32, 32), interpolation=cv2.INTER_AREA)
+    whole = cv2.resize(
+        cv2.cvtColor(cv2.imread(str(root / "without_mask/scene_square.png")), cv2.COLOR_BGR2RGB),
+        (32, 32),
+        interpolation=cv2.INTER_AREA,
+    )
     d_crop = np.abs(ds.images[i_scene].astype(int) - ds.images[i_crop]).mean()
     d_whole = np.abs(ds.images[i_scene].astype(int) - whole).mean()
     assert d_crop < d_whole, (d_crop, d_whole)

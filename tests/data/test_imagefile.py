@@ -24,10 +24,18 @@ def _img(h=37, w=53):
     return np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("ext, params", [(".png", []), (".jpg", []), (".bmp", []), (".gif", []),
-                                         (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),
-                                         (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])],  # 101 = lossless VP8L
-                         ids=["png", "jpeg", "bmp", "gif", "webp-lossy", "webp-lossless"])
+@pytest.mark.parametrize(
+    "ext, params",
+    [
+        (".png", []),
+        (".jpg", []),
+        (".bmp", []),
+        (".gif", []),
+        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),
+        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+    ],  # 101 = lossless VP8L
+    ids=["png", "jpeg", "bmp", "gif", "webp-lossy", "webp-lossless"],
+)
 def test_header_size_of_every_format_opencv_writes(ext, params):
     ok, buf = cv2.imencode(ext, _img(), params)
     if not ok:
@@ -39,8 +47,12 @@ def test_header_size_of_every_format_opencv_writes(ext, params):
 def test_header_size_of_pillow_variants():
     Image = pytest.importorskip("PIL.Image")
     img = _img()
-    for fmt, kw in [("JPEG", {"progressive": True, "exif": b"Exif\x00\x00" + b"\x00" * 3000}),
-                    ("WEBP", {"lossless": False}), ("GIF", {}), ("BMP", {})]:
+    for fmt, kw in [
+        ("JPEG", {"progressive": True, "exif": b"Exif\x00\x00" + b"\x00" * 3000}),
+        ("WEBP", {"lossless": False}),
+        ("GIF", {}),
+        ("BMP", {}),
+    ]:
         b = io.BytesIO()
         Image.fromarray(img).save(b, fmt, **kw)
         assert header_size(io.BytesIO(b.getvalue()))[1:] == (53, 37), fmt
@@ -49,13 +61,16 @@ def test_header_size_of_pillow_variants():
     assert header_size(io.BytesIO(b.getvalue()))[1:] == (53, 37)
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "truncated PNG"),
-    (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, "IHDR"),
-    (b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 6 + b"\xff\xd9", "JPEG without a frame header"),
-    (b"GIF89a\x01", "truncated GIF"),
-    (b"II*\x00" + b"\x00" * 40, "not a PNG, JPEG, BMP, GIF or WebP"),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "truncated PNG"),
+        (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, "IHDR"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 6 + b"\xff\xd9", "JPEG without a frame header"),
+        (b"GIF89a\x01", "truncated GIF"),
+        (b"II*\x00" + b"\x00" * 40, "not a PNG, JPEG, BMP, GIF or WebP"),
+    ],
+)
 def test_bad_headers_are_named(data, words):
     with pytest.raises(Unreadable) as e:
         header_size(io.BytesIO(data))
@@ -143,8 +158,13 @@ def test_data_summary_on_a_fifo_and_a_bomb_ends_quickly_in_little_memory(imagefo
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1", OMP_NUM_THREADS="1")
     log = imagefolder.parent / "summary.log"
     with open(log, "wb") as f:
-        p = subprocess.Popen([str(EXE), "data", "summary", str(imagefolder), "--size", "16"], stdout=f,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        p = subprocess.Popen(
+            [str(EXE), "data", "summary", str(imagefolder), "--size", "16"],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     deadline = time.monotonic() + 60
     while True:  # os.wait4 gives this child's own peak memory
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)

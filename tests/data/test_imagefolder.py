@@ -34,8 +34,14 @@ def test_order_is_sorted_and_deterministic(imagefolder):
     b = load_dataset(imagefolder, size=16)
     assert a.sources == b.sources
     assert np.array_equal(a.images, b.images)
-    assert a.sources == ["with_mask/m0.png", "with_mask/m1.png", "with_mask/nested/m2.png",
-                         "without_mask/n0.png", "without_mask/n1.png", "without_mask/n2.png"]
+    assert a.sources == [
+        "with_mask/m0.png",
+        "with_mask/m1.png",
+        "with_mask/nested/m2.png",
+        "without_mask/n0.png",
+        "without_mask/n1.png",
+        "without_mask/n2.png",
+    ]
 
 
 def test_groups_are_file_hashes_and_duplicates_share_one(imagefolder, files):

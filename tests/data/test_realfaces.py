@@ -37,8 +37,9 @@ def test_astronaut_masks_cover_what_their_label_says():
 
     gray = cv2.cvtColor(v["no_mask"], cv2.COLOR_BGR2GRAY)
     found = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml").detectMultiScale(
-        gray, 1.1, 5)
-    (fx, fy, fw, fh), = found
+        gray, 1.1, 5
+    )
+    ((fx, fy, fw, fh),) = found
     assert (fx, fy, fx + fw, fy + fh) == realfaces.ASTRONAUT_FACE_BOX
 
 

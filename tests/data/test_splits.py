@@ -102,9 +102,16 @@ def test_imbalance_warning():
 def test_summary_counts():
     labels, groups = _data(counts=(40, 20, 5))
     n = len(labels)
-    ds = FaceDataset(images=np.zeros((n, 8, 8, 3), np.uint8), labels=labels,
-                     class_names=["mask", "no_mask", "mask_incorrect"], sources=[str(i) for i in range(n)],
-                     groups=groups, skipped=[("x.png", "corrupt")], format="imagefolder", root="r")
+    ds = FaceDataset(
+        images=np.zeros((n, 8, 8, 3), np.uint8),
+        labels=labels,
+        class_names=["mask", "no_mask", "mask_incorrect"],
+        sources=[str(i) for i in range(n)],
+        groups=groups,
+        skipped=[("x.png", "corrupt")],
+        format="imagefolder",
+        root="r",
+    )
     s = split_indices(labels, groups)
     out = summary(ds, s)
     assert out["counts"]["total"] == {"mask": 40, "no_mask": 20, "mask_incorrect": 5}

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from edgemask.data import synth
+from edgemask.data.labels import CLASS_NAMES, VOC_LABEL_OF_CLASS
 from edgemask.data.synth import head as synth_head
 from edgemask.data.synth import writer as synth_writer
-from edgemask.data.labels import CLASS_NAMES, VOC_LABEL_OF_CLASS
 from edgemask.errors import DataError
 
 N, SIZE, SCENES = 30, 32, 2
@@ -70,7 +70,9 @@ def test_dataset_json_and_layout(made):
     names = {p.name for p in (a / "crops").rglob("*.png")}
     assert names == {f"{i:06d}.png" for i in range(N)}
     assert sorted(p.name for p in (a / "scenes" / "images").iterdir()) == [f"scene_{k:04d}.png" for k in range(SCENES)]
-    assert sorted(p.name for p in (a / "scenes" / "annotations").iterdir()) == [f"scene_{k:04d}.xml" for k in range(SCENES)]
+    assert sorted(p.name for p in (a / "scenes" / "annotations").iterdir()) == [
+        f"scene_{k:04d}.xml" for k in range(SCENES)
+    ]
     # nothing left behind by the atomic write
     assert sorted(p.name for p in made["root"].iterdir()) == ["a", "b", "c"]
 
@@ -168,7 +170,7 @@ def test_scene_boxes_inside_frame_and_apart():
             assert 1.0 < (y1 - y0) / (x1 - x0) < 2.0  # face-shaped, not a bug-sized sliver
             seen_labels.add(o["label"])
         for i, p in enumerate(objects):
-            for q in objects[i + 1:]:
+            for q in objects[i + 1 :]:
                 a, b = p["box"], q["box"]
                 assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1], "faces overlap"
         n_faces += len(objects)
@@ -193,7 +195,7 @@ def test_scene_faces_are_drawn_in_their_boxes():
                 sx0, sy0 = ix0 + dx, iy0 + dy
                 if 0 <= sx0 and sx0 + (ix1 - ix0) < 640 and 0 <= sy0 and sy0 + (iy1 - iy0) < 480:
                     inner = lap[iy0:iy1, ix0:ix1].mean()
-                    beside = lap[sy0:sy0 + (iy1 - iy0), sx0:sx0 + (ix1 - ix0)].mean()
+                    beside = lap[sy0 : sy0 + (iy1 - iy0), sx0 : sx0 + (ix1 - ix0)].mean()
                     wins += inner > beside
                     total += 1
     assert total >= 5
@@ -248,7 +250,7 @@ def _covered(img: np.ndarray, pt, mcol: np.ndarray) -> bool:
     happen to be a dark shade of the mask colour is not (lips, lip line and skin vary), so most
     of the nine pixels must pass."""
     x, y = round(pt[0]), round(pt[1])
-    return bool(_is_mask_shade(img[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).astype(float), mcol).mean() >= 0.75)
+    return bool(_is_mask_shade(img[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).astype(float), mcol).mean() >= 0.75)
 
 
 def test_pixels_at_nose_and_mouth_match_label():
@@ -319,12 +321,15 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
 
-@pytest.mark.parametrize(("kw", "msg"), [
-    ({"n": 2}, "number of crops"),
-    ({"size": 15}, "crop size"),
-    ({"n_scenes": -1}, "number of scenes"),
-    ({"seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"n": 2}, "number of crops"),
+        ({"size": 15}, "crop size"),
+        ({"n_scenes": -1}, "number of scenes"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_arguments(tmp_path, kw, msg):
     args = {"n": 3, "size": 16, "n_scenes": 0}
     args.update(kw)
@@ -354,6 +359,11 @@ def test_progress_reports_every_item(tmp_path):
 def test_import_is_light():
     # skimage (and cv2) load only when something is drawn
     code = "import sys, edgemask.data.synth; print('skimage' in sys.modules, 'cv2' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.stdout.split() == ["False", "False"]

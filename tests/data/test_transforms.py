@@ -107,4 +107,4 @@ def test_colour_jitter_keeps_hue_and_jitters_luma_by_brightness_only():
     grey = chroma[:, 0].abs() < 1e-4  # saturation 0: the GRAYSCALE_P share
     assert 0.08 < float(grey.float().mean()) < 0.24
     coloured = chroma[~grey]
-    assert float(coloured.min()) >= 0.8 ** 3 - 1e-3 and float(coloured.max()) <= 1.2 ** 3 + 1e-3
+    assert float(coloured.min()) >= 0.8**3 - 1e-3 and float(coloured.max()) <= 1.2**3 + 1e-3

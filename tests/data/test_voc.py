@@ -15,8 +15,12 @@ def test_kaggle_layout_crops_each_box(voc):
     ds = load_dataset(voc, size=16, margin=0.0)
     assert ds.format == "voc"
     assert ds.class_names == ["mask", "no_mask"]
-    assert ds.sources == ["images/maksssksksss0.png#0", "images/maksssksksss0.png#1",
-                          "images/maksssksksss1.png#0", "images/maksssksksss1.png#1"]
+    assert ds.sources == [
+        "images/maksssksksss0.png#0",
+        "images/maksssksksss0.png#1",
+        "images/maksssksksss1.png#0",
+        "images/maksssksksss1.png#1",
+    ]
     assert ds.labels.tolist() == [0, 1, 0, 1]
     # margin 0: the crop is exactly the coloured square, converted to RGB.
     assert np.all(ds.images[0] == (255, 0, 0))
@@ -48,9 +52,16 @@ def _scenes(root, files, n):
         img[65:67, 15:17] = (0, k, k)
         files.write_image(root / "images" / f"s{k}.png", img)
         (root / "annotations").mkdir(parents=True, exist_ok=True)
-        (root / "annotations" / f"s{k}.xml").write_text(files.voc_xml(f"s{k}.png", [
-            ("with_mask", (10, 10, 30, 30)), ("without_mask", (60, 40, 80, 60)),
-            ("mask_weared_incorrect", (10, 55, 30, 75))]))
+        (root / "annotations" / f"s{k}.xml").write_text(
+            files.voc_xml(
+                f"s{k}.png",
+                [
+                    ("with_mask", (10, 10, 30, 30)),
+                    ("without_mask", (60, 40, 80, 60)),
+                    ("mask_weared_incorrect", (10, 55, 30, 75)),
+                ],
+            )
+        )
     return root
 
 
@@ -75,13 +86,18 @@ def test_bad_annotations_are_skipped_with_reasons(voc, files):
     (ann / "evil.xml").write_text('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "x">]><annotation/>')
     (ann / "lonely.xml").write_text(files.voc_xml("missing.png", [("with_mask", (1, 1, 20, 20))]))
     files.write_image(img / "boxes.png", files.scene())
-    (ann / "boxes.xml").write_text(files.voc_xml("boxes.png", [
-        ("with_mask", (200, 200, 260, 260)),   # outside the 100x80 image
-        ("without_mask", (30, 10, 10, 30)),    # inverted
-        ("with_mask", (10, 10, 12, 30)),       # 2 px wide
-        ("with_mask", (-10, 5, 30, 30)),       # partly outside: clamped, kept
-        ("with_mask", ("a", 1, 2, 3)),         # not a number
-    ]))
+    (ann / "boxes.xml").write_text(
+        files.voc_xml(
+            "boxes.png",
+            [
+                ("with_mask", (200, 200, 260, 260)),  # outside the 100x80 image
+                ("without_mask", (30, 10, 10, 30)),  # inverted
+                ("with_mask", (10, 10, 12, 30)),  # 2 px wide
+                ("with_mask", (-10, 5, 30, 30)),  # partly outside: clamped, kept
+                ("with_mask", ("a", 1, 2, 3)),  # not a number
+            ],
+        )
+    )
     files.write_image(img / "corrupt.png", files.scene())
     (img / "corrupt.png").write_bytes(b"\x89PNG broken")
     (ann / "corrupt.xml").write_text(files.voc_xml("corrupt.png", [("with_mask", (10, 10, 30, 30))]))
@@ -130,7 +146,9 @@ def test_unknown_object_name_is_an_error_naming_label_map(voc, files):
 def test_uppercase_pascal_dirs(tmp_path, files):
     files.write_image(tmp_path / "JPEGImages" / "a.jpg", files.scene())
     (tmp_path / "Annotations").mkdir()
-    (tmp_path / "Annotations" / "a.xml").write_text(files.voc_xml("a.jpg", [("mask_weared_incorrect", (10, 10, 30, 30))]))
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        files.voc_xml("a.jpg", [("mask_weared_incorrect", (10, 10, 30, 30))])
+    )
     ds = load_dataset(tmp_path, size=16)
     assert ds.format == "voc" and ds.class_names == ["mask_incorrect"]
 

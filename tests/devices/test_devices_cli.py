@@ -31,7 +31,8 @@ def test_list_and_show():
     assert res.exit_code == 0 and "5.3" in res.output and "fp32, fp16" in res.output
     res = r.invoke(_app(), ["devices", "detect"])
     assert res.exit_code == 0 and res.output.strip() in {"x86-cpu", "x86-cuda"} | {
-        p.stem for p in (Path(__file__).resolve().parents[2] / "devices").glob("jetson-*.toml")}
+        p.stem for p in (Path(__file__).resolve().parents[2] / "devices").glob("jetson-*.toml")
+    }
 
 
 def test_bad_names_and_broken_profiles_are_one_line_errors(tmp_path):

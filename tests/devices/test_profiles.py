@@ -19,8 +19,18 @@ from edgemask.devices import (
 )
 from edgemask.errors import ConfigError
 
-EXPECTED = {"jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-agx-xavier", "jetson-orin-nano",
-            "jetson-orin-nx-8gb", "jetson-orin-nx-16gb", "jetson-agx-orin", "x86-cpu", "x86-cuda"}
+EXPECTED = {
+    "jetson-nano",
+    "jetson-tx2",
+    "jetson-xavier-nx",
+    "jetson-agx-xavier",
+    "jetson-orin-nano",
+    "jetson-orin-nx-8gb",
+    "jetson-orin-nx-16gb",
+    "jetson-agx-orin",
+    "x86-cpu",
+    "x86-cuda",
+}
 NANO_TEXT = (Path(__file__).resolve().parents[2] / "devices" / "jetson-nano.toml").read_text()
 
 
@@ -31,20 +41,28 @@ def test_all_shipped_profiles_load_and_fleet_example_is_not_a_profile():
         assert p.name in EXPECTED and p.source.endswith(f"{p.name}.toml")
 
 
-@pytest.mark.parametrize("name,cc,trt,dla,int8,opset", [
-    ("jetson-nano", "5.3", "8.2", 0, False, 13),
-    ("jetson-tx2", "6.2", "8.2", 0, False, 13),
-    ("jetson-xavier-nx", "7.2", "8.5", 2, True, 17),
-    ("jetson-agx-xavier", "7.2", "8.5", 2, True, 17),
-    ("jetson-orin-nano", "8.7", "10.3", 0, True, 20),
-    ("jetson-orin-nx-8gb", "8.7", "10.3", 1, True, 20),
-    ("jetson-orin-nx-16gb", "8.7", "10.3", 2, True, 20),
-    ("jetson-agx-orin", "8.7", "10.3", 2, True, 20),
-])
+@pytest.mark.parametrize(
+    "name,cc,trt,dla,int8,opset",
+    [
+        ("jetson-nano", "5.3", "8.2", 0, False, 13),
+        ("jetson-tx2", "6.2", "8.2", 0, False, 13),
+        ("jetson-xavier-nx", "7.2", "8.5", 2, True, 17),
+        ("jetson-agx-xavier", "7.2", "8.5", 2, True, 17),
+        ("jetson-orin-nano", "8.7", "10.3", 0, True, 20),
+        ("jetson-orin-nx-8gb", "8.7", "10.3", 1, True, 20),
+        ("jetson-orin-nx-16gb", "8.7", "10.3", 2, True, 20),
+        ("jetson-agx-orin", "8.7", "10.3", 2, True, 20),
+    ],
+)
 def test_jetson_facts(name, cc, trt, dla, int8, opset):
     p = load_profile(name)
-    assert (p.compute_capability, p.tensorrt, p.dla_cores, "int8" in p.fast_precisions, p.max_onnx_opset) == \
-        (cc, trt, dla, int8, opset)
+    assert (p.compute_capability, p.tensorrt, p.dla_cores, "int8" in p.fast_precisions, p.max_onnx_opset) == (
+        cc,
+        trt,
+        dla,
+        int8,
+        opset,
+    )
     assert p.is_jetson and p.jetpack and p.l4t and "fp16" in p.fast_precisions
     assert "nvarguscamerasrc" in p.camera_pipeline("csi") and "appsink" in p.camera_pipeline("usb", index=1)
     assert "/dev/video1" in p.camera_pipeline("usb", index=1)
@@ -70,21 +88,27 @@ def _edit(old: str, new: str) -> str:
     return NANO_TEXT.replace(old, new, 1)
 
 
-@pytest.mark.parametrize("text,fragment", [
-    (_edit("dla_cores = 0\n", ""), "missing the field 'gpu.dla_cores'"),
-    (_edit("dla_cores = 0", "dla_core = 0"), "unknown field 'gpu.dla_core' (did you mean 'gpu.dla_cores'?)"),
-    (_edit("dla_cores = 0", 'dla_cores = "0"'), "'gpu.dla_cores' should be int, got str"),
-    (_edit('compute_capability = "5.3"', "compute_capability = 5.3"), "'gpu.compute_capability' should be str"),
-    (_edit('fast_precisions = ["fp32", "fp16"]', 'fast_precisions = ["fp32", "fp8"]'), "has 'fp8'"),
-    (_edit('kind = "jetson"', 'kind = "arm"'), "'kind' is 'arm'"),
-    (_edit('tensorrt = "8.2"', 'tensorrt = "eight"'), "'software.tensorrt' is 'eight'"),
-    (_edit("[software]", "[softwere]"), "unknown table 'softwere' (did you mean 'software'?)"),
-    (_edit("{width}", "{widht}"), "'camera.csi' has a bad placeholder"),
-    (_edit("max_onnx_opset = 13", "max_onnx_opset = 3"), "'software.max_onnx_opset' is 3"),
-    (_edit('tensorrt = "8.2"', 'tensorrt = "8.2"\ntensorrt_also = ["ten"]'), "'software.tensorrt_also' is 'ten'"),
-    (_edit('tensorrt = "8.2"', 'tensorrt = "8.2"\ntensorrt_also = "8.5"'), "'software.tensorrt_also' should be list"),
-    ("name = [", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        (_edit("dla_cores = 0\n", ""), "missing the field 'gpu.dla_cores'"),
+        (_edit("dla_cores = 0", "dla_core = 0"), "unknown field 'gpu.dla_core' (did you mean 'gpu.dla_cores'?)"),
+        (_edit("dla_cores = 0", 'dla_cores = "0"'), "'gpu.dla_cores' should be int, got str"),
+        (_edit('compute_capability = "5.3"', "compute_capability = 5.3"), "'gpu.compute_capability' should be str"),
+        (_edit('fast_precisions = ["fp32", "fp16"]', 'fast_precisions = ["fp32", "fp8"]'), "has 'fp8'"),
+        (_edit('kind = "jetson"', 'kind = "arm"'), "'kind' is 'arm'"),
+        (_edit('tensorrt = "8.2"', 'tensorrt = "eight"'), "'software.tensorrt' is 'eight'"),
+        (_edit("[software]", "[softwere]"), "unknown table 'softwere' (did you mean 'software'?)"),
+        (_edit("{width}", "{widht}"), "'camera.csi' has a bad placeholder"),
+        (_edit("max_onnx_opset = 13", "max_onnx_opset = 3"), "'software.max_onnx_opset' is 3"),
+        (_edit('tensorrt = "8.2"', 'tensorrt = "8.2"\ntensorrt_also = ["ten"]'), "'software.tensorrt_also' is 'ten'"),
+        (
+            _edit('tensorrt = "8.2"', 'tensorrt = "8.2"\ntensorrt_also = "8.5"'),
+            "'software.tensorrt_also' should be list",
+        ),
+        ("name = [", "is not valid TOML"),
+    ],
+)
 def test_bad_profiles_give_one_line_errors_naming_the_field(text, fragment):
     with pytest.raises(ConfigError) as e:
         parse_profile(text, where="bad.toml", expected_name="jetson-nano")
@@ -203,19 +227,22 @@ def test_plan_dla():
         plan_dla(load_profile("jetson-orin-nx-8gb"), 1, "fp16")
 
 
-@pytest.mark.parametrize("model,mem,gpu,expected", [
-    ("NVIDIA Jetson Nano Developer Kit", 4, False, "jetson-nano"),
-    ("NVIDIA Jetson Orin Nano Developer Kit", 8, False, "jetson-orin-nano"),
-    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 15.3, False, "jetson-orin-nx-16gb"),
-    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 7.4, False, "jetson-orin-nx-8gb"),
-    ("NVIDIA Jetson AGX Orin Developer Kit", 30, False, "jetson-agx-orin"),
-    ("NVIDIA Jetson Xavier NX Developer Kit", 8, False, "jetson-xavier-nx"),
-    ("Jetson AGX Xavier", 32, False, "jetson-agx-xavier"),
-    ("NVIDIA Jetson TX2", 8, False, "jetson-tx2"),
-    ("NVIDIA Jetson TX2 NX Developer Kit", 4, False, "jetson-tx2"),
-    (None, 64, True, "x86-cuda"),
-    (None, 64, False, "x86-cpu"),
-])
+@pytest.mark.parametrize(
+    "model,mem,gpu,expected",
+    [
+        ("NVIDIA Jetson Nano Developer Kit", 4, False, "jetson-nano"),
+        ("NVIDIA Jetson Orin Nano Developer Kit", 8, False, "jetson-orin-nano"),
+        ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 15.3, False, "jetson-orin-nx-16gb"),
+        ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 7.4, False, "jetson-orin-nx-8gb"),
+        ("NVIDIA Jetson AGX Orin Developer Kit", 30, False, "jetson-agx-orin"),
+        ("NVIDIA Jetson Xavier NX Developer Kit", 8, False, "jetson-xavier-nx"),
+        ("Jetson AGX Xavier", 32, False, "jetson-agx-xavier"),
+        ("NVIDIA Jetson TX2", 8, False, "jetson-tx2"),
+        ("NVIDIA Jetson TX2 NX Developer Kit", 4, False, "jetson-tx2"),
+        (None, 64, True, "x86-cuda"),
+        (None, 64, False, "x86-cpu"),
+    ],
+)
 def test_profile_name_for(model, mem, gpu, expected):
     assert profile_name_for(model, mem, gpu) == expected
 
@@ -234,15 +261,18 @@ def test_tensorrt_version_matches():
     assert not tensorrt_version_matches("", "10.3.0")
 
 
-@pytest.mark.parametrize("name,yes,no", [
-    # what each box really has: JetPack's TensorRT on Jetsons (no JetPack has 11), the pip wheels on x86
-    ("jetson-nano", ["8.2.1.8"], ["8.5.2.2", "10.3.0.30"]),
-    ("jetson-xavier-nx", ["8.5.2.2", "8.2.1.8"], ["8.6.2.3", "10.3.0.30"]),
-    ("jetson-orin-nano", ["10.3.0.30", "8.6.2.3", "8.5.2.2"], ["11.4.0.106", "10.16.1.11", "8.2.1.8"]),
-    ("jetson-agx-orin", ["10.3.0.30", "8.6.2.3"], ["11.4.0.106"]),
-    ("x86-cuda", ["10.3.0", "10.16.1.11", "11.4.0.106"], ["8.6.1", "12.0.0"]),
-    ("x86-cpu", [], ["10.3.0"]),
-])
+@pytest.mark.parametrize(
+    "name,yes,no",
+    [
+        # what each box really has: JetPack's TensorRT on Jetsons (no JetPack has 11), the pip wheels on x86
+        ("jetson-nano", ["8.2.1.8"], ["8.5.2.2", "10.3.0.30"]),
+        ("jetson-xavier-nx", ["8.5.2.2", "8.2.1.8"], ["8.6.2.3", "10.3.0.30"]),
+        ("jetson-orin-nano", ["10.3.0.30", "8.6.2.3", "8.5.2.2"], ["11.4.0.106", "10.16.1.11", "8.2.1.8"]),
+        ("jetson-agx-orin", ["10.3.0.30", "8.6.2.3"], ["11.4.0.106"]),
+        ("x86-cuda", ["10.3.0", "10.16.1.11", "11.4.0.106"], ["8.6.1", "12.0.0"]),
+        ("x86-cpu", [], ["10.3.0"]),
+    ],
+)
 def test_each_profile_accepts_the_tensorrt_its_device_really_has(name, yes, no):
     p = load_profile(name)
     assert [v for v in yes if p.accepts_tensorrt(v)] == yes

@@ -101,6 +101,7 @@ def _toml_value(v) -> str:
 @pytest.fixture
 def recipe_file():
     """``recipe_file(path, **fields)`` writes a calibration recipe TOML (source defaults to synth)."""
+
     def write(path: Path, **fields) -> Path:
         fields = {"source": "synth", "count": 16, "stratified": True, "seed": 7, **fields}
         path = Path(path)

@@ -67,15 +67,18 @@ def test_recipe_by_path_and_name_errors(tmp_path, recipe_file):
         load_recipe(str(tmp_path / "missing.toml"))
 
 
-@pytest.mark.parametrize("text,match", [
-    ("source = synth\n", "not valid TOML"),
-    ('source = "synth"\ncuont = 3\n', "unknown field.*cuont"),
-    ('source = "synth"\ncount = "many"\n', "'count' should be int"),
-    ('source = "synth"\nstratified = 1\n', "'stratified' should be bool"),
-    ('source = "synth"\ncount = 0\n', "count 0 is out of range"),
-    ('count = 10\n', "has no 'source'"),
-    ('source = "  "\n', "source is empty"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("source = synth\n", "not valid TOML"),
+        ('source = "synth"\ncuont = 3\n', "unknown field.*cuont"),
+        ('source = "synth"\ncount = "many"\n', "'count' should be int"),
+        ('source = "synth"\nstratified = 1\n', "'stratified' should be bool"),
+        ('source = "synth"\ncount = 0\n', "count 0 is out of range"),
+        ("count = 10\n", "has no 'source'"),
+        ('source = "  "\n', "source is empty"),
+    ],
+)
 def test_malformed_recipes_are_config_errors(tmp_path, text, match):
     p = tmp_path / "bad.toml"
     p.write_text(text)

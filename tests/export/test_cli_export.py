@@ -28,9 +28,24 @@ def runner() -> CliRunner:
 @pytest.fixture(scope="module")
 def exported(app, runner, tiny_run, tiny_recipe, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("cli") / "export" / "mask-v1"
-    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(out), "--precision", "fp32,fp16,int8",
-                              "--calibration", str(tiny_recipe), "--calibration-method", "minmax", "--opset", "17"],
-                        env={"COLUMNS": "200"})
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            str(tiny_run),
+            "--out",
+            str(out),
+            "--precision",
+            "fp32,fp16,int8",
+            "--calibration",
+            str(tiny_recipe),
+            "--calibration-method",
+            "minmax",
+            "--opset",
+            "17",
+        ],
+        env={"COLUMNS": "200"},
+    )
     return out, res
 
 
@@ -48,8 +63,15 @@ def test_export_writes_bundle_and_prints_table(exported):
     out, res = exported
     assert res.exit_code == 0, res.output
     assert (out / "manifest.json").is_file()
-    for word in ("model.fp32.onnx", "model.fp16.onnx", "model.int8.onnx", "max |Δlogit| vs torch", "agreement",
-                 "size KiB", "calibration: recipe tiny"):
+    for word in (
+        "model.fp32.onnx",
+        "model.fp16.onnx",
+        "model.int8.onnx",
+        "max |Δlogit| vs torch",
+        "agreement",
+        "size KiB",
+        "calibration: recipe tiny",
+    ):
         assert word in res.stdout
     m = json.loads((out / "manifest.json").read_text())
     assert m["name"] == "mask-v1" and m["opset"] == 17
@@ -83,19 +105,33 @@ def test_bundle_show_tables_and_json(app, runner, exported):
     out, _ = exported
     res = runner.invoke(app, ["bundle", "show", str(out)], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    for word in ("mask-v1", "seed_cnn", "mask, no_mask, mask_incorrect", "opset", "17", "model.int8.onnx",
-                 "QDQ minmax", "calibration", "images sha256", "golden/inputs.npy", "resolved_config.json"):
+    for word in (
+        "mask-v1",
+        "seed_cnn",
+        "mask, no_mask, mask_incorrect",
+        "opset",
+        "17",
+        "model.int8.onnx",
+        "QDQ minmax",
+        "calibration",
+        "images sha256",
+        "golden/inputs.npy",
+        "resolved_config.json",
+    ):
         assert word in res.stdout, word
     res = runner.invoke(app, ["bundle", "show", str(out), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["format"] == "edgemask-bundle"
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--precision", "fp32,int4"], "unknown precision 'int4'"),
-    (["--calibration-method", "kl"], "unknown calibration method"),
-    (["--opset", "8"], "opset 8"),
-    (["--calibration", "no-such-recipe"], "unknown calibration recipe"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--precision", "fp32,int4"], "unknown precision 'int4'"),
+        (["--calibration-method", "kl"], "unknown calibration method"),
+        (["--opset", "8"], "opset 8"),
+        (["--calibration", "no-such-recipe"], "unknown calibration recipe"),
+    ],
+)
 def test_bad_options_exit_1_with_one_line(app, runner, tiny_run, tmp_path, args, match):
     res = runner.invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "b"), *args])
     assert match in _one_error_line(res)
@@ -120,16 +156,39 @@ def test_existing_bundle_needs_overwrite(app, runner, exported, tiny_run, tiny_r
 def test_help_shows_defaults(app, runner):
     res = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
-    for word in ("--precision", "fp32,fp16,int8", "--calibration-method", "minmax", "--opset", "17",
-                 "--int8-target", "tensorrt", "--overwrite"):
+    for word in (
+        "--precision",
+        "fp32,fp16,int8",
+        "--calibration-method",
+        "minmax",
+        "--opset",
+        "17",
+        "--int8-target",
+        "tensorrt",
+        "--overwrite",
+    ):
         assert word in res.stdout, word
 
 
 # --------------------------------------------------------------------------- --device / --engine
 def test_device_export_lowers_the_opset_and_warns(app, runner, tiny_run, tiny_recipe, tmp_path):
     out = tmp_path / "nano"
-    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(out), "--precision", "fp32,int8",
-                              "--calibration", str(tiny_recipe), "--device", "jetson-nano"], env={"COLUMNS": "200"})
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            str(tiny_run),
+            "--out",
+            str(out),
+            "--precision",
+            "fp32,int8",
+            "--calibration",
+            str(tiny_recipe),
+            "--device",
+            "jetson-nano",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((out / "manifest.json").read_text())["opset"] == 13  # TensorRT 8.2's parser
     assert "no fast INT8" in res.stderr and "still ships" in res.stderr
@@ -177,13 +236,26 @@ def test_export_for_device_builds_engines_after_the_bundle(tiny_run, tiny_recipe
 
     calls = []
     monkeypatch.setattr(B, "require_build_gpu", lambda trt=None: object())
-    monkeypatch.setattr(E, "build_engines_for_bundle",
-                        lambda path, device, precisions, on_warning=None, **kw: calls.append(
-                            (json.loads((Path(path) / "manifest.json").read_text())["opset"], device,
-                             list(precisions), kw)) or ["built"])
+    monkeypatch.setattr(
+        E,
+        "build_engines_for_bundle",
+        lambda path, device, precisions, on_warning=None, **kw: (
+            calls.append(
+                (json.loads((Path(path) / "manifest.json").read_text())["opset"], device, list(precisions), kw)
+            )
+            or ["built"]
+        ),
+    )
     seen = []
-    r = export_for_device(tiny_run, tmp_path / "xnx", "jetson-xavier-nx", precisions="fp16,int8", engine=True,
-                          calibration=str(tiny_recipe), on_warning=seen.append,
-                          engine_options={"dla_core": 0})
+    r = export_for_device(
+        tiny_run,
+        tmp_path / "xnx",
+        "jetson-xavier-nx",
+        precisions="fp16,int8",
+        engine=True,
+        calibration=str(tiny_recipe),
+        on_warning=seen.append,
+        engine_options={"dla_core": 0},
+    )
     assert r.opset == 17 and r.engines == ["built"] and r.device == "jetson-xavier-nx"
     assert calls == [(17, "jetson-xavier-nx", ["fp16", "int8"], {"dla_core": 0})] and seen == []

@@ -36,7 +36,10 @@ def test_parity_at_each_precision_within_the_manifest_tolerance(detector_bundle)
     assert seen["fp16"]["heat_max_abs"] < 2e-2
     # int8 is further off than fp16, but still finds most of fp32's boxes on the calibration scenes too
     int8 = det.model("int8")
-    assert int8.extra["parity_vs_fp32_calibration_scenes"]["box_agreement"] >= det.golden["tolerance"]["int8"]["box_agreement"]
+    assert (
+        int8.extra["parity_vs_fp32_calibration_scenes"]["box_agreement"]
+        >= det.golden["tolerance"]["int8"]["box_agreement"]
+    )
     assert int8.quantization["format"] == "QDQ" and int8.quantization["symmetric"] is True
     # what the export measured is what a runner reproduces from the bundle
     assert det.golden["measured"]["fp16"]["heat_max_abs"] == pytest.approx(seen["fp16"]["heat_max_abs"], rel=1e-5)
@@ -45,8 +48,8 @@ def test_parity_at_each_precision_within_the_manifest_tolerance(detector_bundle)
 def test_the_decoded_boxes_are_what_the_torch_model_finds(detector_bundle, tiny_detector_run):
     """fp32 ONNX through the runtime detector (letterbox, infer, decode, NMS) = the torch run's own eval path."""
     import cv2
-
     from detector_assets import scenes
+
     from edgemask.training.detector import load_detector_run, torch_heads
     from edgemask.vision.bundle_detector import detector_from_bundle
     from edgemask.vision.facedet_decode import DecodeParams, letterbox, postprocess
@@ -75,8 +78,12 @@ def test_manifest_detector_entry_round_trip(detector_bundle):
     assert det.decode["score_threshold"] == 0.2 and {"nms_iou", "top_k", "stride", "min_side"} <= set(det.decode)
     assert det.preprocessing.normalization_in_model and len(det.preprocessing.mean) == 3
     files = {e.file for e in det.models}
-    assert files == {"detector/weights.safetensors", "detector/model.fp32.onnx", "detector/model.fp16.onnx",
-                     "detector/model.int8.onnx"}
+    assert files == {
+        "detector/weights.safetensors",
+        "detector/model.fp32.onnx",
+        "detector/model.fp16.onnx",
+        "detector/model.int8.onnx",
+    }
     for f in files | {det.golden["inputs"], det.golden["outputs"], det.calibration["table"], det.calibration["cache"]}:
         assert f in m.files and len(m.files[f]["sha256"]) == 64
     g = np.load(detector_bundle / det.golden["inputs"])
@@ -136,16 +143,18 @@ def test_every_runner_runs_the_detector_file(detector_bundle):
     x = np.load(detector_bundle / det.golden["inputs"])
     ref = np.load(detector_bundle / det.golden["outputs"])
     limits = {"fp32": 1e-4, "fp16": 2e-2, "int8": det.golden["tolerance"]["int8"]["heat_max_abs"]}
-    for name, precisions in (("onnxrt", ("fp32", "fp16", "int8")), ("opencv", ("fp32", "fp16", "int8")),
-                             ("torch", ("fp32",))):
+    for name, precisions in (
+        ("onnxrt", ("fp32", "fp16", "int8")),
+        ("opencv", ("fp32", "fp16", "int8")),
+        ("torch", ("fp32",)),
+    ):
         for p in precisions:
             with get_backend(name).from_bundle(view, precision=p) as r:
                 out = r.infer(x)
                 assert out.shape == (3, 5, 24, 32)
                 assert np.abs(out[:, 0] - ref[:, 0]).max() <= limits[p], (name, p)
                 # float NCHW in [0, 1] is the same input
-                np.testing.assert_allclose(r.infer(x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0), out,
-                                           atol=1e-5)
+                np.testing.assert_allclose(r.infer(x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0), out, atol=1e-5)
     with get_backend("null").from_bundle(view) as r:
         out = r.infer(x)
         assert out.shape == (3, 5, 24, 32) and 0.0 <= out[:, 0].min() and out[:, 0].max() <= 1.0
@@ -165,17 +174,18 @@ def test_int8_detector_passes_the_tensorrt_qdq_check(detector_bundle):
 def test_a_bundle_without_detector_says_how_to_add_one(tiny_run, tiny_recipe, tmp_path):
     from edgemask.export import export_bundle
 
-    b = load_bundle(export_bundle(tiny_run, tmp_path / "b", precisions="fp32", calibration=str(tiny_recipe),
-                                  opencv_check=False))
+    b = load_bundle(
+        export_bundle(tiny_run, tmp_path / "b", precisions="fp32", calibration=str(tiny_recipe), opencv_check=False)
+    )
     assert b.manifest.detector is None and not b.has_detector
     with pytest.raises(BundleError, match=r"has no face detector; re-export it with 'edgemask export RUN --detector"):
         b.detector_view()
 
 
 def test_cli_export_with_detector_and_its_errors(tiny_detector_run, tmp_path):
+    from detector_assets import make_detector_bundle
     from typer.testing import CliRunner
 
-    from detector_assets import make_detector_bundle
     from edgemask.cli.main import app
 
     # the classifier run of a finished bundle export doubles as the run to export here
@@ -183,17 +193,34 @@ def test_cli_export_with_detector_and_its_errors(tiny_detector_run, tmp_path):
     run = tmp_path / "w" / "run"
     recipe = tmp_path / "w" / "recipe.toml"
     out = tmp_path / "cli"
-    args = ["export", str(run), "--out", str(out), "--precision", "fp32,int8", "--calibration", str(recipe),
-            "--no-opencv-check", "--detector", str(tiny_detector_run), "--detector-calibration-count", "8",
-            "--detector-golden-count", "2"]
+    args = [
+        "export",
+        str(run),
+        "--out",
+        str(out),
+        "--precision",
+        "fp32,int8",
+        "--calibration",
+        str(recipe),
+        "--no-opencv-check",
+        "--detector",
+        str(tiny_detector_run),
+        "--detector-calibration-count",
+        "8",
+        "--detector-golden-count",
+        "2",
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     m = load_manifest(out)
     assert [e.precision for e in m.detector.models if e.format == "onnx"] == ["fp32", "int8"]
     assert "detector facedet 128x96" in r.output
-    r = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "bad"), "--calibration", str(recipe),
-                                 "--detector", str(tmp_path)])
+    r = CliRunner().invoke(
+        app,
+        ["export", str(run), "--out", str(tmp_path / "bad"), "--calibration", str(recipe), "--detector", str(tmp_path)],
+    )
     assert r.exit_code == 1 and "is not a detector run" in r.output and not (tmp_path / "bad").exists()
-    r = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "bad"), "--calibration", str(recipe),
-                                 "--detector", str(run)])
+    r = CliRunner().invoke(
+        app, ["export", str(run), "--out", str(tmp_path / "bad"), "--calibration", str(recipe), "--detector", str(run)]
+    )
     assert r.exit_code == 1 and "not a face detector" in r.output and not (tmp_path / "bad").exists()

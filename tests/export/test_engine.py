@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 import shlex
-import struct
 import sys
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from trt_fixtures import make_bundle_fixture, onnx_models_fixture  # noqa: F401  (registers the fixtures)
 
 from edgemask.bundle import ModelEntry, load_manifest, verify_bundle
 from edgemask.errors import (
-    BackendError,
     BundleError,
     ConfigError,
     ExportError,
@@ -30,10 +26,18 @@ from edgemask.export import engine as E
 
 
 def _entry(**kw):
-    base = dict(file="model.jetson-orin-nano.fp16.trt10.3.engine", precision="fp16", format="tensorrt",
-                device="jetson-orin-nano", tensorrt_version="10.3.0.26", compute_capability="8.7", extra={})
+    base = dict(
+        file="model.jetson-orin-nano.fp16.trt10.3.engine",
+        precision="fp16",
+        format="tensorrt",
+        device="jetson-orin-nano",
+        tensorrt_version="10.3.0.26",
+        compute_capability="8.7",
+        extra={},
+    )
     base.update(kw)
     return ModelEntry(**base)
+
 
 # --------------------------------------------------------------------------- planning
 
@@ -41,7 +45,12 @@ def _entry(**kw):
 def test_plan_orin_int8_uses_the_qdq_model(make_bundle):
     b = make_bundle()
     plan = E.plan_engine_build(b, "jetson-orin-nano", "int8")
-    assert (plan.precision, plan.int8_mode, plan.source, plan.calibration_cache) == ("int8", "qdq", "model.int8.onnx", None)
+    assert (plan.precision, plan.int8_mode, plan.source, plan.calibration_cache) == (
+        "int8",
+        "qdq",
+        "model.int8.onnx",
+        None,
+    )
     assert plan.engine_name == "model.jetson-orin-nano.int8.trt10.3.engine"
     assert plan.batch == (1, 8, 32) and plan.input_name == "input" and plan.input_chw == (3, 32, 32)
     assert plan.workspace_mib == 512 and plan.warnings == []
@@ -108,9 +117,16 @@ def test_trtexec_command_tensorrt10(make_bundle):
     args = shlex.split(cmd)
     assert args[0] == "trtexec" and args[1].endswith("/model.int8.onnx")
     assert args[2].endswith("/model.jetson-orin-nano.int8.trt10.3.engine")
-    for a in ("--int8", "--fp16", "--minShapes=input:1x3x32x32", "--optShapes=input:8x3x32x32",
-              "--maxShapes=input:32x3x32x32", "--memPoolSize=workspace:512", "--timingCacheFile=/tmp/t.cache",
-              "--skipInference"):
+    for a in (
+        "--int8",
+        "--fp16",
+        "--minShapes=input:1x3x32x32",
+        "--optShapes=input:8x3x32x32",
+        "--maxShapes=input:32x3x32x32",
+        "--memPoolSize=workspace:512",
+        "--timingCacheFile=/tmp/t.cache",
+        "--skipInference",
+    ):
         assert a in args
     assert not any(a.startswith("--workspace") or a.startswith("--calib") for a in args)
 
@@ -146,7 +162,9 @@ def test_add_engine_to_bundle_updates_manifest_and_hashes(make_bundle, tmp_path)
     assert not (b / "model.jetson-orin-nano.fp16.trt10.2.engine").exists()
     assert (b / engines[0].file).read_bytes() == b"engine-v2" and verify_bundle(b) == []
     # a DLA engine of the same precision is a different engine, kept beside the GPU one
-    E.add_engine_to_bundle(b, eng, _entry(file="model.jetson-orin-nano.fp16.dla0.trt10.3.engine", extra={"dla_core": 0}))
+    E.add_engine_to_bundle(
+        b, eng, _entry(file="model.jetson-orin-nano.fp16.dla0.trt10.3.engine", extra={"dla_core": 0})
+    )
     assert len([x for x in load_manifest(b).models if x.format == "tensorrt"]) == 2
     with pytest.raises(ExportError, match="not found"):
         E.add_engine_to_bundle(b, tmp_path / "missing.engine", _entry())
@@ -175,8 +193,9 @@ def test_build_engine_records_it_in_the_bundle(fake_trt, make_bundle, monkeypatc
 
 def test_build_engine_refuses_a_machine_that_is_not_the_device(fake_trt, make_bundle):
     fake_trt("10.3.0.26")
-    with pytest.raises(ExportError, match="this machine has TensorRT 10.3.0.26 but device 'jetson-xavier-nx' runs "
-                                          "TensorRT 8.5") as e:
+    with pytest.raises(
+        ExportError, match="this machine has TensorRT 10.3.0.26 but device 'jetson-xavier-nx' runs TensorRT 8.5"
+    ) as e:
         E.build_engine(make_bundle(), "jetson-xavier-nx", "fp16")
     assert "build on the device itself" in str(e.value)
 
@@ -215,8 +234,9 @@ def test_build_engines_for_bundle_plans_everything_before_tensorrt(make_bundle, 
     assert any("--opset 13" in w for w in seen) and len(seen) == len(set(seen))  # each warning once
     seen.clear()
     with pytest.raises(NotAvailableError):
-        E.build_engines_for_bundle(make_bundle("orin"), "jetson-orin-nano", ["int8"], dla_core=0,
-                                   on_warning=seen.append)
+        E.build_engines_for_bundle(
+            make_bundle("orin"), "jetson-orin-nano", ["int8"], dla_core=0, on_warning=seen.append
+        )
     assert any("jetson-orin-nano has no DLA cores: building a GPU engine instead" in w for w in seen)
     with pytest.raises(BundleError, match="no onnx model at precision 'int8'"):
         E.build_engines_for_bundle(make_bundle("n8", int8=None), "jetson-orin-nano", ["fp16", "int8"])
@@ -266,8 +286,9 @@ def test_plan_tensorrt11_int8_is_qdq_only(make_bundle):
 def test_trtexec_command_tensorrt11_has_no_precision_flags(make_bundle):
     b = make_bundle(fp16=True)
     for precision, onnx in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx")):
-        args = shlex.split(E.engine_build_command(E.plan_engine_build(b, "x86-cuda", precision,
-                                                                      tensorrt_version="11.4.0.106")))
+        args = shlex.split(
+            E.engine_build_command(E.plan_engine_build(b, "x86-cuda", precision, tensorrt_version="11.4.0.106"))
+        )
         assert args[1].endswith("/" + onnx) and "--skipInference" in args
         assert not any(a in ("--fp16", "--int8", "--best") or a.startswith("--calib") for a in args), args
 
@@ -320,7 +341,9 @@ def test_engine_build_cli(make_bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     b = make_bundle()
     r = CliRunner()
-    res = r.invoke(_app(), ["engine", "build", str(b), "--device", "jetson-nano", "--precision", "int8", "--print-trtexec"])
+    res = r.invoke(
+        _app(), ["engine", "build", str(b), "--device", "jetson-nano", "--precision", "int8", "--print-trtexec"]
+    )
     assert res.exit_code == 0, res.output
     assert "trtexec --onnx=" in res.output and "--fp16" in res.output and "no fast INT8" in res.output
     res = r.invoke(_app(), ["engine", "build", str(b), "--device", "jetson-nano", "-p", "int8"])
@@ -328,8 +351,19 @@ def test_engine_build_cli(make_bundle, monkeypatch):
     assert res.output.index("no fast INT8") < res.output.index("error:") and "Traceback" not in res.output
     res = r.invoke(_app(), ["engine", "build", str(b), "--device", "jetson-nanoo", "--print-trtexec"])
     assert res.exit_code == 1 and "unknown device 'jetson-nanoo'" in res.output and "Traceback" not in res.output
-    res = r.invoke(_app(), ["engine", "build", str(make_bundle("n8", int8=None)), "-d", "jetson-orin-nano",
-                            "-p", "int8", "--print-trtexec"])
+    res = r.invoke(
+        _app(),
+        [
+            "engine",
+            "build",
+            str(make_bundle("n8", int8=None)),
+            "-d",
+            "jetson-orin-nano",
+            "-p",
+            "int8",
+            "--print-trtexec",
+        ],
+    )
     assert res.exit_code == 1 and "no onnx model at precision 'int8'" in res.output
     res = r.invoke(_app(), ["engine", "build", str(b), "-d", "jetson-orin-nano", "--batch", "1,8", "--print-trtexec"])
     assert res.exit_code == 1 and "MIN,OPT,MAX" in res.output
@@ -343,7 +377,9 @@ def test_engine_build_cli_prints_the_trtexec_of_another_tensorrt(make_bundle):
     res = r.invoke(_app(), ["engine", "build", str(b), "-d", "x86-cuda", "--print-trtexec", "--tensorrt", "11.4"])
     assert res.exit_code == 0, res.output
     assert "model.fp16.onnx" in res.output and "--fp16" not in res.output and ".trt11.4.engine" in res.output
-    res = r.invoke(_app(), ["engine", "build", str(b), "-d", "jetson-orin-nano", "--print-trtexec", "--tensorrt", "11.4"])
+    res = r.invoke(
+        _app(), ["engine", "build", str(b), "-d", "jetson-orin-nano", "--print-trtexec", "--tensorrt", "11.4"]
+    )
     assert res.exit_code == 1 and "does not run TensorRT 11.4 (it runs 10.3 (JetPack 6.2), 8.6 or 8.5)" in res.output
     res = r.invoke(_app(), ["engine", "build", str(b), "-d", "x86-cuda", "--tensorrt", "11.4"])
     assert res.exit_code == 1 and "--tensorrt only goes with --print-trtexec" in res.output
@@ -396,7 +432,9 @@ def test_detector_engine_plan_and_build_through_the_same_builder(fake_trt, detec
     assert verify_bundle(b) == [] and not list((b / "detector").glob(".*.building"))
     # the runner finds the detector's engine (not the classifier's) in the detector view
     r = TensorRTRunner.from_bundle(load_bundle(b).detector_view(), "int8", device="jetson-orin-nano")
-    assert r.engine_path.name == "model.jetson-orin-nano.int8.trt10.3.engine" and r.engine_path.parent.name == "detector"
+    assert (
+        r.engine_path.name == "model.jetson-orin-nano.int8.trt10.3.engine" and r.engine_path.parent.name == "detector"
+    )
     assert r.input_hw == (96, 128) and r.output_tail == (5, 24, 32)
     # rebuilding replaces the detector's engine in place; the classifier's stays
     E.build_engine(b, "jetson-orin-nano", "int8", part="detector", timing_cache=False)
@@ -418,11 +456,23 @@ def test_engine_build_cli_prints_both_trtexec_commands(detector_bundle, monkeypa
     from typer.testing import CliRunner
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    res = CliRunner().invoke(_app(), ["engine", "build", str(detector_bundle), "--device", "jetson-orin-nano",
-                                      "--precision", "fp16", "--print-trtexec"])
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "engine",
+            "build",
+            str(detector_bundle),
+            "--device",
+            "jetson-orin-nano",
+            "--precision",
+            "fp16",
+            "--print-trtexec",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("trtexec")]
     assert len(lines) == 2 and "model.fp32.onnx" in lines[0] and "detector/model.fp32.onnx" in lines[1]
-    res = CliRunner().invoke(_app(), ["engine", "build", str(detector_bundle), "--device", "jetson-orin-nano",
-                                      "--model", "detector"])
+    res = CliRunner().invoke(
+        _app(), ["engine", "build", str(detector_bundle), "--device", "jetson-orin-nano", "--model", "detector"]
+    )
     assert res.exit_code == 1 and "TensorRT is not importable here" in res.output and "Traceback" not in res.output

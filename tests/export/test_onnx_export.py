@@ -71,7 +71,7 @@ def test_opencv_dnn_loads_and_agrees(model_and_info, tmp_path, opset, calib_imag
     net = cv2.dnn.readNetFromONNX(str(path))
     preds = []
     for i in range(3):
-        net.setInput(blob[i:i + 1])
+        net.setInput(blob[i : i + 1])
         preds.append(net.forward().reshape(-1))
     assert np.max(np.abs(np.stack(preds) - _torch_logits(model, blob))) < 1e-4
 

@@ -73,6 +73,7 @@ def test_per_channel_axis_on_conv_weights_must_be_zero(onnx_models, tmp_path):
         q = next(n for n in m.graph.node if n.output[0] == dq.input[0])
         for node in (q, dq):
             next(a for a in node.attribute if a.name == "axis").i = 1
+
     r = check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "axis.onnx", fn))
     assert "per-channel-axis" in r.codes() and not r.passed
 
@@ -85,7 +86,10 @@ def test_scales_must_be_positive_and_finite(onnx_models, tmp_path):
     def nan(m):
         q = next(n for n in m.graph.node if n.op_type == "QuantizeLinear")
         _set_init(m, q.input[1], np.full_like(numpy_helper.to_array(_init(m, q.input[1])), np.nan))
-    assert "scale-not-positive" in check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "z.onnx", zero)).codes()
+
+    assert (
+        "scale-not-positive" in check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "z.onnx", zero)).codes()
+    )
     assert "scale-not-finite" in check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "n.onnx", nan)).codes()
 
 
@@ -93,6 +97,7 @@ def test_uint8_zero_point_and_missing_zero_point(onnx_models, tmp_path):
     def drop_zp(m):
         q = next(n for n in m.graph.node if n.op_type == "QuantizeLinear")
         del q.input[2]
+
     r = check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "nozp.onnx", drop_zp))
     assert "uint8" in r.codes()
 
@@ -109,6 +114,7 @@ def test_unsupported_op_and_partial_coverage(onnx_models, tmp_path):
         conv = next(n for n in m.graph.node if n.op_type == "Conv")
         dq = next(n for n in m.graph.node if n.output[0] == conv.input[0])
         conv.input[0] = next(n for n in m.graph.node if n.output[0] == dq.input[0]).input[0]
+
     hardmax = _mutate(onnx_models["trt"], tmp_path / "op.onnx", add_unique)
     r = check_qdq_for_tensorrt(hardmax)
     assert "unsupported-op" in r.codes() and any("Hardmax" in i.message for i in r.errors)
@@ -123,6 +129,7 @@ def test_unsupported_op_and_partial_coverage(onnx_models, tmp_path):
 def test_low_opset_per_channel(onnx_models, tmp_path):
     def opset12(m):
         next(o for o in m.opset_import if o.domain in ("", "ai.onnx")).version = 12
+
     assert "opset" in check_qdq_for_tensorrt(_mutate(onnx_models["trt"], tmp_path / "o12.onnx", opset12)).codes()
 
 

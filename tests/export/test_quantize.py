@@ -46,8 +46,9 @@ def test_fp16_of_a_truncated_file_is_an_export_error(tiny_onnx, tmp_path):
     assert not (tmp_path / "out.onnx").exists()
 
 
-@pytest.mark.parametrize("method,target", [("minmax", "tensorrt"), ("entropy", "tensorrt"),
-                                           ("percentile", "tensorrt"), ("minmax", "cpu")])
+@pytest.mark.parametrize(
+    "method,target", [("minmax", "tensorrt"), ("entropy", "tensorrt"), ("percentile", "tensorrt"), ("minmax", "cpu")]
+)
 def test_int8_is_symmetric_per_channel_qdq(tiny_onnx, tmp_path, calib_images, method, target, monkeypatch):
     import onnx
 
@@ -79,15 +80,19 @@ def test_int8_is_symmetric_per_channel_qdq(tiny_onnx, tmp_path, calib_images, me
         for i in n.input:
             consumers.setdefault(i, []).append(n.op_type)
     weighted = [n for n in q.graph.node if n.op_type in ("Conv", "Gemm")]
-    assert all(producer[n.input[0]] == "DequantizeLinear" and producer[n.input[1]] == "DequantizeLinear"
-               for n in weighted)
+    assert all(
+        producer[n.input[0]] == "DequantizeLinear" and producer[n.input[1]] == "DequantizeLinear" for n in weighted
+    )
     out_quantized = [n for n in weighted if "QuantizeLinear" in consumers.get(n.output[0], [])]
     if target == "tensorrt":
         assert out_quantized == []
         # weights stay float behind a Q→DQ pair (what TensorRT 8.x imports), and the check agrees
         for n in weighted:
-            wq = next(m for m in q.graph.node if m.output[0] == next(
-                d for d in q.graph.node if d.output[0] == n.input[1]).input[0])
+            wq = next(
+                m
+                for m in q.graph.node
+                if m.output[0] == next(d for d in q.graph.node if d.output[0] == n.input[1]).input[0]
+            )
             assert wq.op_type == "QuantizeLinear" and inits[wq.input[0]].dtype == np.float32
         from edgemask.export.qdq_check import check_qdq_for_tensorrt
 
@@ -100,8 +105,11 @@ def test_int8_is_symmetric_per_channel_qdq(tiny_onnx, tmp_path, calib_images, me
         assert wq and max(int(np.abs(w.astype(np.int32)).max()) for w in wq) <= 64
     # The table is read back from the QDQ scales: amax = scale * 127, names from the fp32 graph.
     fp32_names = {o for n in onnx.load(str(tiny_onnx)).graph.node for o in n.output} | {"input"}
-    q_scales = {n.input[0]: float(inits[n.input[1]]) for n in q.graph.node
-                if n.op_type == "QuantizeLinear" and n.input[0] not in inits}  # activations, not weights
+    q_scales = {
+        n.input[0]: float(inits[n.input[1]])
+        for n in q.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+    }  # activations, not weights
     assert len(info.table) >= len(q_scales)
     for name, e in info.table.items():
         assert name in fp32_names and e["in_fp32_graph"]
@@ -135,8 +143,15 @@ def test_asymmetric_quantization_is_detected(tiny_onnx, tmp_path, calib_images):
     from edgemask.export.quantize import _ArrayReader
 
     out = tmp_path / "asym.onnx"
-    quantize_static(str(tiny_onnx), str(out), _ArrayReader(calib_images, 8), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(tiny_onnx),
+        str(out),
+        _ArrayReader(calib_images, 8),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     problems = qdq_problems(out)
     assert problems
     with pytest.raises(ExportError, match="not symmetric"):

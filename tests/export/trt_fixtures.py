@@ -54,9 +54,16 @@ def onnx_models_fixture(tmp_path_factory) -> dict[str, Path]:
     fp32 = d / "fp32.onnx"
     with warnings.catch_warnings():  # the TorchScript exporter announces its own deprecation
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, torch.rand(1, 3, INPUT_SIZE, INPUT_SIZE), str(fp32), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+        torch.onnx.export(
+            model,
+            torch.rand(1, 3, INPUT_SIZE, INPUT_SIZE),
+            str(fp32),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        )
 
     class Reader(_Reader, CalibrationDataReader):
         pass
@@ -91,8 +98,15 @@ def calibration_cache_text(onnx_path: Path, version_code: int = 8502, algo: str 
     return "\n".join(lines) + "\n"
 
 
-def write_bundle(root: Path, onnx_models: dict[str, Path], *, int8: str | None = "trt", cache: bool = True,
-                 signed: bool = False, fp16: bool = False) -> Path:
+def write_bundle(
+    root: Path,
+    onnx_models: dict[str, Path],
+    *,
+    int8: str | None = "trt",
+    cache: bool = True,
+    signed: bool = False,
+    fp16: bool = False,
+) -> Path:
     """A minimal, hash-consistent bundle: model.fp32.onnx, optional model.fp16.onnx, model.int8.onnx and
     calibration cache."""
     from edgemask.bundle import BundleManifest, InputSpec, ModelEntry, Preprocessing
@@ -106,9 +120,15 @@ def write_bundle(root: Path, onnx_models: dict[str, Path], *, int8: str | None =
         models.append(ModelEntry(file="model.fp16.onnx", precision="fp16", format="onnx", opset=17))
     if int8:
         files["model.int8.onnx"] = onnx_models[int8].read_bytes()
-        models.append(ModelEntry(file="model.int8.onnx", precision="int8", format="onnx", opset=17,
-                                 quantization={"format": "QDQ", "method": "minmax", "per_channel": True,
-                                               "symmetric": True}))
+        models.append(
+            ModelEntry(
+                file="model.int8.onnx",
+                precision="int8",
+                format="onnx",
+                opset=17,
+                quantization={"format": "QDQ", "method": "minmax", "per_channel": True, "symmetric": True},
+            )
+        )
     calibration = None
     if cache:
         files["calibration/cache.txt"] = calibration_cache_text(onnx_models["fp32"]).encode()
@@ -117,12 +137,21 @@ def write_bundle(root: Path, onnx_models: dict[str, Path], *, int8: str | None =
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     manifest = BundleManifest(
-        name="tiny", version=1, created=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).isoformat(),
-        arch="seed_cnn", arch_args={"num_classes": 3, "input_size": INPUT_SIZE}, class_names=list(CLASSES),
-        input=InputSpec(shape=["N", 3, INPUT_SIZE, INPUT_SIZE]), preprocessing=Preprocessing(), models=models,
+        name="tiny",
+        version=1,
+        created=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).isoformat(),
+        arch="seed_cnn",
+        arch_args={"num_classes": 3, "input_size": INPUT_SIZE},
+        class_names=list(CLASSES),
+        input=InputSpec(shape=["N", 3, INPUT_SIZE, INPUT_SIZE]),
+        preprocessing=Preprocessing(),
+        models=models,
         files={rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size} for rel in files},
-        producer={"edgemask": "test"}, opset=17, calibration=calibration,
-        signature={"key_id": "k", "algorithm": "ed25519", "file": "manifest.sig"} if signed else None)
+        producer={"edgemask": "test"},
+        opset=17,
+        calibration=calibration,
+        signature={"key_id": "k", "algorithm": "ed25519", "file": "manifest.sig"} if signed else None,
+    )
     (root / "manifest.json").write_text(manifest.to_json())
     return root
 

@@ -49,8 +49,16 @@ def fleet(tmp_path_factory):
     out = root / "export" / "tiny"
     b = {}
     for v in (1, 2):
-        export_bundle(run, out, calibration=str(recipe), precisions="fp32", opencv_check=False, simplify=False,
-                      overwrite=v > 1, name="tiny")
+        export_bundle(
+            run,
+            out,
+            calibration=str(recipe),
+            precisions="fp32",
+            opencv_check=False,
+            simplify=False,
+            overwrite=v > 1,
+            name="tiny",
+        )
         b[v] = root / f"b{v}"
         shutil.copytree(out, b[v])
         sign_bundle(b[v], key.private_path)
@@ -94,8 +102,16 @@ def fleet(tmp_path_factory):
     shutil.copytree(b[2], b3)
     _rehash_and_sign(b3, key.private_path, version=3)
     pk[3] = pack_bundle(b3, root / "tiny-v3.embundle")
-    return {"root": root, "key": key, "other": other, "trusted": trusted, "bundles": b, "packages": pk,
-            "bad": bad, "selftest_fail": selftest_fail}
+    return {
+        "root": root,
+        "key": key,
+        "other": other,
+        "trusted": trusted,
+        "bundles": b,
+        "packages": pk,
+        "bad": bad,
+        "selftest_fail": selftest_fail,
+    }
 
 
 @pytest.fixture()

@@ -51,9 +51,22 @@ def restart(root: Path, port: int, video: str = "") -> int:
     stop(root)
     log = open(root / "service.log", "ab")
     if video:  # the real service
-        argv = [str(Path(sys.executable).parent / "edgemask"), "run", "--source", video, "--loop", "--headless",
-                "--bundle", str(root / "current"), "--metrics-port", str(port), "--state-dir", str(root / "svc"),
-                "--start-timeout", "10"]
+        argv = [
+            str(Path(sys.executable).parent / "edgemask"),
+            "run",
+            "--source",
+            video,
+            "--loop",
+            "--headless",
+            "--bundle",
+            str(root / "current"),
+            "--metrics-port",
+            str(port),
+            "--state-dir",
+            str(root / "svc"),
+            "--start-timeout",
+            "10",
+        ]
     else:
         argv = [sys.executable, __file__, "serve", str(root), str(port)]
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)

@@ -47,13 +47,28 @@ class Sshd:
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {pub[0]} {pub[1]}\n")
         self.user = getpass.getuser()
         cfg = self.dir / "sshd_config"
-        cfg.write_text("\n".join([
-            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.host_key}",
-            f"PidFile {self.dir / 'sshd.pid'}", f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
-            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
-            "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no", "Subsystem sftp internal-sftp",
-            "PrintMotd no", "LogLevel ERROR", f"AllowUsers {self.user}", "",
-        ]))
+        cfg.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.host_key}",
+                    f"PidFile {self.dir / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "PermitRootLogin prohibit-password",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "Subsystem sftp internal-sftp",
+                    "PrintMotd no",
+                    "LogLevel ERROR",
+                    f"AllowUsers {self.user}",
+                    "",
+                ]
+            )
+        )
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # privilege separation folder sshd insists on
         self.log = open(self.dir / "sshd.log", "ab")

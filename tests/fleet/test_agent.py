@@ -8,14 +8,13 @@ import shutil
 import subprocess
 
 import pytest
+from fleet_helpers import edgemask_exe, make_box, stop_service
 
 from edgemask.bundle import verify_bundle
 from edgemask.fleet import agent
 from edgemask.fleet.agent import STEPS, AgentError
 from edgemask.fleet.layout import Layout
 from edgemask.fleet.state import load_state
-
-from fleet_helpers import edgemask_exe, make_box, stop_service
 
 
 def _on(box) -> str | None:
@@ -39,8 +38,7 @@ def test_install_then_upgrade_commits_and_records_the_probe(box, fleet):
     # fp32 ONNX Runtime vs torch fp32: near-boundary probes rarely flip (the margin is ~1e-4 logits)
     assert 0.0 <= s["probe_flip_rate"] <= 0.25
     assert agent.install(box["root"], package=str(fleet["packages"][2]))["action"] == "already_installed"
-    health = json.loads(__import__("urllib.request").request.urlopen(
-        f"http://127.0.0.1:{box['port']}/healthz").read())
+    health = json.loads(__import__("urllib.request").request.urlopen(f"http://127.0.0.1:{box['port']}/healthz").read())
     assert health["model"]["version"] == 2
 
 
@@ -116,13 +114,18 @@ def test_resumed_upload_named_by_its_hash(tmp_path, fleet):
     with pytest.raises(Exception, match="incomplete"):
         agent.install(box["root"], sha256=sha)
     with open(lay.partial(sha), "ab") as f:  # resumed from the size already there
-        f.write(data[lay.partial(sha).stat().st_size:])
+        f.write(data[lay.partial(sha).stat().st_size :])
     assert agent.install(box["root"], sha256=sha)["action"] == "installed"
 
 
 def _run_agent(args, env=None):
-    return subprocess.run([edgemask_exe(), "device", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [edgemask_exe(), "device", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -135,7 +138,7 @@ def test_killed_after_every_step_the_box_is_on_the_old_or_the_new_release(tmp_pa
     for step in STEPS:
         root = tmp_path / f"box-{step}"
         shutil.copytree(template["root"], root, symlinks=True)
-        box = make_box(root, fleet["trusted"])  # with a service on its own port
+        make_box(root, fleet["trusted"])  # with a service on its own port
         try:
             from edgemask.fleet.agent_config import load_agent_config
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fleet_helpers import make_box, stop_service, write_inventory
 from sshd import Sshd, sshd_available
 
@@ -22,10 +21,13 @@ PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 
 def test_export_writes_waves_as_serial_and_argv_commands(tmp_path, fleet):
-    boxes = [(f"b{i}", type("S", (), {"port": 22, "user": "u", "known_hosts": "/k", "identity": "/i"})(),
-              f"/opt/r{i}", {}) for i in range(10)]
-    inv = load_inventory(write_inventory(tmp_path / "fleet.toml", boxes,
-                                         {"canary": 1, "waves": [10, 50, 100], "max_fail_percent": 10}))
+    boxes = [
+        (f"b{i}", type("S", (), {"port": 22, "user": "u", "known_hosts": "/k", "identity": "/i"})(), f"/opt/r{i}", {})
+        for i in range(10)
+    ]
+    inv = load_inventory(
+        write_inventory(tmp_path / "fleet.toml", boxes, {"canary": 1, "waves": [10, 50, 100], "max_fail_percent": 10})
+    )
     a, b = export_ansible(inv, fleet["packages"][1], tmp_path / "ans")
     play = json.loads(b.read_text())[0]
     assert play["serial"] == [1, 4, 5] and play["max_fail_percentage"] == 10.0
@@ -43,14 +45,19 @@ def test_ansible_playbook_installs_on_boxes_behind_sshd(tmp_path, fleet):
     s = Sshd(tmp_path / "sshd")
     made = [make_box(tmp_path / f"box{i}", fleet["trusted"]) for i in range(2)]
     try:
-        inv = load_inventory(write_inventory(tmp_path / "fleet.toml",
-                                             [(f"box{i}", s, m["root"], {}) for i, m in enumerate(made)]))
+        inv = load_inventory(
+            write_inventory(tmp_path / "fleet.toml", [(f"box{i}", s, m["root"], {}) for i, m in enumerate(made)])
+        )
         a, b = export_ansible(inv, fleet["packages"][1], tmp_path / "ans")
-        env = {**os.environ, "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-               "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote-tmp")}
-        r = subprocess.run([str(PLAYBOOK), "-i", str(a), str(b)], capture_output=True, text=True, env=env,
-                           timeout=600)
+        env = {
+            **os.environ,
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+            "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote-tmp"),
+        }
+        r = subprocess.run([str(PLAYBOOK), "-i", str(a), str(b)], capture_output=True, text=True, env=env, timeout=600)
         assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-2000:])
         for m in made:
             st = load_state(Layout.at(m["root"]))

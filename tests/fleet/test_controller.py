@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
 from fleet_helpers import edgemask_exe, make_box, stop_service, write_inventory
 from sshd import Sshd, sshd_available
 
 pytest.importorskip("asyncssh")
-pytestmark = [pytest.mark.network,
-              pytest.mark.skipif(not sshd_available(), reason="needs OpenSSH's sshd (apt-get install openssh-server)")]
+pytestmark = [
+    pytest.mark.network,
+    pytest.mark.skipif(not sshd_available(), reason="needs OpenSSH's sshd (apt-get install openssh-server)"),
+]
 
 from edgemask.errors import ConfigError  # noqa: E402
 from edgemask.fleet.controller import CUT_ENV, deploy, fleet_rollback, fleet_status  # noqa: E402
@@ -107,8 +105,9 @@ def test_per_host_errors_are_clear_and_do_not_stop_the_others(tmp_path, fleet, b
         ("notrust", sites[0], untrusting["root"], {}),
         ("pinned", sites[0], tmp_path / "p", {"host_key": "SHA256:notthisone"}),
     ]
-    inv = load_inventory(write_inventory(tmp_path / "fleet.toml", bad + good,
-                                         {"canary": 0, "waves": [100], "max_fail_percent": 100}))
+    inv = load_inventory(
+        write_inventory(tmp_path / "fleet.toml", bad + good, {"canary": 0, "waves": [100], "max_fail_percent": 100})
+    )
     try:
         rep = deploy(inv, fleet["packages"][1], journal=str(tmp_path / "j.jsonl"))
     finally:
@@ -127,8 +126,9 @@ def test_waves_halt_past_the_threshold(tmp_path, fleet, boxes):
     bx = boxes(5)
     for _, _, root, _ in bx[1:3]:
         (root / "service.mode").write_text("fail-restart")
-    inv = load_inventory(write_inventory(tmp_path / "fleet.toml", bx,
-                                         {"canary": 1, "waves": [40, 100], "max_fail_percent": 20}))
+    inv = load_inventory(
+        write_inventory(tmp_path / "fleet.toml", bx, {"canary": 1, "waves": [40, 100], "max_fail_percent": 20})
+    )
     rep = deploy(inv, fleet["packages"][1], journal=str(tmp_path / "j.jsonl"))
     assert rep.halted == {"wave": 1, "failed": 1, "attempted": 2, "max_fail_percent": 20, "canary": False}
     assert rep.not_attempted == ["box2", "box3", "box4"]
@@ -162,7 +162,10 @@ def test_resume_after_the_controller_is_killed_does_no_box_twice(tmp_path, fleet
 def test_malformed_inventory_is_one_line(tmp_path):
     p = tmp_path / "fleet.toml"
     p.write_text('[[box]]\nname = "a"\nhost = "h"\nssh_port = "22"\n')
-    r = subprocess.run([edgemask_exe(), "fleet", "deploy", "x.embundle", "--inventory", str(p), "--dry-run"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [edgemask_exe(), "fleet", "deploy", "x.embundle", "--inventory", str(p), "--dry-run"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "ssh_port" in r.stderr and "Traceback" not in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1

@@ -38,14 +38,17 @@ def _tar(members) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case,match", [
-    ("dotdot", "plain relative path"),
-    ("absolute", "plain relative path"),
-    ("symlink", "not a regular file"),
-    ("unlisted", "not listed"),
-    ("oversize", "the manifest says"),
-    ("not_first", "does not start with"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("dotdot", "plain relative path"),
+        ("absolute", "plain relative path"),
+        ("symlink", "not a regular file"),
+        ("unlisted", "not listed"),
+        ("oversize", "the manifest says"),
+        ("not_first", "does not start with"),
+    ],
+)
 def test_unsafe_members_are_refused_and_nothing_is_written(fleet, tmp_path, case, match):
     manifest = (fleet["bundles"][2] / "manifest.json").read_bytes()
     model = (fleet["bundles"][2] / "model.fp32.onnx").read_bytes()

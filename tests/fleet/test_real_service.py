@@ -8,11 +8,11 @@ import urllib.request
 
 import numpy as np
 import pytest
+from fleet_helpers import SERVICE, make_box, stop_service
 
 from edgemask.fleet import agent
 from edgemask.fleet.agent_config import config_toml, load_agent_config
 from edgemask.fleet.layout import Layout
-from fleet_helpers import SERVICE, make_box, stop_service
 
 
 @pytest.mark.slow

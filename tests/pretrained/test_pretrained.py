@@ -14,8 +14,10 @@ import pytest
 from edgemask import pretrained
 
 BUNDLE = pretrained.default_bundle()
-pytestmark = pytest.mark.skipif(BUNDLE is None, reason="this checkout ships no pretrained bundle yet "
-                                                      "(python -m edgemask.pretrained.rebuild --install makes it)")
+pytestmark = pytest.mark.skipif(
+    BUNDLE is None,
+    reason="this checkout ships no pretrained bundle yet (python -m edgemask.pretrained.rebuild --install makes it)",
+)
 
 
 def test_the_shipped_bundle_verifies_and_is_small():
@@ -39,8 +41,7 @@ def test_the_card_describes_this_bundle():
     for p in ("fp32", "fp16", "int8"):
         assert 0.0 <= card["classifier"][p]["accuracy"] <= 1.0
         assert set(card["detector"][p]["recall_min_side"]) == {"with_mask", "without_mask", "mask_weared_incorrect"}
-    assert (pretrained.CARD_MARKDOWN.read_text(encoding="utf-8").splitlines()[0]
-            == f"# Model card: {card['name']}")
+    assert pretrained.CARD_MARKDOWN.read_text(encoding="utf-8").splitlines()[0] == f"# Model card: {card['name']}"
 
 
 def test_no_photo_of_the_training_set_is_stored_in_the_bundle():

@@ -106,7 +106,7 @@ def write_video(path: Path, n: int, w: int = 320, h: int = 240, fourcc: str = "m
     for i in range(n):
         img = np.full((h, w, 3), 90, np.uint8)
         x = 40 + (i * 3) % (w - 120)
-        img[80:140, x:x + 60] = tex
+        img[80:140, x : x + 60] = tex
         vw.write(img)
     vw.release()
     return path
@@ -127,7 +127,6 @@ def astronaut_video(path: Path, n: int) -> Path:
     return path
 
 
-
 # --------------------------------------------------------------------------- an IP camera
 
 
@@ -136,7 +135,7 @@ class CameraServer:
 
     def __init__(self, video: Path, user: str, password: str):
         self.data = Path(video).read_bytes()
-        self.credentials: list[str | None] = []   # what each request brought, decoded
+        self.credentials: list[str | None] = []  # what each request brought, decoded
         srv = self
 
         class H(BaseHTTPRequestHandler):
@@ -214,7 +213,6 @@ class WebhookServer:
         self.httpd.server_close()
 
 
-
 # --------------------------------------------------------------------------- mosquitto
 
 
@@ -235,8 +233,15 @@ class Mosquitto:
         self.port = port or free_port()
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
-        lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
-                 "autosave_interval 1", "autosave_on_changes true", "log_dest stderr", "log_type error"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 1",
+            "autosave_on_changes true",
+            "log_dest stderr",
+            "log_type error",
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # Started as root, mosquitto drops to user 'mosquitto', who cannot read
             # pytest's private tmp folders (password file, persistence): stay who we are.
@@ -245,8 +250,11 @@ class Mosquitto:
             pw = self.dir / "passwd"
             pw.write_text("")
             for u, p in users.items():
-                subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(pw), u, p],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(pw), u, p],
+                    check=True,
+                    capture_output=True,
+                )
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
@@ -255,8 +263,12 @@ class Mosquitto:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen([self.bin, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [self.bin, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_port(self.port)
         return self
 
@@ -278,12 +290,12 @@ class Mosquitto:
         self.proc = None
 
 
-
 class Subscriber:
     """A persistent-session QoS 1 subscriber collecting alert payloads."""
 
-    def __init__(self, port: int, topic: str, client_id: str = "edgemask-test-sub", username: str = "",
-                 password: str = ""):
+    def __init__(
+        self, port: int, topic: str, client_id: str = "edgemask-test-sub", username: str = "", password: str = ""
+    ):
         import paho.mqtt.client as mqtt
 
         self.messages: list[dict[str, Any]] = []

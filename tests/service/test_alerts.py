@@ -33,22 +33,26 @@ def alert(i: int) -> dict:
 
 def test_parse_mqtt_url():
     assert parse_mqtt_url("mqtt://edge@broker.local:1884/site/cam%201/alerts") == MqttTarget(
-        "broker.local", 1884, "site/cam 1/alerts", "edge", False)
+        "broker.local", 1884, "site/cam 1/alerts", "edge", False
+    )
     assert parse_mqtt_url("mqtts://broker/a").port == 8883 and parse_mqtt_url("mqtt://broker/a").port == 1883
 
 
-@pytest.mark.parametrize("url, fragment", [
-    ("http://broker/a", "must start with mqtt://"),
-    ("mqtt:///a", "no host"),
-    ("mqtt://broker", "no topic"),
-    ("mqtt://broker:notaport/a", "malformed"),
-    ("mqtt://broker:70000/a", "malformed"),
-    ("mqtt://u:pw@broker/a", "contains a password"),
-    ("mqtt://broker/site/+/alerts", "wildcard"),
-    ("mqtt://broker/site/#", "wildcard"),
-    ("mqtt://broker/site/%23", "wildcard"),
-    ("mqtt://broker/a?x=1", "query"),
-])
+@pytest.mark.parametrize(
+    "url, fragment",
+    [
+        ("http://broker/a", "must start with mqtt://"),
+        ("mqtt:///a", "no host"),
+        ("mqtt://broker", "no topic"),
+        ("mqtt://broker:notaport/a", "malformed"),
+        ("mqtt://broker:70000/a", "malformed"),
+        ("mqtt://u:pw@broker/a", "contains a password"),
+        ("mqtt://broker/site/+/alerts", "wildcard"),
+        ("mqtt://broker/site/#", "wildcard"),
+        ("mqtt://broker/site/%23", "wildcard"),
+        ("mqtt://broker/a?x=1", "query"),
+    ],
+)
 def test_malformed_mqtt_urls(url, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("+", r"\+")) as e:
         parse_mqtt_url(url)
@@ -72,8 +76,9 @@ def test_webhook_posts_json_with_token_and_idempotency_key(webhook):
     assert req["headers"]["Authorization"] == "Bearer s3cret" and req["headers"]["Idempotency-Key"] == "id-1"
 
 
-@pytest.mark.parametrize("code, error", [(503, RetryableError), (429, RetryableError), (400, PermanentError),
-                                         (401, PermanentError)])
+@pytest.mark.parametrize(
+    "code, error", [(503, RetryableError), (429, RetryableError), (400, PermanentError), (401, PermanentError)]
+)
 def test_webhook_status_codes(code, error):
     s = WebhookServer([code])
     try:
@@ -96,8 +101,9 @@ def _dispatch(tmp_path, sinks, n, **kw):
     for i in range(n):
         ob.put(alert(i))
     outcomes = []
-    d = AlertDispatcher(ob, sinks, retry_min_s=0.05, retry_max_s=0.2, on_result=lambda s, o: outcomes.append((s, o)),
-                        **kw)
+    d = AlertDispatcher(
+        ob, sinks, retry_min_s=0.05, retry_max_s=0.2, on_result=lambda s, o: outcomes.append((s, o)), **kw
+    )
     d.start()
     return ob, d, outcomes
 
@@ -110,7 +116,7 @@ def test_dispatcher_retries_until_the_webhook_accepts(tmp_path):
         d.stop()
     finally:
         s.close()
-    assert s.accepted_ids() == ["id-0", "id-1", "id-2"]   # in order, each once
+    assert s.accepted_ids() == ["id-0", "id-1", "id-2"]  # in order, each once
     assert [o for _, o in outcomes].count("retry") == 3 and ob.depth() == 0
 
 
@@ -118,7 +124,7 @@ def test_dispatcher_delivers_after_the_receiver_comes_up(tmp_path):
     port = free_port()
     ob, d, _ = _dispatch(tmp_path, [WebhookSink(f"http://127.0.0.1:{port}/alerts", timeout_s=1)], 4)
     time.sleep(0.5)
-    assert ob.depth() == 4                                 # receiver down: nothing lost, nothing acked
+    assert ob.depth() == 4  # receiver down: nothing lost, nothing acked
     s = WebhookServer(port=port)
     try:
         assert d.drain(10)

@@ -16,21 +16,24 @@ def ok(**kw) -> RunConfig:
     return RunConfig(**kw)
 
 
-@pytest.mark.parametrize("kw, fragment", [
-    ({"source": ""}, "exactly one video source"),
-    ({"camera": 0}, "exactly one video source"),
-    ({"detector": "hog"}, "unknown --detector"),
-    ({"detector": "yunet"}, "needs --face-model"),
-    ({"detect_every": 0}, "--detect-every"),
-    ({"min_confidence": 1.5}, "--min-confidence"),
-    ({"width": 640}, "--width and --height together"),
-    ({"metrics_port": 70000}, "--metrics-port"),
-    ({"mqtt_qos": 3}, "--mqtt-qos"),
-    ({"roi": "1,2,3"}, "--roi"),
-    ({"stall_timeout_s": 0}, "stall_timeout_s"),
-    ({"precision": "FP16"}, "unknown --precision 'FP16'; choose one of: fp32, fp16, int8"),
-    ({"source": "rtsp://admin:hunter2@cam.local/live"}, "EDGEMASK_SOURCE_PASSWORD"),
-])
+@pytest.mark.parametrize(
+    "kw, fragment",
+    [
+        ({"source": ""}, "exactly one video source"),
+        ({"camera": 0}, "exactly one video source"),
+        ({"detector": "hog"}, "unknown --detector"),
+        ({"detector": "yunet"}, "needs --face-model"),
+        ({"detect_every": 0}, "--detect-every"),
+        ({"min_confidence": 1.5}, "--min-confidence"),
+        ({"width": 640}, "--width and --height together"),
+        ({"metrics_port": 70000}, "--metrics-port"),
+        ({"mqtt_qos": 3}, "--mqtt-qos"),
+        ({"roi": "1,2,3"}, "--roi"),
+        ({"stall_timeout_s": 0}, "stall_timeout_s"),
+        ({"precision": "FP16"}, "unknown --precision 'FP16'; choose one of: fp32, fp16, int8"),
+        ({"source": "rtsp://admin:hunter2@cam.local/live"}, "EDGEMASK_SOURCE_PASSWORD"),
+    ],
+)
 def test_validate_rejects_bad_values_with_one_line(kw, fragment):
     with pytest.raises(ConfigError, match=fragment) as e:
         ok(**kw).validate()
@@ -82,11 +85,14 @@ def test_readable_secrets_file_is_refused(tmp_path):
         load_secrets(str(f), environ={})
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("not toml [", "not valid TOML"),
-    ("[cameras]\nx = 1\n", "unknown table"),
-    ("[secrets]\napi_key = 'x'\n", "unknown secret"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("not toml [", "not valid TOML"),
+        ("[cameras]\nx = 1\n", "unknown table"),
+        ("[secrets]\napi_key = 'x'\n", "unknown secret"),
+    ],
+)
 def test_bad_config_files(tmp_path, text, fragment):
     f = tmp_path / "c.toml"
     f.write_text(text)
@@ -102,7 +108,7 @@ def test_command_line_beats_config_file(tmp_path):
     f.write_text('[run]\ndebounce_s = 5.0\nvote_window = 7\nalert_on = "no_mask"\n')
     cfg = config_with_file(ok(config_file=str(f), vote_window=3), explicit={"vote_window"})
     assert (cfg.debounce_s, cfg.vote_window, cfg.alert_on) == (5.0, 3, ("no_mask",))
-    f.write_text('[run]\nvote_windows = 7\n')
+    f.write_text("[run]\nvote_windows = 7\n")
     with pytest.raises(ConfigError, match="vote_windows"):
         config_with_file(ok(config_file=str(f)), explicit=set())
 
@@ -110,16 +116,19 @@ def test_command_line_beats_config_file(tmp_path):
 # --------------------------------------------------------------------------- typed config files (issue 9 item 4)
 
 
-@pytest.mark.parametrize("line, fragment", [
-    ('debounce_s = "soon"', "[run] debounce_s = 'soon' must be a number (seconds), e.g. debounce_s = 30"),
-    ('headless = "no"', "[run] headless = 'no' must be true or false"),
-    ("headless = 1", "must be true or false"),
-    ("vote_window = 2.5", "must be a whole number"),
-    ("camera = -1", "camera index"),
-    ('source = 5', "must be a string in quotes"),
-    ("alert_on = [1, 2]", "must be class names"),
-    ("debounce = 3\ndebounce_s = 4", "sets debounce_s twice"),
-])
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ('debounce_s = "soon"', "[run] debounce_s = 'soon' must be a number (seconds), e.g. debounce_s = 30"),
+        ('headless = "no"', "[run] headless = 'no' must be true or false"),
+        ("headless = 1", "must be true or false"),
+        ("vote_window = 2.5", "must be a whole number"),
+        ("camera = -1", "camera index"),
+        ("source = 5", "must be a string in quotes"),
+        ("alert_on = [1, 2]", "must be class names"),
+        ("debounce = 3\ndebounce_s = 4", "sets debounce_s twice"),
+    ],
+)
 def test_config_file_values_are_typed(tmp_path, line, fragment):
     f = tmp_path / "c.toml"
     f.write_text(f"[run]\n{line}\n")
@@ -130,8 +139,10 @@ def test_config_file_values_are_typed(tmp_path, line, fragment):
 
 def test_config_file_accepts_the_names_the_docs_use(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('[run]\ndebounce = 5\nhealth_stale = 20\nstall-timeout = 3\nstart_timeout = 0\ndevice = "jetson-nano"\n'
-                 "open_timeout = 4\nheadless = true\nduration = 9\n")
+    f.write_text(
+        '[run]\ndebounce = 5\nhealth_stale = 20\nstall-timeout = 3\nstart_timeout = 0\ndevice = "jetson-nano"\n'
+        "open_timeout = 4\nheadless = true\nduration = 9\n"
+    )
     cfg = config_with_file(ok(config_file=str(f)), explicit=set())
     assert (cfg.debounce_s, cfg.health_stale_s, cfg.stall_timeout_s, cfg.start_timeout_s) == (5.0, 20.0, 3.0, 0.0)
     assert cfg.device_profile == "jetson-nano" and cfg.open_timeout_s == 4.0 and cfg.headless is True
@@ -139,9 +150,9 @@ def test_config_file_accepts_the_names_the_docs_use(tmp_path):
 
 
 def test_every_run_option_of_the_cli_is_a_config_key():
+    import typer
     from typer.main import get_command
 
-    import typer
     from edgemask.cli.run import register
     from edgemask.service.config import valid_option_names
 
@@ -175,7 +186,7 @@ def test_url_password_is_never_printed(password):
     if " " not in password:
         assert url_has_password(url)
         assert password not in redact(f"cannot open {url}: refused") and "admin:***@" in redact(url)
-    register_secret(password)          # a secret from the environment: hidden whatever it holds
+    register_secret(password)  # a secret from the environment: hidden whatever it holds
     assert password not in redact(f"error: {url!r}")
 
 
@@ -205,7 +216,8 @@ def test_log_lines_are_redacted(caplog):
 
     from edgemask.utils.redact import RedactingFilter
 
-    rec = logging.LogRecord("edgemask.x", logging.WARNING, __file__, 1, "reopening %s failed", ("rtsp://a:b/c@h/x",),
-                            None)
+    rec = logging.LogRecord(
+        "edgemask.x", logging.WARNING, __file__, 1, "reopening %s failed", ("rtsp://a:b/c@h/x",), None
+    )
     RedactingFilter().filter(rec)
     assert rec.getMessage() == "reopening rtsp://a:***@h/x failed"

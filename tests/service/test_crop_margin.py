@@ -33,8 +33,16 @@ def _run(tmp_path, video, bundle, monkeypatch, **kw):
         return real(bgr, boxes, size, margin)
 
     monkeypatch.setattr(vision_crops, "face_crops", spy)  # what FaceClassifier.classify imports
-    cfg = RunConfig(source=str(video), bundle=str(bundle), backend="onnxrt", headless=True, max_frames=3, log_alerts=False,
-                    state_dir=str(tmp_path / "state"), **kw)
+    cfg = RunConfig(
+        source=str(video),
+        bundle=str(bundle),
+        backend="onnxrt",
+        headless=True,
+        max_frames=3,
+        log_alerts=False,
+        state_dir=str(tmp_path / "state"),
+        **kw,
+    )
     s = run_service(cfg, detector=BoxDetector([(50, 50, 130, 140)]), install_signal_handlers=False, secrets=Secrets())
     saved = json.loads((tmp_path / "state" / "run_config.json").read_text())["config"]
     return s, margins, saved

@@ -40,8 +40,9 @@ class SmallDisk:
     def __init__(self, root: Path, size: str = "2m"):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)], capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)], capture_output=True, text=True
+        )
         if r.returncode != 0:
             pytest.skip(f"cannot mount a small tmpfs here (needs root): {r.stderr.strip() or r.returncode}")
         self.filler = root / "filler"
@@ -165,15 +166,15 @@ def test_put_on_a_full_disk_keeps_the_alert_in_memory_and_delivers_it(tmp_path, 
     ob.on_state = states.append
     ob.put(alert(0))
     db.full = True
-    seqs = [ob.put(alert(i)) for i in range(1, 4)]          # before the fix: OperationalError "cannot rollback"
+    seqs = [ob.put(alert(i)) for i in range(1, 4)]  # before the fix: OperationalError "cannot rollback"
     assert all(s < 0 for s in seqs) and ob.degraded and ob.not_durable == 3
     assert ob.depth() == 8 and ob.pending_by_sink() == {"webhook": 4, "mqtt": 4}
     assert drain(ob, "webhook") == ["a0000", "a0001", "a0002", "a0003"]  # in order, the durable one first
-    assert drain(ob, "webhook") == []                                     # its ack could not be written: no resend
+    assert drain(ob, "webhook") == []  # its ack could not be written: no resend
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "cannot be written (database or disk is full" in errors[0]
     assert states[-1]["degraded"] and states[-1]["not_durable"] == 3
-    db.full = False                                          # space again: memory goes to disk, mqtt still owed
+    db.full = False  # space again: memory goes to disk, mqtt still owed
     assert drain(ob, "mqtt") == ["a0000", "a0001", "a0002", "a0003"]
     assert not ob.degraded and ob.depth() == 0
     ob.close()
@@ -186,7 +187,7 @@ def test_what_memory_holds_survives_a_restart_once_written(tmp_path):
     for i in range(3):
         ob.put(alert(i))
     db.full = False
-    ob.put(alert(3))                                        # the next put writes memory first, in order
+    ob.put(alert(3))  # the next put writes memory first, in order
     assert not ob.degraded and ob.status()["in_memory"] == 0
     ob.close()
     assert drain(Outbox(tmp_path / "o.sqlite3", ["webhook"]), "webhook") == ["a0000", "a0001", "a0002", "a0003"]
@@ -197,7 +198,7 @@ def test_alerts_still_in_memory_at_close_are_counted_and_named(tmp_path, caplog)
     db.full = True
     ob.put(alert(0))
     ob.put(alert(1))
-    ob.ack(ob.next_for("webhook").seq, "webhook")           # one delivered from memory
+    ob.ack(ob.next_for("webhook").seq, "webhook")  # one delivered from memory
     ob.close()
     assert ob.lost == 1 and ob.not_durable == 2
     (line,) = [r.getMessage() for r in caplog.records if "they are lost" in r.getMessage()]
@@ -226,7 +227,7 @@ def test_real_full_disk_outbox(small_disk):
     got = drain(ob, "webhook", limit=20)
     small_disk.free()
     got += drain(ob, "webhook")
-    assert got == [f"a{i:04d}" for i in range(40)]          # all accepted, in order, none twice
+    assert got == [f"a{i:04d}" for i in range(40)]  # all accepted, in order, none twice
     ob.close()
     assert ob.lost == 0
 
@@ -238,7 +239,7 @@ def test_corrupt_outbox_is_named_with_how_to_recover(tmp_path):
         Outbox(db, ["log"])
     msg = str(e.value)
     assert f"the alert outbox {db} is corrupt" in msg and f"mv {db} {db}.corrupt" in msg and ".recover" in msg
-    assert "\n" not in msg and db.read_bytes().startswith(b"this is not")   # left as it was for recovery
+    assert "\n" not in msg and db.read_bytes().startswith(b"this is not")  # left as it was for recovery
 
 
 def test_damaged_pages_are_found_at_start(tmp_path):
@@ -248,7 +249,7 @@ def test_damaged_pages_are_found_at_start(tmp_path):
         ob.put({**alert(i), "pad": "x" * 500})
     ob.close()
     data = bytearray(db.read_bytes())
-    data[8192:8192 + 4096] = os.urandom(4096)                 # one page of alerts overwritten
+    data[8192 : 8192 + 4096] = os.urandom(4096)  # one page of alerts overwritten
     db.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match="is corrupt .*malformed.*mv ") as e:
         Outbox(db, ["log"])
@@ -260,7 +261,7 @@ def test_outbox_that_cannot_be_created_leaves_nothing(small_disk):
     state = small_disk.root / "state" / "deeper"
     with pytest.raises(ConfigError, match="cannot open the alert outbox .*free space under --state-dir"):
         Outbox(state / "outbox.sqlite3", ["log"])
-    assert sorted(p.name for p in small_disk.root.iterdir()) == ["filler"]   # no 0-byte files, no folders
+    assert sorted(p.name for p in small_disk.root.iterdir()) == ["filler"]  # no 0-byte files, no folders
 
 
 # --------------------------------------------------------------------------- the service
@@ -278,8 +279,9 @@ def _get(url: str) -> tuple[int, dict | str]:
     return code, body
 
 
-def _service_under_full_disk(tmp_path, state, disk_fill, disk_free, *, free_at: int | None, frames: int = 90,
-                             webhook_up: bool = True):
+def _service_under_full_disk(
+    tmp_path, state, disk_fill, disk_free, *, free_at: int | None, frames: int = 90, webhook_up: bool = True
+):
     """Run the service on a looping clip, 3 faces alerting every few frames; fill the disk at frame 15."""
     from service_fakes import write_video
 
@@ -297,22 +299,45 @@ def _service_under_full_disk(tmp_path, state, disk_fill, disk_free, *, free_at: 
         if free_at is not None and i == free_at:
             disk_free()
 
-    cfg = RunConfig(source=str(video), loop=True, backend="null", headless=True, state_dir=str(state),
-                    log_alerts=False, webhook=hook.url, max_frames=frames, debounce_s=0.0, max_missed=0,
-                    metrics_port=port, events=str(tmp_path / "events.jsonl"), retry_min_s=0.05, retry_max_s=0.2)
+    cfg = RunConfig(
+        source=str(video),
+        loop=True,
+        backend="null",
+        headless=True,
+        state_dir=str(state),
+        log_alerts=False,
+        webhook=hook.url,
+        max_frames=frames,
+        debounce_s=0.0,
+        max_missed=0,
+        metrics_port=port,
+        events=str(tmp_path / "events.jsonl"),
+        retry_min_s=0.05,
+        retry_max_s=0.2,
+    )
     det = BoxDetector([(10, 10, 60, 60), (100, 20, 160, 90), (200, 100, 260, 170)])
     try:
-        s = run_service(cfg, runner=ScriptedRunner(lambda i: NO_MASK), class_names=CLASS_NAMES, detector=det,
-                        install_signal_handlers=False, secrets=Secrets(), on_frame=on_frame)
-        accepted = [json.loads(ln)["alert_id"] for ln in open(tmp_path / "events.jsonl")
-                    if json.loads(ln)["type"] == "alert"]
+        s = run_service(
+            cfg,
+            runner=ScriptedRunner(lambda i: NO_MASK),
+            class_names=CLASS_NAMES,
+            detector=det,
+            install_signal_handlers=False,
+            secrets=Secrets(),
+            on_frame=on_frame,
+        )
+        accepted = [
+            json.loads(ln)["alert_id"] for ln in open(tmp_path / "events.jsonl") if json.loads(ln)["type"] == "alert"
+        ]
         return s, accepted, hook.accepted_ids(), seen
     finally:
         hook.close()
 
 
 def test_service_keeps_running_on_a_full_disk_and_delivers_every_alert(tmp_path, small_disk):
-    s, accepted, delivered, seen = _service_under_full_disk(tmp_path, small_disk.root / "state", small_disk.fill, small_disk.free, free_at=70)
+    s, accepted, delivered, seen = _service_under_full_disk(
+        tmp_path, small_disk.root / "state", small_disk.fill, small_disk.free, free_at=70
+    )
     assert s.frames == 90 and s.stop_reason == "max_frames"
     assert s.alerts_total == len(accepted) > 20 and s.alerts_not_durable > 0 and s.alerts_lost == 0
     assert sorted(delivered) == sorted(accepted) and len(set(delivered)) == len(delivered)  # all, none twice
@@ -340,7 +365,9 @@ def test_disk_that_stays_full_still_delivers_from_memory(tmp_path):
 
     Outbox.__init__ = spy
     try:
-        s, accepted, delivered, seen = _service_under_full_disk(tmp_path, tmp_path / "state", fill, lambda: None, free_at=None)
+        s, accepted, delivered, seen = _service_under_full_disk(
+            tmp_path, tmp_path / "state", fill, lambda: None, free_at=None
+        )
     finally:
         Outbox.__init__ = orig
     assert s.frames == 90 and s.alerts_not_durable > 0 and s.alerts_lost == 0
@@ -350,10 +377,11 @@ def test_disk_that_stays_full_still_delivers_from_memory(tmp_path):
 
 
 def test_undeliverable_alerts_on_a_full_disk_are_counted_as_lost(tmp_path, small_disk):
-    s, accepted, delivered, _ = _service_under_full_disk(tmp_path, small_disk.root / "state", small_disk.fill, small_disk.free, free_at=None,
-                                                         frames=40, webhook_up=False)
-    assert delivered == [] and s.alerts_lost == s.alerts_not_durable > 0     # counted, not silent
-    assert s.outbox_pending["webhook"] == s.alerts_total - s.alerts_lost     # the durable ones stay queued
+    s, accepted, delivered, _ = _service_under_full_disk(
+        tmp_path, small_disk.root / "state", small_disk.fill, small_disk.free, free_at=None, frames=40, webhook_up=False
+    )
+    assert delivered == [] and s.alerts_lost == s.alerts_not_durable > 0  # counted, not silent
+    assert s.outbox_pending["webhook"] == s.alerts_total - s.alerts_lost  # the durable ones stay queued
 
 
 def test_a_start_on_a_full_disk_is_one_line_and_leaves_no_files(tmp_path, small_disk):
@@ -363,12 +391,28 @@ def test_a_start_on_a_full_disk_is_one_line_and_leaves_no_files(tmp_path, small_
     small_disk.fill()
     state, events = small_disk.root / "state", small_disk.root / "out" / "events.jsonl"
     exe = Path(sys.executable).with_name("edgemask")
-    r = subprocess.run([str(exe), "run", "--source", str(video), "--backend", "null", "--headless",
-                        "--state-dir", str(state), "--events", str(events)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            str(exe),
+            "run",
+            "--source",
+            str(video),
+            "--backend",
+            "null",
+            "--headless",
+            "--state-dir",
+            str(state),
+            "--events",
+            str(events),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[-1].startswith("error: cannot open the alert outbox") and "free space" in lines[-1]
-    assert sorted(p.name for p in small_disk.root.iterdir()) == ["filler"]   # no 0-byte outbox or events file
+    assert sorted(p.name for p in small_disk.root.iterdir()) == ["filler"]  # no 0-byte outbox or events file
 
 
 def test_corrupt_outbox_through_the_cli(tmp_path):
@@ -379,8 +423,12 @@ def test_corrupt_outbox_through_the_cli(tmp_path):
     state.mkdir()
     (state / "outbox.sqlite3").write_bytes(b"\x00garbage" * 1000)
     exe = Path(sys.executable).with_name("edgemask")
-    r = subprocess.run([str(exe), "run", "--source", str(video), "--backend", "null", "--headless",
-                        "--state-dir", str(state)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(exe), "run", "--source", str(video), "--backend", "null", "--headless", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert r.returncode == 1 and len(err) == 1 and "Traceback" not in r.stderr
     assert "outbox.sqlite3 is corrupt" in err[0] and "mv " in err[0]

@@ -28,15 +28,21 @@ MASK, NO_MASK, INCORRECT = 0, 1, 2
 
 
 def cfg_for(tmp_path, source, **kw) -> RunConfig:
-    base = dict(source=str(source), backend="null", headless=True, state_dir=str(tmp_path / "state"),
-                log_alerts=False)
+    base = dict(source=str(source), backend="null", headless=True, state_dir=str(tmp_path / "state"), log_alerts=False)
     base.update(kw)
     return RunConfig(**base)
 
 
 def run(cfg, runner=None, detector=None, **kw):
-    return run_service(cfg, runner=runner or ScriptedRunner(lambda i: NO_MASK), class_names=CLASS_NAMES,
-                       detector=detector, install_signal_handlers=False, secrets=Secrets(), **kw)
+    return run_service(
+        cfg,
+        runner=runner or ScriptedRunner(lambda i: NO_MASK),
+        class_names=CLASS_NAMES,
+        detector=detector,
+        install_signal_handlers=False,
+        secrets=Secrets(),
+        **kw,
+    )
 
 
 def read_events(path):
@@ -46,13 +52,20 @@ def read_events(path):
 def test_real_face_to_alert_end_to_end(tmp_path, webhook):
     """Haar fusion finds a real face; the faked classifier says no_mask; one alert reaches every output."""
     video = astronaut_video(tmp_path / "astro.mp4", 30)
-    cfg = cfg_for(tmp_path, video, detector="haar-fusion", events=str(tmp_path / "ev.jsonl"),
-                  record=str(tmp_path / "out.mp4"), snapshots=str(tmp_path / "snaps"), webhook=webhook.url,
-                  log_alerts=True)
+    cfg = cfg_for(
+        tmp_path,
+        video,
+        detector="haar-fusion",
+        events=str(tmp_path / "ev.jsonl"),
+        record=str(tmp_path / "out.mp4"),
+        snapshots=str(tmp_path / "snaps"),
+        webhook=webhook.url,
+        log_alerts=True,
+    )
     runner = ScriptedRunner(lambda i: NO_MASK)
     s = run(cfg, runner)
     assert s.frames == 30 and s.stop_reason == "end_of_stream"
-    assert s.faces >= 25 and s.alerts == {"no_mask": 1}             # one person, one alert (debounced)
+    assert s.faces >= 25 and s.alerts == {"no_mask": 1}  # one person, one alert (debounced)
     assert s.outbox_pending.get("webhook", 0) == 0 and s.delivered["webhook"] == 1
     ev = read_events(cfg.events)
     faces = [e for e in ev if e["type"] == "face"]
@@ -72,8 +85,11 @@ def test_one_flickering_frame_does_not_alert(tmp_path, video):
     cfg = cfg_for(tmp_path, video, max_frames=30, events=str(tmp_path / "e.jsonl"))
     s = run(cfg, ScriptedRunner(lambda i: NO_MASK if i == 10 else MASK), BoxDetector([(50, 50, 130, 140)]))
     assert s.alerts == {} and s.frames == 30
-    s2 = run(cfg_for(tmp_path, video, max_frames=30),
-             ScriptedRunner(lambda i: NO_MASK if 10 <= i < 13 else MASK), BoxDetector([(50, 50, 130, 140)]))
+    s2 = run(
+        cfg_for(tmp_path, video, max_frames=30),
+        ScriptedRunner(lambda i: NO_MASK if 10 <= i < 13 else MASK),
+        BoxDetector([(50, 50, 130, 140)]),
+    )
     assert s2.alerts == {"no_mask": 1}  # three frames in a row are a majority of the 5-frame vote
 
 
@@ -114,8 +130,12 @@ def test_corrupt_frame_is_skipped_and_the_run_goes_on(tmp_path):
 
 def test_real_bundle_through_onnx_runtime(tmp_path, video, tiny_bundle):
     cfg = cfg_for(tmp_path, video, backend="onnxrt", bundle=str(tiny_bundle), max_frames=10)
-    s = run_service(cfg, detector=BoxDetector([(50, 50, 130, 140), (200, 60, 260, 130)]),
-                    install_signal_handlers=False, secrets=Secrets())
+    s = run_service(
+        cfg,
+        detector=BoxDetector([(50, 50, 130, 140), (200, 60, 260, 130)]),
+        install_signal_handlers=False,
+        secrets=Secrets(),
+    )
     assert s.runner["backend"] == "onnxrt" and s.faces == 20 and s.frames == 10
 
 
@@ -177,7 +197,7 @@ def test_async_detector_keeps_the_detector_out_of_frame_latency(tmp_path, video)
     assert sync.detect_mode == "sync" and sync.latency_ms["total"]["p50"] >= 60
     det = SlowDetector(box, 0.06)
     live = FrameSource(SourceSpec("file", str(video), fps=30, as_live=True))  # a recording replayed as a camera
-    a = run(cfg_for(tmp_path, video, max_frames=30), detector=det, source=live)   # auto → async for live sources
+    a = run(cfg_for(tmp_path, video, max_frames=30), detector=det, source=live)  # auto → async for live sources
     # Async: a frame no longer waits for the 60 ms pass (the median frame is well under one pass,
     # even on a loaded machine; the absolute figures belong to benchmarks/pipeline_fps.py).
     assert a.detect_mode == "async" and a.latency_ms["total"]["p50"] < 60
@@ -200,7 +220,7 @@ def test_a_full_disk_under_the_events_file_does_not_stop_the_service(tmp_path, v
     cfg = cfg_for(tmp_path, video, max_frames=20, events="/dev/full")
     s = run(cfg, ScriptedRunner(lambda i: NO_MASK), BoxDetector([(50, 50, 130, 140)]))
     assert s.frames == 20 and s.stop_reason == "max_frames"
-    assert s.alerts == {"no_mask": 1} and s.events_dropped >= 1     # the alert itself went to the outbox
+    assert s.alerts == {"no_mask": 1} and s.events_dropped >= 1  # the alert itself went to the outbox
 
 
 def test_events_file_is_written_again_after_a_failure(tmp_path):
@@ -210,10 +230,10 @@ def test_events_file_is_written_again_after_a_failure(tmp_path):
     w = EventWriter(path, retry_s=0.0)
     w.write({"n": 1})
     w.flush()
-    w._f.write('{"n": 2, "cut of')        # a line a failed write left half-written ...
+    w._f.write('{"n": 2, "cut of')  # a line a failed write left half-written ...
     w._f.flush()
     w._failed(OSError(28, "No space left on device"))
-    w.write({"n": 3})                      # ... reopened: starts on a fresh line
+    w.write({"n": 3})  # ... reopened: starts on a fresh line
     w.close()
     lines = path.read_text().splitlines()
     assert json.loads(lines[0]) == {"n": 1} and json.loads(lines[-1]) == {"n": 3} and len(lines) == 3
@@ -228,16 +248,26 @@ def test_camera_password_comes_from_the_secrets_not_the_command_line(tmp_path, v
     cam = CameraServer(video, "edge", password)
     try:
         url = f"http://edge@127.0.0.1:{cam.port}/cam.mp4"
-        s = run_service(cfg_for(tmp_path, url, max_frames=5, open_timeout_s=5), runner=ScriptedRunner(),
-                        class_names=CLASS_NAMES, detector=BoxDetector([]), install_signal_handlers=False,
-                        secrets=Secrets(source_password=password))
+        s = run_service(
+            cfg_for(tmp_path, url, max_frames=5, open_timeout_s=5),
+            runner=ScriptedRunner(),
+            class_names=CLASS_NAMES,
+            detector=BoxDetector([]),
+            install_signal_handlers=False,
+            secrets=Secrets(source_password=password),
+        )
         assert s.frames == 5 and f"edge:{password}" in cam.credentials
-        assert password not in json.dumps(s.to_dict())   # the summary (and run_config.json) show no secret
+        assert password not in json.dumps(s.to_dict())  # the summary (and run_config.json) show no secret
         assert password not in (tmp_path / "state" / "run_config.json").read_text()
         with pytest.raises(SourceError, match="cannot open"):  # without it the camera refuses us
-            run_service(cfg_for(tmp_path, url, max_frames=5, open_timeout_s=5), runner=ScriptedRunner(),
-                        class_names=CLASS_NAMES, detector=BoxDetector([]), install_signal_handlers=False,
-                        secrets=Secrets())
+            run_service(
+                cfg_for(tmp_path, url, max_frames=5, open_timeout_s=5),
+                runner=ScriptedRunner(),
+                class_names=CLASS_NAMES,
+                detector=BoxDetector([]),
+                install_signal_handlers=False,
+                secrets=Secrets(),
+            )
     finally:
         cam.close()
 
@@ -336,7 +366,8 @@ def test_healthz_is_stale_while_the_camera_is_frozen(tmp_path):
     cfg = cfg_for(tmp_path, "x", max_frames=42, metrics_port=port, health_stale_s=0.3)
     run(cfg, detector=BoxDetector([]), source=src, on_frame=on_frame)
     code, info = seen["health"]
-    assert code == 503 and info["status"] == "stale" and info["picture_unchanged_s"] >= 0.3   # before: 200 "ok"
+    assert code == 503 and info["status"] == "stale" and info["picture_unchanged_s"] >= 0.3  # before: 200 "ok"
+
 
 class _PhotoDetector(BoxDetector):
     """A different face box in each photo, overlapping enough that a video tracker would join them."""
@@ -367,10 +398,10 @@ def test_photos_are_independent_scenes(tmp_path):
     ev = read_events(cfg.events)
     faces = [e for e in ev if e["type"] == "face"]
     assert [f["item"] for f in faces] == ["a.jpg", "b.jpg"]
-    assert faces[0]["track"] != faces[1]["track"]              # no track crosses photos
+    assert faces[0]["track"] != faces[1]["track"]  # no track crosses photos
     assert [f["voted"] for f in faces] == ["no_mask", "no_mask"]  # one frame is the whole vote
     alerts = [e for e in ev if e["type"] == "alert"]
-    assert [a["item"] for a in alerts] == ["a.jpg", "b.jpg"]     # no debounce across photos
+    assert [a["item"] for a in alerts] == ["a.jpg", "b.jpg"]  # no debounce across photos
     assert s.alerts == {"no_mask": 2}
 
 

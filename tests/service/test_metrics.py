@@ -26,8 +26,10 @@ def _get(url: str) -> tuple[int, str]:
 
 def _record(m: ServiceMetrics) -> None:
     for _ in range(3):
-        m.frame_done({"decode": 0.002, "detect": 0.012, "classify": 0.003, "track": 0.0002, "output": 0.001,
-                      "total": 0.02}, faces=2)
+        m.frame_done(
+            {"decode": 0.002, "detect": 0.012, "classify": 0.003, "track": 0.0002, "output": 0.001, "total": 0.02},
+            faces=2,
+        )
     m.alert("no_mask")
     m.alert("no_mask")
     m.alert("mask_incorrect")
@@ -56,10 +58,24 @@ def test_exposition_has_every_metric(use_prom):
     assert _value(text, "edgemask_corrupt_frames_total") == 2
     assert _value(text, "edgemask_outbox_depth") == 4
     assert _value(text, 'edgemask_stage_latency_seconds_count{stage="detect"}') == 3
-    assert _value(text, 'edgemask_stage_latency_seconds_bucket{le="0.02",stage="detect"}'
-                  if use_prom else 'edgemask_stage_latency_seconds_bucket{stage="detect",le="0.02"}') == 3
-    assert _value(text, 'edgemask_alert_deliveries_total{outcome="retry",sink="mqtt"}'
-                  if use_prom else 'edgemask_alert_deliveries_total{sink="mqtt",outcome="retry"}') == 1
+    assert (
+        _value(
+            text,
+            'edgemask_stage_latency_seconds_bucket{le="0.02",stage="detect"}'
+            if use_prom
+            else 'edgemask_stage_latency_seconds_bucket{stage="detect",le="0.02"}',
+        )
+        == 3
+    )
+    assert (
+        _value(
+            text,
+            'edgemask_alert_deliveries_total{outcome="retry",sink="mqtt"}'
+            if use_prom
+            else 'edgemask_alert_deliveries_total{sink="mqtt",outcome="retry"}',
+        )
+        == 1
+    )
     assert _value(text, "edgemask_up") == 1
     assert "# TYPE edgemask_stage_latency_seconds histogram" in text
 
@@ -79,7 +95,7 @@ def test_server_serves_metrics_and_health():
         assert code == 200 and "edgemask_frames_total 3" in body
         time.sleep(0.6)
         code, body = _get(base + "/healthz")
-        assert code == 503 and json.loads(body)["status"] == "stale"   # frames stopped: unhealthy
+        assert code == 503 and json.loads(body)["status"] == "stale"  # frames stopped: unhealthy
         assert _get(base + "/nope")[0] == 404
     finally:
         srv.stop()

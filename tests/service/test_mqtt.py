@@ -90,9 +90,22 @@ def _alert_ids_in(events_path) -> list[str]:
 
 
 def _cfg(tmp_path, broker_port, video, **kw) -> RunConfig:
-    base = dict(source=str(video), backend="null", headless=True, loop=True, fps=30, state_dir=str(tmp_path / "state"),
-                events=str(tmp_path / "events.jsonl"), mqtt=f"mqtt://127.0.0.1:{broker_port}/{TOPIC}",
-                log_alerts=False, vote_window=1, debounce_s=0.1, retry_min_s=0.1, retry_max_s=0.5, sink_timeout_s=1.0)
+    base = dict(
+        source=str(video),
+        backend="null",
+        headless=True,
+        loop=True,
+        fps=30,
+        state_dir=str(tmp_path / "state"),
+        events=str(tmp_path / "events.jsonl"),
+        mqtt=f"mqtt://127.0.0.1:{broker_port}/{TOPIC}",
+        log_alerts=False,
+        vote_window=1,
+        debounce_s=0.1,
+        retry_min_s=0.1,
+        retry_max_s=0.5,
+        sink_timeout_s=1.0,
+    )
     base.update(kw)
     return RunConfig(**base)
 
@@ -113,8 +126,13 @@ def test_broker_killed_and_restarted_during_a_run_loses_no_alert(tmp_path, broke
     t = threading.Thread(target=chaos, daemon=True)
     t.start()
     try:
-        summary = run_service(cfg, runner=ScriptedRunner(lambda i: 1), class_names=CLASS_NAMES,
-                              detector=BoxDetector([(40, 60, 120, 150)]), install_signal_handlers=False)
+        summary = run_service(
+            cfg,
+            runner=ScriptedRunner(lambda i: 1),
+            class_names=CLASS_NAMES,
+            detector=BoxDetector([(40, 60, 120, 150)]),
+            install_signal_handlers=False,
+        )
         t.join(10)
         made = _alert_ids_in(cfg.events)
         assert wait_for(lambda: set(sub.ids()) >= set(made), 15)
@@ -122,11 +140,11 @@ def test_broker_killed_and_restarted_during_a_run_loses_no_alert(tmp_path, broke
         sub.close()
     got = Counter(sub.ids())
     assert "killed" in events and "restarted" in events
-    assert summary.alerts_total == len(made) >= 30                 # alerts kept coming while the broker was down
-    assert set(made) <= set(got)                                   # none lost
-    assert set(got) <= set(made)                                   # nothing invented
+    assert summary.alerts_total == len(made) >= 30  # alerts kept coming while the broker was down
+    assert set(made) <= set(got)  # none lost
+    assert set(got) <= set(made)  # nothing invented
     dups = sum(n - 1 for n in got.values())
-    assert dups <= 3, f"{dups} duplicates"                         # at-least-once: a few resends around the kill at most
+    assert dups <= 3, f"{dups} duplicates"  # at-least-once: a few resends around the kill at most
     assert summary.outbox_pending.get("mqtt", 0) == 0
 
 
@@ -135,8 +153,12 @@ def test_alerts_queued_while_broker_is_down_are_delivered_after_a_restart(tmp_pa
         pytest.skip("mosquitto is not installed")
     b = Mosquitto(tmp_path / "b")  # not started yet: the first run cannot deliver
     cfg = _cfg(tmp_path, b.port, video, max_frames=20, loop=False, fps=0)
-    run = dict(runner=ScriptedRunner(lambda i: 1), class_names=CLASS_NAMES, detector=BoxDetector([(40, 60, 120, 150)]),
-               install_signal_handlers=False)
+    run = dict(
+        runner=ScriptedRunner(lambda i: 1),
+        class_names=CLASS_NAMES,
+        detector=BoxDetector([(40, 60, 120, 150)]),
+        install_signal_handlers=False,
+    )
     first = run_service(cfg, **run)
     made = _alert_ids_in(cfg.events)
     assert first.alerts_total == len(made) > 0 and first.outbox_pending == {"mqtt": len(made)}
@@ -144,7 +166,7 @@ def test_alerts_queued_while_broker_is_down_are_delivered_after_a_restart(tmp_pa
     try:
         sub = Subscriber(b.port, TOPIC)
         second = run_service(RunConfig(**{**cfg.to_dict(), "alert_on": ("mask",), "max_frames": 40}), **run)
-        assert wait_for(lambda: set(sub.ids()) >= set(made), 10)   # the first run's alerts, from the outbox
+        assert wait_for(lambda: set(sub.ids()) >= set(made), 10)  # the first run's alerts, from the outbox
         sub.close()
     finally:
         b.stop()

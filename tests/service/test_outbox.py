@@ -26,10 +26,10 @@ def test_fifo_per_sink_and_ack(tmp_path):
     item = ob.next_for("webhook")
     assert item.payload == alert(0) and item.attempts == 0
     ob.fail(item.seq, "webhook", "HTTP 503")
-    assert ob.next_for("webhook").attempts == 1           # still first in line
+    assert ob.next_for("webhook").attempts == 1  # still first in line
     ob.ack(item.seq, "webhook")
     assert ob.next_for("webhook").alert_id == "a0001"
-    assert ob.next_for("mqtt").alert_id == "a0000"         # mqtt has not taken it yet
+    assert ob.next_for("mqtt").alert_id == "a0000"  # mqtt has not taken it yet
     ob.ack(item.seq, "mqtt")
     assert ob.depth() == 4
     ob.close()
@@ -70,8 +70,13 @@ def test_alerts_put_before_a_sigkill_are_kept(tmp_path):
         sys.stdout.write("done\\n"); sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)   # no close(), no checkpoint
     """)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": os.getcwd()})
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert p.returncode == -signal.SIGKILL and p.stdout == "done\n"
     assert Outbox(db, ["mqtt"]).depth("mqtt") == 50
 

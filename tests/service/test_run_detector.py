@@ -53,10 +53,22 @@ def one_line_error(code, out):
 def test_run_uses_the_bundle_detector_by_default_and_finds_faces(app, detector_bundle, scene_folder, tmp_path):
     folder, n_faces = scene_folder
     events = tmp_path / "events.jsonl"
-    code, out = run(app, "--source", str(folder), "--bundle", str(detector_bundle), "--min-face", "0",
-                    "--events", str(events), "--state-dir", str(tmp_path / "s"), "--json")
+    code, out = run(
+        app,
+        "--source",
+        str(folder),
+        "--bundle",
+        str(detector_bundle),
+        "--min-face",
+        "0",
+        "--events",
+        str(events),
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--json",
+    )
     assert code == 0, out
-    s = json.loads(out[out.index("{"):])
+    s = json.loads(out[out.index("{") :])
     assert s["detector"]["detector"] == "bundle" and s["detector"]["backend"] == "onnxrt"
     # A detector trained for seconds: its recall varies with the thread count (1/12 to 5/12 seen), so
     # the test asks that the bundle detector ran and found faces, not how many (benchmarks/detector_recall.py).
@@ -65,16 +77,40 @@ def test_run_uses_the_bundle_detector_by_default_and_finds_faces(app, detector_b
     assert faces and {f["item"] for f in faces} <= {f"{i:02d}.png" for i in range(6)}
     assert all(f["class"] in ("mask", "no_mask", "mask_incorrect") for f in faces)
     # the classifier on a fake backend: the detector still runs the bundle's model (ONNX Runtime), at int8 here
-    code, out = run(app, "--source", str(folder), "--bundle", str(detector_bundle), "--backend", "null",
-                    "--detector-precision", "int8", "--min-face", "0", "--state-dir", str(tmp_path / "s"), "--json")
+    code, out = run(
+        app,
+        "--source",
+        str(folder),
+        "--bundle",
+        str(detector_bundle),
+        "--backend",
+        "null",
+        "--detector-precision",
+        "int8",
+        "--min-face",
+        "0",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--json",
+    )
     assert code == 0, out
-    s = json.loads(out[out.index("{"):])
+    s = json.loads(out[out.index("{") :])
     assert s["detector"]["detector"] == "bundle" and s["detector"]["precision"] == "int8" and s["faces"] > 0
     # --detector picks another one
-    code, out = run(app, "--source", str(folder), "--bundle", str(detector_bundle), "--detector", "haar",
-                    "--state-dir", str(tmp_path / "s"), "--json")
+    code, out = run(
+        app,
+        "--source",
+        str(folder),
+        "--bundle",
+        str(detector_bundle),
+        "--detector",
+        "haar",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--json",
+    )
     assert code == 0, out
-    assert json.loads(out[out.index("{"):])["detector"]["detector"] == "haar"
+    assert json.loads(out[out.index("{") :])["detector"]["detector"] == "haar"
 
 
 @pytest.mark.slow
@@ -87,22 +123,43 @@ def test_detector_choice_errors_are_one_line(app, detector_bundle, tiny_bundle, 
     assert "--detector bundle needs --bundle DIR" in line
     line = one_line_error(*run(app, *base, "--bundle", str(detector_bundle), "--detector", "hog"))
     assert "unknown --detector 'hog'; choose one of: auto, bundle, haar, haar-fusion, yunet, yunet:FILE, none" in line
-    line = one_line_error(*run(app, *base, "--bundle", str(detector_bundle), "--detector",
-                               f"yunet:{tmp_path / 'nope.onnx'}"))
+    line = one_line_error(
+        *run(app, *base, "--bundle", str(detector_bundle), "--detector", f"yunet:{tmp_path / 'nope.onnx'}")
+    )
     assert "nope.onnx does not exist" in line and "YuNet" in line
     line = one_line_error(*run(app, *base, "--bundle", str(detector_bundle), "--detector", "yunet"))
     assert "--detector yunet:FILE" in line
     line = one_line_error(*run(app, *base, "--bundle", str(detector_bundle), "--detector-precision", "int4"))
     assert "unknown --detector-precision 'int4'" in line
     # --face-model stays the older spelling of yunet:FILE (auto = the bundle's detector wins over it)
-    line = one_line_error(*run(app, *base, "--bundle", str(detector_bundle), "--detector", "yunet", "--face-model",
-                               str(tmp_path / "nope.onnx")))
+    line = one_line_error(
+        *run(
+            app,
+            *base,
+            "--bundle",
+            str(detector_bundle),
+            "--detector",
+            "yunet",
+            "--face-model",
+            str(tmp_path / "nope.onnx"),
+        )
+    )
     assert "--face-model" in line and "nope.onnx does not exist" in line
 
 
 def test_classifier_only_bundle_keeps_the_haar_fusion_default(app, tiny_bundle, scene_folder, tmp_path):
     folder, _ = scene_folder
-    code, out = run(app, "--source", str(folder), "--bundle", str(tiny_bundle), "--max-frames", "2",
-                    "--state-dir", str(tmp_path / "s"), "--json")
+    code, out = run(
+        app,
+        "--source",
+        str(folder),
+        "--bundle",
+        str(tiny_bundle),
+        "--max-frames",
+        "2",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--json",
+    )
     assert code == 0, out
-    assert json.loads(out[out.index("{"):])["detector"]["detector"] == "haar-fusion"
+    assert json.loads(out[out.index("{") :])["detector"]["detector"] == "haar-fusion"

@@ -12,15 +12,27 @@ from edgemask.service.systemd import SdNotifier, install_unit, unit_text
 
 
 def test_unit_is_notify_with_watchdog_and_restart():
-    text = unit_text(["--camera", "0", "--bundle", "/opt/edgemask/bundle"], watchdog_s=20,
-                     exec_start=["/opt/venv/bin/edgemask"])
+    text = unit_text(
+        ["--camera", "0", "--bundle", "/opt/edgemask/bundle"], watchdog_s=20, exec_start=["/opt/venv/bin/edgemask"]
+    )
     lines = text.splitlines()
-    for want in ("Type=notify", "WatchdogSec=20", "Restart=always", "NotifyAccess=main", "User=edgemask",
-                 "SupplementaryGroups=video", "StateDirectory=edgemask", "EnvironmentFile=-/etc/edgemask/edgemask.env",
-                 "WantedBy=multi-user.target"):
+    for want in (
+        "Type=notify",
+        "WatchdogSec=20",
+        "Restart=always",
+        "NotifyAccess=main",
+        "User=edgemask",
+        "SupplementaryGroups=video",
+        "StateDirectory=edgemask",
+        "EnvironmentFile=-/etc/edgemask/edgemask.env",
+        "WantedBy=multi-user.target",
+    ):
         assert want in lines, want
     # A service waits for a camera or network that comes up after it (--start-timeout 0 = keep retrying).
-    assert "ExecStart=/opt/venv/bin/edgemask run --camera 0 --bundle /opt/edgemask/bundle --headless --start-timeout 0" in lines
+    assert (
+        "ExecStart=/opt/venv/bin/edgemask run --camera 0 --bundle /opt/edgemask/bundle --headless --start-timeout 0"
+        in lines
+    )
 
 
 @pytest.mark.parametrize("args", [["--mqtt-password", "x"], ["--webhook", "https://u:tok@h/x"]])
@@ -71,7 +83,9 @@ def test_sd_notify_is_a_noop_outside_systemd():
     n = SdNotifier({})
     assert not n.enabled and not n.ready() and not n.watchdog()
     other = SdNotifier({"NOTIFY_SOCKET": "/nonexistent/sock", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
-    assert other.watchdog_s is None and not other.notify("READY=1")  # watchdog meant for another pid; send fails quietly
+    assert other.watchdog_s is None and not other.notify(
+        "READY=1"
+    )  # watchdog meant for another pid; send fails quietly
 
 
 def test_exec_start_stays_inside_the_virtualenv(tmp_path):
@@ -101,17 +115,25 @@ def test_exec_start_fallback_really_runs_the_cli(tmp_path):
     prog = default_exec_start(str(lone / "python"))
     assert prog[0] == str(lone / "python")
     # with the interpreter of these tests (which has edgemask), the fallback must reach 'edgemask run'
-    r = subprocess.run([__import__("sys").executable, *prog[1:], "run", "--help"], capture_output=True, text=True,
-                       timeout=60, env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [__import__("sys").executable, *prog[1:], "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert r.returncode == 0 and "--camera" in r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("arg, quoted", [
-    ("mqtt://edge@b/site/cam%201/alerts", "mqtt://edge@b/site/cam%%201/alerts"),
-    ("/srv/my videos/hall.mp4", '"/srv/my videos/hall.mp4"'),
-    ("a$HOME", '"a$$HOME"'),
-    ('say "hi"', '"say \\"hi\\""'),
-])
+@pytest.mark.parametrize(
+    "arg, quoted",
+    [
+        ("mqtt://edge@b/site/cam%201/alerts", "mqtt://edge@b/site/cam%%201/alerts"),
+        ("/srv/my videos/hall.mp4", '"/srv/my videos/hall.mp4"'),
+        ("a$HOME", '"a$$HOME"'),
+        ('say "hi"', '"say \\"hi\\""'),
+    ],
+)
 def test_exec_start_is_quoted_for_systemd(arg, quoted):
     from edgemask.service.systemd import exec_quote
 
@@ -126,8 +148,11 @@ def test_unit_with_awkward_arguments_passes_systemd_analyze(tmp_path):
         pytest.skip("systemd-analyze is not installed")
     import subprocess
 
-    text = unit_text(["--source", "/srv/my videos/hall.mp4", "--mqtt", "mqtt://edge@b/site/cam%201/alerts"],
-                     exec_start=[sys.executable, "-c", "pass"], working_dir="/var/lib/edgemask")
+    text = unit_text(
+        ["--source", "/srv/my videos/hall.mp4", "--mqtt", "mqtt://edge@b/site/cam%201/alerts"],
+        exec_start=[sys.executable, "-c", "pass"],
+        working_dir="/var/lib/edgemask",
+    )
     unit = tmp_path / "edgemask.service"
     unit.write_text(text)
     r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)

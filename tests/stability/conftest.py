@@ -73,8 +73,9 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("stab_bundle")
     recipe = root / "tiny.toml"
     recipe.write_text('source = "synth"\ncount = 24\nstratified = true\nseed = 7\n')
-    return export_bundle(tiny_run, root / "bundle", calibration=str(recipe), golden_count=4, opencv_check=False,
-                         simplify=False)
+    return export_bundle(
+        tiny_run, root / "bundle", calibration=str(recipe), golden_count=4, opencv_check=False, simplify=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -98,8 +99,25 @@ def study_dir(tiny_bundle, tiny_data, tmp_path_factory) -> Path:
     app = typer.Typer()
     register(app)
     out = tmp_path_factory.mktemp("stab_report") / "report"
-    res = CliRunner().invoke(app, ["stability", str(tiny_bundle), "--data", str(tiny_data), "--n", str(STUDY_N),
-                                   "--out", str(out), "--noise-trials", "2", "--batch-size", "16", "--examples", "3"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "stability",
+            str(tiny_bundle),
+            "--data",
+            str(tiny_data),
+            "--n",
+            str(STUDY_N),
+            "--out",
+            str(out),
+            "--noise-trials",
+            "2",
+            "--batch-size",
+            "16",
+            "--examples",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 

@@ -17,8 +17,19 @@ def test_help_shows_defaults(cli):
     res = cli("stability", "--help")
     assert res.exit_code == 0
     out = _err(res)
-    for word in ("--n", "1000", "--norm", "l2", "--engines", "--alphas", "--overshoot", "0.02", "--twin-mode",
-                 "transfer rate", "Example: edgemask stability"):
+    for word in (
+        "--n",
+        "1000",
+        "--norm",
+        "l2",
+        "--engines",
+        "--alphas",
+        "--overshoot",
+        "0.02",
+        "--twin-mode",
+        "transfer rate",
+        "Example: edgemask stability",
+    ):
         assert word in out, word
     # rich must not swallow "[@target]" as a markup tag (seen on a wide terminal, where nothing is cut)
     import typer
@@ -67,14 +78,36 @@ def test_bundle_without_float_weights(cli, tiny_bundle, tiny_data, tmp_path):
 def test_unknown_engine_and_bad_engine_spec(cli, tiny_bundle, tiny_data, tmp_path):
     res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "r", "--n", "6", "--engines", "onnxrt")
     assert res.exit_code == 1 and "backend:precision" in _err(res)
-    res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "r", "--n", "6",
-              "--engines", "tensorflow:fp32", "--no-int8-attack")
+    res = cli(
+        "stability",
+        tiny_bundle,
+        "--data",
+        tiny_data,
+        "--out",
+        tmp_path / "r",
+        "--n",
+        "6",
+        "--engines",
+        "tensorflow:fp32",
+        "--no-int8-attack",
+    )
     assert res.exit_code == 1 and "unknown backend 'tensorflow'" in _err(res) and "onnxrt" in _err(res)
     from edgemask.backends import get_backend
 
-    if not get_backend("tensorrt").available()[0]:      # the usual CPU-only case: refused before any work
-        res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "r", "--n", "6",
-                  "--engines", "onnxrt:fp32,tensorrt:int8", "--no-int8-attack")
+    if not get_backend("tensorrt").available()[0]:  # the usual CPU-only case: refused before any work
+        res = cli(
+            "stability",
+            tiny_bundle,
+            "--data",
+            tiny_data,
+            "--out",
+            tmp_path / "r",
+            "--n",
+            "6",
+            "--engines",
+            "onnxrt:fp32,tensorrt:int8",
+            "--no-int8-attack",
+        )
         assert res.exit_code == 1 and "cannot run here" in _err(res)
     assert not (tmp_path / "r").exists()
 
@@ -90,9 +123,29 @@ def test_existing_output_needs_overwrite(cli, tiny_bundle, tiny_data, tmp_path):
 
 def test_small_study_with_chosen_engines(cli, tiny_bundle, tiny_data, tmp_path):
     out = tmp_path / "r"
-    res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", out, "--n", "9", "--engines",
-              "onnxrt:fp32,twin:int8", "--no-int8-attack", "--alphas", "1,2", "--noise-trials", "1",
-              "--sensitivity-scales", "0.01", "--norm", "linf", "--candidates", "2")
+    res = cli(
+        "stability",
+        tiny_bundle,
+        "--data",
+        tiny_data,
+        "--out",
+        out,
+        "--n",
+        "9",
+        "--engines",
+        "onnxrt:fp32,twin:int8",
+        "--no-int8-attack",
+        "--alphas",
+        "1,2",
+        "--noise-trials",
+        "1",
+        "--sensitivity-scales",
+        "0.01",
+        "--norm",
+        "linf",
+        "--candidates",
+        "2",
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     assert [e["key"] for e in rep["engines"]] == ["onnxrt:fp32", "twin:int8"]
@@ -130,8 +183,9 @@ def test_attack_on_a_run_saves_the_adversarial_set(cli, tiny_run, tiny_data, tmp
 def test_attack_int8_target_needs_a_bundle(cli, tiny_run, tiny_bundle, tiny_data, tmp_path):
     res = cli("attack", tiny_run, "--data", tiny_data, "--out", tmp_path / "a", "--n", "6", "--target", "int8")
     assert res.exit_code == 1 and "export it first" in _err(res)
-    res = cli("attack", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "b", "--n", "6", "--target", "int8",
-              "--no-png")
+    res = cli(
+        "attack", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "b", "--n", "6", "--target", "int8", "--no-png"
+    )
     assert res.exit_code == 0, res.output
     info = json.loads((tmp_path / "b" / "attack.json").read_text())
     assert info["model"]["source"] == "host-emulation" and not (tmp_path / "b" / "adversarial").exists()
@@ -139,10 +193,18 @@ def test_attack_int8_target_needs_a_bundle(cli, tiny_run, tiny_bundle, tiny_data
     assert res.exit_code == 1 and "neither a bundle" in _err(res)
 
 
-@pytest.mark.parametrize(("bad", "says"), [(["--norm", "l1"], "unknown norm"), (["--n", "-1"], "--n"),
-                                           (["--overshoot", "-0.5"], "--overshoot"), (["--max-iter", "0"], "--max-iter"),
-                                           (["--target", "fp16"], "float, int8"), (["--n", "500"], "only 36 images"),
-                                           (["--candidates", "1"], "--candidates")])
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        (["--norm", "l1"], "unknown norm"),
+        (["--n", "-1"], "--n"),
+        (["--overshoot", "-0.5"], "--overshoot"),
+        (["--max-iter", "0"], "--max-iter"),
+        (["--target", "fp16"], "float, int8"),
+        (["--n", "500"], "only 36 images"),
+        (["--candidates", "1"], "--candidates"),
+    ],
+)
 def test_attack_bad_options(cli, tiny_run, tiny_data, tmp_path, bad, says):
     res = cli("attack", tiny_run, "--data", tiny_data, "--out", tmp_path / "a", *bad)
     assert res.exit_code == 1 and "Traceback" not in res.output
@@ -150,11 +212,20 @@ def test_attack_bad_options(cli, tiny_run, tiny_data, tmp_path, bad, says):
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.parametrize(("bad", "says"), [(["--max-iter", "0"], "--max-iter"), (["--overshoot", "1.5"], "--overshoot"),
-                                           (["--alphas", "1,-2"], "--alphas"), (["--noise-trials", "-1"], "--noise-trials"),
-                                           (["--sensitivity-scales", "2"], "--sensitivity-scales"),
-                                           (["--device", "tpu"], "--device"), (["--examples", "-1"], "--examples"),
-                                           (["--twin-mode", "fast"], "--twin-mode"), (["--candidates", "1"], "--candidates")])
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        (["--max-iter", "0"], "--max-iter"),
+        (["--overshoot", "1.5"], "--overshoot"),
+        (["--alphas", "1,-2"], "--alphas"),
+        (["--noise-trials", "-1"], "--noise-trials"),
+        (["--sensitivity-scales", "2"], "--sensitivity-scales"),
+        (["--device", "tpu"], "--device"),
+        (["--examples", "-1"], "--examples"),
+        (["--twin-mode", "fast"], "--twin-mode"),
+        (["--candidates", "1"], "--candidates"),
+    ],
+)
 def test_stability_bad_options_name_the_flag(cli, tiny_bundle, tiny_data, tmp_path, bad, says):
     res = cli("stability", tiny_bundle, "--data", tiny_data, "--out", tmp_path / "r", "--n", "6", *bad)
     assert res.exit_code == 1 and "Traceback" not in res.output

@@ -26,14 +26,21 @@ def _quantize(src, dst, x_calib, per_channel=True) -> None:
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter([{"input": x_calib[i:i + 8]} for i in range(0, len(x_calib), 8)])
+            self.it = iter([{"input": x_calib[i : i + 8]} for i in range(0, len(x_calib), 8)])
 
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
 
 
 def test_twin_matches_onnxruntime_int8_on_the_bundle(tiny_bundle, synth_xy):
@@ -86,7 +93,7 @@ def test_twin_gradient_runs_deepfool_through_the_rounding(tiny_bundle, synth_xy)
     xt = torch.from_numpy(x).requires_grad_(True)
     twin(xt)[:, 0].sum().backward()
     g = xt.grad
-    assert torch.isfinite(g).all() and g.abs().sum() > 0        # without the straight-through estimator this is 0
+    assert torch.isfinite(g).all() and g.abs().sum() > 0  # without the straight-through estimator this is 0
     res = deepfool(twin, torch.from_numpy(x), max_iter=50)
     # A tiny ReLU net can be flat on some inputs (every unit of a layer off, the
     # logits a constant bias): DeepFool must flag exactly those, not fail on
@@ -95,7 +102,7 @@ def test_twin_gradient_runs_deepfool_through_the_rounding(tiny_bundle, synth_xy)
     for k in range(3):
         xk = torch.from_numpy(x).requires_grad_(True)
         grads.append(torch.autograd.grad(twin(xk)[:, k].sum(), xk)[0].flatten(1))
-    flat = torch.stack([(g - grads[0]).abs().sum(1) == 0 for g in grads[1:]]).all(0)   # every ∇(f_k − f_0) = 0
+    flat = torch.stack([(g - grads[0]).abs().sum(1) == 0 for g in grads[1:]]).all(0)  # every ∇(f_k − f_0) = 0
     assert res.zero_grad[flat].all() and not res.iterations[flat].any() and not res.success[flat].any()
     live = ~flat
     assert int(live.sum()) >= 4
@@ -123,12 +130,14 @@ class _OpZoo:
                 x = (x - 0.5) / 0.25
                 a = torch.relu(self.c1(x))
                 a = torch.clamp(a, 0.0, 6.0) * 0.5 + 0.1
-                b = nn.functional.avg_pool2d(a, 2)                       # AveragePool
+                b = nn.functional.avg_pool2d(a, 2)  # AveragePool
                 m = nn.functional.max_pool2d(self.c2(a), 2, ceil_mode=True)
-                g = nn.functional.adaptive_avg_pool2d(b, 1)              # GlobalAveragePool
-                t = b.permute(0, 2, 3, 1)                                # Transpose
-                t = torch.matmul(t, self.proj).permute(0, 3, 1, 2)       # MatMul
-                h = torch.cat([g.view(g.size(0), -1), t.mean(dim=(2, 3)) + m.amax(dim=(2, 3))], dim=1)  # Shape/Gather/Concat/Reshape
+                g = nn.functional.adaptive_avg_pool2d(b, 1)  # GlobalAveragePool
+                t = b.permute(0, 2, 3, 1)  # Transpose
+                t = torch.matmul(t, self.proj).permute(0, 3, 1, 2)  # MatMul
+                h = torch.cat(
+                    [g.view(g.size(0), -1), t.mean(dim=(2, 3)) + m.amax(dim=(2, 3))], dim=1
+                )  # Shape/Gather/Concat/Reshape
                 return self.fc(h)
 
         torch.manual_seed(1)
@@ -144,16 +153,38 @@ def test_twin_interprets_every_claimed_op(tmp_path, synth_xy, quantized):
 
     model = _OpZoo.build()
     path = tmp_path / "zoo.onnx"
-    torch.onnx.export(model, torch.rand(2, 3, 16, 16), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    torch.onnx.export(
+        model,
+        torch.rand(2, 3, 16, 16),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+    )
     x = torch.rand(10, 3, 16, 16, generator=torch.Generator().manual_seed(3)).numpy()
     if quantized:
         q = tmp_path / "zoo.int8.onnx"
         _quantize(path, q, x)
         path = q
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert {"Transpose", "MatMul", "Concat", "AveragePool", "GlobalAveragePool", "Clip", "Gemm", "Shape", "Gather",
-            "Unsqueeze", "Reshape", "ReduceMax", "ReduceMean", "MaxPool"} <= ops, ops
+    assert {
+        "Transpose",
+        "MatMul",
+        "Concat",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Clip",
+        "Gemm",
+        "Shape",
+        "Gather",
+        "Unsqueeze",
+        "Reshape",
+        "ReduceMax",
+        "ReduceMean",
+        "MaxPool",
+    } <= ops, ops
     if quantized:
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     # With optimizations off ORT runs the QDQ graph node by node: the spec's arithmetic.
@@ -177,7 +208,7 @@ def test_x86_mode_reproduces_fused_int8_kernels(tiny_bundle, tmp_path, synth_xy)
     _quantize(load_bundle(tiny_bundle).model_path("fp32"), q, x[:32])
     ref = FakeQuantTwin(q, mode="reference")
     x86 = FakeQuantTwin(q, mode="x86-u8s8")
-    assert len(x86._sites) > 0                      # full-range int8 weights: some pairs can saturate
+    assert len(x86._sites) > 0  # full-range int8 weights: some pairs can saturate
     basic = _ort(q, x, "ORT_DISABLE_ALL")
     assert twin_agreement(ref, basic, x)["max_abs_diff"] <= 1e-4 * max(1.0, float(np.abs(basic).max()))
     fused = _ort(q, x, "ORT_ENABLE_ALL")
@@ -196,9 +227,12 @@ def test_unsupported_op_is_an_export_error_naming_it(tmp_path):
     from edgemask.errors import ExportError
     from edgemask.stability.fakequant import FakeQuantTwin
 
-    graph = helper.make_graph([helper.make_node("LeakyRelu", ["input"], ["logits"], alpha=0.1)], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])])
+    graph = helper.make_graph(
+        [helper.make_node("LeakyRelu", ["input"], ["logits"], alpha=0.1)],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
+    )
     path = tmp_path / "leaky.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ExportError, match="LeakyRelu"):

@@ -13,7 +13,7 @@ def _linear(k: int, d: int, seed: int = 0):
 
 
 def test_linear_model_gives_the_directional_gain_of_its_matrix():
-    x = np.random.default_rng(1).uniform(0.3, 0.7, (5, 3, 4, 4)).astype(np.float32)   # far from the box edges
+    x = np.random.default_rng(1).uniform(0.3, 0.7, (5, 3, 4, 4)).astype(np.float32)  # far from the box edges
     w, f = _linear(3, 48)
     scales, trials = (0.001, 0.01), 3
     got = local_sensitivity(f, x, f(x), scales, trials, seed=2)
@@ -31,12 +31,12 @@ def test_linear_model_gives_the_directional_gain_of_its_matrix():
 
 
 def test_clipping_shortens_delta_and_is_divided_out():
-    x = np.ones((2, 3, 4, 4), np.float32)          # saturated: about half of every δ is clipped away
+    x = np.ones((2, 3, 4, 4), np.float32)  # saturated: about half of every δ is clipped away
     x[1] = 0.5
     for _, _, xp, dn in probes(x, (0.01,), 1, seed=0):
         applied = np.linalg.norm((xp - x).reshape(2, -1).astype(np.float64), axis=1)
         assert np.allclose(applied, dn)
-        assert dn[0] < 0.8 * 0.01 * np.linalg.norm(x[0])      # clipped
+        assert dn[0] < 0.8 * 0.01 * np.linalg.norm(x[0])  # clipped
         assert np.isclose(dn[1], 0.01 * np.linalg.norm(x[1]), rtol=1e-5)
 
 

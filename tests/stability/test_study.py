@@ -70,7 +70,7 @@ def test_float_attack_and_engine_labels(study_dir):
     rep, rows = _load(study_dir)
     fa = rep["float_attack"]
     assert fa["n"] == STUDY_N and fa["n_success"] == sum(_b(r["float_success"]) for r in rows)
-    assert fa["n_success"] > STUDY_N // 2          # DeepFool fools a small CNN almost always
+    assert fa["n_success"] > STUDY_N // 2  # DeepFool fools a small CNN almost always
     keys = [e["key"] for e in rep["engines"]]
     assert keys[:4] == ["torch:fp32", "onnxrt:fp32", "onnxrt:fp16", "onnxrt:int8"] and "twin:int8" in keys
     src = {e["key"]: e["source"] for e in rep["engines"]}
@@ -97,20 +97,29 @@ def test_engine_metrics_definitions_on_toy_arrays():
     f_clean = np.array([1, 1, 0, 2, 0, 0])
     f_adv = np.array([0, 0, 1, 0, 1, 0])
     f_ok = np.array([True, True, True, True, True, False])
-    e_clean = np.array([1, 1, 0, 1, 0, 0])     # disagrees with float on sample 3
+    e_clean = np.array([1, 1, 0, 1, 0, 0])  # disagrees with float on sample 3
     e_adv = np.array([0, 1, 1, 1, 2, 0])
     e_adv8 = np.array([1, 1, 1, 1, 2, 0])
     rho = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    m = engine_metrics(y=y, f_clean=f_clean, f_adv=f_adv, f_success=f_ok, e_clean=e_clean, e_adv=e_adv, e_adv8=e_adv8,
-                       rho=rho, class_names=CLASSES)
+    m = engine_metrics(
+        y=y,
+        f_clean=f_clean,
+        f_adv=f_adv,
+        f_success=f_ok,
+        e_clean=e_clean,
+        e_adv=e_adv,
+        e_adv8=e_adv8,
+        rho=rho,
+        class_names=CLASSES,
+    )
     # T_E = {0, 1, 2, 4}; fooled among them: 0 (1→0), 2 (0→1), 4 (0→2)
     assert (m["transfer_k"], m["transfer_n"]) == (3, 4)
     assert m["agreement"] == pytest.approx(5 / 6)
-    assert m["clean_accuracy"] == pytest.approx(4 / 6)   # samples 0, 1, 2, 5
-    assert (m["adv_agreement_k"], m["adv_agreement_n"]) == (2, 5)   # over F: samples 0 and 2 match float
+    assert m["clean_accuracy"] == pytest.approx(4 / 6)  # samples 0, 1, 2, 5
+    assert (m["adv_agreement_k"], m["adv_agreement_n"]) == (2, 5)  # over F: samples 0 and 2 match float
     assert m["rho_adv"] == pytest.approx((0.1 + 0.3 + 0.5) / 3) and m["rho_n"] == 3
-    assert (m["eight_bit_k"], m["eight_bit_n"]) == (2, 3)   # sample 0 recovered by 8-bit rounding
-    assert (m["missed_alerts"], m["missed_alert_n"]) == (1, 2)   # truth no_mask & alerted: 0, 1; 0 → mask
+    assert (m["eight_bit_k"], m["eight_bit_n"]) == (2, 3)  # sample 0 recovered by 8-bit rounding
+    assert (m["missed_alerts"], m["missed_alert_n"]) == (1, 2)  # truth no_mask & alerted: 0, 1; 0 → mask
     assert m["flips"][1][0] == 1 and m["flips"][0][1] == 1 and m["flips"][0][2] == 1 and m["flips"][1][1] == 1
 
 
@@ -137,11 +146,20 @@ def test_softmax_output_is_detected_and_warned(tiny_bundle, synth_xy, monkeypatc
     from edgemask.stability.config import StabilityConfig
 
     real = study.load_float_model
-    monkeypatch.setattr(study, "load_float_model",
-                        lambda b, device="cpu": torch.nn.Sequential(real(b, device), torch.nn.Softmax(dim=1)).eval())
+    monkeypatch.setattr(
+        study,
+        "load_float_model",
+        lambda b, device="cpu": torch.nn.Sequential(real(b, device), torch.nn.Softmax(dim=1)).eval(),
+    )
     x, y = synth_xy(6, seed=5)
-    res = study.run_study(tiny_bundle, x, y, StabilityConfig(n=0, engines=("onnxrt:fp32",), int8_attack=False,
-                                                             noise_trials=1, sensitivity_trials=1, max_iter=5))
+    res = study.run_study(
+        tiny_bundle,
+        x,
+        y,
+        StabilityConfig(
+            n=0, engines=("onnxrt:fp32",), int8_attack=False, noise_trials=1, sensitivity_trials=1, max_iter=5
+        ),
+    )
     assert any("probabilities" in w for w in res.warnings), res.warnings
     assert study.looks_like_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]))
     assert not study.looks_like_probabilities(np.array([[2.0, -1.0], [0.1, 0.3]]))
@@ -191,11 +209,30 @@ def test_headline_rows_and_result_json(study_dir):
 def test_headline_rows_shape():
     from edgemask.stability.result import StudyResult, headline_rows
 
-    eng = {"key": "onnxrt:int8", "source": "engine", "clean_accuracy": 0.9, "agreement": 0.95, "transfer_rate": 0.5,
-           "transfer_k": 5, "transfer_n": 10, "adv_agreement": 0.4, "rho_adv": 0.01, "rho_n": 5, "missed_alerts": 1,
-           "missed_alert_n": 3}
-    r = StudyResult(config={}, meta={}, float_attack={}, engines=[eng], int8_attack=None, twin=None,
-                    class_names=CLASSES, alphas=[1.0])
+    eng = {
+        "key": "onnxrt:int8",
+        "source": "engine",
+        "clean_accuracy": 0.9,
+        "agreement": 0.95,
+        "transfer_rate": 0.5,
+        "transfer_k": 5,
+        "transfer_n": 10,
+        "adv_agreement": 0.4,
+        "rho_adv": 0.01,
+        "rho_n": 5,
+        "missed_alerts": 1,
+        "missed_alert_n": 3,
+    }
+    r = StudyResult(
+        config={},
+        meta={},
+        float_attack={},
+        engines=[eng],
+        int8_attack=None,
+        twin=None,
+        class_names=CLASSES,
+        alphas=[1.0],
+    )
     (row,) = headline_rows(r)
     assert row.engine == "onnxrt:int8" and row.transfer_rate == 0.5 and row.rho_n == 5
     assert row.to_dict()["missed_alerts"] == 1
@@ -206,8 +243,8 @@ def test_noise_baseline_matches_the_norm_actually_applied_after_clipping():
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
-    x[:3, :, :4] = 1.0            # half of each of three images saturated white
-    x[3, 0] = 0.0                 # one channel black
+    x[:3, :, :4] = 1.0  # half of each of three images saturated white
+    x[3, 0] = 0.0  # one channel black
     target = np.array([0.05, 0.5, 2.0, 0.3, 1.0, 0.0])
     xn, ratio = noise_like(x, target, seed=1, trial=0)
     applied = np.sqrt(((xn - x).astype(np.float64) ** 2).reshape(6, -1).sum(1))
@@ -242,12 +279,23 @@ def test_example_grid_puts_real_missed_alerts_first():
 
     # classes mask=0, no_mask=1, mask_incorrect=2
     y = np.array([0, 1, 1, 2, 1])
-    f_clean = np.array([1, 1, 1, 2, 1])   # sample 0: a masked face the float model misreads as no_mask
-    f_adv = np.array([0, 0, 2, 0, 0])     # 0 and 1 and 4 go to mask; only 1 and 4 are real missed alerts
+    f_clean = np.array([1, 1, 1, 2, 1])  # sample 0: a masked face the float model misreads as no_mask
+    f_adv = np.array([0, 0, 2, 0, 0])  # 0 and 1 and 4 go to mask; only 1 and 4 are real missed alerts
     ok = np.ones(5, dtype=bool)
     x = np.zeros((5, 3, 2, 2), np.float32)
-    fa = FloatAttack(x=x, x_adv=x, x_adv8=x, r=x * 0, r_norm=np.zeros(5), pred_clean=f_clean, pred_adv=f_adv,
-                     success=ok, rho=np.zeros(5), deepfool=None, summary={})
+    fa = FloatAttack(
+        x=x,
+        x_adv=x,
+        x_adv8=x,
+        r=x * 0,
+        r_norm=np.zeros(5),
+        pred_clean=f_clean,
+        pred_adv=f_adv,
+        success=ok,
+        rho=np.zeros(5),
+        deepfool=None,
+        summary={},
+    )
     ex = pick_examples(fa, y, {}, CLASSES, StabilityConfig(examples=2))
     assert sorted(e["index"] for e in ex[:1]) in ([1], [4])
     assert 0 not in [e["index"] for e in ex[:1]]
@@ -267,6 +315,10 @@ def test_candidates_reach_the_attack(tiny_bundle, synth_xy, monkeypatch):
 
     monkeypatch.setattr("edgemask.attacks.deepfool", spy)
     x, y = synth_xy(6, seed=5)
-    study.run_study(tiny_bundle, x, y, StabilityConfig(n=0, engines=("onnxrt:fp32",), candidates=2, noise_trials=0,
-                                                       sensitivity_trials=0, max_iter=5))
+    study.run_study(
+        tiny_bundle,
+        x,
+        y,
+        StabilityConfig(n=0, engines=("onnxrt:fp32",), candidates=2, noise_trials=0, sensitivity_trials=0, max_iter=5),
+    )
     assert seen == [2, 2]

@@ -34,8 +34,18 @@ def test_detector_learns_faces_on_tiny_scenes_in_seconds(tiny_scenes, tmp_path):
     from edgemask.models import create_model
     from edgemask.training.detector import DetTrainConfig, load_detector_run, train_detector
 
-    cfg = DetTrainConfig(data=[str(tiny_scenes)], out=str(tmp_path / "run"), input_width=160, input_height=128,
-                         crop_width=160, crop_height=128, epochs=40, batch_size=8, lr=1e-2, heldout=0.0)
+    cfg = DetTrainConfig(
+        data=[str(tiny_scenes)],
+        out=str(tmp_path / "run"),
+        input_width=160,
+        input_height=128,
+        crop_width=160,
+        crop_height=128,
+        epochs=40,
+        batch_size=8,
+        lr=1e-2,
+        heldout=0.0,
+    )
     train_detector(cfg)
     model, info = load_detector_run(tmp_path / "run")
     assert info["task"] == "detect" and info["input"] == {**info["input"], "width": 160, "height": 128}
@@ -54,9 +64,27 @@ def test_cli_train_then_eval(tiny_scenes, tmp_path):
     from edgemask.cli.main import app
 
     run = tmp_path / "r"
-    r = CliRunner().invoke(app, ["detector", "train", "--data", str(tiny_scenes), "--out", str(run), "--epochs", "1",
-                                 "--batch-size", "4", "--input-width", "160", "--input-height", "128",
-                                 "--heldout", "0.3"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "detector",
+            "train",
+            "--data",
+            str(tiny_scenes),
+            "--out",
+            str(run),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--input-width",
+            "160",
+            "--input-height",
+            "128",
+            "--heldout",
+            "0.3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "false boxes per image" in r.output
     for f in ("model.json", "weights.safetensors", "metrics.json", "config.json", "state.pt"):
@@ -88,7 +116,9 @@ def test_split_is_by_image_seeded_and_stable():
     assert [n for n in names[:100] if is_heldout(n, 0, 0.2)] == [n for n in held if n in names[:100]]
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real VOC photos absent (../shared/data/face-mask-voc is not in a fresh clone)")
+@pytest.mark.skipif(
+    not REAL.is_dir(), reason="real VOC photos absent (../shared/data/face-mask-voc is not in a fresh clone)"
+)
 def test_real_voc_set_reads_every_photo_and_splits_by_image():
     ims = read_detection_set(REAL)
     assert len(ims) == 607
@@ -114,6 +144,7 @@ def test_detection_images_are_rgb_like_the_frames_the_detector_sees(tmp_path):
     (tmp_path / "annotations" / "red.xml").write_text(
         "<annotation><filename>red.png</filename><size><width>80</width><height>60</height><depth>3</depth></size>"
         "<object><name>without_mask</name><bndbox><xmin>10</xmin><ymin>10</ymin><xmax>40</xmax><ymax>40</ymax>"
-        "</bndbox></object></annotation>")
+        "</bndbox></object></annotation>"
+    )
     (im,) = read_detection_set(tmp_path)
     assert im.rgb[..., 0].min() == 255 and im.rgb[..., 2].max() == 0

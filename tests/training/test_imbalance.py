@@ -100,8 +100,18 @@ def test_training_defaults_on_a_seeded_3_percent_class(tmp_path):
 
     _write_folder(tmp_path / "train", 1500, seed=10)
     _write_folder(tmp_path / "held", 3000, seed=11)
-    cfg = TrainConfig(data=str(tmp_path / "train"), out=str(tmp_path / "run"), arch="linear", size=16,
-                      epochs=12, batch_size=64, lr=1e-2, augment=False, seed=0, split=(0.6, 0.3, 0.1))
+    cfg = TrainConfig(
+        data=str(tmp_path / "train"),
+        out=str(tmp_path / "run"),
+        arch="linear",
+        size=16,
+        epochs=12,
+        batch_size=64,
+        lr=1e-2,
+        augment=False,
+        seed=0,
+        split=(0.6, 0.3, 0.1),
+    )
     run = train(cfg)
     m = json.loads((run / "metrics.json").read_text())
     op = m["operating_point"]

@@ -11,8 +11,18 @@ SMALL = {"widths": [8, 16, 32], "hidden": 32}
 
 
 def _cfg(data, out, **kw):
-    base = dict(data=str(data), out=str(out), arch="seed_cnn", arch_args=SMALL, size=32, epochs=6,
-                batch_size=32, lr=5e-3, patience=10, seed=0)
+    base = dict(
+        data=str(data),
+        out=str(out),
+        arch="seed_cnn",
+        arch_args=SMALL,
+        size=32,
+        epochs=6,
+        batch_size=32,
+        lr=5e-3,
+        patience=10,
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 

@@ -35,18 +35,27 @@ def _rich_model(onnx):
         numpy_helper.from_array(np.array(2.5, np.float64), "scalar"),
     ]
     nodes = [
-        helper.make_node("Conv", ["x", "w_raw"], ["c"], name="conv", pads=[0, 0, 0, 1], group=1,
-                         auto_pad="NOTSET", dilations=[1, 1]),
+        helper.make_node(
+            "Conv", ["x", "w_raw"], ["c"], name="conv", pads=[0, 0, 0, 1], group=1, auto_pad="NOTSET", dilations=[1, 1]
+        ),
         helper.make_node("LeakyRelu", ["c"], ["r"], alpha=-0.25),
         helper.make_node("Constant", [], ["k"], value=helper.make_tensor("kt", TensorProto.INT32, [2], [-3, 4])),
         helper.make_node("QuantizeLinear", ["r", "scalar", "zp"], ["q"], axis=-1, domain=""),
         helper.make_node("Custom", ["q"], ["y"], domain="com.example", names=["a", "b"], scales=[0.5, 2.0]),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8]),
-                                           helper.make_tensor_value_info("w_raw", TensorProto.FLOAT, [4, 3, 1, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 3)],
-                             producer_name="test")
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8]),
+            helper.make_tensor_value_info("w_raw", TensorProto.FLOAT, [4, 3, 1, 2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 3)], producer_name="test"
+    )
 
 
 def test_agrees_with_the_onnx_package(tmp_path):
@@ -59,8 +68,9 @@ def test_agrees_with_the_onnx_package(tmp_path):
     m = load_model(path)
     assert m.opset() == 17 and m.opset("ai.onnx") == 17 and m.opset("com.example") == 3 and m.opset("x") == 0
     assert m.ir_version == ref.ir_version and m.producer_name == "test" and m.graph.name == "g"
-    assert [(n.name, n.op_type, n.domain, n.input, n.output) for n in m.graph.nodes] == \
-        [(n.name, n.op_type, n.domain, list(n.input), list(n.output)) for n in ref.graph.node]
+    assert [(n.name, n.op_type, n.domain, n.input, n.output) for n in m.graph.nodes] == [
+        (n.name, n.op_type, n.domain, list(n.input), list(n.output)) for n in ref.graph.node
+    ]
     for mine, theirs in zip(m.graph.nodes, ref.graph.node):
         assert [a.name for a in mine.attribute] == [a.name for a in theirs.attribute]
         for a, b in zip(mine.attribute, theirs.attribute):
@@ -88,8 +98,14 @@ def test_external_data_is_a_clear_error(tmp_path):
     model = _rich_model(onnx)
     big = numpy_helper.from_array(np.ones((64, 64), np.float32), "big")
     model.graph.initializer.append(big)
-    onnx.save(model, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-              location="m.data", size_threshold=1024)
+    onnx.save(
+        model,
+        str(tmp_path / "m.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.data",
+        size_threshold=1024,
+    )
     t = {t.name: t for t in load_model(tmp_path / "m.onnx").graph.initializers}["big"]
     with pytest.raises(OnnxFormatError, match="external file"):
         t.to_array()
@@ -126,8 +142,15 @@ def test_hand_encoded_model():
     attr_ints = _ld(1, b"perm") + _vi(20, 7) + _vi(8, 1) + _vi(8, -1)  # INTS, not packed
     attr_f = _ld(1, b"alpha") + _vi(20, 1) + _key(2, 5) + struct.pack("<f", 0.125)
     unknown = _ld(99, b"ignored") + _vi(98, 5)  # fields this reader does not know are skipped
-    node = _ld(1, b"x") + _ld(2, b"y") + _ld(3, b"n0") + _ld(4, b"Transpose") + _ld(5, attr_ints) + \
-        _ld(5, attr_f) + unknown
+    node = (
+        _ld(1, b"x")
+        + _ld(2, b"y")
+        + _ld(3, b"n0")
+        + _ld(4, b"Transpose")
+        + _ld(5, attr_ints)
+        + _ld(5, attr_f)
+        + unknown
+    )
     dim = _ld(1, _vi(1, 1)) + _ld(1, _ld(2, b"H")) + _ld(1, b"")
     value_info = _ld(1, b"x") + _ld(2, _ld(1, _vi(1, 1) + _ld(2, dim)))
     graph = _ld(1, node) + _ld(2, b"g") + _ld(5, tensor) + _ld(11, value_info)
@@ -142,8 +165,9 @@ def test_hand_encoded_model():
     assert m.graph.inputs[0].shape == (1, "H", None)
 
 
-@pytest.mark.parametrize("junk", [b"", b"\x00not an onnx file", b"\x08\x08", b"\x08" + b"\xff" * 12,
-                                  b"\x0a\x05ab", b"\x3a\x02\x0f\x00"])
+@pytest.mark.parametrize(
+    "junk", [b"", b"\x00not an onnx file", b"\x08\x08", b"\x08" + b"\xff" * 12, b"\x0a\x05ab", b"\x3a\x02\x0f\x00"]
+)
 def test_junk_is_an_onnx_format_error(junk):
     with pytest.raises(OnnxFormatError):
         parse_model(junk)

@@ -83,8 +83,8 @@ def test_boxes_are_in_full_frame_pixels(astronaut):
 def test_merge_detections_keeps_the_best_of_overlapping_boxes():
     a = Detection((0, 0, 100, 100), 0.9, "frontal")
     b = Detection((5, 5, 105, 105), 0.5, "frontal-value")  # same face, other view
-    c = Detection((30, 30, 70, 70), 0.8, "frontal-red")    # inside a
-    d = Detection((200, 0, 260, 60), 0.3, "frontal")       # another face
+    c = Detection((30, 30, 70, 70), 0.8, "frontal-red")  # inside a
+    d = Detection((200, 0, 260, 60), 0.3, "frontal")  # another face
     assert merge_detections([b, c, a, d]) == [a, d]
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0 and iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
 
@@ -99,8 +99,11 @@ def test_create_detector_names(tmp_path):
     assert create_detector("auto").describe()["detector"] == "haar-fusion"
     assert create_detector("haar").describe()["components"] == ["frontal"]
     assert create_detector("none", roi=(1, 2, 3, 4)).describe() == {"detector": "none", "roi": [1, 2, 3, 4]}
-    with pytest.raises(ConfigError, match=r"unknown --detector 'hog'; choose one of: auto, bundle, haar, "
-                                          r"haar-fusion, yunet, yunet:FILE, none"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown --detector 'hog'; choose one of: auto, bundle, haar, "
+        r"haar-fusion, yunet, yunet:FILE, none",
+    ):
         create_detector("hog")
     with pytest.raises(ConfigError, match="needs --face-model FILE, or write --detector yunet:FILE"):
         create_detector("yunet")
@@ -162,10 +165,18 @@ def _fake_yunet(path, log_wh: float = float(np.log(2.0))) -> str:
             helper.make_node("Concat", [f"z{s}"] * 10, [f"kps_{s}"], axis=2),
         ]
     width = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
-    outputs = [helper.make_tensor_value_info(f"{k}_{s}", TensorProto.FLOAT, [1, "N", width[k]])
-               for k in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
-    graph = helper.make_graph(nodes, "fake_yunet", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                                   [1, 3, "H", "W"])], outputs, inits)
+    outputs = [
+        helper.make_tensor_value_info(f"{k}_{s}", TensorProto.FLOAT, [1, "N", width[k]])
+        for k in ("cls", "obj", "bbox", "kps")
+        for s in (8, 16, 32)
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fake_yunet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "H", "W"])],
+        outputs,
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -176,7 +187,7 @@ def _fake_yunet(path, log_wh: float = float(np.log(2.0))) -> str:
 def test_yunet_boxes_come_back_in_frame_pixels(tmp_path):
     model = _fake_yunet(tmp_path / "yunet.onnx")
     img = np.zeros((240, 320, 3), np.uint8)
-    img[96:128, 128:160] = 255                    # cell (r=3, c=4) → face centred on (128, 96), 64×64
+    img[96:128, 128:160] = 255  # cell (r=3, c=4) → face centred on (128, 96), 64×64
     det = create_detector("auto", face_model=model, detect_width=0)
     assert isinstance(det, YuNetDetector)
     (d,) = det.detect(img)
@@ -194,8 +205,8 @@ def test_min_face_sets_the_detection_scale():
     # 640-wide frame, detect at 320: a 24-px face would shrink to 12 px, under the cascade's 24-px window.
     assert detect_scale(640, 320, 24, 24) == 1.0
     assert detect_scale(640, 320, 40, 24) == pytest.approx(0.6)
-    assert detect_scale(640, 320, 80, 24) == 0.5          # big faces: the cheap downscale stays
-    assert detect_scale(320, 640, 24, 24) == 1.0          # never upscaled
+    assert detect_scale(640, 320, 80, 24) == 0.5  # big faces: the cheap downscale stays
+    assert detect_scale(320, 640, 24, 24) == 1.0  # never upscaled
     assert HaarDetector(("frontal",), 320, 24).smallest_face(640) == 24
     assert HaarDetector(("frontal",), 320, 40).smallest_face(640) == 40
     assert HaarDetector(("frontal",), 320, 40).describe()["smallest_face_640"] == 40
@@ -205,15 +216,16 @@ def test_small_real_face_is_found_with_a_small_min_face():
     """A ~50–60 px real face in a 640×480 frame: --min-face 24 keeps the frame at full size for the
     cascade, so it finds what a full-size pass finds; the old fixed 320-px downscale halved the face."""
     import cv2
+
     data = pytest.importorskip("skimage.data", reason="the real photos come with scikit-image (the train extra)")
 
     from edgemask.vision.detectors import HaarDetector
 
     base = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:240, 100:420]
     crop = base[14:215, 23:224]  # her face (about 101 px) with half a face of margin per side
-    for s in (100, 124, 127):    # face boxes of ~50–64 px
+    for s in (100, 124, 127):  # face boxes of ~50–64 px
         frame = np.full((480, 640, 3), 120, np.uint8)
-        frame[200:200 + s, 300:300 + s] = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA)
+        frame[200 : 200 + s, 300 : 300 + s] = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA)
         small = HaarDetector(("frontal",), 320, 24).detect(frame)
         full = HaarDetector(("frontal",), 0, 24).detect(frame)
         assert [d.box for d in small] == [d.box for d in full] and len(small) == 1, (s, small)
@@ -237,8 +249,8 @@ def test_resolve_detector_prefers_the_bundles_learned_detector():
 @pytest.mark.slow  # the session detector bundle
 def test_bundle_detector_finds_faces_in_frames(detector_bundle):
     import cv2
-
     from detector_assets import scenes
+
     from edgemask.vision.bundle_detector import BundleFaceDetector
 
     det = create_detector("auto", bundle=str(detector_bundle), min_face=0)
@@ -252,9 +264,15 @@ def test_bundle_detector_finds_faces_in_frames(detector_bundle):
             assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 480 and d.source == "bundle"
         total += len(im.boxes)
         hits += sum(any(iou(b, d.box) >= 0.3 for d in dets) for b in im.boxes)
-    assert hits >= 1, (hits, total)  # a detector trained for seconds (recall varies with threads), but one that sees faces
+    assert hits >= 1, (
+        hits,
+        total,
+    )  # a detector trained for seconds (recall varies with threads), but one that sees faces
     big = create_detector("bundle", bundle=str(detector_bundle), min_face=400, precision="int8")
-    assert all(max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= 400
-               for im in scenes(3, seed=31) for d in big.detect(im.rgb[:, :, ::-1].copy()))
+    assert all(
+        max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= 400
+        for im in scenes(3, seed=31)
+        for d in big.detect(im.rgb[:, :, ::-1].copy())
+    )
     det.close()
     big.close()

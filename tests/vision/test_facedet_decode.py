@@ -48,8 +48,8 @@ def test_decode_one_peak_gives_its_box_in_frame_pixels():
 def test_decode_keeps_only_local_maxima_above_threshold():
     head = _head()
     _peak(head, 5, 7, 0.9, 20, 20)
-    head[0, 5, 8] = 0.8          # neighbour of a stronger peak: not a maximum
-    _peak(head, 1, 1, 0.2, 20, 20)   # below the threshold
+    head[0, 5, 8] = 0.8  # neighbour of a stronger peak: not a maximum
+    _peak(head, 1, 1, 0.2, 20, 20)  # below the threshold
     _peak(head, 10, 14, 0.6, 12, 12)
     boxes, scores = decode_heads(head, DecodeParams(score_threshold=0.3))
     np.testing.assert_allclose(scores, [0.9, 0.6])
@@ -59,7 +59,7 @@ def test_decode_keeps_only_local_maxima_above_threshold():
 def test_decode_clips_to_the_frame_and_drops_tiny_boxes():
     head = _head()
     _peak(head, 0, 0, 0.9, 40, 40)
-    _peak(head, 8, 8, 0.9, 4, 4)   # 4 px < min_side 6
+    _peak(head, 8, 8, 0.9, 4, 4)  # 4 px < min_side 6
     boxes, _ = decode_heads(head, DecodeParams(score_threshold=0.3, min_side=6), frame_wh=(64, 48))
     assert len(boxes) == 1
     assert boxes[0, 0] == 0 and boxes[0, 1] == 0
@@ -81,7 +81,7 @@ def test_nms_suppresses_overlaps_and_keeps_separate_faces():
 def test_postprocess_merges_two_adjacent_peaks_of_one_face():
     head = _head()
     _peak(head, 5, 5, 0.9, 30, 30)
-    _peak(head, 5, 7, 0.7, 30, 30)   # two cells away: both are maxima, NMS merges them
+    _peak(head, 5, 7, 0.7, 30, 30)  # two cells away: both are maxima, NMS merges them
     boxes, scores = postprocess(head, DecodeParams(score_threshold=0.3, nms_iou=0.4))
     assert len(boxes) == 1 and scores[0] == pytest.approx(0.9)
 

@@ -18,8 +18,9 @@ from edgemask.vision.overlay import (
 
 def test_draw_overlay_draws_on_a_copy():
     img = np.zeros((120, 160, 3), np.uint8)
-    out = draw_overlay(img, [{"box": (20, 30, 80, 100), "track": 3, "class": "no_mask", "confidence": 0.93,
-                              "alert": True}], fps=29.7)
+    out = draw_overlay(
+        img, [{"box": (20, 30, 80, 100), "track": 3, "class": "no_mask", "confidence": 0.93, "alert": True}], fps=29.7
+    )
     assert img.max() == 0 and out.shape == img.shape
     assert tuple(out[60, 20]) == CLASS_COLORS["no_mask"]  # the box edge in the class colour
 
@@ -30,7 +31,7 @@ def test_recorder_writes_a_playable_file_only_on_close(tmp_path):
     for i in range(10):
         rec.write(np.full((120, 160, 3), i * 20, np.uint8))
     rec.write(np.zeros((240, 320, 3), np.uint8))  # another size is resized, not an error
-    assert not path.exists()                       # still a .partial file
+    assert not path.exists()  # still a .partial file
     assert rec.close() == path and path.exists()
     cap = cv2.VideoCapture(str(path))
     n = 0

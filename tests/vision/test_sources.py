@@ -49,14 +49,17 @@ def test_parse_source_kinds(tmp_path, video_mp4):
     assert csi.kind == "csi" and "nvarguscamerasrc sensor-id=1" in csi.target and "width=1280" in csi.target
 
 
-@pytest.mark.parametrize("source, camera, fragment", [
-    (None, None, "exactly one video source"),
-    ("clip.mp4", 0, "exactly one video source"),
-    ("3", None, "--camera 3"),
-    ("no/such/file.mp4", None, "neither an existing file"),
-    ("videotestsrc ! fakesink", None, "appsink"),
-    ("csi://front", None, "csi://N"),
-])
+@pytest.mark.parametrize(
+    "source, camera, fragment",
+    [
+        (None, None, "exactly one video source"),
+        ("clip.mp4", 0, "exactly one video source"),
+        ("3", None, "--camera 3"),
+        ("no/such/file.mp4", None, "neither an existing file"),
+        ("videotestsrc ! fakesink", None, "appsink"),
+        ("csi://front", None, "csi://N"),
+    ],
+)
 def test_parse_source_errors(source, camera, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")) as e:
         parse_source(source, camera)
@@ -92,8 +95,10 @@ def test_url_password_is_redacted_in_descriptions():
 def test_url_with_password():
     from edgemask.vision.sources import url_with_password
 
-    assert url_with_password("rtsp://admin@cam.local:554/s1?tcp", "p@ss:w/rd") == \
-        "rtsp://admin:p%40ss%3Aw%2Frd@cam.local:554/s1?tcp"
+    assert (
+        url_with_password("rtsp://admin@cam.local:554/s1?tcp", "p@ss:w/rd")
+        == "rtsp://admin:p%40ss%3Aw%2Frd@cam.local:554/s1?tcp"
+    )
     with pytest.raises(ConfigError, match="names no user; write it as rtsp://USER@host"):
         url_with_password("rtsp://cam.local/s1", "pw")
     with pytest.raises(ConfigError, match="already contains a password"):
@@ -141,8 +146,8 @@ def test_corrupt_frame_mid_file_is_skipped_and_counted(tmp_path):
     path = write_video(tmp_path / "c.avi", 20, "MJPG")
     data = bytearray(path.read_bytes())
     chunk = _avi_chunks(bytes(data))[10]
-    size = int.from_bytes(data[chunk + 4:chunk + 8], "little")
-    data[chunk + 8:chunk + 8 + size] = bytes(size)  # frame 10's JPEG becomes zeros
+    size = int.from_bytes(data[chunk + 4 : chunk + 8], "little")
+    data[chunk + 8 : chunk + 8 + size] = bytes(size)  # frame 10's JPEG becomes zeros
     path.write_bytes(bytes(data))
     with FrameSource(parse_source(str(path))) as src:
         nums = [frame_number(f.image) for f in read_all(src)]
@@ -153,7 +158,7 @@ def test_corrupt_frame_mid_file_is_skipped_and_counted(tmp_path):
 def test_video_that_stops_mid_stream_ends_cleanly(tmp_path):
     full = write_video(tmp_path / "full.avi", 20, "MJPG").read_bytes()
     cut = tmp_path / "cut.avi"
-    cut.write_bytes(full[:_avi_chunks(full)[12]])  # the recording stopped inside frame 12
+    cut.write_bytes(full[: _avi_chunks(full)[12]])  # the recording stopped inside frame 12
     with FrameSource(parse_source(str(cut))) as src:
         nums = [frame_number(f.image) for f in read_all(src)]
     assert nums == list(range(len(nums))) and 8 <= len(nums) <= 12
@@ -222,7 +227,7 @@ def test_frozen_camera_is_reopened():
             f = src.read(timeout=0.5)
             if f is not None and f is not END_OF_STREAM:
                 seen.append(frame_number(f.image))
-    assert seen[:3] == [100, 101, 102] and seen[-1] >= 200   # frames of the new capture after the freeze
+    assert seen[:3] == [100, 101, 102] and seen[-1] >= 200  # frames of the new capture after the freeze
     assert src.stats.freezes == 1 and src.stats.reconnects == 1
     assert time.monotonic() - t0 < 3
 
@@ -240,7 +245,7 @@ def test_a_reopen_that_hangs_never_blocks_the_reader():
     # loop pings the systemd watchdog between them) and no second open is stacked
     # on the hung one; when the hung call finally returns, its capture is released.
     opener = ScriptedOpener([("fail", 3), "hang", ("fail", 1000)])
-    with _live(opener, open_timeout_s=0.2) as src:   # an open is given up after 0.2 * 1.5 + 1 = 1.3 s
+    with _live(opener, open_timeout_s=0.2) as src:  # an open is given up after 0.2 * 1.5 + 1 = 1.3 s
         assert len(read_all(src, limit=3)) == 3
         t0, cpu0 = time.monotonic(), time.process_time()
         slowest = 0.0
@@ -251,10 +256,10 @@ def test_a_reopen_that_hangs_never_blocks_the_reader():
         assert slowest < 0.5 and opener.calls == 2 and not src.connected
         assert time.process_time() - cpu0 < 0.1  # waiting, not spinning, while the open hangs
         assert "did not return" in src.stats.last_error
-        opener.unhang.set()                           # the wedged open returns at last
+        opener.unhang.set()  # the wedged open returns at last
         frames = read_all(src, limit=5, timeout=5)
     assert len(frames) == 5 and opener.calls == 3
-    assert opener.captures[1].released.wait(2)        # the late capture was not leaked
+    assert opener.captures[1].released.wait(2)  # the late capture was not leaked
 
 
 def test_first_open_that_hangs_is_a_one_line_error():
@@ -344,8 +349,7 @@ def test_http_stream_that_hangs_is_abandoned(tmp_path):
     data = write_video(tmp_path / "s.avi", 20, "MJPG").read_bytes()
     server = _StreamServer(data, _avi_chunks(data)[10], hang_s=6.0)
     try:
-        with FrameSource(parse_source(server.url), stall_timeout_s=0.8, reconnect_min_s=0.05,
-                         open_timeout_s=5) as src:
+        with FrameSource(parse_source(server.url), stall_timeout_s=0.8, reconnect_min_s=0.05, open_timeout_s=5) as src:
             t0 = time.monotonic()
             frames = read_all(src, limit=15, timeout=20)
             took = time.monotonic() - t0
@@ -363,10 +367,10 @@ def test_source_unreachable_at_start_is_retried_with_backoff(caplog):
     retries = []
     src = _live(opener, start_timeout_s=10, on_start_retry=retries.append)
     t0 = time.monotonic()
-    src.open()                                   # before: SourceError "camera busy" at the first failure
+    src.open()  # before: SourceError "camera busy" at the first failure
     try:
         assert opener.calls == 4 and len(retries) == 3 and retries[0] == "camera busy"
-        assert 0.05 + 0.1 + 0.2 <= time.monotonic() - t0 < 5     # backoff 0.05, 0.1, 0.2 s
+        assert 0.05 + 0.1 + 0.2 <= time.monotonic() - t0 < 5  # backoff 0.05, 0.1, 0.2 s
         assert len(read_all(src, limit=5)) == 5
     finally:
         src.close()

@@ -29,17 +29,17 @@ def test_lost_face_is_not_reported_and_dropped_after_max_missed():
     tr = IoUTracker(max_missed=2)
     tr.update([det(10, 10, 60, 60)], 0)
     for f in (1, 2):
-        assert tr.update([], f) == []       # not reported while lost ...
-        assert len(tr.tracks) == 1          # ... but kept for re-matching
+        assert tr.update([], f) == []  # not reported while lost ...
+        assert len(tr.tracks) == 1  # ... but kept for re-matching
     assert tr.update([], 3) == [] and tr.tracks == []
     again = tr.update([det(10, 10, 60, 60)], 4)
-    assert again[0].id == 2                 # came back after being dropped: a new track
+    assert again[0].id == 2  # came back after being dropped: a new track
 
 
 def test_predict_extrapolates_between_detector_passes():
     tr = IoUTracker()
     tr.update([det(0, 0, 50, 50)], 0)
-    tr.update([det(10, 0, 60, 50)], 1)      # moving 10 px per frame (smoothed: 5 after one step)
+    tr.update([det(10, 0, 60, 50)], 1)  # moving 10 px per frame (smoothed: 5 after one step)
     (t,) = tr.predict(3, width=320, height=240)
     assert not t.detected and t.box[0] > 10 and t.box[2] - t.box[0] == 50
     (t,) = tr.update([det(30, 0, 80, 50)], 4)  # matched to the extrapolated box
@@ -67,15 +67,15 @@ def test_second_box_on_a_tracked_face_is_not_a_new_face():
 def test_vote_needs_a_confident_majority_of_the_window():
     tr = IoUTracker(vote_window=5, min_confidence=0.6)
     (t,) = tr.update([det(0, 0, 50, 50)], 0)
-    assert tr.vote(t, NO_MASK, 0.9) is None          # 1 of 5: no majority yet
+    assert tr.vote(t, NO_MASK, 0.9) is None  # 1 of 5: no majority yet
     assert tr.vote(t, NO_MASK, 0.9) is None
-    assert tr.vote(t, NO_MASK, 0.9) == NO_MASK       # 3 of 5
-    assert tr.vote(t, MASK, 0.99) == NO_MASK         # one flickering frame changes nothing
+    assert tr.vote(t, NO_MASK, 0.9) == NO_MASK  # 3 of 5
+    assert tr.vote(t, MASK, 0.99) == NO_MASK  # one flickering frame changes nothing
     assert tr.vote(t, MASK, 0.99) == NO_MASK
-    assert tr.vote(t, MASK, 0.99) == MASK            # window now N N M M M
+    assert tr.vote(t, MASK, 0.99) == MASK  # window now N N M M M
     (u,) = tr.update([det(200, 0, 250, 50)], 1)
     for _ in range(5):
-        tr.vote(u, INCORRECT, 0.4)                   # unsure frames do not vote
+        tr.vote(u, INCORRECT, 0.4)  # unsure frames do not vote
     assert u.voted is None
 
 
@@ -89,7 +89,7 @@ def test_alert_once_per_track_per_debounce_window():
     first = tr.should_alert(t, now=100.0)
     assert first is not None and (first.track_id, first.class_index) == (1, NO_MASK)
     assert first.confidence == np.float32(0.9) or abs(first.confidence - 0.9) < 1e-6
-    assert tr.should_alert(t, now=105.0) is None     # debounced
-    assert tr.should_alert(m, now=105.0) is None     # a masked face never alerts
+    assert tr.should_alert(t, now=105.0) is None  # debounced
+    assert tr.should_alert(m, now=105.0) is None  # a masked face never alerts
     assert tr.should_alert(t, now=110.5) is not None  # window over: alert again
     assert t.alerts == 2

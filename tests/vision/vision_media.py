@@ -16,14 +16,14 @@ def numbered_frame(i: int, w: int = 320, h: int = 240) -> np.ndarray:
     # 8 bits of the index as 8 bright/dark blocks across the top row
     for b in range(8):
         if (i >> b) & 1:
-            img[0:32, b * 40:(b + 1) * 40] = 230
+            img[0:32, b * 40 : (b + 1) * 40] = 230
     cv2.putText(img, str(i), (20, 150), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (255, 255, 255), 4)
     return img
 
 
 def frame_number(img: np.ndarray) -> int:
     """Inverse of :func:`numbered_frame`."""
-    return sum(1 << b for b in range(8) if img[4:28, b * 40 + 6:(b + 1) * 40 - 6].mean() > 128)
+    return sum(1 << b for b in range(8) if img[4:28, b * 40 + 6 : (b + 1) * 40 - 6].mean() > 128)
 
 
 def write_video(path: Path, n: int, fourcc: str = "mp4v", fps: float = 30.0, w: int = 320, h: int = 240) -> Path:
@@ -35,7 +35,6 @@ def write_video(path: Path, n: int, fourcc: str = "mp4v", fps: float = 30.0, w: 
     vw.release()
     assert path.stat().st_size > 0
     return path
-
 
 
 class FakeCapture:

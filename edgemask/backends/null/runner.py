@@ -59,11 +59,11 @@ class NullRunner(Runner):
         if len(self.output_tail) == 3:
             c, h, w = self.output_tail
             n, _, hh, ww = x.shape
-            pooled = x.reshape(n, 3, h, hh // h, w, ww // w).mean(axis=(3, 5))   # (N, 3, h, w)
+            pooled = x.reshape(n, 3, h, hh // h, w, ww // w).mean(axis=(3, 5))  # (N, 3, h, w)
             y = np.einsum("kc,nchw->nkhw", self._w, pooled) + self._b[None, :, None, None]
-            y[:, 0] = 1.0 / (1.0 + np.exp(-y[:, 0]))                             # heat in [0, 1], like the model
+            y[:, 0] = 1.0 / (1.0 + np.exp(-y[:, 0]))  # heat in [0, 1], like the model
             y[:, 3:5] = 1.0 / (1.0 + np.exp(-y[:, 3:5]))
-            return y.astype(np.float32)                                         # (N, C, h, w)
+            return y.astype(np.float32)  # (N, C, h, w)
         return x.reshape(x.shape[0], -1) @ self._w + self._b  # (N, 3SS) @ (3SS, K) -> (N, K)
 
     def describe(self) -> dict[str, Any]:

@@ -33,7 +33,7 @@ PROVIDER_ALIASES = {
 _PROVIDER_FIX = {
     "CUDAExecutionProvider": "install onnxruntime-gpu (instead of onnxruntime) on a machine with a CUDA driver",
     "TensorrtExecutionProvider": "install an onnxruntime-gpu build with TensorRT and the TensorRT libraries, "
-                                 "or use the tensorrt backend",
+    "or use the tensorrt backend",
 }
 
 
@@ -48,8 +48,10 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
         p = p.strip()
         full = PROVIDER_ALIASES.get(p.lower(), p)
         if not full.endswith("ExecutionProvider"):
-            raise BackendError(f"unknown ONNX Runtime provider {p!r}; use one of: {', '.join(sorted(PROVIDER_ALIASES))} "
-                               "or a full name like CUDAExecutionProvider")
+            raise BackendError(
+                f"unknown ONNX Runtime provider {p!r}; use one of: {', '.join(sorted(PROVIDER_ALIASES))} "
+                "or a full name like CUDAExecutionProvider"
+            )
         if full not in out:
             out.append(full)
     if "CPUExecutionProvider" not in out:
@@ -63,9 +65,16 @@ class OnnxRuntimeRunner(Runner):
     name: ClassVar[str] = "onnxrt"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
 
-    def __init__(self, model: str | Path, input_size: int, num_classes: int, precision: str = "fp32",
-                 providers: str | Sequence[str] | None = None, intra_op_num_threads: int | None = None,
-                 device: str | None = None):
+    def __init__(
+        self,
+        model: str | Path,
+        input_size: int,
+        num_classes: int,
+        precision: str = "fp32",
+        providers: str | Sequence[str] | None = None,
+        intra_op_num_threads: int | None = None,
+        device: str | None = None,
+    ):
         """Record what to load; no session exists until :meth:`activate`.
 
         Args:
@@ -120,12 +129,15 @@ class OnnxRuntimeRunner(Runner):
             from edgemask.backends.tensorrt.ort_providers import ort_execution_providers
 
             self._provider_specs, self.provider_warnings = ort_execution_providers(
-                self.device, self.precision, input_size=self.input_size, available=have)
+                self.device, self.precision, input_size=self.input_size, available=have
+            )
             self.providers = [p if isinstance(p, str) else p[0] for p in self._provider_specs]
         for p in self.providers:
             if p not in have:
                 fix = _PROVIDER_FIX.get(p, "check the provider name")
-                raise NotAvailableError(f"ONNX Runtime {ort.__version__} here has no {p} (it has: {', '.join(have)}); {fix}")
+                raise NotAvailableError(
+                    f"ONNX Runtime {ort.__version__} here has no {p} (it has: {', '.join(have)}); {fix}"
+                )
         if not self.model.is_file():
             raise ModelError(f"{self.model} is missing; copy the whole bundle folder again or re-export it")
         so = ort.SessionOptions()
@@ -138,13 +150,17 @@ class OnnxRuntimeRunner(Runner):
             sess = ort.InferenceSession(str(self.model), sess_options=so, providers=self._provider_specs)
         except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...) for bad files
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ModelError(f"ONNX Runtime cannot load {self.model.name} ({first}); the file is damaged or not an "
-                             "edgemask export, re-export the bundle") from None
+            raise ModelError(
+                f"ONNX Runtime cannot load {self.model.name} ({first}); the file is damaged or not an "
+                "edgemask export, re-export the bundle"
+            ) from None
         used = sess.get_providers()
         missing = [p for p in self.providers if p not in used]
         if missing:
-            raise NotAvailableError(f"ONNX Runtime could not start {', '.join(missing)} (running on {', '.join(used)}); "
-                                    f"{_PROVIDER_FIX.get(missing[0], 'check its libraries')}")
+            raise NotAvailableError(
+                f"ONNX Runtime could not start {', '.join(missing)} (running on {', '.join(used)}); "
+                f"{_PROVIDER_FIX.get(missing[0], 'check its libraries')}"
+            )
         inp = sess.get_inputs()[0]
         self._input_name = inp.name
         # fp16 exports keep float32 I/O (keep_io_types); a file with half I/O gets a cast.
@@ -167,6 +183,10 @@ class OnnxRuntimeRunner(Runner):
         if self.device:
             d.update(device_profile=self.device, provider_warnings=list(self.provider_warnings))
         if self._session is not None:
-            d.update(providers=list(self._session.get_providers()), onnxruntime_version=self._ort_version,
-                     num_threads=self._threads, graph_optimization="all")
+            d.update(
+                providers=list(self._session.get_providers()),
+                onnxruntime_version=self._ort_version,
+                num_threads=self._threads,
+                graph_optimization="all",
+            )
         return d

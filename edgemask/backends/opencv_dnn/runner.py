@@ -38,8 +38,14 @@ class OpenCVRunner(Runner):
     name: ClassVar[str] = "opencv"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
 
-    def __init__(self, model: str | Path, input_size: int, num_classes: int, precision: str = "fp32",
-                 num_threads: int | None = None):
+    def __init__(
+        self,
+        model: str | Path,
+        input_size: int,
+        num_classes: int,
+        precision: str = "fp32",
+        num_threads: int | None = None,
+    ):
         """Record what to load; nothing is read until :meth:`activate`.
 
         Args:
@@ -82,8 +88,10 @@ class OpenCVRunner(Runner):
             net = cv2.dnn.readNetFromONNX(str(self.model))
         except cv2.error as e:
             first = (str(e).strip().splitlines() or ["cv2.error"])[-1]
-            raise ModelError(f"OpenCV {cv2.__version__} cannot read {self.model.name} ({first.strip()}); "
-                             "re-export it with opset 17, or use the onnxrt backend") from None
+            raise ModelError(
+                f"OpenCV {cv2.__version__} cannot read {self.model.name} ({first.strip()}); "
+                "re-export it with opset 17, or use the onnxrt backend"
+            ) from None
         if net.empty():
             raise ModelError(f"OpenCV read an empty network from {self.model.name}; re-export the bundle")
         net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
@@ -100,7 +108,7 @@ class OpenCVRunner(Runner):
             self._saved_threads = None
 
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
-        self._net.setInput(x)                      # (N,3,S,S) float32 blob, already in [0,1]
+        self._net.setInput(x)  # (N,3,S,S) float32 blob, already in [0,1]
         return np.array(self._net.forward(), copy=True)  # (N,K); copy: forward() reuses its buffer
 
     def describe(self) -> dict[str, Any]:

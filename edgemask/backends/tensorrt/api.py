@@ -59,9 +59,14 @@ def always(major: int) -> bool:
 
 
 BRANCHES: Dict[str, Callable[[int], bool]] = {
-    "always": always, "strongly_typed": strongly_typed, "weakly_typed": weakly_typed,
-    "legacy_calibration": legacy_calibration, "explicit_batch_flag": explicit_batch_flag,
-    "tensor_api": tensor_api, "binding_api": binding_api, "before_8_4": before_8_4,
+    "always": always,
+    "strongly_typed": strongly_typed,
+    "weakly_typed": weakly_typed,
+    "legacy_calibration": legacy_calibration,
+    "explicit_batch_flag": explicit_batch_flag,
+    "tensor_api": tensor_api,
+    "binding_api": binding_api,
+    "before_8_4": before_8_4,
 }
 
 
@@ -165,8 +170,9 @@ TRT_API: Tuple[Use, ...] = (
     Use("ICudaEngine.get_binding_shape", "method", "binding_api", args=("index",), where=_R),
     Use("ICudaEngine.get_profile_shape", "method", "binding_api", args=("profile_index", "binding"), where=_R),
     Use("IExecutionContext.set_binding_shape", "method", "binding_api", args=("binding", "shape"), where=_R),
-    Use("IExecutionContext.execute_async_v2", "method", "binding_api", keywords=("bindings", "stream_handle"),
-        where=_R),
+    Use(
+        "IExecutionContext.execute_async_v2", "method", "binding_api", keywords=("bindings", "stream_handle"), where=_R
+    ),
 )
 
 
@@ -175,5 +181,15 @@ def uses_for(major: int) -> Tuple[Use, ...]:
     return tuple(u for u in TRT_API if BRANCHES[u.branch](major))
 
 
-__all__ = ["BRANCHES", "TRT_API", "Use", "binding_api", "explicit_batch_flag", "legacy_calibration",
-           "strongly_typed", "tensor_api", "uses_for", "weakly_typed"]
+__all__ = [
+    "BRANCHES",
+    "TRT_API",
+    "Use",
+    "binding_api",
+    "explicit_batch_flag",
+    "legacy_calibration",
+    "strongly_typed",
+    "tensor_api",
+    "uses_for",
+    "weakly_typed",
+]

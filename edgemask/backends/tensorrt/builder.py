@@ -45,9 +45,11 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise NotAvailableError(f"TensorRT is not importable here ({e}); build engines on the device itself "
-                                "(JetPack ships TensorRT; on x86: pip install 'edgemask[tensorrt]'), or print the equivalent trtexec "
-                                "command with 'edgemask engine build BUNDLE --device NAME --print-trtexec'") from None
+        raise NotAvailableError(
+            f"TensorRT is not importable here ({e}); build engines on the device itself "
+            "(JetPack ships TensorRT; on x86: pip install 'edgemask[tensorrt]'), or print the equivalent trtexec "
+            "command with 'edgemask engine build BUNDLE --device NAME --print-trtexec'"
+        ) from None
     return trt
 
 
@@ -77,9 +79,11 @@ def require_build_gpu(trt: Any = None) -> Any:
                 problem = "trt.Builder returned None"
             del builder
     if problem is not None:
-        raise NotAvailableError(f"TensorRT {trt.__version__} is installed but no CUDA device answers ({problem}); "
-                                "build engines on the device itself or on a machine whose NVIDIA GPU 'nvidia-smi' "
-                                "lists, or print the trtexec command with --print-trtexec")
+        raise NotAvailableError(
+            f"TensorRT {trt.__version__} is installed but no CUDA device answers ({problem}); "
+            "build engines on the device itself or on a machine whose NVIDIA GPU 'nvidia-smi' "
+            "lists, or print the trtexec command with --print-trtexec"
+        )
     return trt
 
 
@@ -90,8 +94,14 @@ def _first_line(e: BaseException) -> str:
 
 def local_tensorrt_info() -> dict[str, Any]:
     """TensorRT version, CUDA binding, GPU name and compute capability here (None where unknown)."""
-    info: dict[str, Any] = {"tensorrt": None, "tensorrt_error": None, "cuda_binding": None,
-                            "compute_capability": None, "gpu": None, "cuda_error": None}
+    info: dict[str, Any] = {
+        "tensorrt": None,
+        "tensorrt_error": None,
+        "cuda_binding": None,
+        "compute_capability": None,
+        "gpu": None,
+        "cuda_error": None,
+    }
     try:
         import tensorrt as trt
 
@@ -121,12 +131,25 @@ class BuiltEngine:
     warnings: list[str] = field(default_factory=list)
 
 
-def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: str, input_name: str,
-                     input_chw: Sequence[int], batch: Sequence[int] = DEFAULT_BATCH, workspace_mib: int = 1024,
-                     int8_mode: str | None = None, calibration_cache: str | Path | None = None,
-                     calibration_batches: np.ndarray | None = None, dla_core: int | None = None,
-                     gpu_fallback: bool = True, fp16_fallback: bool = True, timing_cache: str | Path | None = None,
-                     verbose: bool = False, trt: Any = None) -> BuiltEngine:
+def engine_from_onnx(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    *,
+    precision: str,
+    input_name: str,
+    input_chw: Sequence[int],
+    batch: Sequence[int] = DEFAULT_BATCH,
+    workspace_mib: int = 1024,
+    int8_mode: str | None = None,
+    calibration_cache: str | Path | None = None,
+    calibration_batches: np.ndarray | None = None,
+    dla_core: int | None = None,
+    gpu_fallback: bool = True,
+    fp16_fallback: bool = True,
+    timing_cache: str | Path | None = None,
+    verbose: bool = False,
+    trt: Any = None,
+) -> BuiltEngine:
     """Build and serialize a TensorRT engine with the TensorRT Python API.
 
     Written against TensorRT 8.2 / 8.5 / 8.6 / 10.x / 11.x (see the module
@@ -155,10 +178,15 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     """
     trt = require_build_gpu(trt)
     major = trt_major(trt.__version__)
-    if precision == "int8" and int8_mode == "calibrator" and not (legacy_calibration(major)
-                                                                   and has_legacy_calibration(trt)):
-        raise ExportError(f"TensorRT {trt.__version__} has no INT8 calibrator (removed in 11); build int8 from the "
-                          "QDQ model with --int8-mode qdq")
+    if (
+        precision == "int8"
+        and int8_mode == "calibrator"
+        and not (legacy_calibration(major) and has_legacy_calibration(trt))
+    ):
+        raise ExportError(
+            f"TensorRT {trt.__version__} has no INT8 calibrator (removed in 11); build int8 from the "
+            "QDQ model with --int8-mode qdq"
+        )
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     if builder is None:  # some releases return None instead of raising
@@ -173,8 +201,9 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     warnings: list[str] = []
     calibrator = cuda = None  # the calibrator too must outlive the build
     if precision == "int8" and int8_mode == "calibrator":  # 8.x / 10.x only (refused above on 11)
-        calibrator, cuda = _attach_calibrator(trt, config, profile, calibration_cache, calibration_batches,
-                                              batch_size=int(batch[1]))
+        calibrator, cuda = _attach_calibrator(
+            trt, config, profile, calibration_cache, calibration_batches, batch_size=int(batch[1])
+        )
 
     if dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
@@ -194,19 +223,33 @@ def engine_from_onnx(onnx_path: str | Path, out_path: str | Path, *, precision: 
     seconds = time.perf_counter() - t0
     del parser, calibrator
     if serialized is None:
-        hint = (" — the calibration cache did not match this network (tensor names or TensorRT version); "
-                "use --int8-mode qdq or re-export the bundle") if int8_mode == "calibrator" else ""
-        raise ExportError(f"TensorRT {trt.__version__} failed to build {onnx_path.name} as {precision}"
-                          f"{' on DLA ' + str(dla_core) if dla_core is not None else ''}{hint}; rerun with --verbose")
+        hint = (
+            (
+                " — the calibration cache did not match this network (tensor names or TensorRT version); "
+                "use --int8-mode qdq or re-export the bundle"
+            )
+            if int8_mode == "calibrator"
+            else ""
+        )
+        raise ExportError(
+            f"TensorRT {trt.__version__} failed to build {onnx_path.name} as {precision}"
+            f"{' on DLA ' + str(dla_core) if dla_core is not None else ''}{hint}; rerun with --verbose"
+        )
     data = bytes(serialized)
     out_path = Path(out_path)
     atomic_write_bytes(out_path, data)
     if tc_path is not None and cache_obj is not None:
         # The attached ITimingCache was extended in place by the build: serialize that object.
         atomic_write_bytes(tc_path, bytes(cache_obj.serialize()))
-    return BuiltEngine(path=str(out_path), bytes=len(data), sha256=sha256_file(out_path),
-                       tensorrt_version=str(trt.__version__), build_seconds=round(seconds, 3),
-                       timing_cache=str(tc_path) if tc_path else None, warnings=warnings)
+    return BuiltEngine(
+        path=str(out_path),
+        bytes=len(data),
+        sha256=sha256_file(out_path),
+        tensorrt_version=str(trt.__version__),
+        build_seconds=round(seconds, 3),
+        timing_cache=str(tc_path) if tc_path else None,
+        warnings=warnings,
+    )
 
 
 def _parse_onnx(trt: Any, builder: Any, logger: Any, major: int, onnx_path: Path) -> tuple[Any, Any]:
@@ -220,17 +263,24 @@ def _parse_onnx(trt: Any, builder: Any, logger: Any, major: int, onnx_path: Path
         flags = 0  # 10.x: implicit batch is gone, explicit batch is the only kind
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    ok = parser.parse_from_file(str(onnx_path)) if hasattr(parser, "parse_from_file") else parser.parse(onnx_path.read_bytes())
+    ok = (
+        parser.parse_from_file(str(onnx_path))
+        if hasattr(parser, "parse_from_file")
+        else parser.parse(onnx_path.read_bytes())
+    )
     if not ok:
         errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         first = errs[0].splitlines()[0] if errs else "unknown parser error"
-        raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path.name}: {first} "
-                          f"({len(errs)} error(s)); check the opset and 'edgemask engine check-qdq'")
+        raise ExportError(
+            f"TensorRT {trt.__version__} could not parse {onnx_path.name}: {first} "
+            f"({len(errs)} error(s)); check the opset and 'edgemask engine check-qdq'"
+        )
     return network, parser
 
 
-def _set_workspace_and_precision(trt: Any, config: Any, major: int, workspace_mib: int, precision: str,
-                                 fp16_fallback: bool) -> None:
+def _set_workspace_and_precision(
+    trt: Any, config: Any, major: int, workspace_mib: int, precision: str, fp16_fallback: bool
+) -> None:
     ws = int(workspace_mib) << 20
     if hasattr(config, "set_memory_pool_limit"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, ws)
@@ -244,8 +294,15 @@ def _set_workspace_and_precision(trt: Any, config: Any, major: int, workspace_mi
             config.set_flag(trt.BuilderFlag.INT8)
 
 
-def _add_batch_profile(builder: Any, config: Any, network: Any, onnx_path: Path, input_name: str,
-                       input_chw: Sequence[int], batch: Sequence[int]) -> Any:
+def _add_batch_profile(
+    builder: Any,
+    config: Any,
+    network: Any,
+    onnx_path: Path,
+    input_name: str,
+    input_chw: Sequence[int],
+    batch: Sequence[int],
+) -> Any:
     """Dynamic batch: one optimisation profile over the image input; returns the profile."""
     inp = None
     for i in range(network.num_inputs):
@@ -262,8 +319,14 @@ def _add_batch_profile(builder: Any, config: Any, network: Any, onnx_path: Path,
     return profile
 
 
-def _attach_calibrator(trt: Any, config: Any, profile: Any, calibration_cache: str | Path | None,
-                       calibration_batches: np.ndarray | None, batch_size: int) -> tuple[Any, Any]:
+def _attach_calibrator(
+    trt: Any,
+    config: Any,
+    profile: Any,
+    calibration_cache: str | Path | None,
+    calibration_batches: np.ndarray | None,
+    batch_size: int,
+) -> tuple[Any, Any]:
     """Legacy INT8 calibration (8.x / 10.x): (calibrator, CUDA API or None); the caller deactivates the API."""
     cache = read_calibration_cache(calibration_cache) if calibration_cache else None
     cuda = None
@@ -272,8 +335,9 @@ def _attach_calibrator(trt: Any, config: Any, profile: Any, calibration_cache: s
 
         cuda = get_cuda_api()
         cuda.activate()
-    logic = CalibratorLogic(cache, calibration_batches, batch_size=batch_size,
-                            header_code=trt_version_code(trt.__version__))
+    logic = CalibratorLogic(
+        cache, calibration_batches, batch_size=batch_size, header_code=trt_version_code(trt.__version__)
+    )
     calibrator = make_calibrator(trt, logic, cuda)
     config.int8_calibrator = calibrator  # deprecated in TensorRT 10.1 (implicit INT8), still honoured
     if hasattr(config, "set_calibration_profile"):
@@ -288,12 +352,20 @@ def _attach_timing_cache(config: Any, tc_path: Path, warnings: list[str]) -> Any
     # ignore_mismatch=False: a cache written on another GPU or TensorRT is refused (returns
     # False) rather than trusted; start a fresh one then, and overwrite the file afterwards.
     if config.set_timing_cache(cache_obj, False) is False and blob:
-        warnings.append(f"timing cache {tc_path} was written by another GPU or TensorRT version; "
-                        "starting a new one (the file is replaced after this build)")
+        warnings.append(
+            f"timing cache {tc_path} was written by another GPU or TensorRT version; "
+            "starting a new one (the file is replaced after this build)"
+        )
         cache_obj = config.create_timing_cache(b"")
         config.set_timing_cache(cache_obj, False)
     return cache_obj
 
 
-__all__ = ["BuiltEngine", "DEFAULT_BATCH", "engine_from_onnx", "import_tensorrt", "local_tensorrt_info",
-           "require_build_gpu"]
+__all__ = [
+    "BuiltEngine",
+    "DEFAULT_BATCH",
+    "engine_from_onnx",
+    "import_tensorrt",
+    "local_tensorrt_info",
+    "require_build_gpu",
+]

@@ -55,8 +55,10 @@ def read_calibration_cache(path: str | Path) -> CalibrationCache:
         raise ExportError(f"calibration cache {path} is empty; re-export the bundle")
     m = re.match(r"^TRT-(\d+)-(\w+)$", lines[0].strip())
     if not m or m.group(2) not in _CALIB_ALGOS:
-        raise ExportError(f"calibration cache {path} starts with {lines[0][:40]!r}, expected a header like "
-                          "'TRT-8502-EntropyCalibration2'; re-export the bundle")
+        raise ExportError(
+            f"calibration cache {path} starts with {lines[0][:40]!r}, expected a header like "
+            "'TRT-8502-EntropyCalibration2'; re-export the bundle"
+        )
     scales: dict[str, float] = {}
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -67,8 +69,10 @@ def read_calibration_cache(path: str | Path) -> CalibrationCache:
             raise ExportError(f"calibration cache {path} line {n} is {line[:60]!r}, expected 'tensor: 3c010a14'")
         value = struct.unpack(">f", bytes.fromhex(hexval))[0]
         if not np.isfinite(value) or value < 0:  # 0 is legal: a tensor that was always 0 in calibration
-            raise ExportError(f"calibration cache {path} line {n}: scale {value} of {name.strip()!r} is negative "
-                              "or not finite; re-calibrate")
+            raise ExportError(
+                f"calibration cache {path} line {n}: scale {value} of {name.strip()!r} is negative "
+                "or not finite; re-calibrate"
+            )
         scales[name.strip()] = float(value)
     if not scales:
         raise ExportError(f"calibration cache {path} has a header but no tensor scales; re-export the bundle")
@@ -84,8 +88,14 @@ class CalibratorLogic:
     (float32 NCHW) are fed, if given.
     """
 
-    def __init__(self, cache: CalibrationCache | None, batches: np.ndarray | None = None, batch_size: int = 8,
-                 write_path: str | Path | None = None, header_code: int | None = None):
+    def __init__(
+        self,
+        cache: CalibrationCache | None,
+        batches: np.ndarray | None = None,
+        batch_size: int = 8,
+        write_path: str | Path | None = None,
+        header_code: int | None = None,
+    ):
         self.cache = cache
         # The bundle's cache holds scales edgemask computed from ONNX tensor ranges; its header
         # version is whatever the export was told (--trt-cache-version). It is presented to
@@ -120,14 +130,18 @@ class CalibratorLogic:
         """The next full batch (N = batch_size), or None when done."""
         if self.batches is None or self._pos + self.batch_size > len(self.batches):
             return None
-        b = self.batches[self._pos:self._pos + self.batch_size]
+        b = self.batches[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         self.batches_served += 1
         return b
 
 
-_CALIBRATOR_BASES = {"EntropyCalibration2": "IInt8EntropyCalibrator2", "EntropyCalibration": "IInt8EntropyCalibrator",
-                     "MinMaxCalibration": "IInt8MinMaxCalibrator", "LegacyCalibration": "IInt8LegacyCalibrator"}
+_CALIBRATOR_BASES = {
+    "EntropyCalibration2": "IInt8EntropyCalibrator2",
+    "EntropyCalibration": "IInt8EntropyCalibrator",
+    "MinMaxCalibration": "IInt8MinMaxCalibrator",
+    "LegacyCalibration": "IInt8LegacyCalibrator",
+}
 
 
 def make_calibrator(trt: Any, logic: CalibratorLogic, cuda: Any = None) -> Any:
@@ -168,15 +182,25 @@ def make_calibrator(trt: Any, logic: CalibratorLogic, cuda: Any = None) -> Any:
     def write_calibration_cache(self: Any, cache: Any, *args: Any) -> None:
         logic.write(bytes(cache))
 
-    cls = type("EdgemaskCacheCalibrator", (base,), {
-        "__init__": __init__, "get_batch_size": get_batch_size, "get_batch": get_batch,
-        "read_calibration_cache": read_calibration_cache, "write_calibration_cache": write_calibration_cache})
+    cls = type(
+        "EdgemaskCacheCalibrator",
+        (base,),
+        {
+            "__init__": __init__,
+            "get_batch_size": get_batch_size,
+            "get_batch": get_batch,
+            "read_calibration_cache": read_calibration_cache,
+            "write_calibration_cache": write_calibration_cache,
+        },
+    )
     return cls()
 
 
 def has_legacy_calibration(trt: Any) -> bool:
     """True when this TensorRT still has the IInt8 calibrators and ``config.int8_calibrator`` (8.x, 10.x)."""
-    return all(hasattr(trt, n) for n in _CALIBRATOR_BASES.values()) and hasattr(getattr(trt, "BuilderFlag", None), "INT8")
+    return all(hasattr(trt, n) for n in _CALIBRATOR_BASES.values()) and hasattr(
+        getattr(trt, "BuilderFlag", None), "INT8"
+    )
 
 
 __all__ = ["CalibrationCache", "CalibratorLogic", "has_legacy_calibration", "make_calibrator", "read_calibration_cache"]

@@ -172,10 +172,20 @@ def _import_cudart() -> Any:
 #: The cuda-python runtime members CudaPythonApi uses, with the number of positional arguments it passes
 #: (tests/backends/test_tensorrt_conformance.py checks them against the real cuda-bindings wheel).
 CUDART_USED = (
-    ("cudaGetDeviceCount", 0), ("cudaSetDevice", 1), ("cudaGetDeviceProperties", 1), ("cudaMalloc", 1),
-    ("cudaFree", 1), ("cudaMallocHost", 1), ("cudaFreeHost", 1), ("cudaStreamCreate", 0),
-    ("cudaStreamDestroy", 1), ("cudaStreamSynchronize", 1), ("cudaMemcpyAsync", 5), ("cudaMemcpy", 4),
-    ("cudaMemcpyKind.cudaMemcpyHostToDevice", None), ("cudaMemcpyKind.cudaMemcpyDeviceToHost", None),
+    ("cudaGetDeviceCount", 0),
+    ("cudaSetDevice", 1),
+    ("cudaGetDeviceProperties", 1),
+    ("cudaMalloc", 1),
+    ("cudaFree", 1),
+    ("cudaMallocHost", 1),
+    ("cudaFreeHost", 1),
+    ("cudaStreamCreate", 0),
+    ("cudaStreamDestroy", 1),
+    ("cudaStreamSynchronize", 1),
+    ("cudaMemcpyAsync", 5),
+    ("cudaMemcpy", 4),
+    ("cudaMemcpyKind.cudaMemcpyHostToDevice", None),
+    ("cudaMemcpyKind.cudaMemcpyDeviceToHost", None),
     ("cudaError_t.cudaSuccess", None),
 )
 
@@ -192,7 +202,9 @@ class CudaPythonApi(CudaApi):
     def _ok(self, result: Any) -> Any:
         err, *rest = result if isinstance(result, tuple) else (result,)
         if err != self._rt.cudaError_t.cudaSuccess:
-            raise BackendError(f"CUDA call failed: {getattr(err, 'name', err)}; check 'edgemask doctor' and the GPU driver")
+            raise BackendError(
+                f"CUDA call failed: {getattr(err, 'name', err)}; check 'edgemask doctor' and the GPU driver"
+            )
         return rest[0] if len(rest) == 1 else rest
 
     def activate(self) -> None:
@@ -218,8 +230,9 @@ class CudaPythonApi(CudaApi):
 
     def alloc(self, nbytes: int) -> DeviceBuffer:
         ptr = self._ok(self._rt.cudaMalloc(max(int(nbytes), 1)))
-        return DeviceBuffer(ptr=int(ptr), nbytes=int(nbytes), handle=ptr,
-                            _free=lambda: self._ok(self._rt.cudaFree(ptr)))
+        return DeviceBuffer(
+            ptr=int(ptr), nbytes=int(nbytes), handle=ptr, _free=lambda: self._ok(self._rt.cudaFree(ptr))
+        )
 
     def pinned_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -279,8 +292,10 @@ def get_cuda_api(prefer: str | None = None) -> CudaApi:
             return _APIS[name]()
         except ImportError as e:
             why.append(f"{name}: {e}")
-    raise NotAvailableError("no CUDA Python binding importable (" + "; ".join(why) + "); install pycuda "
-                            "(JetPack: pip install pycuda) or cuda-python (pip install cuda-python)")
+    raise NotAvailableError(
+        "no CUDA Python binding importable (" + "; ".join(why) + "); install pycuda "
+        "(JetPack: pip install pycuda) or cuda-python (pip install cuda-python)"
+    )
 
 
 def cuda_device_problem(binding_only: bool = False) -> str | None:
@@ -329,5 +344,13 @@ def cuda_binding_versions() -> dict[str, str | None]:
     return out
 
 
-__all__ = ["CUDART_USED", "CudaApi", "CudaPythonApi", "DeviceBuffer", "PyCudaApi", "cuda_binding_versions", "cuda_device_problem",
-           "get_cuda_api"]
+__all__ = [
+    "CUDART_USED",
+    "CudaApi",
+    "CudaPythonApi",
+    "DeviceBuffer",
+    "PyCudaApi",
+    "cuda_binding_versions",
+    "cuda_device_problem",
+    "get_cuda_api",
+]

@@ -34,11 +34,19 @@ CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 
 
-def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16", *, input_name: str = "input",
-                            input_size: int = 64, batch: Sequence[int] = (1, 8, 32), dla_core: int | None = None,
-                            cache_dir: str | Path | None = None, available: Sequence[str] | None = None,
-                            device_id: int = 0, gpu_problem: Callable[[], str | None] | None = None
-                            ) -> tuple[list[Any], list[str]]:
+def ort_execution_providers(
+    device: str | DeviceProfile,
+    precision: str = "fp16",
+    *,
+    input_name: str = "input",
+    input_size: int = 64,
+    batch: Sequence[int] = (1, 8, 32),
+    dla_core: int | None = None,
+    cache_dir: str | Path | None = None,
+    available: Sequence[str] | None = None,
+    device_id: int = 0,
+    gpu_problem: Callable[[], str | None] | None = None,
+) -> tuple[list[Any], list[str]]:
     """Provider list (best first) for ``onnxruntime.InferenceSession`` and planning warnings.
 
     Args:
@@ -67,8 +75,9 @@ def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16"
         problem = gpu_problem()
         if problem is not None:
             gpu = [p for p in (TRT_EP, CUDA_EP) if p in available]
-            warnings.append(f"onnxruntime has {' and '.join(gpu)} but no CUDA device answers ({problem}); "
-                            f"running on {CPU_EP}")
+            warnings.append(
+                f"onnxruntime has {' and '.join(gpu)} but no CUDA device answers ({problem}); running on {CPU_EP}"
+            )
             return [CPU_EP], warnings
     if TRT_EP in available and profile.has_tensorrt:
         from edgemask.bundle.engines import engine_cache_dir
@@ -100,8 +109,10 @@ def ort_execution_providers(device: str | DeviceProfile, precision: str = "fp16"
             opts.update(trt_dla_enable=True, trt_dla_core=int(dla))
         providers.append((TRT_EP, opts))
     elif profile.has_tensorrt and TRT_EP not in available:
-        warnings.append(f"onnxruntime here has no {TRT_EP}; install the GPU build (onnxruntime-gpu, or the "
-                        "Jetson Zoo wheel on JetPack) for TensorRT through ONNX Runtime")
+        warnings.append(
+            f"onnxruntime here has no {TRT_EP}; install the GPU build (onnxruntime-gpu, or the "
+            "Jetson Zoo wheel on JetPack) for TensorRT through ONNX Runtime"
+        )
     if CUDA_EP in available and profile.has_tensorrt:
         providers.append((CUDA_EP, {"device_id": device_id}))
     providers.append(CPU_EP)

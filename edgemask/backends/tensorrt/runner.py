@@ -42,12 +42,26 @@ def engine_io(trt: Any, engine: Any) -> list[_IOTensor]:
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             is_in = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            out.append(_IOTensor(name, i, is_in, np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
-                                 tuple(engine.get_tensor_shape(name))))
+            out.append(
+                _IOTensor(
+                    name,
+                    i,
+                    is_in,
+                    np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
+                    tuple(engine.get_tensor_shape(name)),
+                )
+            )
     else:
         for i in range(engine.num_bindings):
-            out.append(_IOTensor(engine.get_binding_name(i), i, bool(engine.binding_is_input(i)),
-                                 np.dtype(trt.nptype(engine.get_binding_dtype(i))), tuple(engine.get_binding_shape(i))))
+            out.append(
+                _IOTensor(
+                    engine.get_binding_name(i),
+                    i,
+                    bool(engine.binding_is_input(i)),
+                    np.dtype(trt.nptype(engine.get_binding_dtype(i))),
+                    tuple(engine.get_binding_shape(i)),
+                )
+            )
     return out
 
 
@@ -83,10 +97,22 @@ class TensorRTRunner(Runner):
     #: precisions an engine can be built at (a device may lower them; see plan_precision)
     precisions = ("fp32", "fp16", "int8")
 
-    def __init__(self, engine_path: str | Path, input_size: int, num_classes: int, precision: str = "fp16", *,
-                 entry: Any = None, device: str | None = None, bundle_root: str | Path | None = None,
-                 input_name: str | None = None, requested_precision: str | None = None,
-                 cuda_binding: str | None = None, _trt: Any = None, _cuda: Any = None):
+    def __init__(
+        self,
+        engine_path: str | Path,
+        input_size: int,
+        num_classes: int,
+        precision: str = "fp16",
+        *,
+        entry: Any = None,
+        device: str | None = None,
+        bundle_root: str | Path | None = None,
+        input_name: str | None = None,
+        requested_precision: str | None = None,
+        cuda_binding: str | None = None,
+        _trt: Any = None,
+        _cuda: Any = None,
+    ):
         super().__init__(input_size, num_classes, precision)
         self.engine_path = Path(engine_path)
         self.entry = entry
@@ -109,8 +135,10 @@ class TensorRTRunner(Runner):
         try:
             import tensorrt  # noqa: F401
         except Exception as e:  # ImportError, or OSError from a broken install
-            return False, (f"TensorRT is not installed here ({type(e).__name__}: {e}); it ships with JetPack, "
-                           "on x86 pip install 'edgemask[tensorrt]' with a CUDA driver")
+            return False, (
+                f"TensorRT is not installed here ({type(e).__name__}: {e}); it ships with JetPack, "
+                "on x86 pip install 'edgemask[tensorrt]' with a CUDA driver"
+            )
         try:
             from edgemask.backends.tensorrt.cuda_api import cuda_device_problem, get_cuda_api
 
@@ -131,9 +159,16 @@ class TensorRTRunner(Runner):
 
     # -- construction from a bundle ---------------------------------------
     @classmethod
-    def from_bundle(cls, bundle: Any, precision: str = "fp16", device: str | None = None, *,
-                    engine_loader: EngineLoader | None = None, dla_core: int | None = None,
-                    cuda_binding: str | None = None) -> "TensorRTRunner":
+    def from_bundle(
+        cls,
+        bundle: Any,
+        precision: str = "fp16",
+        device: str | None = None,
+        *,
+        engine_loader: EngineLoader | None = None,
+        dla_core: int | None = None,
+        cuda_binding: str | None = None,
+    ) -> "TensorRTRunner":
         """The runner for the bundle's engine for ``device`` (default: this machine's profile).
 
         The engine is looked for in the bundle, then among the engines built
@@ -167,12 +202,18 @@ class TensorRTRunner(Runner):
         entries = engine_entries(bnd.manifest, device, precision)
         if dla_core is not None:
             entries = [e for e in entries if (e.extra or {}).get("dla_core") == dla_core] or entries
-        common = dict(input_name=bnd.manifest.input.name, requested_precision=precision, device=device,
-                      bundle_root=bnd.root, cuda_binding=cuda_binding)
+        common = dict(
+            input_name=bnd.manifest.input.name,
+            requested_precision=precision,
+            device=device,
+            bundle_root=bnd.root,
+            cuda_binding=cuda_binding,
+        )
         if entries:
             e = entries[0]
-            return cls(bnd.path(e.file), bnd.input_size, len(bnd.class_names), e.precision, entry=e,
-                       **common).shaped_like(bnd)
+            return cls(
+                bnd.path(e.file), bnd.input_size, len(bnd.class_names), e.precision, entry=e, **common
+            ).shaped_like(bnd)
         from edgemask.backends.tensorrt.builder import import_tensorrt
 
         # No engine in the bundle: only this machine's TensorRT can make or pick one (NotAvailableError here).
@@ -182,13 +223,16 @@ class TensorRTRunner(Runner):
             found = engine_loader(bnd, device, precision, dla_core)
         if found is not None:
             path, entry = found
-            return cls(path, bnd.input_size, len(bnd.class_names), entry.precision, entry=entry,
-                       **common).shaped_like(bnd)
+            return cls(path, bnd.input_size, len(bnd.class_names), entry.precision, entry=entry, **common).shaped_like(
+                bnd
+            )
         have = ", ".join(f"{m.device}:{m.precision}" for m in bnd.manifest.models if m.format == "tensorrt") or "none"
         what = "detector TensorRT" if getattr(bnd, "part", "classifier") == "detector" else "TensorRT"
-        raise BundleError(f"bundle {bnd.manifest.name!r} has no {what} engine for device {device!r} at precision "
-                          f"{precision} (engines: {have}); build it on this device: "
-                          f"{rebuild_command(bnd.root, device, precision, dla_core)}")
+        raise BundleError(
+            f"bundle {bnd.manifest.name!r} has no {what} engine for device {device!r} at precision "
+            f"{precision} (engines: {have}); build it on this device: "
+            f"{rebuild_command(bnd.root, device, precision, dla_core)}"
+        )
 
     # -- lifecycle ---------------------------------------------------------
     def _activate_impl(self) -> None:
@@ -213,10 +257,17 @@ class TensorRTRunner(Runner):
             from edgemask.devices.profiles import tensorrt_version_matches
 
             if meta is None:
-                raise BackendError(f"{self.engine_path.name} is not named model.<device>.<precision>.trt<ver>.engine "
-                                   "and has no manifest entry, so its TensorRT version is unknown; load it from its bundle")
-            named = {"file": self.engine_path.name, "device": meta["device"], "precision": meta["precision"],
-                     "tensorrt_version": meta["tensorrt"], "extra": {"dla_core": meta["dla_core"]}}
+                raise BackendError(
+                    f"{self.engine_path.name} is not named model.<device>.<precision>.trt<ver>.engine "
+                    "and has no manifest entry, so its TensorRT version is unknown; load it from its bundle"
+                )
+            named = {
+                "file": self.engine_path.name,
+                "device": meta["device"],
+                "precision": meta["precision"],
+                "tensorrt_version": meta["tensorrt"],
+                "extra": {"dla_core": meta["dla_core"]},
+            }
             # The name holds only major.minor, so the exact-version check of the manifest path cannot apply.
             if not tensorrt_version_matches(meta["tensorrt"], self.tensorrt_version):
                 check_engine_compatible(named, self.tensorrt_version, bundle_dir=self.bundle_root)
@@ -224,8 +275,13 @@ class TensorRTRunner(Runner):
         cuda.activate()
         try:
             if entry is not None:
-                check_engine_compatible(entry, self.tensorrt_version, compute_capability=_safe(cuda.compute_capability),
-                                        device=self.device, bundle_dir=self.bundle_root)
+                check_engine_compatible(
+                    entry,
+                    self.tensorrt_version,
+                    compute_capability=_safe(cuda.compute_capability),
+                    device=self.device,
+                    bundle_dir=self.bundle_root,
+                )
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
             extra = (entry.get("extra") if isinstance(entry, dict) else getattr(entry, "extra", None)) or {}
@@ -235,42 +291,59 @@ class TensorRTRunner(Runner):
                 # it must be set before deserializing.
                 cores = getattr(self._runtime, "num_DLA_cores", None)
                 if cores is not None and int(dla) >= int(cores):
-                    raise BackendError(f"{self.engine_path.name} was built for DLA core {dla} but TensorRT sees "
-                                       f"{cores} DLA core(s) here; rebuild it for this device with "
-                                       "'edgemask engine build' (without --dla-core on a device with no DLA)")
+                    raise BackendError(
+                        f"{self.engine_path.name} was built for DLA core {dla} but TensorRT sees "
+                        f"{cores} DLA core(s) here; rebuild it for this device with "
+                        "'edgemask engine build' (without --dla-core on a device with no DLA)"
+                    )
                 self._runtime.DLA_core = int(dla)
             try:
                 engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
             except (RuntimeError, TypeError, ValueError) as e:  # some builds raise instead of returning None
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise BackendError(f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
-                                   f"({first}); rebuild it with 'edgemask engine build'") from None
+                raise BackendError(
+                    f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
+                    f"({first}); rebuild it with 'edgemask engine build'"
+                ) from None
             if engine is None:
-                raise BackendError(f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
-                                   "(built by another TensorRT version or damaged); rebuild it with 'edgemask engine build'")
+                raise BackendError(
+                    f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
+                    "(built by another TensorRT version or damaged); rebuild it with 'edgemask engine build'"
+                )
             self._engine = engine
             self._context = engine.create_execution_context()
             if self._context is None:
-                raise BackendError(f"TensorRT could not create an execution context for {self.engine_path.name} "
-                                   "(out of GPU memory?); close other GPU programs or rebuild with a smaller --batch")
+                raise BackendError(
+                    f"TensorRT could not create an execution context for {self.engine_path.name} "
+                    "(out of GPU memory?); close other GPU programs or rebuild with a smaller --batch"
+                )
             io = engine_io(trt, engine)
             inputs = [t for t in io if t.is_input]
             outputs = [t for t in io if not t.is_input]
             if len(inputs) != 1 or not outputs:
-                raise BackendError(f"{self.engine_path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                                   "expected one image input and a logits output")
+                raise BackendError(
+                    f"{self.engine_path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                    "expected one image input and a logits output"
+                )
             self._in, self._out = inputs[0], outputs[0]
             if self.input_name and self._in.name != self.input_name:
-                raise BackendError(f"{self.engine_path.name} input is {self._in.name!r}, the bundle says "
-                                   f"{self.input_name!r}; the engine belongs to another model")
+                raise BackendError(
+                    f"{self.engine_path.name} input is {self._in.name!r}, the bundle says "
+                    f"{self.input_name!r}; the engine belongs to another model"
+                )
             h, w = self.input_hw
             if tuple(self._in.shape[1:]) != (3, h, w):
                 raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {h}, {w})")
             if tuple(self._out.shape[1:]) != self.output_tail:
-                has = (f"has {self.num_classes} classes" if self.output_tail == (self.num_classes,) else
-                       f"model gives (N, {', '.join(map(str, self.output_tail))})")
-                raise BackendError(f"{self.engine_path.name} outputs {self._out.shape}, the bundle {has}; "
-                                   "the engine belongs to another model")
+                has = (
+                    f"has {self.num_classes} classes"
+                    if self.output_tail == (self.num_classes,)
+                    else f"model gives (N, {', '.join(map(str, self.output_tail))})"
+                )
+                raise BackendError(
+                    f"{self.engine_path.name} outputs {self._out.shape}, the bundle {has}; "
+                    "the engine belongs to another model"
+                )
             self.batch_range = profile_batch_range(engine, self._in)
             bmax = self.batch_range[2]
             self._stream = cuda.create_stream()
@@ -347,14 +420,19 @@ class TensorRTRunner(Runner):
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
         x = x.astype(self._in.dtype, copy=False)
         bmax = self.batch_range[2]
-        return np.concatenate([self._run_chunk(x[i:i + bmax]) for i in range(0, x.shape[0], bmax)], axis=0)
+        return np.concatenate([self._run_chunk(x[i : i + bmax]) for i in range(0, x.shape[0], bmax)], axis=0)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         extra = (self.entry.extra if hasattr(self.entry, "extra") else (self.entry or {}).get("extra")) or {}
-        d.update(requested_precision=self.requested_precision, device=self.device, engine=self.engine_path.name,
-                 tensorrt_version=self.tensorrt_version, dla_core=extra.get("dla_core"),
-                 batch_range=list(self.batch_range))
+        d.update(
+            requested_precision=self.requested_precision,
+            device=self.device,
+            engine=self.engine_path.name,
+            tensorrt_version=self.tensorrt_version,
+            dla_core=extra.get("dla_core"),
+            batch_range=list(self.batch_range),
+        )
         return d
 
 

@@ -35,8 +35,17 @@ class TorchRunner(Runner):
     name: ClassVar[str] = "torch"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
 
-    def __init__(self, weights: str | Path, arch: str, arch_args: dict[str, Any], input_size: int, num_classes: int,
-                 precision: str = "fp32", device: str | None = None, num_threads: int | None = None):
+    def __init__(
+        self,
+        weights: str | Path,
+        arch: str,
+        arch_args: dict[str, Any],
+        input_size: int,
+        num_classes: int,
+        precision: str = "fp32",
+        device: str | None = None,
+        num_threads: int | None = None,
+    ):
         """Record what to load; nothing is read until :meth:`activate`.
 
         Args:
@@ -56,8 +65,10 @@ class TorchRunner(Runner):
         if device.split(":")[0] not in DEVICES:
             raise BackendError(f"torch backend device {device!r} is not supported; use one of: {', '.join(DEVICES)}")
         if precision == "fp16" and not device.startswith("cuda"):
-            raise BackendError("torch fp16 runs on CUDA only (CPU half convolutions are not a deployment target); "
-                               "use device='cuda', or onnxrt:fp16 for a CPU fp16 model")
+            raise BackendError(
+                "torch fp16 runs on CUDA only (CPU half convolutions are not a deployment target); "
+                "use device='cuda', or onnxrt:fp16 for a CPU fp16 model"
+            )
         self.weights = Path(weights)
         self.arch = arch
         self.arch_args = dict(arch_args)
@@ -82,29 +93,45 @@ class TorchRunner(Runner):
         try:
             entry = bundle.model_entry("fp32", "safetensors")
         except BundleError:
-            raise BundleError(f"bundle {bundle.manifest.name!r} has no float weights (safetensors entry), which the "
-                              "torch backend needs; re-export it, or compare with onnxrt:fp32 as the reference") from None
+            raise BundleError(
+                f"bundle {bundle.manifest.name!r} has no float weights (safetensors entry), which the "
+                "torch backend needs; re-export it, or compare with onnxrt:fp32 as the reference"
+            ) from None
         m = bundle.manifest
-        return cls(bundle.path(entry.file), m.arch, m.arch_args, bundle.input_size, len(m.class_names),
-                   precision, **options).shaped_like(bundle)
+        return cls(
+            bundle.path(entry.file), m.arch, m.arch_args, bundle.input_size, len(m.class_names), precision, **options
+        ).shaped_like(bundle)
 
     # -- lifecycle ---------------------------------------------------------
     def _activate_impl(self) -> None:
         import torch
+
         from edgemask.config import EDGEMASK_NUM_THREADS, num_threads, setting
         from edgemask.models import load_weights
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            hint = ("torch fp16 needs CUDA; use the onnxrt backend for fp16 on a CPU" if self.precision == "fp16"
-                    else "use the CPU (device='cpu', the default for fp32)")
-            raise NotAvailableError(f"torch device {self.device!r} asked for, but CUDA is not available here "
-                                    f"(torch {torch.__version__}); {hint}")
+            hint = (
+                "torch fp16 needs CUDA; use the onnxrt backend for fp16 on a CPU"
+                if self.precision == "fp16"
+                else "use the CPU (device='cpu', the default for fp32)"
+            )
+            raise NotAvailableError(
+                f"torch device {self.device!r} asked for, but CUDA is not available here "
+                f"(torch {torch.__version__}); {hint}"
+            )
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-        self._tf32 = {"matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-                      "cudnn": bool(torch.backends.cudnn.allow_tf32)}
-        model = load_weights(self.arch, self.arch_args, self.weights, described_by="the bundle's manifest",
-                             fix="copy the whole bundle folder again, or re-export it")
+        self._tf32 = {
+            "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn": bool(torch.backends.cudnn.allow_tf32),
+        }
+        model = load_weights(
+            self.arch,
+            self.arch_args,
+            self.weights,
+            described_by="the bundle's manifest",
+            fix="copy the whole bundle folder again, or re-export it",
+        )
         model.eval().to(self.device)
         if self.precision == "fp16":
             model.half()
@@ -129,7 +156,7 @@ class TorchRunner(Runner):
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         with torch.inference_mode():
             t = torch.from_numpy(x).to(self.device, dtype=dtype)  # (N,3,S,S)
-            return self._model(t).float().cpu().numpy()          # (N,K); .cpu() also syncs CUDA
+            return self._model(t).float().cpu().numpy()  # (N,K); .cpu() also syncs CUDA
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

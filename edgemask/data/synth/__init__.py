@@ -54,5 +54,14 @@ from edgemask.data.synth.head import render_face
 from edgemask.data.synth.scenes import render_scene
 from edgemask.data.synth.writer import crop_label, voc_xml, write_synth_dataset
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "GENERATOR", "LFW_TRAIN_FACES", "crop_label", "render_face", "render_scene",
-           "voc_xml", "write_synth_dataset"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "GENERATOR",
+    "LFW_TRAIN_FACES",
+    "crop_label",
+    "render_face",
+    "render_scene",
+    "voc_xml",
+    "write_synth_dataset",
+]

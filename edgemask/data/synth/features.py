@@ -34,7 +34,7 @@ def _hair_cap(face: _Face, hairline: float, puff: float) -> np.ndarray:
     outer = np.stack([xs, np.minimum(ys, side_y)], 1)
     # hairline from the right temple back to the left, dipping to `hairline` in the middle
     hx = _lin(1, -1, 9)
-    hy = side_y + (hairline - side_y) * (1 - hx ** 2) ** 0.6
+    hy = side_y + (hairline - side_y) * (1 - hx**2) ** 0.6
     inner = np.stack([hx * face.hw(side_y) * 0.98, hy], 1)
     return np.concatenate([outer, inner])
 
@@ -69,8 +69,13 @@ def _draw_hair_front(p: _Painter, face: _Face, rng: np.random.Generator, style: 
     # a few strands for texture
     sc = _col(col, 0.75 if sum(col) > 180 else 1.6)
     x = rng.uniform(-0.6, 0.6, 4)
-    strands = np.stack([np.stack([x, np.full(4, -face.top_h * 0.95)], 1),
-                        np.stack([x + rng.uniform(-0.25, 0.25, 4), np.full(4, hairline + 0.05)], 1)], 1)
+    strands = np.stack(
+        [
+            np.stack([x, np.full(4, -face.top_h * 0.95)], 1),
+            np.stack([x + rng.uniform(-0.25, 0.25, 4), np.full(4, hairline + 0.05)], 1),
+        ],
+        1,
+    )
     p.lines(strands, sc, 0.025)
 
 
@@ -107,8 +112,16 @@ def _draw_nose(p: _Painter, face: _Face, rng: np.random.Generator, skin) -> None
     nw = rng.uniform(0.16, 0.23)  # half-width of the nose wings
     side = 1 if rng.random() < 0.5 else -1  # the side away from the light
     top = face.eye_y + 0.08
-    p.poly([(nx + side * 0.03, top), (nx + side * 0.09, top + 0.05), (nx + side * nw * 1.05, ny - 0.02),
-            (nx + side * nw * 0.7, ny + 0.07), (nx, ny + 0.04)], _col(skin, 0.86))
+    p.poly(
+        [
+            (nx + side * 0.03, top),
+            (nx + side * 0.09, top + 0.05),
+            (nx + side * nw * 1.05, ny - 0.02),
+            (nx + side * nw * 0.7, ny + 0.07),
+            (nx, ny + 0.04),
+        ],
+        _col(skin, 0.86),
+    )
     for s in (-1, 1):
         c = (nx + s * nw * 0.72, ny + 0.02)
         p.ellipse(c, nw * 0.38, 0.075, _col(skin, 0.9))
@@ -127,7 +140,7 @@ def _draw_mouth(p: _Painter, face: _Face, rng: np.random.Generator, skin) -> str
     kind = _choice(rng, (("neutral", 0.55), ("smile", 0.3), ("open", 0.15)))
     curve = {"neutral": rng.uniform(-0.01, 0.02), "smile": rng.uniform(0.04, 0.08), "open": 0.02}[kind]
     xs = _lin(-1, 1, 9)
-    mid = np.stack([mx + xs * mw, my + curve * (1 - xs ** 2) - curve], 1)  # corners up when smiling
+    mid = np.stack([mx + xs * mw, my + curve * (1 - xs**2) - curve], 1)  # corners up when smiling
     upper_t = rng.uniform(0.05, 0.08)
     lower_t = rng.uniform(0.06, 0.1)
     if kind == "open":
@@ -137,8 +150,10 @@ def _draw_mouth(p: _Painter, face: _Face, rng: np.random.Generator, skin) -> str
         lower_mid = mid + [0, gap]
     else:
         lower_mid = mid
-    upper = np.concatenate([mid, np.stack([mid[:, 0], mid[:, 1] - upper_t * (1 - xs ** 2) ** 0.5], 1)[::-1]])
-    lower = np.concatenate([lower_mid, np.stack([lower_mid[:, 0], lower_mid[:, 1] + lower_t * (1 - xs ** 2) ** 0.5], 1)[::-1]])
+    upper = np.concatenate([mid, np.stack([mid[:, 0], mid[:, 1] - upper_t * (1 - xs**2) ** 0.5], 1)[::-1]])
+    lower = np.concatenate(
+        [lower_mid, np.stack([lower_mid[:, 0], lower_mid[:, 1] + lower_t * (1 - xs**2) ** 0.5], 1)[::-1]]
+    )
     p.poly(upper, _col(lip, 0.92))
     p.poly(lower, _col(lip, 1.05))
     p.line(mid, _col(lip, 0.35), 0.03)
@@ -153,18 +168,19 @@ def _draw_beard(p: _Painter, face: _Face, rng: np.random.Generator, col, skin, k
         ys = np.linspace(-0.05, face.bottom_h, 10)
         outer = np.stack([[face.hw(y) * 1.02 for y in ys], ys], 1)
         outer = np.concatenate([outer, [[0.0, face.bottom_h + 0.07]]])
-        inner = np.array([[face.hw(-0.05) * 0.8, -0.05], [0.62, 0.42], [0.4, my + 0.02],
-                          [0.22, my + 0.14], [0.0, my + 0.17]])
+        inner = np.array(
+            [[face.hw(-0.05) * 0.8, -0.05], [0.62, 0.42], [0.4, my + 0.02], [0.22, my + 0.14], [0.0, my + 0.17]]
+        )
         right = np.concatenate([outer, inner[::-1]])  # down the jaw, back up around the mouth
         p.poly(np.concatenate([right, right[::-1] * [-1, 1]]), c, opaque=True)
     elif kind == "goatee":
         xs = _lin(-1, 1, 9)
-        top = np.stack([mx + xs * 0.22, my + 0.14 + 0.02 * (1 - xs ** 2)], 1)
-        bot = np.stack([mx + xs[::-1] * 0.26, face.bottom_h + 0.04 - 0.12 * xs ** 2], 1)
+        top = np.stack([mx + xs * 0.22, my + 0.14 + 0.02 * (1 - xs**2)], 1)
+        bot = np.stack([mx + xs[::-1] * 0.26, face.bottom_h + 0.04 - 0.12 * xs**2], 1)
         p.poly(np.concatenate([top, bot]), c, opaque=True)
     if kind == "moustache":  # drawn after the mouth (a full beard calls this too)
         xs = _lin(-1, 1, 7)
-        up = np.stack([mx + xs * 0.3, my - 0.1 - 0.04 * (1 - xs ** 2)], 1)
+        up = np.stack([mx + xs * 0.3, my - 0.1 - 0.04 * (1 - xs**2)], 1)
         dn = np.stack([mx + xs * 0.3, my - 0.045 + 0.03 * np.abs(xs)], 1)[::-1]
         p.poly(np.concatenate([up, dn]), _col(col, 0.85))
 
@@ -181,8 +197,15 @@ def _draw_glasses(p: _Painter, face: _Face, rng: np.random.Generator) -> str:
         p.ellipse(c, rw, rh, frame, width=t)
         p.line([(c[0] + side * rw, c[1] - 0.02), (side * face.face_w * 1.0, face.eye_y - 0.02)], frame, t * 0.8)
     mid = face.feat_dx
-    p.line([(mid - face.eye_dx + rw, face.eye_y - 0.02), (mid, face.eye_y - 0.05), (mid + face.eye_dx - rw, face.eye_y - 0.02)],
-           frame, t)
+    p.line(
+        [
+            (mid - face.eye_dx + rw, face.eye_y - 0.02),
+            (mid, face.eye_y - 0.05),
+            (mid + face.eye_dx - rw, face.eye_y - 0.02),
+        ],
+        frame,
+        t,
+    )
     return kind
 
 

@@ -97,8 +97,18 @@ class _Painter:
         if opaque:
             cv2.polylines(self.alpha, p, closed, 255, t, cv2.LINE_AA, _SHIFT)
 
-    def ellipse(self, c, ax: float, ay: float, color, angle: float = 0.0, start: float = 0.0, end: float = 360.0,
-                width: float | None = None, opaque: bool = False) -> None:
+    def ellipse(
+        self,
+        c,
+        ax: float,
+        ay: float,
+        color,
+        angle: float = 0.0,
+        start: float = 0.0,
+        end: float = 360.0,
+        width: float | None = None,
+        opaque: bool = False,
+    ) -> None:
         import cv2
 
         x, y = self.f.pt(c[0], c[1])
@@ -132,17 +142,17 @@ class _Face:
         """Half-width of the face outline at height y (0 above/below the face)."""
         if y < 0:
             t = min(-y / self.top_h, 1.0)
-            return self.face_w * (1.0 - t ** self.e_top) ** (1.0 / self.e_top)
+            return self.face_w * (1.0 - t**self.e_top) ** (1.0 / self.e_top)
         t = min(y / self.bottom_h, 1.0)
-        return self.face_w * (1.0 - t ** self.e_jaw) ** (1.0 / self.e_jaw) * (1.0 - self.taper * t * t)
+        return self.face_w * (1.0 - t**self.e_jaw) ** (1.0 / self.e_jaw) * (1.0 - self.taper * t * t)
 
     def hw_many(self, ys: np.ndarray) -> np.ndarray:
         """:meth:`hw` for an array of heights."""
         ys = np.asarray(ys, dtype=np.float64)
         up = np.clip(-ys / self.top_h, 0.0, 1.0)
         dn = np.clip(ys / self.bottom_h, 0.0, 1.0)
-        top = (1.0 - up ** self.e_top) ** (1.0 / self.e_top)
-        bot = (1.0 - dn ** self.e_jaw) ** (1.0 / self.e_jaw) * (1.0 - self.taper * dn * dn)
+        top = (1.0 - up**self.e_top) ** (1.0 / self.e_top)
+        bot = (1.0 - dn**self.e_jaw) ** (1.0 / self.e_jaw) * (1.0 - self.taper * dn * dn)
         return self.face_w * np.where(ys < 0, top, bot)
 
     def outline(self, n: int = 20) -> np.ndarray:
@@ -194,5 +204,15 @@ def _sample_face(rng: np.random.Generator) -> _Face:
 # No sampled face reaches outside this one (scene placement uses it).
 _LARGEST_FACE = _Face(top_h=1.42, bottom_h=1.3, face_w=1.04, e_top=2.6, e_jaw=2.9, taper=0.0)
 # The LFW faces are all roughly the same shape; this fits their mean face.
-_LFW_FACE = _Face(top_h=1.3, bottom_h=1.2, face_w=0.86, e_top=2.2, e_jaw=2.2, taper=0.12,
-                  eye_y=-0.2, eye_dx=0.39, nose_y=0.37, mouth_y=0.72)
+_LFW_FACE = _Face(
+    top_h=1.3,
+    bottom_h=1.2,
+    face_w=0.86,
+    e_top=2.2,
+    e_jaw=2.2,
+    taper=0.12,
+    eye_y=-0.2,
+    eye_dx=0.39,
+    nose_y=0.37,
+    mouth_y=0.72,
+)

@@ -80,9 +80,18 @@ def _lfw_faces() -> tuple[np.ndarray, np.ndarray]:
 def _lfw_face(rows: np.ndarray) -> _Face:
     """Face geometry of one LFW face, in the canonical frame shared by all of them."""
     eye, nostril, mouth = ((np.asarray(rows) - _LFW_EYE_Y) / _LFW_UNIT) + _LFW_FACE.eye_y
-    return _Face(top_h=_LFW_FACE.top_h, bottom_h=_LFW_FACE.bottom_h, face_w=_LFW_FACE.face_w, e_top=_LFW_FACE.e_top,
-                 e_jaw=_LFW_FACE.e_jaw, taper=_LFW_FACE.taper, eye_y=float(eye), eye_dx=_LFW_FACE.eye_dx,
-                 nose_y=float(nostril) - 0.065, mouth_y=float(mouth))
+    return _Face(
+        top_h=_LFW_FACE.top_h,
+        bottom_h=_LFW_FACE.bottom_h,
+        face_w=_LFW_FACE.face_w,
+        e_top=_LFW_FACE.e_top,
+        e_jaw=_LFW_FACE.e_jaw,
+        taper=_LFW_FACE.taper,
+        eye_y=float(eye),
+        eye_dx=_LFW_FACE.eye_dx,
+        nose_y=float(nostril) - 0.065,
+        mouth_y=float(mouth),
+    )
 
 
 def _incorrect_kind(rng: np.random.Generator, label: str) -> str | None:
@@ -143,11 +152,13 @@ def _paint_lfw(p: _Painter, rng: np.random.Generator, skin: np.ndarray, idx: int
     # m = -1 mirrors the face about its own centre line (doubles the variety).
     n, unit = _LFW_PATCH, _LFW_UNIT
     m = -1.0 if rng.random() < 0.5 else 1.0
-    A = np.array([
-        [m / (n * unit), 0.0, m * (0.5 / n - _LFW_CX) / unit],
-        [0.0, 1.0 / (n * unit), _LFW_FACE.eye_y + (0.5 / n - _LFW_EYE_Y) / unit],
-        [0.0, 0.0, 1.0],
-    ])
+    A = np.array(
+        [
+            [m / (n * unit), 0.0, m * (0.5 / n - _LFW_CX) / unit],
+            [0.0, 1.0 / (n * unit), _LFW_FACE.eye_y + (0.5 / n - _LFW_EYE_Y) / unit],
+            [0.0, 0.0, 1.0],
+        ]
+    )
     M = p.f.matrix() @ A
     H, W = p.alpha.shape
     warped = cv2.warpAffine(rgba, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -187,8 +198,11 @@ def _paint_head(p: _Painter, rng: np.random.Generator, label: str, lfw: bool, bo
         p.ellipse((0.0, face.bottom_h + 0.62), 0.42, 0.16, _col(cloth, 0.7), opaque=True)  # collar
     _draw_hair_back(p, face, rng, hair_style, hair)
     neck_w = rng.uniform(0.42, 0.55)
-    p.poly([(-neck_w, 0.5), (neck_w, 0.5), (neck_w * 1.1, face.bottom_h + 0.75), (-neck_w * 1.1, face.bottom_h + 0.75)],
-           _col(skin, 0.8), opaque=True)
+    p.poly(
+        [(-neck_w, 0.5), (neck_w, 0.5), (neck_w * 1.1, face.bottom_h + 0.75), (-neck_w * 1.1, face.bottom_h + 0.75)],
+        _col(skin, 0.8),
+        opaque=True,
+    )
     if lfw:
         _paint_lfw(p, rng, skin, lfw_idx)
         mouth_kind = beard = glasses = None

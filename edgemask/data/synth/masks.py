@@ -23,7 +23,11 @@ class _MaskSpec:
 def _sample_mask(rng: np.random.Generator, kind: str) -> _MaskSpec:
     style = _choice(rng, _MASK_STYLES)
     c = _choice(rng, _MASK_COLORS)
-    color = _rand_color(rng, s=(0.1, 0.9), v=(0.15, 0.95)) if c is None else np.clip(np.asarray(c, np.float64) + rng.normal(0, 8, 3), 0, 255)
+    color = (
+        _rand_color(rng, s=(0.1, 0.9), v=(0.15, 0.95))
+        if c is None
+        else np.clip(np.asarray(c, np.float64) + rng.normal(0, 8, 3), 0, 255)
+    )
     color2 = _rand_color(rng, s=(0.0, 0.9), v=(0.1, 1.0))
     pattern = _choice(rng, (("stripes", 1), ("dots", 1), ("checks", 1))) if style == "patterned" else None
     return _MaskSpec(style, color, color2, pattern, kind)
@@ -101,12 +105,23 @@ def _draw_mask(p: _Painter, face: _Face, spec: _MaskSpec, rng: np.random.Generat
     # loops/straps first so the mask edge covers their ends
     if spec.style == "n95":
         strap = (240.0, 240.0, 240.0) if rng.random() < 0.33 else _col(col, 0.85)
-        segs = np.array([[(s * tr[0] * 0.95, tr[1] + 0.08), (s * ear_x * 1.04, ear_y - 0.15)] for s in (-1, 1)]
-                        + [[(s * br[0] * 0.95, br[1] - 0.05), (s * ear_x * 1.04, ear_y + 0.35)] for s in (-1, 1)])
+        segs = np.array(
+            [[(s * tr[0] * 0.95, tr[1] + 0.08), (s * ear_x * 1.04, ear_y - 0.15)] for s in (-1, 1)]
+            + [[(s * br[0] * 0.95, br[1] - 0.05), (s * ear_x * 1.04, ear_y + 0.35)] for s in (-1, 1)]
+        )
         p.lines(segs, strap, loop_t * 1.2, opaque=True)
     else:
-        loops = np.array([[(s * tr[0] * 0.97, tr[1] + 0.02), (s * ear_x * 1.02, ear_y - 0.1),
-                           (s * ear_x * 1.04, ear_y + 0.15), (s * br[0] * 0.97, br[1] - 0.02)] for s in (-1, 1)])
+        loops = np.array(
+            [
+                [
+                    (s * tr[0] * 0.97, tr[1] + 0.02),
+                    (s * ear_x * 1.02, ear_y - 0.1),
+                    (s * ear_x * 1.04, ear_y + 0.15),
+                    (s * br[0] * 0.97, br[1] - 0.02),
+                ]
+                for s in (-1, 1)
+            ]
+        )
         p.lines(loops, loop_col, loop_t, opaque=True)
 
     yt, yb, ys, drop = m["y_top"], m["y_bot"], m["y_side"], m["drop"]
@@ -164,11 +179,17 @@ def _draw_patterned(p: _Painter, poly: np.ndarray, spec: _MaskSpec, rng: np.rand
         step = rng.uniform(0.08, 0.16)
         ks = np.arange(-span - 1.5, span + 1.5, step * 2)
         if rng.random() < 0.5:  # horizontal
-            segs = np.stack([np.stack([np.full_like(ks, -span), yt + ks + span], 1),
-                             np.stack([np.full_like(ks, span), yt + ks + span], 1)], 1)
+            segs = np.stack(
+                [
+                    np.stack([np.full_like(ks, -span), yt + ks + span], 1),
+                    np.stack([np.full_like(ks, span), yt + ks + span], 1),
+                ],
+                1,
+            )
         else:  # slanted
-            segs = np.stack([np.stack([ks, np.full_like(ks, yt - 0.3)], 1),
-                             np.stack([ks + 0.3, np.full_like(ks, yb + 0.3)], 1)], 1)
+            segs = np.stack(
+                [np.stack([ks, np.full_like(ks, yt - 0.3)], 1), np.stack([ks + 0.3, np.full_like(ks, yb + 0.3)], 1)], 1
+            )
         sub.lines(segs, c2, step)
     elif spec.pattern == "dots":
         step = rng.uniform(0.12, 0.2)
@@ -182,8 +203,15 @@ def _draw_patterned(p: _Painter, poly: np.ndarray, spec: _MaskSpec, rng: np.rand
         gy, gx = np.meshgrid(np.arange(yt - 0.2, yb + 0.2, step), np.arange(-span, span, 2 * step), indexing="ij")
         gx = gx + (np.arange(gy.shape[0]) % 2)[:, None] * step
         xs, ys = gx.ravel(), gy.ravel()
-        sq = np.stack([np.stack([xs, ys], 1), np.stack([xs + step, ys], 1),
-                       np.stack([xs + step, ys + step], 1), np.stack([xs, ys + step], 1)], 1)
+        sq = np.stack(
+            [
+                np.stack([xs, ys], 1),
+                np.stack([xs + step, ys], 1),
+                np.stack([xs + step, ys + step], 1),
+                np.stack([xs, ys + step], 1),
+            ],
+            1,
+        )
         sub.polys(sq, c2)
     a = _rgb(cov.astype(np.float32) * (1.0 / 255.0))
     region = p.rgb[y0:y1, x0:x1].astype(np.float32)

@@ -23,8 +23,9 @@ def _scene_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return bg
 
 
-def render_scene(rng: np.random.Generator, width: int = 640, height: int = 480, max_faces: int = 4
-                 ) -> tuple[np.ndarray, list[dict]]:
+def render_scene(
+    rng: np.random.Generator, width: int = 640, height: int = 480, max_faces: int = 4
+) -> tuple[np.ndarray, list[dict]]:
     """Draw a frame with 0..max_faces labelled faces on a textured background.
 
     Faces are 48..200 px tall (log-uniform, capped by the frame), do not
@@ -97,7 +98,7 @@ def render_scene(rng: np.random.Generator, width: int = 640, height: int = 480, 
         sx1, sy1 = min(2 * half, width - ox), min(2 * half, height - oy)
         if sx1 <= sx0 or sy1 <= sy0:
             continue
-        reg = bg[oy + sy0:oy + sy1, ox + sx0:ox + sx1]
+        reg = bg[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1]
         reg[:] = reg * _rgb(1.0 - a_s[sy0:sy1, sx0:sx1]) + rgb_s[sy0:sy1, sx0:sx1]
         out = _down(fr.pts(face.outline()), ss) + [ox, oy]
         box = (

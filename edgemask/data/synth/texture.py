@@ -33,7 +33,7 @@ def _fractal(rng: np.random.Generator, h: int, w: int, beta: float) -> np.ndarra
     for cells in (2, 4, 8, 16, 32):
         if cells > max(sh, sw):
             break
-        acc += _smooth_noise(rng, sh, sw, cells) * float(cells ** -beta)
+        acc += _smooth_noise(rng, sh, sw, cells) * float(cells**-beta)
     lo, hi, _, _ = cv2.minMaxLoc(acc)
     acc = (acc - lo) * (1.0 / max(hi - lo, 1e-6))
     return cv2.resize(acc, (w, h), interpolation=cv2.INTER_CUBIC)
@@ -122,8 +122,9 @@ def _light(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> 
     return img, settings
 
 
-def _degrade(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0, blur_scale: float = 1.0
-             ) -> tuple[np.ndarray, dict]:
+def _degrade(
+    img: np.ndarray, rng: np.random.Generator, strength: float = 1.0, blur_scale: float = 1.0
+) -> tuple[np.ndarray, dict]:
     """Blur, sensor noise and JPEG round trip: float32 RGB in, uint8 RGB out.
 
     ``blur_scale`` multiplies the blur sigma (0.3..1.3 px): crops pass size/64

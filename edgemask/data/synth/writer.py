@@ -107,8 +107,15 @@ def crop_label(index: int) -> str:
     return CLASS_NAMES[index % len(CLASS_NAMES)]
 
 
-def write_synth_dataset(out: str | Path, n: int = 6000, size: int = 64, seed: int = 0, n_scenes: int = 40,
-                        overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
+def write_synth_dataset(
+    out: str | Path,
+    n: int = 6000,
+    size: int = 64,
+    seed: int = 0,
+    n_scenes: int = 40,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write a synthetic dataset of face crops and annotated scenes.
 
     Layout::
