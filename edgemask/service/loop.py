@@ -286,9 +286,7 @@ def _loop(
             if result.faces:
                 metrics.inferences += 1  # all faces of the frame went through the classifier in one batch
             t_out = time.perf_counter()
-            if not outputs.emit(frame, result, clock.fps):  # alerts reach the outbox first
-                summary.stop_reason = "window closed"
-                stop.set()
+            window_closed = not outputs.emit(frame, result, clock.fps)  # alerts reach the outbox first
             times.update(result.stage_ms, output=(time.perf_counter() - t_out) * 1e3)
             clock.done(frame, times)
             summary.frames += 1
@@ -296,6 +294,10 @@ def _loop(
             metrics.frame_done({k: times[k] / 1e3 for k in _METRIC_STAGES}, len(result.faces))
             if on_frame is not None:
                 on_frame(frame.index, result.faces)
+            if window_closed:  # the user's own stop, not a signal: say so
+                summary.stop_reason = "window closed"
+                stop.set()
+                break
     finally:
         pipeline.close()
         summary.detector_runs = pipeline.detector_runs

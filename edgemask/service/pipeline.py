@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edgemask.config import CROP_MARGIN
+
 log = logging.getLogger("edgemask.service")
 
 
@@ -33,7 +35,7 @@ class FaceClassifier:
         margin: crop margin (see :func:`edgemask.vision.crops.face_crops`).
     """
 
-    def __init__(self, runner: Any, class_names: list[str], margin: float = 0.15):
+    def __init__(self, runner: Any, class_names: list[str], margin: float = CROP_MARGIN):
         self.runner = runner
         self.class_names = list(class_names)
         self.size = int(runner.input_size)

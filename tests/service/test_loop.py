@@ -118,6 +118,20 @@ def test_duration_stop(tmp_path, video):
     assert s.stop_reason == "duration" and 0.9 <= s.duration_s < 3 and 10 <= s.frames <= 35
 
 
+def test_closing_the_window_stops_the_run_and_says_so(tmp_path, video, monkeypatch):
+    from edgemask.service.outputs import Outputs
+
+    calls = []
+
+    def emit(self, frame, result, fps):  # the window is closed by the user at the third frame
+        calls.append(frame.index)
+        return len(calls) < 3
+
+    monkeypatch.setattr(Outputs, "emit", emit)
+    s = run(cfg_for(tmp_path, video, loop=True), detector=BoxDetector([]))
+    assert s.stop_reason == "window closed" and s.frames == 3 and len(calls) == 3
+
+
 def test_corrupt_frame_is_skipped_and_the_run_goes_on(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
