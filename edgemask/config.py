@@ -172,6 +172,9 @@ class TrainConfig:
     seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     label_map: dict[str, str] = field(default_factory=dict)
+    # Datasets whose crops join the training split only (e.g. synthetic faces beside a small real set):
+    # validation, early stopping, the operating point and the test figures stay on `data` alone.
+    extra_train: tuple[str, ...] = ()
     crop_faces: bool | None = None  # ImageFolder: cut faces out of whole photos (None = when most are)
     crop_margin: float = CROP_MARGIN  # VOC boxes and cut ImageFolder faces; travels to the bundle
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are skipped before decoding
@@ -181,6 +184,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["split"] = list(self.split)
+        d["extra_train"] = list(self.extra_train)
         return d
 
     @classmethod
@@ -189,6 +193,8 @@ class TrainConfig:
         kw = {k: v for k, v in d.items() if k in known}
         if "split" in kw:
             kw["split"] = tuple(kw["split"])
+        if "extra_train" in kw:
+            kw["extra_train"] = tuple(kw["extra_train"])
         return cls(**kw)
 
 

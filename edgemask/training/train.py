@@ -234,6 +234,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     if len(splits["train"]) == 0 or len(splits["val"]) == 0:
         raise ConfigError(f"{cfg.data} has too few images ({len(ds.labels)}) for a train/val split; add data")
 
+    if cfg.extra_train:
+        ds, splits = _with_extra_train(ds, splits, cfg, progress)
     images = torch.from_numpy(ds.images)  # (N,S,S,3) uint8
     labels = torch.from_numpy(ds.labels.astype(np.int64))
     k = len(ds.class_names)
@@ -288,6 +290,44 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     return TrainResult(run_dir=out, metrics=metrics)
 
 
+def _with_extra_train(ds: Any, splits: dict, cfg: TrainConfig, progress: Progress) -> tuple[Any, dict]:
+    """``ds`` with the crops of every ``cfg.extra_train`` dataset appended, their indices in the train split only.
+
+    The extra sets are read with ``ds``'s class names (a label outside them is an error, one line); their
+    sources are prefixed ``extra<k>:`` in splits.json.
+    """
+    import dataclasses
+
+    from edgemask.data import load_dataset
+
+    images, labels, sources, groups = [ds.images], [ds.labels], list(ds.sources), list(ds.groups)
+    train = [splits["train"]]
+    n = len(ds.labels)
+    for k, path in enumerate(cfg.extra_train):
+        if not Path(path).exists():
+            raise ConfigError(f"--extra-train {path} does not exist; pass a dataset folder (synth, ImageFolder or VOC)")
+        extra = load_dataset(
+            path,
+            size=cfg.size,
+            label_map=cfg.label_map or None,
+            class_names=ds.class_names,
+            find_faces=face_finder(),
+            margin=cfg.crop_margin,
+            progress=staged(progress, "load"),
+            max_pixels=cfg.max_image_pixels,
+        )
+        images.append(extra.images)
+        labels.append(extra.labels)
+        sources += [f"extra{k}:{s}" for s in extra.sources]
+        groups += [f"extra{k}:{g}" for g in extra.groups]
+        train.append(np.arange(n, n + len(extra.labels), dtype=splits["train"].dtype))
+        n += len(extra.labels)
+    merged = dataclasses.replace(
+        ds, images=np.concatenate(images), labels=np.concatenate(labels), sources=sources, groups=groups
+    )
+    return merged, {**splits, "train": np.concatenate(train)}
+
+
 def _resolve_config(cfg: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig, bool]:
     """The config to train with, and whether a resume raised the epoch count; refuses what must not run."""
     raised = False
@@ -321,7 +361,9 @@ def _resolve_config(cfg: TrainConfig, out: Path, resume: bool) -> tuple[TrainCon
             )
     if not resume:
         # Stored resolved, so that '--resume' works from any working directory.
-        cfg = TrainConfig(**{**cfg.__dict__, "data": str(Path(cfg.data).expanduser().resolve())})
+        resolved = {"data": str(Path(cfg.data).expanduser().resolve())}
+        resolved["extra_train"] = tuple(str(Path(p).expanduser().resolve()) for p in cfg.extra_train)
+        cfg = TrainConfig(**{**cfg.__dict__, **resolved})
     return cfg, raised
 
 
