@@ -34,7 +34,6 @@ KNOWN_LONG_FUNCTIONS = {
     "edgemask/cli/export.py export_cmd",
     "edgemask/cli/run.py run_cmd",
     "edgemask/stability/attack.py attack_to_folder",
-    "edgemask/export/quantize.py int8_from_onnx",
     "edgemask/cli/engine.py build_cmd",
     "edgemask/demo.py run_demo",
     "edgemask/backends/tensorrt/runner.py _activate_impl",
