@@ -35,7 +35,6 @@ KNOWN_LONG_FUNCTIONS = {
     "edgemask/stability/attack.py attack_to_folder",
     "edgemask/cli/engine.py build_cmd",
     "edgemask/demo.py run_demo",
-    "edgemask/backends/tensorrt/runner.py _activate_impl",
     "edgemask/cli/train.py train_cmd",
 }
 
