@@ -69,6 +69,7 @@ RUNTIME = [
     "edgemask.export",  # __init__ only
     "edgemask.export.config",
     "edgemask.export.engine",
+    "edgemask.export.engine_plan",  # what engine build builds, and its trtexec line
     "edgemask.export.qdq_check",
 ]
 # The workstation side (Python 3.10+; most of it needs `pip install 'edgemask[train]'`).

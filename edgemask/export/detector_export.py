@@ -157,15 +157,13 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
         ModelError: not a detector run. ConfigError / DataError: bad calibration source.
         ExportError: a precision outside its tolerance.
     """
-    from edgemask.bundle.manifest import DetectorEntry, InputSpec, ModelEntry, Preprocessing
-    from edgemask.export.onnx_export import onnx_from_torch, opencv_check, ort_logits
-    from edgemask.export.quantize import fp16_from_onnx
+    from edgemask.bundle.manifest import ModelEntry
+    from edgemask.export.onnx_export import ort_logits
     from edgemask.training.detector import load_detector_run
-    from edgemask.vision.facedet_decode import DecodeParams, compare_heads
+    from edgemask.vision.facedet_decode import DecodeParams
 
     model, info = load_detector_run(cfg.detector)
     w, h = int(info["input"]["width"]), int(info["input"]["height"])
-    stride = int(info.get("stride", 4))
     params = DecodeParams.from_dict({**info["decode"], **(cfg.detector_decode or {})})
     tol = {**DEFAULT_TOLERANCE, **(cfg.detector_tolerance or {})}
     want_int8 = "int8" in cfg.precisions
@@ -174,7 +172,6 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
 
     progress("detector scenes", 0, 1)
     sc = _scenes(cfg, info, model, w, h, want_int8)
-    golden_u8, golden_x, golden_ref, cal_x = sc.golden_u8, sc.golden_x, sc.golden_ref, sc.cal_x
     progress("detector scenes", 1, 1, f"{len(sc.cal_sources) + len(sc.gold_sources)} images")
 
     measured: Dict[str, Dict[str, Any]] = {}
@@ -188,13 +185,52 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
     ]
 
     # fp32: always built (fp16 and int8 come from it), shipped only when asked for
-    progress("detector fp32", 0, 1)
     fp32_path = root / MODEL_FILES["fp32"]
+    entry32, measured["fp32"] = _fp32(fp32_path, cfg, model, sc, params, tol, w, h, progress)
+    if "fp32" in cfg.precisions:
+        models.append(entry32)
+    f32_cal = ort_logits(fp32_path, sc.cal_x, batch_size=8) if sc.cal_x is not None else None
+
+    if "fp16" in cfg.precisions:
+        entry16, measured["fp16"] = _fp16(root, sc, f32_cal, params, tol, entry32.opset, producer_extra, progress)
+        models.append(entry16)
+
+    calibration: Optional[Dict[str, Any]] = None
+    if want_int8:
+        assert f32_cal is not None
+        entry8, measured["int8"], calibration = _int8(root, cfg, sc, f32_cal, params, tol, entry32.opset, progress)
+        models.append(entry8)
+    if "fp32" not in cfg.precisions:
+        fp32_path.unlink()
+
+    (root / GOLDEN_INPUTS).parent.mkdir(parents=True, exist_ok=True)
+    np.save(root / GOLDEN_INPUTS, sc.golden_u8)
+    np.save(root / GOLDEN_OUTPUTS, sc.golden_ref)
+    return _detector_entry(cfg, info, params, tol, sc, models, measured, calibration)
+
+
+def _fp32(
+    fp32_path: Path,
+    cfg: Any,
+    model: Any,
+    sc: _Scenes,
+    params: Any,
+    tol: Dict[str, Any],
+    w: int,
+    h: int,
+    progress: Progress,
+) -> Tuple[Any, Dict[str, Any]]:
+    """The detector's fp32 ONNX model, checked against torch: (its ModelEntry, its golden parity)."""
+    from edgemask.bundle.manifest import ModelEntry
+    from edgemask.export.onnx_export import onnx_from_torch, opencv_check, ort_logits
+    from edgemask.vision.facedet_decode import compare_heads
+
+    progress("detector fp32", 0, 1)
     exp = onnx_from_torch(
         model, fp32_path, input_size=w, input_hw=(h, w), opset=cfg.opset, simplify=cfg.simplify, output_name=OUTPUT_NAME
     )
-    fp32_golden = ort_logits(fp32_path, golden_x, batch_size=8)
-    par32 = compare_heads(golden_ref, fp32_golden, params)
+    fp32_golden = ort_logits(fp32_path, sc.golden_x, batch_size=8)
+    par32 = compare_heads(sc.golden_ref, fp32_golden, params)
     _check(
         par32,
         tol.get("fp32"),
@@ -210,53 +246,68 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
         "max_abs_diff_vs_torch": par32["head_max_abs"],
     }
     if cfg.opencv_check:
-        cv = opencv_check(fp32_path, golden_x, golden_ref, return_outputs=True)
+        cv = opencv_check(fp32_path, sc.golden_x, sc.golden_ref, return_outputs=True)
         outs = cv.pop("outputs", None)
         if outs is not None:
-            cv["parity_vs_torch"] = compare_heads(golden_ref, outs, params)
+            cv["parity_vs_torch"] = compare_heads(sc.golden_ref, outs, params)
         extra32["opencv"] = cv
     progress("detector fp32", 1, 1, f"max |Δ| {par32['head_max_abs']:.1e}")
-    measured["fp32"] = par32
-    if "fp32" in cfg.precisions:
-        models.append(
-            ModelEntry(file=MODEL_FILES["fp32"], precision="fp32", format="onnx", opset=exp.opset, extra=extra32)
-        )
-    f32_cal = ort_logits(fp32_path, cal_x, batch_size=8) if cal_x is not None else None
+    entry = ModelEntry(file=MODEL_FILES["fp32"], precision="fp32", format="onnx", opset=exp.opset, extra=extra32)
+    return entry, par32
 
-    if "fp16" in cfg.precisions:
-        progress("detector fp16", 0, 1)
-        fp16_path = root / MODEL_FILES["fp16"]
-        conv = fp16_from_onnx(fp32_path, fp16_path)
-        producer_extra.setdefault("onnxconverter-common", conv["converter"].split()[-1])
-        par16 = compare_heads(golden_ref, ort_logits(fp16_path, golden_x, batch_size=8), params)
-        _check(
-            par16,
-            tol.get("fp16"),
-            "fp16 model differs from torch on the golden scenes",
-            "the model may overflow fp16: export without fp16",
-        )
-        extra16: Dict[str, Any] = {"parity_vs_torch": par16, "max_abs_diff_vs_torch": par16["head_max_abs"], **conv}
-        if f32_cal is not None:
-            extra16["parity_vs_fp32_calibration_scenes"] = compare_heads(
-                f32_cal, ort_logits(fp16_path, cal_x, batch_size=8), params
-            )
-        models.append(
-            ModelEntry(file=MODEL_FILES["fp16"], precision="fp16", format="onnx", opset=exp.opset, extra=extra16)
-        )
-        measured["fp16"] = par16
-        progress("detector fp16", 1, 1, f"max |Δ| {par16['head_max_abs']:.1e}")
 
-    calibration: Optional[Dict[str, Any]] = None
-    if want_int8:
-        assert f32_cal is not None
-        entry8, measured["int8"], calibration = _int8(root, cfg, sc, f32_cal, params, tol, exp.opset, progress)
-        models.append(entry8)
-    if "fp32" not in cfg.precisions:
-        fp32_path.unlink()
+def _fp16(
+    root: Path,
+    sc: _Scenes,
+    f32_cal: Optional[np.ndarray],
+    params: Any,
+    tol: Dict[str, Any],
+    opset: int,
+    producer_extra: Dict[str, str],
+    progress: Progress,
+) -> Tuple[Any, Dict[str, Any]]:
+    """The detector's fp16 model, converted from the fp32 one: (its ModelEntry, its golden parity)."""
+    from edgemask.bundle.manifest import ModelEntry
+    from edgemask.export.onnx_export import ort_logits
+    from edgemask.export.quantize import fp16_from_onnx
+    from edgemask.vision.facedet_decode import compare_heads
 
-    (root / GOLDEN_INPUTS).parent.mkdir(parents=True, exist_ok=True)
-    np.save(root / GOLDEN_INPUTS, golden_u8)
-    np.save(root / GOLDEN_OUTPUTS, golden_ref)
+    progress("detector fp16", 0, 1)
+    fp16_path = root / MODEL_FILES["fp16"]
+    conv = fp16_from_onnx(root / MODEL_FILES["fp32"], fp16_path)
+    producer_extra.setdefault("onnxconverter-common", conv["converter"].split()[-1])
+    par16 = compare_heads(sc.golden_ref, ort_logits(fp16_path, sc.golden_x, batch_size=8), params)
+    _check(
+        par16,
+        tol.get("fp16"),
+        "fp16 model differs from torch on the golden scenes",
+        "the model may overflow fp16: export without fp16",
+    )
+    extra16: Dict[str, Any] = {"parity_vs_torch": par16, "max_abs_diff_vs_torch": par16["head_max_abs"], **conv}
+    if f32_cal is not None:
+        extra16["parity_vs_fp32_calibration_scenes"] = compare_heads(
+            f32_cal, ort_logits(fp16_path, sc.cal_x, batch_size=8), params
+        )
+    progress("detector fp16", 1, 1, f"max |Δ| {par16['head_max_abs']:.1e}")
+    entry = ModelEntry(file=MODEL_FILES["fp16"], precision="fp16", format="onnx", opset=opset, extra=extra16)
+    return entry, par16
+
+
+def _detector_entry(
+    cfg: Any,
+    info: Dict[str, Any],
+    params: Any,
+    tol: Dict[str, Any],
+    sc: _Scenes,
+    models: List[Any],
+    measured: Dict[str, Dict[str, Any]],
+    calibration: Optional[Dict[str, Any]],
+) -> Any:
+    """The manifest's DetectorEntry: the run's input, head and decode, the shipped models and their parity."""
+    from edgemask.bundle.manifest import DetectorEntry, InputSpec, Preprocessing
+
+    w, h = int(info["input"]["width"]), int(info["input"]["height"])
+    stride = int(info.get("stride", 4))
     args = dict(info["arch_args"])
     return DetectorEntry(
         arch=info["arch"],
@@ -283,7 +334,7 @@ def export_detector_into(root: Path, cfg: Any, progress: Progress, producer_extr
         golden={
             "inputs": GOLDEN_INPUTS,
             "outputs": GOLDEN_OUTPUTS,
-            "count": int(len(golden_u8)),
+            "count": int(len(sc.golden_u8)),
             "layout": "NHWC uint8, letterboxed",
             "reference": "torch fp32, CPU, eval mode",
             "sources": sc.gold_sources,

@@ -3,12 +3,9 @@
 A TensorRT engine is compiled for one GPU and one TensorRT version; it is not
 portable. So everything here is keyed by a device profile (``devices/``):
 
-* :func:`plan_engine_build` decides, without TensorRT, what will be built:
-  the precision the device really runs (INT8 on a Nano becomes FP16), DLA or
-  GPU, which ONNX file to parse (the QDQ model for explicit INT8, the fp32
-  model plus the calibration cache for implicit INT8), the dynamic-batch
-  profile, the workspace and the engine's file name.
-* :func:`engine_build_command` prints the equivalent ``trtexec`` command.
+* :func:`plan_engine_build` decides, without TensorRT, what will be built, and
+  :func:`engine_build_command` prints the equivalent ``trtexec`` command; both
+  live in :mod:`edgemask.export.engine_plan` and are re-exported here.
 * :func:`build_engine` builds through
   :func:`edgemask.backends.tensorrt.builder.engine_from_onnx` (the one module
   that drives TensorRT's builder) and :func:`add_engine_to_bundle` records the
@@ -25,13 +22,11 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from edgemask.backends.tensorrt.api import strongly_typed
 from edgemask.backends.tensorrt.builder import (
     DEFAULT_BATCH,
     BuiltEngine,
@@ -40,313 +35,28 @@ from edgemask.backends.tensorrt.builder import (
     local_tensorrt_info,
     require_build_gpu,
 )
-from edgemask.backends.tensorrt.calibrator import read_calibration_cache
 from edgemask.bundle.engines import (
     ENGINE_FORMAT,
     bundle_cache_dir,
     default_timing_cache,
-    engine_file_name,
     find_cached_engine,
-    trt_major,
     trt_tag,
 )
-from edgemask.devices.profiles import (
-    DeviceProfile,
-    load_profile,
-    plan_dla,
-    plan_precision,
-)
+from edgemask.devices.profiles import DeviceProfile, load_profile
 from edgemask.errors import BundleError, ConfigError, ExportError
+
+# The plan's names stay importable from here: callers build and plan through one module.
+from edgemask.export.engine_plan import (
+    ENGINE_MODELS,
+    INT8_MODES,
+    EnginePlan,
+    bundle_parts,
+    bundle_view,
+    engine_build_command,
+    plan_engine_build,
+)
 from edgemask.utils.io import atomic_write_text, sha256_file
 from edgemask.utils.warn import once_each
-
-INT8_MODES = ("auto", "qdq", "calibrator")
-
-
-# --------------------------------------------------------------------------- the plan
-
-
-@dataclass
-class EnginePlan:
-    """Everything decided before TensorRT is touched."""
-
-    bundle: str
-    device: str
-    requested_precision: str
-    precision: str
-    int8_mode: str | None  # "qdq" (explicit, QDQ model) | "calibrator" (implicit + cache) | None
-    source: str  # ONNX file parsed, relative to the bundle
-    calibration_cache: str | None  # relative to the bundle, for "calibrator"
-    dla_core: int | None
-    gpu_fallback: bool
-    workspace_mib: int
-    input_name: str
-    input_chw: tuple[int, int, int]
-    batch: tuple[int, int, int]
-    opset: int
-    tensorrt: str  # expected TensorRT (profile's, or this machine's when known)
-    engine_name: str  # the engine's path in the bundle (detector engines: under detector/)
-    warnings: list[str] = field(default_factory=list)
-    part: str = "classifier"  # which model of the bundle: classifier | detector
-    strongly_typed: bool = False  # TensorRT 11: precision from the ONNX types, no precision flags
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_chw"], d["batch"] = list(self.input_chw), list(self.batch)
-        return d
-
-
-#: What ``engine build --model`` accepts: one part of the bundle, or every part it has.
-ENGINE_MODELS = ("classifier", "detector", "all")
-
-
-def _bundle_of(bundle: Any, part: str = "classifier") -> Any:
-    """The bundle (loaded unverified if a path), seen as ``part``: its classifier or its detector."""
-    from edgemask.bundle import Bundle, load_bundle
-
-    if part not in ("classifier", "detector"):
-        raise ConfigError(f"unknown model {part!r} for an engine; choose classifier or detector")
-    bnd = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=False)
-    if part == "detector":
-        return bnd.detector_view()  # BundleError, one line, when the bundle has no detector
-    if bnd.part == "detector":
-        return Bundle(root=bnd.root, manifest=bnd.full_manifest or bnd.manifest)
-    return bnd
-
-
-def bundle_parts(bundle: Any, model: str = "all") -> list[str]:
-    """The parts ``engine build --model MODEL`` builds: ``all`` = the classifier and, if present, the detector."""
-    if model not in ENGINE_MODELS:
-        raise ConfigError(f"--model {model!r} is unknown; use one of {', '.join(ENGINE_MODELS)}")
-    if model != "all":
-        return [model]
-    bnd = _bundle_of(bundle)
-    return ["classifier", "detector"] if bnd.has_detector else ["classifier"]
-
-
-def _part_prefix(part: str) -> str:
-    return "detector/" if part == "detector" else ""
-
-
-def _onnx_io(path: Path) -> tuple[str, tuple[Any, ...], int]:
-    """(input name, input shape with None for symbolic dims, default-domain opset) of an ONNX file."""
-    # Our protobuf reader, not the onnx package: the device runtime (Python 3.8, no ONNX tooling) builds engines.
-    from edgemask.utils.onnx_graph import OnnxFormatError, load_model
-
-    try:
-        model = load_model(path)
-    except (OSError, OnnxFormatError) as e:
-        raise ExportError(f"{path} is not a readable ONNX model ({e}); re-export the bundle") from None
-    inputs = model.graph.real_inputs()
-    if len(inputs) != 1:
-        raise ExportError(f"{path} has {len(inputs)} inputs; edgemask engines take exactly one image input")
-    dims = tuple(d if isinstance(d, int) else None for d in (inputs[0].shape or ()))
-    return inputs[0].name, dims, model.opset()
-
-
-def plan_engine_build(
-    bundle: Any,
-    device: str | DeviceProfile,
-    precision: str = "fp16",
-    *,
-    dla_core: int | None = None,
-    int8_mode: str = "auto",
-    batch: Sequence[int] = DEFAULT_BATCH,
-    workspace_mib: int | None = None,
-    gpu_fallback: bool = True,
-    tensorrt_version: str | None = None,
-    part: str = "classifier",
-) -> EnginePlan:
-    """Decide what :func:`build_engine` will build; needs no TensorRT.
-
-    Args:
-        bundle: bundle folder (or a loaded ``Bundle``).
-        device: profile name or profile.
-        precision: requested precision; may be lowered (see ``plan_precision``).
-        dla_core: build for this DLA core (GPU fallback on); ignored with a
-            warning on devices without DLA.
-        int8_mode: "qdq" = explicit quantization from ``model.int8.onnx``;
-            "calibrator" = implicit INT8 from the fp32 model and the bundle's
-            calibration cache (TensorRT 8.x/10.x); "auto" = qdq when the QDQ
-            model passes the compliance check for the device's TensorRT, else
-            calibrator (TensorRT 11 has no calibrator: qdq or an error).
-        batch: (min, opt, max) of the dynamic batch profile.
-        tensorrt_version: the TensorRT that will build (this machine's);
-            defaults to the profile's. From 11 on the network is strongly
-            typed: fp16 is built from the bundle's fp16 ONNX.
-        part: ``classifier`` (the bundle's models) or ``detector`` (its
-            ``detector`` entry; the engine goes to ``detector/`` and into that entry).
-
-    Raises:
-        ConfigError: unknown device, a device without TensorRT, bad options.
-        BundleError / ExportError: the bundle lacks what the plan needs.
-    """
-    from edgemask.export.qdq_check import check_qdq_for_tensorrt
-
-    profile = device if isinstance(device, DeviceProfile) else load_profile(device)
-    if not profile.has_tensorrt:
-        raise ConfigError(
-            f"device {profile.name!r} has no TensorRT (no NVIDIA GPU); TensorRT engines need a CUDA "
-            "device; run the ONNX model with the onnxrt backend instead"
-        )
-    if int8_mode not in INT8_MODES:
-        raise ConfigError(f"--int8-mode {int8_mode!r} is unknown; use one of {', '.join(INT8_MODES)}")
-    b = tuple(int(x) for x in batch)
-    if len(b) != 3 or not (1 <= b[0] <= b[1] <= b[2]):
-        raise ConfigError(f"batch profile {list(batch)} is invalid; give min <= opt <= max, all >= 1 (e.g. 1,8,32)")
-    bnd = _bundle_of(bundle, part)
-    warnings: list[str] = []
-
-    prec, w = plan_precision(profile, precision)
-    warnings += w
-    dla, prec, w = plan_dla(profile, dla_core, prec)
-    warnings += w
-    trt_ver = tensorrt_version or profile.tensorrt
-    strong = strongly_typed(trt_major(trt_ver))
-    if strong and int8_mode == "calibrator" and prec == "int8":
-        raise ConfigError(
-            f"TensorRT {trt_ver} has no INT8 calibrator (removed in 11): use --int8-mode qdq "
-            "(the bundle's QDQ model) or auto"
-        )
-
-    mode: str | None = None
-    cache_rel: str | None = None
-    if prec == "int8":
-        cal = bnd.manifest.calibration or {}
-        default_cache = _part_prefix(part) + "calibration/cache.txt"
-        cache_rel = cal.get("cache") or (default_cache if (bnd.root / default_cache).is_file() else None)
-        if int8_mode in ("auto", "qdq"):
-            int8_path = bnd.model_path("int8")  # BundleError, one line, if the bundle has no int8 model
-            report = check_qdq_for_tensorrt(int8_path, trt_ver)
-            if report.passed:
-                mode = "qdq"
-            elif int8_mode == "qdq" or not cache_rel or strong:
-                raise ExportError(
-                    f"{int8_path.name} will not build as explicit INT8 on TensorRT {trt_ver}: "
-                    f"{report.errors[0].message} ({len(report.errors)} problem(s); "
-                    f"'edgemask engine check-qdq {bnd.root}' lists them"
-                    f"{'; TensorRT 11 has no calibrator to fall back on' if strong else ''})"
-                )
-            else:
-                mode = "calibrator"
-                warnings.append(
-                    f"{int8_path.name} fails the TensorRT QDQ check ({report.errors[0].code}); "
-                    f"building implicit INT8 from the fp32 model and {cache_rel} instead"
-                )
-        else:
-            if not cache_rel:
-                raise ExportError(
-                    f"bundle {bnd.manifest.name!r} has no calibration cache for --int8-mode calibrator; "
-                    "re-export it with int8 or use --int8-mode qdq"
-                )
-            mode = "calibrator"
-        if mode == "calibrator":
-            read_calibration_cache(bnd.path(cache_rel))  # validate now, fail before a long build
-    if mode == "qdq":
-        source = bnd.model_entry("int8").file
-    elif strong and prec == "fp16":
-        # Strongly typed: the fp32 model would build fp32; fp16 kernels need an fp16-typed graph.
-        try:
-            source = bnd.model_entry("fp16").file
-        except BundleError:
-            raise BundleError(
-                f"bundle {bnd.manifest.name!r} has no fp16 ONNX model, and TensorRT {trt_ver} builds "
-                "fp16 only from one (strongly typed networks, no FP16 flag); re-export with "
-                "--precision fp32,fp16,int8, or build --precision fp32"
-            ) from None
-    else:
-        source = bnd.model_entry("fp32").file
-    src_path = bnd.path(source)
-    if not src_path.is_file():
-        raise BundleError(f"{src_path} is listed in the manifest but missing; re-copy or re-export the bundle")
-    input_name, dims, opset = _onnx_io(src_path)
-    if len(dims) != 4 or any(d is None for d in dims[1:]):
-        raise ExportError(f"{source} input {input_name!r} has shape {dims}; expected (N, 3, H, W) with fixed H, W")
-    if dims[0] is not None:  # static batch in the ONNX: the profile must be that batch
-        if b != (dims[0],) * 3:
-            warnings.append(f"{source} has a fixed batch of {dims[0]}; the engine takes batch {dims[0]} only")
-        b = (dims[0],) * 3
-    if dla is not None and b[0] != b[2]:
-        # DLA engines are built static; the runner pads/splits batches to this size.
-        b = (b[1],) * 3
-        warnings.append(f"DLA engines use a fixed batch: building batch {b[0]} (the runner splits larger batches)")
-    max_opset = profile.max_onnx_opset_for(trt_ver)
-    if opset > max_opset:
-        warnings.append(
-            f"{source} is opset {opset} but TensorRT {trt_ver} on {profile.name} documents "
-            f"opsets up to {max_opset}; if parsing fails, re-export with --opset {max_opset}"
-        )
-    ws = int(workspace_mib if workspace_mib is not None else profile.workspace_mib)
-    if ws < 16:
-        raise ConfigError(f"workspace {ws} MiB is too small; give at least 16")
-    return EnginePlan(
-        bundle=str(bnd.root),
-        device=profile.name,
-        requested_precision=precision,
-        precision=prec,
-        int8_mode=mode,
-        source=source,
-        calibration_cache=cache_rel if mode == "calibrator" else None,
-        dla_core=dla,
-        gpu_fallback=bool(gpu_fallback),
-        workspace_mib=ws,
-        input_name=input_name,
-        input_chw=(int(dims[1]), int(dims[2]), int(dims[3])),
-        batch=b,
-        opset=opset,
-        tensorrt=trt_ver,
-        engine_name=_part_prefix(part) + engine_file_name(profile.name, prec, trt_ver, dla),
-        warnings=warnings,
-        strongly_typed=strong,
-        part=part,
-    )
-
-
-def engine_build_command(
-    plan: EnginePlan, out: str | Path | None = None, timing_cache: str | Path | None = None
-) -> str:
-    """The ``trtexec`` command that builds the same engine as :func:`engine_from_onnx`.
-
-    TensorRT 8.2 takes ``--workspace=MiB``; 8.4+ ``--memPoolSize=workspace:MiB``
-    (10.x dropped ``--workspace``). ``--skipInference`` appeared with 8.6;
-    older versions use ``--buildOnly``. 11.x removed ``--fp16``, ``--int8``
-    and ``--calib`` (strong typing is always on): the precision is the ONNX
-    file's, which the plan already chose.
-    """
-    root = Path(plan.bundle)
-    major, minor = (int(x) for x in (plan.tensorrt.split(".") + ["0"])[:2])
-    c, h, w = plan.input_chw
-
-    def shape(n: int) -> str:
-        return f"{plan.input_name}:{n}x{c}x{h}x{w}"
-
-    cmd = ["trtexec", f"--onnx={root / plan.source}", f"--saveEngine={out or root / plan.engine_name}"]
-    if plan.strongly_typed:
-        pass  # 11.x: no precision flags; the fp16 / QDQ ONNX carries the precision
-    elif plan.precision == "fp16":
-        cmd.append("--fp16")
-    elif plan.precision == "int8":
-        cmd += ["--int8", "--fp16"]
-        if plan.int8_mode == "calibrator" and plan.calibration_cache:
-            cmd.append(f"--calib={root / plan.calibration_cache}")
-    cmd += [
-        f"--minShapes={shape(plan.batch[0])}",
-        f"--optShapes={shape(plan.batch[1])}",
-        f"--maxShapes={shape(plan.batch[2])}",
-    ]
-    if (major, minor) >= (8, 4):
-        cmd.append(f"--memPoolSize=workspace:{plan.workspace_mib}")
-    else:
-        cmd.append(f"--workspace={plan.workspace_mib}")
-    if plan.dla_core is not None:
-        cmd.append(f"--useDLACore={plan.dla_core}")
-        if plan.gpu_fallback:
-            cmd.append("--allowGPUFallback")
-    if timing_cache:
-        cmd.append(f"--timingCacheFile={timing_cache}")
-    cmd.append("--skipInference" if (major, minor) >= (8, 6) else "--buildOnly")
-    return shlex.join(cmd)
-
 
 # --------------------------------------------------------------------------- bundle side
 
@@ -507,8 +217,6 @@ def build_engine(
         NotAvailableError: no TensorRT here.
         ExportError: wrong machine for the profile, or the build failed.
     """
-    from edgemask.bundle import ModelEntry
-
     if add_to_bundle and out_dir:
         raise ConfigError("out_dir and add_to_bundle cannot be combined; an engine in a bundle lies in the bundle")
     profile = load_profile(device)
@@ -521,25 +229,15 @@ def build_engine(
         part=part,
     )
     warnings: list[str] = []
+    note = once_each(on_warning, warnings)
 
     def warn(items: Sequence[str]) -> None:
         for w in items:
-            if w not in warnings:
-                warnings.append(w)
-                if on_warning is not None:
-                    on_warning(w)
+            note(w)
 
-    plan = plan_engine_build(bundle_dir, profile, precision, **opts)  # bundle/option errors come first
-    warn(plan.warnings)
-    trt = require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line, before any work
+    plan, trt, info = _plan_on_this_machine(bundle_dir, profile, precision, opts, warn)
     trt_here = str(trt.__version__)
-    info = local_tensorrt_info()
-    warn(_check_build_host(plan, profile, info))  # wrong TensorRT or GPU for the profile: refused here
-    if trt_tag(trt_here) != plan.tensorrt:
-        # The engine name, the QDQ rules and (11) the typed source follow the TensorRT that really builds.
-        plan = plan_engine_build(bundle_dir, profile, precision, tensorrt_version=trt_here, **opts)
-        warn(plan.warnings)
-    bnd = _bundle_of(bundle_dir, part)
+    bnd = bundle_view(bundle_dir, part)
     tc: Path | None
     if timing_cache is True:
         tc = default_timing_cache(profile.name, trt_here)
@@ -567,6 +265,34 @@ def build_engine(
         trt=trt,
     )
     warn(built.warnings)
+    entry = _engine_entry(plan, bnd, built, profile, info, timing_cache=bool(tc))
+    warn(_publish_engine(bnd, tmp_out, final, entry, add_to_bundle=add_to_bundle, part=part))
+    return EngineResult(entry=entry, path=final, plan=plan, warnings=warnings, built=built)
+
+
+def _plan_on_this_machine(
+    bundle_dir: str | Path, profile: DeviceProfile, precision: str, opts: dict[str, Any], warn: Callable[..., None]
+) -> tuple[EnginePlan, Any, dict[str, Any]]:
+    """(plan, tensorrt module, this machine's TensorRT/GPU info): the plan remade for the TensorRT really here."""
+    plan = plan_engine_build(bundle_dir, profile, precision, **opts)  # bundle/option errors come first
+    warn(plan.warnings)
+    trt = require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line, before any work
+    trt_here = str(trt.__version__)
+    info = local_tensorrt_info()
+    warn(_check_build_host(plan, profile, info))  # wrong TensorRT or GPU for the profile: refused here
+    if trt_tag(trt_here) != plan.tensorrt:
+        # The engine name, the QDQ rules and (11) the typed source follow the TensorRT that really builds.
+        plan = plan_engine_build(bundle_dir, profile, precision, tensorrt_version=trt_here, **opts)
+        warn(plan.warnings)
+    return plan, trt, info
+
+
+def _engine_entry(
+    plan: EnginePlan, bnd: Any, built: BuiltEngine, profile: DeviceProfile, info: dict[str, Any], timing_cache: bool
+) -> Any:
+    """The manifest's ModelEntry of a built engine: what was built from what, where and how."""
+    from edgemask.bundle import ModelEntry
+
     src_entry = bnd.model_entry(plan.precision if plan.int8_mode == "qdq" else "fp32")
     extra = {
         "requested_precision": plan.requested_precision,
@@ -581,13 +307,13 @@ def build_engine(
         "build_seconds": built.build_seconds,
         "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "gpu": info.get("gpu"),
-        "timing_cache": bool(tc),
+        "timing_cache": timing_cache,
         "python": sys.version.split()[0],
         "strongly_typed": plan.strongly_typed,
     }
     if plan.calibration_cache:
         extra["calibration_cache_sha256"] = sha256_file(bnd.path(plan.calibration_cache))
-    entry = ModelEntry(
+    return ModelEntry(
         file=plan.engine_name,
         precision=plan.precision,
         format=ENGINE_FORMAT,
@@ -598,9 +324,18 @@ def build_engine(
         compute_capability=info.get("compute_capability") or profile.compute_capability or None,
         extra=extra,
     )
+
+
+def _publish_engine(bnd: Any, tmp_out: Path, final: Path, entry: Any, *, add_to_bundle: bool, part: str) -> list[str]:
+    """Move the freshly built ``tmp_out`` to ``final``: into the bundle's manifest, or beside its ``.json`` entry.
+
+    Returns:
+        Warnings of :func:`add_engine_to_bundle` (one line each).
+    """
+    warnings: list[str] = []
     try:
         if add_to_bundle:
-            warn(add_engine_to_bundle(bnd.root, tmp_out, entry, part=part))
+            warnings = add_engine_to_bundle(bnd.root, tmp_out, entry, part=part)
         else:
             os.replace(tmp_out, final)
             import json
@@ -609,7 +344,7 @@ def build_engine(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_out.unlink()
-    return EngineResult(entry=entry, path=final, plan=plan, warnings=warnings, built=built)
+    return warnings
 
 
 def build_engines_for_bundle(

@@ -403,7 +403,6 @@ def int8_from_onnx(
     """
     import onnx
     import onnxruntime
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     ort_method = _ort_method(method)
     if target not in INT8_TARGETS:
@@ -418,59 +417,18 @@ def int8_from_onnx(
     fp32_names = {INPUT_NAME} | {o for n in fp32.graph.node for o in n.output}
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgemask-int8-") as td:
-        model_in = Path(src)
-        if preprocess:
-            pre = Path(td) / "pre.onnx"
-            try:
-                with _quiet("onnxruntime"):
-                    quant_pre_process(str(src), str(pre), skip_symbolic_shape=not symbolic_shapes)
-                model_in = pre
-            except Exception as e:  # pre-processing is an optimisation, not a requirement
-                notes.append(f"quant_pre_process skipped: {type(e).__name__}: {str(e)[:120]}")
-        # QuantizeBias False keeps biases float: ORT would otherwise add int32 bias DequantizeLinear nodes,
-        # and TensorRT's Q/DQ support is int8 only (it keeps biases float in explicit quantization).
-        extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
-        if target == "tensorrt":
-            extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "Gemm", "MatMul"]
-            # Weights stay float behind a Q→DQ pair: TensorRT 8.x (JetPack 4/5) imports explicit
-            # quantization only in that form; int8 weight initializers need TensorRT 10.
-            extra["AddQDQPairToWeight"] = True
-        if method == "percentile":
-            extra["CalibPercentile"] = float(percentile)
-        kwargs: dict[str, Any] = {}
-        cache = Path(td) / "ranges.json"
-        if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
-            kwargs["calibration_cache_path"] = str(cache)  # ORT ≥ 1.32 saves the raw ranges there
-        out = Path(td) / "int8.onnx"
-        entropy: dict[str, tuple[float, float]] = {}
-        try:
-            with _quiet("onnxruntime", "root"), contextlib.redirect_stdout(None):
-                if method == "entropy":
-                    entropy = _entropy_ranges(model_in, images, batch_size, Path(td))
-                    extra["TensorQuantOverrides"] = {
-                        k: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for k, (lo, hi) in entropy.items()
-                    }
-                    ort_method = _ort_method("minmax")  # ranges come from the overrides; minmax is the cheap pass
-                quantize_static(
-                    str(model_in),
-                    str(out),
-                    _ArrayReader(images, batch_size),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel,
-                    reduce_range=(target == "cpu"),
-                    activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=ort_method,
-                    extra_options=extra,
-                    **kwargs,
-                )
-        except Exception as e:
-            raise ExportError(
-                f"int8 quantization failed ({type(e).__name__}: {str(e)[:200]}); "
-                "try --calibration-method minmax, or export without int8"
-            ) from e
-        q = onnx.load(str(out))
-        raw = entropy or (_raw_ranges(cache) if cache.is_file() else {})
+        model_in = _preprocessed(Path(src), Path(td), symbolic_shapes, notes) if preprocess else Path(src)
+        q, raw = _quantized_qdq(
+            model_in,
+            images,
+            Path(td),
+            method=method,
+            ort_method=ort_method,
+            target=target,
+            per_channel=per_channel,
+            percentile=percentile,
+            batch_size=batch_size,
+        )
     if not quantize_output:  # no range for the logits either, or TensorRT's implicit mode would clip them
         raw = {k: v for k, v in raw.items() if k not in {o.name for o in fp32.graph.output}}
     if not quantize_output:
@@ -503,3 +461,87 @@ def int8_from_onnx(
         "notes": notes,
     }
     return Int8Info(quantization=quantization, table=table)
+
+
+def _preprocessed(src: Path, td: Path, symbolic_shapes: bool, notes: list[str]) -> Path:
+    """``src`` after ORT's ``quant_pre_process`` (written under ``td``), or ``src`` itself with a note if it fails."""
+    from onnxruntime.quantization import quant_pre_process
+
+    pre = td / "pre.onnx"
+    try:
+        with _quiet("onnxruntime"):
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=not symbolic_shapes)
+        return pre
+    except Exception as e:  # pre-processing is an optimisation, not a requirement
+        notes.append(f"quant_pre_process skipped: {type(e).__name__}: {str(e)[:120]}")
+        return src
+
+
+def _qdq_options(target: str, method: str, percentile: float) -> dict[str, Any]:
+    """``extra_options`` of ``quantize_static``: symmetric int8 everywhere, Q/DQ placed for ``target``."""
+    # QuantizeBias False keeps biases float: ORT would otherwise add int32 bias DequantizeLinear nodes,
+    # and TensorRT's Q/DQ support is int8 only (it keeps biases float in explicit quantization).
+    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+    if target == "tensorrt":
+        extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "Gemm", "MatMul"]
+        # Weights stay float behind a Q→DQ pair: TensorRT 8.x (JetPack 4/5) imports explicit
+        # quantization only in that form; int8 weight initializers need TensorRT 10.
+        extra["AddQDQPairToWeight"] = True
+    if method == "percentile":
+        extra["CalibPercentile"] = float(percentile)
+    return extra
+
+
+def _quantized_qdq(
+    model_in: Path,
+    images: np.ndarray,
+    td: Path,
+    *,
+    method: str,
+    ort_method: Any,
+    target: str,
+    per_channel: bool,
+    percentile: float,
+    batch_size: int,
+) -> tuple[Any, dict[str, tuple[float, float]]]:
+    """(the QDQ ``onnx.ModelProto``, the calibrator's raw (rmin, rmax) per tensor) from ``quantize_static``.
+
+    Working files go under ``td``; ``images`` is (N, C, H, W) float32 in [0, 1].
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    extra = _qdq_options(target, method, percentile)
+    kwargs: dict[str, Any] = {}
+    cache = td / "ranges.json"
+    if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        kwargs["calibration_cache_path"] = str(cache)  # ORT ≥ 1.32 saves the raw ranges there
+    out = td / "int8.onnx"
+    entropy: dict[str, tuple[float, float]] = {}
+    try:
+        with _quiet("onnxruntime", "root"), contextlib.redirect_stdout(None):
+            if method == "entropy":
+                entropy = _entropy_ranges(model_in, images, batch_size, td)
+                extra["TensorQuantOverrides"] = {
+                    k: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for k, (lo, hi) in entropy.items()
+                }
+                ort_method = _ort_method("minmax")  # ranges come from the overrides; minmax is the cheap pass
+            quantize_static(
+                str(model_in),
+                str(out),
+                _ArrayReader(images, batch_size),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                reduce_range=(target == "cpu"),
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=ort_method,
+                extra_options=extra,
+                **kwargs,
+            )
+    except Exception as e:
+        raise ExportError(
+            f"int8 quantization failed ({type(e).__name__}: {str(e)[:200]}); "
+            "try --calibration-method minmax, or export without int8"
+        ) from e
+    return onnx.load(str(out)), entropy or (_raw_ranges(cache) if cache.is_file() else {})

@@ -238,6 +238,42 @@ class TensorRTRunner(Runner):
     def _activate_impl(self) -> None:
         from edgemask.bundle.engines import check_engine_compatible, parse_engine_file_name
 
+        trt, cuda = self._load_trt_and_cuda()
+        if not self.engine_path.is_file():
+            raise BackendError(f"engine {self.engine_path} not found; build it with 'edgemask engine build'")
+        entry = self.entry
+        meta = parse_engine_file_name(self.engine_path)
+        if entry is None:  # a bare engine file: its name is all we know about it
+            self._check_engine_name(meta)
+        cuda.activate()
+        try:
+            if entry is not None:
+                check_engine_compatible(
+                    entry,
+                    self.tensorrt_version,
+                    compute_capability=_safe(cuda.compute_capability),
+                    device=self.device,
+                    bundle_dir=self.bundle_root,
+                )
+            extra = (entry.get("extra") if isinstance(entry, dict) else getattr(entry, "extra", None)) or {}
+            dla = extra.get("dla_core") if entry is not None else (meta or {}).get("dla_core")
+            engine = self._deserialize(trt, dla)
+            self._engine = engine
+            self._context = engine.create_execution_context()
+            if self._context is None:
+                raise BackendError(
+                    f"TensorRT could not create an execution context for {self.engine_path.name} "
+                    "(out of GPU memory?); close other GPU programs or rebuild with a smaller --batch"
+                )
+            io = engine_io(trt, engine)
+            self._pick_image_io(io)
+            self._allocate_and_bind(cuda, engine, io)
+        except BaseException:
+            self._release()
+            raise
+
+    def _load_trt_and_cuda(self) -> tuple[Any, Any]:
+        """The tensorrt module and the CUDA wrapper (or the test's stand-ins); records this TensorRT's version."""
         trt = self._trt_override
         if trt is None:
             import tensorrt as trt
@@ -249,120 +285,108 @@ class TensorRTRunner(Runner):
             cuda = get_cuda_api(self.cuda_binding)
         self._trt, self._cuda = trt, cuda
         self.tensorrt_version = str(trt.__version__)
-        if not self.engine_path.is_file():
-            raise BackendError(f"engine {self.engine_path} not found; build it with 'edgemask engine build'")
-        entry = self.entry
-        meta = parse_engine_file_name(self.engine_path)
-        if entry is None:  # a bare engine file: its name is all we know about it
-            from edgemask.devices.profiles import tensorrt_version_matches
+        return trt, cuda
 
-            if meta is None:
+    def _check_engine_name(self, meta: dict[str, Any] | None) -> None:
+        """Refuse a bare engine file (no manifest entry) whose name says another TensorRT or device."""
+        from edgemask.bundle.engines import check_engine_compatible
+        from edgemask.devices.profiles import tensorrt_version_matches
+
+        if meta is None:
+            raise BackendError(
+                f"{self.engine_path.name} is not named model.<device>.<precision>.trt<ver>.engine "
+                "and has no manifest entry, so its TensorRT version is unknown; load it from its bundle"
+            )
+        named = {
+            "file": self.engine_path.name,
+            "device": meta["device"],
+            "precision": meta["precision"],
+            "tensorrt_version": meta["tensorrt"],
+            "extra": {"dla_core": meta["dla_core"]},
+        }
+        # The name holds only major.minor, so the exact-version check of the manifest path cannot apply.
+        if not tensorrt_version_matches(meta["tensorrt"], self.tensorrt_version):
+            check_engine_compatible(named, self.tensorrt_version, bundle_dir=self.bundle_root)
+        check_engine_compatible(named, None, device=self.device, bundle_dir=self.bundle_root)
+
+    def _deserialize(self, trt: Any, dla: Any) -> Any:
+        """The engine deserialized by a new runtime (on DLA core ``dla`` when not None); one-line errors."""
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        if dla is not None:
+            # A DLA engine runs on the core the runtime names (IRuntime.DLA_core, default -1):
+            # it must be set before deserializing.
+            cores = getattr(self._runtime, "num_DLA_cores", None)
+            if cores is not None and int(dla) >= int(cores):
                 raise BackendError(
-                    f"{self.engine_path.name} is not named model.<device>.<precision>.trt<ver>.engine "
-                    "and has no manifest entry, so its TensorRT version is unknown; load it from its bundle"
+                    f"{self.engine_path.name} was built for DLA core {dla} but TensorRT sees "
+                    f"{cores} DLA core(s) here; rebuild it for this device with "
+                    "'edgemask engine build' (without --dla-core on a device with no DLA)"
                 )
-            named = {
-                "file": self.engine_path.name,
-                "device": meta["device"],
-                "precision": meta["precision"],
-                "tensorrt_version": meta["tensorrt"],
-                "extra": {"dla_core": meta["dla_core"]},
-            }
-            # The name holds only major.minor, so the exact-version check of the manifest path cannot apply.
-            if not tensorrt_version_matches(meta["tensorrt"], self.tensorrt_version):
-                check_engine_compatible(named, self.tensorrt_version, bundle_dir=self.bundle_root)
-            check_engine_compatible(named, None, device=self.device, bundle_dir=self.bundle_root)
-        cuda.activate()
+            self._runtime.DLA_core = int(dla)
         try:
-            if entry is not None:
-                check_engine_compatible(
-                    entry,
-                    self.tensorrt_version,
-                    compute_capability=_safe(cuda.compute_capability),
-                    device=self.device,
-                    bundle_dir=self.bundle_root,
-                )
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            extra = (entry.get("extra") if isinstance(entry, dict) else getattr(entry, "extra", None)) or {}
-            dla = extra.get("dla_core") if entry is not None else (meta or {}).get("dla_core")
-            if dla is not None:
-                # A DLA engine runs on the core the runtime names (IRuntime.DLA_core, default -1):
-                # it must be set before deserializing.
-                cores = getattr(self._runtime, "num_DLA_cores", None)
-                if cores is not None and int(dla) >= int(cores):
-                    raise BackendError(
-                        f"{self.engine_path.name} was built for DLA core {dla} but TensorRT sees "
-                        f"{cores} DLA core(s) here; rebuild it for this device with "
-                        "'edgemask engine build' (without --dla-core on a device with no DLA)"
-                    )
-                self._runtime.DLA_core = int(dla)
-            try:
-                engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
-            except (RuntimeError, TypeError, ValueError) as e:  # some builds raise instead of returning None
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise BackendError(
-                    f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
-                    f"({first}); rebuild it with 'edgemask engine build'"
-                ) from None
-            if engine is None:
-                raise BackendError(
-                    f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
-                    "(built by another TensorRT version or damaged); rebuild it with 'edgemask engine build'"
-                )
-            self._engine = engine
-            self._context = engine.create_execution_context()
-            if self._context is None:
-                raise BackendError(
-                    f"TensorRT could not create an execution context for {self.engine_path.name} "
-                    "(out of GPU memory?); close other GPU programs or rebuild with a smaller --batch"
-                )
-            io = engine_io(trt, engine)
-            inputs = [t for t in io if t.is_input]
-            outputs = [t for t in io if not t.is_input]
-            if len(inputs) != 1 or not outputs:
-                raise BackendError(
-                    f"{self.engine_path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                    "expected one image input and a logits output"
-                )
-            self._in, self._out = inputs[0], outputs[0]
-            if self.input_name and self._in.name != self.input_name:
-                raise BackendError(
-                    f"{self.engine_path.name} input is {self._in.name!r}, the bundle says "
-                    f"{self.input_name!r}; the engine belongs to another model"
-                )
-            h, w = self.input_hw
-            if tuple(self._in.shape[1:]) != (3, h, w):
-                raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {h}, {w})")
-            if tuple(self._out.shape[1:]) != self.output_tail:
-                has = (
-                    f"has {self.num_classes} classes"
-                    if self.output_tail == (self.num_classes,)
-                    else f"model gives (N, {', '.join(map(str, self.output_tail))})"
-                )
-                raise BackendError(
-                    f"{self.engine_path.name} outputs {self._out.shape}, the bundle {has}; "
-                    "the engine belongs to another model"
-                )
-            self.batch_range = profile_batch_range(engine, self._in)
-            bmax = self.batch_range[2]
-            self._stream = cuda.create_stream()
-            self._host_in = cuda.pinned_empty((bmax, 3, h, w), self._in.dtype)
-            self._host_out = cuda.pinned_empty((bmax,) + self.output_tail, self._out.dtype)
-            self._dev_in = cuda.alloc(self._host_in.nbytes)
-            self._dev_out = cuda.alloc(self._host_out.nbytes)
-            self._bufs = [self._dev_in, self._dev_out]
-            self._tensor_api = hasattr(self._context, "execute_async_v3")
-            if self._tensor_api:
-                self._context.set_tensor_address(self._in.name, self._dev_in.ptr)
-                self._context.set_tensor_address(self._out.name, self._dev_out.ptr)
-            else:
-                ptrs = [0] * (max(t.index for t in io) + 1)
-                ptrs[self._in.index], ptrs[self._out.index] = self._dev_in.ptr, self._dev_out.ptr
-                self._bindings = ptrs
-        except BaseException:
-            self._release()
-            raise
+            engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        except (RuntimeError, TypeError, ValueError) as e:  # some builds raise instead of returning None
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise BackendError(
+                f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
+                f"({first}); rebuild it with 'edgemask engine build'"
+            ) from None
+        if engine is None:
+            raise BackendError(
+                f"TensorRT {self.tensorrt_version} could not deserialize {self.engine_path.name} "
+                "(built by another TensorRT version or damaged); rebuild it with 'edgemask engine build'"
+            )
+        return engine
+
+    def _pick_image_io(self, io: list[_IOTensor]) -> None:
+        """Set ``_in`` and ``_out`` (image input, first output), checked against the bundle's name and shapes."""
+        inputs = [t for t in io if t.is_input]
+        outputs = [t for t in io if not t.is_input]
+        if len(inputs) != 1 or not outputs:
+            raise BackendError(
+                f"{self.engine_path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                "expected one image input and a logits output"
+            )
+        self._in, self._out = inputs[0], outputs[0]
+        if self.input_name and self._in.name != self.input_name:
+            raise BackendError(
+                f"{self.engine_path.name} input is {self._in.name!r}, the bundle says "
+                f"{self.input_name!r}; the engine belongs to another model"
+            )
+        h, w = self.input_hw
+        if tuple(self._in.shape[1:]) != (3, h, w):
+            raise BackendError(f"{self.engine_path.name} takes {self._in.shape}, the bundle needs (N, 3, {h}, {w})")
+        if tuple(self._out.shape[1:]) != self.output_tail:
+            has = (
+                f"has {self.num_classes} classes"
+                if self.output_tail == (self.num_classes,)
+                else f"model gives (N, {', '.join(map(str, self.output_tail))})"
+            )
+            raise BackendError(
+                f"{self.engine_path.name} outputs {self._out.shape}, the bundle {has}; "
+                "the engine belongs to another model"
+            )
+
+    def _allocate_and_bind(self, cuda: Any, engine: Any, io: list[_IOTensor]) -> None:
+        """Pinned host and device buffers for the profile's largest batch, one stream, and their addresses bound."""
+        h, w = self.input_hw
+        self.batch_range = profile_batch_range(engine, self._in)
+        bmax = self.batch_range[2]
+        self._stream = cuda.create_stream()
+        self._host_in = cuda.pinned_empty((bmax, 3, h, w), self._in.dtype)
+        self._host_out = cuda.pinned_empty((bmax,) + self.output_tail, self._out.dtype)
+        self._dev_in = cuda.alloc(self._host_in.nbytes)
+        self._dev_out = cuda.alloc(self._host_out.nbytes)
+        self._bufs = [self._dev_in, self._dev_out]
+        self._tensor_api = hasattr(self._context, "execute_async_v3")
+        if self._tensor_api:
+            self._context.set_tensor_address(self._in.name, self._dev_in.ptr)
+            self._context.set_tensor_address(self._out.name, self._dev_out.ptr)
+        else:
+            ptrs = [0] * (max(t.index for t in io) + 1)
+            ptrs[self._in.index], ptrs[self._out.index] = self._dev_in.ptr, self._dev_out.ptr
+            self._bindings = ptrs
 
     def _release(self) -> None:
         cuda = self._cuda
