@@ -29,12 +29,10 @@ R = S.analyse()
 KNOWN_LONG_MODULES = {"edgemask/export/engine.py"}
 # Functions over the limit, by file and name (line numbers move); the list may only shrink.
 KNOWN_LONG_FUNCTIONS = {
-    "edgemask/stability/report.py _sections",
     "edgemask/export/detector_export.py export_detector_into",
     "edgemask/export/engine.py plan_engine_build",
     "edgemask/cli/export.py export_cmd",
     "edgemask/cli/run.py run_cmd",
-    "edgemask/stability/attack.py attack_to_folder",
     "edgemask/export/engine.py build_engine",
     "edgemask/export/quantize.py int8_from_onnx",
     "edgemask/cli/engine.py build_cmd",
