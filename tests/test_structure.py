@@ -36,7 +36,6 @@ KNOWN_LONG_FUNCTIONS = {
     "edgemask/export/engine.py build_engine",
     "edgemask/export/quantize.py int8_from_onnx",
     "edgemask/cli/engine.py build_cmd",
-    "edgemask/demo.py run_demo",
     "edgemask/backends/tensorrt/runner.py _activate_impl",
     "edgemask/cli/train.py train_cmd",
 }
