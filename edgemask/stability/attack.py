@@ -102,7 +102,7 @@ def attack_to_folder(
 
     Args:
         path: a bundle folder or a training run folder.
-        data_dir: any dataset layout ``load_dataset`` reads.
+        data_dir: any dataset layout ``load_dataset`` reads (whole-scene ImageFolders are cut to faces).
         out_dir: the folder to write (see the module docstring).
         cfg: the DeepFool settings (n, norm, overshoot, max_iter, candidates, seed, batch_size, device,
             overwrite) of a :class:`StabilityConfig`; an :class:`AttackConfig` adds ``target`` and
@@ -206,8 +206,11 @@ def _attack_sample(
     """The seeded stratified sample: x float32 (n, 3, S, S) in [0, 1], labels int64 (n,), sources, dataset size."""
     from edgemask.data import load_dataset
     from edgemask.stability.inputs import stratified_sample, to_nchw_float
+    from edgemask.vision.detectors import face_finder  # data never imports vision: a whole-scene folder needs it
 
-    ds = load_dataset(data_dir, size=size, class_names=class_names, progress=staged(progress, "load"))
+    ds = load_dataset(
+        data_dir, size=size, class_names=class_names, progress=staged(progress, "load"), find_faces=face_finder()
+    )
     if cfg.n > len(ds):
         raise ConfigError(
             f"dataset {data_dir} has only {len(ds)} images but --n is {cfg.n}; lower --n to at most "
