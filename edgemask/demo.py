@@ -98,6 +98,10 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None, overwrite: bool 
     shipped pretrained bundle's card figures (``.pretrained``, see
     :func:`pretrained_figures`).
     """
+    # The train extra first: without it the demo stops with one line, before it writes anything.
+    import edgemask.data.synth  # noqa: F401
+    import edgemask.training  # noqa: F401
+
     progress = progress or NO_PROGRESS
     out = _demo_folder(cfg, overwrite)
     t_all = time.perf_counter()

@@ -116,6 +116,8 @@ def attack_to_folder(
         ConfigError: bad options, ``out_dir`` exists without ``overwrite``, ``n`` larger than the dataset.
         BundleError / ModelError / DataError: unusable model folder or dataset.
     """
+    import torch  # noqa: F401  -- the train extra first: without it, one line before any option is checked
+
     from edgemask.stability.provenance import host_info, library_versions, resolve_device
     from edgemask.stability.result import to_jsonable
     from edgemask.utils.io import atomic_dir
