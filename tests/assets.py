@@ -12,6 +12,7 @@ it and skip, or use prebuilt bundles (tests/bundle_cache.py).
 * ``make_tiny_bundle`` -- the trained 3-class seed_cnn at 32x32, fp32/fp16/int8
   (the ``backends_bundle`` / ``tiny_bundle`` fixtures).
 * ``make_service_bundle`` -- an untrained fp32-only bundle for the service tests.
+* ``scene_folder`` -- an ImageFolder of whole photos of a real face (the face-cropping tests).
 """
 
 from __future__ import annotations
@@ -247,3 +248,29 @@ def make_service_bundle(root: Path) -> Path:
     recipe = root / "recipe.toml"
     recipe.write_text('source = "synth"\ncount = 8\nstratified = true\nseed = 7\n')
     return export_bundle(root / "run", root / "bundle", calibration=str(recipe), precisions="fp32", opencv_check=False)
+
+
+def scene_folder(root: Path) -> Path:
+    """A small ImageFolder that is mostly whole scenes, at ``root`` (needs OpenCV and scikit-image).
+
+    without_mask/: whole photos of a real face (wide, tall, square), a face crop, and a faceless photo;
+    with_mask/: two square face crops (a painted mask)."""
+    import cv2
+
+    from edgemask.data.realfaces import ASTRONAUT_FACE_BOX, astronaut_variants
+
+    v = astronaut_variants()
+    x0, y0, x1, y1 = (int(c) for c in ASTRONAUT_FACE_BOX)
+    root = Path(root)
+    wo, wm = root / "without_mask", root / "with_mask"
+    wo.mkdir(parents=True)
+    wm.mkdir(parents=True)
+    cv2.imwrite(str(wo / "scene_square.png"), v["no_mask"])  # 512x512, face 95 px: a scene
+    cv2.imwrite(str(wo / "scene_wide.png"), v["no_mask"][0:300, :])  # 512x300
+    cv2.imwrite(str(wo / "scene_tall.png"), v["no_mask"][:, 100:400])  # 300x512
+    cv2.imwrite(str(wo / "crop.png"), v["no_mask"][y0 - 10 : y1 + 10, x0 - 10 : x1 + 10])  # a face crop
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(wo / "no_face.png"), rng.integers(0, 255, (200, 400, 3), dtype=np.uint8))
+    for k in range(2):
+        cv2.imwrite(str(wm / f"m{k}.png"), v["mask"][y0 - 5 * k : y1 + 5 * k, x0 - 5 * k : x1 + 5 * k])
+    return root

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Dict, Optional
+
 import typer
 
 from edgemask.cli._common import console, progress_bar, progress_callback, run_cli
@@ -92,11 +94,42 @@ def demo(
             st["stability"]["path"],
         )
         console.print(t)
+        print_pretrained(summary.pretrained)
         from edgemask.cli.stability import print_headline
 
         print_headline(summary.study)
         console.print(f"report: [bold]{st['stability']['path']}/report.html[/] (open in a browser)")
         console.print(f"total {summary.seconds:.0f} s; summary in [bold]{out}/summary.json[/]")
+
+
+def print_pretrained(figures: Optional[Dict[str, Any]]) -> None:
+    """The shipped bundle's model-card figures, labelled as such, beside the demo's own; nothing without a card."""
+    if not figures:
+        return
+    from rich.table import Table
+
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{v * 100:.1f}%"
+
+    cls, det = figures.get("classifier") or {}, figures.get("detector") or {}
+    t = Table(
+        title="pretrained bundle (shipped; real held-out photos, from its model card)",
+        caption="copied from the card, not re-run; the demo's own figures above are of a model trained on "
+        "synthetic faces",
+    )
+    for h in ("precision", "classifier accuracy", "no_mask → mask", "detector recall (faces ≥ 24 px)", "false boxes"):
+        t.add_column(h, justify="left" if h == "precision" else "right")
+    for p in dict.fromkeys([*cls, *det]):  # fp32, fp16, int8: the order pretrained_figures keeps
+        c, d = cls.get(p) or {}, det.get(p) or {}
+        recall = d.get("recall_min_side") or {}
+        t.add_row(
+            p,
+            pct(c.get("accuracy")),
+            pct(c.get("no_mask_called_mask")),
+            ", ".join(f"{k} {pct(v)}" for k, v in sorted(recall.items())) or "–",
+            "–" if d.get("false_per_image") is None else f"{d['false_per_image']:.2f} / image",
+        )
+    console.print(t)
 
 
 def register(app: typer.Typer) -> None:

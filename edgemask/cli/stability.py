@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from edgemask.cli._common import console, err_console, progress_bar, progress_callback, run_cli
-from edgemask.stability.config import StabilityConfig
+from edgemask.stability.config import AttackConfig, StabilityConfig
 
 _S = StabilityConfig()
 # "\\[" keeps rich from reading "[@target]" as a markup tag (it would vanish from --help).
@@ -207,30 +207,27 @@ def attack_cmd(
 
     Example: edgemask attack export/mask-v1 --data data/heldout --n 200 --out adv/mask-v1
 
-    Python: edgemask.stability.attack_to_folder(model, data, out, n=200)
+    Python: edgemask.stability.attack_to_folder(model, data, out, AttackConfig(n=200))
     """
     with run_cli():
         from edgemask.stability.attack import attack_to_folder
         from edgemask.stability.report import num, pct
 
+        cfg = AttackConfig(
+            n=n,
+            norm=norm,
+            overshoot=overshoot,
+            max_iter=max_iter,
+            candidates=candidates,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            overwrite=overwrite,
+            target=target,
+            png=png,
+        )
         with progress_bar(transient=True) as bar:
-            info = attack_to_folder(
-                model,
-                data,
-                out,
-                n=n,
-                norm=norm,
-                overshoot=overshoot,
-                max_iter=max_iter,
-                candidates=candidates,
-                seed=seed,
-                batch_size=batch_size,
-                target=target,
-                device=device,
-                png=png,
-                overwrite=overwrite,
-                progress=progress_callback(bar, _STAGES),
-            )
+            info = attack_to_folder(model, data, out, cfg, progress=progress_callback(bar, _STAGES))
         s = info["summary"]
         console.print(
             f"DeepFool {s['norm']} on {info['model']['target']} ({info['model']['source']}): fooled "

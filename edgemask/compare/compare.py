@@ -391,8 +391,9 @@ def compare_bundle(
 
     Args:
         bundle: a bundle folder (verified on load) or a loaded Bundle.
-        data: any dataset layout ``edgemask.data.load_dataset`` reads; when
-            None, the bundle's golden inputs (no labels, so no accuracy).
+        data: any dataset layout ``edgemask.data.load_dataset`` reads (an
+            ImageFolder of whole photos is cut to faces); when None, the
+            bundle's golden inputs (no labels, so no accuracy).
         engines: specs or ``"backend:precision"`` strings; default
             :func:`default_engines`. The reference (torch:fp32, else
             onnxrt:fp32) is added when missing.
@@ -427,10 +428,16 @@ def compare_bundle(
         source = f"{b.manifest.name}:{golden}"
     else:
         from edgemask.data import load_dataset
+        from edgemask.vision.detectors import face_finder  # data never imports vision: whole scenes need it
 
         load_progress = (lambda done, total: progress("load", done, total)) if progress else None
         ds = load_dataset(
-            data, size=b.input_size, class_names=b.class_names, label_map=label_map, progress=load_progress
+            data,
+            size=b.input_size,
+            class_names=b.class_names,
+            label_map=label_map,
+            progress=load_progress,
+            find_faces=face_finder(),
         )
         images, labels = ds.images, ds.labels
         source = str(data)

@@ -321,7 +321,11 @@ def select_images(
             "which does not exist (relative paths are taken from the current directory); "
             "fix its 'source' or use --calibration default (synthetic images)"
         )
-    ds = load_dataset(src, size=size, label_map=recipe.label_map or None, class_names=list(class_names))
+    from edgemask.vision.detectors import face_finder  # data never imports vision: whole scenes need it
+
+    ds = load_dataset(
+        src, size=size, label_map=recipe.label_map or None, class_names=list(class_names), find_faces=face_finder()
+    )
     excl = set(exclude_sources)
     exclude_idx = [i for i, s in enumerate(ds.sources) if s in excl]
     if len(ds) - len(exclude_idx) < count:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from edgemask.stability.config import (
     DEFAULT_ALPHAS,
+    AttackConfig,
     StabilityConfig,
     engine_key,
     parse_engines,
@@ -42,4 +43,4 @@ _LAZY = {
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
-__all__ = ["DEFAULT_ALPHAS", "StabilityConfig", "engine_key", "parse_engines", *_LAZY]
+__all__ = ["DEFAULT_ALPHAS", "AttackConfig", "StabilityConfig", "engine_key", "parse_engines", *_LAZY]

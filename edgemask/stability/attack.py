@@ -15,6 +15,7 @@ Output folder::
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from edgemask.errors import ConfigError, ModelError
 from edgemask.progress import NO_PROGRESS, Progress, staged
-from edgemask.stability.config import NORMS
+from edgemask.stability.config import NORMS, AttackConfig, StabilityConfig
 
 TARGETS = ("float", "int8")
 
@@ -94,21 +95,19 @@ def attack_to_folder(
     path: str | Path,
     data_dir: str | Path,
     out_dir: str | Path,
-    *,
-    n: int = 1000,
-    norm: str = "l2",
-    overshoot: float = 0.02,
-    max_iter: int = 50,
-    candidates: int = 0,
-    seed: int = 0,
-    batch_size: int = 128,
-    target: str = "float",
-    device: str = "auto",
-    png: bool = True,
-    overwrite: bool = False,
+    cfg: StabilityConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Run DeepFool on ``n`` images of ``data_dir`` against a bundle or run; save the adversarial set.
+    """Run DeepFool on ``cfg.n`` images of ``data_dir`` against a bundle or run; save the adversarial set.
+
+    Args:
+        path: a bundle folder or a training run folder.
+        data_dir: any dataset layout ``load_dataset`` reads (whole-scene ImageFolders are cut to faces).
+        out_dir: the folder to write (see the module docstring).
+        cfg: the DeepFool settings (n, norm, overshoot, max_iter, candidates, seed, batch_size, device,
+            overwrite) of a :class:`StabilityConfig`; an :class:`AttackConfig` adds ``target`` and
+            ``png``. None = ``AttackConfig()``. The study-only fields (alphas, engines, ...) are ignored.
+        progress: stages ``load``, ``attack`` and ``png``.
 
     Returns:
         The content of ``attack.json``.
@@ -117,71 +116,23 @@ def attack_to_folder(
         ConfigError: bad options, ``out_dir`` exists without ``overwrite``, ``n`` larger than the dataset.
         BundleError / ModelError / DataError: unusable model folder or dataset.
     """
-    import torch
+    import torch  # noqa: F401  -- the train extra first: without it, one line before any option is checked
 
-    from edgemask.attacks import deepfool
-    from edgemask.data import load_dataset
-    from edgemask.stability.inputs import stratified_sample, to_nchw_float
-    from edgemask.stability.provenance import host_info, library_versions, resolve_device, tf32_pinned_off
+    from edgemask.stability.provenance import host_info, library_versions, resolve_device
     from edgemask.stability.result import to_jsonable
     from edgemask.utils.io import atomic_dir
 
+    cfg = _as_attack_config(cfg)
     progress = progress or NO_PROGRESS
-    if norm not in NORMS:
-        raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)} (e.g. --norm l2)")
-    if n < 0:
-        raise ConfigError(f"--n must be >= 0 (0 = every image), got {n}")
-    if batch_size < 0:
-        raise ConfigError(f"--batch-size must be >= 0 (0 = automatic), got {batch_size}")
-    if not overshoot >= 0:
-        raise ConfigError(f"--overshoot must be >= 0 (the paper uses 0.02), got {overshoot}")
-    if max_iter < 1:
-        raise ConfigError(f"--max-iter must be an integer >= 1 (default 50), got {max_iter}")
-    if candidates == 1 or candidates < 0:
-        raise ConfigError(f"--candidates must be 0 (every class) or >= 2, got {candidates}")
-    if target not in TARGETS:
-        raise ConfigError(f"unknown attack target {target!r}; choose one of {', '.join(TARGETS)}")
-    out = Path(out_dir)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    dev = resolve_device(device)
-    model, size, class_names, what = load_attack_target(path, target, dev)
-    ds = load_dataset(data_dir, size=size, class_names=class_names, progress=staged(progress, "load"))
-    if n > len(ds):
-        raise ConfigError(
-            f"dataset {data_dir} has only {len(ds)} images but --n is {n}; lower --n to at most "
-            f"{len(ds)} (or --n 0 for all)"
-        )
-    idx = stratified_sample(ds.labels, n, seed)
-    x = to_nchw_float(ds.images[idx])
-    y = ds.labels[idx].astype(np.int64)
-    sources = [ds.sources[i] for i in idx]
-    torch.manual_seed(seed)
-    t = time.perf_counter()
-    with tf32_pinned_off() as tf32_before:
-        progress("attack", 0, len(x))
-        res = deepfool(
-            model,
-            torch.from_numpy(x).to(dev),
-            norm=norm,
-            overshoot=float(overshoot),
-            max_iter=int(max_iter),
-            candidates=candidates or None,
-            clip=(0.0, 1.0),
-            labels=torch.from_numpy(y).to(dev),
-            batch_size=batch_size or None,
-        )
-        progress("attack", len(x), len(x), f"fooled {int(res.success.sum())}/{len(x)}")
-    seconds = time.perf_counter() - t
+    out = _check_attack_options(cfg, out_dir)
+    dev = resolve_device(cfg.device)
+    model, size, class_names, what = load_attack_target(path, cfg.target, dev)
+    x, y, sources, n_data = _attack_sample(data_dir, size, class_names, cfg, progress)
+    res, tf32_before, seconds = _run_deepfool(model, x, y, dev, cfg, progress)
     x_adv = res.x_adv.detach().float().cpu().numpy()
     r = x_adv - x
     summary = res.summary()
-    # Storing as 8-bit pixels (what the PNGs hold) can undo a small perturbation: measure how often.
-    x_adv8 = (np.round(x_adv * 255.0) / 255.0).astype(np.float32)
-    with torch.no_grad():
-        xb = torch.from_numpy(x_adv8).to(dev)
-        step = batch_size or 256
-        pred8 = torch.cat([model(xb[i : i + step]).argmax(1) for i in range(0, len(xb), step)]).cpu().numpy()
+    x_adv8, pred8 = _eight_bit_predictions(model, x_adv, dev, cfg.batch_size)
     ok = res.success.cpu().numpy().astype(bool)
     still = (pred8 != res.pred_orig.cpu().numpy()) & ok
     summary["eight_bit_still_adversarial"] = float(still.sum() / ok.sum()) if ok.sum() else None
@@ -191,21 +142,8 @@ def attack_to_folder(
         "model": what,
         "summary": summary,
         "class_names": class_names,
-        "config": {
-            "path": str(path),
-            "data": str(data_dir),
-            "n": n,
-            "norm": norm,
-            "overshoot": overshoot,
-            "max_iter": max_iter,
-            "candidates": candidates,
-            "seed": seed,
-            "batch_size": batch_size,
-            "target": target,
-            "device": dev,
-            "png": png,
-        },
-        "dataset": {"size": len(ds), "sampled": len(idx), "sample": "stratified by class, seeded"},
+        "config": _config_record(path, data_dir, cfg, dev),
+        "dataset": {"size": n_data, "sampled": len(x), "sample": "stratified by class, seeded"},
         "versions": library_versions(),
         "host": host_info(),
         "tf32": {"before": tf32_before, "during_attack": {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False}},
@@ -216,23 +154,133 @@ def attack_to_folder(
             "r": "r.npy",
             "labels": "labels.npy",
             "samples": "samples.csv",
-            "png": "adversarial/" if png else None,
+            "png": "adversarial/" if cfg.png else None,
         },
     }
     info = to_jsonable(info)
-    replace = overwrite or (out.is_dir() and not any(out.iterdir()))
+    replace = cfg.overwrite or (out.is_dir() and not any(out.iterdir()))
     with atomic_dir(out, overwrite=replace) as tmp:
         np.save(tmp / "x.npy", x)
         np.save(tmp / "x_adv.npy", x_adv)
         np.save(tmp / "r.npy", r)
         np.save(tmp / "labels.npy", y)
         _write_attack_csv(tmp / "samples.csv", res, y, sources, class_names, pred8)
-        if png:
+        if cfg.png:
             _write_pngs(tmp / "adversarial", x_adv8, y, class_names, progress)
-        import json
-
         (tmp / "attack.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return info
+
+
+def _as_attack_config(cfg: StabilityConfig | None) -> AttackConfig:
+    """None -> the defaults; a plain StabilityConfig -> the same settings, attacking the float model with PNGs."""
+    if cfg is None:
+        return AttackConfig()
+    if isinstance(cfg, AttackConfig):
+        return cfg
+    return AttackConfig.from_dict(cfg.to_dict())
+
+
+def _check_attack_options(cfg: AttackConfig, out_dir: str | Path) -> Path:
+    """Raise a ConfigError naming the first bad option (the attack's own wording); return the output folder."""
+    if cfg.norm not in NORMS:
+        raise ConfigError(f"unknown norm {cfg.norm!r}; choose one of {', '.join(NORMS)} (e.g. --norm l2)")
+    if cfg.n < 0:
+        raise ConfigError(f"--n must be >= 0 (0 = every image), got {cfg.n}")
+    if cfg.batch_size < 0:
+        raise ConfigError(f"--batch-size must be >= 0 (0 = automatic), got {cfg.batch_size}")
+    if not cfg.overshoot >= 0:
+        raise ConfigError(f"--overshoot must be >= 0 (the paper uses 0.02), got {cfg.overshoot}")
+    if cfg.max_iter < 1:
+        raise ConfigError(f"--max-iter must be an integer >= 1 (default 50), got {cfg.max_iter}")
+    if cfg.candidates == 1 or cfg.candidates < 0:
+        raise ConfigError(f"--candidates must be 0 (every class) or >= 2, got {cfg.candidates}")
+    if cfg.target not in TARGETS:
+        raise ConfigError(f"unknown attack target {cfg.target!r}; choose one of {', '.join(TARGETS)}")
+    out = Path(out_dir)
+    if out.exists() and not cfg.overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    return out
+
+
+def _attack_sample(
+    data_dir: str | Path, size: int, class_names: list[str], cfg: AttackConfig, progress: Progress
+) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    """The seeded stratified sample: x float32 (n, 3, S, S) in [0, 1], labels int64 (n,), sources, dataset size."""
+    from edgemask.data import load_dataset
+    from edgemask.stability.inputs import stratified_sample, to_nchw_float
+    from edgemask.vision.detectors import face_finder  # data never imports vision: a whole-scene folder needs it
+
+    ds = load_dataset(
+        data_dir, size=size, class_names=class_names, progress=staged(progress, "load"), find_faces=face_finder()
+    )
+    if cfg.n > len(ds):
+        raise ConfigError(
+            f"dataset {data_dir} has only {len(ds)} images but --n is {cfg.n}; lower --n to at most "
+            f"{len(ds)} (or --n 0 for all)"
+        )
+    idx = stratified_sample(ds.labels, cfg.n, cfg.seed)
+    return to_nchw_float(ds.images[idx]), ds.labels[idx].astype(np.int64), [ds.sources[i] for i in idx], len(ds)
+
+
+def _run_deepfool(
+    model: Any, x: np.ndarray, y: np.ndarray, dev: str, cfg: AttackConfig, progress: Progress
+) -> tuple[Any, Any, float]:
+    """DeepFool on (x, y) with TF32 pinned off: (the attack's result, TF32 flags before, seconds)."""
+    import torch
+
+    from edgemask.attacks import deepfool
+    from edgemask.stability.provenance import tf32_pinned_off
+
+    torch.manual_seed(cfg.seed)
+    t = time.perf_counter()
+    with tf32_pinned_off() as tf32_before:
+        progress("attack", 0, len(x))
+        res = deepfool(
+            model,
+            torch.from_numpy(x).to(dev),
+            norm=cfg.norm,
+            overshoot=float(cfg.overshoot),
+            max_iter=int(cfg.max_iter),
+            candidates=cfg.candidates or None,
+            clip=(0.0, 1.0),
+            labels=torch.from_numpy(y).to(dev),
+            batch_size=cfg.batch_size or None,
+        )
+        progress("attack", len(x), len(x), f"fooled {int(res.success.sum())}/{len(x)}")
+    return res, tf32_before, time.perf_counter() - t
+
+
+def _eight_bit_predictions(model: Any, x_adv: np.ndarray, dev: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """x_adv rounded to 8-bit pixels (what the PNGs hold) and the model's predictions on it (N,).
+
+    Storing as 8 bits can undo a small perturbation: the caller measures how often.
+    """
+    import torch
+
+    x_adv8 = (np.round(x_adv * 255.0) / 255.0).astype(np.float32)
+    with torch.no_grad():
+        xb = torch.from_numpy(x_adv8).to(dev)
+        step = batch_size or 256
+        pred8 = torch.cat([model(xb[i : i + step]).argmax(1) for i in range(0, len(xb), step)]).cpu().numpy()
+    return x_adv8, pred8
+
+
+def _config_record(path: str | Path, data_dir: str | Path, cfg: AttackConfig, dev: str) -> dict[str, Any]:
+    """``attack.json``'s ``config``: the settings the attack ran with (the device resolved)."""
+    return {
+        "path": str(path),
+        "data": str(data_dir),
+        "n": cfg.n,
+        "norm": cfg.norm,
+        "overshoot": cfg.overshoot,
+        "max_iter": cfg.max_iter,
+        "candidates": cfg.candidates,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "target": cfg.target,
+        "device": dev,
+        "png": cfg.png,
+    }
 
 
 def _write_attack_csv(

@@ -133,6 +133,22 @@ class StabilityConfig:
         return cls(**kw)
 
 
+@dataclass
+class AttackConfig(StabilityConfig):
+    """``edgemask attack``'s settings: the DeepFool fields of :class:`StabilityConfig`, plus two of its own.
+
+    The study-only fields (alphas, noise_trials, sensitivity_*, engines, int8_attack, twin_mode, examples)
+    are ignored. A separate class keeps these two out of the study's ``config.json`` and ``report.json``.
+
+    Attributes:
+        target: ``float`` (the torch model) or ``int8`` (a bundle's int8 model through its fake-quant twin).
+        png: also write x_adv as 8-bit PNGs in ImageFolder layout, by ground truth.
+    """
+
+    target: str = "float"
+    png: bool = True
+
+
 def parse_engines(spec: str | tuple[str, ...] | list[str] | None) -> list[tuple[str, str, str | None]]:
     """``"torch:fp32,onnxrt:int8@cuda"`` → ``[("torch", "fp32", None), ("onnxrt", "int8", "cuda")]``.
 
@@ -180,4 +196,13 @@ def engine_key(backend: str, precision: str, target: str | None = None) -> str:
     return f"{backend}:{precision}" + (f"@{target}" if target else "")
 
 
-__all__ = ["DEFAULT_ALPHAS", "NORMS", "TWIN_BACKEND", "TWIN_MODES", "StabilityConfig", "engine_key", "parse_engines"]
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "NORMS",
+    "TWIN_BACKEND",
+    "TWIN_MODES",
+    "AttackConfig",
+    "StabilityConfig",
+    "engine_key",
+    "parse_engines",
+]

@@ -21,12 +21,17 @@ def load_study_data(
 ) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
     """Load a dataset at the bundle's input size and class list; stratified sample of ``n`` (0 = all).
 
+    An ImageFolder of whole photos is cut to the largest face of each (:mod:`edgemask.data.facecrop`).
+
     Returns:
         (uint8 NHWC images, labels, sources, provenance dict).
     """
     from edgemask.data import load_dataset
+    from edgemask.vision.detectors import face_finder  # data never imports vision: a whole-scene folder needs it
 
-    ds = load_dataset(data_dir, size=bundle.input_size, class_names=bundle.class_names, progress=progress)
+    ds = load_dataset(
+        data_dir, size=bundle.input_size, class_names=bundle.class_names, progress=progress, find_faces=face_finder()
+    )
     if n > len(ds):
         raise ConfigError(
             f"dataset {data_dir} has only {len(ds)} images but --n is {n}; lower --n to at most "

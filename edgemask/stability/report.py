@@ -13,7 +13,7 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Tuple
 
 import numpy as np
 
@@ -119,45 +119,69 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
 
 
-def _sections(result: StudyResult) -> list[tuple[str, list[str], list[list[str]], str]]:
-    """(title, header, rows, note) of every table, shared by Markdown and HTML."""
-    out = []
+#: (title, header, rows, note) of one table of the Markdown and HTML reports.
+Section = Tuple[str, List[str], List[List[str]], str]  # typing's names: Python 3.8 evaluates this line
+
+
+def _sections(result: StudyResult) -> list[Section]:
+    """(title, header, rows, note) of every table, shared by Markdown and HTML, in report order."""
+    out = [
+        _float_attack_section(result),
+        _engines_section(result),
+        _alpha_sweep_section(result),
+        _noise_section(result),
+        _eight_bit_section(result),
+        _per_class_section(result),
+        _flips_section(result),
+    ]
+    if result.int8_attack:
+        out.append(_int8_attack_section(result))
+    if result.twin:
+        out.append(_twin_section(result))
+    out.append(_sensitivity_section(result))
+    return out
+
+
+def _float_attack_section(result: StudyResult) -> Section:
     fa = result.float_attack
     gap = fa.get("median_margin_adv")
-    out.append(
-        (
-            "Float model under DeepFool",
+    return (
+        "Float model under DeepFool",
+        [
+            "norm",
+            "n",
+            "fooled",
+            "ρ_adv mean (n)",
+            "ρ median",
+            "‖r‖₂ median",
+            "‖r‖∞ median",
+            "mean iterations",
+            "logit gap past boundary, median",
+            "zero-gradient stops",
+        ],
+        [
             [
-                "norm",
-                "n",
-                "fooled",
-                "ρ_adv mean (n)",
-                "ρ median",
-                "‖r‖₂ median",
-                "‖r‖∞ median",
-                "mean iterations",
-                "logit gap past boundary, median",
-                "zero-gradient stops",
-            ],
-            [
-                [
-                    fa["norm"],
-                    str(fa["n"]),
-                    f"{pct(fa['fooling_rate'])} ({fa['n_success']})",
-                    f"{num(fa['mean_rho'])} ({fa['n_success']})",
-                    num(fa["median_rho"]),
-                    num(fa["median_l2"]),
-                    num(fa["median_linf"]),
-                    num(fa["mean_iterations"], ".2f"),
-                    num(gap, ".2e"),
-                    str(fa["n_zero_grad"]),
-                ]
-            ],
-            f"source: {fa.get('source')}; {fa.get('what', '')}. DeepFool stops just past the float model's "
-            "boundary: the overshoot adds about η times the logit gap of the last step only, so x_adv is "
-            "classified wrongly by a margin of the order shown (margin_adv in samples.csv).",
-        )
+                fa["norm"],
+                str(fa["n"]),
+                f"{pct(fa['fooling_rate'])} ({fa['n_success']})",
+                f"{num(fa['mean_rho'])} ({fa['n_success']})",
+                num(fa["median_rho"]),
+                num(fa["median_l2"]),
+                num(fa["median_linf"]),
+                num(fa["mean_iterations"], ".2f"),
+                num(gap, ".2e"),
+                str(fa["n_zero_grad"]),
+            ]
+        ],
+        f"source: {fa.get('source')}; {fa.get('what', '')}. DeepFool stops just past the float model's "
+        "boundary: the overshoot adds about η times the logit gap of the last step only, so x_adv is "
+        "classified wrongly by a margin of the order shown (margin_adv in samples.csv).",
     )
+
+
+def _engines_section(result: StudyResult) -> Section:
+    """The headline table, with a note on the logit gap and on QDQ graphs placed for TensorRT."""
+    gap = result.float_attack.get("median_margin_adv")
     h, rows = headline_table(result)
     note = (
         "transfer rate counts k/n over T_E; no_mask→mask counts missed alerts over ground-truth no_mask faces "
@@ -174,39 +198,45 @@ def _sections(result: StudyResult) -> list[tuple[str, list[str], list[list[str]]
                 " which ONNX Runtime's CPU provider runs as float ops on exactly quantized tensors, not as "
                 "integer kernels."
             )
-    out.append(("Engines", h, rows, note))
-    out.append(
-        (
-            "α-sweep: fraction whose prediction changed (x + α·r)",
-            ["engine", "n"] + [f"α={a:g}" for a in result.alphas],
-            [[e["key"], str(e["alpha_sweep_n"])] + [pct(v) for v in e["alpha_sweep"]] for e in result.engines],
-            "α = 1 is x_adv itself; the same samples as the transfer rate",
-        )
+    return ("Engines", h, rows, note)
+
+
+def _alpha_sweep_section(result: StudyResult) -> Section:
+    return (
+        "α-sweep: fraction whose prediction changed (x + α·r)",
+        ["engine", "n"] + [f"α={a:g}" for a in result.alphas],
+        [[e["key"], str(e["alpha_sweep_n"])] + [pct(v) for v in e["alpha_sweep"]] for e in result.engines],
+        "α = 1 is x_adv itself; the same samples as the transfer rate",
     )
-    out.append(
-        (
-            "Random noise of equal ‖r‖₂ vs the DeepFool direction",
-            ["engine", "noise flip rate", "transfer rate", "trials"],
-            [
-                [e["key"], pct(e["noise_flip_rate"]), pct(e["transfer_rate"]), str(e["noise_trials"])]
-                for e in result.engines
-            ],
-            "u is Gaussian, scaled per sample so that the perturbation applied after clipping has ‖·‖₂ = ‖r‖₂; "
-            "over T_E; far fewer flips than the transfer rate mean the attack's direction, not its size, does "
-            "the work",
-        )
+
+
+def _noise_section(result: StudyResult) -> Section:
+    return (
+        "Random noise of equal ‖r‖₂ vs the DeepFool direction",
+        ["engine", "noise flip rate", "transfer rate", "trials"],
+        [
+            [e["key"], pct(e["noise_flip_rate"]), pct(e["transfer_rate"]), str(e["noise_trials"])]
+            for e in result.engines
+        ],
+        "u is Gaussian, scaled per sample so that the perturbation applied after clipping has ‖·‖₂ = ‖r‖₂; "
+        "over T_E; far fewer flips than the transfer rate mean the attack's direction, not its size, does "
+        "the work",
     )
-    out.append(
-        (
-            "Stored as 8-bit pixels",
-            ["engine", "still adversarial after round(255·x_adv)/255"],
-            [
-                [e["key"], f"{pct(e['eight_bit_still_adversarial'])} ({_frac(e['eight_bit_k'], e['eight_bit_n'])})"]
-                for e in result.engines
-            ],
-            "among the samples whose x_adv fooled the engine",
-        )
+
+
+def _eight_bit_section(result: StudyResult) -> Section:
+    return (
+        "Stored as 8-bit pixels",
+        ["engine", "still adversarial after round(255·x_adv)/255"],
+        [
+            [e["key"], f"{pct(e['eight_bit_still_adversarial'])} ({_frac(e['eight_bit_k'], e['eight_bit_n'])})"]
+            for e in result.engines
+        ],
+        "among the samples whose x_adv fooled the engine",
     )
+
+
+def _per_class_section(result: StudyResult) -> Section:
     pc_rows = []
     for e in result.engines:
         for c, v in e["per_class"].items():
@@ -220,61 +250,65 @@ def _sections(result: StudyResult) -> list[tuple[str, list[str], list[list[str]]
                     num(v["rho_adv"]),
                 ]
             )
-    out.append(
-        ("Per class (ground truth)", ["engine", "class", "n", "clean acc", "transfer rate", "ρ_adv"], pc_rows, "")
-    )
+    return ("Per class (ground truth)", ["engine", "class", "n", "clean acc", "transfer rate", "ρ_adv"], pc_rows, "")
+
+
+def _flips_section(result: StudyResult) -> Section:
     fl_rows = []
     for e in result.engines:
         for i, ci in enumerate(result.class_names):
             for j, cj in enumerate(result.class_names):
                 if i != j and e["flips"][i][j]:
                     fl_rows.append([e["key"], f"{ci} → {cj}", str(e["flips"][i][j])])
-    out.append(("Where predictions went (clean → adversarial, over T_E)", ["engine", "flip", "count"], fl_rows, ""))
-    if result.int8_attack:
-        ia = result.int8_attack
-        out.append(
-            (
-                "DeepFool directly against the int8 model",
-                ["quantity", "value"],
-                [
-                    ["source", f"{ia['source']} (fake-quant twin, mode {ia['twin_mode']})"],
-                    ["ρ_adv int8 (n)", f"{num(ia['rho_adv_int8'])} ({ia['rho_n_int8']})"],
-                    ["ρ_adv float (n)", f"{num(ia['rho_adv_float'])} ({ia['rho_n_float']})"],
-                    [
-                        "paired: ρ int8 / ρ float, median (n)",
-                        f"{num(ia['paired_ratio_median'], '.3f')} ({ia['paired_n']})",
-                    ],
-                    ["paired means: int8 / float", f"{num(ia['paired_rho_int8'])} / {num(ia['paired_rho_float'])}"],
-                    [
-                        "twin's x_adv also fools " + str(ia.get("engine_check")),
-                        f"{pct(ia.get('fools_engine_rate'))} ({_frac(ia.get('fools_engine_k'), ia.get('fools_engine_n'))})",
-                    ],
-                    ["twin clean accuracy", pct(ia.get("twin_clean_accuracy"))],
-                ],
-                "ρ of the int8 model's own minimal perturbations; the twin's gradients use a straight-through rounding estimate",
-            )
+    return ("Where predictions went (clean → adversarial, over T_E)", ["engine", "flip", "count"], fl_rows, "")
+
+
+def _int8_attack_section(result: StudyResult) -> Section:
+    ia = result.int8_attack
+    return (
+        "DeepFool directly against the int8 model",
+        ["quantity", "value"],
+        [
+            ["source", f"{ia['source']} (fake-quant twin, mode {ia['twin_mode']})"],
+            ["ρ_adv int8 (n)", f"{num(ia['rho_adv_int8'])} ({ia['rho_n_int8']})"],
+            ["ρ_adv float (n)", f"{num(ia['rho_adv_float'])} ({ia['rho_n_float']})"],
+            [
+                "paired: ρ int8 / ρ float, median (n)",
+                f"{num(ia['paired_ratio_median'], '.3f')} ({ia['paired_n']})",
+            ],
+            ["paired means: int8 / float", f"{num(ia['paired_rho_int8'])} / {num(ia['paired_rho_float'])}"],
+            [
+                "twin's x_adv also fools " + str(ia.get("engine_check")),
+                f"{pct(ia.get('fools_engine_rate'))} ({_frac(ia.get('fools_engine_k'), ia.get('fools_engine_n'))})",
+            ],
+            ["twin clean accuracy", pct(ia.get("twin_clean_accuracy"))],
+        ],
+        "ρ of the int8 model's own minimal perturbations; the twin's gradients use a straight-through rounding estimate",
+    )
+
+
+def _twin_section(result: StudyResult) -> Section:
+    tw = result.twin
+    rows = []
+    for mode, a in (tw.get("agreement") or {}).items():
+        rows.append(
+            [
+                mode + (" (chosen)" if mode == tw.get("mode") else ""),
+                pct(a["argmax_agreement"], 2),
+                num(a["max_abs_diff"], ".2e"),
+                num(a["mean_abs_diff"], ".2e"),
+                num(a["logit_range"], ".2f"),
+            ]
         )
-    if result.twin:
-        tw = result.twin
-        rows = []
-        for mode, a in (tw.get("agreement") or {}).items():
-            rows.append(
-                [
-                    mode + (" (chosen)" if mode == tw.get("mode") else ""),
-                    pct(a["argmax_agreement"], 2),
-                    num(a["max_abs_diff"], ".2e"),
-                    num(a["mean_abs_diff"], ".2e"),
-                    num(a["logit_range"], ".2f"),
-                ]
-            )
-        out.append(
-            (
-                "Fake-quant twin vs " + str(tw.get("engine", "onnxrt:int8")),
-                ["twin mode", "argmax agreement", "max |Δlogit|", "mean |Δlogit|", "logit range"],
-                rows,
-                str(tw.get("chosen_by", "")),
-            )
-        )
+    return (
+        "Fake-quant twin vs " + str(tw.get("engine", "onnxrt:int8")),
+        ["twin mode", "argmax agreement", "max |Δlogit|", "mean |Δlogit|", "logit range"],
+        rows,
+        str(tw.get("chosen_by", "")),
+    )
+
+
+def _sensitivity_section(result: StudyResult) -> Section:
     sens_rows = []
     for e in result.engines:
         for s, v in e["sensitivity"].items():
@@ -289,15 +323,12 @@ def _sections(result: StudyResult) -> list[tuple[str, list[str], list[list[str]]
                     pct(v["zero_fraction"]),
                 ]
             )
-    out.append(
-        (
-            "Local sensitivity ‖f(x+δ)−f(x)‖₂/‖δ‖₂",
-            ["engine", "source", "‖δ‖/‖x‖", "mean", "median", "p90", "no change"],
-            sens_rows,
-            "finite differences along random directions; the same δ for every engine",
-        )
+    return (
+        "Local sensitivity ‖f(x+δ)−f(x)‖₂/‖δ‖₂",
+        ["engine", "source", "‖δ‖/‖x‖", "mean", "median", "p90", "no change"],
+        sens_rows,
+        "finite differences along random directions; the same δ for every engine",
     )
-    return out
 
 
 def _provenance(result: StudyResult) -> list[list[str]]:

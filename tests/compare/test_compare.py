@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -222,3 +223,30 @@ def test_compare_bundle_reference_falls_back_to_onnxrt(tiny_bundle, monkeypatch)
     monkeypatch.setattr(get_backend("torch"), "available", classmethod(lambda cls: (False, "no torch")))
     res = compare_bundle(tiny_bundle, engines="onnxrt:int8")
     assert res.reference == "onnxrt:fp32" and [e.engine for e in res.engines] == ["onnxrt:fp32", "onnxrt:int8"]
+
+
+def test_compare_cuts_the_faces_out_of_a_whole_scene_imagefolder(tiny_bundle, tmp_path):
+    """Whole photos are cut to their largest face (issue 12: load_dataset needs the finder handed in).
+
+    Of the 7 images, 3 scenes are cut to a face, 3 crops are kept whole and the faceless photo is
+    skipped; without the finder all 7 would be squashed whole into the compare.
+    """
+    from types import SimpleNamespace
+
+    from assets import scene_folder
+
+    from edgemask.stability.pipeline import load_study_data
+
+    root = scene_folder(tmp_path / "photos")
+    res = compare_bundle(tiny_bundle, root, engines="onnxrt:fp32")
+    assert res.n == 6 and res.has_labels
+    # The study loads through the same call: the faceless photo is gone, and the cut scene looks like
+    # the face crop rather than the whole photo squashed.
+    bundle = SimpleNamespace(input_size=32, class_names=["mask", "no_mask", "mask_incorrect"])
+    images, labels, sources, info = load_study_data(root, bundle, 0, 0)
+    assert len(images) == 6 and info["size"] == 6 and "without_mask/no_face.png" not in sources
+    scene, crop = (images[sources.index(f"without_mask/{f}.png")].astype(int) for f in ("scene_square", "crop"))
+    whole = cv2.resize(
+        cv2.cvtColor(cv2.imread(str(root / "without_mask/scene_square.png")), cv2.COLOR_BGR2RGB), (32, 32)
+    ).astype(int)
+    assert np.abs(scene - crop).mean() < np.abs(scene - whole).mean()

@@ -4,34 +4,14 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from assets import scene_folder
 
 from edgemask.data import load_dataset
 from edgemask.vision.detectors import face_finder
 
 
-def _scene_folder(root):
-    """without_mask/: whole photos of a real face (wide, tall, square), a face crop, and a faceless photo;
-    with_mask/: two square face crops (a painted mask)."""
-    from edgemask.data.realfaces import ASTRONAUT_FACE_BOX, astronaut_variants
-
-    v = astronaut_variants()
-    x0, y0, x1, y1 = (int(c) for c in ASTRONAUT_FACE_BOX)
-    wo, wm = root / "without_mask", root / "with_mask"
-    wo.mkdir(parents=True)
-    wm.mkdir(parents=True)
-    cv2.imwrite(str(wo / "scene_square.png"), v["no_mask"])  # 512x512, face 95 px: a scene
-    cv2.imwrite(str(wo / "scene_wide.png"), v["no_mask"][0:300, :])  # 512x300
-    cv2.imwrite(str(wo / "scene_tall.png"), v["no_mask"][:, 100:400])  # 300x512
-    cv2.imwrite(str(wo / "crop.png"), v["no_mask"][y0 - 10 : y1 + 10, x0 - 10 : x1 + 10])  # a face crop
-    rng = np.random.default_rng(0)
-    cv2.imwrite(str(wo / "no_face.png"), rng.integers(0, 255, (200, 400, 3), dtype=np.uint8))
-    for k in range(2):
-        cv2.imwrite(str(wm / f"m{k}.png"), v["mask"][y0 - 5 * k : y1 + 5 * k, x0 - 5 * k : x1 + 5 * k])
-    return root
-
-
 def test_whole_scene_imagefolder_is_cropped_and_counted(tmp_path):
-    root = _scene_folder(tmp_path / "photos")
+    root = scene_folder(tmp_path / "photos")
     ds = load_dataset(root, size=32, find_faces=face_finder())  # auto: 4 of 7 images are not square face crops
     fc = ds.face_crops
     assert fc["mode"] == "auto-on"
@@ -53,7 +33,7 @@ def test_whole_scene_imagefolder_is_cropped_and_counted(tmp_path):
 
 
 def test_crop_faces_off_and_auto_off(tmp_path, imagefolder):
-    root = _scene_folder(tmp_path / "photos")
+    root = scene_folder(tmp_path / "photos")
     ds = load_dataset(root, size=32, crop_faces=False)
     assert ds.face_crops is None and len(ds) == 7
     auto = load_dataset(imagefolder, size=16, find_faces=face_finder())  # square crops: nothing to cut
@@ -65,7 +45,7 @@ def test_data_summary_reports_the_counts(tmp_path):
 
     from edgemask.cli.main import app
 
-    root = _scene_folder(tmp_path / "photos")
+    root = scene_folder(tmp_path / "photos")
     r = CliRunner().invoke(app, ["data", "summary", str(root), "--size", "32"])
     assert r.exit_code == 0, r.output
     assert "3 cropped to their largest face, 3 kept whole, 1 skipped (no face found)" in " ".join(r.output.split())
