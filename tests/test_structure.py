@@ -32,15 +32,11 @@ KNOWN_LONG_FUNCTIONS = {
     "edgemask/stability/report.py _sections",
     "edgemask/export/detector_export.py export_detector_into",
     "edgemask/export/engine.py plan_engine_build",
-    "edgemask/cli/export.py export_cmd",
-    "edgemask/cli/run.py run_cmd",
     "edgemask/stability/attack.py attack_to_folder",
     "edgemask/export/engine.py build_engine",
     "edgemask/export/quantize.py int8_from_onnx",
-    "edgemask/cli/engine.py build_cmd",
     "edgemask/demo.py run_demo",
     "edgemask/backends/tensorrt/runner.py _activate_impl",
-    "edgemask/cli/train.py train_cmd",
 }
 
 
