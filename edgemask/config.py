@@ -1,7 +1,9 @@
 """Typed configs: the one place where defaults live.
 
-The CLI reads its ``--help`` defaults from these dataclasses, and every
-output directory gets the resolved config saved beside it.
+The CLI reads its ``--help`` defaults and texts from these dataclasses (a
+field's ``metadata["help"]``, written with :func:`described`; ``cli/options.py``
+turns fields into options), and every output directory gets the resolved
+config saved beside it.
 
 Environment knobs: documented in this table, read nowhere else. Modules name
 them by the constants below and read them through :func:`setting` (a string)
