@@ -1,7 +1,9 @@
 """Typed configs: the one place where defaults live.
 
-The CLI reads its ``--help`` defaults from these dataclasses, and every
-output directory gets the resolved config saved beside it.
+The CLI reads its ``--help`` defaults and texts from these dataclasses (a
+field's ``metadata["help"]``, written with :func:`described`; ``cli/options.py``
+turns fields into options), and every output directory gets the resolved
+config saved beside it.
 
 Environment knobs: documented in this table, read nowhere else. Modules name
 them by the constants below and read them through :func:`setting` (a string)
@@ -135,22 +137,46 @@ CROP_MARGIN = 0.15
 CROP_METHOD = "square, shifted inside the image"
 
 
+def described(default: Any = dataclasses.MISSING, *, help: str, **kw: Any) -> Any:
+    """A dataclass field with its one description: ``field(default=..., metadata={"help": help})``.
+
+    The help is what ``--help`` shows for the field's option (``cli/options.py``
+    reads it) and what :func:`field_help` returns, so an option is described once.
+    Mutable defaults go in ``default_factory=`` as with ``field``.
+    """
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+def field_help(cls: Any, name: str) -> str:
+    """The ``help`` of field ``name`` of config dataclass ``cls`` ("" when it has none)."""
+    return next((f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name), "")
+
+
 @dataclass
 class TrainConfig:
-    """Everything ``edgemask train`` needs; saved as ``config.json`` in the run dir."""
+    """Everything ``edgemask train`` needs; saved as ``config.json`` in the run dir.
 
-    data: str = ""
-    out: str = "runs/default"
-    arch: str = "seed_cnn"
+    A field's ``metadata["help"]`` is its ``--help`` line; see :func:`field_help`.
+    """
+
+    data: str = described(
+        "",
+        help="Dataset: a 'data synth' folder, an ImageFolder tree (class folders) or a PASCAL VOC folder "
+        "(images/ + annotations/). Not needed with --resume.",
+    )
+    out: str = described(
+        "runs/default", help="Run directory to write (weights.safetensors, model.json, metrics.json, config.json)."
+    )
+    arch: str = described("seed_cnn", help="Architecture; see 'edgemask models'.")
     arch_args: dict[str, Any] = field(default_factory=dict)
-    size: int = 64
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
+    size: int = described(64, help="Input side in pixels; crops are resized to size×size.")
+    epochs: int = described(30, help="Maximum number of epochs.")
+    batch_size: int = described(64, help="Mini-batch size.")
+    lr: float = described(3e-3, help="Peak AdamW learning rate (linear warm-up, then cosine decay).")
+    weight_decay: float = described(1e-4, help="AdamW weight decay.")
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.05
-    augment: bool = True
+    augment: bool = described(True, help="Random flips, small affine and colour jitter.")
     # Real-photo augmentation on top of flips/affine/colour: detector-box
     # jitter (shift/scale as a fraction of the side), blur and low light.
     box_jitter: float = 0.08
@@ -159,27 +185,48 @@ class TrainConfig:
     # Imbalance: a balanced sampler that oversamples a class at most
     # balance_cap times, then a logit bias chosen on validation so no class
     # takes more than max_false_positive of the others (training/operating_point.py).
-    balance: bool = True
-    balance_cap: float = 4.0
-    operating_point: bool = True
-    max_false_positive: float = 0.05
+    balance: bool = described(True, help="Oversample rare classes (at most --balance-cap times their natural share).")
+    balance_cap: float = described(4.0, help="Most a rare class is oversampled (1 = natural frequencies).")
+    operating_point: bool = described(
+        True,
+        help="Choose per-class logit offsets on the validation split (folded into the weights; "
+        "recorded in metrics.json).",
+    )
+    max_false_positive: float = described(
+        0.05, help="Operating point: the most of the other classes' crops any class may take."
+    )
     # Early stopping on validation loss; the learning rate drops by
     # plateau_factor after plateau_epochs without improvement.
-    patience: int = 8
+    patience: int = described(
+        8, help="Early stopping: epochs without a lower validation loss (the learning rate drops after 3)."
+    )
     plateau_epochs: int = 3
     plateau_factor: float = 0.3
-    target_accuracy: float = 1.0  # stop once val accuracy reaches this (1.0 = never early)
-    seed: int = 0
+    target_accuracy: float = described(1.0, help="Stop as soon as validation accuracy reaches this (1.0 = never).")
+    seed: int = described(0, help="Seed for splits, initialisation and augmentation.")
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    label_map: dict[str, str] = field(default_factory=dict)
+    label_map: dict[str, str] = described(
+        default_factory=dict, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."
+    )
     # Datasets whose crops join the training split only (e.g. synthetic faces beside a small real set):
     # validation, early stopping, the operating point and the test figures stay on `data` alone.
-    extra_train: tuple[str, ...] = ()
-    crop_faces: bool | None = None  # ImageFolder: cut faces out of whole photos (None = when most are)
+    extra_train: tuple[str, ...] = described(
+        (),
+        help="A dataset whose crops join the training split only (repeat for several); validation, the operating "
+        "point and the test figures stay on --data.",
+    )
+    crop_faces: bool | None = described(
+        None,
+        help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square "
+        "face crops).",
+    )
     crop_margin: float = CROP_MARGIN  # VOC boxes and cut ImageFolder faces; travels to the bundle
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are skipped before decoding
-    max_minutes: float = 0.0  # wall-clock budget; 0 = none
-    overwrite: bool = False
+    max_image_pixels: int = described(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        help="Skip dataset images whose header declares more pixels than this (checked before decoding).",
+    )
+    max_minutes: float = described(0.0, help="Stop after this many minutes (0 = no limit).")
+    overwrite: bool = described(False, help="Replace an existing run in --out.")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -211,6 +258,21 @@ class DemoConfig:
     target_accuracy: float = 0.995
     heldout_n: int = 600
     stability_n: int = 200
+
+
+@dataclass
+class SynthConfig:
+    """Everything :func:`edgemask.data.synth.write_synth_dataset` needs but the output folder.
+
+    The same (n, size, seed, n_scenes) writes byte-identical files. A field's
+    ``metadata["help"]`` is the ``edgemask data synth --help`` line.
+    """
+
+    n: int = described(6000, help="Number of face crops, spread over the three classes.")
+    size: int = described(64, help="Side of each square crop in pixels.")
+    seed: int = described(0, help="Random seed; the same seed writes the same files.")
+    n_scenes: int = described(40, help="Number of whole scenes with VOC XML boxes (scenes/images, scenes/annotations).")
+    overwrite: bool = described(False, help="Replace an existing dataset in --out.")
 
 
 # The other commands' configs live beside their code; they are re-exported

@@ -7,14 +7,10 @@ from typing import Optional
 import typer
 
 from edgemask.cli._common import console, parse_label_map, progress_bar, run_cli
-from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS
+from edgemask.cli.options import config_from_params, from_field, overwrite_option
+from edgemask.config import DEFAULT_MAX_IMAGE_PIXELS, SynthConfig, TrainConfig
 
-# Defaults of `data synth` (those of write_synth_dataset) and `data summary`.
-SYNTH_N = 6000
-SYNTH_SIZE = 64
-SYNTH_SEED = 0
-SYNTH_SCENES = 40
-SUMMARY_SHOWN_SKIPS = 20
+SUMMARY_SHOWN_SKIPS = 20  # skipped files `data summary` lists one by one
 
 FORMATS_HELP = """\
 Three dataset layouts are read; the layout is detected automatically.
@@ -33,22 +29,23 @@ map others with --label-map, e.g. --label-map face=no_mask,chin=mask_incorrect
 
 
 def synth_cmd(
+    ctx: typer.Context,
     out: str = typer.Option(
         ..., "--out", "-o", help="Folder to write (dataset.json, crops/<class>/, crops.jsonl, scenes/)."
     ),
-    n: int = typer.Option(SYNTH_N, "--n", help="Number of face crops, spread over the three classes."),
-    size: int = typer.Option(SYNTH_SIZE, "--size", help="Side of each square crop in pixels."),
-    seed: int = typer.Option(SYNTH_SEED, "--seed", help="Random seed; the same seed writes the same files."),
-    scenes: int = typer.Option(
-        SYNTH_SCENES, "--scenes", help="Number of whole scenes with VOC XML boxes (scenes/images, scenes/annotations)."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
+    n: int = from_field(SynthConfig, "n", "--n"),
+    size: int = from_field(SynthConfig, "size", "--size"),
+    seed: int = from_field(SynthConfig, "seed", "--seed"),
+    n_scenes: int = from_field(SynthConfig, "n_scenes", "--scenes"),
+    overwrite: bool = overwrite_option(SynthConfig),
 ) -> None:
     """Write a synthetic face-mask dataset (offline, no download).
 
     The crops form an ImageFolder (crops/mask, crops/no_mask,
     crops/mask_incorrect) that 'edgemask train --data OUT' reads directly;
     scenes/ is a small VOC set in the Kaggle layout for detector tests.
+
+    Python: edgemask.data.synth.write_synth_dataset(OUT, SynthConfig(n=6000)), or write_synth_dataset(OUT, n=6000)
     """
     with run_cli():
         from rich.table import Table
@@ -59,11 +56,7 @@ def synth_cmd(
             task = bar.add_task("synthesizing faces", total=n, info="")
             info = write_synth_dataset(
                 out,
-                n=n,
-                size=size,
-                seed=seed,
-                n_scenes=scenes,
-                overwrite=overwrite,
+                config_from_params(SynthConfig, ctx.params),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         counts = dict(info.get("counts") or {})
@@ -84,11 +77,11 @@ def summary_cmd(
     path: str = typer.Argument(
         ..., help="Dataset folder: ImageFolder, VOC (annotations/ + images/) or synth (dataset.json)."
     ),
-    size: int = typer.Option(SYNTH_SIZE, "--size", help="Side the crops are resized to (as training would)."),
+    size: int = typer.Option(TrainConfig().size, "--size", help="Side the crops are resized to (as training would)."),
     label_map: Optional[str] = typer.Option(
         None, "--label-map", help="Extra label spellings, LABEL=CLASS pairs: 'face=no_mask,mask_chin=mask_incorrect'."
     ),
-    seed: int = typer.Option(SYNTH_SEED, "--seed", help="Split seed (the one you will train with)."),
+    seed: int = typer.Option(TrainConfig().seed, "--seed", help="Split seed (the one you will train with)."),
     crop_faces: Optional[bool] = typer.Option(
         None,
         "--crop-faces/--no-crop-faces",

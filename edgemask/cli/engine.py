@@ -8,51 +8,19 @@ from typing import Optional
 import typer
 
 from edgemask.cli._common import console, err_console, run_cli
-
-PRECISION = "fp16"
-INT8_MODE = "auto"
-BATCH = "1,8,32"
-
-
-def _parse_batch(text: str) -> tuple[int, int, int]:
-    from edgemask.errors import ConfigError
-
-    try:
-        parts = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3:
-        raise ConfigError(f"--batch {text!r} is not MIN,OPT,MAX (e.g. 1,8,32)")
-    return parts  # type: ignore[return-value]
+from edgemask.cli.options import device_option, engine_option, parse_batch
 
 
 def build_cmd(
     bundle: Path = typer.Argument(..., help="Bundle folder written by 'edgemask export'."),
-    device: str = typer.Option(..., "--device", "-d", help="Device profile ('edgemask devices list')."),
-    precision: str = typer.Option(
-        PRECISION,
-        "--precision",
-        "-p",
-        help="fp32, fp16 or int8; lowered with a warning when the device does not run it fast.",
-    ),
-    int8_mode: str = typer.Option(
-        INT8_MODE,
-        "--int8-mode",
-        help="qdq: explicit INT8 from model.int8.onnx; calibrator: implicit INT8 from the fp32 model and the calibration cache; auto: qdq if it passes the QDQ check.",
-    ),
-    dla_core: Optional[int] = typer.Option(
-        None, "--dla-core", help="Build for this DLA core (GPU fallback on). Default: GPU."
-    ),
-    batch: str = typer.Option(BATCH, "--batch", help="Dynamic batch profile MIN,OPT,MAX."),
-    workspace: Optional[int] = typer.Option(
-        None, "--workspace", help="Builder workspace in MiB. Default: the profile's."
-    ),
-    timing_cache: Optional[Path] = typer.Option(
-        None,
-        "--timing-cache",
-        help="Timing cache file to load and update. Default: one per device in the engine cache.",
-    ),
-    no_timing_cache: bool = typer.Option(False, "--no-timing-cache", help="Build without a timing cache."),
+    device: str = device_option(..., short=True),
+    precision: str = engine_option("precision"),
+    int8_mode: str = engine_option("int8_mode"),
+    dla_core: Optional[int] = engine_option("dla_core"),
+    batch: str = engine_option("batch"),
+    workspace: Optional[int] = engine_option("workspace"),
+    timing_cache: Optional[Path] = engine_option("timing_cache"),
+    no_timing_cache: bool = engine_option("no_timing_cache"),
     print_trtexec: bool = typer.Option(
         False,
         "--print-trtexec",
@@ -63,7 +31,7 @@ def build_cmd(
         "--tensorrt",
         help="With --print-trtexec: plan for this TensorRT (e.g. 11.4; 11 has no --fp16/--int8). Default: the profile's.",
     ),
-    verbose: bool = typer.Option(False, "--verbose", help="TensorRT verbose log."),
+    verbose: bool = engine_option("verbose"),
     model: str = typer.Option(
         "all",
         "--model",
@@ -78,94 +46,83 @@ def build_cmd(
     Python: edgemask.export.engine.build_engine(bundle, device, precision, part="classifier"|"detector")
     """
     with run_cli():
-        from edgemask.bundle.engines import default_timing_cache
         from edgemask.errors import ConfigError
-        from edgemask.export.engine import build_engine, bundle_parts, engine_build_command, plan_engine_build
+        from edgemask.export.engine import bundle_parts
 
-        b = _parse_batch(batch)
+        # The keywords plan_engine_build and build_engine share.
+        plan = {"dla_core": dla_core, "int8_mode": int8_mode, "batch": parse_batch(batch), "workspace_mib": workspace}
         parts = bundle_parts(bundle, model)
         if tensorrt and not print_trtexec:
             raise ConfigError("--tensorrt only goes with --print-trtexec; a build uses this machine's TensorRT")
         if print_trtexec:
-            from edgemask.devices import load_profile
-
-            if tensorrt and not load_profile(device).accepts_tensorrt(tensorrt):
-                raise ConfigError(
-                    f"device {device!r} does not run TensorRT {tensorrt} (it runs "
-                    f"{load_profile(device).tensorrt_text()})"
-                )
-            for part in parts:
-                plan = plan_engine_build(
-                    bundle,
-                    device,
-                    precision,
-                    dla_core=dla_core,
-                    int8_mode=int8_mode,
-                    batch=b,
-                    workspace_mib=workspace,
-                    tensorrt_version=tensorrt,
-                    part=part,
-                )
-                for w in plan.warnings:
-                    err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-                tc = None if no_timing_cache else (timing_cache or default_timing_cache(plan.device, plan.tensorrt))
-                typer.echo(engine_build_command(plan, timing_cache=tc))
+            _print_trtexec(bundle, device, precision, parts, plan, tensorrt, False if no_timing_cache else timing_cache)
             return
-        tc_opt = False if no_timing_cache else (timing_cache or True)
+        _build(bundle, device, precision, parts, plan, False if no_timing_cache else (timing_cache or True), verbose)
 
-        def warn(w: str) -> None:
-            err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
-        # The plan's warnings first, then "no TensorRT here" (one line, exit 1), and only
-        # then a spinner: on a terminal a spinner drawn earlier would be left behind.
-        from edgemask.backends.tensorrt.builder import require_build_gpu
-        from edgemask.utils.warn import once_each
+def _warn(w: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
-        seen: list = []
-        warn = once_each(warn, seen)
-        for part in parts:  # every plan (and its bundle errors) before TensorRT is imported
-            for w in plan_engine_build(
+
+def _print_trtexec(bundle, device, precision, parts, plan, tensorrt, timing_cache) -> None:
+    """``--print-trtexec``: each part's plan warnings, then its trtexec command line (no TensorRT needed).
+
+    ``timing_cache``: a file, None for the device's default one, False for none.
+    """
+    from edgemask.bundle.engines import default_timing_cache
+    from edgemask.devices import load_profile
+    from edgemask.errors import ConfigError
+    from edgemask.export.engine import engine_build_command, plan_engine_build
+
+    if tensorrt and not load_profile(device).accepts_tensorrt(tensorrt):
+        raise ConfigError(
+            f"device {device!r} does not run TensorRT {tensorrt} (it runs {load_profile(device).tensorrt_text()})"
+        )
+    for part in parts:
+        p = plan_engine_build(bundle, device, precision, tensorrt_version=tensorrt, part=part, **plan)
+        for w in p.warnings:
+            _warn(w)
+        tc = None if timing_cache is False else (timing_cache or default_timing_cache(p.device, p.tensorrt))
+        typer.echo(engine_build_command(p, timing_cache=tc))
+
+
+def _build(bundle, device, precision, parts, plan, timing_cache, verbose: bool) -> None:
+    """Build each part's engine into the bundle, one line per engine built."""
+    from edgemask.backends.tensorrt.builder import require_build_gpu
+    from edgemask.export.engine import build_engine, plan_engine_build
+    from edgemask.utils.warn import once_each
+
+    warn = once_each(_warn, [])
+    # The plans' warnings first, then "no TensorRT here" (one line, exit 1), and only
+    # then a spinner: on a terminal a spinner drawn earlier would be left behind.
+    for part in parts:  # every plan (and its bundle errors) before TensorRT is imported
+        for w in plan_engine_build(bundle, device, precision, part=part, **plan).warnings:
+            warn(w)
+    require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line
+    for part in parts:
+        with console.status(f"building {precision} {part} engine for {device} (minutes on a Jetson)"):
+            result = build_engine(
                 bundle,
                 device,
                 precision,
-                dla_core=dla_core,
-                int8_mode=int8_mode,
-                batch=b,
-                workspace_mib=workspace,
+                timing_cache=timing_cache,
+                verbose=verbose,
+                on_warning=warn,
                 part=part,
-            ).warnings:
-                warn(w)
-        require_build_gpu()  # no TensorRT, or TensorRT without a GPU: one line
-        for part in parts:
-            with console.status(f"building {precision} {part} engine for {device} (minutes on a Jetson)"):
-                result = build_engine(
-                    bundle,
-                    device,
-                    precision,
-                    dla_core=dla_core,
-                    int8_mode=int8_mode,
-                    batch=b,
-                    workspace_mib=workspace,
-                    timing_cache=tc_opt,
-                    verbose=verbose,
-                    on_warning=warn,
-                    part=part,
-                )
-            e = result.entry
-            console.print(
-                f"[green]built[/] {part} {result.path} ({e.precision}, TensorRT {e.tensorrt_version}, "
-                f"compute capability {e.compute_capability}, {result.built.build_seconds:.1f} s)",
-                highlight=False,
+                **plan,
             )
+        e = result.entry
+        console.print(
+            f"[green]built[/] {part} {result.path} ({e.precision}, TensorRT {e.tensorrt_version}, "
+            f"compute capability {e.compute_capability}, {result.built.build_seconds:.1f} s)",
+            highlight=False,
+        )
 
 
 def check_qdq_cmd(
     target: Path = typer.Argument(..., help="An int8 ONNX file, or a bundle folder (its model.int8.onnx is checked)."),
-    device: Optional[str] = typer.Option(
-        None,
-        "--device",
-        "-d",
-        help="Check against this device's TensorRT. Default: the strictest rules (TensorRT 8.x).",
+    device: Optional[str] = device_option(
+        None, "check against its TensorRT. Default: the strictest rules (TensorRT 8.x).", short=True
     ),
     tensorrt: Optional[str] = typer.Option(
         None, "--tensorrt", help="Check against this TensorRT version (e.g. 8.5, 10.3); overrides --device."

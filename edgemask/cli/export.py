@@ -7,9 +7,9 @@ from typing import Optional
 import typer
 
 from edgemask.cli._common import console, err_console, progress_bar, progress_callback, run_cli
-from edgemask.export.config import CALIBRATION_METHODS, DEFAULT_OPSET, ExportConfig
-
-_D = ExportConfig()
+from edgemask.cli.options import comma_list, config_from_params, from_field, out_option, overwrite_option
+from edgemask.config import field_help
+from edgemask.export.config import ExportConfig
 
 _STAGE_LABELS = {
     "load": "loading run + recipe",
@@ -26,85 +26,36 @@ _STAGE_LABELS = {
 }
 
 
+def _opt(name: str, *param_decls: str, **kw):
+    """The ``export`` option of ExportConfig field ``name``: its default and its help."""
+    return from_field(ExportConfig, name, *param_decls, **kw)
+
+
+# One line per option: default and --help text are the ExportConfig field's; parameters named
+# like a field go into the config as parsed (config_from_params).
 def export_cmd(
-    run: str = typer.Argument(
-        ..., help="Run directory written by 'edgemask train' (weights.safetensors + model.json)."
-    ),
-    out: str = typer.Option(_D.out, "--out", "-o", help="Bundle folder to write, e.g. export/mask-v1."),
-    precision: str = typer.Option(
-        ",".join(_D.precisions), "--precision", "-p", help="Comma-separated precisions to ship: fp32, fp16, int8."
-    ),
-    calibration: str = typer.Option(
-        _D.calibration,
-        "--calibration",
-        "-c",
-        help="Calibration recipe: a name from calibration/ (or $EDGEMASK_CALIBRATION_DIR) or a .toml path.",
-    ),
-    calibration_method: str = typer.Option(
-        _D.method, "--calibration-method", help=f"int8 activation calibration: {', '.join(CALIBRATION_METHODS)}."
-    ),
-    int8_target: str = typer.Option(
-        _D.int8_target,
-        "--int8-target",
-        help="Q/DQ placement of the int8 model: tensorrt (Conv/Gemm inputs; for TensorRT, "
-        "exact emulation on ONNX Runtime) or cpu (ONNX Runtime integer kernels, 7-bit weights).",
-    ),
-    percentile: float = typer.Option(_D.percentile, help="Percentile for --calibration-method percentile."),
-    opset: Optional[int] = typer.Option(
-        None,
-        help=f"Target ONNX opset (11..18); default {DEFAULT_OPSET}, or with --device the "
-        "profile's maximum (13 for TensorRT 8.2 / JetPack 4.6).",
-    ),
-    device: Optional[str] = typer.Option(
-        None,
-        "--device",
-        help="Target device profile ('edgemask devices list'): "
-        "lowers the opset to what its TensorRT reads and warns about precisions it "
-        "does not run fast (INT8 on a Jetson Nano).",
-    ),
-    engine: bool = typer.Option(
-        False,
-        "--engine",
-        help="Also build TensorRT engines for --device into the bundle "
-        "(needs TensorRT: run it on the device; checked before exporting).",
-    ),
-    name: Optional[str] = typer.Option(None, help="Bundle name in the manifest (default: the --out folder name)."),
-    golden_count: int = typer.Option(_D.golden_count, help="Golden input images stored for on-device self-tests."),
-    probe_count: int = typer.Option(
-        _D.probe_count,
-        help="Images attacked with DeepFool on the float model for the "
-        "stability probe a box runs after install (0 = none).",
-    ),
-    opencv_check: bool = typer.Option(
-        _D.opencv_check, help="Also load the fp32 model with OpenCV's DNN module and compare."
-    ),
-    simplify: bool = typer.Option(
-        _D.simplify, help="Simplify the fp32 graph with onnxslim/onnxsim if one is installed."
-    ),
-    trt_cache_version: int = typer.Option(
-        _D.trt_cache_version, help="TensorRT version in the legacy calibration cache header (8.2.1 → 8201)."
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace the bundle in --out (its version goes up by one)."
-    ),
-    detector: Optional[str] = typer.Option(
-        None,
-        "--detector",
-        help="Run folder of 'edgemask detector train': its face "
-        "detector goes into the same bundle at the same precisions.",
-    ),
-    detector_calibration: str = typer.Option(
-        _D.detector_calibration,
-        "--detector-calibration",
-        help="Scenes that calibrate the detector's int8 model (whole frames, "
-        "letterboxed): synth, or a VOC / 'data synth' folder.",
-    ),
-    detector_calibration_count: int = typer.Option(
-        _D.detector_calibration_count, "--detector-calibration-count", help="Scenes in the detector's calibration set."
-    ),
-    detector_golden_count: int = typer.Option(
-        _D.detector_golden_count, "--detector-golden-count", help="Golden scenes stored for the detector's self-tests."
-    ),
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help=field_help(ExportConfig, "run")),
+    out: str = out_option(ExportConfig),
+    precisions: str = _opt("precisions", "--precision", "-p", default=",".join(ExportConfig().precisions)),
+    calibration: str = _opt("calibration", "--calibration", "-c"),
+    method: str = _opt("method", "--calibration-method"),
+    int8_target: str = _opt("int8_target", "--int8-target"),
+    percentile: float = _opt("percentile"),
+    opset: Optional[int] = _opt("opset"),
+    device: Optional[str] = _opt("device", "--device"),
+    engine: bool = _opt("engine", "--engine"),
+    name: Optional[str] = _opt("name"),
+    golden_count: int = _opt("golden_count"),
+    probe_count: int = _opt("probe_count"),
+    opencv_check: bool = _opt("opencv_check"),
+    simplify: bool = _opt("simplify"),
+    trt_cache_version: int = _opt("trt_cache_version"),
+    overwrite: bool = overwrite_option(ExportConfig),
+    detector: Optional[str] = _opt("detector", "--detector"),
+    detector_calibration: str = _opt("detector_calibration", "--detector-calibration"),
+    detector_calibration_count: int = _opt("detector_calibration_count", "--detector-calibration-count"),
+    detector_golden_count: int = _opt("detector_golden_count", "--detector-golden-count"),
 ) -> None:
     """Export a trained run as a bundle: ONNX fp32/fp16/int8 (QDQ), calibration table, golden set, manifest.
 
@@ -117,32 +68,9 @@ def export_cmd(
     for a device: export_bundle(RUN, OUT, ExportConfig(device="jetson-orin-nano", engine=True))
     """
     with run_cli():
-        from edgemask.bundle.show import models_table
         from edgemask.export.bundle_writer import export_bundle
 
-        cfg = ExportConfig(
-            run=run,
-            out=out,
-            precisions=tuple(precision.split(",")),
-            calibration=calibration,
-            method=calibration_method,
-            int8_target=int8_target,
-            percentile=percentile,
-            opset=opset,
-            name=name,
-            golden_count=golden_count,
-            probe_count=probe_count,
-            opencv_check=opencv_check,
-            simplify=simplify,
-            trt_cache_version=trt_cache_version,
-            overwrite=overwrite,
-            detector=detector,
-            detector_calibration=detector_calibration,
-            detector_calibration_count=detector_calibration_count,
-            detector_golden_count=detector_golden_count,
-            device=device,
-            engine=engine,
-        )
+        cfg = config_from_params(ExportConfig, ctx.params, precisions=comma_list(precisions))
         said: list[str] = []  # warnings known early are said at once: they must precede a refusal
 
         def warn(w: str) -> None:
@@ -153,25 +81,30 @@ def export_cmd(
             result = export_bundle(
                 run, out, cfg, progress_callback(bar, _STAGE_LABELS), on_warning=warn if device else None
             )
-        m = result.manifest
-        console.print(models_table(m, title=f"bundle {m.name} v{m.version} (opset {m.opset})"))
-        if m.detector is not None:
-            from edgemask.bundle.show import detector_table
+        _print_export(result, said)
 
-            console.print(detector_table(m))
-        for w in result.warnings:
-            if w not in said:
-                err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
-        if m.calibration:
-            c = m.calibration
-            console.print(
-                f"calibration: recipe [bold]{c['recipe']}[/], {c['count']} images, {c['method']}; "
-                f"table {c['table']}, TensorRT cache {c['cache']}"
-            )
+
+def _print_export(result, said: list[str]) -> None:
+    """The bundle's tables, the warnings not ``said`` yet, its calibration and where it went."""
+    from edgemask.bundle.show import detector_table, models_table
+
+    m = result.manifest
+    console.print(models_table(m, title=f"bundle {m.name} v{m.version} (opset {m.opset})"))
+    if m.detector is not None:
+        console.print(detector_table(m))
+    for w in result.warnings:
+        if w not in said:
+            err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if m.calibration:
+        c = m.calibration
         console.print(
-            f"bundle written to [bold]{result.bundle}[/] ({len(m.files) + 1} files); "
-            f"check it with 'edgemask bundle verify {result.bundle}'"
+            f"calibration: recipe [bold]{c['recipe']}[/], {c['count']} images, {c['method']}; "
+            f"table {c['table']}, TensorRT cache {c['cache']}"
         )
+    console.print(
+        f"bundle written to [bold]{result.bundle}[/] ({len(m.files) + 1} files); "
+        f"check it with 'edgemask bundle verify {result.bundle}'"
+    )
 
 
 bundle_app = typer.Typer(help="Inspect, verify, sign and pack exported bundles.", no_args_is_help=True)

@@ -13,159 +13,66 @@ from typing import Optional
 import typer
 
 from edgemask.cli._common import console, err_console, run_cli
-from edgemask.service.config import (
-    DETECTORS,
-    ENV_MQTT_PASSWORD,
-    ENV_SOURCE_PASSWORD,
-    ENV_WEBHOOK_TOKEN,
-    RunConfig,
-)
-
-_D = RunConfig()
-
-# CLI parameter name -> RunConfig field, where they differ.
-_FIELD_OF = {
-    "duration": "duration_s",
-    "debounce": "debounce_s",
-    "stall_timeout": "stall_timeout_s",
-    "freeze_timeout": "freeze_timeout_s",
-    "open_timeout": "open_timeout_s",
-    "sink_timeout": "sink_timeout_s",
-    "start_timeout": "start_timeout_s",
-    "health_stale": "health_stale_s",
-    "loop_video": "loop",
-    "config": "config_file",
-}
+from edgemask.cli.options import comma_list, config_from_params, from_field
+from edgemask.service.config import RunConfig
 
 
+def _opt(name: str, *param_decls: str, **kw):
+    """The ``run`` option of RunConfig field ``name``: its default and its help."""
+    return from_field(RunConfig, name, *param_decls, **kw)
+
+
+# One line per option: default and --help text are the RunConfig field's. A parameter is
+# named like its field, so the parsed values become the config in _config_of.
 def run_cmd(
     ctx: typer.Context,
-    camera: Optional[int] = typer.Option(None, "--camera", "-c", help="V4L2 camera index (/dev/videoN)."),
-    source: str = typer.Option(
-        "",
-        "--source",
-        "-s",
-        help=f"Video file, image folder, rtsp:// or http:// URL (rtsp://USER@host/...; password: ${ENV_SOURCE_PASSWORD} or --config), a GStreamer pipeline ending in appsink, or csi://N (CSI sensor N via the device profile).",
-    ),
-    width: int = typer.Option(_D.width, help="Frame width to request / resize to (0 = the source's own)."),
-    height: int = typer.Option(_D.height, help="Frame height to request / resize to (0 = the source's own)."),
-    fps: float = typer.Option(
-        _D.fps, help="Frame rate to request from a camera; files are played at this rate (0 = as fast as possible)."
-    ),
-    loop_video: bool = typer.Option(_D.loop, "--loop", help="Start a video file or image folder again at its end."),
-    as_video: bool = typer.Option(
-        _D.as_video,
-        "--as-video",
-        help="Read an image folder as frames of one video (numbered frame dumps); by default each photo is its own scene, classified on its own.",
-    ),
-    device_profile: str = typer.Option(
-        _D.device_profile,
-        "--device",
-        help="Device profile ('edgemask devices list'): the CSI pipeline csi://N uses and, with --backend onnxrt on a GPU build of ONNX Runtime, its TensorRT/CUDA provider options.",
-    ),
-    bundle: str = typer.Option(
-        _D.bundle,
-        "--bundle",
-        "-b",
-        help="Exported bundle folder (verified before use). Default: the pretrained detector + classifier shipped with edgemask (model card: edgemask/pretrained/MODEL_CARD.md). Not needed with --backend null.",
-    ),
-    backend: str = typer.Option(
-        _D.backend,
-        help="Inference backend: onnxrt, torch, opencv, tensorrt, or null (fake classifier, for timing the pipeline).",
-    ),
-    precision: str = typer.Option(_D.precision, help="Model precision from the bundle: fp32, fp16 or int8."),
-    classify_threads: int = typer.Option(
-        _D.classify_threads,
-        help="Threads of a torch or onnxrt classifier (0 = the backend's default); more only pay off with many faces per frame.",
-    ),
-    detector: str = typer.Option(
-        _D.detector,
-        help=f"Face detector: {', '.join(DETECTORS)} or yunet:FILE. auto = the bundle's learned detector when the bundle has one, else yunet with --face-model, else haar-fusion (finds more masked faces than haar).",
-    ),
-    face_model: str = typer.Option(
-        _D.face_model,
-        help="YuNet ONNX model for cv2.FaceDetectorYN (face_detection_yunet_2023mar.onnx); same as --detector yunet:FILE.",
-    ),
-    detector_precision: str = typer.Option(
-        _D.detector_precision,
-        help="Precision of the bundle's detector: fp32, fp16 or int8 (empty = --precision). It runs on --backend (onnxrt with --backend null).",
-    ),
-    detect_width: int = typer.Option(
-        _D.detect_width, help="Downscale frames to this width for detection (0 = full size)."
-    ),
-    detect_every: int = typer.Option(
-        _D.detect_every,
-        help="Run a detector pass every k-th frame (haar-fusion spreads its 3 views over 3 passes); tracks are extrapolated and classified in between.",
-    ),
-    detect_mode: str = typer.Option(
-        _D.detect_mode,
-        help="sync: detect inside the frame loop (reproducible); async: detector on its own thread, frame latency excludes it; auto: async for cameras and streams, sync for files.",
-    ),
-    min_face: int = typer.Option(
-        _D.min_face,
-        help="Smallest face to detect (its longer side, in frame pixels); detection downscales less when needed so such faces stay findable.",
-    ),
-    roi: str = typer.Option(_D.roi, help="With --detector none: the fixed face region x,y,w,h (empty = whole frame)."),
-    crop_margin: Optional[float] = typer.Option(
-        _D.crop_margin,
-        help="Context added per side of a face box before the square crop, a fraction of its longer side (default: the bundle's, as in training).",
-    ),
-    alert_on: str = typer.Option(",".join(_D.alert_on), help="Comma-separated classes that raise alerts."),
-    vote_window: int = typer.Option(_D.vote_window, help="Frames in each track's class vote (majority wins)."),
-    min_confidence: float = typer.Option(
-        _D.min_confidence, help="A frame votes only with at least this softmax confidence."
-    ),
-    iou_threshold: float = typer.Option(_D.iou_threshold, help="Minimum IoU to continue a track."),
-    max_missed: int = typer.Option(_D.max_missed, help="Detector runs a track survives without a match."),
-    debounce: float = typer.Option(_D.debounce_s, help="Seconds between two alerts of the same track."),
-    headless: bool = typer.Option(
-        _D.headless, "--headless", help="Never open a window (one opens only when a display exists)."
-    ),
-    record: str = typer.Option(_D.record, help="Write an annotated MP4 here."),
-    events: str = typer.Option(
-        _D.events, help="Append JSON Lines events (time, frame, track, box, class, confidence; alerts) here."
-    ),
-    snapshots: str = typer.Option(_D.snapshots, help="Write one annotated JPEG per alert into this folder."),
-    log_alerts: bool = typer.Option(_D.log_alerts, help="Log every alert as a WARNING line."),
-    webhook: str = typer.Option(
-        _D.webhook, help=f"POST alerts as JSON to this http(s) URL (token: ${ENV_WEBHOOK_TOKEN} or --config)."
-    ),
-    mqtt: str = typer.Option(
-        _D.mqtt,
-        help=f"Publish alerts to mqtt://user@host:port/topic (mqtts:// for TLS; password: ${ENV_MQTT_PASSWORD} or --config).",
-    ),
-    mqtt_qos: int = typer.Option(_D.mqtt_qos, help="MQTT QoS: 1 = at least once."),
-    state_dir: str = typer.Option(
-        _D.state_dir, help="Folder of the alert outbox (survives restarts) and run_config.json."
-    ),
-    sink_timeout: float = typer.Option(_D.sink_timeout_s, help="Seconds one webhook/MQTT delivery attempt may take."),
-    metrics_port: int = typer.Option(
-        _D.metrics_port, help="Serve Prometheus /metrics and /healthz on this port (0 = off)."
-    ),
-    metrics_host: str = typer.Option(_D.metrics_host, help="Address the metrics server binds (loopback by default)."),
-    health_stale: float = typer.Option(
-        _D.health_stale_s, help="/healthz fails after this many seconds without a processed frame."
-    ),
-    max_frames: int = typer.Option(_D.max_frames, help="Stop after this many frames (0 = never)."),
-    duration: float = typer.Option(_D.duration_s, help="Stop after this many seconds (0 = never)."),
-    stall_timeout: float = typer.Option(
-        _D.stall_timeout_s, help="Reopen a live source that sends no frame for this many seconds."
-    ),
-    freeze_timeout: float = typer.Option(
-        _D.freeze_timeout_s, help="Reopen a live source that repeats the same frame this long (0 = off)."
-    ),
-    open_timeout: float = typer.Option(
-        _D.open_timeout_s, help="Seconds opening a source (and its first frame) may take."
-    ),
-    start_timeout: float = typer.Option(
-        _D.start_timeout_s,
-        help="Seconds to keep retrying (with backoff) a source that cannot be opened at start-up (0 = forever, as the systemd unit does).",
-    ),
-    config: str = typer.Option(
-        _D.config_file,
-        "--config",
-        help="TOML config file: a 'run' table of these options (underscores for dashes) and a 'secrets' table (chmod 600).",
-    ),
+    camera: Optional[int] = _opt("camera", "--camera", "-c"),
+    source: str = _opt("source", "--source", "-s"),
+    width: int = _opt("width"),
+    height: int = _opt("height"),
+    fps: float = _opt("fps"),
+    loop: bool = _opt("loop", "--loop"),
+    as_video: bool = _opt("as_video", "--as-video"),
+    device_profile: str = _opt("device_profile", "--device"),
+    bundle: str = _opt("bundle", "--bundle", "-b"),
+    backend: str = _opt("backend"),
+    precision: str = _opt("precision"),
+    classify_threads: int = _opt("classify_threads"),
+    detector: str = _opt("detector"),
+    face_model: str = _opt("face_model"),
+    detector_precision: str = _opt("detector_precision"),
+    detect_width: int = _opt("detect_width"),
+    detect_every: int = _opt("detect_every"),
+    detect_mode: str = _opt("detect_mode"),
+    min_face: int = _opt("min_face"),
+    roi: str = _opt("roi"),
+    crop_margin: Optional[float] = _opt("crop_margin"),
+    alert_on: str = _opt("alert_on", default=",".join(RunConfig().alert_on)),
+    vote_window: int = _opt("vote_window"),
+    min_confidence: float = _opt("min_confidence"),
+    iou_threshold: float = _opt("iou_threshold"),
+    max_missed: int = _opt("max_missed"),
+    debounce_s: float = _opt("debounce_s", "--debounce"),
+    headless: bool = _opt("headless", "--headless"),
+    record: str = _opt("record"),
+    events: str = _opt("events"),
+    snapshots: str = _opt("snapshots"),
+    log_alerts: bool = _opt("log_alerts"),
+    webhook: str = _opt("webhook"),
+    mqtt: str = _opt("mqtt"),
+    mqtt_qos: int = _opt("mqtt_qos"),
+    state_dir: str = _opt("state_dir"),
+    sink_timeout_s: float = _opt("sink_timeout_s", "--sink-timeout"),
+    metrics_port: int = _opt("metrics_port"),
+    metrics_host: str = _opt("metrics_host"),
+    health_stale_s: float = _opt("health_stale_s", "--health-stale"),
+    max_frames: int = _opt("max_frames"),
+    duration_s: float = _opt("duration_s", "--duration"),
+    stall_timeout_s: float = _opt("stall_timeout_s", "--stall-timeout"),
+    freeze_timeout_s: float = _opt("freeze_timeout_s", "--freeze-timeout"),
+    open_timeout_s: float = _opt("open_timeout_s", "--open-timeout"),
+    start_timeout_s: float = _opt("start_timeout_s", "--start-timeout"),
+    config_file: str = _opt("config_file", "--config"),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON instead of a table."),
 ) -> None:
@@ -190,16 +97,10 @@ def _config_of(ctx: typer.Context) -> RunConfig:
     """The RunConfig of a parsed ``run`` command line, merged with its --config file."""
     from edgemask.service.config import config_with_file
 
-    params = {k: v for k, v in ctx.params.items() if k not in ("log_level", "as_json")}
-    explicit = set()
-    for name in params:
-        # By name: typer >= 0.20 ships its own copy of click, so the enum class differs.
-        src = ctx.get_parameter_source(name)
-        if src is not None and src.name == "COMMANDLINE":
-            explicit.add(_FIELD_OF.get(name, name))
-    kw = {_FIELD_OF.get(k, k): v for k, v in params.items()}
-    kw["alert_on"] = tuple(c.strip() for c in str(kw["alert_on"]).split(",") if c.strip())
-    return config_with_file(RunConfig(**kw), explicit)
+    # By name: typer >= 0.20 ships its own copy of click, so the enum class differs.
+    explicit = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"}
+    cfg = config_from_params(RunConfig, ctx.params, alert_on=comma_list(ctx.params["alert_on"]))
+    return config_with_file(cfg, explicit)
 
 
 def summary_table(summary):
@@ -340,7 +241,7 @@ def _check_run_args(args: list[str]) -> None:
         return  # --help
     # The checks that need no I/O, so a unit without a source (say) fails now, not at every boot.
     # Files (bundle, --config) may not exist yet on the machine that writes the unit.
-    if ctx.params.get("config") and not Path(ctx.params["config"]).is_file():
+    if ctx.params.get("config_file") and not Path(ctx.params["config_file"]).is_file():
         return
     try:
         _config_of(ctx).validate()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from edgemask.cli._common import console, err_console, parse_label_map, progress_bar, progress_callback, run_cli
-from edgemask.config import TrainConfig
-
-_D = TrainConfig()
+from edgemask.cli.options import config_from_params, from_field, out_option, overwrite_option
+from edgemask.config import TrainConfig, field_help
 
 
 def metrics_table(m: dict, title: str):
@@ -87,64 +86,46 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False):
             raise typer.Exit(130) from None
 
 
+def _opt(name: str, *param_decls: str, **kw):
+    """The ``train`` option of TrainConfig field ``name``: its default and its help."""
+    return from_field(TrainConfig, name, *param_decls, **kw)
+
+
+_EPOCHS_HELP = (
+    f"{field_help(TrainConfig, 'epochs')} \\[default: {TrainConfig().epochs}; with --resume: the saved count, "
+    "raised when given larger]"
+)  # "\\[": rich would read "[default: ...]" as a markup tag and drop it
+
+
+# One line per option: default and --help text are the TrainConfig field's; parameters named
+# like a field go into the config as parsed (config_from_params).
 def train_cmd(
-    data: Optional[str] = typer.Option(
-        None,
-        "--data",
-        "-d",
-        help="Dataset: a 'data synth' folder, an ImageFolder tree (class folders) or a PASCAL VOC folder (images/ + annotations/). Not needed with --resume.",
-    ),
-    out: str = typer.Option(
-        _D.out,
-        "--out",
-        "-o",
-        help="Run directory to write (weights.safetensors, model.json, metrics.json, config.json).",
-    ),
-    arch: str = typer.Option(_D.arch, help="Architecture; see 'edgemask models'."),
-    epochs: Optional[int] = typer.Option(
-        None,
-        help=f"Maximum number of epochs [default: {_D.epochs}; with --resume: the saved count, raised when given larger].",
-    ),
-    batch_size: int = typer.Option(_D.batch_size, help="Mini-batch size."),
-    lr: float = typer.Option(_D.lr, help="Peak AdamW learning rate (linear warm-up, then cosine decay)."),
-    weight_decay: float = typer.Option(_D.weight_decay, help="AdamW weight decay."),
-    size: int = typer.Option(_D.size, help="Input side in pixels; crops are resized to size×size."),
-    patience: int = typer.Option(
-        _D.patience, help="Early stopping: epochs without a lower validation loss (the learning rate drops after 3)."
-    ),
-    target_accuracy: float = typer.Option(
-        _D.target_accuracy, help="Stop as soon as validation accuracy reaches this (1.0 = never)."
-    ),
-    augment: bool = typer.Option(_D.augment, help="Random flips, small affine and colour jitter."),
-    balance: bool = typer.Option(
-        _D.balance, help="Oversample rare classes (at most --balance-cap times their natural share)."
-    ),
-    balance_cap: float = typer.Option(
-        _D.balance_cap, help="Most a rare class is oversampled (1 = natural frequencies)."
-    ),
-    operating_point: bool = typer.Option(
-        _D.operating_point,
-        help="Choose per-class logit offsets on the validation split (folded into the weights; recorded in metrics.json).",
-    ),
-    max_false_positive: float = typer.Option(
-        _D.max_false_positive, help="Operating point: the most of the other classes' crops any class may take."
-    ),
-    seed: int = typer.Option(_D.seed, help="Seed for splits, initialisation and augmentation."),
-    label_map: Optional[str] = typer.Option(None, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."),
-    crop_faces: Optional[bool] = typer.Option(
-        None,
-        "--crop-faces/--no-crop-faces",
-        help="ImageFolder: cut the largest face out of whole photos (default: when most images are not square face crops).",
-    ),
-    max_image_pixels: int = typer.Option(
-        _D.max_image_pixels,
-        help="Skip dataset images whose header declares more pixels than this (checked before decoding).",
-    ),
-    max_minutes: float = typer.Option(_D.max_minutes, help="Stop after this many minutes (0 = no limit)."),
+    ctx: typer.Context,
+    data: Optional[str] = _opt("data", "--data", "-d", default=None),
+    out: str = out_option(TrainConfig),
+    arch: str = _opt("arch"),
+    epochs: Optional[int] = _opt("epochs", default=None, help=_EPOCHS_HELP),
+    batch_size: int = _opt("batch_size"),
+    lr: float = _opt("lr"),
+    weight_decay: float = _opt("weight_decay"),
+    size: int = _opt("size"),
+    patience: int = _opt("patience"),
+    target_accuracy: float = _opt("target_accuracy"),
+    augment: bool = _opt("augment"),
+    balance: bool = _opt("balance"),
+    balance_cap: float = _opt("balance_cap"),
+    operating_point: bool = _opt("operating_point"),
+    max_false_positive: float = _opt("max_false_positive"),
+    seed: int = _opt("seed"),
+    label_map: Optional[str] = _opt("label_map", default=None),
+    extra_train: Optional[List[str]] = _opt("extra_train", default=None),
+    crop_faces: Optional[bool] = _opt("crop_faces", "--crop-faces/--no-crop-faces"),
+    max_image_pixels: int = _opt("max_image_pixels"),
+    max_minutes: float = _opt("max_minutes"),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    overwrite: bool = overwrite_option(TrainConfig),
 ) -> None:
     """Train a mask / no_mask / mask_incorrect classifier.
 
@@ -152,62 +133,49 @@ def train_cmd(
     a two-class model. Ctrl-C saves a checkpoint; --resume continues it.
     """
     with run_cli():
-        if epochs is None:
+        cfg = config_from_params(
+            TrainConfig,
+            ctx.params,
+            # Without --data, --resume takes the dataset from the checkpoint (train() refuses it otherwise).
+            data=data or ("(from checkpoint)" if resume else ""),
             # On resume, 1 keeps the saved count (train() only ever raises it).
-            epochs = 1 if resume else _D.epochs
-        cfg = TrainConfig(
-            data=data or "",
-            out=out,
-            arch=arch,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            size=size,
-            patience=patience,
-            target_accuracy=target_accuracy,
-            augment=augment,
-            balance=balance,
-            balance_cap=balance_cap,
-            operating_point=operating_point,
-            max_false_positive=max_false_positive,
-            seed=seed,
-            crop_faces=crop_faces,
+            epochs=epochs if epochs is not None else (1 if resume else TrainConfig().epochs),
             label_map=parse_label_map(label_map),
-            max_image_pixels=max_image_pixels,
-            max_minutes=max_minutes,
-            overwrite=overwrite,
+            extra_train=tuple(extra_train or ()),
         )
-        if resume and not data:
-            cfg.data = "(from checkpoint)"
         result = train_with_progress(cfg, resume=resume)
-        m = result.metrics
-        for split, sm in result.splits.items():
-            console.print(metrics_table(sm, f"{split} split"))
-        from edgemask.data.facecrop import report_line
+        _print_training(result)
 
-        if report_line(m.get("face_crops")):
-            console.print(report_line(m.get("face_crops")), highlight=False, soft_wrap=True, markup=False)
-        if m.get("skipped"):
-            first = (m.get("skipped_first") or [[None, None]])[0]
-            console.print(
-                f"skipped {m['skipped']} file(s)/box(es) of the dataset"
-                + (f" (first: {first[0]}: {first[1]})" if first[0] else "")
-                + f"; 'edgemask data summary {m.get('dataset', 'DIR')}' lists them all",
-                highlight=False,
-                soft_wrap=True,
-                markup=False,
-            )
-        op = m.get("operating_point") or {}
-        if op.get("logit_bias"):
-            console.print(
-                "operating point (chosen on val, folded into the weights): logit bias "
-                + ", ".join(f"{n} {v:+.2f}" for n, v in op["logit_bias"].items())
-            )
+
+def _print_training(result) -> None:
+    """Per-split metrics tables, what was skipped or cut, the operating point and where the run went."""
+    m = result.metrics
+    for split, sm in result.splits.items():
+        console.print(metrics_table(sm, f"{split} split"))
+    from edgemask.data.facecrop import report_line
+
+    if report_line(m.get("face_crops")):
+        console.print(report_line(m.get("face_crops")), highlight=False, soft_wrap=True, markup=False)
+    if m.get("skipped"):
+        first = (m.get("skipped_first") or [[None, None]])[0]
         console.print(
-            f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped}), "
-            f"{m['train_seconds']:.0f} s; run written to [bold]{result.run_dir}[/]"
+            f"skipped {m['skipped']} file(s)/box(es) of the dataset"
+            + (f" (first: {first[0]}: {first[1]})" if first[0] else "")
+            + f"; 'edgemask data summary {m.get('dataset', 'DIR')}' lists them all",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
         )
+    op = m.get("operating_point") or {}
+    if op.get("logit_bias"):
+        console.print(
+            "operating point (chosen on val, folded into the weights): logit bias "
+            + ", ".join(f"{n} {v:+.2f}" for n, v in op["logit_bias"].items())
+        )
+    console.print(
+        f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped}), "
+        f"{m['train_seconds']:.0f} s; run written to [bold]{result.run_dir}[/]"
+    )
 
 
 def eval_cmd(

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgemask.config import EDGEMASK_MQTT_PASSWORD, EDGEMASK_SOURCE_PASSWORD, EDGEMASK_WEBHOOK_TOKEN, setting
+from edgemask.config import (
+    EDGEMASK_MQTT_PASSWORD,
+    EDGEMASK_SOURCE_PASSWORD,
+    EDGEMASK_WEBHOOK_TOKEN,
+    described,
+    setting,
+)
 from edgemask.errors import ConfigError
 
 #: Classes that raise an alert by default.
@@ -57,138 +63,167 @@ ENV_SOURCE_PASSWORD = EDGEMASK_SOURCE_PASSWORD  # of an rtsp:// / http:// camera
 class RunConfig:
     """Everything ``run_service`` needs.
 
-    Attributes (grouped as in ``edgemask run --help``):
-        source: video file, image folder, ``rtsp://``/``http://`` URL, a raw
-            GStreamer pipeline (contains ``!``) or ``csi://N``. Empty with ``camera``.
-        camera: V4L2 camera index (``/dev/videoN``); None when ``source`` is set.
-        width, height, fps: requested frame size / rate (0 = the source's own).
-            Cameras are asked for it; other sources are resized (and, for
-            files, paced to ``fps``).
-        loop: restart a video file / image folder at its end (demos, soak tests).
-        as_video: read an image folder as frames of one video (tracks and
-            votes carry over); by default each photo is an independent scene.
-        device_profile: profile whose CSI pipeline ``csi://N`` uses; with the onnxrt backend on a
-            GPU build of ONNX Runtime also its TensorRT/CUDA provider options.
-        bundle: exported bundle folder (required unless ``backend == "null"``).
-        backend, precision: which Runner classifies the crops.
-        classify_threads: intra-op threads of a torch or onnxrt classifier
-            (0 = the backend's default, see ``EDGEMASK_NUM_THREADS``). One by
-            default: a frame's batch is a few small crops, and the other cores
-            decode and detect. Measured on 2 busy cores: torch with 2 threads
-            took 108 ms per frame to classify, with 1 thread 2.9 ms.
-        detector: face detector, see :data:`DETECTORS`; ``yunet:FILE`` names a YuNet model.
-        face_model: YuNet ONNX file for ``cv2.FaceDetectorYN`` (older spelling of ``yunet:FILE``).
-        detector_precision: precision of the bundle's detector ("" = ``precision``);
-            it runs on ``backend`` (onnxrt when that is ``null``).
-        detect_width: frames are downscaled to this width for detection
-            (0 = full size); boxes are scaled back.
-        detect_every: run a detector pass on every k-th frame; frames in
-            between move tracks by their velocity and are still classified.
-            A multi-pass detector (``haar-fusion``: 3 views) runs one pass per
-            detect frame, so a full fusion takes 3·k frames.
-        detect_mode: ``sync`` (detect inside the frame loop: reproducible,
-            frame latency includes the detector), ``async`` (detector on its
-            own thread, fed the newest frame whenever it is free: frame latency
-            excludes it) or ``auto`` (async for live sources, sync for files
-            and folders).
-        min_face: smallest face side in full-frame pixels.
-        roi: ``x,y,w,h`` crop used as the one "face" with ``detector == "none"``
-            (empty = whole frame).
-        crop_margin: context added per side of a face box before the square
-            crop, as a fraction of the box's longer side. None (the default):
-            the bundle's ``preprocessing.crop_margin``, the margin the model
-            was trained with, so live crops look like training crops.
-        alert_on: classes that raise an alert.
-        vote_window: K, the per-track vote window in frames.
-        min_confidence: a frame's vote counts only when its softmax confidence
-            reaches this.
-        iou_threshold: minimum IoU to continue a track.
-        max_missed: a track is dropped after this many detector runs without a match.
-        debounce_s: a track alerts at most once per this many seconds.
-        headless: never open a window (a window is only opened when a display exists).
-        record: annotated MP4 to write ("" = none).
-        events: JSON Lines file of per-face detections and alerts ("" = none).
-        snapshots: folder for one JPEG per alert ("" = none).
-        log_alerts: the ``log`` sink (alerts as WARNING log lines).
-        webhook: URL alerts are POSTed to as JSON ("" = none).
-        mqtt: ``mqtt://user@host:port/topic`` ("" = none); ``mqtts://`` for TLS.
-        mqtt_qos: MQTT QoS (1 = at least once; 0 gives no delivery guarantee).
-        state_dir: outbox database and resolved config live here.
-        sink_timeout_s: per-attempt timeout of the webhook / MQTT sinks.
-        retry_min_s, retry_max_s: exponential backoff of alert delivery.
-        metrics_port: Prometheus ``/metrics`` + ``/healthz`` port (0 = off).
-        metrics_host: bind address; loopback by default (put a reverse proxy in front).
-        health_stale_s: ``/healthz`` fails when no frame was processed for this long.
-        max_frames, duration_s: stop after this many frames / seconds (0 = never).
-        stall_timeout_s: no frame for this long → the source is reopened.
-        freeze_timeout_s: identical frames for this long → reopened (0 = off;
-            only for live sources).
-        open_timeout_s: how long opening a source may take.
-        start_timeout_s: how long a source that cannot be opened at start-up
-            is retried, with the reconnect backoff, before the run fails
-            (0 = forever: what the systemd unit uses, so a box that boots
-            before its camera or network waits for them).
-        reconnect_min_s, reconnect_max_s: exponential backoff of source reopening.
-        config_file: TOML file with options and secrets (``--config``).
+    Each option's description is its field's ``metadata["help"]``, the line
+    ``edgemask run --help`` shows (:func:`edgemask.config.field_help`); fields
+    are grouped as there. What a help line has no room for:
+
+        source: a raw GStreamer pipeline is recognised by its ``!``; empty when ``camera`` is set.
+        width, height, fps: cameras are asked for them; other sources are
+            resized (and files paced to ``fps``).
+        loop: for demos and soak tests.
+        as_video: tracks and votes carry over from photo to photo.
+        bundle: required unless ``backend == "null"``; empty = the shipped pretrained bundle.
+        classify_threads: see also ``EDGEMASK_NUM_THREADS``. One by default: a
+            frame's batch is a few small crops, and the other cores decode and
+            detect. Measured on 2 busy cores: torch with 2 threads took 108 ms
+            per frame to classify, with 1 thread 2.9 ms.
+        face_model: the older spelling of ``detector="yunet:FILE"``.
+        detect_width: boxes are scaled back to the full frame.
+        detect_every: a multi-pass detector (``haar-fusion``: 3 views) runs one
+            pass per detect frame, so a full fusion takes 3·k frames.
+        detect_mode: ``async`` feeds the detector thread the newest frame
+            whenever it is free; ``auto`` is async for live sources, sync for
+            files and folders.
+        crop_margin: None (the default) is resolved by :meth:`validate` to the
+            bundle's ``preprocessing.crop_margin``, the margin the model was
+            trained with, so live crops look like training crops.
+        mqtt_qos: 0 gives no delivery guarantee.
+        metrics_host: loopback by default; put a reverse proxy in front.
+        retry_min_s, retry_max_s: exponential backoff of alert delivery (no option; ``--config`` only).
+        freeze_timeout_s: only for live sources.
+        start_timeout_s: 0 = forever, what the systemd unit uses, so a box that
+            boots before its camera or network waits for them.
+        reconnect_min_s, reconnect_max_s: exponential backoff of source reopening (``--config`` only).
     """
 
     # source
-    source: str = ""
-    camera: int | None = None
-    width: int = 0
-    height: int = 0
-    fps: float = 0.0
-    loop: bool = False
-    as_video: bool = False
-    device_profile: str = "jetson-orin-nano"
+    source: str = described(
+        "",
+        help=f"Video file, image folder, rtsp:// or http:// URL (rtsp://USER@host/...; password: ${ENV_SOURCE_PASSWORD} or "
+        "--config), a GStreamer pipeline ending in appsink, or csi://N (CSI sensor N via the device profile).",
+    )
+    camera: int | None = described(None, help="V4L2 camera index (/dev/videoN).")
+    width: int = described(0, help="Frame width to request / resize to (0 = the source's own).")
+    height: int = described(0, help="Frame height to request / resize to (0 = the source's own).")
+    fps: float = described(
+        0.0, help="Frame rate to request from a camera; files are played at this rate (0 = as fast as possible)."
+    )
+    loop: bool = described(False, help="Start a video file or image folder again at its end.")
+    as_video: bool = described(
+        False,
+        help="Read an image folder as frames of one video (numbered frame dumps); by default each photo is its own "
+        "scene, classified on its own.",
+    )
+    device_profile: str = described(
+        "jetson-orin-nano",
+        help="Device profile ('edgemask devices list'): the CSI pipeline csi://N uses and, with --backend onnxrt on a "
+        "GPU build of ONNX Runtime, its TensorRT/CUDA provider options.",
+    )
     # model
-    bundle: str = ""
-    backend: str = "onnxrt"
-    precision: str = "fp32"
-    classify_threads: int = 1
+    bundle: str = described(
+        "",
+        help="Exported bundle folder (verified before use). Default: the pretrained detector + classifier shipped with "
+        "edgemask (model card: edgemask/pretrained/MODEL_CARD.md). Not needed with --backend null.",
+    )
+    backend: str = described(
+        "onnxrt",
+        help="Inference backend: onnxrt, torch, opencv, tensorrt, or null (fake classifier, for timing the pipeline).",
+    )
+    precision: str = described("fp32", help="Model precision from the bundle: fp32, fp16 or int8.")
+    classify_threads: int = described(
+        1,
+        help="Threads of a torch or onnxrt classifier (0 = the backend's default); more only pay off with many "
+        "faces per frame.",
+    )
     # detection
-    detector: str = "auto"
-    face_model: str = ""
-    detector_precision: str = ""
-    detect_width: int = 320
-    detect_every: int = 1
-    detect_mode: str = "auto"
-    min_face: int = 40
-    roi: str = ""
-    crop_margin: float | None = None  # None = the bundle's (resolved by validate())
+    detector: str = described(
+        "auto",
+        help=f"Face detector: {', '.join(DETECTORS)} or yunet:FILE. auto = the bundle's learned detector when the bundle "
+        "has one, else yunet with --face-model, else haar-fusion (finds more masked faces than haar).",
+    )
+    face_model: str = described(
+        "",
+        help="YuNet ONNX model for cv2.FaceDetectorYN (face_detection_yunet_2023mar.onnx); same as --detector yunet:FILE.",
+    )
+    detector_precision: str = described(
+        "",
+        help="Precision of the bundle's detector: fp32, fp16 or int8 (empty = --precision). It runs on --backend "
+        "(onnxrt with --backend null).",
+    )
+    detect_width: int = described(320, help="Downscale frames to this width for detection (0 = full size).")
+    detect_every: int = described(
+        1,
+        help="Run a detector pass every k-th frame (haar-fusion spreads its 3 views over 3 passes); tracks are "
+        "extrapolated and classified in between.",
+    )
+    detect_mode: str = described(
+        "auto",
+        help="sync: detect inside the frame loop (reproducible); async: detector on its own thread, frame latency "
+        "excludes it; auto: async for cameras and streams, sync for files.",
+    )
+    min_face: int = described(
+        40,
+        help="Smallest face to detect (its longer side, in frame pixels); detection downscales less when needed so such "
+        "faces stay findable.",
+    )
+    roi: str = described("", help="With --detector none: the fixed face region x,y,w,h (empty = whole frame).")
+    crop_margin: float | None = described(
+        None,
+        help="Context added per side of a face box before the square crop, a fraction of its longer side (default: the "
+        "bundle's, as in training).",
+    )
     # tracking and alerts
-    alert_on: tuple[str, ...] = DEFAULT_ALERT_ON
-    vote_window: int = 5
-    min_confidence: float = 0.6
-    iou_threshold: float = 0.3
-    max_missed: int = 5
-    debounce_s: float = 30.0
+    alert_on: tuple[str, ...] = described(DEFAULT_ALERT_ON, help="Comma-separated classes that raise alerts.")
+    vote_window: int = described(5, help="Frames in each track's class vote (majority wins).")
+    min_confidence: float = described(0.6, help="A frame votes only with at least this softmax confidence.")
+    iou_threshold: float = described(0.3, help="Minimum IoU to continue a track.")
+    max_missed: int = described(5, help="Detector runs a track survives without a match.")
+    debounce_s: float = described(30.0, help="Seconds between two alerts of the same track.")
     # outputs
-    headless: bool = False
-    record: str = ""
-    events: str = ""
-    snapshots: str = ""
-    log_alerts: bool = True
-    webhook: str = ""
-    mqtt: str = ""
-    mqtt_qos: int = 1
-    state_dir: str = "edgemask-state"
-    sink_timeout_s: float = 5.0
+    headless: bool = described(False, help="Never open a window (one opens only when a display exists).")
+    record: str = described("", help="Write an annotated MP4 here.")
+    events: str = described(
+        "", help="Append JSON Lines events (time, frame, track, box, class, confidence; alerts) here."
+    )
+    snapshots: str = described("", help="Write one annotated JPEG per alert into this folder.")
+    log_alerts: bool = described(True, help="Log every alert as a WARNING line.")
+    webhook: str = described(
+        "", help=f"POST alerts as JSON to this http(s) URL (token: ${ENV_WEBHOOK_TOKEN} or --config)."
+    )
+    mqtt: str = described(
+        "",
+        help=f"Publish alerts to mqtt://user@host:port/topic (mqtts:// for TLS; password: ${ENV_MQTT_PASSWORD} or --config).",
+    )
+    mqtt_qos: int = described(1, help="MQTT QoS: 1 = at least once.")
+    state_dir: str = described(
+        "edgemask-state", help="Folder of the alert outbox (survives restarts) and run_config.json."
+    )
+    sink_timeout_s: float = described(5.0, help="Seconds one webhook/MQTT delivery attempt may take.")
     retry_min_s: float = 0.5
     retry_max_s: float = 60.0
     # operations
-    metrics_port: int = 0
-    metrics_host: str = "127.0.0.1"
-    health_stale_s: float = 15.0
-    max_frames: int = 0
-    duration_s: float = 0.0
-    stall_timeout_s: float = 5.0
-    freeze_timeout_s: float = 10.0
-    open_timeout_s: float = 10.0
-    start_timeout_s: float = 10.0
+    metrics_port: int = described(0, help="Serve Prometheus /metrics and /healthz on this port (0 = off).")
+    metrics_host: str = described("127.0.0.1", help="Address the metrics server binds (loopback by default).")
+    health_stale_s: float = described(15.0, help="/healthz fails after this many seconds without a processed frame.")
+    max_frames: int = described(0, help="Stop after this many frames (0 = never).")
+    duration_s: float = described(0.0, help="Stop after this many seconds (0 = never).")
+    stall_timeout_s: float = described(5.0, help="Reopen a live source that sends no frame for this many seconds.")
+    freeze_timeout_s: float = described(
+        10.0, help="Reopen a live source that repeats the same frame this long (0 = off)."
+    )
+    open_timeout_s: float = described(10.0, help="Seconds opening a source (and its first frame) may take.")
+    start_timeout_s: float = described(
+        10.0,
+        help="Seconds to keep retrying (with backoff) a source that cannot be opened at start-up (0 = forever, as the "
+        "systemd unit does).",
+    )
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
-    config_file: str = ""
+    config_file: str = described(
+        "",
+        help="TOML config file: a 'run' table of these options (underscores for dashes) and a 'secrets' table "
+        "(chmod 600).",
+    )
 
     # -- views: each subsystem gets its own options, not the other fifty ----------
     def source_options(self) -> dict[str, Any]:

@@ -186,10 +186,15 @@ def test_cli_summary_bad_input_one_line_exit_1(cli, tmp_path, args):
 def test_cli_synth_calls_the_generator(cli, tmp_path, monkeypatch):
     calls = {}
 
-    def fake_write(out, n=6000, size=64, seed=0, n_scenes=40, overwrite=False, progress=None):
-        calls.update(out=str(out), n=n, size=size, seed=seed, n_scenes=n_scenes, overwrite=overwrite)
-        for i in range(1, n + 1):
-            progress(i, n)
+    def fake_write(out, cfg=None, progress=None, **overrides):  # write_synth_dataset's signature
+        from dataclasses import asdict, replace
+
+        from edgemask.config import SynthConfig
+
+        cfg = replace(cfg or SynthConfig(), **overrides)
+        calls.update(out=str(out), **asdict(cfg))
+        for i in range(1, cfg.n + 1):
+            progress(i, cfg.n)
         return {"format": "edgemask-synth", "counts": {"mask": 5, "no_mask": 3, "mask_incorrect": 2}}
 
     fake = types.ModuleType("edgemask.data.synth")

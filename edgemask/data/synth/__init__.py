@@ -49,6 +49,7 @@ dataset on disk).
 
 from __future__ import annotations
 
+from edgemask.config import SynthConfig
 from edgemask.data.synth.common import FORMAT, FORMAT_VERSION, GENERATOR, LFW_TRAIN_FACES
 from edgemask.data.synth.head import render_face
 from edgemask.data.synth.scenes import render_scene
@@ -59,6 +60,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GENERATOR",
     "LFW_TRAIN_FACES",
+    "SynthConfig",
     "crop_label",
     "render_face",
     "render_scene",

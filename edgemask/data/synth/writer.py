@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgemask.config import SynthConfig
 from edgemask.data.labels import CLASS_NAMES, VOC_LABEL_OF_CLASS
 from edgemask.data.synth.common import _KIND_CROP, _KIND_SCENE, _PNG_LEVEL, FORMAT, FORMAT_VERSION, GENERATOR
 from edgemask.data.synth.head import render_face
@@ -109,12 +112,9 @@ def crop_label(index: int) -> str:
 
 def write_synth_dataset(
     out: str | Path,
-    n: int = 6000,
-    size: int = 64,
-    seed: int = 0,
-    n_scenes: int = 40,
-    overwrite: bool = False,
+    cfg: SynthConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **overrides: Any,
 ) -> dict:
     """Write a synthetic dataset of face crops and annotated scenes.
 
@@ -128,29 +128,33 @@ def write_synth_dataset(
 
     The same (n, size, seed, n_scenes) gives byte-identical files. The folder
     appears all at once (written to a temporary sibling, then renamed).
+    ``write_synth_dataset(out, n=300, seed=3)`` and
+    ``write_synth_dataset(out, SynthConfig(n=300, seed=3))`` are the same call.
 
     Args:
-        out: output folder; must not exist unless ``overwrite``.
-        n: number of crops (>= 3).
-        size: crop side in pixels (>= 16).
-        seed: base seed; item i uses ``default_rng([seed, kind, i])``.
-        n_scenes: number of scenes (>= 0).
-        overwrite: replace an existing ``out``.
+        out: output folder; must not exist unless ``cfg.overwrite``.
+        cfg: n (crops, >= 3), size (crop side in pixels, >= 16), seed (item i
+            uses ``default_rng([seed, kind, i])``), n_scenes (>= 0) and
+            overwrite; None = :class:`~edgemask.config.SynthConfig` defaults.
         progress: called as ``progress(done, total)`` after each item.
+        **overrides: fields of ``cfg`` to replace, e.g. ``n=300``.
 
     Returns:
         The content of ``dataset.json``.
 
     Raises:
         DataError: ``out`` exists without ``overwrite``, or a bad n/size/seed/n_scenes.
+        TypeError: an override that is not a field of SynthConfig.
     """
+    cfg = dataclasses.replace(cfg or SynthConfig(), **overrides)
+    n, size, seed, n_scenes, overwrite = cfg.n, cfg.size, cfg.seed, cfg.n_scenes, cfg.overwrite
     out = Path(out)
     if not isinstance(n, (int, np.integer)) or n < 3:
         raise DataError(f"number of crops must be an integer >= 3 (one per class), got {n!r}; pass e.g. --n 6000")
     if not isinstance(size, (int, np.integer)) or size < 16:
         raise DataError(f"crop size must be an integer >= 16 pixels, got {size!r}; pass e.g. --size 64")
     if not isinstance(n_scenes, (int, np.integer)) or n_scenes < 0:
-        raise DataError(f"number of scenes must be an integer >= 0, got {n_scenes!r}; pass e.g. --n-scenes 40")
+        raise DataError(f"number of scenes must be an integer >= 0, got {n_scenes!r}; pass e.g. --scenes 40")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}")
     if out.exists() and not overwrite:
