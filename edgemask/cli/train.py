@@ -118,7 +118,7 @@ def train_cmd(
     max_false_positive: float = _opt("max_false_positive"),
     seed: int = _opt("seed"),
     label_map: Optional[str] = _opt("label_map", default=None),
-    extra_train: Optional[List[str]] = _opt("extra_train", default=None),
+    extra_train: Optional[List[str]] = _opt("extra_train", default=None, metavar="DIR"),
     crop_faces: Optional[bool] = _opt("crop_faces", "--crop-faces/--no-crop-faces"),
     max_image_pixels: int = _opt("max_image_pixels"),
     max_minutes: float = _opt("max_minutes"),
