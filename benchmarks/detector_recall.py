@@ -120,7 +120,10 @@ def detectors(args, bundle):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bundle", help="bundle whose learned detector to measure (exported with --detector)")
+    ap.add_argument(
+        "--bundle",
+        help="bundle whose learned detector to measure (default: the pretrained bundle shipped in the package)",
+    )
     ap.add_argument("--voc", default=str(DEFAULT_VOC), help="VOC face-mask folder for the real held-out split")
     ap.add_argument("--scenes", type=int, default=100, help="synthetic 640x480 scenes")
     ap.add_argument("--seed", type=int, default=1)
@@ -137,7 +140,11 @@ def main() -> None:
     from edgemask.bundle import load_bundle
     from edgemask.vision.facedet_decode import SIZE_BUCKETS
 
-    bundle = load_bundle(args.bundle) if args.bundle else None
+    from edgemask.pretrained import default_bundle
+
+    # No --bundle: the pretrained bundle shipped in the package (what `edgemask run` uses by default).
+    path = args.bundle or default_bundle()
+    bundle = load_bundle(path) if path else None
     if bundle is not None and not bundle.has_detector:
         print(f"note: bundle {args.bundle} has no detector (export it with --detector RUN); measuring Haar only")
     sets = {}
