@@ -138,9 +138,8 @@ def main() -> None:
     import cv2
 
     from edgemask.bundle import load_bundle
-    from edgemask.vision.facedet_decode import SIZE_BUCKETS
-
     from edgemask.pretrained import default_bundle
+    from edgemask.vision.facedet_decode import SIZE_BUCKETS
 
     # No --bundle: the pretrained bundle shipped in the package (what `edgemask run` uses by default).
     path = args.bundle or default_bundle()
