@@ -24,6 +24,8 @@ class DetTrainConfig:
         split_seed, heldout: the held-out split of every data set, by image.
         threads: torch threads (0 = edgemask's default).
         resume: continue from OUT/state.pt.
+        init: a detector run whose weights training starts from ("" = from scratch).
+        image_weights: label -> how much more often an image holding such a face is drawn.
         max_minutes: training time budget (0 = none); the learning-rate schedule anneals to end within it.
     """
 
@@ -44,6 +46,11 @@ class DetTrainConfig:
     threads: int = 0
     resume: bool = False
     max_minutes: float = 0.0
+    # Start from another detector run's weights (a fine-tune; the schedule starts afresh) instead of scratch.
+    init: str = ""
+    # Per ground-truth label, how much more often an image holding such a face is drawn in an epoch
+    # (the image's weight is its rarest face's); e.g. {"without_mask": 3} for sets where masks dominate.
+    image_weights: Dict[str, float] = field(default_factory=dict)
     decode: Dict[str, Any] = field(default_factory=lambda: DecodeParams().to_dict())
 
     def validate(self) -> None:

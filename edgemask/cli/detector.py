@@ -37,6 +37,22 @@ def recall_table(name: str, m: dict):
     return t
 
 
+def _parse_image_weights(items: List[str]) -> dict:
+    from edgemask.errors import ConfigError
+
+    out = {}
+    for item in items:
+        label, _, w = item.partition("=")
+        try:
+            weight = float(w)
+        except ValueError:
+            weight = -1.0
+        if not label.strip() or not weight > 0:
+            raise ConfigError(f"--image-weight {item!r} should be LABEL=W with W > 0, e.g. without_mask=3")
+        out[label.strip()] = weight
+    return out
+
+
 @app.command("train")
 def train_cmd(
     data: List[str] = typer.Option(
@@ -57,6 +73,15 @@ def train_cmd(
     max_minutes: float = typer.Option(
         _D.max_minutes, help="Training time budget in minutes (0 = none): the learning rate anneals to end within it."
     ),
+    init: str = typer.Option(
+        _D.init, help="Start from this detector run's weights (a fine-tune with a fresh schedule); empty = scratch."
+    ),
+    image_weight: List[str] = typer.Option(
+        [],
+        "--image-weight",
+        metavar="LABEL=W",
+        help="Draw images holding a LABEL face W times as often, e.g. without_mask=3 (repeat for several).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/state.pt."),
 ) -> None:
     """Train the face detector on VOC boxes and synthetic scenes; report held-out recall."""
@@ -76,6 +101,8 @@ def train_cmd(
             split_seed=split_seed,
             seed=seed,
             max_minutes=max_minutes,
+            init=init,
+            image_weights=_parse_image_weights(image_weight),
             resume=resume,
         )
         cfg.check_data()  # a wrong --data fails before the progress bar appears

@@ -233,6 +233,21 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
     start_epoch = 0
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.pt"
+    if cfg.init and not (cfg.resume and state_path.is_file()):
+        from edgemask.models import load_weights
+
+        init_info = json.loads((Path(cfg.init) / "model.json").read_text(encoding="utf-8"))
+        if init_info.get("arch") != cfg.arch or init_info.get("arch_args") != json.loads(json.dumps(arch_args)):
+            raise ConfigError(
+                f"--init {cfg.init} is a {init_info.get('arch')} with other settings; it must match "
+                f"--arch {cfg.arch} and the input size"
+            )
+        model = load_weights(
+            cfg.arch,
+            arch_args,
+            Path(cfg.init) / "weights.safetensors",
+            fix="pass a run of 'edgemask detector train' with the same --arch and input size",
+        )
     if cfg.resume and state_path.is_file():
         st = torch.load(state_path, weights_only=True)
         model.load_state_dict(st["model"])
@@ -264,7 +279,7 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        order = rng.permutation(len(train))
+        order = _epoch_order(rng, train, cfg.image_weights)
         for k in range(steps_per_epoch):
             idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             if len(idx) < 2:
@@ -311,6 +326,14 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
             )
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _epoch_order(rng: np.random.Generator, train: Sequence[DetImage], image_weights: Dict[str, float]) -> np.ndarray:
+    """One epoch's image order: a permutation, or a weighted draw (with replacement) under ``image_weights``."""
+    if not image_weights:
+        return rng.permutation(len(train))
+    w = np.asarray([max([1.0] + [float(image_weights.get(lab, 1.0)) for lab in im.labels]) for im in train])
+    return rng.choice(len(train), size=len(train), replace=True, p=w / w.sum())
 
 
 class TimedSchedule:

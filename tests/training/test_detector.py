@@ -148,3 +148,46 @@ def test_detection_images_are_rgb_like_the_frames_the_detector_sees(tmp_path):
     )
     (im,) = read_detection_set(tmp_path)
     assert im.rgb[..., 0].min() == 255 and im.rgb[..., 2].max() == 0
+
+
+def test_image_weights_draw_images_with_rare_faces_more_often():
+    from edgemask.data.detection import DetImage
+    from edgemask.training.detector import _epoch_order
+
+    z = np.zeros((4, 4, 3), np.uint8)
+    box = np.zeros((1, 4), np.float32)
+    train = [DetImage(f"m{i}", z, box, ["with_mask"]) for i in range(9)] + [DetImage("u", z, box, ["without_mask"])]
+    rng = np.random.default_rng(0)
+    assert sorted(_epoch_order(rng, train, {})) == list(range(10))  # no weights: a permutation
+    drawn = np.concatenate([_epoch_order(rng, train, {"without_mask": 9.0}) for _ in range(200)])
+    assert 0.4 < np.mean(drawn == 9) < 0.6  # weight 9 against nine images of weight 1: about half the draws
+
+
+def test_init_from_another_run_must_match_its_architecture(tiny_scenes, tmp_path):
+    from edgemask.errors import ConfigError
+    from edgemask.training.detector import DetTrainConfig, train_detector
+
+    small = dict(crop_width=160, crop_height=128, epochs=1, batch_size=4, heldout=0.0)
+    train_detector(
+        DetTrainConfig(data=[str(tiny_scenes)], out=str(tmp_path / "a"), input_width=160, input_height=128, **small)
+    )
+    cfg = DetTrainConfig(
+        data=[str(tiny_scenes)],
+        out=str(tmp_path / "b"),
+        input_width=192,
+        input_height=128,
+        init=str(tmp_path / "a"),
+        **small,
+    )
+    with pytest.raises(ConfigError, match="--init .* must match"):
+        train_detector(cfg)
+    ok = DetTrainConfig(
+        data=[str(tiny_scenes)],
+        out=str(tmp_path / "c"),
+        input_width=160,
+        input_height=128,
+        init=str(tmp_path / "a"),
+        **small,
+    )
+    train_detector(ok)
+    assert (tmp_path / "c" / "weights.safetensors").is_file()
