@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from edgemask.cli.demo import register
 
-# The fields edgemask.pretrained.rebuild.make_card writes, with made-up figures.
+# The fields edgemask.rebuild_pretrained.make_card writes, with made-up figures.
 FAKE_CARD = {
     "name": "pretrained-test",
     "held_out": "20 % of the photos by image for the detector; a 10 % test split for the classifier.",

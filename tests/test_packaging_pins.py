@@ -42,7 +42,7 @@ def test_the_wheel_carries_the_pretrained_bundle(tmp_path):
     from edgemask.pretrained import BUNDLE_DIR, default_bundle
 
     if default_bundle() is None:
-        pytest.skip("this checkout ships no pretrained bundle yet (python -m edgemask.pretrained.rebuild --install)")
+        pytest.skip("this checkout ships no pretrained bundle yet (python -m edgemask.rebuild_pretrained --install)")
     root = PYPROJECT.parent
     r = subprocess.run(
         [

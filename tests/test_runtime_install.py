@@ -52,7 +52,7 @@ RUNTIME = [
     "edgemask.service",
     "edgemask.vision",
     "edgemask.fleet",  # the device agent (absent until the fleet issue lands)
-    "edgemask.pretrained",  # the shipped default bundle's location and card (not its rebuild script)
+    "edgemask.pretrained",  # the shipped default bundle's location and card (rebuilt by edgemask.rebuild_pretrained)
     # Dataset readers the camera service reuses for crops and labels (no torch).
     "edgemask.data",  # __init__ only
     "edgemask.data.dataset",
@@ -75,6 +75,7 @@ RUNTIME = [
 # The workstation side (Python 3.10+; most of it needs `pip install 'edgemask[train]'`).
 WORKSTATION_ONLY = [
     "edgemask.demo",
+    "edgemask.rebuild_pretrained",
     "edgemask.detector_config",
     "edgemask.models",
     "edgemask.training",
@@ -91,7 +92,6 @@ WORKSTATION_ONLY = [
     "edgemask.export.onnx_export",
     "edgemask.export.probe",
     "edgemask.export.quantize",
-    "edgemask.pretrained.rebuild",
 ]
 # Entries whose subpackages and modules do not come with them.
 _INIT_ONLY = {"edgemask", "edgemask.data", "edgemask.export"}

@@ -5,7 +5,7 @@ install works on real faces. It is an ordinary bundle (manifest, ONNX
 fp32/fp16/int8 of both models, golden inputs, SHA-256 of every file), verified
 before use like any other; its model card (``card.json``, rendered as
 ``MODEL_CARD.md``) says what it was trained on, under which licence, the exact
-command that rebuilds it (:mod:`edgemask.pretrained.rebuild`) and its figures
+command that rebuilds it (:mod:`edgemask.rebuild_pretrained`) and its figures
 on a held-out real split.
 
 Device runtime code: no torch, Python 3.8.

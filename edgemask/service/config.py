@@ -306,7 +306,7 @@ class RunConfig:
             if shipped is None:
                 raise ConfigError(
                     "--bundle is required: this install ships no pretrained bundle (rebuild it with "
-                    "'python -m edgemask.pretrained.rebuild --install' or pass an exported bundle "
+                    "'python -m edgemask.rebuild_pretrained --voc VOC_DIR --install' or pass an exported bundle "
                     "folder, see 'edgemask export'); only --backend null runs without one"
                 )
             self.bundle = str(shipped)

@@ -230,47 +230,10 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
     sched = TimedSchedule(cfg.lr, total, 60.0 * cfg.max_minutes)
-    start_epoch = 0
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.pt"
-    if cfg.init and not (cfg.resume and state_path.is_file()):
-        from edgemask.models import load_weights
-
-        init_info = json.loads((Path(cfg.init) / "model.json").read_text(encoding="utf-8"))
-        if init_info.get("arch") != cfg.arch or init_info.get("arch_args") != json.loads(json.dumps(arch_args)):
-            raise ConfigError(
-                f"--init {cfg.init} is a {init_info.get('arch')} with other settings; it must match "
-                f"--arch {cfg.arch} and the input size"
-            )
-        model = load_weights(
-            cfg.arch,
-            arch_args,
-            Path(cfg.init) / "weights.safetensors",
-            fix="pass a run of 'edgemask detector train' with the same --arch and input size",
-        )
-    if cfg.resume and state_path.is_file():
-        st = torch.load(state_path, weights_only=True)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        start_epoch = int(st["epoch"])
-    info = {
-        "arch": cfg.arch,
-        "arch_args": arch_args,
-        "task": "detect",
-        "stride": stride,
-        "input": {
-            "width": cfg.input_width,
-            "height": cfg.input_height,
-            "channel_order": "RGB",
-            "range": [0.0, 1.0],
-            "letterbox": "top-left, pad 114",
-        },
-        "decode": DecodeParams.from_dict(cfg.decode).to_dict(),
-        "data": [{"path": Path(p).name, "images": len(v)} for p, v in sets.items()],
-        "split": {"seed": cfg.split_seed, "heldout": cfg.heldout, "by": "image"},
-        "train_images": len(train),
-    }
+    start_epoch = _starting_point(cfg, arch_args, model, opt, sched, state_path)
+    info = _run_info(cfg, arch_args, stride, sets, len(train))
     atomic_write_json(out / "config.json", asdict(cfg))
     rng = np.random.default_rng([cfg.seed, start_epoch])
     t_start = time.monotonic()
@@ -326,6 +289,55 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
             )
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _starting_point(cfg: DetTrainConfig, arch_args: Dict[str, Any], model, opt, sched, state_path: Path) -> int:
+    """Load ``--resume`` state or ``--init`` weights into ``model`` (and the optimizer); the epoch to start at."""
+    import torch
+
+    if cfg.resume and state_path.is_file():
+        st = torch.load(state_path, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        return int(st["epoch"])
+    if cfg.init:
+        from edgemask.models import load_weights
+
+        init_info = json.loads((Path(cfg.init) / "model.json").read_text(encoding="utf-8"))
+        if init_info.get("arch") != cfg.arch or init_info.get("arch_args") != json.loads(json.dumps(arch_args)):
+            raise ConfigError(
+                f"--init {cfg.init} is a {init_info.get('arch')} with other settings; it must match "
+                f"--arch {cfg.arch} and the input size"
+            )
+        fix = "pass a run of 'edgemask detector train' with the same --arch and input size"
+        # into the model the optimizer already holds (a new module would leave the optimizer on the old one)
+        model.load_state_dict(
+            load_weights(cfg.arch, arch_args, Path(cfg.init) / "weights.safetensors", fix=fix).state_dict()
+        )
+    return 0
+
+
+def _run_info(cfg: DetTrainConfig, arch_args: Dict[str, Any], stride: int, sets: Dict[str, Any], n_train: int) -> dict:
+    """model.json of a detector run: what builds, feeds and decodes the model, and what it was trained on."""
+    return {
+        "arch": cfg.arch,
+        "arch_args": arch_args,
+        "task": "detect",
+        "stride": stride,
+        "input": {
+            "width": cfg.input_width,
+            "height": cfg.input_height,
+            "channel_order": "RGB",
+            "range": [0.0, 1.0],
+            "letterbox": "top-left, pad 114",
+        },
+        "decode": DecodeParams.from_dict(cfg.decode).to_dict(),
+        "data": [{"path": Path(p).name, "images": len(v)} for p, v in sets.items()],
+        "split": {"seed": cfg.split_seed, "heldout": cfg.heldout, "by": "image"},
+        "train_images": n_train,
+        **({"init": Path(cfg.init).name, "image_weights": dict(cfg.image_weights)} if cfg.init else {}),
+    }
 
 
 def _epoch_order(rng: np.random.Generator, train: Sequence[DetImage], image_weights: Dict[str, float]) -> np.ndarray:

@@ -496,7 +496,10 @@ class FaceFinder:
             from edgemask.errors import EdgemaskError
 
             try:
-                self._det, self._name = create_detector("bundle"), "bundle"  # the learned detector, where shipped
+                from edgemask.pretrained import default_bundle
+
+                # the learned detector of the pretrained bundle, where this install ships one
+                self._det, self._name = create_detector("bundle", bundle=default_bundle()), "bundle"
             except (EdgemaskError, TypeError, ValueError):
                 self._det, self._name = create_detector("haar-fusion", detect_width=0, min_face=24), "haar-fusion"
         return self._det

@@ -16,7 +16,7 @@ from edgemask import pretrained
 BUNDLE = pretrained.default_bundle()
 pytestmark = pytest.mark.skipif(
     BUNDLE is None,
-    reason="this checkout ships no pretrained bundle yet (python -m edgemask.pretrained.rebuild --install makes it)",
+    reason="this checkout ships no pretrained bundle yet (python -m edgemask.rebuild_pretrained --install makes it)",
 )
 
 
@@ -37,7 +37,7 @@ def test_the_card_describes_this_bundle():
     assert card["bundle_manifest_sha256"] == hashlib.sha256((BUNDLE / "manifest.json").read_bytes()).hexdigest()
     assert card["classes"] == list(b.manifest.class_names)
     assert b.has_detector, "the shipped bundle must carry the learned face detector"
-    assert card["rebuild"].startswith("python -m edgemask.pretrained.rebuild")
+    assert card["rebuild"].startswith("python -m edgemask.rebuild_pretrained")
     for p in ("fp32", "fp16", "int8"):
         assert 0.0 <= card["classifier"][p]["accuracy"] <= 1.0
         assert set(card["detector"][p]["recall_min_side"]) == {"with_mask", "without_mask", "mask_weared_incorrect"}

@@ -190,4 +190,18 @@ def test_init_from_another_run_must_match_its_architecture(tiny_scenes, tmp_path
         **small,
     )
     train_detector(ok)
-    assert (tmp_path / "c" / "weights.safetensors").is_file()
+    from safetensors.numpy import load_file
+
+    a, c = (
+        load_file(str(tmp_path / "a" / "weights.safetensors")),
+        load_file(str(tmp_path / "c" / "weights.safetensors")),
+    )
+    w = "head.1.weight"
+    assert not np.array_equal(a[w], c[w]), "the fine-tune did not train the weights it started from"
+    import torch
+
+    from edgemask.models import create_model
+
+    torch.manual_seed(1)
+    fresh = create_model("facedet", input_width=160, input_height=128).state_dict()[w].numpy()
+    assert np.abs(c[w] - a[w]).mean() < np.abs(c[w] - fresh).mean(), "the fine-tune did not start from --init"
