@@ -121,6 +121,21 @@ def _previous_version(out: Path, overwrite: bool) -> int:
         return 0
 
 
+def _portable_path(path: str | Path | None) -> str | None:
+    """``path`` relative to the working folder when it lies inside it, else its last two parts.
+
+    A bundle travels to other machines (and may ship publicly): it should not
+    carry the exporting machine's absolute folder names.
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(*p.parts[-2:]).as_posix() if p.is_absolute() else p.as_posix()
+
+
 def _producer(extra: dict[str, str]) -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -574,7 +589,7 @@ def _write_manifest(
         probe_x, probe_meta = probe_from_model(b.model, probe_set.as_nchw_float(), probe_set.sources)
         (tmp / "probe").mkdir()
         np.save(tmp / PROBE_INPUTS, probe_x)
-    atomic_write_json(tmp / CONFIG_FILE, {**cfg.to_dict(), "recipe_path": recipe.path})
+    atomic_write_json(tmp / CONFIG_FILE, {**cfg.to_dict(), "recipe_path": _portable_path(recipe.path)})
     manifest = BundleManifest(
         name=cfg.name or Path(cfg.out).resolve().name,
         version=version,

@@ -104,3 +104,12 @@ def test_the_shipped_detector_finds_a_drawn_face_in_a_frame():
             found += int((box_iou(boxes, got).max(axis=1) >= 0.5).sum())
     det.close()
     assert total and found / total >= 0.5, f"found {found} of {total} drawn faces"
+
+
+def test_the_shipped_bundle_names_no_folder_of_the_machine_that_built_it():
+    import re
+
+    for name in ("manifest.json", "resolved_config.json"):
+        text = (BUNDLE / name).read_text(encoding="utf-8")
+        absolute = re.findall(r'"(/[^"]*|[A-Za-z]:\\\\[^"]*)"', text)
+        assert not absolute, f"{name} records absolute paths: {absolute[:3]}"
