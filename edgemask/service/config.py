@@ -300,7 +300,7 @@ class RunConfig:
             )
         if not self.bundle and self.backend != "null":
             # No --bundle: the pretrained defaults shipped in the package (edgemask/pretrained/).
-            from edgemask.pretrained import default_bundle
+            from edgemask.pretrained import CARD_MARKDOWN, default_bundle
 
             shipped = default_bundle()
             if shipped is None:
@@ -310,6 +310,13 @@ class RunConfig:
                     "folder, see 'edgemask export'); only --backend null runs without one"
                 )
             self.bundle = str(shipped)
+            import logging
+
+            logging.getLogger("edgemask.service").info(
+                "no --bundle: using the pretrained bundle shipped with edgemask (%s; model card %s)",
+                shipped,
+                CARD_MARKDOWN,
+            )
         from edgemask.vision.detectors import parse_detector
 
         kind, _ = parse_detector(self.detector, self.face_model)  # unknown name, yunet without a file
