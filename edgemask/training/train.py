@@ -155,6 +155,11 @@ def _check_config(cfg: TrainConfig) -> None:
         )
     if not (0 < cfg.max_false_positive <= 1):
         raise ConfigError(f"--max-false-positive must be in (0, 1], e.g. 0.05 (got {cfg.max_false_positive})")
+    for extra in cfg.extra_train:
+        if not Path(extra).exists():
+            raise ConfigError(
+                f"--extra-train {extra} does not exist; pass a dataset folder (synth, ImageFolder or VOC)"
+            )
 
 
 @dataclass
