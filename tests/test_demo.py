@@ -27,7 +27,7 @@ FAKE_CARD = {
         "int8": {"recall_min_side": {"mask": 0.85, "no_mask": 0.9}, "false_per_image": 0.2, "ap50": 0.78},
     },
 }
-LABEL = "pretrained bundle (shipped; real held-out photos, from its model card)"
+LABEL = "shipped pretrained bundle, real held-out photos"
 
 
 def _card(monkeypatch, card):
@@ -41,7 +41,7 @@ def test_pretrained_figures_come_from_the_card_and_print_beside_the_demo(monkeyp
     from edgemask.demo import pretrained_figures
 
     _card(monkeypatch, None)
-    assert pretrained_figures() is None  # no shipped bundle on this branch: nothing to show
+    assert pretrained_figures() is None  # an install without a card: nothing to show
     _card(monkeypatch, FAKE_CARD)
     p = pretrained_figures()
     assert p["name"] == "pretrained-test" and p["held_out"] == FAKE_CARD["held_out"]
@@ -61,7 +61,7 @@ def test_pretrained_figures_come_from_the_card_and_print_beside_the_demo(monkeyp
         print_pretrained(figures)
         text = con.export_text()
         assert (LABEL in text) is shown, text
-    for cell in ("94.1%", "2.5%", "mask 87.5%, no_mask 91.2%", "0.15 / image", "93.0%", "5.0%", "0.20 / image"):
+    for cell in ("94.1%", "2.5%", "87.5%", "91.2%", "0.15", "93.0%", "5.0%", "0.20", "Copied from its model card"):
         assert cell in text, (cell, text)
 
 
