@@ -477,9 +477,8 @@ class FaceFinder:
 
     ``data`` never imports ``vision``; the callers (the CLI, ``train()``,
     ``evaluate_run()``) hand this in. The detector is built on the first call,
-    so loading a dataset that needs no cropping costs nothing: the learned
-    detector when the project provides one (``create_detector("bundle")``),
-    else the Haar fusion at full resolution. ``name`` says which.
+    so loading a dataset that needs no cropping costs nothing: the Haar
+    fusion at full resolution. ``name`` says which.
     """
 
     def __init__(self) -> None:
@@ -493,15 +492,10 @@ class FaceFinder:
 
     def _build(self) -> FaceDetector:
         if self._det is None:
-            from edgemask.errors import EdgemaskError
-
-            try:
-                from edgemask.pretrained import default_bundle
-
-                # the learned detector of the pretrained bundle, where this install ships one
-                self._det, self._name = create_detector("bundle", bundle=default_bundle()), "bundle"
-            except (EdgemaskError, TypeError, ValueError):
-                self._det, self._name = create_detector("haar-fusion", detect_width=0, min_face=24), "haar-fusion"
+            # The Haar fusion, not the shipped learned detector: on a whole photo of one large face the
+            # learned one (trained on crowd-scale faces) also returns a larger box around face and
+            # shoulders, and "the largest face" then picks that box (seen on the astronaut test scenes).
+            self._det, self._name = create_detector("haar-fusion", detect_width=0, min_face=24), "haar-fusion"
         return self._det
 
     def __call__(self, bgr: np.ndarray) -> list[tuple[float, float, float, float]]:
