@@ -109,6 +109,10 @@ _INTERRUPT_HOOK = """
 import os, signal
 import edgemask.data.imagefile as _imf
 
+# Ctrl-C as on a terminal: a test runner started in the background (`cmd &` in a script) passes SIGINT
+# on ignored, and Python then never installs its KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 _real, _calls = _imf.decode_image, [0]
 
 
