@@ -291,6 +291,10 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
     return metrics
 
 
+#: arch_args that set the input size only (no weight depends on them)
+_INPUT_ARGS = ("input_width", "input_height")
+
+
 def _starting_point(cfg: DetTrainConfig, arch_args: Dict[str, Any], model, opt, sched, state_path: Path) -> int:
     """Load ``--resume`` state or ``--init`` weights into ``model`` (and the optimizer); the epoch to start at."""
     import torch
@@ -305,15 +309,19 @@ def _starting_point(cfg: DetTrainConfig, arch_args: Dict[str, Any], model, opt, 
         from edgemask.models import load_weights
 
         init_info = json.loads((Path(cfg.init) / "model.json").read_text(encoding="utf-8"))
-        if init_info.get("arch") != cfg.arch or init_info.get("arch_args") != json.loads(json.dumps(arch_args)):
+        # The detector is fully convolutional: the input size is not in its weights, so a fine-tune may change it.
+        shape_args = {k: v for k, v in json.loads(json.dumps(arch_args)).items() if k not in _INPUT_ARGS}
+        init_shape = {k: v for k, v in (init_info.get("arch_args") or {}).items() if k not in _INPUT_ARGS}
+        if init_info.get("arch") != cfg.arch or init_shape != shape_args:
             raise ConfigError(
-                f"--init {cfg.init} is a {init_info.get('arch')} with other settings; it must match "
-                f"--arch {cfg.arch} and the input size"
+                f"--init {cfg.init} is a {init_info.get('arch')} with other layer settings; it must match --arch "
+                f"{cfg.arch} and its widths (the input size may differ)"
             )
-        fix = "pass a run of 'edgemask detector train' with the same --arch and input size"
+        fix = "pass a run of 'edgemask detector train' with the same --arch"
         # into the model the optimizer already holds (a new module would leave the optimizer on the old one)
+        init_args = {**arch_args, **{k: init_info["arch_args"][k] for k in _INPUT_ARGS if k in init_info["arch_args"]}}
         model.load_state_dict(
-            load_weights(cfg.arch, arch_args, Path(cfg.init) / "weights.safetensors", fix=fix).state_dict()
+            load_weights(cfg.arch, init_args, Path(cfg.init) / "weights.safetensors", fix=fix).state_dict()
         )
     return 0
 

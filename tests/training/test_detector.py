@@ -163,7 +163,9 @@ def test_image_weights_draw_images_with_rare_faces_more_often():
     assert 0.4 < np.mean(drawn == 9) < 0.6  # weight 9 against nine images of weight 1: about half the draws
 
 
-def test_init_from_another_run_must_match_its_architecture(tiny_scenes, tmp_path):
+def test_init_from_another_run_must_match_its_layers_but_not_its_input_size(tiny_scenes, tmp_path):
+    import json
+
     from edgemask.errors import ConfigError
     from edgemask.training.detector import DetTrainConfig, train_detector
 
@@ -171,16 +173,25 @@ def test_init_from_another_run_must_match_its_architecture(tiny_scenes, tmp_path
     train_detector(
         DetTrainConfig(data=[str(tiny_scenes)], out=str(tmp_path / "a"), input_width=160, input_height=128, **small)
     )
+    # a run whose layers differ (another FPN width) cannot start the fine-tune
+    other = tmp_path / "other"
+    other.mkdir()
+    info = json.loads((tmp_path / "a" / "model.json").read_text())
+    info["arch_args"]["fpn"] = 48
+    (other / "model.json").write_text(json.dumps(info))
     cfg = DetTrainConfig(
-        data=[str(tiny_scenes)],
-        out=str(tmp_path / "b"),
-        input_width=192,
-        input_height=128,
-        init=str(tmp_path / "a"),
-        **small,
+        data=[str(tiny_scenes)], out=str(tmp_path / "b"), input_width=160, input_height=128, init=str(other), **small
     )
     with pytest.raises(ConfigError, match="--init .* must match"):
         train_detector(cfg)
+    # the detector is fully convolutional: a fine-tune at another input size starts from the same weights
+    wide = DetTrainConfig(
+        data=[str(tiny_scenes)], out=str(tmp_path / "w"), input_width=192, input_height=160, init=str(tmp_path / "a"),
+        **small,
+    )
+    train_detector(wide)
+    got = json.loads((tmp_path / "w" / "model.json").read_text())["input"]
+    assert (got["width"], got["height"]) == (192, 160)
     ok = DetTrainConfig(
         data=[str(tiny_scenes)],
         out=str(tmp_path / "c"),
