@@ -94,7 +94,12 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 
 
 def progress_bar(transient: bool = False):
-    """A rich Progress with the columns every long command uses."""
+    """A rich Progress with the columns every long command uses.
+
+    On a log or a pipe a live bar draws nothing until it ends, so a long
+    non-transient job (training) prints plain lines there instead
+    (:class:`LogProgress`); a transient bar stays silent off a terminal.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -104,6 +109,8 @@ def progress_bar(transient: bool = False):
         TimeRemainingColumn,
     )
 
+    if not transient and not err_console.is_terminal:
+        return LogProgress(err_console)
     # A transient bar on a non-terminal (a log, a pipe) would leave only a blank line behind.
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -116,6 +123,67 @@ def progress_bar(transient: bool = False):
         transient=transient,
         disable=transient and not err_console.is_terminal,
     )
+
+
+class LogProgress:
+    """The part of rich's Progress the CLI uses, printed as plain lines for a log or a pipe.
+
+    A task prints a line when it completes and, while it runs, at most every
+    ``every`` seconds: ``description done/total info [elapsed]``.
+    """
+
+    def __init__(self, out: Console, every: float = 30.0):
+        import time
+
+        self._out, self._every, self._clock = out, float(every), time.monotonic
+        self._tasks: dict[int, dict[str, Any]] = {}
+        self._next = 0
+
+    def __enter__(self) -> "LogProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def add_task(self, description: str, total: float = 1, **fields: Any) -> int:
+        now = self._clock()
+        self._next += 1
+        self._tasks[self._next] = {"d": description, "done": 0, "total": total, "info": "", "t0": now, "last": now}
+        self._tasks[self._next].update({k: v for k, v in fields.items() if k == "info"})
+        return self._next
+
+    def update(self, task_id: int, completed: float | None = None, total: float | None = None, **fields: Any) -> None:
+        t = self._tasks.get(task_id)
+        if t is None:
+            return
+        if total is not None:
+            t["total"] = total
+        if "info" in fields:
+            t["info"] = fields["info"]
+        if completed is None or completed == t["done"]:
+            return
+        t["done"] = completed
+        now = self._clock()
+        finished = completed >= t["total"]
+        if finished or now - t["last"] >= self._every:
+            t["last"] = now
+            self._print(t, now)
+
+    def _print(self, t: dict[str, Any], now: float) -> None:
+        secs = int(now - t["t0"])
+        info = f" {t['info']}" if t["info"] else ""
+        self._out.print(
+            f"{t['d']}: {t['done']:g}/{t['total']:g}{info} [{secs // 60}:{secs % 60:02d}]",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def remove_task(self, task_id: int) -> None:
+        self._tasks.pop(task_id, None)
+
+    def stop(self) -> None:
+        self._tasks.clear()
 
 
 def progress_callback(bar: Any, labels: Mapping[str, str] | None = None, renamed: Sequence[str] = ()):
