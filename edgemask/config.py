@@ -205,6 +205,14 @@ class TrainConfig:
     target_accuracy: float = described(1.0, help="Stop as soon as validation accuracy reaches this (1.0 = never).")
     seed: int = described(0, help="Seed for splits, initialisation and augmentation.")
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # Score the classifier on the photos a detector run holds out (same VOC folder, same flags), so the two
+    # models of one bundle are judged on photos neither trained on; 0 = a test split by --split.
+    heldout: float = described(
+        0.0,
+        help="Make the test split the photos that 'edgemask detector train --heldout F --split-seed S' holds out "
+        "of the same folder (by photo), so neither model of a bundle trains on them; 0 = test by scene, 10 %.",
+    )
+    split_seed: int = described(0, help="With --heldout: the detector run's --split-seed.")
     label_map: dict[str, str] = described(
         default_factory=dict, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."
     )

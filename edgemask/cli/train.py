@@ -117,6 +117,8 @@ def train_cmd(
     operating_point: bool = _opt("operating_point"),
     max_false_positive: float = _opt("max_false_positive"),
     seed: int = _opt("seed"),
+    heldout: float = _opt("heldout"),
+    split_seed: int = _opt("split_seed"),
     label_map: Optional[str] = _opt("label_map", default=None),
     extra_train: Optional[List[str]] = _opt("extra_train", default=None, metavar="DIR"),
     crop_faces: Optional[bool] = _opt("crop_faces", "--crop-faces/--no-crop-faces"),

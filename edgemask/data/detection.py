@@ -87,7 +87,7 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
                 labels.append(o.name)
         out.append(
             DetImage(
-                f"{path.name}/{rel_posix(img_path, root)}",
+                photo_name(path, rel_posix(img_path, root)),
                 img,
                 np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
                 labels,
@@ -96,6 +96,16 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
     if not out:
         raise DataError(f"{path} holds no readable annotated image; check its annotations/ and images/")
     return out
+
+
+def photo_name(folder: str | Path, rel: str) -> str:
+    """The name a photo is held out by: the data folder's own name, then the photo's path inside it.
+
+    ``edgemask detector train`` and ``edgemask train --heldout`` both name photos
+    this way, so the same ``--heldout``/``--split-seed`` hold out the same photos
+    from both models.
+    """
+    return f"{Path(folder).name}/{rel}"
 
 
 def is_heldout(name: str, seed: int = 0, fraction: float = 0.2) -> bool:
@@ -113,4 +123,4 @@ def split_images(
     return train, held
 
 
-__all__ = ["DetImage", "is_heldout", "read_detection_set", "split_images", "voc_root"]
+__all__ = ["DetImage", "is_heldout", "photo_name", "read_detection_set", "split_images", "voc_root"]

@@ -108,6 +108,45 @@ def split_indices(
     return {s: np.array(sorted(v), dtype=np.int64) for s, v in out.items()}
 
 
+def split_heldout_photos(
+    labels: np.ndarray,
+    groups: Sequence[str],
+    sources: Sequence[str],
+    folder: str,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    heldout: float = 0.2,
+    heldout_seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Like :func:`split_indices`, but the test split is a detector run's held-out photos.
+
+    A crop's photo is its source up to ``#`` (VOC sources are
+    ``images/<file>#<object>``), named by :func:`edgemask.data.detection.photo_name`;
+    the photos :func:`~edgemask.data.detection.is_heldout` picks with
+    ``(heldout_seed, heldout)`` are the test split, exactly the ones
+    ``edgemask detector train --heldout F --split-seed S`` on the same folder
+    never trains on. The other crops split into train and val by group, in the
+    ratio of ``fractions[0]`` to ``fractions[1]``.
+    """
+    from edgemask.data.detection import is_heldout, photo_name
+
+    fr = _check_fractions(fractions)
+    if not 0.0 < heldout < 1.0:
+        raise ConfigError(f"--heldout must be in (0, 1) to hold photos out, got {heldout}")
+    if fr[0] + fr[1] <= 0:
+        raise ConfigError("the split needs a train and a val share beside the held-out photos")
+    labels = np.asarray(labels).astype(np.int64, copy=False).reshape(-1)
+    test = np.array([is_heldout(photo_name(folder, s.split("#")[0]), heldout_seed, heldout) for s in sources], bool)
+    rest = np.nonzero(~test)[0]
+    if not len(rest):
+        raise ConfigError(f"--heldout {heldout} holds out every photo of {folder}; lower it")
+    share = (fr[0] / (fr[0] + fr[1]), fr[1] / (fr[0] + fr[1]), 0.0)
+    inner = split_indices(labels[rest], [groups[i] for i in rest], fractions=share, seed=seed)
+    out = {s: np.sort(rest[inner[s]]).astype(np.int64) for s in ("train", "val")}
+    out["test"] = np.nonzero(test)[0].astype(np.int64)
+    return out
+
+
 def imbalance_warning(counts: Mapping[str, int]) -> str | None:
     """A one-line warning when classes are badly unbalanced or tiny, else None.
 

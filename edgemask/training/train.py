@@ -155,6 +155,8 @@ def _check_config(cfg: TrainConfig) -> None:
         )
     if not (0 < cfg.max_false_positive <= 1):
         raise ConfigError(f"--max-false-positive must be in (0, 1], e.g. 0.05 (got {cfg.max_false_positive})")
+    if not (0 <= cfg.heldout < 1):
+        raise ConfigError(f"--heldout must be in [0, 1), e.g. 0.2 as in 'detector train' (got {cfg.heldout})")
     for extra in cfg.extra_train:
         if not Path(extra).exists():
             raise ConfigError(
@@ -213,7 +215,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
         and ``KeyboardInterrupt`` propagates.
     """
     from edgemask.data import load_dataset
-    from edgemask.data.splits import split_indices
+    from edgemask.data.splits import split_heldout_photos, split_indices
 
     progress = progress or NO_PROGRESS
     _check_config(cfg)
@@ -235,7 +237,12 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     )
     if len(ds.class_names) < 2:
         raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
-    splits = split_indices(ds.labels, ds.groups, fractions=cfg.split, seed=cfg.seed)
+    if cfg.heldout:
+        splits = split_heldout_photos(
+            ds.labels, ds.groups, ds.sources, cfg.data, cfg.split, cfg.seed, cfg.heldout, cfg.split_seed
+        )
+    else:
+        splits = split_indices(ds.labels, ds.groups, fractions=cfg.split, seed=cfg.seed)
     if len(splits["train"]) == 0 or len(splits["val"]) == 0:
         raise ConfigError(f"{cfg.data} has too few images ({len(ds.labels)}) for a train/val split; add data")
 
