@@ -62,6 +62,9 @@ class DetTrainConfig:
                 raise ConfigError(f"--{k.replace('_', '-')} must be a positive multiple of 32, got {v}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("--epochs and --batch-size must be at least 1")
+        from edgemask.vision.facedet_decode import check_decode
+
+        check_decode(DecodeParams.from_dict(self.decode))
         if not 0.0 <= self.heldout < 1.0:
             raise ConfigError(f"--heldout must be in [0, 1), got {self.heldout}")
 

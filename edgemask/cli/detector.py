@@ -8,8 +8,15 @@ import typer
 
 from edgemask.cli._common import console, err_console, progress_bar, run_cli
 from edgemask.detector_config import DetTrainConfig
+from edgemask.vision.facedet_decode import DecodeParams
 
 _D = DetTrainConfig()
+_DEC = DecodeParams()
+_SCORE_HELP = "Decode: a heatmap peak at least this high is a face (recorded in the run, exported to the bundle)."
+_MIN_SIDE_HELP = (
+    "Decode: drop boxes whose shorter side is under this many frame pixels (too small to tell a mask on; "
+    "recorded in the run, exported to the bundle)."
+)
 app = typer.Typer(
     help="Train and evaluate the learned face detector (any VOC box counts as a face).", no_args_is_help=True
 )
@@ -82,6 +89,8 @@ def train_cmd(
         metavar="LABEL=W",
         help="Draw images holding a LABEL face W times as often, e.g. without_mask=3 (repeat for several).",
     ),
+    score_threshold: float = typer.Option(_DEC.score_threshold, help=_SCORE_HELP),
+    min_side: float = typer.Option(_DEC.min_side, help=_MIN_SIDE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/state.pt."),
 ) -> None:
     """Train the face detector on VOC boxes and synthetic scenes; report held-out recall."""
@@ -104,6 +113,7 @@ def train_cmd(
             init=init,
             image_weights=_parse_image_weights(image_weight),
             resume=resume,
+            decode={**_DEC.to_dict(), "score_threshold": score_threshold, "min_side": min_side},
         )
         cfg.check_data()  # a wrong --data fails before the progress bar appears
         with progress_bar() as bar:
@@ -128,13 +138,16 @@ def eval_cmd(
     run: str = typer.Argument(..., help="Run folder of 'edgemask detector train'."),
     data: List[str] = typer.Option(..., "--data", "-d", help="VOC or 'data synth' folder; repeat for several."),
     split: str = typer.Option("auto", help="heldout, all, or auto (held-out for a set the run trained on)."),
+    score_threshold: float = typer.Option(None, help="Decode threshold to score at (default: the run's)."),
+    min_side: float = typer.Option(None, help="Smallest box side to keep, frame px (default: the run's)."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Recall per class and face size, false boxes per image and AP50 of a detector run."""
     with run_cli():
         from edgemask.training.detector import evaluate_detector_run
 
-        res = evaluate_detector_run(run, data, split=split)
+        override = {k: v for k, v in (("score_threshold", score_threshold), ("min_side", min_side)) if v is not None}
+        res = evaluate_detector_run(run, data, split=split, decode=override)
         if json_out:
             import json
 

@@ -30,7 +30,14 @@ from edgemask.data.detection import DetImage, read_detection_set, split_images
 from edgemask.detector_config import DetTrainConfig
 from edgemask.errors import ConfigError
 from edgemask.utils.io import atomic_path, atomic_write_json
-from edgemask.vision.facedet_decode import DecodeParams, detection_metrics, letterbox, postprocess, to_input
+from edgemask.vision.facedet_decode import (
+    DecodeParams,
+    check_decode,
+    detection_metrics,
+    letterbox,
+    postprocess,
+    to_input,
+)
 
 ProgressFn = Callable[[int, int, Dict[str, Any]], None]
 
@@ -416,18 +423,22 @@ def _save(model, opt, sched, epoch: int, out: Path, info: Dict[str, Any], save_f
     atomic_write_json(out / "model.json", {**info, "epochs_done": epoch})
 
 
-def evaluate_detector_run(run_dir: str | Path, data: Sequence[str], split: str = "auto") -> Dict[str, Any]:
+def evaluate_detector_run(
+    run_dir: str | Path, data: Sequence[str], split: str = "auto", decode: Optional[Dict[str, Any]] = None
+) -> Dict[str, Any]:
     """Metrics of a detector run on each data set.
 
     ``split``: ``heldout`` (the run's held-out images), ``all``, or ``auto``
     (held-out for a data set the run trained on, by folder name; all otherwise).
+    ``decode``: decode parameters to use instead of the run's (e.g. another ``score_threshold``).
     """
     if split not in ("auto", "heldout", "all"):
         raise ConfigError(f"--split must be auto, heldout or all, got {split!r}")
     model, info = load_detector_run(run_dir)
     trained_on = {d["path"] for d in info.get("data", [])}
     sp = info.get("split", {})
-    params = DecodeParams.from_dict(info["decode"])
+    params = DecodeParams.from_dict({**info["decode"], **(decode or {})})
+    check_decode(params)
     res: Dict[str, Any] = {}
     for p in data:
         ims = read_detection_set(p)

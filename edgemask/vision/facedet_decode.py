@@ -32,7 +32,9 @@ class DecodeParams:
     score_threshold: float = 0.35
     nms_iou: float = 0.4
     top_k: int = 100
-    min_side: float = 6.0  # boxes smaller than this (frame px) are dropped
+    # Boxes whose shorter side is under this many frame pixels are dropped: the classifier cannot tell a mask
+    # on such a face, and in crowd photos most of them are unlabelled background faces (false boxes).
+    min_side: float = 16.0
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -40,6 +42,16 @@ class DecodeParams:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "DecodeParams":
         return cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
+
+
+def check_decode(params: DecodeParams) -> None:
+    """One-line errors for decode parameters that cannot work."""
+    from edgemask.errors import ConfigError
+
+    if not 0.0 < params.score_threshold < 1.0:
+        raise ConfigError(f"--score-threshold must be in (0, 1), e.g. 0.35 (got {params.score_threshold})")
+    if not params.min_side >= 0:
+        raise ConfigError(f"--min-side must be 0 or more frame pixels, e.g. 16 (got {params.min_side})")
 
 
 def letterbox(rgb: np.ndarray, width: int, height: int) -> Tuple[np.ndarray, float]:

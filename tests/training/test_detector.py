@@ -83,15 +83,34 @@ def test_cli_train_then_eval(tiny_scenes, tmp_path):
             "128",
             "--heldout",
             "0.3",
+            "--score-threshold",
+            "0.2",
+            "--min-side",
+            "10",
         ],
     )
     assert r.exit_code == 0, r.output
     assert "false boxes per image" in r.output
+    import json
+
+    decode = json.loads((run / "model.json").read_text())["decode"]
+    assert (decode["score_threshold"], decode["min_side"]) == (0.2, 10)
     for f in ("model.json", "weights.safetensors", "metrics.json", "config.json", "state.pt"):
         assert (run / f).is_file()
     r = CliRunner().invoke(app, ["detector", "eval", str(run), "--data", str(tiny_scenes), "--json"])
     assert r.exit_code == 0, r.output
     assert '"split": "heldout"' in r.output and '"ap50"' in r.output
+    # a higher threshold at eval time can only find fewer boxes
+    strict = CliRunner().invoke(
+        app, ["detector", "eval", str(run), "--data", str(tiny_scenes), "--json", "--score-threshold", "0.99"]
+    )
+    assert strict.exit_code == 0, strict.output
+    before, after = json.loads(r.output), json.loads(strict.output)
+    name = next(iter(before))
+    assert after[name]["false_per_image"] <= before[name]["false_per_image"]
+    assert after[name]["ap50"] <= before[name]["ap50"] + 1e-9
+    bad = CliRunner().invoke(app, ["detector", "eval", str(run), "--data", str(tiny_scenes), "--min-side", "-3"])
+    assert bad.exit_code == 1 and "--min-side must be" in bad.output
     r = CliRunner().invoke(app, ["detector", "eval", str(tmp_path / "nope"), "--data", str(tiny_scenes)])
     assert r.exit_code == 1 and "not a detector run" in r.output
 
@@ -186,7 +205,11 @@ def test_init_from_another_run_must_match_its_layers_but_not_its_input_size(tiny
         train_detector(cfg)
     # the detector is fully convolutional: a fine-tune at another input size starts from the same weights
     wide = DetTrainConfig(
-        data=[str(tiny_scenes)], out=str(tmp_path / "w"), input_width=192, input_height=160, init=str(tmp_path / "a"),
+        data=[str(tiny_scenes)],
+        out=str(tmp_path / "w"),
+        input_width=192,
+        input_height=160,
+        init=str(tmp_path / "a"),
         **small,
     )
     train_detector(wide)

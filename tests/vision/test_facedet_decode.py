@@ -51,7 +51,7 @@ def test_decode_keeps_only_local_maxima_above_threshold():
     head[0, 5, 8] = 0.8  # neighbour of a stronger peak: not a maximum
     _peak(head, 1, 1, 0.2, 20, 20)  # below the threshold
     _peak(head, 10, 14, 0.6, 12, 12)
-    boxes, scores = decode_heads(head, DecodeParams(score_threshold=0.3))
+    boxes, scores = decode_heads(head, DecodeParams(score_threshold=0.3, min_side=6))
     np.testing.assert_allclose(scores, [0.9, 0.6])
     assert len(boxes) == 2
 
@@ -63,6 +63,24 @@ def test_decode_clips_to_the_frame_and_drops_tiny_boxes():
     boxes, _ = decode_heads(head, DecodeParams(score_threshold=0.3, min_side=6), frame_wh=(64, 48))
     assert len(boxes) == 1
     assert boxes[0, 0] == 0 and boxes[0, 1] == 0
+
+
+def test_the_default_drops_faces_too_small_to_classify():
+    head = _head()
+    _peak(head, 5, 7, 0.9, 20, 20)
+    _peak(head, 10, 14, 0.9, 12, 14)  # shorter side 12 px: under the default 16
+    boxes, _ = decode_heads(head, DecodeParams(score_threshold=0.3))
+    assert len(boxes) == 1 and boxes[0, 2] - boxes[0, 0] == pytest.approx(20)
+
+
+def test_bad_decode_parameters_are_one_line_errors():
+    from edgemask.errors import ConfigError
+    from edgemask.vision.facedet_decode import check_decode
+
+    with pytest.raises(ConfigError, match="--score-threshold must be in"):
+        check_decode(DecodeParams(score_threshold=1.5))
+    with pytest.raises(ConfigError, match="--min-side must be"):
+        check_decode(DecodeParams(min_side=-1))
 
 
 def test_decode_rejects_a_wrong_head_shape():
