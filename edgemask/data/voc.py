@@ -211,6 +211,34 @@ class _ImageIndex:
         return self.by_stem.get(xml_stem.lower())
 
 
+def box_sides(root: Path | str) -> dict[str, float]:
+    """Longer side (image pixels) of every VOC box, keyed like :func:`read_voc`'s sources (``images/<file>#<i>``).
+
+    Only XML is parsed (no image is decoded), so per-size figures of a run's
+    test crops are cheap. Unreadable annotations are left out.
+    """
+    dirs = find_voc_dirs(Path(root))
+    if dirs is None:
+        raise DataError(f"{root} is not a VOC dataset: expected annotations/*.xml and images/ inside it")
+    from edgemask.data.imagefile import Unreadable, read_small_file
+
+    ann_dir, img_dir = dirs
+    index = _ImageIndex(img_dir)
+    out: dict[str, float] = {}
+    for xml in _xml_files(ann_dir):
+        try:
+            ann = parse_voc_xml(read_small_file(xml), xml)
+        except (Unreadable, _BadXml):
+            continue
+        img = index.find(ann.filename, xml.stem)
+        if img is None:
+            continue
+        for o in ann.objects:
+            if o.box is not None:
+                out[f"{rel_posix(img, Path(root))}#{o.index}"] = float(max(o.box[2] - o.box[0], o.box[3] - o.box[1]))
+    return out
+
+
 def read_voc(
     root: Path | str,
     *,

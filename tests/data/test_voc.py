@@ -170,3 +170,14 @@ def test_clamp_box():
     assert clamp_box((-5, -5, 10, 10), 50, 50) == ((0.0, 0.0, 10.0, 10.0), None)
     box, why = clamp_box((60, 60, 70, 70), 50, 50)
     assert box is None and "outside" in why
+
+
+def test_box_sides_are_keyed_like_the_crops(voc):
+    from edgemask.data.voc import box_sides
+
+    ds = load_dataset(voc, size=16, margin=0.0)
+    sides = box_sides(voc)
+    assert set(ds.sources) <= set(sides)
+    assert all(v == 20.0 for v in sides.values())  # the fixture's boxes are 20 px squares
+    with pytest.raises(DataError, match="not a VOC dataset"):
+        box_sides(voc / "images")
