@@ -195,12 +195,12 @@ class TrainConfig:
     max_false_positive: float = described(
         0.05, help="Operating point: the most of the other classes' crops any class may take."
     )
-    # Early stopping on validation loss; the learning rate drops by
-    # plateau_factor after plateau_epochs without improvement.
-    patience: int = described(
-        8, help="Early stopping: epochs without a lower validation loss (the learning rate drops after 3)."
-    )
-    plateau_epochs: int = 3
+    # Early stopping on validation loss. Optionally the learning rate also drops by plateau_factor after
+    # plateau_epochs without improvement; off by default (0): on real photos the validation loss is noisy
+    # enough that the drops froze learning by epoch 14, and the cosine decay alone scored 94.7 % against 92.6 %
+    # on the held-out crops of the face-mask set.
+    patience: int = described(8, help="Early stopping: epochs without a lower validation loss.")
+    plateau_epochs: int = 0
     plateau_factor: float = 0.3
     target_accuracy: float = described(1.0, help="Stop as soon as validation accuracy reaches this (1.0 = never).")
     seed: int = described(0, help="Seed for splits, initialisation and augmentation.")
