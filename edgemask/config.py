@@ -212,7 +212,11 @@ class TrainConfig:
         help="Make the test split the photos that 'edgemask detector train --heldout F --split-seed S' holds out "
         "of the same folder (by photo), so neither model of a bundle trains on them; 0 = test by scene, 10 %.",
     )
-    split_seed: int = described(0, help="With --heldout: the detector run's --split-seed.")
+    split_seed: int = described(
+        0,
+        help="With --heldout: the detector run's --split-seed; it also seeds the train/val split, so runs with "
+        "other --seed values share one validation set.",
+    )
     label_map: dict[str, str] = described(
         default_factory=dict, help="Extra label aliases, e.g. 'face=no_mask,chin=mask_incorrect'."
     )

@@ -238,8 +238,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     if len(ds.class_names) < 2:
         raise ConfigError(f"{cfg.data} has only the class {ds.class_names}; a classifier needs at least two")
     if cfg.heldout:
+        # --split-seed fixes train/val too, so runs of several --seed share one validation set and compare on it
         splits = split_heldout_photos(
-            ds.labels, ds.groups, ds.sources, cfg.data, cfg.split, cfg.seed, cfg.heldout, cfg.split_seed
+            ds.labels, ds.groups, ds.sources, cfg.data, cfg.split, cfg.split_seed, cfg.heldout, cfg.split_seed
         )
     else:
         splits = split_indices(ds.labels, ds.groups, fractions=cfg.split, seed=cfg.seed)
