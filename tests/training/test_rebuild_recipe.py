@@ -1,0 +1,59 @@
+"""The pretrained recipe's choices that need no training: which classifier seed ships, and the card's text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _run(folder, val_after=None, val=None, seed=0):
+    folder.mkdir(parents=True)
+    m = {"val": {"accuracy": val}} if val is not None else {}
+    if val_after is not None:
+        m["operating_point"] = {"val_after": {"accuracy": val_after}}
+    (folder / "metrics.json").write_text(json.dumps(m))
+    (folder / "config.json").write_text(json.dumps({"seed": seed}))
+
+
+def test_the_seed_with_the_best_validation_accuracy_ships(tmp_path, monkeypatch):
+    from edgemask import rebuild_pretrained as rb
+
+    monkeypatch.setitem(rb.RECIPE["classifier"], "seeds", [0, 1, 2])
+    _run(tmp_path / "cls", val_after=0.93, val=0.99)  # the operating point's figure counts, not the raw one
+    _run(tmp_path / "cls-seed1", val_after=0.95, seed=1)
+    _run(tmp_path / "cls-seed2", val=0.94, seed=2)  # no operating point: its plain validation accuracy
+    chosen = rb.build_classifier(tmp_path, tmp_path / "voc-unused", fresh=False)  # finished runs are reused
+    assert chosen == tmp_path / "cls-seed1"
+
+
+def test_the_card_names_the_detector_decode():
+    from edgemask.rebuild_pretrained import _decode_line
+
+    line = _decode_line({"detector_input": [448, 320], "detector_decode": {"score_threshold": 0.35, "min_side": 16}})
+    assert "448x320" in line and "0.35" in line and "16" in line
+    assert _decode_line({}) == ""
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_a_missing_run_is_trained_not_guessed(tmp_path, monkeypatch, seeds):
+    """A seed without a finished run goes to training (here: stopped at its call) instead of being skipped."""
+    from edgemask import rebuild_pretrained as rb
+    from edgemask import training
+
+    monkeypatch.setitem(rb.RECIPE["classifier"], "seeds", seeds)
+    _run(tmp_path / "cls", val_after=0.9)
+    calls = []
+
+    def fake_train(cfg, *a, **k):
+        calls.append(cfg.seed)
+        raise RuntimeError("would train")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    if len(seeds) == 1:
+        assert rb.build_classifier(tmp_path, tmp_path / "voc", fresh=False) == tmp_path / "cls"
+        assert calls == []
+    else:
+        with pytest.raises(RuntimeError, match="would train"):
+            rb.build_classifier(tmp_path, tmp_path / "voc", fresh=False)
+        assert calls == [1]
