@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/real_alerts.py [--bundle DIR] [--voc ../shared/data/face-mask-voc] [--json]
-        [--min-side 40] [--precision fp32] [--detector auto]
+        [--min-side 40] [--precision fp32] [--detector auto] [--min-confidence C]
 
 The photos are the held-out split of the VOC folder that the bundle's
 detector was trained with (its manifest's ``detector.training.split``; seed
@@ -58,6 +58,9 @@ def main() -> int:
     ap.add_argument("--min-side", type=int, default=40, help="faces at least this long (px) are scored")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--detector", default="auto", help="passed to edgemask run --detector")
+    ap.add_argument(
+        "--min-confidence", type=float, default=None, help="passed to edgemask run --min-confidence (default: its own)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -111,6 +114,8 @@ def main() -> int:
             "--log-level",
             "warning",
         ]
+        if args.min_confidence is not None:
+            cmd += ["--min-confidence", str(args.min_confidence)]
         r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OPENCV_LOG_LEVEL": "ERROR"})
         if r.returncode != 0:
             print(f"error: edgemask run failed ({r.returncode}): {r.stderr.strip()[-400:]}", file=sys.stderr)
