@@ -129,7 +129,9 @@ class LogProgress:
     """The part of rich's Progress the CLI uses, printed as plain lines for a log or a pipe.
 
     A task prints a line when it completes and, while it runs, at most every
-    ``every`` seconds: ``description done/total info [elapsed]``.
+    ``every`` seconds: ``description done/total info [elapsed]``. Nothing is
+    printed in the first ``every`` seconds, so a short job, or one that fails
+    on bad input at once, leaves only its result or its one-line error.
     """
 
     def __init__(self, out: Console, every: float = 30.0):
@@ -138,6 +140,7 @@ class LogProgress:
         self._out, self._every, self._clock = out, float(every), time.monotonic
         self._tasks: dict[int, dict[str, Any]] = {}
         self._next = 0
+        self._start = self._clock()
 
     def __enter__(self) -> "LogProgress":
         return self
@@ -165,6 +168,8 @@ class LogProgress:
         t["done"] = completed
         now = self._clock()
         finished = completed >= t["total"]
+        if now - self._start < self._every:
+            return
         if finished or now - t["last"] >= self._every:
             t["last"] = now
             self._print(t, now)
