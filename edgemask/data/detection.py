@@ -48,9 +48,9 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
     """
     import cv2
 
-    from edgemask.data.imagefile import Unreadable, read_image_file, read_small_file
+    from edgemask.data.imagefile import read_image_file
     from edgemask.data.imagefolder import rel_posix
-    from edgemask.data.voc import _BadXml, _ImageIndex, _xml_files, clamp_box, find_voc_dirs, parse_voc_xml
+    from edgemask.data.voc import annotated_images, clamp_box, find_voc_dirs
 
     path = Path(path)
     root = voc_root(path)
@@ -60,16 +60,8 @@ def read_detection_set(path: str | Path) -> List[DetImage]:
             "with scenes/; pass e.g. ../shared/data/face-mask-voc or the output of 'edgemask data synth'"
         )
     ann_dir, img_dir = find_voc_dirs(root)  # type: ignore[misc]
-    index = _ImageIndex(img_dir)
     out: List[DetImage] = []
-    for xml in _xml_files(ann_dir):
-        try:
-            ann = parse_voc_xml(read_small_file(xml), xml)
-        except (Unreadable, _BadXml):
-            continue
-        img_path = index.find(ann.filename, xml.stem)
-        if img_path is None:
-            continue
+    for ann, img_path in annotated_images(ann_dir, img_dir):
         bgr = read_image_file(img_path).bgr  # FIFOs unopened, oversized images undecoded
         if bgr is None:
             continue

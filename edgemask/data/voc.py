@@ -30,6 +30,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -211,6 +212,26 @@ class _ImageIndex:
         return self.by_stem.get(xml_stem.lower())
 
 
+def annotated_images(ann_dir: Path, img_dir: Path) -> Iterator[tuple[VocAnnotation, Path]]:
+    """(annotation, its image file) of every readable XML whose image exists, in sorted XML order.
+
+    Unreadable or malformed XML and annotations without their image are
+    skipped silently (:func:`read_voc` reports them; this is for readers that
+    only need the boxes of what is there).
+    """
+    from edgemask.data.imagefile import Unreadable, read_small_file
+
+    index = _ImageIndex(img_dir)
+    for xml in _xml_files(ann_dir):
+        try:
+            ann = parse_voc_xml(read_small_file(xml), xml)
+        except (Unreadable, _BadXml):
+            continue
+        img = index.find(ann.filename, xml.stem)
+        if img is not None:
+            yield ann, img
+
+
 def box_sides(root: Path | str) -> dict[str, float]:
     """Longer side (image pixels) of every VOC box, keyed like :func:`read_voc`'s sources (``images/<file>#<i>``).
 
@@ -220,19 +241,8 @@ def box_sides(root: Path | str) -> dict[str, float]:
     dirs = find_voc_dirs(Path(root))
     if dirs is None:
         raise DataError(f"{root} is not a VOC dataset: expected annotations/*.xml and images/ inside it")
-    from edgemask.data.imagefile import Unreadable, read_small_file
-
-    ann_dir, img_dir = dirs
-    index = _ImageIndex(img_dir)
     out: dict[str, float] = {}
-    for xml in _xml_files(ann_dir):
-        try:
-            ann = parse_voc_xml(read_small_file(xml), xml)
-        except (Unreadable, _BadXml):
-            continue
-        img = index.find(ann.filename, xml.stem)
-        if img is None:
-            continue
+    for ann, img in annotated_images(*dirs):
         for o in ann.objects:
             if o.box is not None:
                 out[f"{rel_posix(img, Path(root))}#{o.index}"] = float(max(o.box[2] - o.box[0], o.box[3] - o.box[1]))
