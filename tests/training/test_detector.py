@@ -203,27 +203,19 @@ def test_init_from_another_run_must_match_its_layers_but_not_its_input_size(tiny
     )
     with pytest.raises(ConfigError, match="--init .* must match"):
         train_detector(cfg)
+
     # the detector is fully convolutional: a fine-tune at another input size starts from the same weights
-    wide = DetTrainConfig(
-        data=[str(tiny_scenes)],
-        out=str(tmp_path / "w"),
-        input_width=192,
-        input_height=160,
-        init=str(tmp_path / "a"),
-        **small,
-    )
-    train_detector(wide)
+    def fine_tune(out: str, width: int, height: int) -> None:
+        init = str(tmp_path / "a")
+        cfg = DetTrainConfig(
+            data=[str(tiny_scenes)], out=str(tmp_path / out), input_width=width, input_height=height, init=init, **small
+        )
+        train_detector(cfg)
+
+    fine_tune("w", 192, 160)
     got = json.loads((tmp_path / "w" / "model.json").read_text())["input"]
     assert (got["width"], got["height"]) == (192, 160)
-    ok = DetTrainConfig(
-        data=[str(tiny_scenes)],
-        out=str(tmp_path / "c"),
-        input_width=160,
-        input_height=128,
-        init=str(tmp_path / "a"),
-        **small,
-    )
-    train_detector(ok)
+    fine_tune("c", 160, 128)
     from safetensors.numpy import load_file
 
     a, c = (
