@@ -34,8 +34,8 @@ from edgemask.vision.facedet_decode import (
     DecodeParams,
     check_decode,
     detection_metrics,
-    letterbox,
-    postprocess,
+    merge_passes,
+    pass_canvases,
     to_input,
 )
 
@@ -192,15 +192,18 @@ def evaluate_images(
     params: DecodeParams,
     batch_size: int = 16,
 ) -> Dict[str, Any]:
-    """Detect on every image (letterboxed) through ``head_fn`` and score the boxes (see detection_metrics)."""
+    """Detect on every image through ``head_fn`` as a device would (letterbox, coarse pass if the decode
+    parameters ask for one; see :func:`pass_canvases`) and score the boxes (see detection_metrics)."""
     samples = []
     for i in range(0, len(images), batch_size):
         chunk = images[i : i + batch_size]
-        boxed = [letterbox(im.rgb, width, height) for im in chunk]
-        heads = head_fn([c for c, _ in boxed])
-        for im, (_, scale), head in zip(chunk, boxed, heads):
+        passes = [pass_canvases(im.rgb, width, height, params) for im in chunk]
+        heads = head_fn([c for canvases, _ in passes for c in canvases])
+        k = 0
+        for im, (canvases, scales) in zip(chunk, passes):
             h, w = im.rgb.shape[:2]
-            b, s = postprocess(head, params, scale, (w, h))
+            b, s = merge_passes(heads[k : k + len(canvases)], scales, params, (w, h))
+            k += len(canvases)
             samples.append((im.boxes, im.labels, b, s))
     return detection_metrics(samples)
 

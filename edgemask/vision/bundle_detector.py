@@ -2,8 +2,9 @@
 
 Device runtime code: Python 3.8, no torch. A frame goes through the same
 steps whichever runner holds the detector's model (ONNX Runtime, OpenCV DNN,
-TensorRT, torch): letterbox to the input the manifest names, one
-``Runner.infer`` on the uint8 canvas, then decode + NMS in numpy
+TensorRT, torch): letterbox to the input the manifest names (plus the
+coarse pass's canvas for faces close to the camera), one ``Runner.infer`` on
+the uint8 canvases, then decode + NMS in numpy
 (:mod:`edgemask.vision.facedet_decode`) with the manifest's decode
 parameters, boxes scaled back to frame pixels.
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from edgemask.errors import ConfigError
 from edgemask.vision.face_detector import Detection, FaceDetector
-from edgemask.vision.facedet_decode import DecodeParams, compare_heads, letterbox, postprocess, within_tolerance
+from edgemask.vision.facedet_decode import DecodeParams, compare_heads, merge_passes, pass_canvases, within_tolerance
 
 #: backends a bundle detector can run on; ``null`` (a fake classifier) maps to onnxrt for the detector
 DETECTOR_BACKENDS = ("onnxrt", "opencv", "tensorrt", "torch")
@@ -64,19 +65,15 @@ class BundleFaceDetector(FaceDetector):
         scale = min(self.width / float(frame_width), self.height / float(h))
         return int(np.ceil(max(float(self.min_face), self.params.min_side, 2.0 * self.params.stride / scale)))
 
-    def heads(self, bgr_frames: List[np.ndarray]) -> tuple:
-        """(heads (N, 5, h, w), scales) of BGR frames, one ``infer`` for the batch."""
-        canvases, scales = [], []
-        for bgr in bgr_frames:
-            canvas, scale = letterbox(bgr, self.width, self.height)  # resize/pad per channel: BGR works as well
-            canvases.append(canvas[:, :, ::-1])  # -> RGB, what the model was trained on
-            scales.append(scale)
-        return self.runner.infer(np.stack(canvases)), scales
+    def heads(self, bgr: np.ndarray) -> tuple:
+        """(heads (P, 5, h, w), scales) of one BGR frame's P passes (see ``pass_canvases``), one ``infer``."""
+        canvases, scales = pass_canvases(bgr, self.width, self.height, self.params)  # per channel: BGR works too
+        return self.runner.infer(np.stack([c[:, :, ::-1] for c in canvases])), scales  # RGB, as trained
 
     def detect(self, bgr: np.ndarray, phase: Optional[int] = None) -> List[Detection]:
         h, w = bgr.shape[:2]
-        heads, scales = self.heads([bgr])
-        boxes, scores = postprocess(heads[0], self.params, scales[0], (w, h))
+        heads, scales = self.heads(bgr)
+        boxes, scores = merge_passes(heads, scales, self.params, (w, h))
         out = []
         for b, s in zip(boxes, scores):
             if self.min_face and max(b[2] - b[0], b[3] - b[1]) < self.min_face:

@@ -35,6 +35,12 @@ class DecodeParams:
     # Boxes whose shorter side is under this many frame pixels are dropped: the classifier cannot tell a mask
     # on such a face, and in crowd photos most of them are unlabelled background faces (false boxes).
     min_side: float = 16.0
+    # A second pass with the frame at this fraction of the input (0 = one pass). Training crops hold faces up
+    # to about 190 input px, so a face filling most of the frame (someone close to the camera) is found only
+    # when shrunk: from this pass, boxes whose shorter side would be at least ``coarse_min_side`` input px at
+    # full scale join the full pass's boxes before NMS; smaller ones come from the full pass alone.
+    coarse: float = 0.5
+    coarse_min_side: float = 96.0
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -52,6 +58,10 @@ def check_decode(params: DecodeParams) -> None:
         raise ConfigError(f"--score-threshold must be in (0, 1), e.g. 0.35 (got {params.score_threshold})")
     if not params.min_side >= 0:
         raise ConfigError(f"--min-side must be 0 or more frame pixels, e.g. 16 (got {params.min_side})")
+    if not 0.0 <= params.coarse < 1.0:
+        raise ConfigError(f"--coarse must be in [0, 1), e.g. 0.5, or 0 for one pass (got {params.coarse})")
+    if not params.coarse_min_side >= 0:
+        raise ConfigError(f"coarse_min_side must be 0 or more input pixels, e.g. 96 (got {params.coarse_min_side})")
 
 
 def letterbox(rgb: np.ndarray, width: int, height: int) -> Tuple[np.ndarray, float]:
@@ -70,6 +80,47 @@ def letterbox(rgb: np.ndarray, width: int, height: int) -> Tuple[np.ndarray, flo
     canvas = np.full((height, width, 3), 114, dtype=np.uint8)
     canvas[:nh, :nw] = small[:height, :width]
     return canvas, scale
+
+
+def pass_canvases(
+    rgb: np.ndarray, width: int, height: int, params: DecodeParams
+) -> Tuple[List[np.ndarray], List[float]]:
+    """The detector's input canvases of one frame and their scales: the letterbox, then the coarse pass if any.
+
+    The coarse canvas holds the frame letterboxed to ``params.coarse`` of the input, at its top left, in the
+    same grey padding, so one batch of the same fixed-size model runs both passes.
+    """
+    canvas, scale = letterbox(rgb, width, height)
+    canvases, scales = [canvas], [scale]
+    if params.coarse > 0:
+        cw, ch = max(32, int(round(width * params.coarse))), max(32, int(round(height * params.coarse)))
+        small, s2 = letterbox(rgb, min(cw, width), min(ch, height))
+        coarse = np.full_like(canvas, 114)
+        coarse[: small.shape[0], : small.shape[1]] = small
+        canvases.append(coarse)
+        scales.append(s2)
+    return canvases, scales
+
+
+def merge_passes(
+    heads: Sequence[np.ndarray], scales: Sequence[float], params: DecodeParams, frame_wh: Tuple[int, int] | None = None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Final boxes and scores of one frame from the heads of :func:`pass_canvases`' canvases.
+
+    Each pass is decoded at its own scale; a coarse pass contributes only boxes whose shorter side is at
+    least ``params.coarse_min_side`` input pixels at the full pass's scale; one NMS over all.
+    """
+    boxes, scores = [], []
+    for i, (head, scale) in enumerate(zip(heads, scales)):
+        b, s = decode_heads(head, params, scale, frame_wh)
+        if i:
+            side = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * float(scales[0])
+            b, s = b[side >= params.coarse_min_side], s[side >= params.coarse_min_side]
+        boxes.append(b)
+        scores.append(s)
+    b, s = np.concatenate(boxes), np.concatenate(scores)
+    keep = nms(b, s, params.nms_iou)
+    return b[keep], s[keep]
 
 
 def to_input(canvases: Sequence[np.ndarray]) -> np.ndarray:
@@ -341,7 +392,9 @@ __all__ = [
     "within_tolerance",
     "letterbox",
     "match_detections",
+    "merge_passes",
     "nms",
+    "pass_canvases",
     "postprocess",
     "size_bucket",
     "to_input",

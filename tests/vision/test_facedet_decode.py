@@ -13,7 +13,9 @@ from edgemask.vision.facedet_decode import (
     decode_heads,
     detection_metrics,
     letterbox,
+    merge_passes,
     nms,
+    pass_canvases,
     postprocess,
     size_bucket,
 )
@@ -144,3 +146,40 @@ def test_runtime_module_does_not_import_torch():
     code = "import sys, edgemask.vision.facedet_decode, edgemask.data.detection; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_pass_canvases_one_pass_or_a_coarse_canvas_at_the_top_left():
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    canvases, scales = pass_canvases(frame, 64, 48, DecodeParams(coarse=0.0))
+    assert len(canvases) == 1 and scales == [pytest.approx(0.1)]
+    canvases, scales = pass_canvases(frame, 64, 48, DecodeParams(coarse=0.5))
+    assert [c.shape for c in canvases] == [(48, 64, 3), (48, 64, 3)]
+    assert scales == [pytest.approx(0.1), pytest.approx(0.05)]
+    coarse = canvases[1]
+    assert (coarse[:24, :32] == 200).all()  # the frame at half the letterbox scale
+    assert (coarse[24:] == 114).all() and (coarse[:, 32:] == 114).all()  # grey padding, as the letterbox's
+
+
+def test_merge_passes_takes_only_large_faces_from_the_coarse_pass():
+    params = DecodeParams(score_threshold=0.3, coarse=0.5, coarse_min_side=40, min_side=0)
+    full, coarse = _head(), _head()
+    _peak(full, 2, 2, 0.8, 12, 12)  # a small face: the full pass's alone
+    _peak(coarse, 1, 1, 0.7, 6, 6)  # the same small face in the coarse pass: 12 px at full scale, under 40
+    _peak(coarse, 3, 5, 0.9, 30, 30)  # a face 60 px wide at full scale, centred at (44, 28)
+    _peak(full, 6, 10, 0.4, 40, 40)  # the full pass half-sees it (IoU 0.44): NMS keeps the coarse box
+    boxes, scores = merge_passes([full, coarse], [1.0, 0.5], params)
+    assert scores.tolist() == pytest.approx([0.9, 0.8])
+    big = boxes[0]
+    assert big[2] - big[0] == pytest.approx(60.0) and big[3] - big[1] == pytest.approx(60.0)
+    assert boxes[1][2] - boxes[1][0] == pytest.approx(12.0)
+    one, _ = merge_passes([full], [1.0], DecodeParams(score_threshold=0.3, coarse=0.0, min_side=0))
+    assert len(one) == 2  # without the coarse pass: the small face and the half-seen one
+
+
+@pytest.mark.parametrize("bad", [{"coarse": 1.0}, {"coarse": -0.1}, {"coarse_min_side": -1.0}])
+def test_bad_coarse_parameters_are_one_line_errors(bad):
+    from edgemask.errors import ConfigError
+    from edgemask.vision.facedet_decode import check_decode
+
+    with pytest.raises(ConfigError, match="coarse"):
+        check_decode(DecodeParams(**bad))
