@@ -100,7 +100,7 @@ class IoUTracker:
         iou_threshold: float = 0.3,
         max_missed: int = 5,
         vote_window: int = 5,
-        min_confidence: float = 0.6,
+        min_confidence: float = 0.5,
         alert_classes: Iterable[int] = (),
         debounce_s: float = 30.0,
     ):
