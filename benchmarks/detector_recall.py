@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/detector_recall.py --bundle export/NAME [--voc ../shared/data/face-mask-voc]
-        [--scenes 100] [--seed 1] [--face-model yunet.onnx] [--iou 0.5] [--backend onnxrt] [--json]
+        [--scenes 100] [--seed 1] [--close-up 0.7] [--face-model yunet.onnx] [--iou 0.5] [--backend onnxrt] [--json]
 
 Two data sets:
 
@@ -13,6 +13,9 @@ Two data sets:
   ``detector.training.split``: by image, seeded), so these are photos the
   learned detector never saw; without a detector in the bundle, seed 0 and
   20 %, the training default.
+* **real close-ups**: each held-out face >= 40 px in a 640x480 view zoomed so
+  that it spans ``--close-up`` (0.7) of the width, as when someone stands
+  close to the camera; the other faces of the photo still in view count too.
 * **synth**: ``--scenes`` fresh 640x480 scenes of ``edgemask.data.synth.render_scene``
   (1-4 faces, a third real LFW faces with drawn masks), seed ``--seed``.
 
@@ -68,14 +71,22 @@ def synth_scenes(n: int, seed: int):
     return out
 
 
-def real_heldout(voc: Path, split: dict):
-    """(name, BGR image, boxes, labels) of the held-out images of a VOC folder."""
+def real_heldout(voc: Path, split: dict, close_up: float = 0.0):
+    """(name, BGR image, boxes, labels) of the held-out images of a VOC folder.
+
+    ``close_up`` > 0: instead, one 640x480 view per face >= 40 px, zoomed so it spans that share of the width.
+    """
     import numpy as np
 
+    from edgemask.data.detection import close_up as zoom
     from edgemask.data.detection import read_detection_set, split_images
 
     ims = read_detection_set(voc)
     held = split_images(ims, int(split.get("seed", 0)), float(split.get("heldout", 0.2)))[1]
+    if close_up > 0:
+        held = [
+            zoom(im, i, close_up) for im in held for i, b in enumerate(im.boxes) if max(b[2] - b[0], b[3] - b[1]) >= 40
+        ]
     return [(im.name, np.ascontiguousarray(im.rgb[:, :, ::-1]), im.boxes, im.labels) for im in held]
 
 
@@ -128,6 +139,12 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=100, help="synthetic 640x480 scenes")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--face-model", help="YuNet ONNX model to add as a row")
+    ap.add_argument(
+        "--close-up",
+        type=float,
+        default=0.7,
+        help="also measure each held-out face >= 40 px zoomed to span this share of a 640x480 frame (0 = skip)",
+    )
     ap.add_argument("--iou", type=float, default=0.5, help="IoU for a face to count as found")
     ap.add_argument(
         "--backend", default="onnxrt", help="runner of the learned detector (onnxrt, opencv, torch, tensorrt)"
@@ -153,6 +170,8 @@ def main() -> None:
         split = bundle.manifest.detector.training.get("split") or split
     if voc.is_dir():
         sets["real held-out"] = real_heldout(voc, split)
+        if args.close_up > 0:
+            sets[f"real close-ups ({args.close_up:.0%} of the width)"] = real_heldout(voc, split, args.close_up)
     else:
         print(
             f"skipping the real split: {voc} is absent (the VOC face-mask photos are not in a fresh clone; "

@@ -115,4 +115,28 @@ def split_images(
     return train, held
 
 
-__all__ = ["DetImage", "is_heldout", "photo_name", "read_detection_set", "split_images", "voc_root"]
+def close_up(im: DetImage, index: int, fill: float, width: int = 640, height: int = 480) -> DetImage:
+    """A ``width`` x ``height`` view of ``im`` zoomed on face ``index`` so it spans ``fill`` of the width.
+
+    What a camera sees when that person stands close to it: the face centred a little above the middle,
+    the photo mirrored past its edges. Boxes go through the same zoom; a face less than half in view is
+    dropped, the rest are clipped to the frame (as the detector's training crops treat them).
+    """
+    import cv2
+
+    x0, y0, x1, y1 = (float(v) for v in im.boxes[index])
+    span = max(x1 - x0, y1 - y0) / float(fill)  # source pixels across the view
+    k = width / span
+    ox, oy = (x0 + x1) / 2 - span / 2, (y0 + y1) / 2 - 0.45 * height / k
+    m = np.float32([[k, 0, -ox * k], [0, k, -oy * k]])
+    rgb = cv2.warpAffine(im.rgb, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    boxes = (np.asarray(im.boxes, np.float32).reshape(-1, 4) - np.float32([ox, oy, ox, oy])) * k
+    clipped = np.clip(boxes, 0, np.float32([width, height, width, height]))
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 1e-6, None), axis=1)
+    seen = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1) / area >= 0.5
+    seen[index] = True
+    order = [index] + [i for i in np.nonzero(seen)[0] if i != index]  # the zoomed face first
+    return DetImage(f"{im.name}#close{index}", rgb, clipped[order], [im.labels[i] for i in order])
+
+
+__all__ = ["DetImage", "close_up", "is_heldout", "photo_name", "read_detection_set", "split_images", "voc_root"]
