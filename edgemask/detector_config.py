@@ -26,6 +26,7 @@ class DetTrainConfig:
         resume: continue from OUT/state.pt.
         init: a detector run whose weights training starts from ("" = from scratch).
         image_weights: label -> how much more often an image holding such a face is drawn.
+        face_weights: label -> the weight of such a face in the loss (default 1).
         max_minutes: training time budget (0 = none); the learning-rate schedule anneals to end within it.
     """
 
@@ -51,6 +52,9 @@ class DetTrainConfig:
     # Per ground-truth label, how much more often an image holding such a face is drawn in an epoch
     # (the image's weight is its rarest face's); e.g. {"without_mask": 3} for sets where masks dominate.
     image_weights: Dict[str, float] = field(default_factory=dict)
+    # Per ground-truth label, the weight of such a face in the loss (its heatmap peak and box), e.g.
+    # {"without_mask": 2}: a missed unmasked face is the costly miss, and masked faces dominate real sets.
+    face_weights: Dict[str, float] = field(default_factory=dict)
     decode: Dict[str, Any] = field(default_factory=lambda: DecodeParams().to_dict())
 
     def validate(self) -> None:

@@ -61,7 +61,7 @@ def train_tiny_detector(out: Path, steps: int = 60, seed: int = 0) -> Path:
     for _ in range(steps):
         crops, hs, rs, ms = [], [], [], []
         for i in rng.integers(0, len(ims), 8):
-            c, b = augment(rng, ims[int(i)], cfg)
+            c, b, _ = augment(rng, ims[int(i)], cfg)
             hm, rg, mk = make_targets(b, H // 4, W // 4, 4)
             crops.append(c)
             hs.append(hm)

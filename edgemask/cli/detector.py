@@ -48,7 +48,7 @@ def recall_table(name: str, m: dict):
     return t
 
 
-def _parse_image_weights(items: List[str]) -> dict:
+def _parse_label_weights(items: List[str], option: str) -> dict:
     from edgemask.errors import ConfigError
 
     out = {}
@@ -59,7 +59,7 @@ def _parse_image_weights(items: List[str]) -> dict:
         except ValueError:
             weight = -1.0
         if not label.strip() or not weight > 0:
-            raise ConfigError(f"--image-weight {item!r} should be LABEL=W with W > 0, e.g. without_mask=3")
+            raise ConfigError(f"{option} {item!r} should be LABEL=W with W > 0, e.g. without_mask=3")
         out[label.strip()] = weight
     return out
 
@@ -93,6 +93,12 @@ def train_cmd(
         metavar="LABEL=W",
         help="Draw images holding a LABEL face W times as often, e.g. without_mask=3 (repeat for several).",
     ),
+    face_weight: List[str] = typer.Option(
+        [],
+        "--face-weight",
+        metavar="LABEL=W",
+        help="Weigh each LABEL face W times in the loss, e.g. without_mask=2 (repeat for several).",
+    ),
     score_threshold: float = typer.Option(_DEC.score_threshold, help=_SCORE_HELP),
     min_side: float = typer.Option(_DEC.min_side, help=_MIN_SIDE_HELP),
     coarse: float = typer.Option(_DEC.coarse, help=_COARSE_HELP),
@@ -116,7 +122,8 @@ def train_cmd(
             seed=seed,
             max_minutes=max_minutes,
             init=init,
-            image_weights=_parse_image_weights(image_weight),
+            image_weights=_parse_label_weights(image_weight, "--image-weight"),
+            face_weights=_parse_label_weights(face_weight, "--face-weight"),
             resume=resume,
             decode={**_DEC.to_dict(), "score_threshold": score_threshold, "min_side": min_side, "coarse": coarse},
         )

@@ -65,7 +65,7 @@ def _colour(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 
 def augment(rng: np.random.Generator, im: DetImage, cfg: DetTrainConfig) -> tuple:
-    """One random training crop: (uint8 (crop_h, crop_w, 3), boxes (G, 4) in crop pixels)."""
+    """One random training crop: (uint8 (crop_h, crop_w, 3), boxes (G, 4) in crop pixels, their G labels)."""
     import cv2
 
     h, w = im.rgb.shape[:2]
@@ -74,6 +74,7 @@ def augment(rng: np.random.Generator, im: DetImage, cfg: DetTrainConfig) -> tupl
     nw, nh = max(8, int(round(w * s))), max(8, int(round(h * s)))
     img = cv2.resize(im.rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     boxes = im.boxes * np.float32([nw / w, nh / h, nw / w, nh / h])
+    labels = np.asarray(im.labels, dtype=object)
     cw, ch = cfg.crop_width, cfg.crop_height
     # crop origin: around a random face 70 % of the time, anywhere otherwise; may go past the edges (padding)
     if len(boxes) and rng.random() < 0.7:
@@ -94,21 +95,26 @@ def augment(rng: np.random.Generator, im: DetImage, cfg: DetTrainConfig) -> tupl
         clipped[:, [1, 3]] = np.clip(clipped[:, [1, 3]], 0, ch)
         area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 1e-6, None), axis=1)
         vis = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1) / area
-        boxes = clipped[vis >= 0.5]
+        boxes, labels = clipped[vis >= 0.5], labels[vis >= 0.5]
     if rng.random() < 0.5:
         canvas = canvas[:, ::-1]
         boxes = boxes.copy()
         boxes[:, [0, 2]] = cw - boxes[:, [2, 0]]
-    return _colour(rng, np.ascontiguousarray(canvas)), boxes
+    return _colour(rng, np.ascontiguousarray(canvas)), boxes, list(labels)
 
 
-def make_targets(boxes: np.ndarray, out_h: int, out_w: int, stride: int) -> tuple:
-    """CenterNet targets of one crop: heat (h, w), reg (4, h, w), reg mask (h, w)."""
+def make_targets(
+    boxes: np.ndarray, out_h: int, out_w: int, stride: int, weights: Optional[Sequence[float]] = None
+) -> tuple:
+    """CenterNet targets of one crop: heat (h, w), reg (4, h, w), reg mask (h, w).
+
+    The mask holds each face's loss weight at its centre cell (1 unless ``weights`` gives one per box).
+    """
     heat = np.zeros((out_h, out_w), np.float32)
     reg = np.zeros((4, out_h, out_w), np.float32)
     mask = np.zeros((out_h, out_w), np.float32)
     yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
-    for x0, y0, x1, y1 in boxes:
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
         bw, bh = (x1 - x0) / stride, (y1 - y0) / stride
         if min(bw, bh) < 0.5:  # under 2 px: nothing to learn
             continue
@@ -119,12 +125,16 @@ def make_targets(boxes: np.ndarray, out_h: int, out_w: int, stride: int) -> tupl
         np.maximum(heat, g, out=heat)
         heat[iy, ix] = 1.0
         reg[:, iy, ix] = (math.log(bw), math.log(bh), cx - ix, cy - iy)
-        mask[iy, ix] = 1.0
+        mask[iy, ix] = 1.0 if weights is None else float(weights[k])
     return heat, reg, mask
 
 
 def detector_loss(raw, heat, reg, mask):
-    """Focal loss on the heatmap + L1 on size/offset at face centres (torch tensors)."""
+    """Focal loss on the heatmap + L1 on size/offset at face centres (torch tensors).
+
+    ``mask`` is each face's weight at its centre cell (see :func:`make_targets`); it scales both the face's
+    positive heatmap term and its box term, normalised by the number of faces.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -132,7 +142,7 @@ def detector_loss(raw, heat, reg, mask):
     p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
     pos = heat.eq(1).float()
     n = pos.sum().clamp(min=1.0)
-    pos_loss = -(F.logsigmoid(logit) * (1 - p) ** 2 * pos).sum()
+    pos_loss = -(F.logsigmoid(logit) * (1 - p) ** 2 * pos * torch.where(mask > 0, mask, torch.ones_like(mask))).sum()
     neg_loss = -(F.logsigmoid(-logit) * p**2 * (1 - heat) ** 4 * (1 - pos)).sum()
     hm = (pos_loss + neg_loss) / n
     pred = torch.cat([raw[:, 1:3], torch.sigmoid(raw[:, 3:5])], dim=1)
@@ -259,8 +269,9 @@ def train_detector(cfg: DetTrainConfig, progress: Optional[ProgressFn] = None) -
                 idx = rng.integers(0, len(train), 2)
             crops, hs, rs, ms = [], [], [], []
             for i in idx:
-                c, b = augment(rng, train[int(i)], cfg)
-                hm, rg, mk = make_targets(b, oh, ow, stride)
+                c, b, labels = augment(rng, train[int(i)], cfg)
+                fw = [float(cfg.face_weights.get(lab, 1.0)) for lab in labels] if cfg.face_weights else None
+                hm, rg, mk = make_targets(b, oh, ow, stride, fw)
                 crops.append(c)
                 hs.append(hm)
                 rs.append(rg)
@@ -355,6 +366,7 @@ def _run_info(cfg: DetTrainConfig, arch_args: Dict[str, Any], stride: int, sets:
         "split": {"seed": cfg.split_seed, "heldout": cfg.heldout, "by": "image"},
         "train_images": n_train,
         **({"init": Path(cfg.init).name, "image_weights": dict(cfg.image_weights)} if cfg.init else {}),
+        **({"face_weights": dict(cfg.face_weights)} if cfg.face_weights else {}),
     }
 
 

@@ -231,3 +231,43 @@ def test_init_from_another_run_must_match_its_layers_but_not_its_input_size(tiny
     torch.manual_seed(1)
     fresh = create_model("facedet", input_width=160, input_height=128).state_dict()[w].numpy()
     assert np.abs(c[w] - a[w]).mean() < np.abs(c[w] - fresh).mean(), "the fine-tune did not start from --init"
+
+
+def test_face_weights_scale_a_faces_loss_and_follow_it_through_augment():
+    import torch
+
+    from edgemask.data.detection import DetImage
+    from edgemask.detector_config import DetTrainConfig
+    from edgemask.training.detector import augment, detector_loss, make_targets
+
+    boxes = np.float32([[8, 8, 24, 24], [40, 8, 56, 24]])
+    _, _, plain = make_targets(boxes, 16, 16, 4)
+    _, _, weighed = make_targets(boxes, 16, 16, 4, [1.0, 3.0])
+    assert sorted(plain[plain > 0]) == [1.0, 1.0] and sorted(weighed[weighed > 0]) == [1.0, 3.0]
+
+    heat, reg, _ = make_targets(boxes, 16, 16, 4)
+    raw = torch.zeros(1, 5, 16, 16)  # every peak at 0.5, every box off: both faces cost the same
+    t = [torch.from_numpy(a[None]) for a in (heat, reg)]
+    base, _ = detector_loss(raw, t[0], t[1], torch.from_numpy(plain[None]))
+    more, _ = detector_loss(raw, t[0], t[1], torch.from_numpy(weighed[None]))
+    twice, _ = detector_loss(raw, t[0], t[1], torch.from_numpy(3 * plain[None]))
+    assert base < more < twice  # one face of two weighed 3: between weight 1 and weight 3 for both
+
+    rgb = np.zeros((96, 128, 3), np.uint8)
+    im = DetImage("a", rgb, np.float32([[10, 10, 40, 40], [90, 50, 120, 80]]), ["with_mask", "without_mask"])
+    cfg = DetTrainConfig(crop_width=128, crop_height=96, input_width=128, input_height=96)
+    for seed in range(20):  # crops drop faces out of view: the labels must drop with their boxes
+        _, b, labels = augment(np.random.default_rng(seed), im, cfg)
+        assert len(b) == len(labels) and set(labels) <= {"with_mask", "without_mask"}
+
+
+@pytest.mark.parametrize("option", ["--face-weight", "--image-weight"])
+def test_cli_bad_label_weight_is_one_line(tmp_path, option):
+    from typer.testing import CliRunner
+
+    from edgemask.cli.main import app
+
+    args = ["detector", "train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), option, "without_mask=0"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and f"{option} 'without_mask=0' should be LABEL=W" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
