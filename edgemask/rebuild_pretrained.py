@@ -397,6 +397,12 @@ def _decode_line(card: Dict[str, Any]) -> str:
     return (
         f"Input {wh[0]}x{wh[1]} (letterboxed); a face is a heatmap peak >= {dec.get('score_threshold')}, NMS IoU "
         f"{dec.get('nms_iou')}, boxes under {dec.get('min_side')} px (shorter side) dropped."
+        + (
+            f" A second pass sees the frame at {dec['coarse']:g} of that scale and adds its boxes of "
+            f"{dec.get('coarse_min_side'):g}+ input px: faces close to the camera."
+            if dec.get("coarse")
+            else ""
+        )
         if wh
         else ""
     )

@@ -19,7 +19,7 @@ _MIN_SIDE_HELP = (
 )
 _COARSE_HELP = (
     "Decode: also run the frame shrunk to this fraction of the input and keep its large boxes, so a face "
-    "filling most of the frame is found (0 = one pass, twice as fast; recorded in the run, exported to the bundle)."
+    "filling most of the frame is found (0 = one pass, half the detector work; recorded in the run, exported to the bundle)."
 )
 app = typer.Typer(
     help="Train and evaluate the learned face detector (any VOC box counts as a face).", no_args_is_help=True

@@ -37,7 +37,10 @@ def test_the_card_names_the_detector_decode():
     from edgemask.rebuild_pretrained import _decode_line
 
     line = _decode_line({"detector_input": [448, 320], "detector_decode": {"score_threshold": 0.35, "min_side": 16}})
-    assert "448x320" in line and "0.35" in line and "16" in line
+    assert "448x320" in line and "0.35" in line and "16" in line and "second pass" not in line
+    dec = {"score_threshold": 0.35, "min_side": 16, "coarse": 0.5, "coarse_min_side": 96}
+    line = _decode_line({"detector_input": [448, 320], "detector_decode": dec})
+    assert "second pass sees the frame at 0.5 of that scale" in line and "96+ input px" in line
     assert _decode_line({}) == ""
 
 
