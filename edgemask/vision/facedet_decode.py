@@ -93,8 +93,7 @@ def pass_canvases(
     canvas, scale = letterbox(rgb, width, height)
     canvases, scales = [canvas], [scale]
     if params.coarse > 0:
-        cw, ch = max(32, int(round(width * params.coarse))), max(32, int(round(height * params.coarse)))
-        small, s2 = letterbox(rgb, min(cw, width), min(ch, height))
+        small, s2 = letterbox(rgb, max(1, round(width * params.coarse)), max(1, round(height * params.coarse)))
         coarse = np.full_like(canvas, 114)
         coarse[: small.shape[0], : small.shape[1]] = small
         canvases.append(coarse)
@@ -113,9 +112,9 @@ def merge_passes(
     boxes, scores = [], []
     for i, (head, scale) in enumerate(zip(heads, scales)):
         b, s = decode_heads(head, params, scale, frame_wh)
-        if i:
-            side = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * float(scales[0])
-            b, s = b[side >= params.coarse_min_side], s[side >= params.coarse_min_side]
+        if i:  # a coarse pass: only faces too large for the full pass
+            big = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * float(scales[0]) >= params.coarse_min_side
+            b, s = b[big], s[big]
         boxes.append(b)
         scores.append(s)
     b, s = np.concatenate(boxes), np.concatenate(scores)
